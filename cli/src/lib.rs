@@ -1,0 +1,12 @@
+//! Hibernation's client library.
+//!
+//! * [`nix`]: the Nix formats (Nix base32, hashes, store paths, narinfo, signatures, NAR
+//!   writer and validating reader). The server uses these same definitions.
+//! * [`api`]: request and response types of the push API, shared by server and CLI.
+//! * `client` (feature `client`): the HTTP client and the `hibernation` command.
+
+pub mod api;
+pub mod nix;
+
+#[cfg(feature = "client")]
+pub mod client;

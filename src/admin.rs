@@ -1,0 +1,158 @@
+//! `hibernation-server admin ...`: bootstrap users, caches, keys and tokens without the UI.
+
+use anyhow::{Context, bail};
+use chrono::Duration;
+use clap::Subcommand;
+use hibernation::nix::PublicKey;
+
+use crate::db::{Db, caches, is_unique_violation, now, users};
+use crate::services::{CACHE_NAME_RULE, auth, is_valid_cache_name};
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a user (administrators may read and push everywhere).
+    CreateUser {
+        name: String,
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Create a cache. Pushes must be signed by one of its public keys.
+    CreateCache {
+        name: String,
+        /// Anyone may read the cache (pushing always needs a token).
+        #[arg(long)]
+        public: bool,
+        /// Substituter priority announced in nix-cache-info (lower wins; cache.nixos.org is 40).
+        #[arg(long, default_value_t = 41)]
+        priority: i32,
+        /// A Nix public key (`name:base64`, from `nix key convert-secret-to-public`); repeatable.
+        #[arg(long = "public-key")]
+        public_keys: Vec<String>,
+    },
+    /// Add a public signing key to a cache.
+    AddKey { cache: String, public_key: String },
+    /// Let a user read a cache, or push to it with --push.
+    Grant {
+        user: String,
+        cache: String,
+        #[arg(long)]
+        push: bool,
+    },
+    /// Create an API token for a user and print it (it is shown only once).
+    CreateToken {
+        user: String,
+        #[arg(long)]
+        name: String,
+        /// Lifetime such as 90d, 12h, 30m or 45s; no expiry when absent.
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+    /// Revoke a user's token by name; it stops working at once.
+    RevokeToken {
+        user: String,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+pub fn parse_lifetime(text: &str) -> anyhow::Result<Duration> {
+    let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: i64 = digits.parse().with_context(|| format!("invalid lifetime {text:?}: use e.g. 90d, 12h, 30m, 45s"))?;
+    Ok(match unit {
+        "d" => Duration::days(n),
+        "h" => Duration::hours(n),
+        "m" => Duration::minutes(n),
+        "s" | "" => Duration::seconds(n),
+        _ => bail!("invalid lifetime {text:?}: use e.g. 90d, 12h, 30m, 45s"),
+    })
+}
+
+fn validate_keys(keys: &[String]) -> anyhow::Result<()> {
+    for key in keys {
+        PublicKey::parse(key).with_context(|| format!("invalid public key {key:?}"))?;
+    }
+    Ok(())
+}
+
+pub fn run(db: &Db, command: AdminCommand) -> anyhow::Result<()> {
+    match command {
+        AdminCommand::CreateUser { name, admin } => {
+            if name.trim().is_empty() || name.len() > 100 {
+                bail!("user names must be 1-100 characters");
+            }
+            db.write_blocking(|c| users::create(c, &name, admin)).map_err(|e| unique_or(e, format!("user {name:?} already exists")))?;
+            println!("created user {name}{}", if admin { " (administrator)" } else { "" });
+        }
+        AdminCommand::CreateCache { name, public, priority, public_keys } => {
+            if !is_valid_cache_name(&name) {
+                bail!("invalid cache name {name:?}: {CACHE_NAME_RULE}");
+            }
+            validate_keys(&public_keys)?;
+            db.write_blocking(|c| caches::create(c, &name, public, priority, &public_keys))
+                .map_err(|e| unique_or(e, format!("cache {name:?} already exists")))?;
+            println!("created {} cache {name}", if public { "public" } else { "private" });
+        }
+        AdminCommand::AddKey { cache, public_key } => {
+            validate_keys(std::slice::from_ref(&public_key))?;
+            db.write_blocking(|c| {
+                let found = caches::find_by_name(c, &cache)?;
+                found.map(|found| caches::add_key(c, found.id, &public_key)).transpose()
+            })
+            .map_err(|e| unique_or(e, format!("cache {cache:?} already has this key")))?
+            .with_context(|| format!("cache {cache:?} does not exist"))?;
+            println!("added key to cache {cache}");
+        }
+        AdminCommand::Grant { user, cache, push } => {
+            db.write_blocking(|c| {
+                let (Some(u), Some(k)) = (users::find_by_name(c, &user)?, caches::find_by_name(c, &cache)?) else {
+                    return Ok(false);
+                };
+                users::grant(c, k.id, u.id, push)?;
+                Ok(true)
+            })?
+            .then_some(())
+            .with_context(|| format!("user {user:?} or cache {cache:?} does not exist"))?;
+            println!("granted {} on {cache} to {user}", if push { "read and push" } else { "read" });
+        }
+        AdminCommand::CreateToken { user, name, expires_in } => {
+            let expires_at = expires_in.as_deref().map(parse_lifetime).transpose()?.map(|d| now() + d);
+            let token = db
+                .write_blocking(|c| {
+                    let Some(u) = users::find_by_name(c, &user)? else { return Ok(None) };
+                    auth::issue_token(c, u.id, &name, expires_at).map(Some)
+                })
+                .map_err(|e| unique_or(e, format!("user {user:?} already has a token named {name:?}")))?
+                .with_context(|| format!("user {user:?} does not exist"))?;
+            println!("{token}");
+        }
+        AdminCommand::RevokeToken { user, name } => {
+            let revoked = db.write_blocking(|c| match users::find_by_name(c, &user)? {
+                Some(u) => users::revoke_token(c, u.id, &name),
+                None => Ok(0),
+            })?;
+            if revoked == 0 {
+                bail!("user {user:?} has no token named {name:?}");
+            }
+            println!("revoked token {name} of {user}");
+        }
+    }
+    Ok(())
+}
+
+fn unique_or(e: crate::db::DbError, message: String) -> anyhow::Error {
+    if is_unique_violation(&e) { anyhow::anyhow!(message) } else { e.into() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_lifetimes() {
+        assert_eq!(parse_lifetime("90d").unwrap(), Duration::days(90));
+        assert_eq!(parse_lifetime("12h").unwrap(), Duration::hours(12));
+        assert_eq!(parse_lifetime("5").unwrap(), Duration::seconds(5));
+        assert!(parse_lifetime("soon").is_err());
+        assert!(parse_lifetime("5w").is_err());
+    }
+}

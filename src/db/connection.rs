@@ -1,0 +1,136 @@
+//! Connecting to SQLite or PostgreSQL from one `DB_URL`, and the per-backend migrations.
+//!
+//! diesel's derived `MultiConnection::establish` tries every backend and swallows the errors
+//! (a typo silently creates an SQLite file), so the scheme is parsed here instead.
+
+use anyhow::{Context, anyhow, bail};
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection, SqliteConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbUrl {
+    /// A `file:` URI for SQLite (diesel opens SQLite with URI support).
+    Sqlite(String),
+    Postgres(String),
+}
+
+impl DbUrl {
+    pub fn parse(url: &str) -> anyhow::Result<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Self::Postgres(url.to_string()));
+        }
+        let Some(rest) = url.strip_prefix("sqlite:") else {
+            bail!("DB_URL must start with sqlite: or postgres://, got {url:?}");
+        };
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        let path = rest.split('?').next().unwrap_or_default();
+        if path.is_empty() {
+            bail!("DB_URL {url:?} names no SQLite file");
+        }
+        if path != ":memory:" {
+            let parent = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty());
+            if let Some(dir) = parent
+                && !dir.is_dir()
+            {
+                bail!("DB_URL {url:?}: the directory {} does not exist", dir.display());
+            }
+        }
+        Ok(Self::Sqlite(format!("file:{rest}")))
+    }
+}
+
+pub fn connect(url: &DbUrl, log_queries: bool) -> anyhow::Result<AnyConnection> {
+    let mut conn = match url {
+        DbUrl::Postgres(u) => AnyConnection::Postgresql(
+            PgConnection::establish(u).map_err(|e| anyhow!("cannot connect to PostgreSQL: {e}"))?,
+        ),
+        DbUrl::Sqlite(u) => {
+            let mut c = SqliteConnection::establish(u).map_err(|e| anyhow!("cannot open SQLite database {u}: {e}"))?;
+            c.batch_execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
+                .with_context(|| format!("cannot configure SQLite database {u}"))?;
+            AnyConnection::Sqlite(c)
+        }
+    };
+    if log_queries {
+        use diesel::connection::{Instrumentation, InstrumentationEvent};
+        struct LogQueries;
+        impl Instrumentation for LogQueries {
+            fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+                if let InstrumentationEvent::StartQuery { query, .. } = event {
+                    tracing::info!(target: "hibernation::sql", "{query}");
+                }
+            }
+        }
+        conn.set_instrumentation(LogQueries);
+    }
+    Ok(conn)
+}
+
+pub fn run_migrations(conn: &mut AnyConnection) -> anyhow::Result<()> {
+    let applied = match conn {
+        AnyConnection::Postgresql(c) => c.run_pending_migrations(PG_MIGRATIONS).map(|v| v.len()),
+        AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+    }
+    .map_err(|e| anyhow!("database migration failed: {e}"))?;
+    if applied > 0 {
+        tracing::info!("applied {applied} database migration(s)");
+    }
+    Ok(())
+}
+
+/// r2d2 manager that connects through [`connect`].
+pub struct Manager {
+    pub url: DbUrl,
+    pub log_queries: bool,
+}
+
+impl diesel::r2d2::ManageConnection for Manager {
+    type Connection = AnyConnection;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<AnyConnection, Self::Error> {
+        connect(&self.url, self.log_queries).map_err(|e| {
+            diesel::r2d2::Error::ConnectionError(diesel::ConnectionError::BadConnection(format!("{e:#}")))
+        })
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), Self::Error> {
+        conn.batch_execute("SELECT 1").map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_supported_urls() {
+        assert_eq!(DbUrl::parse("sqlite::memory:").unwrap(), DbUrl::Sqlite("file::memory:".into()));
+        assert_eq!(DbUrl::parse("sqlite:/tmp/x.db?mode=rwc").unwrap(), DbUrl::Sqlite("file:/tmp/x.db?mode=rwc".into()));
+        assert_eq!(DbUrl::parse("sqlite:///tmp/x.db").unwrap(), DbUrl::Sqlite("file:/tmp/x.db".into()));
+        assert!(matches!(DbUrl::parse("postgres://u@h/db").unwrap(), DbUrl::Postgres(_)));
+    }
+
+    #[test]
+    fn rejects_unknown_schemes_and_missing_directories() {
+        let err = DbUrl::parse("nonsense").unwrap_err().to_string();
+        assert!(err.contains("must start with sqlite: or postgres://"), "{err}");
+        let err = DbUrl::parse("sqlite:/nonexistent/dir/x.db?mode=rwc").unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/dir does not exist"), "{err}");
+        assert!(DbUrl::parse("mysql://x").is_err());
+    }
+}

@@ -1,0 +1,99 @@
+//! Persistence: diesel over SQLite or PostgreSQL, picked at run time from `DB_URL`.
+//!
+//! Queries live in one module per table group; they take `&mut AnyConnection` and never know
+//! about HTTP. [`Db`] runs them on the blocking pool so async handlers never block.
+
+pub mod caches;
+mod connection;
+pub mod models;
+pub mod paths;
+pub mod schema;
+pub mod users;
+
+use std::sync::{Arc, Mutex};
+
+pub use connection::{AnyConnection, DbUrl};
+
+use diesel::r2d2::{Pool, PooledConnection};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database error: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("database connection error: {0}")]
+    Pool(String),
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+pub type DbResult<T> = Result<T, DbError>;
+
+/// A pool of connections plus, on SQLite, a lock that serialises writers (SQLite allows one
+/// writer; taking the lock up front avoids SQLITE_BUSY on read-to-write upgrades).
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool<connection::Manager>,
+    sqlite_write_lock: Option<Arc<Mutex<()>>>,
+}
+
+impl Db {
+    /// Connects, checks the database answers, and applies pending migrations.
+    pub fn open(url: &str, log_queries: bool) -> anyhow::Result<Self> {
+        let url = DbUrl::parse(url)?;
+        let is_sqlite = matches!(url, DbUrl::Sqlite(_));
+        // Fail fast with the real error instead of r2d2's generic timeout.
+        let mut first = connection::connect(&url, log_queries)?;
+        connection::run_migrations(&mut first)?;
+        drop(first);
+        let manager = connection::Manager { url, log_queries };
+        let pool = Pool::builder()
+            .max_size(if is_sqlite { 4 } else { 16 })
+            .connection_timeout(std::time::Duration::from_secs(10))
+            .build(manager)?;
+        Ok(Self { pool, sqlite_write_lock: is_sqlite.then(|| Arc::new(Mutex::new(()))) })
+    }
+
+    fn conn(&self) -> DbResult<PooledConnection<connection::Manager>> {
+        self.pool.get().map_err(|e| DbError::Pool(format!("{e:#}")))
+    }
+
+    /// Runs read-only work on the blocking pool.
+    pub async fn read<T, F>(&self, work: F) -> DbResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> DbResult<T> + Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || work(&mut *db.conn()?))
+            .await
+            .map_err(|e| DbError::Task(e.to_string()))?
+    }
+
+    /// Runs work that writes, inside one transaction, on the blocking pool.
+    pub async fn write<T, F>(&self, work: F) -> DbResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> DbResult<T> + Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || db.write_blocking(work)).await.map_err(|e| DbError::Task(e.to_string()))?
+    }
+
+    /// The synchronous form of [`Db::write`], for the admin commands.
+    pub fn write_blocking<T>(&self, work: impl FnOnce(&mut AnyConnection) -> DbResult<T>) -> DbResult<T> {
+        let _guard = self.sqlite_write_lock.as_ref().map(|l| l.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut conn = self.conn()?;
+        use diesel::Connection;
+        conn.transaction(|c| work(c))
+    }
+}
+
+/// The current time as stored in every timestamp column (naive UTC).
+pub fn now() -> chrono::NaiveDateTime {
+    chrono::Utc::now().naive_utc()
+}
+
+/// Was this error a unique-constraint violation (a concurrent insert won)?
+pub fn is_unique_violation(e: &DbError) -> bool {
+    matches!(e, DbError::Query(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)))
+}

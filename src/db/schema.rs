@@ -1,0 +1,99 @@
+// Hand-written so that one schema serves SQLite and PostgreSQL (see migrations/).
+
+diesel::table! {
+    caches (id) {
+        id -> BigInt,
+        name -> Text,
+        is_public -> Bool,
+        priority -> Integer,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    cache_keys (id) {
+        id -> BigInt,
+        cache_id -> BigInt,
+        public_key -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    nars (id) {
+        id -> BigInt,
+        nar_hash -> Text,
+        nar_size -> BigInt,
+        compression -> Text,
+        file_hash -> Text,
+        file_size -> BigInt,
+        storage_key -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    store_paths (id) {
+        id -> BigInt,
+        cache_id -> BigInt,
+        nar_id -> BigInt,
+        hash_part -> Text,
+        name -> Text,
+        deriver -> Nullable<Text>,
+        ca -> Nullable<Text>,
+        signatures -> Text,
+        created_at -> Timestamp,
+        last_accessed_at -> Nullable<Timestamp>,
+        access_count -> BigInt,
+    }
+}
+
+diesel::table! {
+    path_references (store_path_id, reference) {
+        store_path_id -> BigInt,
+        reference -> Text,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> BigInt,
+        name -> Text,
+        is_admin -> Bool,
+        password_hash -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    cache_permissions (cache_id, user_id) {
+        cache_id -> BigInt,
+        user_id -> BigInt,
+        can_push -> Bool,
+    }
+}
+
+diesel::table! {
+    api_tokens (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        name -> Text,
+        token_hash -> Text,
+        expires_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+        last_used_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(cache_keys -> caches (cache_id));
+diesel::joinable!(store_paths -> caches (cache_id));
+diesel::joinable!(store_paths -> nars (nar_id));
+diesel::joinable!(path_references -> store_paths (store_path_id));
+diesel::joinable!(cache_permissions -> caches (cache_id));
+diesel::joinable!(cache_permissions -> users (user_id));
+diesel::joinable!(api_tokens -> users (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    caches, cache_keys, nars, store_paths, path_references, users, cache_permissions, api_tokens
+);

@@ -1,0 +1,89 @@
+//! Users, per-cache permissions and API tokens.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::models::{ApiToken, User};
+use super::schema::{api_tokens, cache_permissions, users};
+use super::{AnyConnection, DbResult, now};
+
+pub fn create(conn: &mut AnyConnection, name: &str, is_admin: bool) -> DbResult<User> {
+    diesel::insert_into(users::table)
+        .values((users::name.eq(name), users::is_admin.eq(is_admin), users::created_at.eq(now())))
+        .execute(conn)?;
+    find_by_name(conn, name)?.ok_or(diesel::result::Error::NotFound.into())
+}
+
+pub fn find_by_name(conn: &mut AnyConnection, name: &str) -> DbResult<Option<User>> {
+    Ok(users::table.filter(users::name.eq(name)).select(User::as_select()).first(conn).optional()?)
+}
+
+/// Grants read access, and push access when `can_push`; replaces an earlier grant.
+pub fn grant(conn: &mut AnyConnection, cache_id: i64, user_id: i64, can_push: bool) -> DbResult<()> {
+    diesel::delete(cache_permissions::table.find((cache_id, user_id))).execute(conn)?;
+    diesel::insert_into(cache_permissions::table)
+        .values((
+            cache_permissions::cache_id.eq(cache_id),
+            cache_permissions::user_id.eq(user_id),
+            cache_permissions::can_push.eq(can_push),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// `None` when the user has no grant on the cache, else whether the grant includes push.
+pub fn permission(conn: &mut AnyConnection, cache_id: i64, user_id: i64) -> DbResult<Option<bool>> {
+    Ok(cache_permissions::table
+        .find((cache_id, user_id))
+        .select(cache_permissions::can_push)
+        .first(conn)
+        .optional()?)
+}
+
+/// Ids of every cache the user was granted access to.
+pub fn readable_cache_ids(conn: &mut AnyConnection, user_id: i64) -> DbResult<Vec<i64>> {
+    Ok(cache_permissions::table
+        .filter(cache_permissions::user_id.eq(user_id))
+        .select(cache_permissions::cache_id)
+        .load(conn)?)
+}
+
+pub fn create_token(
+    conn: &mut AnyConnection,
+    user_id: i64,
+    name: &str,
+    token_hash: &str,
+    expires_at: Option<NaiveDateTime>,
+) -> DbResult<()> {
+    diesel::insert_into(api_tokens::table)
+        .values((
+            api_tokens::user_id.eq(user_id),
+            api_tokens::name.eq(name),
+            api_tokens::token_hash.eq(token_hash),
+            api_tokens::expires_at.eq(expires_at),
+            api_tokens::created_at.eq(now()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The token with this hash and its user, whatever its state (the caller checks expiry).
+pub fn find_token(conn: &mut AnyConnection, token_hash: &str) -> DbResult<Option<(ApiToken, User)>> {
+    Ok(api_tokens::table
+        .inner_join(users::table)
+        .filter(api_tokens::token_hash.eq(token_hash))
+        .select((ApiToken::as_select(), User::as_select()))
+        .first(conn)
+        .optional()?)
+}
+
+pub fn touch_token(conn: &mut AnyConnection, token_id: i64, at: NaiveDateTime) -> DbResult<()> {
+    diesel::update(api_tokens::table.find(token_id)).set(api_tokens::last_used_at.eq(at)).execute(conn)?;
+    Ok(())
+}
+
+pub fn revoke_token(conn: &mut AnyConnection, user_id: i64, name: &str) -> DbResult<usize> {
+    Ok(diesel::update(api_tokens::table.filter(api_tokens::user_id.eq(user_id)).filter(api_tokens::name.eq(name)))
+        .set(api_tokens::revoked_at.eq(now()))
+        .execute(conn)?)
+}

@@ -1,0 +1,78 @@
+//! `hibernation-server`: the Hibernation binary cache server.
+
+mod admin;
+mod config;
+mod db;
+mod services;
+mod storage;
+mod web;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(name = "hibernation-server", version, about = "Self-hosted Nix binary cache server", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (the default). Configuration comes from environment variables.
+    Serve,
+    /// Manage users, caches and tokens directly in the database.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = config::Config::from_env()?;
+    let filter = EnvFilter::try_new(&config.log_level).with_context(|| format!("invalid LOG_LEVEL {:?}", config.log_level))?;
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let db = db::Db::open(&config.db_url, config.database_logging)?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Admin(command) => admin::run(&db, command),
+        Command::Serve => tokio::runtime::Runtime::new()?.block_on(serve(config, db)),
+    }
+}
+
+async fn serve(config: config::Config, db: db::Db) -> anyhow::Result<()> {
+    let storage = storage::Storage::open(&config.storage_path)?;
+    let access_log = Arc::new(services::access_log::AccessLog::default());
+    tokio::spawn(access_log.clone().run(db.clone()));
+    let port = config.port;
+    let state = Arc::new(web::AppState { db: db.clone(), storage, config, access_log: access_log.clone() });
+    let listener = poem::listener::TcpListener::bind(("0.0.0.0", port));
+    tracing::info!("hibernation-server listening on port {port}");
+    poem::Server::new(listener)
+        .run_with_graceful_shutdown(web::routes(state), shutdown_signal(), Some(std::time::Duration::from_secs(30)))
+        .await
+        .with_context(|| format!("cannot serve on port {port}"))?;
+    access_log.flush(&db).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,73 @@
+//! API tokens: high-entropy secrets, stored only as SHA-256 hashes.
+
+use chrono::{Duration, NaiveDateTime};
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use sha2::{Digest, Sha256};
+
+use crate::db::{AnyConnection, Db, DbError, DbResult, now, users};
+
+const TOKEN_PREFIX: &str = "hib_";
+/// `last_used_at` is written at most this often per token, keeping writes off the hot path.
+const LAST_USED_RESOLUTION: Duration = Duration::minutes(1);
+
+/// Who is calling, after a token was checked.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user_id: i64,
+    pub user_name: String,
+    pub is_admin: bool,
+    pub token_name: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("the token is not valid")]
+    Unknown,
+    #[error("the token was revoked")]
+    Revoked,
+    #[error("the token expired on {0} UTC")]
+    Expired(NaiveDateTime),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// A new random token (`hib_` + 40 alphanumerics, about 238 bits).
+pub fn generate_token() -> String {
+    let secret: String = rand::rng().sample_iter(&Alphanumeric).take(40).map(char::from).collect();
+    format!("{TOKEN_PREFIX}{secret}")
+}
+
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Creates a token for `user`; returns the secret, which is never stored.
+pub fn issue_token(conn: &mut AnyConnection, user_id: i64, name: &str, expires_at: Option<NaiveDateTime>) -> DbResult<String> {
+    let token = generate_token();
+    users::create_token(conn, user_id, name, &hash_token(&token), expires_at)?;
+    Ok(token)
+}
+
+pub async fn authenticate(db: &Db, token: &str) -> Result<Caller, AuthError> {
+    let hash = hash_token(token.trim());
+    let found = db.read(move |c| users::find_token(c, &hash)).await?;
+    let (token, user) = found.ok_or(AuthError::Unknown)?;
+    let now = now();
+    if token.revoked_at.is_some() {
+        return Err(AuthError::Revoked);
+    }
+    if let Some(expiry) = token.expires_at
+        && expiry <= now
+    {
+        return Err(AuthError::Expired(expiry));
+    }
+    let stale = token.last_used_at.is_none_or(|t| now - t > LAST_USED_RESOLUTION);
+    if stale {
+        let id = token.id;
+        if let Err(e) = db.write(move |c| users::touch_token(c, id, now)).await {
+            tracing::warn!("could not record token use: {e}");
+        }
+    }
+    Ok(Caller { user_id: user.id, user_name: user.name, is_admin: user.is_admin, token_name: token.name })
+}

@@ -1,0 +1,164 @@
+//! The Nix binary-cache protocol at `/api/nix/{cache}/...`: `nix-cache-info`, narinfos and NARs.
+
+use std::sync::Arc;
+
+use hibernation::nix::store_path::is_hash_part;
+use poem::http::{Method, StatusCode, header};
+use poem::web::{Data, Path};
+use poem::{Body, Request, Response, handler};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use super::credentials::optional_caller;
+use super::{AppError, AppState};
+use crate::db::models::Cache;
+use crate::db::{caches, paths};
+use crate::services::access::{Access, access_to};
+use crate::services::narinfo as narinfo_format;
+
+/// The cache if the caller may read it: 404 when it does not exist, 401 (never 403, which
+/// Nix reads as "not cached") when it is private and the credentials are missing or wrong.
+async fn readable_cache(state: &AppState, req: &Request, name: &str) -> Result<Cache, AppError> {
+    let lookup = name.to_string();
+    let cache = state
+        .db
+        .read(move |c| caches::find_by_name(c, &lookup))
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("cache {name:?} does not exist")))?;
+    if cache.is_public {
+        return Ok(cache);
+    }
+    let caller = optional_caller(state, req).await?.ok_or_else(|| {
+        AppError::Unauthorized(format!("cache {name:?} is private: put an API token in your netrc file as the password"))
+    })?;
+    let cache_for_check = cache.clone();
+    let access = state.db.read(move |c| access_to(c, Some(&caller), &cache_for_check)).await?;
+    if access == Access::None {
+        return Err(AppError::Unauthorized(format!("your token has no access to cache {name:?}")));
+    }
+    Ok(cache)
+}
+
+#[handler]
+pub async fn cache_info(req: &Request, Path(name): Path<String>, state: Data<&Arc<AppState>>) -> Result<Response, AppError> {
+    let cache = readable_cache(&state, req, &name).await?;
+    let body = format!("StoreDir: {}\nWantMassQuery: 1\nPriority: {}\n", hibernation::nix::STORE_DIR, cache.priority);
+    Ok(Response::builder().content_type("text/x-nix-cache-info").body(body))
+}
+
+#[handler]
+pub async fn narinfo(
+    req: &Request,
+    Path((name, file)): Path<(String, String)>,
+    state: Data<&Arc<AppState>>,
+) -> Result<Response, AppError> {
+    let not_found = || AppError::NotFound(format!("{file} is not in cache {name:?}"));
+    let hash = file.strip_suffix(".narinfo").filter(|h| is_hash_part(h)).ok_or_else(not_found)?.to_string();
+    let cache = readable_cache(&state, req, &name).await?;
+    let entry = state.db.read(move |c| paths::find_entry(c, cache.id, &hash)).await?.ok_or_else(not_found)?;
+    let text = narinfo_format::render(&entry).map_err(AppError::Internal)?;
+    let response = Response::builder().content_type("text/x-nix-narinfo").header(header::CONTENT_LENGTH, text.len());
+    Ok(if req.method() == Method::HEAD { response.body(Body::empty()) } else { response.body(text) })
+}
+
+#[handler]
+pub async fn nar(
+    req: &Request,
+    Path((name, file)): Path<(String, String)>,
+    state: Data<&Arc<AppState>>,
+) -> Result<Response, AppError> {
+    let not_found = || AppError::NotFound(format!("nar/{file} is not in cache {name:?}"));
+    let nar_hash = narinfo_format::nar_hash_from_file_name(&file).ok_or_else(not_found)?.to_string();
+    let cache = readable_cache(&state, req, &name).await?;
+    let (path_id, nar) = state.db.read(move |c| paths::nar_in_cache(c, cache.id, &nar_hash)).await?.ok_or_else(not_found)?;
+    let len = nar.file_size as u64;
+    let range = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok());
+    let (status, start, end) = match parse_range(range, len) {
+        RangeRequest::Full => (StatusCode::OK, 0, len),
+        RangeRequest::Partial(start, end) => (StatusCode::PARTIAL_CONTENT, start, end),
+        RangeRequest::Unsatisfiable => {
+            return Ok(Response::builder()
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header(header::CONTENT_RANGE, format!("bytes */{len}"))
+                .header(header::ACCEPT_RANGES, "bytes")
+                .body(Body::empty()));
+        }
+    };
+    let mut builder = Response::builder()
+        .status(status)
+        .content_type("application/x-nix-nar")
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CONTENT_LENGTH, end - start);
+    if status == StatusCode::PARTIAL_CONTENT {
+        builder = builder.header(header::CONTENT_RANGE, format!("bytes {start}-{}/{len}", end - 1));
+    }
+    if req.method() == Method::HEAD {
+        return Ok(builder.body(Body::empty()));
+    }
+    let mut file = state.storage.open_read(&nar.storage_key).await.map_err(|e| {
+        AppError::Internal(format!("NAR {} is registered but cannot be read from storage: {e}", nar.nar_hash))
+    })?;
+    if start > 0 {
+        file.seek(std::io::SeekFrom::Start(start)).await.map_err(|e| AppError::Internal(e.to_string()))?;
+    }
+    state.access_log.record(path_id);
+    Ok(builder.body(Body::from_async_read(file.take(end - start))))
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum RangeRequest {
+    Full,
+    /// Half-open byte range `[start, end)`.
+    Partial(u64, u64),
+    Unsatisfiable,
+}
+
+/// Parses a single `bytes=` range; several ranges or other units get the whole file.
+fn parse_range(header: Option<&str>, len: u64) -> RangeRequest {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else { return RangeRequest::Full };
+    if spec.contains(',') {
+        return RangeRequest::Full;
+    }
+    let Some((first, last)) = spec.split_once('-') else { return RangeRequest::Unsatisfiable };
+    let (first, last) = (first.trim(), last.trim());
+    let parsed = if first.is_empty() {
+        // Suffix range: the last N bytes.
+        match last.parse::<u64>() {
+            Ok(0) | Err(_) => None,
+            Ok(n) => Some((len.saturating_sub(n), len)),
+        }
+    } else {
+        match (first.parse::<u64>(), last) {
+            (Ok(start), "") => Some((start, len)),
+            (Ok(start), last) => last.parse::<u64>().ok().filter(|l| *l >= start).map(|l| (start, (l + 1).min(len))),
+            _ => None,
+        }
+    };
+    match parsed {
+        Some((start, end)) if start < len && start < end => RangeRequest::Partial(start, end),
+        _ => RangeRequest::Unsatisfiable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_single_byte_ranges() {
+        assert_eq!(parse_range(None, 100), RangeRequest::Full);
+        assert_eq!(parse_range(Some("bytes=0-9"), 100), RangeRequest::Partial(0, 10));
+        assert_eq!(parse_range(Some("bytes=90-"), 100), RangeRequest::Partial(90, 100));
+        assert_eq!(parse_range(Some("bytes=90-200"), 100), RangeRequest::Partial(90, 100));
+        assert_eq!(parse_range(Some("bytes=-10"), 100), RangeRequest::Partial(90, 100));
+        assert_eq!(parse_range(Some("bytes=-500"), 100), RangeRequest::Partial(0, 100));
+        assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), RangeRequest::Full);
+        assert_eq!(parse_range(Some("items=0-1"), 100), RangeRequest::Full);
+    }
+
+    #[test]
+    fn refuses_unsatisfiable_ranges() {
+        for bad in ["bytes=100-", "bytes=200-300", "bytes=5-2", "bytes=-0", "bytes=x-1", "bytes=5"] {
+            assert_eq!(parse_range(Some(bad), 100), RangeRequest::Unsatisfiable, "{bad}");
+        }
+    }
+}

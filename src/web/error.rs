@@ -1,0 +1,82 @@
+//! One error type for every handler, rendered as JSON `{"error": "..."}` that says what to do.
+
+use poem::http::{StatusCode, header};
+use poem::{Response, error::ResponseError};
+
+use crate::services::auth::AuthError;
+use crate::services::push::PushError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    NotFound(String),
+    /// Missing or wrong credentials: 401 with a Basic challenge so netrc users get asked.
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ResponseError for AppError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn as_response(&self) -> Response {
+        if let Self::Internal(msg) = self {
+            tracing::error!("internal error: {msg}");
+        }
+        let body = serde_json::to_string(&hibernation::api::ApiError { error: self.to_string() }).unwrap_or_default();
+        let mut response = Response::builder().status(self.status()).content_type("application/json").body(body);
+        if matches!(self, Self::Unauthorized(_)) {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, "Basic realm=\"hibernation\"".parse().unwrap());
+        }
+        response
+    }
+}
+
+impl From<crate::db::DbError> for AppError {
+    fn from(e: crate::db::DbError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+impl From<AuthError> for AppError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Db(e) => e.into(),
+            other => Self::Unauthorized(format!("{other}; create a new token and log in again")),
+        }
+    }
+}
+
+impl From<PushError> for AppError {
+    fn from(e: PushError) -> Self {
+        let msg = e.to_string();
+        match e {
+            PushError::CacheNotFound(_) => Self::NotFound(msg),
+            PushError::Forbidden(_) => Self::Forbidden(msg),
+            PushError::InvalidInput(_) => Self::BadRequest(msg),
+            PushError::MissingReferences { .. } | PushError::UploadRequired(_) => Self::Conflict(msg),
+            PushError::BadSignature(_) | PushError::NarMismatch(_) | PushError::MalformedNar(_) => Self::Unprocessable(msg),
+            PushError::Interrupted(_) => Self::BadRequest(msg),
+            PushError::Db(_) | PushError::Storage(_) => Self::Internal(msg),
+        }
+    }
+}

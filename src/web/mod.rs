@@ -1,0 +1,42 @@
+//! HTTP: the Nix binary-cache protocol, the push API and the pages. Handlers stay thin and
+//! call into `services`.
+
+mod cache_protocol;
+mod credentials;
+mod error;
+mod pages;
+mod push_api;
+
+use std::sync::Arc;
+
+use poem::{EndpointExt, Route, get, put};
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::storage::Storage;
+
+pub use error::AppError;
+
+pub struct AppState {
+    pub db: Db,
+    pub storage: Storage,
+    pub config: Config,
+    pub access_log: Arc<crate::services::access_log::AccessLog>,
+}
+
+pub fn routes(state: Arc<AppState>) -> impl poem::Endpoint {
+    let nix = Route::new()
+        .at("/:cache/nix-cache-info", get(cache_protocol::cache_info))
+        .at("/:cache/nar/:file", get(cache_protocol::nar).head(cache_protocol::nar))
+        .at("/:cache/:file", get(cache_protocol::narinfo).head(cache_protocol::narinfo));
+    let api = Route::new()
+        .at("/whoami", get(push_api::whoami))
+        .at("/caches/:cache/push-plan", poem::post(push_api::push_plan))
+        .at("/caches/:cache/paths/:hash", put(push_api::upload_path));
+    Route::new()
+        .at("/", get(pages::index))
+        .at("/health", get(pages::health))
+        .nest("/api/nix", nix)
+        .nest(hibernation::api::API_PREFIX, api)
+        .data(state)
+}

@@ -1,6 +1,6 @@
 //! Server configuration, read once from the environment at startup.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 
@@ -14,10 +14,10 @@ pub struct Config {
     pub port: u16,
 }
 
-/// Where state goes when nothing is configured: `/data` in a container, `./data` elsewhere.
+/// Where state goes when nothing is configured: `data/` under the working directory.
+/// The container image sets `DB_URL` and `STORAGE_PATH` under `/data` instead.
 fn default_data_dir() -> PathBuf {
-    let in_container = Path::new("/.dockerenv").exists() || Path::new("/run/.containerenv").exists();
-    if in_container { PathBuf::from("/data") } else { PathBuf::from("data") }
+    PathBuf::from("data")
 }
 
 fn var(name: &str) -> Option<String> {
@@ -37,20 +37,32 @@ impl Config {
         let data_dir = default_data_dir();
         let uses_default_dir = var("DB_URL").is_none() || var("STORAGE_PATH").is_none();
         if uses_default_dir {
-            std::fs::create_dir_all(&data_dir)
-                .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+            std::fs::create_dir_all(&data_dir).with_context(|| {
+                format!("cannot create the data directory {}", data_dir.display())
+            })?;
         }
         let data_dir = std::path::absolute(&data_dir)?;
-        let db_url = var("DB_URL").unwrap_or_else(|| format!("sqlite:{}/hibernation.db?mode=rwc", data_dir.display()));
+        let db_url = var("DB_URL")
+            .unwrap_or_else(|| format!("sqlite:{}/hibernation.db?mode=rwc", data_dir.display()));
         let port = match var("PORT") {
-            Some(p) => p.parse().with_context(|| format!("PORT must be a port number, got {p:?}"))?,
+            Some(p) => p
+                .parse()
+                .with_context(|| format!("PORT must be a port number, got {p:?}"))?,
             None => 8000,
         };
         Ok(Self {
             db_url,
-            database_logging: var("DATABASE_LOGGING").map(|v| parse_bool("DATABASE_LOGGING", &v)).transpose()?.unwrap_or(false),
-            storage_path: var("STORAGE_PATH").map(PathBuf::from).unwrap_or_else(|| data_dir.join("storage")),
-            site_url: var("SITE_URL").unwrap_or_else(|| format!("http://localhost:{port}")).trim_end_matches('/').to_string(),
+            database_logging: var("DATABASE_LOGGING")
+                .map(|v| parse_bool("DATABASE_LOGGING", &v))
+                .transpose()?
+                .unwrap_or(false),
+            storage_path: var("STORAGE_PATH")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| data_dir.join("storage")),
+            site_url: var("SITE_URL")
+                .unwrap_or_else(|| format!("http://localhost:{port}"))
+                .trim_end_matches('/')
+                .to_string(),
             log_level: var("LOG_LEVEL").unwrap_or_else(|| "info".to_string()),
             port,
         })

@@ -7,10 +7,20 @@ use super::schema::{cache_keys, caches};
 use super::{AnyConnection, DbResult, now};
 
 pub fn find_by_name(conn: &mut AnyConnection, name: &str) -> DbResult<Option<Cache>> {
-    Ok(caches::table.filter(caches::name.eq(name)).select(Cache::as_select()).first(conn).optional()?)
+    Ok(caches::table
+        .filter(caches::name.eq(name))
+        .select(Cache::as_select())
+        .first(conn)
+        .optional()?)
 }
 
-pub fn create(conn: &mut AnyConnection, name: &str, is_public: bool, priority: i32, keys: &[String]) -> DbResult<Cache> {
+pub fn create(
+    conn: &mut AnyConnection,
+    name: &str,
+    is_public: bool,
+    priority: i32,
+    keys: &[String],
+) -> DbResult<Cache> {
     let created_at = now();
     diesel::insert_into(caches::table)
         .values((
@@ -29,7 +39,11 @@ pub fn create(conn: &mut AnyConnection, name: &str, is_public: bool, priority: i
 
 pub fn add_key(conn: &mut AnyConnection, cache_id: i64, public_key: &str) -> DbResult<()> {
     diesel::insert_into(cache_keys::table)
-        .values((cache_keys::cache_id.eq(cache_id), cache_keys::public_key.eq(public_key), cache_keys::created_at.eq(now())))
+        .values((
+            cache_keys::cache_id.eq(cache_id),
+            cache_keys::public_key.eq(public_key),
+            cache_keys::created_at.eq(now()),
+        ))
         .execute(conn)?;
     Ok(())
 }
@@ -44,5 +58,8 @@ pub fn public_keys(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<Stri
 }
 
 pub fn list(conn: &mut AnyConnection) -> DbResult<Vec<Cache>> {
-    Ok(caches::table.order(caches::name).select(Cache::as_select()).load(conn)?)
+    Ok(caches::table
+        .order(caches::name)
+        .select(Cache::as_select())
+        .load(conn)?)
 }

@@ -95,5 +95,12 @@ diesel::joinable!(cache_permissions -> users (user_id));
 diesel::joinable!(api_tokens -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
-    caches, cache_keys, nars, store_paths, path_references, users, cache_permissions, api_tokens
+    caches,
+    cache_keys,
+    nars,
+    store_paths,
+    path_references,
+    users,
+    cache_permissions,
+    api_tokens
 );

@@ -55,7 +55,9 @@ fn invalid(msg: impl Into<String>) -> PushError {
 async fn cache_for_push(db: &Db, caller: &Caller, name: &str) -> Result<Cache, PushError> {
     let (name, caller) = (name.to_string(), caller.clone());
     db.read(move |c| {
-        let Some(cache) = caches::find_by_name(c, &name)? else { return Ok(Err(PushError::CacheNotFound(name))) };
+        let Some(cache) = caches::find_by_name(c, &name)? else {
+            return Ok(Err(PushError::CacheNotFound(name)));
+        };
         Ok(match access_to(c, Some(&caller), &cache)? {
             Access::Push => Ok(cache),
             Access::Read => Err(PushError::Forbidden(name)),
@@ -68,7 +70,12 @@ async fn cache_for_push(db: &Db, caller: &Caller, name: &str) -> Result<Cache, P
 }
 
 /// Says for each path whether the cache has it, can attach a NAR it holds, or needs an upload.
-pub async fn plan(db: &Db, caller: &Caller, cache_name: &str, request: PushPlanRequest) -> Result<PushPlanResponse, PushError> {
+pub async fn plan(
+    db: &Db,
+    caller: &Caller,
+    cache_name: &str,
+    request: PushPlanRequest,
+) -> Result<PushPlanResponse, PushError> {
     let cache = cache_for_push(db, caller, cache_name).await?;
     let mut base_names = Vec::with_capacity(request.paths.len());
     for p in &request.paths {
@@ -123,7 +130,10 @@ pub async fn verify_path(
 ) -> Result<VerifiedPath, PushError> {
     let path = StorePath::from_full_path(&upload.store_path).map_err(|e| invalid(e.to_string()))?;
     if path.hash_part() != hash_in_url {
-        return Err(invalid(format!("the URL names {hash_in_url} but the metadata is for {}", upload.store_path)));
+        return Err(invalid(format!(
+            "the URL names {hash_in_url} but the metadata is for {}",
+            upload.store_path
+        )));
     }
     if upload.nar_size == 0 {
         return Err(invalid("NarSize must be greater than zero"));
@@ -131,7 +141,9 @@ pub async fn verify_path(
     let refs = upload
         .references
         .iter()
-        .map(|r| StorePath::from_base_name(r).map_err(|e| invalid(format!("invalid reference: {e}"))))
+        .map(|r| {
+            StorePath::from_base_name(r).map_err(|e| invalid(format!("invalid reference: {e}")))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     if let Some(d) = &upload.deriver {
         StorePath::from_base_name(d).map_err(|e| invalid(format!("invalid deriver: {e}")))?;
@@ -143,7 +155,10 @@ pub async fn verify_path(
 
     let (cache_id, others): (i64, Vec<String>) = (
         cache.id,
-        refs.iter().filter(|r| **r != path).map(|r| r.base_name().to_string()).collect(),
+        refs.iter()
+            .filter(|r| **r != path)
+            .map(|r| r.base_name().to_string())
+            .collect(),
     );
     let own = path.base_name().to_string();
     let (keys, present) = db
@@ -161,15 +176,33 @@ pub async fn verify_path(
         .map(|r| r.full_path())
         .collect();
     if !missing.is_empty() {
-        return Err(PushError::MissingReferences { path: path.full_path(), missing });
+        return Err(PushError::MissingReferences {
+            path: path.full_path(),
+            missing,
+        });
     }
     let already_present = present.contains(path.base_name());
     let references = refs.iter().map(|r| r.base_name().to_string()).collect();
-    Ok(VerifiedPath { cache, path, upload, references, already_present })
+    Ok(VerifiedPath {
+        cache,
+        path,
+        upload,
+        references,
+        already_present,
+    })
 }
 
-fn check_signature(cache: &Cache, keys: &[String], path: &StorePath, upload: &PathUpload, refs: &[StorePath]) -> Result<(), PushError> {
-    let keys: Vec<PublicKey> = keys.iter().filter_map(|k| PublicKey::parse(k).ok()).collect();
+fn check_signature(
+    cache: &Cache,
+    keys: &[String],
+    path: &StorePath,
+    upload: &PathUpload,
+    refs: &[StorePath],
+) -> Result<(), PushError> {
+    let keys: Vec<PublicKey> = keys
+        .iter()
+        .filter_map(|k| PublicKey::parse(k).ok())
+        .collect();
     if keys.is_empty() {
         return Err(PushError::BadSignature(format!(
             "cache {:?} has no public signing key; add one with `hibernation-server admin add-key`",
@@ -177,7 +210,10 @@ fn check_signature(cache: &Cache, keys: &[String], path: &StorePath, upload: &Pa
         )));
     }
     let fingerprint = signing::fingerprint(path, &upload.nar_hash, upload.nar_size, refs);
-    let valid = upload.signatures.iter().any(|sig| keys.iter().any(|k| k.verifies(&fingerprint, sig)));
+    let valid = upload
+        .signatures
+        .iter()
+        .any(|sig| keys.iter().any(|k| k.verifies(&fingerprint, sig)));
     if !valid {
         let names: Vec<&str> = keys.iter().map(PublicKey::name).collect();
         return Err(PushError::BadSignature(format!(
@@ -204,10 +240,20 @@ impl ReceivedNar {
 
 /// Reads a zstd-compressed NAR body, storing the compressed bytes while it decompresses,
 /// validates and hashes the NAR. Runs on a blocking thread.
-pub fn receive_nar(storage: &Storage, body: impl Read, expected_hash: &NarHash, expected_size: u64) -> Result<ReceivedNar, PushError> {
+pub fn receive_nar(
+    storage: &Storage,
+    body: impl Read,
+    expected_hash: &NarHash,
+    expected_size: u64,
+) -> Result<ReceivedNar, PushError> {
     let pending = storage.begin_upload().map_err(PushError::Storage)?;
     let file = pending.file.try_clone().map_err(PushError::Storage)?;
-    let mut tee = Tee { inner: body, out: BufWriter::with_capacity(256 * 1024, file), hasher: Sha256::new(), count: 0 };
+    let mut tee = Tee {
+        inner: body,
+        out: BufWriter::with_capacity(256 * 1024, file),
+        hasher: Sha256::new(),
+        count: 0,
+    };
     {
         let decoder = zstd::stream::read::Decoder::new(&mut tee).map_err(PushError::Storage)?;
         // Reading one byte past the declared size is enough to know it is wrong.
@@ -216,7 +262,9 @@ pub fn receive_nar(storage: &Storage, body: impl Read, expected_hash: &NarHash, 
         let read = nar.count();
         let (nar_hash, nar_size, _) = nar.finish();
         if read > expected_size {
-            return Err(PushError::NarMismatch(format!("the NAR is larger than its declared NarSize {expected_size}")));
+            return Err(PushError::NarMismatch(format!(
+                "the NAR is larger than its declared NarSize {expected_size}"
+            )));
         }
         match result {
             Ok(_) => {}
@@ -224,19 +272,29 @@ pub fn receive_nar(storage: &Storage, body: impl Read, expected_hash: &NarHash, 
             Err(e) => return Err(PushError::MalformedNar(e.to_string())),
         }
         if nar_size != expected_size {
-            return Err(PushError::NarMismatch(format!("NarSize is {nar_size}, the narinfo says {expected_size}")));
+            return Err(PushError::NarMismatch(format!(
+                "NarSize is {nar_size}, the narinfo says {expected_size}"
+            )));
         }
         if nar_hash != *expected_hash {
-            return Err(PushError::NarMismatch(format!("NarHash is {nar_hash}, the narinfo says {expected_hash}")));
+            return Err(PushError::NarMismatch(format!(
+                "NarHash is {nar_hash}, the narinfo says {expected_hash}"
+            )));
         }
     }
     // Anything after the compressed NAR would be stored but never served: refuse it.
     let mut rest = [0u8; 1];
     if tee.read(&mut rest).map_err(classify_read_error)? != 0 {
-        return Err(PushError::MalformedNar("data after the end of the compressed NAR".into()));
+        return Err(PushError::MalformedNar(
+            "data after the end of the compressed NAR".into(),
+        ));
     }
     tee.out.flush().map_err(PushError::Storage)?;
-    Ok(ReceivedNar { pending, file_hash: NarHash::from_hasher(tee.hasher), file_size: tee.count })
+    Ok(ReceivedNar {
+        pending,
+        file_hash: NarHash::from_hasher(tee.hasher),
+        file_size: tee.count,
+    })
 }
 
 /// Errors from the body are interruptions; errors from the decoder mean a bad stream.
@@ -245,10 +303,12 @@ fn classify_read_error(e: io::Error) -> PushError {
         return PushError::Interrupted(e.to_string());
     }
     match e.kind() {
-        io::ErrorKind::UnexpectedEof => PushError::MalformedNar("the upload ended before the NAR did".into()),
-        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe => {
-            PushError::Interrupted(e.to_string())
+        io::ErrorKind::UnexpectedEof => {
+            PushError::MalformedNar("the upload ended before the NAR did".into())
         }
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe => PushError::Interrupted(e.to_string()),
         _ => PushError::MalformedNar(format!("the body is not a valid zstd stream: {e}")),
     }
 }
@@ -267,7 +327,10 @@ struct Tee<R> {
 
 impl<R: Read> Read for Tee<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf).map_err(|e| io::Error::other(TeeError(e.to_string())))?;
+        let n = self
+            .inner
+            .read(buf)
+            .map_err(|e| io::Error::other(TeeError(e.to_string())))?;
         self.out.write_all(&buf[..n])?;
         self.hasher.update(&buf[..n]);
         self.count += n as u64;
@@ -284,17 +347,27 @@ pub enum NarSource {
 
 /// Stores the NAR (if uploaded) and makes the path visible. Returns false when the path was
 /// already there (another push won the race).
-pub async fn commit(db: &Db, storage: &Storage, verified: VerifiedPath, source: NarSource) -> Result<bool, PushError> {
+pub async fn commit(
+    db: &Db,
+    storage: &Storage,
+    verified: VerifiedPath,
+    source: NarSource,
+) -> Result<bool, PushError> {
     let nar_hash = verified.upload.nar_hash.to_nix32();
     let nar = match source {
-        NarSource::Uploaded(received) => store_nar(db, storage, &nar_hash, verified.upload.nar_size, received).await?,
+        NarSource::Uploaded(received) => {
+            store_nar(db, storage, &nar_hash, verified.upload.nar_size, received).await?
+        }
         NarSource::Attach(caller) => {
             let (hash, size) = (nar_hash.clone(), verified.upload.nar_size);
             let nar = db
                 .read(move |c| {
-                    let Some(nar) = paths::find_nar(c, &hash)? else { return Ok(None) };
+                    let Some(nar) = paths::find_nar(c, &hash)? else {
+                        return Ok(None);
+                    };
                     let readable = readable_cache_ids(c, &caller)?;
-                    let ok = nar.nar_size as u64 == size && paths::nar_is_readable_by(c, nar.id, readable.as_deref())?;
+                    let ok = nar.nar_size as u64 == size
+                        && paths::nar_is_readable_by(c, nar.id, readable.as_deref())?;
                     Ok(ok.then_some(nar))
                 })
                 .await?;
@@ -304,9 +377,19 @@ pub async fn commit(db: &Db, storage: &Storage, verified: VerifiedPath, source: 
     insert_path(db, verified, nar).await
 }
 
-async fn store_nar(db: &Db, storage: &Storage, nar_hash: &str, nar_size: u64, received: ReceivedNar) -> Result<Nar, PushError> {
+async fn store_nar(
+    db: &Db,
+    storage: &Storage,
+    nar_hash: &str,
+    nar_size: u64,
+    received: ReceivedNar,
+) -> Result<Nar, PushError> {
     let key = format!("nar/{nar_hash}.{}.nar.zst", super::random_id());
-    let ReceivedNar { pending, file_hash, file_size } = received;
+    let ReceivedNar {
+        pending,
+        file_hash,
+        file_size,
+    } = received;
     let (s, k) = (storage.clone(), key.clone());
     tokio::task::spawn_blocking(move || s.commit(pending, &k))
         .await
@@ -331,13 +414,23 @@ async fn store_nar(db: &Db, storage: &Storage, nar_hash: &str, nar_size: u64, re
                 return Err(e.into());
             }
             let hash = nar_hash.to_string();
-            db.read(move |c| paths::find_nar(c, &hash)).await?.ok_or(PushError::Db(DbError::Query(diesel::result::Error::NotFound)))
+            db.read(move |c| paths::find_nar(c, &hash))
+                .await?
+                .ok_or(PushError::Db(DbError::Query(
+                    diesel::result::Error::NotFound,
+                )))
         }
     }
 }
 
 async fn insert_path(db: &Db, verified: VerifiedPath, nar: Nar) -> Result<bool, PushError> {
-    let VerifiedPath { cache, path, upload, references, .. } = verified;
+    let VerifiedPath {
+        cache,
+        path,
+        upload,
+        references,
+        ..
+    } = verified;
     let own = path.base_name().to_string();
     let new = NewStorePath {
         cache_id: cache.id,
@@ -353,16 +446,26 @@ async fn insert_path(db: &Db, verified: VerifiedPath, nar: Nar) -> Result<bool, 
     let result = db
         .write(move |c| {
             // Re-check inside the transaction: the closure invariant must hold at commit time.
-            let mut wanted: Vec<String> = references.iter().filter(|r| **r != own).cloned().collect();
+            let mut wanted: Vec<String> =
+                references.iter().filter(|r| **r != own).cloned().collect();
             wanted.push(own.clone());
             let present = paths::present_base_names(c, cache.id, &wanted)?;
             if present.contains(&own) {
                 return Ok(Ok(false));
             }
-            let missing: HashSet<&String> = wanted.iter().filter(|r| **r != own && !present.contains(*r)).collect();
+            let missing: HashSet<&String> = wanted
+                .iter()
+                .filter(|r| **r != own && !present.contains(*r))
+                .collect();
             if !missing.is_empty() {
-                let missing = missing.into_iter().map(|m| format!("{}/{m}", hibernation::nix::STORE_DIR)).collect();
-                return Ok(Err(PushError::MissingReferences { path: format!("{}/{own}", hibernation::nix::STORE_DIR), missing }));
+                let missing = missing
+                    .into_iter()
+                    .map(|m| format!("{}/{m}", hibernation::nix::STORE_DIR))
+                    .collect();
+                return Ok(Err(PushError::MissingReferences {
+                    path: format!("{}/{own}", hibernation::nix::STORE_DIR),
+                    missing,
+                }));
             }
             paths::insert_path(c, &new, &references)?;
             Ok(Ok(true))

@@ -56,13 +56,8 @@ pub enum AdminCommand {
 }
 
 pub fn parse_lifetime(text: &str) -> anyhow::Result<Duration> {
-    let (digits, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len()),
-    );
-    let n: i64 = digits
-        .parse()
-        .with_context(|| format!("invalid lifetime {text:?}: use e.g. 90d, 12h, 30m, 45s"))?;
+    let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: i64 = digits.parse().with_context(|| format!("invalid lifetime {text:?}: use e.g. 90d, 12h, 30m, 45s"))?;
     Ok(match unit {
         "d" => Duration::days(n),
         "h" => Duration::hours(n),
@@ -87,35 +82,22 @@ pub fn run(db: &Db, command: AdminCommand) -> anyhow::Result<()> {
             }
             db.write_blocking(|c| users::create(c, &name, admin))
                 .map_err(|e| unique_or(e, format!("user {name:?} already exists")))?;
-            println!(
-                "created user {name}{}",
-                if admin { " (administrator)" } else { "" }
-            );
+            println!("created user {name}{}", if admin { " (administrator)" } else { "" });
         }
-        AdminCommand::CreateCache {
-            name,
-            public,
-            priority,
-            public_keys,
-        } => {
+        AdminCommand::CreateCache { name, public, priority, public_keys } => {
             if !is_valid_cache_name(&name) {
                 bail!("invalid cache name {name:?}: {CACHE_NAME_RULE}");
             }
             validate_keys(&public_keys)?;
             db.write_blocking(|c| caches::create(c, &name, public, priority, &public_keys))
                 .map_err(|e| unique_or(e, format!("cache {name:?} already exists")))?;
-            println!(
-                "created {} cache {name}",
-                if public { "public" } else { "private" }
-            );
+            println!("created {} cache {name}", if public { "public" } else { "private" });
         }
         AdminCommand::AddKey { cache, public_key } => {
             validate_keys(std::slice::from_ref(&public_key))?;
             db.write_blocking(|c| {
                 let found = caches::find_by_name(c, &cache)?;
-                found
-                    .map(|found| caches::add_key(c, found.id, &public_key))
-                    .transpose()
+                found.map(|found| caches::add_key(c, found.id, &public_key)).transpose()
             })
             .map_err(|e| unique_or(e, format!("cache {cache:?} already has this key")))?
             .with_context(|| format!("cache {cache:?} does not exist"))?;
@@ -123,10 +105,7 @@ pub fn run(db: &Db, command: AdminCommand) -> anyhow::Result<()> {
         }
         AdminCommand::Grant { user, cache, push } => {
             db.write_blocking(|c| {
-                let (Some(u), Some(k)) = (
-                    users::find_by_name(c, &user)?,
-                    caches::find_by_name(c, &cache)?,
-                ) else {
+                let (Some(u), Some(k)) = (users::find_by_name(c, &user)?, caches::find_by_name(c, &cache)?) else {
                     return Ok(false);
                 };
                 users::grant(c, k.id, u.id, push)?;
@@ -134,21 +113,10 @@ pub fn run(db: &Db, command: AdminCommand) -> anyhow::Result<()> {
             })?
             .then_some(())
             .with_context(|| format!("user {user:?} or cache {cache:?} does not exist"))?;
-            println!(
-                "granted {} on {cache} to {user}",
-                if push { "read and push" } else { "read" }
-            );
+            println!("granted {} on {cache} to {user}", if push { "read and push" } else { "read" });
         }
-        AdminCommand::CreateToken {
-            user,
-            name,
-            expires_in,
-        } => {
-            let expires_at = expires_in
-                .as_deref()
-                .map(parse_lifetime)
-                .transpose()?
-                .map(|d| now() + d);
+        AdminCommand::CreateToken { user, name, expires_in } => {
+            let expires_at = expires_in.as_deref().map(parse_lifetime).transpose()?.map(|d| now() + d);
             let token = db
                 .write_blocking(|c| {
                     let Some(u) = users::find_by_name(c, &user)? else {
@@ -156,12 +124,7 @@ pub fn run(db: &Db, command: AdminCommand) -> anyhow::Result<()> {
                     };
                     auth::issue_token(c, u.id, &name, expires_at).map(Some)
                 })
-                .map_err(|e| {
-                    unique_or(
-                        e,
-                        format!("user {user:?} already has a token named {name:?}"),
-                    )
-                })?
+                .map_err(|e| unique_or(e, format!("user {user:?} already has a token named {name:?}")))?
                 .with_context(|| format!("user {user:?} does not exist"))?;
             println!("{token}");
         }
@@ -180,11 +143,7 @@ pub fn run(db: &Db, command: AdminCommand) -> anyhow::Result<()> {
 }
 
 fn unique_or(e: crate::db::DbError, message: String) -> anyhow::Error {
-    if is_unique_violation(&e) {
-        anyhow::anyhow!(message)
-    } else {
-        e.into()
-    }
+    if is_unique_violation(&e) { anyhow::anyhow!(message) } else { e.into() }
 }
 
 #[cfg(test)]

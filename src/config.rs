@@ -37,17 +37,13 @@ impl Config {
         let data_dir = default_data_dir();
         let uses_default_dir = var("DB_URL").is_none() || var("STORAGE_PATH").is_none();
         if uses_default_dir {
-            std::fs::create_dir_all(&data_dir).with_context(|| {
-                format!("cannot create the data directory {}", data_dir.display())
-            })?;
+            std::fs::create_dir_all(&data_dir)
+                .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
         }
         let data_dir = std::path::absolute(&data_dir)?;
-        let db_url = var("DB_URL")
-            .unwrap_or_else(|| format!("sqlite:{}/hibernation.db?mode=rwc", data_dir.display()));
+        let db_url = var("DB_URL").unwrap_or_else(|| format!("sqlite:{}/hibernation.db?mode=rwc", data_dir.display()));
         let port = match var("PORT") {
-            Some(p) => p
-                .parse()
-                .with_context(|| format!("PORT must be a port number, got {p:?}"))?,
+            Some(p) => p.parse().with_context(|| format!("PORT must be a port number, got {p:?}"))?,
             None => 8000,
         };
         Ok(Self {
@@ -56,9 +52,7 @@ impl Config {
                 .map(|v| parse_bool("DATABASE_LOGGING", &v))
                 .transpose()?
                 .unwrap_or(false),
-            storage_path: var("STORAGE_PATH")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| data_dir.join("storage")),
+            storage_path: var("STORAGE_PATH").map(PathBuf::from).unwrap_or_else(|| data_dir.join("storage")),
             site_url: var("SITE_URL")
                 .unwrap_or_else(|| format!("http://localhost:{port}"))
                 .trim_end_matches('/')

@@ -42,12 +42,9 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let config = config::Config::from_env()?;
-    let filter = EnvFilter::try_new(&config.log_level)
-        .with_context(|| format!("invalid LOG_LEVEL {:?}", config.log_level))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    let filter =
+        EnvFilter::try_new(&config.log_level).with_context(|| format!("invalid LOG_LEVEL {:?}", config.log_level))?;
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let db = db::Db::open(&config.db_url, config.database_logging)?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Admin(command) => admin::run(&db, command),
@@ -60,20 +57,11 @@ async fn serve(config: config::Config, db: db::Db) -> anyhow::Result<()> {
     let access_log = Arc::new(services::access_log::AccessLog::default());
     tokio::spawn(access_log.clone().run(db.clone()));
     let port = config.port;
-    let state = Arc::new(web::AppState {
-        db: db.clone(),
-        storage,
-        config,
-        access_log: access_log.clone(),
-    });
+    let state = Arc::new(web::AppState { db: db.clone(), storage, config, access_log: access_log.clone() });
     let listener = poem::listener::TcpListener::bind(("0.0.0.0", port));
     tracing::info!("hibernation-server listening on port {port}");
     poem::Server::new(listener)
-        .run_with_graceful_shutdown(
-            web::routes(state),
-            shutdown_signal(),
-            Some(std::time::Duration::from_secs(30)),
-        )
+        .run_with_graceful_shutdown(web::routes(state), shutdown_signal(), Some(std::time::Duration::from_secs(30)))
         .await
         .with_context(|| format!("cannot serve on port {port}"))?;
     access_log.flush(&db).await;

@@ -43,18 +43,10 @@ impl Storage {
         let probe = root.join(TMP_DIR).join(".write-probe");
         std::fs::write(&probe, b"ok")
             .and_then(|_| std::fs::read(&probe))
-            .and_then(|data| {
-                if data == b"ok" {
-                    Ok(())
-                } else {
-                    Err(io::Error::other("read back different bytes"))
-                }
-            })
+            .and_then(|data| if data == b"ok" { Ok(()) } else { Err(io::Error::other("read back different bytes")) })
             .with_context(|| format!("STORAGE_PATH {} is not writable", root.display()))?;
         std::fs::remove_file(&probe).ok();
-        let storage = Self {
-            root: std::path::absolute(root)?,
-        };
+        let storage = Self { root: std::path::absolute(root)? };
         storage.remove_stale_uploads();
         if !storage.root.is_dir() {
             bail!("STORAGE_PATH {} is not a directory", root.display());
@@ -68,10 +60,7 @@ impl Storage {
         };
         let cutoff = SystemTime::now() - STALE_UPLOAD_AGE;
         for entry in entries.flatten() {
-            let old = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t < cutoff);
+            let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < cutoff);
             if old {
                 let _ = std::fs::remove_file(entry.path());
             }
@@ -81,15 +70,8 @@ impl Storage {
     pub fn begin_upload(&self) -> io::Result<PendingUpload> {
         let name = format!("{}.part", crate::services::random_id());
         let path = self.root.join(TMP_DIR).join(name);
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
-        Ok(PendingUpload {
-            path,
-            file,
-            committed: false,
-        })
+        let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+        Ok(PendingUpload { path, file, committed: false })
     }
 
     /// Makes a verified upload durable and visible under `key`.
@@ -132,10 +114,7 @@ mod tests {
         let mut upload = storage.begin_upload().unwrap();
         upload.file.write_all(b"partial").unwrap();
         drop(upload);
-        assert_eq!(
-            std::fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count(),
-            0
-        );
+        assert_eq!(std::fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count(), 0);
     }
 
     #[test]
@@ -145,10 +124,7 @@ mod tests {
         let mut upload = storage.begin_upload().unwrap();
         upload.file.write_all(b"nar bytes").unwrap();
         storage.commit(upload, "nar/abc.nar.zst").unwrap();
-        assert_eq!(
-            std::fs::read(dir.path().join("nar/abc.nar.zst")).unwrap(),
-            b"nar bytes"
-        );
+        assert_eq!(std::fs::read(dir.path().join("nar/abc.nar.zst")).unwrap(), b"nar bytes");
         storage.delete("nar/abc.nar.zst").unwrap();
         storage.delete("nar/abc.nar.zst").unwrap();
     }
@@ -156,9 +132,6 @@ mod tests {
     #[test]
     fn unwritable_storage_is_a_clear_error() {
         let err = Storage::open(Path::new("/proc/hibernation-storage")).unwrap_err();
-        assert!(
-            format!("{err:#}").contains("STORAGE_PATH /proc/hibernation-storage"),
-            "{err:#}"
-        );
+        assert!(format!("{err:#}").contains("STORAGE_PATH /proc/hibernation-storage"), "{err:#}");
     }
 }

@@ -87,15 +87,12 @@ pub struct WhoAmI {
 /// Cache names are DNS labels so that virtual-host routing can use them.
 pub fn is_valid_cache_name(name: &str) -> bool {
     (1..=63).contains(&name.len())
-        && name
-            .bytes()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        && name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
         && !name.starts_with('-')
         && !name.ends_with('-')
 }
 
-pub const CACHE_NAME_RULE: &str =
-    "cache names use 1-63 lower-case letters, digits and '-', not at either end";
+pub const CACHE_NAME_RULE: &str = "cache names use 1-63 lower-case letters, digits and '-', not at either end";
 
 #[cfg(test)]
 mod tests {
@@ -106,17 +103,7 @@ mod tests {
         for good in ["main", "team-a", "a", "x1"] {
             assert!(is_valid_cache_name(good), "{good}");
         }
-        for bad in [
-            "",
-            "Main",
-            "-a",
-            "a-",
-            "a_b",
-            "a.b",
-            "a/b",
-            "<script>",
-            &"a".repeat(64),
-        ] {
+        for bad in ["", "Main", "-a", "a-", "a_b", "a.b", "a/b", "<script>", &"a".repeat(64)] {
             assert!(!is_valid_cache_name(bad), "{bad}");
         }
     }

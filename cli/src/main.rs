@@ -15,11 +15,7 @@ use hibernation::client::store::{query_paths, resolve_argument};
 use hibernation::nix::SecretKey;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "hibernation",
-    version,
-    about = "Push Nix store paths to a Hibernation binary cache"
-)]
+#[command(name = "hibernation", version, about = "Push Nix store paths to a Hibernation binary cache")]
 struct Cli {
     /// Server URL (overrides the saved one).
     #[arg(long, global = true, env = "HIBERNATION_URL")]
@@ -79,65 +75,36 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Login { server } => {
-            let token = cli
-                .token
-                .context("give the token with --token <token> (or HIBERNATION_TOKEN)")?;
+            let token = cli.token.context("give the token with --token <token> (or HIBERNATION_TOKEN)")?;
             let client = ApiClient::new(&server, Some(token.clone()))?;
             let me = client.whoami().await?;
-            let path = Config {
-                url: Some(server.clone()),
-                token: Some(token),
-            }
-            .save()?;
-            println!(
-                "logged in to {server} as {} (token {:?}); saved to {}",
-                me.user,
-                me.token,
-                path.display()
-            );
+            let path = Config { url: Some(server.clone()), token: Some(token) }.save()?;
+            println!("logged in to {server} as {} (token {:?}); saved to {}", me.user, me.token, path.display());
         }
         Command::Whoami => {
             let (url, token) = Config::resolve(cli.url, cli.token)?;
             let me = ApiClient::new(&url, token)?.whoami().await?;
             println!("{} (token {:?}) on {url}", me.user, me.token);
         }
-        Command::Push {
-            cache,
-            paths,
-            stdin,
-            no_deps,
-            jobs,
-            key,
-            json,
-        } => {
-            return push_command(
-                cli.url, cli.token, cache, paths, stdin, no_deps, jobs, key, json,
-            )
-            .await;
+        Command::Push { cache, paths, stdin, no_deps, jobs, key, json } => {
+            return push_command(cli.url, cli.token, cache, paths, stdin, no_deps, jobs, key, json).await;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn load_signing_key(file: Option<PathBuf>) -> anyhow::Result<SecretKey> {
-    let text = match (
-        file,
-        std::env::var("HIBERNATION_SIGNING_KEY")
-            .ok()
-            .filter(|v| !v.trim().is_empty()),
-    ) {
-        (Some(path), _) => std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read signing key {}", path.display()))?,
-        (None, Some(value)) if PathBuf::from(value.trim()).is_file() => {
-            std::fs::read_to_string(value.trim())?
+    let text = match (file, std::env::var("HIBERNATION_SIGNING_KEY").ok().filter(|v| !v.trim().is_empty())) {
+        (Some(path), _) => {
+            std::fs::read_to_string(&path).with_context(|| format!("cannot read signing key {}", path.display()))?
         }
+        (None, Some(value)) if PathBuf::from(value.trim()).is_file() => std::fs::read_to_string(value.trim())?,
         (None, Some(value)) => value,
         (None, None) => bail!(
             "no signing key: pass --key <file> or set HIBERNATION_SIGNING_KEY (create one with `nix key generate-secret --key-name <name>`)"
         ),
     };
-    SecretKey::parse(&text)
-        .context("invalid signing key (expected the output of `nix key generate-secret`)")
+    SecretKey::parse(&text).context("invalid signing key (expected the output of `nix key generate-secret`)")
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -169,18 +136,11 @@ async fn push_command(
     if args.is_empty() {
         bail!("nothing to push: give store paths as arguments or on standard input with --stdin");
     }
-    let roots = args
-        .iter()
-        .map(|a| resolve_argument(a))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let roots = args.iter().map(|a| resolve_argument(a)).collect::<anyhow::Result<Vec<_>>>()?;
     let (url, token) = Config::resolve(url, token)?;
     let client = ApiClient::new(&url, token)?;
     let local = tokio::task::spawn_blocking(move || query_paths(&roots, !no_deps)).await??;
-    let options = PushOptions {
-        cache,
-        jobs: jobs.max(1),
-        key,
-    };
+    let options = PushOptions { cache, jobs: jobs.max(1), key };
     let summary = push(&client, &options, local).await?;
     if json {
         println!("{}", serde_json::to_string(&summary)?);
@@ -189,9 +149,5 @@ async fn push_command(
     for error in &summary.errors {
         eprintln!("error: {error}");
     }
-    Ok(if summary.failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if summary.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -7,11 +7,7 @@ use super::schema::{cache_keys, caches};
 use super::{AnyConnection, DbResult, now};
 
 pub fn find_by_name(conn: &mut AnyConnection, name: &str) -> DbResult<Option<Cache>> {
-    Ok(caches::table
-        .filter(caches::name.eq(name))
-        .select(Cache::as_select())
-        .first(conn)
-        .optional()?)
+    Ok(caches::table.filter(caches::name.eq(name)).select(Cache::as_select()).first(conn).optional()?)
 }
 
 pub fn create(
@@ -58,8 +54,5 @@ pub fn public_keys(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<Stri
 }
 
 pub fn list(conn: &mut AnyConnection) -> DbResult<Vec<Cache>> {
-    Ok(caches::table
-        .order(caches::name)
-        .select(Cache::as_select())
-        .load(conn)?)
+    Ok(caches::table.order(caches::name).select(Cache::as_select()).load(conn)?)
 }

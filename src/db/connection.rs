@@ -38,16 +38,11 @@ impl DbUrl {
             bail!("DB_URL {url:?} names no SQLite file");
         }
         if path != ":memory:" {
-            let parent = std::path::Path::new(path)
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty());
+            let parent = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty());
             if let Some(dir) = parent
                 && !dir.is_dir()
             {
-                bail!(
-                    "DB_URL {url:?}: the directory {} does not exist",
-                    dir.display()
-                );
+                bail!("DB_URL {url:?}: the directory {} does not exist", dir.display());
             }
         }
         Ok(Self::Sqlite(format!("file:{rest}")))
@@ -61,8 +56,7 @@ pub fn connect(url: &DbUrl, log_queries: bool) -> anyhow::Result<AnyConnection> 
         ),
         DbUrl::Sqlite(u) => {
             // busy_timeout first: switching to WAL needs a lock other pool connections may hold.
-            let mut c = SqliteConnection::establish(u)
-                .map_err(|e| anyhow!("cannot open SQLite database {u}: {e}"))?;
+            let mut c = SqliteConnection::establish(u).map_err(|e| anyhow!("cannot open SQLite database {u}: {e}"))?;
             c.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
                 .with_context(|| format!("cannot configure SQLite database {u}"))?;
             AnyConnection::Sqlite(c)
@@ -106,16 +100,12 @@ impl diesel::r2d2::ManageConnection for Manager {
     type Error = diesel::r2d2::Error;
 
     fn connect(&self) -> Result<AnyConnection, Self::Error> {
-        connect(&self.url, self.log_queries).map_err(|e| {
-            diesel::r2d2::Error::ConnectionError(diesel::ConnectionError::BadConnection(format!(
-                "{e:#}"
-            )))
-        })
+        connect(&self.url, self.log_queries)
+            .map_err(|e| diesel::r2d2::Error::ConnectionError(diesel::ConnectionError::BadConnection(format!("{e:#}"))))
     }
 
     fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), Self::Error> {
-        conn.batch_execute("SELECT 1")
-            .map_err(diesel::r2d2::Error::QueryError)
+        conn.batch_execute("SELECT 1").map_err(diesel::r2d2::Error::QueryError)
     }
 
     fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
@@ -129,34 +119,17 @@ mod tests {
 
     #[test]
     fn parses_supported_urls() {
-        assert_eq!(
-            DbUrl::parse("sqlite::memory:").unwrap(),
-            DbUrl::Sqlite("file::memory:".into())
-        );
-        assert_eq!(
-            DbUrl::parse("sqlite:/tmp/x.db?mode=rwc").unwrap(),
-            DbUrl::Sqlite("file:/tmp/x.db?mode=rwc".into())
-        );
-        assert_eq!(
-            DbUrl::parse("sqlite:///tmp/x.db").unwrap(),
-            DbUrl::Sqlite("file:/tmp/x.db".into())
-        );
-        assert!(matches!(
-            DbUrl::parse("postgres://u@h/db").unwrap(),
-            DbUrl::Postgres(_)
-        ));
+        assert_eq!(DbUrl::parse("sqlite::memory:").unwrap(), DbUrl::Sqlite("file::memory:".into()));
+        assert_eq!(DbUrl::parse("sqlite:/tmp/x.db?mode=rwc").unwrap(), DbUrl::Sqlite("file:/tmp/x.db?mode=rwc".into()));
+        assert_eq!(DbUrl::parse("sqlite:///tmp/x.db").unwrap(), DbUrl::Sqlite("file:/tmp/x.db".into()));
+        assert!(matches!(DbUrl::parse("postgres://u@h/db").unwrap(), DbUrl::Postgres(_)));
     }
 
     #[test]
     fn rejects_unknown_schemes_and_missing_directories() {
         let err = DbUrl::parse("nonsense").unwrap_err().to_string();
-        assert!(
-            err.contains("must start with sqlite: or postgres://"),
-            "{err}"
-        );
-        let err = DbUrl::parse("sqlite:/nonexistent/dir/x.db?mode=rwc")
-            .unwrap_err()
-            .to_string();
+        assert!(err.contains("must start with sqlite: or postgres://"), "{err}");
+        let err = DbUrl::parse("sqlite:/nonexistent/dir/x.db?mode=rwc").unwrap_err().to_string();
         assert!(err.contains("/nonexistent/dir does not exist"), "{err}");
         assert!(DbUrl::parse("mysql://x").is_err());
     }

@@ -50,10 +50,7 @@ impl Db {
             .max_size(if is_sqlite { 4 } else { 16 })
             .connection_timeout(std::time::Duration::from_secs(10))
             .build(manager)?;
-        Ok(Self {
-            pool,
-            sqlite_write_lock: is_sqlite.then(|| Arc::new(Mutex::new(()))),
-        })
+        Ok(Self { pool, sqlite_write_lock: is_sqlite.then(|| Arc::new(Mutex::new(()))) })
     }
 
     fn conn(&self) -> DbResult<PooledConnection<connection::Manager>> {
@@ -67,9 +64,7 @@ impl Db {
         F: FnOnce(&mut AnyConnection) -> DbResult<T> + Send + 'static,
     {
         let db = self.clone();
-        tokio::task::spawn_blocking(move || work(&mut *db.conn()?))
-            .await
-            .map_err(|e| DbError::Task(e.to_string()))?
+        tokio::task::spawn_blocking(move || work(&mut *db.conn()?)).await.map_err(|e| DbError::Task(e.to_string()))?
     }
 
     /// Runs work that writes, inside one transaction, on the blocking pool.
@@ -79,20 +74,12 @@ impl Db {
         F: FnOnce(&mut AnyConnection) -> DbResult<T> + Send + 'static,
     {
         let db = self.clone();
-        tokio::task::spawn_blocking(move || db.write_blocking(work))
-            .await
-            .map_err(|e| DbError::Task(e.to_string()))?
+        tokio::task::spawn_blocking(move || db.write_blocking(work)).await.map_err(|e| DbError::Task(e.to_string()))?
     }
 
     /// The synchronous form of [`Db::write`], for the admin commands.
-    pub fn write_blocking<T>(
-        &self,
-        work: impl FnOnce(&mut AnyConnection) -> DbResult<T>,
-    ) -> DbResult<T> {
-        let _guard = self
-            .sqlite_write_lock
-            .as_ref()
-            .map(|l| l.lock().unwrap_or_else(|e| e.into_inner()));
+    pub fn write_blocking<T>(&self, work: impl FnOnce(&mut AnyConnection) -> DbResult<T>) -> DbResult<T> {
+        let _guard = self.sqlite_write_lock.as_ref().map(|l| l.lock().unwrap_or_else(|e| e.into_inner()));
         let mut conn = self.conn()?;
         use diesel::Connection;
         conn.transaction(|c| work(c))
@@ -108,9 +95,6 @@ pub fn now() -> chrono::NaiveDateTime {
 pub fn is_unique_violation(e: &DbError) -> bool {
     matches!(
         e,
-        DbError::Query(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _
-        ))
+        DbError::Query(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))
     )
 }

@@ -12,11 +12,7 @@ use super::{AnyConnection, DbResult};
 const BATCH: usize = 500;
 
 /// Which of these base names does the cache hold? (Matched on hash part and name.)
-pub fn present_base_names(
-    conn: &mut AnyConnection,
-    cache_id: i64,
-    base_names: &[String],
-) -> DbResult<HashSet<String>> {
+pub fn present_base_names(conn: &mut AnyConnection, cache_id: i64, base_names: &[String]) -> DbResult<HashSet<String>> {
     let mut present = HashSet::new();
     for chunk in base_names.chunks(BATCH) {
         let hashes: Vec<&str> = chunk.iter().filter_map(|b| b.get(..32)).collect();
@@ -37,11 +33,7 @@ pub struct PathEntry {
     pub references: Vec<String>,
 }
 
-pub fn find_entry(
-    conn: &mut AnyConnection,
-    cache_id: i64,
-    hash_part: &str,
-) -> DbResult<Option<PathEntry>> {
+pub fn find_entry(conn: &mut AnyConnection, cache_id: i64, hash_part: &str) -> DbResult<Option<PathEntry>> {
     let found: Option<(StorePathRow, Nar)> = store_paths::table
         .inner_join(nars::table)
         .filter(store_paths::cache_id.eq(cache_id))
@@ -57,19 +49,11 @@ pub fn find_entry(
         .order(path_references::reference)
         .select(path_references::reference)
         .load(conn)?;
-    Ok(Some(PathEntry {
-        path,
-        nar,
-        references,
-    }))
+    Ok(Some(PathEntry { path, nar, references }))
 }
 
 /// The NAR with this NarHash, and the id of a path using it, if this cache holds one.
-pub fn nar_in_cache(
-    conn: &mut AnyConnection,
-    cache_id: i64,
-    nar_hash: &str,
-) -> DbResult<Option<(i64, Nar)>> {
+pub fn nar_in_cache(conn: &mut AnyConnection, cache_id: i64, nar_hash: &str) -> DbResult<Option<(i64, Nar)>> {
     Ok(store_paths::table
         .inner_join(nars::table)
         .filter(store_paths::cache_id.eq(cache_id))
@@ -80,36 +64,17 @@ pub fn nar_in_cache(
 }
 
 pub fn find_nar(conn: &mut AnyConnection, nar_hash: &str) -> DbResult<Option<Nar>> {
-    Ok(nars::table
-        .filter(nars::nar_hash.eq(nar_hash))
-        .select(Nar::as_select())
-        .first(conn)
-        .optional()?)
+    Ok(nars::table.filter(nars::nar_hash.eq(nar_hash)).select(Nar::as_select()).first(conn).optional()?)
 }
 
 /// Is this NAR used by a path in a public cache or in one of `cache_ids`?
 /// `cache_ids = None` means every cache (administrators).
-pub fn nar_is_readable_by(
-    conn: &mut AnyConnection,
-    nar_id: i64,
-    cache_ids: Option<&[i64]>,
-) -> DbResult<bool> {
-    let mut query = store_paths::table
-        .inner_join(caches::table)
-        .filter(store_paths::nar_id.eq(nar_id))
-        .into_boxed();
+pub fn nar_is_readable_by(conn: &mut AnyConnection, nar_id: i64, cache_ids: Option<&[i64]>) -> DbResult<bool> {
+    let mut query = store_paths::table.inner_join(caches::table).filter(store_paths::nar_id.eq(nar_id)).into_boxed();
     if let Some(ids) = cache_ids {
-        query = query.filter(
-            caches::is_public
-                .eq(true)
-                .or(caches::id.eq_any(ids.to_vec())),
-        );
+        query = query.filter(caches::is_public.eq(true).or(caches::id.eq_any(ids.to_vec())));
     }
-    Ok(query
-        .select(store_paths::id)
-        .first::<i64>(conn)
-        .optional()?
-        .is_some())
+    Ok(query.select(store_paths::id).first::<i64>(conn).optional()?.is_some())
 }
 
 /// Inserts a NAR row; the caller maps a unique violation on `nar_hash` to "already stored".
@@ -118,14 +83,8 @@ pub fn insert_nar(conn: &mut AnyConnection, nar: &NewNar) -> DbResult<Nar> {
     Ok(find_nar(conn, &nar.nar_hash)?.ok_or(diesel::result::Error::NotFound)?)
 }
 
-pub fn insert_path(
-    conn: &mut AnyConnection,
-    path: &NewStorePath,
-    references: &[String],
-) -> DbResult<i64> {
-    diesel::insert_into(store_paths::table)
-        .values(path)
-        .execute(conn)?;
+pub fn insert_path(conn: &mut AnyConnection, path: &NewStorePath, references: &[String]) -> DbResult<i64> {
+    diesel::insert_into(store_paths::table).values(path).execute(conn)?;
     let id: i64 = store_paths::table
         .filter(store_paths::cache_id.eq(path.cache_id))
         .filter(store_paths::hash_part.eq(&path.hash_part))
@@ -136,34 +95,20 @@ pub fn insert_path(
     unique.dedup();
     for reference in unique {
         diesel::insert_into(path_references::table)
-            .values((
-                path_references::store_path_id.eq(id),
-                path_references::reference.eq(reference),
-            ))
+            .values((path_references::store_path_id.eq(id), path_references::reference.eq(reference)))
             .execute(conn)?;
     }
     Ok(id)
 }
 
 /// Adds `count` accesses to a path and moves its last-access time forward.
-pub fn record_accesses(
-    conn: &mut AnyConnection,
-    path_id: i64,
-    count: i64,
-    at: chrono::NaiveDateTime,
-) -> DbResult<()> {
+pub fn record_accesses(conn: &mut AnyConnection, path_id: i64, count: i64, at: chrono::NaiveDateTime) -> DbResult<()> {
     diesel::update(store_paths::table.find(path_id))
-        .set((
-            store_paths::access_count.eq(store_paths::access_count + count),
-            store_paths::last_accessed_at.eq(at),
-        ))
+        .set((store_paths::access_count.eq(store_paths::access_count + count), store_paths::last_accessed_at.eq(at)))
         .execute(conn)?;
     Ok(())
 }
 
 pub fn count_in_cache(conn: &mut AnyConnection, cache_id: i64) -> DbResult<i64> {
-    Ok(store_paths::table
-        .filter(store_paths::cache_id.eq(cache_id))
-        .count()
-        .get_result(conn)?)
+    Ok(store_paths::table.filter(store_paths::cache_id.eq(cache_id)).count().get_result(conn)?)
 }

@@ -9,30 +9,17 @@ use super::{AnyConnection, DbResult, now};
 
 pub fn create(conn: &mut AnyConnection, name: &str, is_admin: bool) -> DbResult<User> {
     diesel::insert_into(users::table)
-        .values((
-            users::name.eq(name),
-            users::is_admin.eq(is_admin),
-            users::created_at.eq(now()),
-        ))
+        .values((users::name.eq(name), users::is_admin.eq(is_admin), users::created_at.eq(now())))
         .execute(conn)?;
     find_by_name(conn, name)?.ok_or(diesel::result::Error::NotFound.into())
 }
 
 pub fn find_by_name(conn: &mut AnyConnection, name: &str) -> DbResult<Option<User>> {
-    Ok(users::table
-        .filter(users::name.eq(name))
-        .select(User::as_select())
-        .first(conn)
-        .optional()?)
+    Ok(users::table.filter(users::name.eq(name)).select(User::as_select()).first(conn).optional()?)
 }
 
 /// Grants read access, and push access when `can_push`; replaces an earlier grant.
-pub fn grant(
-    conn: &mut AnyConnection,
-    cache_id: i64,
-    user_id: i64,
-    can_push: bool,
-) -> DbResult<()> {
+pub fn grant(conn: &mut AnyConnection, cache_id: i64, user_id: i64, can_push: bool) -> DbResult<()> {
     diesel::delete(cache_permissions::table.find((cache_id, user_id))).execute(conn)?;
     diesel::insert_into(cache_permissions::table)
         .values((
@@ -46,11 +33,7 @@ pub fn grant(
 
 /// `None` when the user has no grant on the cache, else whether the grant includes push.
 pub fn permission(conn: &mut AnyConnection, cache_id: i64, user_id: i64) -> DbResult<Option<bool>> {
-    Ok(cache_permissions::table
-        .find((cache_id, user_id))
-        .select(cache_permissions::can_push)
-        .first(conn)
-        .optional()?)
+    Ok(cache_permissions::table.find((cache_id, user_id)).select(cache_permissions::can_push).first(conn).optional()?)
 }
 
 /// Ids of every cache the user was granted access to.
@@ -81,10 +64,7 @@ pub fn create_token(
 }
 
 /// The token with this hash and its user, whatever its state (the caller checks expiry).
-pub fn find_token(
-    conn: &mut AnyConnection,
-    token_hash: &str,
-) -> DbResult<Option<(ApiToken, User)>> {
+pub fn find_token(conn: &mut AnyConnection, token_hash: &str) -> DbResult<Option<(ApiToken, User)>> {
     Ok(api_tokens::table
         .inner_join(users::table)
         .filter(api_tokens::token_hash.eq(token_hash))
@@ -94,18 +74,12 @@ pub fn find_token(
 }
 
 pub fn touch_token(conn: &mut AnyConnection, token_id: i64, at: NaiveDateTime) -> DbResult<()> {
-    diesel::update(api_tokens::table.find(token_id))
-        .set(api_tokens::last_used_at.eq(at))
-        .execute(conn)?;
+    diesel::update(api_tokens::table.find(token_id)).set(api_tokens::last_used_at.eq(at)).execute(conn)?;
     Ok(())
 }
 
 pub fn revoke_token(conn: &mut AnyConnection, user_id: i64, name: &str) -> DbResult<usize> {
-    Ok(diesel::update(
-        api_tokens::table
-            .filter(api_tokens::user_id.eq(user_id))
-            .filter(api_tokens::name.eq(name)),
-    )
-    .set(api_tokens::revoked_at.eq(now()))
-    .execute(conn)?)
+    Ok(diesel::update(api_tokens::table.filter(api_tokens::user_id.eq(user_id)).filter(api_tokens::name.eq(name)))
+        .set(api_tokens::revoked_at.eq(now()))
+        .execute(conn)?)
 }

@@ -11,11 +11,7 @@ pub enum Access {
     Push,
 }
 
-pub fn access_to(
-    conn: &mut AnyConnection,
-    caller: Option<&Caller>,
-    cache: &Cache,
-) -> DbResult<Access> {
+pub fn access_to(conn: &mut AnyConnection, caller: Option<&Caller>, cache: &Cache) -> DbResult<Access> {
     let granted = match caller {
         Some(c) if c.is_admin => Access::Push,
         Some(c) => match users::permission(conn, cache.id, c.user_id)? {
@@ -25,18 +21,10 @@ pub fn access_to(
         },
         None => Access::None,
     };
-    Ok(if cache.is_public {
-        granted.max(Access::Read)
-    } else {
-        granted
-    })
+    Ok(if cache.is_public { granted.max(Access::Read) } else { granted })
 }
 
 /// The caches whose contents the caller can read besides public ones; `None` means all.
 pub fn readable_cache_ids(conn: &mut AnyConnection, caller: &Caller) -> DbResult<Option<Vec<i64>>> {
-    if caller.is_admin {
-        Ok(None)
-    } else {
-        users::readable_cache_ids(conn, caller.user_id).map(Some)
-    }
+    if caller.is_admin { Ok(None) } else { users::readable_cache_ids(conn, caller.user_id).map(Some) }
 }

@@ -16,12 +16,7 @@ pub struct AccessLog {
 
 impl AccessLog {
     pub fn record(&self, path_id: i64) {
-        *self
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(path_id)
-            .or_default() += 1;
+        *self.pending.lock().unwrap_or_else(|e| e.into_inner()).entry(path_id).or_default() += 1;
     }
 
     /// Writes what was counted so far.
@@ -33,9 +28,7 @@ impl AccessLog {
         let result = db
             .write(move |c| {
                 let at = now();
-                batch
-                    .into_iter()
-                    .try_for_each(|(id, count)| paths::record_accesses(c, id, count, at))
+                batch.into_iter().try_for_each(|(id, count)| paths::record_accesses(c, id, count, at))
             })
             .await;
         if let Err(e) = result {

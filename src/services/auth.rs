@@ -34,11 +34,7 @@ pub enum AuthError {
 
 /// A new random token (`hib_` + 40 alphanumerics, about 238 bits).
 pub fn generate_token() -> String {
-    let secret: String = rand::rng()
-        .sample_iter(&Alphanumeric)
-        .take(40)
-        .map(char::from)
-        .collect();
+    let secret: String = rand::rng().sample_iter(&Alphanumeric).take(40).map(char::from).collect();
     format!("{TOKEN_PREFIX}{secret}")
 }
 
@@ -71,19 +67,12 @@ pub async fn authenticate(db: &Db, token: &str) -> Result<Caller, AuthError> {
     {
         return Err(AuthError::Expired(expiry));
     }
-    let stale = token
-        .last_used_at
-        .is_none_or(|t| now - t > LAST_USED_RESOLUTION);
+    let stale = token.last_used_at.is_none_or(|t| now - t > LAST_USED_RESOLUTION);
     if stale {
         let id = token.id;
         if let Err(e) = db.write(move |c| users::touch_token(c, id, now)).await {
             tracing::warn!("could not record token use: {e}");
         }
     }
-    Ok(Caller {
-        user_id: user.id,
-        user_name: user.name,
-        is_admin: user.is_admin,
-        token_name: token.name,
-    })
+    Ok(Caller { user_id: user.id, user_name: user.name, is_admin: user.is_admin, token_name: token.name })
 }

@@ -27,11 +27,9 @@ pub fn nar_hash_from_file_name(file: &str) -> Option<&str> {
 }
 
 pub fn render(entry: &PathEntry) -> Result<String, String> {
-    let corrupt =
-        |what: &str| format!("stored path {} has an invalid {what}", entry.path.hash_part);
-    let store_path =
-        StorePath::from_base_name(&format!("{}-{}", entry.path.hash_part, entry.path.name))
-            .map_err(|_| corrupt("name"))?;
+    let corrupt = |what: &str| format!("stored path {} has an invalid {what}", entry.path.hash_part);
+    let store_path = StorePath::from_base_name(&format!("{}-{}", entry.path.hash_part, entry.path.name))
+        .map_err(|_| corrupt("name"))?;
     let references = entry
         .references
         .iter()
@@ -42,9 +40,7 @@ pub fn render(entry: &PathEntry) -> Result<String, String> {
         store_path,
         url: nar_url(&entry.nar.nar_hash, &entry.nar.compression),
         compression: entry.nar.compression.clone(),
-        file_hash: Some(
-            NarHash::from_nix32(&entry.nar.file_hash).map_err(|_| corrupt("FileHash"))?,
-        ),
+        file_hash: Some(NarHash::from_nix32(&entry.nar.file_hash).map_err(|_| corrupt("FileHash"))?),
         file_size: Some(entry.nar.file_size as u64),
         nar_hash: NarHash::from_nix32(&entry.nar.nar_hash).map_err(|_| corrupt("NarHash"))?,
         nar_size: entry.nar.nar_size as u64,
@@ -65,10 +61,7 @@ mod tests {
         let hash = NarHash::digest(b"x").to_nix32();
         let url = nar_url(&hash, "zstd");
         assert_eq!(url, format!("nar/{hash}.nar.zst"));
-        assert_eq!(
-            nar_hash_from_file_name(url.strip_prefix("nar/").unwrap()),
-            Some(hash.as_str())
-        );
+        assert_eq!(nar_hash_from_file_name(url.strip_prefix("nar/").unwrap()), Some(hash.as_str()));
         assert_eq!(nar_hash_from_file_name("short.nar.zst"), None);
         assert_eq!(nar_hash_from_file_name(&format!("{hash}.zst")), None);
     }

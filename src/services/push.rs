@@ -130,10 +130,7 @@ pub async fn verify_path(
 ) -> Result<VerifiedPath, PushError> {
     let path = StorePath::from_full_path(&upload.store_path).map_err(|e| invalid(e.to_string()))?;
     if path.hash_part() != hash_in_url {
-        return Err(invalid(format!(
-            "the URL names {hash_in_url} but the metadata is for {}",
-            upload.store_path
-        )));
+        return Err(invalid(format!("the URL names {hash_in_url} but the metadata is for {}", upload.store_path)));
     }
     if upload.nar_size == 0 {
         return Err(invalid("NarSize must be greater than zero"));
@@ -141,9 +138,7 @@ pub async fn verify_path(
     let refs = upload
         .references
         .iter()
-        .map(|r| {
-            StorePath::from_base_name(r).map_err(|e| invalid(format!("invalid reference: {e}")))
-        })
+        .map(|r| StorePath::from_base_name(r).map_err(|e| invalid(format!("invalid reference: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
     if let Some(d) = &upload.deriver {
         StorePath::from_base_name(d).map_err(|e| invalid(format!("invalid deriver: {e}")))?;
@@ -153,13 +148,8 @@ pub async fn verify_path(
     }
     let cache = cache_for_push(db, caller, cache_name).await?;
 
-    let (cache_id, others): (i64, Vec<String>) = (
-        cache.id,
-        refs.iter()
-            .filter(|r| **r != path)
-            .map(|r| r.base_name().to_string())
-            .collect(),
-    );
+    let (cache_id, others): (i64, Vec<String>) =
+        (cache.id, refs.iter().filter(|r| **r != path).map(|r| r.base_name().to_string()).collect());
     let own = path.base_name().to_string();
     let (keys, present) = db
         .read(move |c| {
@@ -170,26 +160,14 @@ pub async fn verify_path(
         })
         .await?;
     check_signature(&cache, &keys, &path, &upload, &refs)?;
-    let missing: Vec<String> = refs
-        .iter()
-        .filter(|r| **r != path && !present.contains(r.base_name()))
-        .map(|r| r.full_path())
-        .collect();
+    let missing: Vec<String> =
+        refs.iter().filter(|r| **r != path && !present.contains(r.base_name())).map(|r| r.full_path()).collect();
     if !missing.is_empty() {
-        return Err(PushError::MissingReferences {
-            path: path.full_path(),
-            missing,
-        });
+        return Err(PushError::MissingReferences { path: path.full_path(), missing });
     }
     let already_present = present.contains(path.base_name());
     let references = refs.iter().map(|r| r.base_name().to_string()).collect();
-    Ok(VerifiedPath {
-        cache,
-        path,
-        upload,
-        references,
-        already_present,
-    })
+    Ok(VerifiedPath { cache, path, upload, references, already_present })
 }
 
 fn check_signature(
@@ -199,10 +177,7 @@ fn check_signature(
     upload: &PathUpload,
     refs: &[StorePath],
 ) -> Result<(), PushError> {
-    let keys: Vec<PublicKey> = keys
-        .iter()
-        .filter_map(|k| PublicKey::parse(k).ok())
-        .collect();
+    let keys: Vec<PublicKey> = keys.iter().filter_map(|k| PublicKey::parse(k).ok()).collect();
     if keys.is_empty() {
         return Err(PushError::BadSignature(format!(
             "cache {:?} has no public signing key; add one with `hibernation-server admin add-key`",
@@ -210,10 +185,7 @@ fn check_signature(
         )));
     }
     let fingerprint = signing::fingerprint(path, &upload.nar_hash, upload.nar_size, refs);
-    let valid = upload
-        .signatures
-        .iter()
-        .any(|sig| keys.iter().any(|k| k.verifies(&fingerprint, sig)));
+    let valid = upload.signatures.iter().any(|sig| keys.iter().any(|k| k.verifies(&fingerprint, sig)));
     if !valid {
         let names: Vec<&str> = keys.iter().map(PublicKey::name).collect();
         return Err(PushError::BadSignature(format!(
@@ -248,12 +220,7 @@ pub fn receive_nar(
 ) -> Result<ReceivedNar, PushError> {
     let pending = storage.begin_upload().map_err(PushError::Storage)?;
     let file = pending.file.try_clone().map_err(PushError::Storage)?;
-    let mut tee = Tee {
-        inner: body,
-        out: BufWriter::with_capacity(256 * 1024, file),
-        hasher: Sha256::new(),
-        count: 0,
-    };
+    let mut tee = Tee { inner: body, out: BufWriter::with_capacity(256 * 1024, file), hasher: Sha256::new(), count: 0 };
     {
         let decoder = zstd::stream::read::Decoder::new(&mut tee).map_err(PushError::Storage)?;
         // Reading one byte past the declared size is enough to know it is wrong.
@@ -262,9 +229,7 @@ pub fn receive_nar(
         let read = nar.count();
         let (nar_hash, nar_size, _) = nar.finish();
         if read > expected_size {
-            return Err(PushError::NarMismatch(format!(
-                "the NAR is larger than its declared NarSize {expected_size}"
-            )));
+            return Err(PushError::NarMismatch(format!("the NAR is larger than its declared NarSize {expected_size}")));
         }
         match result {
             Ok(_) => {}
@@ -272,29 +237,19 @@ pub fn receive_nar(
             Err(e) => return Err(PushError::MalformedNar(e.to_string())),
         }
         if nar_size != expected_size {
-            return Err(PushError::NarMismatch(format!(
-                "NarSize is {nar_size}, the narinfo says {expected_size}"
-            )));
+            return Err(PushError::NarMismatch(format!("NarSize is {nar_size}, the narinfo says {expected_size}")));
         }
         if nar_hash != *expected_hash {
-            return Err(PushError::NarMismatch(format!(
-                "NarHash is {nar_hash}, the narinfo says {expected_hash}"
-            )));
+            return Err(PushError::NarMismatch(format!("NarHash is {nar_hash}, the narinfo says {expected_hash}")));
         }
     }
     // Anything after the compressed NAR would be stored but never served: refuse it.
     let mut rest = [0u8; 1];
     if tee.read(&mut rest).map_err(classify_read_error)? != 0 {
-        return Err(PushError::MalformedNar(
-            "data after the end of the compressed NAR".into(),
-        ));
+        return Err(PushError::MalformedNar("data after the end of the compressed NAR".into()));
     }
     tee.out.flush().map_err(PushError::Storage)?;
-    Ok(ReceivedNar {
-        pending,
-        file_hash: NarHash::from_hasher(tee.hasher),
-        file_size: tee.count,
-    })
+    Ok(ReceivedNar { pending, file_hash: NarHash::from_hasher(tee.hasher), file_size: tee.count })
 }
 
 /// Errors from the body are interruptions; errors from the decoder mean a bad stream.
@@ -303,12 +258,10 @@ fn classify_read_error(e: io::Error) -> PushError {
         return PushError::Interrupted(e.to_string());
     }
     match e.kind() {
-        io::ErrorKind::UnexpectedEof => {
-            PushError::MalformedNar("the upload ended before the NAR did".into())
+        io::ErrorKind::UnexpectedEof => PushError::MalformedNar("the upload ended before the NAR did".into()),
+        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe => {
+            PushError::Interrupted(e.to_string())
         }
-        io::ErrorKind::ConnectionReset
-        | io::ErrorKind::ConnectionAborted
-        | io::ErrorKind::BrokenPipe => PushError::Interrupted(e.to_string()),
         _ => PushError::MalformedNar(format!("the body is not a valid zstd stream: {e}")),
     }
 }
@@ -327,10 +280,7 @@ struct Tee<R> {
 
 impl<R: Read> Read for Tee<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self
-            .inner
-            .read(buf)
-            .map_err(|e| io::Error::other(TeeError(e.to_string())))?;
+        let n = self.inner.read(buf).map_err(|e| io::Error::other(TeeError(e.to_string())))?;
         self.out.write_all(&buf[..n])?;
         self.hasher.update(&buf[..n]);
         self.count += n as u64;
@@ -347,17 +297,10 @@ pub enum NarSource {
 
 /// Stores the NAR (if uploaded) and makes the path visible. Returns false when the path was
 /// already there (another push won the race).
-pub async fn commit(
-    db: &Db,
-    storage: &Storage,
-    verified: VerifiedPath,
-    source: NarSource,
-) -> Result<bool, PushError> {
+pub async fn commit(db: &Db, storage: &Storage, verified: VerifiedPath, source: NarSource) -> Result<bool, PushError> {
     let nar_hash = verified.upload.nar_hash.to_nix32();
     let nar = match source {
-        NarSource::Uploaded(received) => {
-            store_nar(db, storage, &nar_hash, verified.upload.nar_size, received).await?
-        }
+        NarSource::Uploaded(received) => store_nar(db, storage, &nar_hash, verified.upload.nar_size, received).await?,
         NarSource::Attach(caller) => {
             let (hash, size) = (nar_hash.clone(), verified.upload.nar_size);
             let nar = db
@@ -366,8 +309,7 @@ pub async fn commit(
                         return Ok(None);
                     };
                     let readable = readable_cache_ids(c, &caller)?;
-                    let ok = nar.nar_size as u64 == size
-                        && paths::nar_is_readable_by(c, nar.id, readable.as_deref())?;
+                    let ok = nar.nar_size as u64 == size && paths::nar_is_readable_by(c, nar.id, readable.as_deref())?;
                     Ok(ok.then_some(nar))
                 })
                 .await?;
@@ -385,11 +327,7 @@ async fn store_nar(
     received: ReceivedNar,
 ) -> Result<Nar, PushError> {
     let key = format!("nar/{nar_hash}.{}.nar.zst", super::random_id());
-    let ReceivedNar {
-        pending,
-        file_hash,
-        file_size,
-    } = received;
+    let ReceivedNar { pending, file_hash, file_size } = received;
     let (s, k) = (storage.clone(), key.clone());
     tokio::task::spawn_blocking(move || s.commit(pending, &k))
         .await
@@ -416,21 +354,13 @@ async fn store_nar(
             let hash = nar_hash.to_string();
             db.read(move |c| paths::find_nar(c, &hash))
                 .await?
-                .ok_or(PushError::Db(DbError::Query(
-                    diesel::result::Error::NotFound,
-                )))
+                .ok_or(PushError::Db(DbError::Query(diesel::result::Error::NotFound)))
         }
     }
 }
 
 async fn insert_path(db: &Db, verified: VerifiedPath, nar: Nar) -> Result<bool, PushError> {
-    let VerifiedPath {
-        cache,
-        path,
-        upload,
-        references,
-        ..
-    } = verified;
+    let VerifiedPath { cache, path, upload, references, .. } = verified;
     let own = path.base_name().to_string();
     let new = NewStorePath {
         cache_id: cache.id,
@@ -446,22 +376,15 @@ async fn insert_path(db: &Db, verified: VerifiedPath, nar: Nar) -> Result<bool, 
     let result = db
         .write(move |c| {
             // Re-check inside the transaction: the closure invariant must hold at commit time.
-            let mut wanted: Vec<String> =
-                references.iter().filter(|r| **r != own).cloned().collect();
+            let mut wanted: Vec<String> = references.iter().filter(|r| **r != own).cloned().collect();
             wanted.push(own.clone());
             let present = paths::present_base_names(c, cache.id, &wanted)?;
             if present.contains(&own) {
                 return Ok(Ok(false));
             }
-            let missing: HashSet<&String> = wanted
-                .iter()
-                .filter(|r| **r != own && !present.contains(*r))
-                .collect();
+            let missing: HashSet<&String> = wanted.iter().filter(|r| **r != own && !present.contains(*r)).collect();
             if !missing.is_empty() {
-                let missing = missing
-                    .into_iter()
-                    .map(|m| format!("{}/{m}", hibernation::nix::STORE_DIR))
-                    .collect();
+                let missing = missing.into_iter().map(|m| format!("{}/{m}", hibernation::nix::STORE_DIR)).collect();
                 return Ok(Err(PushError::MissingReferences {
                     path: format!("{}/{own}", hibernation::nix::STORE_DIR),
                     missing,
@@ -475,5 +398,53 @@ async fn insert_path(db: &Db, verified: VerifiedPath, nar: Nar) -> Result<bool, 
         Ok(outcome) => outcome,
         Err(e) if is_unique_violation(&e) => Ok(false),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn storage() -> (tempfile::TempDir, Storage) {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        (dir, storage)
+    }
+
+    fn sample_nar() -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"hello\n").unwrap();
+        let mut nar = Vec::new();
+        hibernation::nix::nar::dump_path(&dir.path().join("f"), &mut nar).unwrap();
+        nar
+    }
+
+    #[test]
+    fn accepts_a_matching_nar_and_hashes_the_compressed_bytes() {
+        let (_dir, storage) = storage();
+        let nar = sample_nar();
+        let body = zstd::encode_all(nar.as_slice(), 3).unwrap();
+        let received = receive_nar(&storage, body.as_slice(), &NarHash::digest(&nar), nar.len() as u64).unwrap();
+        assert_eq!(received.file_size, body.len() as u64);
+        assert_eq!(received.file_hash, NarHash::digest(&body));
+    }
+
+    #[test]
+    fn names_what_is_wrong_with_a_body() {
+        let (dir, storage) = storage();
+        let nar = sample_nar();
+        let hash = NarHash::digest(&nar);
+        let size = nar.len() as u64;
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (b"definitely not zstd".to_vec(), "not a valid zstd stream"),
+            (zstd::encode_all(&nar[..size as usize / 2], 3).unwrap(), "ended"),
+            (zstd::encode_all(&b"not a nar at all, but long enough"[..], 3).unwrap(), "malformed"),
+            (Vec::new(), "not a NAR"),
+        ];
+        for (body, expected) in cases {
+            let err = receive_nar(&storage, body.as_slice(), &hash, size).err().expect("must fail").to_string();
+            assert!(err.contains(expected), "expected {expected:?} in {err:?}");
+        }
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "no temporary file is left");
     }
 }

@@ -33,14 +33,9 @@ async fn readable_cache(state: &AppState, req: &Request, name: &str) -> Result<C
         ))
     })?;
     let cache_for_check = cache.clone();
-    let access = state
-        .db
-        .read(move |c| access_to(c, Some(&caller), &cache_for_check))
-        .await?;
+    let access = state.db.read(move |c| access_to(c, Some(&caller), &cache_for_check)).await?;
     if access == Access::None {
-        return Err(AppError::Unauthorized(format!(
-            "your token has no access to cache {name:?}"
-        )));
+        return Err(AppError::Unauthorized(format!("your token has no access to cache {name:?}")));
     }
     Ok(cache)
 }
@@ -52,14 +47,8 @@ pub async fn cache_info(
     state: Data<&Arc<AppState>>,
 ) -> Result<Response, AppError> {
     let cache = readable_cache(&state, req, &name).await?;
-    let body = format!(
-        "StoreDir: {}\nWantMassQuery: 1\nPriority: {}\n",
-        hibernation::nix::STORE_DIR,
-        cache.priority
-    );
-    Ok(Response::builder()
-        .content_type("text/x-nix-cache-info")
-        .body(body))
+    let body = format!("StoreDir: {}\nWantMassQuery: 1\nPriority: {}\n", hibernation::nix::STORE_DIR, cache.priority);
+    Ok(Response::builder().content_type("text/x-nix-cache-info").body(body))
 }
 
 #[handler]
@@ -69,26 +58,12 @@ pub async fn narinfo(
     state: Data<&Arc<AppState>>,
 ) -> Result<Response, AppError> {
     let not_found = || AppError::NotFound(format!("{file} is not in cache {name:?}"));
-    let hash = file
-        .strip_suffix(".narinfo")
-        .filter(|h| is_hash_part(h))
-        .ok_or_else(not_found)?
-        .to_string();
+    let hash = file.strip_suffix(".narinfo").filter(|h| is_hash_part(h)).ok_or_else(not_found)?.to_string();
     let cache = readable_cache(&state, req, &name).await?;
-    let entry = state
-        .db
-        .read(move |c| paths::find_entry(c, cache.id, &hash))
-        .await?
-        .ok_or_else(not_found)?;
+    let entry = state.db.read(move |c| paths::find_entry(c, cache.id, &hash)).await?.ok_or_else(not_found)?;
     let text = narinfo_format::render(&entry).map_err(AppError::Internal)?;
-    let response = Response::builder()
-        .content_type("text/x-nix-narinfo")
-        .header(header::CONTENT_LENGTH, text.len());
-    Ok(if req.method() == Method::HEAD {
-        response.body(Body::empty())
-    } else {
-        response.body(text)
-    })
+    let response = Response::builder().content_type("text/x-nix-narinfo").header(header::CONTENT_LENGTH, text.len());
+    Ok(if req.method() == Method::HEAD { response.body(Body::empty()) } else { response.body(text) })
 }
 
 #[handler]
@@ -98,20 +73,12 @@ pub async fn nar(
     state: Data<&Arc<AppState>>,
 ) -> Result<Response, AppError> {
     let not_found = || AppError::NotFound(format!("nar/{file} is not in cache {name:?}"));
-    let nar_hash = narinfo_format::nar_hash_from_file_name(&file)
-        .ok_or_else(not_found)?
-        .to_string();
+    let nar_hash = narinfo_format::nar_hash_from_file_name(&file).ok_or_else(not_found)?.to_string();
     let cache = readable_cache(&state, req, &name).await?;
-    let (path_id, nar) = state
-        .db
-        .read(move |c| paths::nar_in_cache(c, cache.id, &nar_hash))
-        .await?
-        .ok_or_else(not_found)?;
+    let (path_id, nar) =
+        state.db.read(move |c| paths::nar_in_cache(c, cache.id, &nar_hash)).await?.ok_or_else(not_found)?;
     let len = nar.file_size as u64;
-    let range = req
-        .headers()
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok());
+    let range = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok());
     let (status, start, end) = match parse_range(range, len) {
         RangeRequest::Full => (StatusCode::OK, 0, len),
         RangeRequest::Partial(start, end) => (StatusCode::PARTIAL_CONTENT, start, end),
@@ -129,28 +96,16 @@ pub async fn nar(
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::CONTENT_LENGTH, end - start);
     if status == StatusCode::PARTIAL_CONTENT {
-        builder = builder.header(
-            header::CONTENT_RANGE,
-            format!("bytes {start}-{}/{len}", end - 1),
-        );
+        builder = builder.header(header::CONTENT_RANGE, format!("bytes {start}-{}/{len}", end - 1));
     }
     if req.method() == Method::HEAD {
         return Ok(builder.body(Body::empty()));
     }
-    let mut file = state
-        .storage
-        .open_read(&nar.storage_key)
-        .await
-        .map_err(|e| {
-            AppError::Internal(format!(
-                "NAR {} is registered but cannot be read from storage: {e}",
-                nar.nar_hash
-            ))
-        })?;
+    let mut file = state.storage.open_read(&nar.storage_key).await.map_err(|e| {
+        AppError::Internal(format!("NAR {} is registered but cannot be read from storage: {e}", nar.nar_hash))
+    })?;
     if start > 0 {
-        file.seek(std::io::SeekFrom::Start(start))
-            .await
-            .map_err(|e| AppError::Internal(e.to_string()))?;
+        file.seek(std::io::SeekFrom::Start(start)).await.map_err(|e| AppError::Internal(e.to_string()))?;
     }
     state.access_log.record(path_id);
     Ok(builder.body(Body::from_async_read(file.take(end - start))))
@@ -185,11 +140,7 @@ fn parse_range(header: Option<&str>, len: u64) -> RangeRequest {
     } else {
         match (first.parse::<u64>(), last) {
             (Ok(start), "") => Some((start, len)),
-            (Ok(start), last) => last
-                .parse::<u64>()
-                .ok()
-                .filter(|l| *l >= start)
-                .map(|l| (start, (l + 1).min(len))),
+            (Ok(start), last) => last.parse::<u64>().ok().filter(|l| *l >= start).map(|l| (start, (l + 1).min(len))),
             _ => None,
         }
     };
@@ -206,45 +157,19 @@ mod tests {
     #[test]
     fn parses_single_byte_ranges() {
         assert_eq!(parse_range(None, 100), RangeRequest::Full);
-        assert_eq!(
-            parse_range(Some("bytes=0-9"), 100),
-            RangeRequest::Partial(0, 10)
-        );
-        assert_eq!(
-            parse_range(Some("bytes=90-"), 100),
-            RangeRequest::Partial(90, 100)
-        );
-        assert_eq!(
-            parse_range(Some("bytes=90-200"), 100),
-            RangeRequest::Partial(90, 100)
-        );
-        assert_eq!(
-            parse_range(Some("bytes=-10"), 100),
-            RangeRequest::Partial(90, 100)
-        );
-        assert_eq!(
-            parse_range(Some("bytes=-500"), 100),
-            RangeRequest::Partial(0, 100)
-        );
+        assert_eq!(parse_range(Some("bytes=0-9"), 100), RangeRequest::Partial(0, 10));
+        assert_eq!(parse_range(Some("bytes=90-"), 100), RangeRequest::Partial(90, 100));
+        assert_eq!(parse_range(Some("bytes=90-200"), 100), RangeRequest::Partial(90, 100));
+        assert_eq!(parse_range(Some("bytes=-10"), 100), RangeRequest::Partial(90, 100));
+        assert_eq!(parse_range(Some("bytes=-500"), 100), RangeRequest::Partial(0, 100));
         assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), RangeRequest::Full);
         assert_eq!(parse_range(Some("items=0-1"), 100), RangeRequest::Full);
     }
 
     #[test]
     fn refuses_unsatisfiable_ranges() {
-        for bad in [
-            "bytes=100-",
-            "bytes=200-300",
-            "bytes=5-2",
-            "bytes=-0",
-            "bytes=x-1",
-            "bytes=5",
-        ] {
-            assert_eq!(
-                parse_range(Some(bad), 100),
-                RangeRequest::Unsatisfiable,
-                "{bad}"
-            );
+        for bad in ["bytes=100-", "bytes=200-300", "bytes=5-2", "bytes=-0", "bytes=x-1", "bytes=5"] {
+            assert_eq!(parse_range(Some(bad), 100), RangeRequest::Unsatisfiable, "{bad}");
         }
     }
 }

@@ -15,9 +15,7 @@ fn token_from_header(value: &str) -> Option<String> {
         return Some(rest.to_string());
     }
     if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(rest)
-            .ok()?;
+        let decoded = base64::engine::general_purpose::STANDARD.decode(rest).ok()?;
         let text = String::from_utf8(decoded).ok()?;
         let (_, password) = text.split_once(':')?;
         return Some(password.to_string());
@@ -30,19 +28,18 @@ pub async fn optional_caller(state: &AppState, req: &Request) -> Result<Option<C
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(token_from_header)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| AppError::Unauthorized("unsupported Authorization header: send the API token as Bearer or as the Basic password".into()))?;
+    let token = value.to_str().ok().and_then(token_from_header).filter(|t| !t.is_empty()).ok_or_else(|| {
+        AppError::Unauthorized(
+            "unsupported Authorization header: send the API token as Bearer or as the Basic password".into(),
+        )
+    })?;
     Ok(Some(authenticate(&state.db, &token).await?))
 }
 
 pub async fn required_caller(state: &AppState, req: &Request) -> Result<Caller, AppError> {
-    optional_caller(state, req).await?.ok_or_else(|| {
-        AppError::Unauthorized("this needs an API token (Authorization: Bearer <token>)".into())
-    })
+    optional_caller(state, req)
+        .await?
+        .ok_or_else(|| AppError::Unauthorized("this needs an API token (Authorization: Bearer <token>)".into()))
 }
 
 #[cfg(test)]
@@ -51,24 +48,12 @@ mod tests {
 
     #[test]
     fn reads_bearer_and_basic_passwords() {
-        assert_eq!(
-            token_from_header("Bearer hib_abc").as_deref(),
-            Some("hib_abc")
-        );
-        assert_eq!(
-            token_from_header("bearer  hib_abc ").as_deref(),
-            Some("hib_abc")
-        );
+        assert_eq!(token_from_header("Bearer hib_abc").as_deref(), Some("hib_abc"));
+        assert_eq!(token_from_header("bearer  hib_abc ").as_deref(), Some("hib_abc"));
         let basic = base64::engine::general_purpose::STANDARD.encode("anyone:hib_abc");
-        assert_eq!(
-            token_from_header(&format!("Basic {basic}")).as_deref(),
-            Some("hib_abc")
-        );
+        assert_eq!(token_from_header(&format!("Basic {basic}")).as_deref(), Some("hib_abc"));
         let empty_user = base64::engine::general_purpose::STANDARD.encode(":hib_abc");
-        assert_eq!(
-            token_from_header(&format!("Basic {empty_user}")).as_deref(),
-            Some("hib_abc")
-        );
+        assert_eq!(token_from_header(&format!("Basic {empty_user}")).as_deref(), Some("hib_abc"));
         assert_eq!(token_from_header("Digest x"), None);
         assert_eq!(token_from_header("Basic !!!"), None);
     }

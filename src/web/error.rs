@@ -42,19 +42,10 @@ impl ResponseError for AppError {
         if let Self::Internal(msg) = self {
             tracing::error!("internal error: {msg}");
         }
-        let body = serde_json::to_string(&hibernation::api::ApiError {
-            error: self.to_string(),
-        })
-        .unwrap_or_default();
-        let mut response = Response::builder()
-            .status(self.status())
-            .content_type("application/json")
-            .body(body);
+        let body = serde_json::to_string(&hibernation::api::ApiError { error: self.to_string() }).unwrap_or_default();
+        let mut response = Response::builder().status(self.status()).content_type("application/json").body(body);
         if matches!(self, Self::Unauthorized(_)) {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                "Basic realm=\"hibernation\"".parse().unwrap(),
-            );
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, "Basic realm=\"hibernation\"".parse().unwrap());
         }
         response
     }
@@ -82,9 +73,7 @@ impl From<PushError> for AppError {
             PushError::CacheNotFound(_) => Self::NotFound(msg),
             PushError::Forbidden(_) => Self::Forbidden(msg),
             PushError::InvalidInput(_) => Self::BadRequest(msg),
-            PushError::MissingReferences { .. } | PushError::UploadRequired(_) => {
-                Self::Conflict(msg)
-            }
+            PushError::MissingReferences { .. } | PushError::UploadRequired(_) => Self::Conflict(msg),
             PushError::BadSignature(_) | PushError::NarMismatch(_) | PushError::MalformedNar(_) => {
                 Self::Unprocessable(msg)
             }

@@ -27,14 +27,8 @@ pub struct AppState {
 pub fn routes(state: Arc<AppState>) -> impl poem::Endpoint {
     let nix = Route::new()
         .at("/:cache/nix-cache-info", get(cache_protocol::cache_info))
-        .at(
-            "/:cache/nar/:file",
-            get(cache_protocol::nar).head(cache_protocol::nar),
-        )
-        .at(
-            "/:cache/:file",
-            get(cache_protocol::narinfo).head(cache_protocol::narinfo),
-        );
+        .at("/:cache/nar/:file", get(cache_protocol::nar).head(cache_protocol::nar))
+        .at("/:cache/:file", get(cache_protocol::narinfo).head(cache_protocol::narinfo));
     let api = Route::new()
         .at("/whoami", get(push_api::whoami))
         .at("/caches/:cache/push-plan", poem::post(push_api::push_plan))

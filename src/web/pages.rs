@@ -29,22 +29,13 @@ pub async fn index(state: Data<&Arc<AppState>>) -> Result<Html<String>, AppError
         .read(|c| {
             let mut out = Vec::new();
             for cache in caches::list(c)?.into_iter().filter(|c| c.is_public) {
-                out.push(CacheSummary {
-                    paths: paths::count_in_cache(c, cache.id)?,
-                    name: cache.name,
-                });
+                out.push(CacheSummary { paths: paths::count_in_cache(c, cache.id)?, name: cache.name });
             }
             Ok(out)
         })
         .await?;
-    let page = IndexPage {
-        site_url: state.config.site_url.clone(),
-        caches,
-    };
-    Ok(Html(
-        page.render()
-            .map_err(|e| AppError::Internal(e.to_string()))?,
-    ))
+    let page = IndexPage { site_url: state.config.site_url.clone(), caches };
+    Ok(Html(page.render().map_err(|e| AppError::Internal(e.to_string()))?))
 }
 
 #[handler]

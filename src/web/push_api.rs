@@ -3,9 +3,7 @@
 use std::sync::Arc;
 
 use base64::Engine;
-use hibernation::api::{
-    PATH_INFO_HEADER, PathUpload, PathUploaded, PushPlanRequest, PushPlanResponse, WhoAmI,
-};
+use hibernation::api::{PATH_INFO_HEADER, PathUpload, PathUploaded, PushPlanRequest, PushPlanResponse, WhoAmI};
 use poem::web::{Data, Json, Path};
 use poem::{Body, Request, handler};
 use tokio_util::io::SyncIoBridge;
@@ -19,19 +17,14 @@ fn check_cache_name(name: &str) -> Result<(), AppError> {
     if is_valid_cache_name(name) {
         Ok(())
     } else {
-        Err(AppError::BadRequest(format!(
-            "invalid cache name {name:?}: {CACHE_NAME_RULE}"
-        )))
+        Err(AppError::BadRequest(format!("invalid cache name {name:?}: {CACHE_NAME_RULE}")))
     }
 }
 
 #[handler]
 pub async fn whoami(req: &Request, state: Data<&Arc<AppState>>) -> Result<Json<WhoAmI>, AppError> {
     let caller = required_caller(&state, req).await?;
-    Ok(Json(WhoAmI {
-        user: caller.user_name,
-        token: caller.token_name,
-    }))
+    Ok(Json(WhoAmI { user: caller.user_name, token: caller.token_name }))
 }
 
 #[handler]
@@ -43,12 +36,9 @@ pub async fn push_plan(
 ) -> Result<Json<PushPlanResponse>, AppError> {
     check_cache_name(&cache)?;
     let caller = required_caller(&state, req).await?;
-    let bytes = body
-        .into_bytes()
-        .await
-        .map_err(|e| AppError::BadRequest(format!("cannot read request body: {e}")))?;
-    let plan: PushPlanRequest = serde_json::from_slice(&bytes)
-        .map_err(|e| AppError::BadRequest(format!("invalid push plan request: {e}")))?;
+    let bytes = body.into_bytes().await.map_err(|e| AppError::BadRequest(format!("cannot read request body: {e}")))?;
+    let plan: PushPlanRequest =
+        serde_json::from_slice(&bytes).map_err(|e| AppError::BadRequest(format!("invalid push plan request: {e}")))?;
     Ok(Json(push::plan(&state.db, &caller, &cache, plan).await?))
 }
 
@@ -61,8 +51,7 @@ fn path_upload_from_header(req: &Request) -> Result<PathUpload, AppError> {
     let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(raw.trim())
         .map_err(|_| AppError::BadRequest(format!("{PATH_INFO_HEADER} is not base64url")))?;
-    serde_json::from_slice(&json)
-        .map_err(|e| AppError::BadRequest(format!("invalid {PATH_INFO_HEADER}: {e}")))
+    serde_json::from_slice(&json).map_err(|e| AppError::BadRequest(format!("invalid {PATH_INFO_HEADER}: {e}")))
 }
 
 /// Uploads one path: metadata in a header, the zstd NAR as the body (empty to attach).
@@ -79,41 +68,25 @@ pub async fn upload_path(
     let verified = push::verify_path(&state.db, &caller, &cache, &hash, upload).await?;
     let store_path = verified.path.full_path();
     if verified.already_present {
-        return Ok(Json(PathUploaded {
-            store_path,
-            created: false,
-            uploaded_bytes: 0,
-        }));
+        return Ok(Json(PathUploaded { store_path, created: false, uploaded_bytes: 0 }));
     }
-    let declared_length = req
-        .headers()
-        .get(poem::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let declared_length =
+        req.headers().get(poem::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     let (source, uploaded_bytes) = if declared_length == Some(0) {
         (NarSource::Attach(caller), 0)
     } else {
         let storage = state.storage.clone();
         let (hash, size) = (verified.upload.nar_hash, verified.upload.nar_size);
         let reader = SyncIoBridge::new(body.into_async_read());
-        let received =
-            tokio::task::spawn_blocking(move || push::receive_nar(&storage, reader, &hash, size))
-                .await
-                .map_err(|e| AppError::Internal(e.to_string()))??;
+        let received = tokio::task::spawn_blocking(move || push::receive_nar(&storage, reader, &hash, size))
+            .await
+            .map_err(|e| AppError::Internal(e.to_string()))??;
         let bytes = received.file_size();
         (NarSource::Uploaded(received), bytes)
     };
     let created = push::commit(&state.db, &state.storage, verified, source).await?;
     if created {
-        tracing::info!(
-            cache,
-            path = store_path,
-            bytes = uploaded_bytes,
-            "path pushed"
-        );
+        tracing::info!(cache, path = store_path, bytes = uploaded_bytes, "path pushed");
     }
-    Ok(Json(PathUploaded {
-        store_path,
-        created,
-        uploaded_bytes,
-    }))
+    Ok(Json(PathUploaded { store_path, created, uploaded_bytes }))
 }

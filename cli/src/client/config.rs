@@ -20,10 +20,9 @@ pub fn config_path() -> anyhow::Result<PathBuf> {
     }
     let base = match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(
-            std::env::var_os("HOME").context("HOME is not set; set HIBERNATION_CONFIG")?,
-        )
-        .join(".config"),
+        None => {
+            PathBuf::from(std::env::var_os("HOME").context("HOME is not set; set HIBERNATION_CONFIG")?).join(".config")
+        }
     };
     Ok(base.join("hibernation").join("config.json"))
 }
@@ -32,8 +31,9 @@ impl Config {
     pub fn load() -> anyhow::Result<Self> {
         let path = config_path()?;
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .with_context(|| format!("{} is not valid JSON", path.display())),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).with_context(|| format!("{} is not valid JSON", path.display()))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
         }
@@ -60,15 +60,10 @@ impl Config {
     }
 
     /// The server URL and token to use: flags and environment first, then the file.
-    pub fn resolve(
-        url: Option<String>,
-        token: Option<String>,
-    ) -> anyhow::Result<(String, Option<String>)> {
+    pub fn resolve(url: Option<String>, token: Option<String>) -> anyhow::Result<(String, Option<String>)> {
         let file = Self::load()?;
         let Some(url) = url.or(file.url) else {
-            bail!(
-                "no server URL: run `hibernation login <url> --token <token>` or set HIBERNATION_URL"
-            );
+            bail!("no server URL: run `hibernation login <url> --token <token>` or set HIBERNATION_URL");
         };
         Ok((url, token.or(file.token)))
     }

@@ -6,24 +6,17 @@ use base64::Engine;
 use reqwest::{StatusCode, Url};
 
 use crate::api::{
-    API_PREFIX, ApiError, PATH_INFO_HEADER, PathUpload, PathUploaded, PushPlanRequest,
-    PushPlanResponse, WhoAmI,
+    API_PREFIX, ApiError, PATH_INFO_HEADER, PathUpload, PathUploaded, PushPlanRequest, PushPlanResponse, WhoAmI,
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error(
-        "cannot reach the server at {url}: {detail}; check the URL and that the server is running"
-    )]
+    #[error("cannot reach the server at {url}: {detail}; check the URL and that the server is running")]
     Unreachable { url: String, detail: String },
     #[error("the server rejected the token: {0}")]
     Unauthorized(String),
     #[error("{url} is not a Hibernation server (HTTP {status} on {path}); check the URL")]
-    NotHibernation {
-        url: String,
-        status: u16,
-        path: String,
-    },
+    NotHibernation { url: String, status: u16, path: String },
     #[error("the server answered HTTP {status}: {message}")]
     Server { status: u16, message: String },
     #[error("no API token: run `hibernation login <url> --token <token>` or set HIBERNATION_TOKEN")]
@@ -57,12 +50,10 @@ pub struct ApiClient {
 
 impl ApiClient {
     pub fn new(url: &str, token: Option<String>) -> Result<Self, ClientError> {
-        let mut base = Url::parse(url.trim())
-            .map_err(|e| ClientError::Local(format!("invalid server URL {url:?}: {e}")))?;
+        let mut base =
+            Url::parse(url.trim()).map_err(|e| ClientError::Local(format!("invalid server URL {url:?}: {e}")))?;
         if !matches!(base.scheme(), "http" | "https") {
-            return Err(ClientError::Local(format!(
-                "invalid server URL {url:?}: use http:// or https://"
-            )));
+            return Err(ClientError::Local(format!("invalid server URL {url:?}: use http:// or https://")));
         }
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
@@ -80,15 +71,10 @@ impl ApiClient {
     }
 
     fn url(&self, path: &str) -> Url {
-        self.base
-            .join(path.trim_start_matches('/'))
-            .expect("API paths are valid")
+        self.base.join(path.trim_start_matches('/')).expect("API paths are valid")
     }
 
-    fn authed(
-        &self,
-        request: reqwest::RequestBuilder,
-    ) -> Result<reqwest::RequestBuilder, ClientError> {
+    fn authed(&self, request: reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder, ClientError> {
         let token = self.token.as_deref().ok_or(ClientError::NoToken)?;
         Ok(request.bearer_auth(token))
     }
@@ -109,21 +95,14 @@ impl ApiClient {
             .get(reqwest::header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
         let body = response.bytes().await.unwrap_or_default();
-        let message = serde_json::from_slice::<ApiError>(&body)
-            .ok()
-            .map(|e| e.error);
+        let message = serde_json::from_slice::<ApiError>(&body).ok().map(|e| e.error);
         match (status, message) {
             (StatusCode::UNAUTHORIZED, Some(m)) => Err(ClientError::Unauthorized(m)),
-            (_, Some(message)) if is_json => Err(ClientError::Server {
+            (_, Some(message)) if is_json => Err(ClientError::Server { status: status.as_u16(), message }),
+            _ if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS => Err(ClientError::Server {
                 status: status.as_u16(),
-                message,
+                message: String::from_utf8_lossy(&body).chars().take(200).collect(),
             }),
-            _ if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS => {
-                Err(ClientError::Server {
-                    status: status.as_u16(),
-                    message: String::from_utf8_lossy(&body).chars().take(200).collect(),
-                })
-            }
             _ => Err(self.not_hibernation(status, path)),
         }
     }
@@ -135,37 +114,21 @@ impl ApiClient {
             detail = format!("{detail}: {s}");
             source = s.source();
         }
-        ClientError::Unreachable {
-            url: self.base.to_string(),
-            detail,
-        }
+        ClientError::Unreachable { url: self.base.to_string(), detail }
     }
 
     fn not_hibernation(&self, status: StatusCode, path: &str) -> ClientError {
-        ClientError::NotHibernation {
-            url: self.base.to_string(),
-            status: status.as_u16(),
-            path: path.to_string(),
-        }
+        ClientError::NotHibernation { url: self.base.to_string(), status: status.as_u16(), path: path.to_string() }
     }
 
     pub async fn whoami(&self) -> Result<WhoAmI, ClientError> {
         let path = format!("{API_PREFIX}/whoami");
-        self.send(self.authed(self.http.get(self.url(&path)))?, &path)
-            .await
+        self.send(self.authed(self.http.get(self.url(&path)))?, &path).await
     }
 
-    pub async fn push_plan(
-        &self,
-        cache: &str,
-        request: &PushPlanRequest,
-    ) -> Result<PushPlanResponse, ClientError> {
+    pub async fn push_plan(&self, cache: &str, request: &PushPlanRequest) -> Result<PushPlanResponse, ClientError> {
         let path = format!("{API_PREFIX}/caches/{cache}/push-plan");
-        self.send(
-            self.authed(self.http.post(self.url(&path)).json(request))?,
-            &path,
-        )
-        .await
+        self.send(self.authed(self.http.post(self.url(&path)).json(request))?, &path).await
     }
 
     /// Sends one path; `body` is the zstd NAR, or `None` to attach a NAR the server has.
@@ -175,14 +138,10 @@ impl ApiClient {
         upload: &PathUpload,
         body: Option<reqwest::Body>,
     ) -> Result<PathUploaded, ClientError> {
-        let hash = upload
-            .store_path
-            .trim_start_matches("/nix/store/")
-            .get(..32)
-            .unwrap_or_default();
+        let hash = upload.store_path.trim_start_matches("/nix/store/").get(..32).unwrap_or_default();
         let path = format!("{API_PREFIX}/caches/{cache}/paths/{hash}");
-        let info = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(serde_json::to_vec(upload).expect("serialisable"));
+        let info =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(upload).expect("serialisable"));
         let request = self
             .http
             .put(self.url(&path))
@@ -190,9 +149,7 @@ impl ApiClient {
             .header(reqwest::header::CONTENT_TYPE, "application/zstd");
         let request = match body {
             Some(body) => request.body(body),
-            None => request
-                .header(reqwest::header::CONTENT_LENGTH, "0")
-                .body(Vec::new()),
+            None => request.header(reqwest::header::CONTENT_LENGTH, "0").body(Vec::new()),
         };
         self.send(self.authed(request)?, &path).await
     }

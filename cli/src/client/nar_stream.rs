@@ -43,14 +43,9 @@ pub fn compressed_nar_body(path: PathBuf) -> reqwest::Body {
         })();
         if let Err(e) = result {
             // Ends the body with an error so the request fails instead of sending a short NAR.
-            let _ = errors.blocking_send(Err(io::Error::new(
-                e.kind(),
-                format!("reading {}: {e}", path.display()),
-            )));
+            let _ = errors.blocking_send(Err(io::Error::new(e.kind(), format!("reading {}: {e}", path.display()))));
         }
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
     reqwest::Body::wrap_stream(stream)
 }

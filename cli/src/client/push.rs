@@ -37,29 +37,16 @@ pub struct PushSummary {
 
 /// The narinfo metadata of a local path, signed with the user's key.
 pub fn signed_upload(local: &LocalPath, key: &SecretKey) -> PathUpload {
-    let fingerprint = signing::fingerprint(
-        &local.path,
-        &local.nar_hash,
-        local.nar_size,
-        &local.references,
-    );
+    let fingerprint = signing::fingerprint(&local.path, &local.nar_hash, local.nar_size, &local.references);
     let own = key.sign(&fingerprint);
-    let mut signatures: Vec<String> = local
-        .signatures
-        .iter()
-        .filter(|s| !s.starts_with(&format!("{}:", key.name())))
-        .cloned()
-        .collect();
+    let mut signatures: Vec<String> =
+        local.signatures.iter().filter(|s| !s.starts_with(&format!("{}:", key.name()))).cloned().collect();
     signatures.insert(0, own);
     PathUpload {
         store_path: local.path.full_path(),
         nar_hash: local.nar_hash,
         nar_size: local.nar_size,
-        references: local
-            .references
-            .iter()
-            .map(|r| r.base_name().to_string())
-            .collect(),
+        references: local.references.iter().map(|r| r.base_name().to_string()).collect(),
         deriver: local.deriver.clone(),
         ca: local.ca.clone(),
         signatures,
@@ -80,11 +67,7 @@ fn progress_bar(len: u64) -> ProgressBar {
 
 /// Prints a line above the progress bar on a terminal, or as plain output otherwise.
 fn report(bar: &ProgressBar, line: String) {
-    if bar.is_hidden() {
-        eprintln!("{line}")
-    } else {
-        bar.println(line)
-    }
+    if bar.is_hidden() { eprintln!("{line}") } else { bar.println(line) }
 }
 
 pub async fn push(
@@ -99,18 +82,12 @@ pub async fn push(
         let request = PushPlanRequest {
             paths: chunk
                 .iter()
-                .map(|p| PlannedPath {
-                    store_path: p.path.full_path(),
-                    nar_hash: p.nar_hash,
-                    nar_size: p.nar_size,
-                })
+                .map(|p| PlannedPath { store_path: p.path.full_path(), nar_hash: p.nar_hash, nar_size: p.nar_size })
                 .collect(),
         };
         let plan = client.push_plan(&options.cache, &request).await?;
         if plan.actions.len() != chunk.len() {
-            return Err(ClientError::Local(
-                "the server answered the push plan for a different number of paths".into(),
-            ));
+            return Err(ClientError::Local("the server answered the push plan for a different number of paths".into()));
         }
         actions.extend(plan.actions);
     }
@@ -133,12 +110,7 @@ pub async fn push(
         let ready: Vec<StorePath> = todo
             .keys()
             .filter(|p| !in_flight.contains(*p))
-            .filter(|p| {
-                paths[*p]
-                    .references
-                    .iter()
-                    .all(|r| r == *p || !todo.contains_key(r))
-            })
+            .filter(|p| paths[*p].references.iter().all(|r| r == *p || !todo.contains_key(r)))
             .take(options.jobs.saturating_sub(running.len()))
             .cloned()
             .collect();
@@ -155,8 +127,7 @@ pub async fn push(
         let Some(joined) = running.join_next().await else {
             break;
         };
-        let (path, action, result) =
-            joined.map_err(|e| ClientError::Local(format!("upload task failed: {e}")))?;
+        let (path, action, result) = joined.map_err(|e| ClientError::Local(format!("upload task failed: {e}")))?;
         in_flight.remove(&path);
         todo.remove(&path);
         bar.inc(1);
@@ -180,18 +151,14 @@ pub async fn push(
         // Paths that need a failed one can never be accepted: drop them now.
         let blocked: Vec<StorePath> = todo
             .keys()
-            .filter(|p| {
-                !in_flight.contains(*p) && paths[*p].references.iter().any(|r| failed.contains(r))
-            })
+            .filter(|p| !in_flight.contains(*p) && paths[*p].references.iter().any(|r| failed.contains(r)))
             .cloned()
             .collect();
         for path in blocked {
             todo.remove(&path);
             bar.inc(1);
             summary.failed += 1;
-            summary.errors.push(format!(
-                "{path}: not pushed because a path it references failed"
-            ));
+            summary.errors.push(format!("{path}: not pushed because a path it references failed"));
             failed.insert(path);
         }
     }
@@ -207,20 +174,14 @@ async fn upload_with_retries(
     upload: &PathUpload,
     mut action: PlanAction,
 ) -> Result<u64, ClientError> {
-    let store_path =
-        StorePath::parse(&upload.store_path).map_err(|e| ClientError::Local(e.to_string()))?;
+    let store_path = StorePath::parse(&upload.store_path).map_err(|e| ClientError::Local(e.to_string()))?;
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let body =
-            (action == PlanAction::Upload).then(|| compressed_nar_body(fs_path(&store_path)));
+        let body = (action == PlanAction::Upload).then(|| compressed_nar_body(fs_path(&store_path)));
         match client.upload_path(cache, upload, body).await {
             Ok(done) => return Ok(done.uploaded_bytes),
-            Err(e)
-                if action == PlanAction::Attach
-                    && e.is_conflict()
-                    && e.to_string().contains("must be uploaded") =>
-            {
+            Err(e) if action == PlanAction::Attach && e.is_conflict() && e.to_string().contains("must be uploaded") => {
                 action = PlanAction::Upload;
             }
             Err(e) if e.is_transient() && attempt < MAX_ATTEMPTS => {
@@ -236,11 +197,7 @@ pub fn format_summary(summary: &PushSummary, elapsed: Instant) -> String {
         "{} pushed ({} uploaded{}), {} already in the cache, {} failed, in {:.1}s",
         summary.pushed + summary.attached,
         human_bytes(summary.uploaded_bytes),
-        if summary.attached > 0 {
-            format!(", {} reused", summary.attached)
-        } else {
-            String::new()
-        },
+        if summary.attached > 0 { format!(", {} reused", summary.attached) } else { String::new() },
         summary.already_present,
         summary.failed,
         elapsed.elapsed().as_secs_f64()
@@ -255,11 +212,7 @@ pub fn human_bytes(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
 #[cfg(test)]
@@ -273,9 +226,7 @@ mod tests {
             path: StorePath::parse("/nix/store/b3f3rwivll1609w9bk8r6r18s0fqlwgd-app-1.0").unwrap(),
             nar_hash: crate::nix::NarHash::digest(b"nar"),
             nar_size: 3,
-            references: vec![
-                StorePath::parse("/nix/store/56wl2m2q4pck0n6hclmqrsm3la18x1l9-dep").unwrap(),
-            ],
+            references: vec![StorePath::parse("/nix/store/56wl2m2q4pck0n6hclmqrsm3la18x1l9-dep").unwrap()],
             deriver: None,
             ca: None,
             signatures: vec!["other-1:xyz".into(), "me-1:stale".into()],
@@ -285,10 +236,7 @@ mod tests {
         assert_eq!(upload.signatures[1], "other-1:xyz");
         let fp = signing::fingerprint(&local.path, &local.nar_hash, 3, &local.references);
         assert!(key.public_key().verifies(&fp, &upload.signatures[0]));
-        assert_eq!(
-            upload.references,
-            vec!["56wl2m2q4pck0n6hclmqrsm3la18x1l9-dep"]
-        );
+        assert_eq!(upload.references, vec!["56wl2m2q4pck0n6hclmqrsm3la18x1l9-dep"]);
     }
 
     #[test]

@@ -56,8 +56,7 @@ pub fn resolve_argument(arg: &str) -> anyhow::Result<StorePath> {
 
 /// Parses `nix path-info --json` output: a list (Nix < 2.19) or an object keyed by path.
 pub fn parse_path_info(json: &str) -> anyhow::Result<Vec<LocalPath>> {
-    let value: serde_json::Value =
-        serde_json::from_str(json).context("nix path-info printed invalid JSON")?;
+    let value: serde_json::Value = serde_json::from_str(json).context("nix path-info printed invalid JSON")?;
     let entries: Vec<(Option<String>, PathInfoJson)> = match value {
         serde_json::Value::Array(items) => items
             .into_iter()
@@ -72,19 +71,13 @@ pub fn parse_path_info(json: &str) -> anyhow::Result<Vec<LocalPath>> {
     entries
         .into_iter()
         .map(|(key, info)| {
-            let path_text = key
-                .or(info.path)
-                .context("nix path-info entry without a path")?;
+            let path_text = key.or(info.path).context("nix path-info entry without a path")?;
             let base_of = |p: &str| p.rsplit('/').next().unwrap_or(p).to_string();
             Ok(LocalPath {
                 path: StorePath::parse(&path_text)?,
                 nar_hash: NarHash::parse(&info.nar_hash)?,
                 nar_size: info.nar_size,
-                references: info
-                    .references
-                    .iter()
-                    .map(|r| StorePath::parse(r))
-                    .collect::<Result<_, _>>()?,
+                references: info.references.iter().map(|r| StorePath::parse(r)).collect::<Result<_, _>>()?,
                 deriver: info.deriver.as_deref().map(base_of),
                 ca: info.ca,
                 signatures: info.signatures,
@@ -94,31 +87,17 @@ pub fn parse_path_info(json: &str) -> anyhow::Result<Vec<LocalPath>> {
 }
 
 /// Path metadata for `paths`, with their whole closure when `recursive`.
-pub fn query_paths(
-    paths: &[StorePath],
-    recursive: bool,
-) -> anyhow::Result<BTreeMap<StorePath, LocalPath>> {
+pub fn query_paths(paths: &[StorePath], recursive: bool) -> anyhow::Result<BTreeMap<StorePath, LocalPath>> {
     let mut command = Command::new("nix");
-    command.args([
-        "--extra-experimental-features",
-        "nix-command",
-        "path-info",
-        "--json",
-    ]);
+    command.args(["--extra-experimental-features", "nix-command", "path-info", "--json"]);
     if recursive {
         command.arg("--recursive");
     }
     command.args(paths.iter().map(StorePath::full_path));
-    let output = command
-        .output()
-        .context("cannot run `nix`: is Nix installed and on PATH?")?;
+    let output = command.output().context("cannot run `nix`: is Nix installed and on PATH?")?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let first = stderr
-            .lines()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("nix path-info failed")
-            .trim();
+        let first = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("nix path-info failed").trim();
         bail!("{}", first.trim_start_matches("error: "));
     }
     let infos = parse_path_info(&String::from_utf8_lossy(&output.stdout))?;
@@ -145,15 +124,9 @@ mod tests {
         assert_eq!(p.path.name(), "app-1.0");
         assert_eq!(p.nar_size, 3264);
         assert_eq!(p.references[0].name(), "dep");
-        assert_eq!(
-            p.deriver.as_deref(),
-            Some("r8688abvlbqwnhng7paa99zivz9nw7sn-app-1.0.drv")
-        );
+        assert_eq!(p.deriver.as_deref(), Some("r8688abvlbqwnhng7paa99zivz9nw7sn-app-1.0.drv"));
         // The same NarHash as the narinfo Nix wrote for this path.
-        assert_eq!(
-            p.nar_hash.to_string(),
-            "sha256:171jms03la6181x5g5glcw9bl5b4rs430mmnix0zpzjdi5k0csxz"
-        );
+        assert_eq!(p.nar_hash.to_string(), "sha256:171jms03la6181x5g5glcw9bl5b4rs430mmnix0zpzjdi5k0csxz");
         assert_eq!(p.signatures.len(), 1);
     }
 
@@ -169,17 +142,7 @@ mod tests {
     fn resolves_arguments() {
         let p = resolve_argument("/nix/store/56wl2m2q4pck0n6hclmqrsm3la18x1l9-dep/bin/x").unwrap();
         assert_eq!(p.base_name(), "56wl2m2q4pck0n6hclmqrsm3la18x1l9-dep");
-        assert!(
-            resolve_argument("/nonexistent-hibernation")
-                .unwrap_err()
-                .to_string()
-                .contains("does not exist")
-        );
-        assert!(
-            resolve_argument("/tmp")
-                .unwrap_err()
-                .to_string()
-                .contains("not in the Nix store")
-        );
+        assert!(resolve_argument("/nonexistent-hibernation").unwrap_err().to_string().contains("does not exist"));
+        assert!(resolve_argument("/tmp").unwrap_err().to_string().contains("not in the Nix store"));
     }
 }

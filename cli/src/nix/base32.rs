@@ -17,11 +17,7 @@ pub enum DecodeError {
 
 /// Number of characters needed to encode `bytes` bytes.
 pub const fn encoded_len(bytes: usize) -> usize {
-    if bytes == 0 {
-        0
-    } else {
-        (bytes * 8 - 1) / 5 + 1
-    }
+    if bytes == 0 { 0 } else { (bytes * 8 - 1) / 5 + 1 }
 }
 
 pub fn encode(bytes: &[u8]) -> String {
@@ -45,10 +41,7 @@ fn digit_value(c: u8) -> Option<u8> {
 pub fn decode(s: &str, size: usize) -> Result<Vec<u8>, DecodeError> {
     let expected = encoded_len(size);
     if s.len() != expected {
-        return Err(DecodeError::WrongLength {
-            got: s.len(),
-            expected,
-        });
+        return Err(DecodeError::WrongLength { got: s.len(), expected });
     }
     let mut out = vec![0u8; size];
     for (n, c) in s.bytes().rev().enumerate() {
@@ -83,10 +76,7 @@ mod tests {
     #[test]
     fn sha256_matches_nix() {
         let digest = sha2::Sha256::digest(HELLO);
-        assert_eq!(
-            encode(&digest),
-            "00xyyr3fi8l6hb839bv3f7yb86yjv7xi1cgh1xnhipym4asvb4aq"
-        );
+        assert_eq!(encode(&digest), "00xyyr3fi8l6hb839bv3f7yb86yjv7xi1cgh1xnhipym4asvb4aq");
     }
 
     #[test]
@@ -112,13 +102,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_input() {
-        assert_eq!(
-            decode("e", 0).unwrap_err(),
-            DecodeError::WrongLength {
-                got: 1,
-                expected: 0
-            }
-        );
+        assert_eq!(decode("e", 0).unwrap_err(), DecodeError::WrongLength { got: 1, expected: 0 });
         let bad = "00xyyr3fi8l6hb839bv3f7yb86yjv7xi1cgh1xnhipym4asvb4ae";
         assert_eq!(decode(bad, 32).unwrap_err(), DecodeError::InvalidChar('e'));
         // The top digit of a 52-char sha256 may only carry 1 bit.
@@ -127,9 +111,6 @@ mod tests {
     }
 
     fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
 }

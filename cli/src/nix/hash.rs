@@ -49,9 +49,7 @@ impl NarHash {
             };
         }
         if let Some(rest) = s.strip_prefix("sha256-") {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(rest)
-                .map_err(|_| err())?;
+            let bytes = base64::engine::general_purpose::STANDARD.decode(rest).map_err(|_| err())?;
             return Ok(Self(bytes.try_into().map_err(|_| err())?));
         }
         Err(err())
@@ -62,10 +60,7 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
     if s.len() % 2 != 0 {
         return None;
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
 impl fmt::Display for NarHash {
@@ -113,13 +108,7 @@ mod tests {
 
     #[test]
     fn rejects_other_algorithms_and_garbage() {
-        for bad in [
-            "md5:4425hx5d1mc9y39llj4k4nm55i",
-            "sha256:",
-            "sha256:xyz",
-            "00xyyr3f",
-            "sha256-!!",
-        ] {
+        for bad in ["md5:4425hx5d1mc9y39llj4k4nm55i", "sha256:", "sha256:xyz", "00xyyr3f", "sha256-!!"] {
             assert!(NarHash::parse(bad).is_err(), "{bad}");
         }
     }

@@ -35,10 +35,7 @@ pub enum NarInfoError {
 }
 
 fn invalid(field: &'static str, reason: impl ToString) -> NarInfoError {
-    NarInfoError::Invalid {
-        field,
-        reason: reason.to_string(),
-    }
+    NarInfoError::Invalid { field, reason: reason.to_string() }
 }
 
 fn set_once<T>(slot: &mut Option<T>, field: &'static str, value: T) -> Result<(), NarInfoError> {
@@ -49,9 +46,7 @@ fn set_once<T>(slot: &mut Option<T>, field: &'static str, value: T) -> Result<()
 }
 
 fn parse_size(field: &'static str, value: &str) -> Result<u64, NarInfoError> {
-    value
-        .parse()
-        .map_err(|_| invalid(field, format!("{value:?} is not a number")))
+    value.parse().map_err(|_| invalid(field, format!("{value:?} is not a number")))
 }
 
 impl NarInfo {
@@ -68,14 +63,10 @@ impl NarInfo {
             let (key, value) = line
                 .split_once(": ")
                 .or_else(|| line.strip_suffix(':').map(|k| (k, "")))
-                .ok_or_else(|| NarInfoError::Syntax {
-                    line: index + 1,
-                    text: line.to_string(),
-                })?;
+                .ok_or_else(|| NarInfoError::Syntax { line: index + 1, text: line.to_string() })?;
             match key {
                 "StorePath" => {
-                    let p =
-                        StorePath::from_full_path(value).map_err(|e| invalid("StorePath", e))?;
+                    let p = StorePath::from_full_path(value).map_err(|e| invalid("StorePath", e))?;
                     set_once(&mut store_path, "StorePath", p)?
                 }
                 "URL" => set_once(&mut url, "URL", value.to_string())?,
@@ -157,20 +148,13 @@ impl NarInfo {
     }
 
     pub fn fingerprint(&self) -> String {
-        fingerprint(
-            &self.store_path,
-            &self.nar_hash,
-            self.nar_size,
-            &self.references,
-        )
+        fingerprint(&self.store_path, &self.nar_hash, self.nar_size, &self.references)
     }
 
     /// Is at least one signature valid for one of `keys`?
     pub fn is_signed_by_any(&self, keys: &[PublicKey]) -> bool {
         let fp = self.fingerprint();
-        self.signatures
-            .iter()
-            .any(|sig| keys.iter().any(|k| k.verifies(&fp, sig)))
+        self.signatures.iter().any(|sig| keys.iter().any(|k| k.verifies(&fp, sig)))
     }
 }
 
@@ -181,8 +165,7 @@ mod tests {
     // Written by Nix 2.8 `nix copy --to file://` after `nix store sign` with two keys.
     const APP: &str = include_str!("../../tests/fixtures/b3f3rwivll1609w9bk8r6r18s0fqlwgd.narinfo");
     const DEP: &str = include_str!("../../tests/fixtures/56wl2m2q4pck0n6hclmqrsm3la18x1l9.narinfo");
-    const HELLO_CA: &str =
-        include_str!("../../tests/fixtures/i9pmrzmpshapij2kin22pff6fc2adavx.narinfo");
+    const HELLO_CA: &str = include_str!("../../tests/fixtures/i9pmrzmpshapij2kin22pff6fc2adavx.narinfo");
     const TEST1_PK: &str = "test-1:phJwZM/VVQNzHIDiUHofWscqYcc+LN4vfLLloS1fsJI=";
 
     #[test]
@@ -199,23 +182,14 @@ mod tests {
         assert_eq!(app.compression, "xz");
         assert_eq!(app.nar_size, 3264);
         assert_eq!(app.file_size, Some(328));
-        assert_eq!(
-            app.references[0].base_name(),
-            "56wl2m2q4pck0n6hclmqrsm3la18x1l9-dep"
-        );
-        assert_eq!(
-            app.deriver.as_deref(),
-            Some("r8688abvlbqwnhng7paa99zivz9nw7sn-app-1.0.drv")
-        );
+        assert_eq!(app.references[0].base_name(), "56wl2m2q4pck0n6hclmqrsm3la18x1l9-dep");
+        assert_eq!(app.deriver.as_deref(), Some("r8688abvlbqwnhng7paa99zivz9nw7sn-app-1.0.drv"));
         assert_eq!(app.signatures.len(), 2);
         let dep = NarInfo::parse(DEP).unwrap();
         assert!(dep.references.is_empty());
         assert!(DEP.contains("References: \n"));
         let hello = NarInfo::parse(HELLO_CA).unwrap();
-        assert_eq!(
-            hello.ca.as_deref(),
-            Some("fixed:r:sha256:04zwf782yjwnh3q6hz5izfd6jyip8kgw6g6yj43fiqhbyhdd0dqw")
-        );
+        assert_eq!(hello.ca.as_deref(), Some("fixed:r:sha256:04zwf782yjwnh3q6hz5izfd6jyip8kgw6g6yj43fiqhbyhdd0dqw"));
         assert_eq!(hello.deriver, None);
     }
 
@@ -223,11 +197,7 @@ mod tests {
     fn signatures_made_by_nix_verify() {
         let pk = PublicKey::parse(TEST1_PK).unwrap();
         for text in [APP, DEP, HELLO_CA] {
-            assert!(
-                NarInfo::parse(text)
-                    .unwrap()
-                    .is_signed_by_any(std::slice::from_ref(&pk))
-            );
+            assert!(NarInfo::parse(text).unwrap().is_signed_by_any(std::slice::from_ref(&pk)));
         }
         let mut tampered = NarInfo::parse(APP).unwrap();
         tampered.references.clear();
@@ -245,10 +215,7 @@ mod tests {
         let cases = [
             (DEP.replace("NarSize: 128\n", ""), "Missing(\"NarSize\")"),
             (DEP.replace("NarSize: 128", "NarSize: 0"), "Invalid"),
-            (
-                DEP.replace("StorePath: /nix/store/", "StorePath: /tmp/"),
-                "Invalid",
-            ),
+            (DEP.replace("StorePath: /nix/store/", "StorePath: /tmp/"), "Invalid"),
             (DEP.replace("NarHash: sha256:", "NarHash: md5:"), "Invalid"),
             (DEP.replace("References: ", "References: ../etc"), "Invalid"),
             (format!("{DEP}NarSize: 1\n"), "Duplicate"),
@@ -257,14 +224,8 @@ mod tests {
         ];
         for (text, kind) in cases {
             let err = NarInfo::parse(&text).unwrap_err();
-            assert!(
-                format!("{err:?}").starts_with(kind.split('(').next().unwrap()),
-                "{kind}: {err:?}"
-            );
-            assert!(
-                format!("{err:?}").contains(kind) || !kind.contains('('),
-                "{kind}: {err:?}"
-            );
+            assert!(format!("{err:?}").starts_with(kind.split('(').next().unwrap()), "{kind}: {err:?}");
+            assert!(format!("{err:?}").contains(kind) || !kind.contains('('), "{kind}: {err:?}");
         }
     }
 }

@@ -11,23 +11,14 @@ pub enum KeyError {
     #[error("key must look like <name>:<base64>, got {0:?}")]
     Format(String),
     #[error("key {name:?} has {got} bytes after base64 decoding, expected {expected}")]
-    Length {
-        name: String,
-        got: usize,
-        expected: usize,
-    },
+    Length { name: String, got: usize, expected: usize },
     #[error("key {0:?} is not a valid Ed25519 key")]
     Invalid(String),
 }
 
 /// The text Nix signs for a path:
 /// `1;<store path>;sha256:<nix32 NarHash>;<NarSize>;<sorted full reference paths, comma-joined>`.
-pub fn fingerprint(
-    path: &StorePath,
-    nar_hash: &NarHash,
-    nar_size: u64,
-    references: &[StorePath],
-) -> String {
+pub fn fingerprint(path: &StorePath, nar_hash: &NarHash, nar_size: u64, references: &[StorePath]) -> String {
     let mut refs: Vec<String> = references.iter().map(StorePath::full_path).collect();
     refs.sort();
     format!("1;{path};{nar_hash};{nar_size};{}", refs.join(","))
@@ -35,25 +26,17 @@ pub fn fingerprint(
 
 fn split_named(text: &str) -> Result<(&str, Vec<u8>), KeyError> {
     let text = text.trim();
-    let (name, data) = text
-        .split_once(':')
-        .ok_or_else(|| KeyError::Format(text.to_string()))?;
+    let (name, data) = text.split_once(':').ok_or_else(|| KeyError::Format(text.to_string()))?;
     if name.is_empty() {
         return Err(KeyError::Format(text.to_string()));
     }
-    let bytes = B64
-        .decode(data)
-        .map_err(|_| KeyError::Format(text.to_string()))?;
+    let bytes = B64.decode(data).map_err(|_| KeyError::Format(text.to_string()))?;
     Ok((name, bytes))
 }
 
 fn check_len(name: &str, bytes: &[u8], expected: usize) -> Result<(), KeyError> {
     if bytes.len() != expected {
-        return Err(KeyError::Length {
-            name: name.to_string(),
-            got: bytes.len(),
-            expected,
-        });
+        return Err(KeyError::Length { name: name.to_string(), got: bytes.len(), expected });
     }
     Ok(())
 }
@@ -69,23 +52,15 @@ impl SecretKey {
     pub fn parse(text: &str) -> Result<Self, KeyError> {
         let (name, bytes) = split_named(text)?;
         check_len(name, &bytes, 64)?;
-        let key =
-            ed::SecretKey::from_slice(&bytes).map_err(|_| KeyError::Invalid(name.to_string()))?;
-        key.validate_public_key(&key.public_key())
-            .map_err(|_| KeyError::Invalid(name.to_string()))?;
-        Ok(Self {
-            name: name.to_string(),
-            key,
-        })
+        let key = ed::SecretKey::from_slice(&bytes).map_err(|_| KeyError::Invalid(name.to_string()))?;
+        key.validate_public_key(&key.public_key()).map_err(|_| KeyError::Invalid(name.to_string()))?;
+        Ok(Self { name: name.to_string(), key })
     }
 
     /// Generates a new key, as `nix key generate-secret --key-name <name>` does.
     pub fn generate(name: &str) -> Self {
         let pair = ed::KeyPair::from_seed(ed::Seed::generate());
-        Self {
-            name: name.to_string(),
-            key: pair.sk,
-        }
+        Self { name: name.to_string(), key: pair.sk }
     }
 
     pub fn name(&self) -> &str {
@@ -97,10 +72,7 @@ impl SecretKey {
     }
 
     pub fn public_key(&self) -> PublicKey {
-        PublicKey {
-            name: self.name.clone(),
-            key: self.key.public_key(),
-        }
+        PublicKey { name: self.name.clone(), key: self.key.public_key() }
     }
 
     /// Signs a fingerprint; returns the `Sig:` value `<name>:<base64>`.
@@ -127,12 +99,8 @@ impl PublicKey {
     pub fn parse(text: &str) -> Result<Self, KeyError> {
         let (name, bytes) = split_named(text)?;
         check_len(name, &bytes, 32)?;
-        let key =
-            ed::PublicKey::from_slice(&bytes).map_err(|_| KeyError::Invalid(name.to_string()))?;
-        Ok(Self {
-            name: name.to_string(),
-            key,
-        })
+        let key = ed::PublicKey::from_slice(&bytes).map_err(|_| KeyError::Invalid(name.to_string()))?;
+        Ok(Self { name: name.to_string(), key })
     }
 
     pub fn name(&self) -> &str {
@@ -180,12 +148,7 @@ mod tests {
     const SIG: &str = "test-1:h6uU4Jd+XCbcy6/fZZG9FaKtJax6HE9f4cRTUAe/qVRGF1RpT7oPusqhdj3M8fLOJal43+o6xqlbQWo8oe56AQ==";
 
     fn hello_fingerprint() -> String {
-        fingerprint(
-            &StorePath::parse(PATH).unwrap(),
-            &NarHash::parse(NAR_HASH).unwrap(),
-            120,
-            &[],
-        )
+        fingerprint(&StorePath::parse(PATH).unwrap(), &NarHash::parse(NAR_HASH).unwrap(), 120, &[])
     }
 
     #[test]
@@ -212,14 +175,8 @@ mod tests {
         let pk = PublicKey::parse(PK).unwrap();
         let fp = hello_fingerprint();
         assert!(pk.verifies(&fp, SIG));
-        assert!(
-            !pk.verifies(&fp.replace(";120;", ";121;"), SIG),
-            "other fingerprint"
-        );
-        assert!(
-            !pk.verifies(&fp, &SIG.replace("test-1", "test-2")),
-            "other key name"
-        );
+        assert!(!pk.verifies(&fp.replace(";120;", ";121;"), SIG), "other fingerprint");
+        assert!(!pk.verifies(&fp, &SIG.replace("test-1", "test-2")), "other key name");
         let other = SecretKey::generate("test-1");
         assert!(!other.public_key().verifies(&fp, SIG), "other key");
         assert!(other.public_key().verifies(&fp, &other.sign(&fp)));
@@ -227,25 +184,10 @@ mod tests {
 
     #[test]
     fn rejects_malformed_keys() {
-        assert!(matches!(
-            PublicKey::parse("nocolon"),
-            Err(KeyError::Format(_))
-        ));
-        assert!(matches!(
-            PublicKey::parse(":AAAA"),
-            Err(KeyError::Format(_))
-        ));
-        assert!(matches!(
-            PublicKey::parse("k:not base64!"),
-            Err(KeyError::Format(_))
-        ));
-        assert!(matches!(
-            PublicKey::parse(SK),
-            Err(KeyError::Length { expected: 32, .. })
-        ));
-        assert!(matches!(
-            SecretKey::parse(PK),
-            Err(KeyError::Length { expected: 64, .. })
-        ));
+        assert!(matches!(PublicKey::parse("nocolon"), Err(KeyError::Format(_))));
+        assert!(matches!(PublicKey::parse(":AAAA"), Err(KeyError::Format(_))));
+        assert!(matches!(PublicKey::parse("k:not base64!"), Err(KeyError::Format(_))));
+        assert!(matches!(PublicKey::parse(SK), Err(KeyError::Length { expected: 32, .. })));
+        assert!(matches!(SecretKey::parse(PK), Err(KeyError::Length { expected: 64, .. })));
     }
 }

@@ -21,9 +21,7 @@ pub enum StorePathError {
     Malformed(String),
     #[error("{0:?} has an invalid hash part (Nix base32, 32 characters)")]
     BadHash(String),
-    #[error(
-        "{0:?} has an invalid name: names use A-Z a-z 0-9 + - . _ ? = and do not start with '.'"
-    )]
+    #[error("{0:?} has an invalid name: names use A-Z a-z 0-9 + - . _ ? = and do not start with '.'")]
     BadName(String),
 }
 
@@ -40,10 +38,7 @@ impl StorePath {
     /// Parses a base name such as `<hash>-hello`.
     pub fn from_base_name(base: &str) -> Result<Self, StorePathError> {
         let malformed = || StorePathError::Malformed(base.to_string());
-        if base.len() < HASH_LEN + 2
-            || base.as_bytes()[HASH_LEN] != b'-'
-            || !base.is_char_boundary(HASH_LEN)
-        {
+        if base.len() < HASH_LEN + 2 || base.as_bytes()[HASH_LEN] != b'-' || !base.is_char_boundary(HASH_LEN) {
             return Err(malformed());
         }
         let (hash, name) = (&base[..HASH_LEN], &base[HASH_LEN + 1..]);
@@ -53,18 +48,12 @@ impl StorePath {
         if !is_valid_name(name) {
             return Err(StorePathError::BadName(base.to_string()));
         }
-        Ok(Self {
-            base: base.to_string(),
-        })
+        Ok(Self { base: base.to_string() })
     }
 
     /// Accepts either a full path or a base name.
     pub fn parse(s: &str) -> Result<Self, StorePathError> {
-        if s.starts_with('/') {
-            Self::from_full_path(s)
-        } else {
-            Self::from_base_name(s)
-        }
+        if s.starts_with('/') { Self::from_full_path(s) } else { Self::from_base_name(s) }
     }
 
     pub fn hash_part(&self) -> &str {
@@ -89,9 +78,7 @@ pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || b"+-._?=".contains(&c))
+        && name.bytes().all(|c| c.is_ascii_alphanumeric() || b"+-._?=".contains(&c))
 }
 
 /// Is `s` a valid 32-character store path hash part?
@@ -135,18 +122,9 @@ mod tests {
             ("/nix/store/i9pmrzmpshapij2kin22pff6fc2adavx-", "Malformed"),
             ("/nix/store/i9pmrzmpshapij2kin22pff6fc2adave-x", "BadHash"),
             ("/nix/store/i9pmrzmpshapij2kin22pff6fc2adavx-a/b", "BadName"),
-            (
-                "/nix/store/i9pmrzmpshapij2kin22pff6fc2adavx-.hidden",
-                "BadName",
-            ),
-            (
-                "/nix/store/i9pmrzmpshapij2kin22pff6fc2adavx-<script>",
-                "BadName",
-            ),
-            (
-                "/nix/store/i9pmrzmpshapij2kin22pff6fc2adav-toolong",
-                "Malformed",
-            ),
+            ("/nix/store/i9pmrzmpshapij2kin22pff6fc2adavx-.hidden", "BadName"),
+            ("/nix/store/i9pmrzmpshapij2kin22pff6fc2adavx-<script>", "BadName"),
+            ("/nix/store/i9pmrzmpshapij2kin22pff6fc2adav-toolong", "Malformed"),
         ];
         for (input, kind) in cases {
             let err = StorePath::parse(input).unwrap_err();

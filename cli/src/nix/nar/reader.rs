@@ -51,11 +51,7 @@ pub struct HashingReader<R> {
 
 impl<R: Read> HashingReader<R> {
     pub fn new(inner: R) -> Self {
-        Self {
-            inner,
-            hasher: Sha256::new(),
-            count: 0,
-        }
+        Self { inner, hasher: Sha256::new(), count: 0 }
     }
 
     pub fn count(&self) -> u64 {
@@ -81,15 +77,12 @@ impl<R: Read> Read for HashingReader<R> {
 /// symlink targets non-empty and NUL-free, zero padding, depth limit, nothing after the end.
 /// File contents are streamed, never held in memory.
 pub fn validate<R: Read>(reader: R) -> Result<NarSummary, NarError> {
-    let mut nar = Parser {
-        reader,
-        summary: NarSummary::default(),
-    };
-    if nar
-        .read_string(MAGIC.len() as u64)
-        .map_err(|_| NarError::BadMagic)?
-        != MAGIC
-    {
+    let mut nar = Parser { reader, summary: NarSummary::default() };
+    let magic = nar.read_string(MAGIC.len() as u64).map_err(|e| match e {
+        NarError::Io(e) => NarError::Io(e),
+        _ => NarError::BadMagic,
+    })?;
+    if magic != MAGIC {
         return Err(NarError::BadMagic);
     }
     nar.node(0)?;
@@ -149,10 +142,7 @@ impl<R: Read> Parser<R> {
     fn expect(&mut self, expected: &str) -> Result<(), NarError> {
         let found = self.token()?;
         if found != expected {
-            return Err(NarError::UnexpectedToken {
-                expected: expected.to_string(),
-                found,
-            });
+            return Err(NarError::UnexpectedToken { expected: expected.to_string(), found });
         }
         Ok(())
     }
@@ -189,10 +179,7 @@ impl<R: Read> Parser<R> {
             tag = self.token()?;
         }
         if tag != "contents" {
-            return Err(NarError::UnexpectedToken {
-                expected: "contents".into(),
-                found: tag,
-            });
+            return Err(NarError::UnexpectedToken { expected: "contents".into(), found: tag });
         }
         let len = self.read_u64()?;
         let copied = io::copy(&mut (&mut self.reader).take(len), &mut io::sink())?;
@@ -208,9 +195,7 @@ impl<R: Read> Parser<R> {
         self.expect("target")?;
         let target = self.read_string(MAX_NAME_LEN)?;
         if target.is_empty() || target.contains(&0) {
-            return Err(NarError::BadTarget(
-                String::from_utf8_lossy(&target).into_owned(),
-            ));
+            return Err(NarError::BadTarget(String::from_utf8_lossy(&target).into_owned()));
         }
         self.summary.symlinks += 1;
         Ok(())
@@ -224,31 +209,20 @@ impl<R: Read> Parser<R> {
                 ")" => return Ok(()),
                 "entry" => {}
                 other => {
-                    return Err(NarError::UnexpectedToken {
-                        expected: "entry or )".into(),
-                        found: other.into(),
-                    });
+                    return Err(NarError::UnexpectedToken { expected: "entry or )".into(), found: other.into() });
                 }
             }
             self.expect("(")?;
             self.expect("name")?;
             let name = self.read_string(MAX_NAME_LEN)?;
             let shown = || String::from_utf8_lossy(&name).into_owned();
-            if name.is_empty()
-                || name == b"."
-                || name == b".."
-                || name.contains(&b'/')
-                || name.contains(&0)
-            {
+            if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0) {
                 return Err(NarError::BadName(shown()));
             }
             if let Some(prev) = &previous
                 && prev.as_slice() >= name.as_slice()
             {
-                return Err(NarError::Unsorted {
-                    previous: String::from_utf8_lossy(prev).into_owned(),
-                    name: shown(),
-                });
+                return Err(NarError::Unsorted { previous: String::from_utf8_lossy(prev).into_owned(), name: shown() });
             }
             self.expect("node")?;
             self.node(depth + 1)?;
@@ -301,20 +275,10 @@ mod tests {
     fn accepts_nix_output_and_hashes_it_like_nix() {
         let mut reader = HashingReader::new(TREE);
         let summary = validate(&mut reader).unwrap();
-        assert_eq!(
-            summary,
-            NarSummary {
-                files: 5,
-                directories: 6,
-                symlinks: 2
-            }
-        );
+        assert_eq!(summary, NarSummary { files: 5, directories: 6, symlinks: 2 });
         let (hash, size, _) = reader.finish();
         // `nix-hash --type sha256 --base32` of the fixture tree.
-        assert_eq!(
-            hash.to_nix32(),
-            "1j3lr13h29328h1bafp1zz81ffp80rnh60pbkjxcc6pyzrp9fd50"
-        );
+        assert_eq!(hash.to_nix32(), "1j3lr13h29328h1bafp1zz81ffp80rnh60pbkjxcc6pyzrp9fd50");
         assert_eq!(size, TREE.len() as u64);
     }
 
@@ -322,10 +286,7 @@ mod tests {
     fn rejects_truncation_at_every_length() {
         for len in [0, 7, 16, 100, TREE.len() / 2, TREE.len() - 1] {
             let err = validate(&TREE[..len]).unwrap_err();
-            assert!(
-                matches!(err, NarError::Truncated | NarError::BadMagic),
-                "{len}: {err:?}"
-            );
+            assert!(matches!(err, NarError::Truncated | NarError::BadMagic), "{len}: {err:?}");
         }
     }
 
@@ -333,74 +294,35 @@ mod tests {
     fn rejects_trailing_data_and_bad_magic() {
         let mut long = TREE.to_vec();
         long.extend_from_slice(&[0; 8]);
-        assert!(matches!(
-            validate(long.as_slice()),
-            Err(NarError::TrailingData)
-        ));
-        assert!(matches!(
-            validate(&nar(&[b"nix-archive-2"])[..]),
-            Err(NarError::BadMagic)
-        ));
+        assert!(matches!(validate(long.as_slice()), Err(NarError::TrailingData)));
+        assert!(matches!(validate(&nar(&[b"nix-archive-2"])[..]), Err(NarError::BadMagic)));
     }
 
     #[test]
     fn rejects_bad_names_and_order() {
         assert!(validate(dir_with(&[b"a", b"b"]).as_slice()).is_ok());
         for bad in [&b"."[..], b"..", b"a/b", b"", b"nul\0"] {
-            assert!(
-                matches!(
-                    validate(dir_with(&[bad]).as_slice()),
-                    Err(NarError::BadName(_))
-                ),
-                "{bad:?}"
-            );
+            assert!(matches!(validate(dir_with(&[bad]).as_slice()), Err(NarError::BadName(_))), "{bad:?}");
         }
-        assert!(matches!(
-            validate(dir_with(&[b"b", b"a"]).as_slice()),
-            Err(NarError::Unsorted { .. })
-        ));
-        assert!(matches!(
-            validate(dir_with(&[b"a", b"a"]).as_slice()),
-            Err(NarError::Unsorted { .. })
-        ));
+        assert!(matches!(validate(dir_with(&[b"b", b"a"]).as_slice()), Err(NarError::Unsorted { .. })));
+        assert!(matches!(validate(dir_with(&[b"a", b"a"]).as_slice()), Err(NarError::Unsorted { .. })));
     }
 
     #[test]
     fn rejects_bad_tokens_padding_targets_and_depth() {
         let unknown = nar(&[MAGIC, b"(", b"type", b"fifo", b")"]);
-        assert!(matches!(
-            validate(unknown.as_slice()),
-            Err(NarError::UnexpectedToken { .. })
-        ));
+        assert!(matches!(validate(unknown.as_slice()), Err(NarError::UnexpectedToken { .. })));
         let empty_target = nar(&[MAGIC, b"(", b"type", b"symlink", b"target", b"", b")"]);
-        assert!(matches!(
-            validate(empty_target.as_slice()),
-            Err(NarError::BadTarget(_))
-        ));
+        assert!(matches!(validate(empty_target.as_slice()), Err(NarError::BadTarget(_))));
         let mut bad_pad = nar(&[MAGIC, b"(", b"type", b"regular", b"contents", b"x", b")"]);
         let pad_at = 8 + 16 + 3 * 16 + 16 + 8 + 1;
         bad_pad[pad_at] = 1;
-        assert!(matches!(
-            validate(bad_pad.as_slice()),
-            Err(NarError::BadPadding)
-        ));
+        assert!(matches!(validate(bad_pad.as_slice()), Err(NarError::BadPadding)));
         let mut deep: Vec<&[u8]> = vec![MAGIC];
         for _ in 0..MAX_DEPTH {
-            deep.extend_from_slice(&[
-                b"(",
-                b"type",
-                b"directory",
-                b"entry",
-                b"(",
-                b"name",
-                b"d",
-                b"node",
-            ]);
+            deep.extend_from_slice(&[b"(", b"type", b"directory", b"entry", b"(", b"name", b"d", b"node"]);
         }
-        assert!(matches!(
-            validate(nar(&deep).as_slice()),
-            Err(NarError::TooDeep)
-        ));
+        assert!(matches!(validate(nar(&deep).as_slice()), Err(NarError::TooDeep)));
         let huge_name = [&7u64.to_le_bytes()[..], &u64::MAX.to_le_bytes()].concat();
         assert!(validate(huge_name.as_slice()).is_err());
     }

@@ -13,9 +13,7 @@ fn write_bytes(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
 }
 
 fn write_tokens(out: &mut impl Write, tokens: &[&str]) -> io::Result<()> {
-    tokens
-        .iter()
-        .try_for_each(|t| write_bytes(out, t.as_bytes()))
+    tokens.iter().try_for_each(|t| write_bytes(out, t.as_bytes()))
 }
 
 /// Serialises `path` (a file, symlink or directory) as a NAR into `out`, streaming file
@@ -51,9 +49,7 @@ fn dump_node(path: &Path, out: &mut impl Write) -> io::Result<()> {
         out.write_all(&[0u8; 8][..padding(len)])?;
     } else if kind.is_dir() {
         write_tokens(out, &["directory"])?;
-        let mut names: Vec<_> = fs::read_dir(path)?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<io::Result<_>>()?;
+        let mut names: Vec<_> = fs::read_dir(path)?.map(|e| e.map(|e| e.file_name())).collect::<io::Result<_>>()?;
         // Nix orders entries by the raw bytes of their names.
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         for name in names {
@@ -105,18 +101,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fixture_tree(dir.path());
         let tree = dir.path().join("tree");
-        assert_eq!(
-            dump(&tree),
-            include_bytes!("../../../tests/fixtures/tree.nar")
-        );
-        assert_eq!(
-            dump(&tree.join("file.txt")),
-            include_bytes!("../../../tests/fixtures/file.nar")
-        );
-        assert_eq!(
-            dump(&tree.join("link")),
-            include_bytes!("../../../tests/fixtures/symlink.nar")
-        );
+        assert_eq!(dump(&tree), include_bytes!("../../../tests/fixtures/tree.nar"));
+        assert_eq!(dump(&tree.join("file.txt")), include_bytes!("../../../tests/fixtures/file.nar"));
+        assert_eq!(dump(&tree.join("link")), include_bytes!("../../../tests/fixtures/symlink.nar"));
     }
 
     #[test]

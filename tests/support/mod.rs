@@ -1,0 +1,285 @@
+//! Test harness: real components only. Starts `hibernation-server` on SQLite or on a
+//! throwaway PostgreSQL cluster, runs the `hibernation` CLI, and drives the real Nix client.
+
+#![allow(dead_code)]
+
+pub mod nix;
+pub mod postgres;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+#[allow(unused_imports)]
+pub use self::nix::{Closure, Keys, NixClient};
+pub use self::postgres::Postgres;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `target/<profile>/<name>`, next to the test executable's `deps/` directory.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().unwrap().parent().unwrap().join(name);
+    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` before the tests", path.display());
+    path
+}
+
+pub fn output_text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+/// A running server with its own data directory and database.
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub db_url: String,
+    child: Child,
+    _postgres: Option<Postgres>,
+}
+
+impl Server {
+    pub fn start(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let postgres = (backend == Backend::Postgres).then(Postgres::start);
+        let db_url = match &postgres {
+            Some(pg) => pg.url.clone(),
+            None => format!("sqlite:{}/hibernation.db?mode=rwc", dir.path().display()),
+        };
+        let port = free_port();
+        let mut server = Self { child: spawn_placeholder(), dir, port, db_url, _postgres: postgres };
+        server.child = server
+            .command(None)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(server.log_path()).unwrap())
+            .spawn()
+            .unwrap();
+        server.wait_ready();
+        server
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    pub fn storage_path(&self) -> PathBuf {
+        self.dir.path().join("storage")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The server binary with this server's environment; `args` None means `serve`.
+    pub fn command(&self, args: Option<&[&str]>) -> Command {
+        let mut cmd = Command::new(binary("hibernation-server"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DB_URL", &self.db_url)
+            .env("STORAGE_PATH", self.storage_path())
+            .env("PORT", self.port.to_string())
+            .env("SITE_URL", self.url())
+            .env("LOG_LEVEL", "info,poem=warn")
+            .current_dir(self.dir.path());
+        if let Some(args) = args {
+            cmd.args(args);
+        }
+        cmd
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("server exited with {status}:\n{}", self.log());
+            }
+            if reqwest::blocking::get(format!("{}/health", self.url())).is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server did not start:\n{}", self.log());
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn cache_url(&self, cache: &str) -> String {
+        format!("{}/api/nix/{cache}", self.url())
+    }
+
+    /// Runs `hibernation-server admin <args>` and returns its standard output.
+    pub fn admin(&self, args: &[&str]) -> String {
+        let mut full = vec!["admin"];
+        full.extend_from_slice(args);
+        let out = self.command(Some(&full)).output().unwrap();
+        assert!(out.status.success(), "admin {args:?} failed: {}", output_text(&out));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// An administrator, a private cache `main` trusting `keys`, and an admin token.
+    pub fn bootstrap(&self, keys: &Keys, public: bool) -> String {
+        self.admin(&["create-user", "admin", "--admin"]);
+        let mut args = vec!["create-cache", "main", "--public-key", &keys.public];
+        if public {
+            args.push("--public");
+        }
+        self.admin(&args);
+        self.admin(&["create-token", "admin", "--name", "ci"])
+    }
+
+    /// Files under the storage directory (NARs and leftovers), excluding directories.
+    pub fn stored_files(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if entry.file_type().unwrap().is_dir() {
+                    walk(&entry.path(), out);
+                } else {
+                    out.push(entry.path());
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.storage_path(), &mut out);
+        out
+    }
+
+    pub fn get(&self, path: &str, token: Option<&str>) -> reqwest::blocking::Response {
+        let mut request = reqwest::blocking::Client::new().get(format!("{}{path}", self.url()));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        request.send().unwrap()
+    }
+}
+
+fn spawn_placeholder() -> Child {
+    Command::new("true").spawn().unwrap()
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- server log ---\n{}", self.log());
+        }
+    }
+}
+
+/// The `hibernation` CLI with its own config file.
+pub struct Cli {
+    pub dir: tempfile::TempDir,
+}
+
+impl Cli {
+    pub fn new() -> Self {
+        Self { dir: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(binary("hibernation"));
+        cmd.args(args)
+            .env("HIBERNATION_CONFIG", self.dir.path().join("config.json"))
+            .env_remove("HIBERNATION_URL")
+            .env_remove("HIBERNATION_TOKEN")
+            .env_remove("HIBERNATION_SIGNING_KEY")
+            .env("NIX_CONFIG", nix::NIX_CONFIG);
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    pub fn run_ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "hibernation {args:?} failed: {}", output_text(&out));
+        output_text(&out)
+    }
+
+    pub fn login(&self, server: &Server, token: &str) {
+        self.run_ok(&["login", &server.url(), "--token", token]);
+    }
+}
+
+/// A hand-made push request, for tests that send what the CLI never would.
+pub struct RawUpload {
+    pub info: hibernation::api::PathUpload,
+    pub nar: Vec<u8>,
+}
+
+impl RawUpload {
+    /// The correctly signed metadata and NAR of a local store path.
+    pub fn of(store_path: &str, key_file: &str) -> Self {
+        use hibernation::nix::{NarHash, SecretKey, StorePath, nar, signing};
+        let path = StorePath::parse(store_path).unwrap();
+        let mut bytes = Vec::new();
+        nar::dump_path(std::path::Path::new(store_path), &mut bytes).unwrap();
+        let refs_text = nix::run_ok(nix::nix(&["nix-store", "--query", "--references", store_path]));
+        let references: Vec<StorePath> = refs_text.lines().map(|l| StorePath::parse(l).unwrap()).collect();
+        let nar_hash = NarHash::digest(&bytes);
+        let key = SecretKey::parse(&std::fs::read_to_string(key_file).unwrap()).unwrap();
+        let signature = key.sign(&signing::fingerprint(&path, &nar_hash, bytes.len() as u64, &references));
+        let info = hibernation::api::PathUpload {
+            store_path: store_path.to_string(),
+            nar_hash,
+            nar_size: bytes.len() as u64,
+            references: references.iter().map(|r| r.base_name().to_string()).collect(),
+            deriver: None,
+            ca: None,
+            signatures: vec![signature],
+        };
+        Self { info, nar: bytes }
+    }
+
+    /// Re-signs the (possibly altered) metadata with `key_file`.
+    pub fn resign(&mut self, key_file: &str) {
+        use hibernation::nix::{SecretKey, StorePath, signing};
+        let key = SecretKey::parse(&std::fs::read_to_string(key_file).unwrap()).unwrap();
+        let path = StorePath::parse(&self.info.store_path).unwrap();
+        let refs: Vec<StorePath> = self.info.references.iter().map(|r| StorePath::parse(r).unwrap()).collect();
+        self.info.signatures =
+            vec![key.sign(&signing::fingerprint(&path, &self.info.nar_hash, self.info.nar_size, &refs))];
+    }
+
+    pub fn hash_part(&self) -> &str {
+        &self.info.store_path[11..43]
+    }
+
+    pub fn header(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&self.info).unwrap())
+    }
+
+    /// PUTs `body` (already compressed, or empty to attach) to the push API.
+    pub fn send(&self, server: &Server, cache: &str, token: &str, body: Vec<u8>) -> reqwest::blocking::Response {
+        reqwest::blocking::Client::new()
+            .put(format!("{}/api/v1/caches/{cache}/paths/{}", server.url(), self.hash_part()))
+            .bearer_auth(token)
+            .header(hibernation::api::PATH_INFO_HEADER, self.header())
+            .body(body)
+            .send()
+            .unwrap()
+    }
+
+    pub fn compressed(&self) -> Vec<u8> {
+        zstd::encode_all(self.nar.as_slice(), 3).unwrap()
+    }
+}
+
+/// The `error` message of a JSON error response, with its status.
+pub fn error_of(response: reqwest::blocking::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().unwrap();
+    (status, body["error"].as_str().unwrap_or_default().to_string())
+}

@@ -88,6 +88,9 @@ pub fn parse_path_info(json: &str) -> anyhow::Result<Vec<LocalPath>> {
 
 /// Path metadata for `paths`, with their whole closure when `recursive`.
 pub fn query_paths(paths: &[StorePath], recursive: bool) -> anyhow::Result<BTreeMap<StorePath, LocalPath>> {
+    if let Some(missing) = paths.iter().find(|p| !fs_path(p).exists()) {
+        bail!("{missing} is not valid: it is not in the local Nix store (build or fetch it first)");
+    }
     let mut command = Command::new("nix");
     command.args(["--extra-experimental-features", "nix-command", "path-info", "--json"]);
     if recursive {
@@ -97,8 +100,9 @@ pub fn query_paths(paths: &[StorePath], recursive: bool) -> anyhow::Result<BTree
     let output = command.output().context("cannot run `nix`: is Nix installed and on PATH?")?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let first = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("nix path-info failed").trim();
-        bail!("{}", first.trim_start_matches("error: "));
+        let lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let reason = lines.iter().rev().find(|l| l.starts_with("error:")).or(lines.first()).copied();
+        bail!("nix path-info failed: {}", reason.unwrap_or("no message").trim_start_matches("error: "));
     }
     let infos = parse_path_info(&String::from_utf8_lossy(&output.stdout))?;
     Ok(infos.into_iter().map(|i| (i.path.clone(), i)).collect())

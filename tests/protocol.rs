@@ -1,0 +1,138 @@
+//! The binary-cache protocol details Nix relies on: nix-cache-info, narinfo text, HEAD,
+//! byte ranges, 404s; and the server's startup configuration errors.
+
+mod support;
+
+use support::{Backend, Cli, Closure, Keys, Server, output_text};
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::new()
+}
+
+#[test]
+fn serves_cache_info_narinfo_and_nar_ranges() {
+    let keys = Keys::generate("proto-1");
+    let closure = Closure::build("proto");
+    let server = Server::start(Backend::Sqlite);
+    let token = server.bootstrap(&keys, true);
+    let cli = Cli::new();
+    cli.login(&server, &token);
+    cli.run_ok(&["push", "main", "--key", keys.secret_path(), &closure.app]);
+
+    let info = server.get("/api/nix/main/nix-cache-info", None);
+    assert_eq!(info.headers()["content-type"], "text/x-nix-cache-info");
+    assert_eq!(info.text().unwrap(), "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 41\n");
+
+    let hash = &closure.app[11..43];
+    let narinfo_path = format!("/api/nix/main/{hash}.narinfo");
+    let response = server.get(&narinfo_path, None);
+    assert_eq!(response.headers()["content-type"], "text/x-nix-narinfo");
+    let text = response.text().unwrap();
+    let narinfo = hibernation::nix::NarInfo::parse(&text).unwrap();
+    assert_eq!(narinfo.store_path.to_string(), closure.app);
+    assert_eq!(narinfo.compression, "zstd");
+    assert_eq!(narinfo.references.len(), 1);
+    assert_eq!(narinfo.references[0].to_string(), closure.dep);
+    assert!(narinfo.is_signed_by_any(&[hibernation::nix::PublicKey::parse(&keys.public).unwrap()]));
+    assert!(text.contains("\nCompression: zstd\n"), "Compression is always written");
+
+    // HEAD answers like GET, without a body.
+    let head = client().head(format!("{}{narinfo_path}", server.url())).send().unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-length"], text.len().to_string().as_str());
+
+    // The NAR: whole, HEAD, ranges, unsatisfiable ranges.
+    let nar_url = format!("{}/api/nix/main/{}", server.url(), narinfo.url);
+    let whole = client().get(&nar_url).send().unwrap();
+    assert_eq!(whole.status(), 200);
+    assert_eq!(whole.headers()["accept-ranges"], "bytes");
+    assert!(whole.headers().get("content-encoding").is_none());
+    let size = narinfo.file_size.unwrap();
+    assert_eq!(whole.headers()["content-length"], size.to_string().as_str());
+    let bytes = whole.bytes().unwrap();
+    assert_eq!(hibernation::nix::NarHash::digest(&bytes), narinfo.file_hash.unwrap());
+    let decompressed = zstd::decode_all(&bytes[..]).unwrap();
+    assert_eq!(hibernation::nix::NarHash::digest(&decompressed), narinfo.nar_hash);
+
+    let head = client().head(&nar_url).send().unwrap();
+    assert_eq!(head.headers()["content-length"], size.to_string().as_str());
+
+    let partial = client().get(&nar_url).header("Range", "bytes=10-19").send().unwrap();
+    assert_eq!(partial.status(), 206);
+    assert_eq!(partial.headers()["content-range"], format!("bytes 10-19/{size}").as_str());
+    assert_eq!(&partial.bytes().unwrap()[..], &bytes[10..20]);
+    let tail = client().get(&nar_url).header("Range", "bytes=-5").send().unwrap();
+    assert_eq!(&tail.bytes().unwrap()[..], &bytes[bytes.len() - 5..]);
+    let open = client().get(&nar_url).header("Range", format!("bytes={}-", size - 3)).send().unwrap();
+    assert_eq!(open.bytes().unwrap().len(), 3);
+    let beyond = client().get(&nar_url).header("Range", format!("bytes={size}-")).send().unwrap();
+    assert_eq!(beyond.status(), 416);
+    assert_eq!(beyond.headers()["content-range"], format!("bytes */{size}").as_str());
+
+    // Unknown things are 404s, never 5xx.
+    for missing in [
+        "/api/nix/nope/nix-cache-info".to_string(),
+        "/api/nix/main/00000000000000000000000000000000.narinfo".to_string(),
+        "/api/nix/main/not-a-hash.narinfo".to_string(),
+        "/api/nix/main/nar/0000000000000000000000000000000000000000000000000000.nar.zst".to_string(),
+        "/api/nix/main/nar/garbage".to_string(),
+    ] {
+        assert_eq!(server.get(&missing, None).status(), 404, "{missing}");
+    }
+    // A NAR of one cache is not served through another.
+    server.admin(&["create-cache", "empty", "--public"]);
+    assert_eq!(server.get(&format!("/api/nix/empty/{}", narinfo.url), None).status(), 404);
+}
+
+/// Runs the server binary with `env` and expects it to exit with `message`.
+fn startup_fails(env: &[(&str, &str)], message: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(support::binary("hibernation-server"));
+    cmd.env_clear().env("PORT", support::free_port().to_string()).current_dir(dir.path());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success(), "the server must refuse to start with {env:?}");
+    assert!(output_text(&out).contains(message), "expected {message:?} in {}", output_text(&out));
+    dir
+}
+
+#[test]
+fn bad_configuration_is_a_clear_startup_error() {
+    let dir = startup_fails(&[("DB_URL", "nonsense")], "DB_URL must start with sqlite: or postgres://");
+    assert!(!dir.path().join("nonsense").exists(), "no stray SQLite file");
+    startup_fails(&[("DB_URL", "sqlite:/nonexistent/dir/x.db?mode=rwc")], "/nonexistent/dir does not exist");
+    startup_fails(&[("DB_URL", "postgres://nobody@127.0.0.1:1/none")], "cannot connect to PostgreSQL");
+    let data = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}/x.db?mode=rwc", data.path().display());
+    startup_fails(&[("DB_URL", &db), ("STORAGE_PATH", "/proc/hibernation")], "STORAGE_PATH /proc/hibernation");
+    startup_fails(&[("PORT", "eighty")], "PORT must be a port number");
+}
+
+#[test]
+fn starts_with_no_configuration_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    // PORT is the one variable set, so that tests do not fight over 8000.
+    let mut child = std::process::Command::new(support::binary("hibernation-server"))
+        .env_clear()
+        .env("PORT", port.to_string())
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut up = false;
+    while std::time::Instant::now() < deadline && !up {
+        up = reqwest::blocking::get(format!("http://127.0.0.1:{port}/health")).is_ok_and(|r| r.status() == 200);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let page = reqwest::blocking::get(format!("http://127.0.0.1:{port}/")).map(|r| r.status().as_u16());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(up, "the server did not start on its defaults");
+    assert_eq!(page.unwrap(), 200);
+    assert!(dir.path().join("data/hibernation.db").is_file(), "SQLite database under ./data");
+    assert!(dir.path().join("data/storage").is_dir(), "storage under ./data");
+}

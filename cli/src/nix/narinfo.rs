@@ -88,11 +88,10 @@ impl NarInfo {
                         .collect::<Result<Vec<_>, _>>()?;
                     set_once(&mut references, "References", refs)?
                 }
+                "Deriver" if value == "unknown-deriver" => {}
                 "Deriver" => {
-                    if value != "unknown-deriver" {
-                        StorePath::from_base_name(value).map_err(|e| invalid("Deriver", e))?;
-                        set_once(&mut deriver, "Deriver", value.to_string())?
-                    }
+                    StorePath::from_base_name(value).map_err(|e| invalid("Deriver", e))?;
+                    set_once(&mut deriver, "Deriver", value.to_string())?
                 }
                 "Sig" => signatures.push(value.to_string()),
                 "CA" => set_once(&mut ca, "CA", value.to_string())?,

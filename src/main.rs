@@ -44,7 +44,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let config = config::Config::from_env()?;
     let filter =
         EnvFilter::try_new(&config.log_level).with_context(|| format!("invalid LOG_LEVEL {:?}", config.log_level))?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
     let db = db::Db::open(&config.db_url, config.database_logging)?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Admin(command) => admin::run(&db, command),

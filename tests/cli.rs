@@ -113,3 +113,29 @@ fn errors_say_what_to_do() {
     let out = cli.run(&["--url", &format!("{}/api/nix/main", server.url()), "whoami"]);
     assert!(output_text(&out).contains("is not a Hibernation server"), "{}", output_text(&out));
 }
+
+#[test]
+fn push_retries_transient_failures() {
+    let keys = Keys::generate("retry-1");
+    let closure = Closure::build("retry");
+    let server = Server::start(Backend::Sqlite);
+    let token = server.bootstrap(&keys, false);
+    let proxy = support::FlakyProxy::start(server.port, 2);
+    let cli = Cli::new();
+    let out = cli.run(&[
+        "--url",
+        &proxy.url(),
+        "--token",
+        &token,
+        "push",
+        "main",
+        "--key",
+        keys.secret_path(),
+        "--json",
+        &closure.app,
+    ]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["pushed"], 2, "{summary}");
+    assert_eq!(proxy.dropped.load(std::sync::atomic::Ordering::SeqCst), 2, "the first two connections failed");
+}

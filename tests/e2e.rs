@@ -1,17 +1,10 @@
 //! End to end with the real Nix client, on SQLite and on PostgreSQL: push with the CLI,
 //! substitute with stock Nix, verify signatures; private caches; re-push uploads nothing.
 
+#[macro_use]
 mod support;
 
 use support::{Backend, Cli, Closure, Keys, NixClient, Server, output_text};
-
-/// Generates one test per database backend.
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $( #[test] fn $name() { super::$name(super::Backend::Sqlite) } )* }
-        mod postgres { $( #[test] fn $name() { super::$name(super::Backend::Postgres) } )* }
-    };
-}
 
 on_every_backend!(push_then_substitute_with_stock_nix, private_cache_needs_netrc, repush_uploads_nothing);
 

@@ -1,6 +1,7 @@
 //! The binary-cache protocol details Nix relies on: nix-cache-info, narinfo text, HEAD,
 //! byte ranges, 404s; and the server's startup configuration errors.
 
+#[macro_use]
 mod support;
 
 use support::{Backend, Cli, Closure, Keys, Server, output_text};
@@ -9,11 +10,12 @@ fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::new()
 }
 
-#[test]
-fn serves_cache_info_narinfo_and_nar_ranges() {
+on_every_backend!(serves_cache_info_narinfo_and_nar_ranges);
+
+fn serves_cache_info_narinfo_and_nar_ranges(backend: Backend) {
     let keys = Keys::generate("proto-1");
     let closure = Closure::build("proto");
-    let server = Server::start(Backend::Sqlite);
+    let server = Server::start(backend);
     let token = server.bootstrap(&keys, true);
     let cli = Cli::new();
     cli.login(&server, &token);

@@ -1,18 +1,12 @@
 //! Bad pushes get a clear error, and nothing becomes visible or stays stored.
 
+#[macro_use]
 mod support;
 
 use std::io::{Read, Write};
 use std::time::Duration;
 
 use support::{Backend, Cli, Closure, Keys, RawUpload, Server, error_of, output_text};
-
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $( #[test] fn $name() { super::$name(super::Backend::Sqlite) } )* }
-        mod postgres { $( #[test] fn $name() { super::$name(super::Backend::Postgres) } )* }
-    };
-}
 
 on_every_backend!(
     rejected_uploads_leave_nothing_behind,

@@ -15,6 +15,15 @@ use std::time::{Duration, Instant};
 pub use self::nix::{Closure, Keys, NixClient};
 pub use self::postgres::Postgres;
 
+/// Generates one test per database backend from `fn name(backend: Backend)`.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $( #[test] fn $name() { super::$name($crate::support::Backend::Sqlite) } )* }
+        mod postgres { $( #[test] fn $name() { super::$name($crate::support::Backend::Postgres) } )* }
+    };
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -282,4 +291,45 @@ pub fn error_of(response: reqwest::blocking::Response) -> (u16, String) {
     let status = response.status().as_u16();
     let body: serde_json::Value = response.json().unwrap();
     (status, body["error"].as_str().unwrap_or_default().to_string())
+}
+
+/// A TCP proxy in front of a server that cuts the first `failures` connections, to make a
+/// client meet real connection errors.
+pub struct FlakyProxy {
+    pub port: u16,
+    pub dropped: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FlakyProxy {
+    pub fn start(target_port: u16, failures: usize) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let dropped = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = dropped.clone();
+        std::thread::spawn(move || {
+            for incoming in listener.incoming() {
+                let Ok(client) = incoming else { continue };
+                if counter.load(Ordering::SeqCst) < failures {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    drop(client);
+                    continue;
+                }
+                let Ok(upstream) = std::net::TcpStream::connect(("127.0.0.1", target_port)) else { continue };
+                for (mut from, mut to) in
+                    [(client.try_clone().unwrap(), upstream.try_clone().unwrap()), (upstream, client)]
+                {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        Self { port, dropped }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
 }

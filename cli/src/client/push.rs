@@ -85,7 +85,7 @@ pub async fn push(
                 .map(|p| PlannedPath { store_path: p.path.full_path(), nar_hash: p.nar_hash, nar_size: p.nar_size })
                 .collect(),
         };
-        let plan = client.push_plan(&options.cache, &request).await?;
+        let plan = retrying(|| client.push_plan(&options.cache, &request)).await?;
         if plan.actions.len() != chunk.len() {
             return Err(ClientError::Local("the server answered the push plan for a different number of paths".into()));
         }
@@ -166,29 +166,46 @@ pub async fn push(
     Ok(summary)
 }
 
-/// Uploads one path, retrying transient failures with exponential backoff. An attach the
-/// server refuses (the NAR is gone or unreadable) falls back to a real upload.
+/// Runs `op` until it succeeds or fails for good, retrying transient failures (connection
+/// errors, 429, 5xx) with exponential backoff.
+pub async fn retrying<T, F, Fut>(mut op: F) -> Result<T, ClientError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match op().await {
+            Err(e) if e.is_transient() && attempt < MAX_ATTEMPTS => {
+                tokio::time::sleep(Duration::from_millis(500 * 2u64.pow(attempt - 1))).await;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Uploads one path. An attach the server refuses (the NAR is gone or not readable by the
+/// caller) falls back to a real upload.
 async fn upload_with_retries(
     client: &ApiClient,
     cache: &str,
     upload: &PathUpload,
-    mut action: PlanAction,
+    action: PlanAction,
 ) -> Result<u64, ClientError> {
     let store_path = StorePath::parse(&upload.store_path).map_err(|e| ClientError::Local(e.to_string()))?;
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let body = (action == PlanAction::Upload).then(|| compressed_nar_body(fs_path(&store_path)));
-        match client.upload_path(cache, upload, body).await {
-            Ok(done) => return Ok(done.uploaded_bytes),
-            Err(e) if action == PlanAction::Attach && e.is_conflict() && e.to_string().contains("must be uploaded") => {
-                action = PlanAction::Upload;
-            }
-            Err(e) if e.is_transient() && attempt < MAX_ATTEMPTS => {
-                tokio::time::sleep(Duration::from_millis(500 * 2u64.pow(attempt - 1))).await;
-            }
-            Err(e) => return Err(e),
+    let send = |action: PlanAction| {
+        let store_path = store_path.clone();
+        retrying(move || {
+            let body = (action == PlanAction::Upload).then(|| compressed_nar_body(fs_path(&store_path)));
+            async move { client.upload_path(cache, upload, body).await.map(|done| done.uploaded_bytes) }
+        })
+    };
+    match send(action).await {
+        Err(e) if action == PlanAction::Attach && e.is_conflict() && e.to_string().contains("must be uploaded") => {
+            send(PlanAction::Upload).await
         }
+        result => result,
     }
 }
 

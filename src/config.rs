@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 
+use crate::storage::S3Config;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub db_url: String,
@@ -12,6 +14,8 @@ pub struct Config {
     pub site_url: String,
     pub log_level: String,
     pub port: u16,
+    /// Set when NARs go to S3; `storage_path` then only holds temporary upload files.
+    pub s3: Option<S3Config>,
 }
 
 /// Where state goes when nothing is configured: `data/` under the working directory.
@@ -59,6 +63,38 @@ impl Config {
                 .to_string(),
             log_level: var("LOG_LEVEL").unwrap_or_else(|| "info".to_string()),
             port,
+            s3: s3_from_env()?,
         })
     }
+}
+
+/// S3 is used when its variables are set; a partial set is an error, never a silent fallback.
+fn s3_from_env() -> anyhow::Result<Option<S3Config>> {
+    const REQUIRED: [&str; 4] = ["S3_HOST", "S3_BUCKET", "S3_ACCESS_KEY", "S3_SECRET_KEY"];
+    let values: Vec<Option<String>> = REQUIRED.iter().map(|n| var(n)).collect();
+    let any_s3 =
+        values.iter().any(Option::is_some) || var("S3_REGION").is_some() || var("S3_FORCE_PATH_STYLE").is_some();
+    if !any_s3 {
+        return Ok(None);
+    }
+    let missing: Vec<&str> = REQUIRED.iter().zip(&values).filter(|(_, v)| v.is_none()).map(|(n, _)| *n).collect();
+    if !missing.is_empty() {
+        bail!("S3 storage is partly configured: set {} as well (or unset every S3_ variable)", missing.join(", "));
+    }
+    let [host, bucket, access_key, secret_key] =
+        <[Option<String>; 4]>::try_from(values).expect("four values").map(Option::unwrap);
+    if !host.starts_with("http://") && !host.starts_with("https://") {
+        bail!("S3_HOST must be a URL such as https://s3.example.com, got {host:?}");
+    }
+    Ok(Some(S3Config {
+        host: host.trim_end_matches('/').to_string(),
+        access_key,
+        secret_key,
+        region: var("S3_REGION").unwrap_or_else(|| "us-east-1".to_string()),
+        bucket,
+        force_path_style: var("S3_FORCE_PATH_STYLE")
+            .map(|v| parse_bool("S3_FORCE_PATH_STYLE", &v))
+            .transpose()?
+            .unwrap_or(false),
+    }))
 }

@@ -58,7 +58,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(config: config::Config, db: db::Db) -> anyhow::Result<()> {
-    let storage = storage::Storage::open(&config.storage_path)?;
+    let storage = match &config.s3 {
+        Some(s3) => storage::Storage::s3(s3.clone(), &config.storage_path).await?,
+        None => storage::Storage::local(&config.storage_path)?,
+    };
     let access_log = Arc::new(services::access_log::AccessLog::default());
     tokio::spawn(access_log.clone().run(db.clone()));
     let port = config.port;

@@ -8,6 +8,7 @@ mod connection;
 pub mod models;
 pub mod paths;
 pub mod schema;
+pub mod uploads;
 pub mod users;
 
 use std::sync::{Arc, Mutex};

@@ -95,3 +95,44 @@ pub struct ApiToken {
     pub last_used_at: Option<NaiveDateTime>,
     pub created_at: NaiveDateTime,
 }
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = pending_nars)]
+pub struct PendingNar {
+    #[diesel(skip_insertion)]
+    pub id: i64,
+    pub cache_id: i64,
+    pub user_id: i64,
+    pub file_hash: String,
+    pub compression: String,
+    pub file_size: i64,
+    pub nar_hash: String,
+    pub nar_size: i64,
+    pub storage_key: String,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = build_logs)]
+pub struct BuildLog {
+    pub id: i64,
+    pub cache_id: i64,
+    pub drv: String,
+    pub storage_key: String,
+    pub content_encoding: Option<String>,
+    pub created_at: NaiveDateTime,
+}
+
+impl From<PendingNar> for NewNar {
+    fn from(p: PendingNar) -> Self {
+        Self {
+            nar_hash: p.nar_hash,
+            nar_size: p.nar_size,
+            compression: p.compression,
+            file_hash: p.file_hash,
+            file_size: p.file_size,
+            storage_key: p.storage_key,
+            created_at: super::now(),
+        }
+    }
+}

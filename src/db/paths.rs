@@ -52,12 +52,13 @@ pub fn find_entry(conn: &mut AnyConnection, cache_id: i64, hash_part: &str) -> D
     Ok(Some(PathEntry { path, nar, references }))
 }
 
-/// The NAR with this NarHash, and the id of a path using it, if this cache holds one.
-pub fn nar_in_cache(conn: &mut AnyConnection, cache_id: i64, nar_hash: &str) -> DbResult<Option<(i64, Nar)>> {
+/// The NAR with this NarHash or FileHash (nix32), and the id of a path using it, if this
+/// cache holds one. NAR URLs we write use the NarHash; `nix copy` names files by FileHash.
+pub fn nar_in_cache(conn: &mut AnyConnection, cache_id: i64, hash: &str) -> DbResult<Option<(i64, Nar)>> {
     Ok(store_paths::table
         .inner_join(nars::table)
         .filter(store_paths::cache_id.eq(cache_id))
-        .filter(nars::nar_hash.eq(nar_hash))
+        .filter(nars::nar_hash.eq(hash).or(nars::file_hash.eq(hash)))
         .select((store_paths::id, Nar::as_select()))
         .first(conn)
         .optional()?)

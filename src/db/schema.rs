@@ -95,6 +95,8 @@ diesel::joinable!(cache_permissions -> users (user_id));
 diesel::joinable!(api_tokens -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    pending_nars,
+    build_logs,
     caches,
     cache_keys,
     nars,
@@ -104,3 +106,32 @@ diesel::allow_tables_to_appear_in_same_query!(
     cache_permissions,
     api_tokens
 );
+
+diesel::table! {
+    pending_nars (id) {
+        id -> BigInt,
+        cache_id -> BigInt,
+        user_id -> BigInt,
+        file_hash -> Text,
+        compression -> Text,
+        file_size -> BigInt,
+        nar_hash -> Text,
+        nar_size -> BigInt,
+        storage_key -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    build_logs (id) {
+        id -> BigInt,
+        cache_id -> BigInt,
+        drv -> Text,
+        storage_key -> Text,
+        content_encoding -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(pending_nars -> caches (cache_id));
+diesel::joinable!(build_logs -> caches (cache_id));

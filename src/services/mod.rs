@@ -4,7 +4,9 @@ pub mod access;
 pub mod access_log;
 pub mod auth;
 pub mod narinfo;
+pub mod nix_upload;
 pub mod push;
+pub mod receive;
 
 use rand::Rng;
 

@@ -1,29 +1,17 @@
 //! Rendering a stored path as a narinfo and naming its NAR file.
 
-use hibernation::nix::{NarHash, NarInfo, StorePath};
+use hibernation::nix::{Compression, NarHash, NarInfo, StorePath};
 
 use crate::db::paths::PathEntry;
 
 /// File extension of the stored compression, as Nix names NAR files.
 pub fn nar_extension(compression: &str) -> &'static str {
-    match compression {
-        "zstd" => ".zst",
-        "xz" => ".xz",
-        "bzip2" => ".bz2",
-        "br" => ".br",
-        _ => "",
-    }
+    Compression::from_name(compression).map_or("", Compression::extension)
 }
 
 /// The narinfo `URL:` of a NAR: keyed by NarHash, relative to the cache root.
 pub fn nar_url(nar_hash_nix32: &str, compression: &str) -> String {
     format!("nar/{nar_hash_nix32}.nar{}", nar_extension(compression))
-}
-
-/// Extracts the NarHash digits from a NAR file name made by [`nar_url`].
-pub fn nar_hash_from_file_name(file: &str) -> Option<&str> {
-    let (hash, _) = file.split_once(".nar")?;
-    (hash.len() == 52 && NarHash::from_nix32(hash).is_ok()).then_some(hash)
 }
 
 pub fn render(entry: &PathEntry) -> Result<String, String> {
@@ -61,8 +49,7 @@ mod tests {
         let hash = NarHash::digest(b"x").to_nix32();
         let url = nar_url(&hash, "zstd");
         assert_eq!(url, format!("nar/{hash}.nar.zst"));
-        assert_eq!(nar_hash_from_file_name(url.strip_prefix("nar/").unwrap()), Some(hash.as_str()));
-        assert_eq!(nar_hash_from_file_name("short.nar.zst"), None);
-        assert_eq!(nar_hash_from_file_name(&format!("{hash}.zst")), None);
+        let (parsed, compression) = super::super::nix_upload::parse_nar_file_name(&url[4..]).unwrap();
+        assert_eq!((parsed.to_nix32(), compression), (hash, Compression::Zstd));
     }
 }

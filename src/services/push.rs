@@ -6,21 +6,17 @@
 //! upload only when the caller can read a cache that holds it (proof of possession).
 
 use std::collections::HashSet;
-use std::io::{self, BufWriter, Read, Write};
+use std::io;
 
 use hibernation::api::{PathUpload, PlanAction, PushPlanRequest, PushPlanResponse};
-use hibernation::nix::nar::{HashingReader, NarError, validate};
-use hibernation::nix::{NarHash, PublicKey, StorePath, signing};
-use sha2::{Digest, Sha256};
+use hibernation::nix::{Compression, NarHash, PublicKey, StorePath, signing};
 
 use super::access::{Access, access_to, readable_cache_ids};
 use super::auth::Caller;
-use crate::db::models::{Cache, Nar, NewNar, NewStorePath};
-use crate::db::{Db, DbError, caches, is_unique_violation, now, paths};
-use crate::storage::{PendingUpload, Storage};
-
-/// Compression of the NAR bodies the push API accepts (and stores as received).
-pub const UPLOAD_COMPRESSION: &str = "zstd";
+use super::receive::ReceivedNar;
+use crate::db::models::{Cache, Nar, NewNar, NewStorePath, PendingNar};
+use crate::db::{Db, DbError, caches, is_unique_violation, now, paths, uploads};
+use crate::storage::Storage;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
@@ -52,7 +48,7 @@ fn invalid(msg: impl Into<String>) -> PushError {
     PushError::InvalidInput(msg.into())
 }
 
-async fn cache_for_push(db: &Db, caller: &Caller, name: &str) -> Result<Cache, PushError> {
+pub(crate) async fn cache_for_push(db: &Db, caller: &Caller, name: &str) -> Result<Cache, PushError> {
     let (name, caller) = (name.to_string(), caller.clone());
     db.read(move |c| {
         let Some(cache) = caches::find_by_name(c, &name)? else {
@@ -197,112 +193,69 @@ fn check_signature(
     Ok(())
 }
 
-/// A verified NAR written to a temporary file, not yet visible.
-pub struct ReceivedNar {
-    pending: PendingUpload,
-    file_hash: NarHash,
-    file_size: u64,
-}
-
-impl ReceivedNar {
-    pub fn file_size(&self) -> u64 {
-        self.file_size
-    }
-}
-
-/// Reads a zstd-compressed NAR body, storing the compressed bytes while it decompresses,
-/// validates and hashes the NAR. Runs on a blocking thread.
-pub fn receive_nar(
-    storage: &Storage,
-    body: impl Read,
-    expected_hash: &NarHash,
-    expected_size: u64,
-) -> Result<ReceivedNar, PushError> {
-    let pending = storage.begin_upload().map_err(PushError::Storage)?;
-    let file = pending.file.try_clone().map_err(PushError::Storage)?;
-    let mut tee = Tee { inner: body, out: BufWriter::with_capacity(256 * 1024, file), hasher: Sha256::new(), count: 0 };
-    {
-        let decoder = zstd::stream::read::Decoder::new(&mut tee).map_err(PushError::Storage)?;
-        // Reading one byte past the declared size is enough to know it is wrong.
-        let mut nar = HashingReader::new(decoder.take(expected_size + 1));
-        let result = validate(&mut nar);
-        let read = nar.count();
-        let (nar_hash, nar_size, _) = nar.finish();
-        if read > expected_size {
-            return Err(PushError::NarMismatch(format!("the NAR is larger than its declared NarSize {expected_size}")));
-        }
-        match result {
-            Ok(_) => {}
-            Err(NarError::Io(e)) => return Err(classify_read_error(e)),
-            Err(e) => return Err(PushError::MalformedNar(e.to_string())),
-        }
-        if nar_size != expected_size {
-            return Err(PushError::NarMismatch(format!("NarSize is {nar_size}, the narinfo says {expected_size}")));
-        }
-        if nar_hash != *expected_hash {
-            return Err(PushError::NarMismatch(format!("NarHash is {nar_hash}, the narinfo says {expected_hash}")));
-        }
-    }
-    // Anything after the compressed NAR would be stored but never served: refuse it.
-    let mut rest = [0u8; 1];
-    if tee.read(&mut rest).map_err(classify_read_error)? != 0 {
-        return Err(PushError::MalformedNar("data after the end of the compressed NAR".into()));
-    }
-    tee.out.flush().map_err(PushError::Storage)?;
-    Ok(ReceivedNar { pending, file_hash: NarHash::from_hasher(tee.hasher), file_size: tee.count })
-}
-
-/// Errors from the body are interruptions; errors from the decoder mean a bad stream.
-fn classify_read_error(e: io::Error) -> PushError {
-    if e.kind() == io::ErrorKind::Other && e.get_ref().is_some_and(|inner| inner.is::<TeeError>()) {
-        return PushError::Interrupted(e.to_string());
-    }
-    match e.kind() {
-        io::ErrorKind::UnexpectedEof => PushError::MalformedNar("the upload ended before the NAR did".into()),
-        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe => {
-            PushError::Interrupted(e.to_string())
-        }
-        _ => PushError::MalformedNar(format!("the body is not a valid zstd stream: {e}")),
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("reading the request body failed: {0}")]
-struct TeeError(String);
-
-/// Copies everything read from the body into the storage file and hashes it.
-struct Tee<R> {
-    inner: R,
-    out: BufWriter<std::fs::File>,
-    hasher: Sha256,
-    count: u64,
-}
-
-impl<R: Read> Read for Tee<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf).map_err(|e| io::Error::other(TeeError(e.to_string())))?;
-        self.out.write_all(&buf[..n])?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
-}
-
 /// Where the NAR of a verified path comes from.
 pub enum NarSource {
+    /// Uploaded with the path (CLI push); verified against the path's metadata.
     Uploaded(ReceivedNar),
+    /// Uploaded earlier by `nix copy` and waiting for this narinfo; already checked to match.
+    Pending(PendingNar),
     /// Reuse the stored NAR; the caller proved they can read it.
     Attach(Caller),
+}
+
+/// The storage key of a new NAR object: unique per upload, so uploads never collide.
+pub fn new_nar_key(nar_hash: &NarHash, compression: Compression) -> String {
+    format!("nar/{}.{}.nar{}", nar_hash.to_nix32(), super::random_id(), compression.extension())
+}
+
+/// Where the `.ls` listing of a stored NAR lives.
+pub fn listing_key(nar_storage_key: &str) -> String {
+    format!("{nar_storage_key}.ls")
+}
+
+/// Commits a received NAR and its listing to storage under a new key.
+pub async fn store_received(storage: &Storage, received: ReceivedNar) -> Result<(String, NewNar), PushError> {
+    let ReceivedNar { pending, compression, file_hash, file_size, nar_hash, nar_size, listing } = received;
+    let key = new_nar_key(&nar_hash, compression);
+    storage.put_bytes(&listing_key(&key), listing.to_string().into_bytes()).await.map_err(PushError::Storage)?;
+    storage.commit(pending, &key).await.map_err(PushError::Storage)?;
+    let nar = NewNar {
+        nar_hash: nar_hash.to_nix32(),
+        nar_size: nar_size as i64,
+        compression: compression.name().to_string(),
+        file_hash: file_hash.to_nix32(),
+        file_size: file_size as i64,
+        storage_key: key.clone(),
+        created_at: now(),
+    };
+    Ok((key, nar))
+}
+
+/// Deletes a stored NAR object and its listing (best effort: an orphan only costs space).
+pub async fn delete_stored(storage: &Storage, key: &str) {
+    for k in [listing_key(key), key.to_string()] {
+        if let Err(e) = storage.delete(&k).await {
+            tracing::warn!("could not delete {k} from storage: {e}");
+        }
+    }
 }
 
 /// Stores the NAR (if uploaded) and makes the path visible. Returns false when the path was
 /// already there (another push won the race).
 pub async fn commit(db: &Db, storage: &Storage, verified: VerifiedPath, source: NarSource) -> Result<bool, PushError> {
-    let nar_hash = verified.upload.nar_hash.to_nix32();
     let nar = match source {
-        NarSource::Uploaded(received) => store_nar(db, storage, &nar_hash, verified.upload.nar_size, received).await?,
+        NarSource::Uploaded(received) => {
+            let (_, new) = store_received(storage, received).await?;
+            register_nar(db, storage, new).await?
+        }
+        NarSource::Pending(pending) => {
+            let id = pending.id;
+            let nar = register_nar(db, storage, NewNar::from(pending)).await?;
+            db.write(move |c| uploads::delete_pending(c, id)).await?;
+            nar
+        }
         NarSource::Attach(caller) => {
-            let (hash, size) = (nar_hash.clone(), verified.upload.nar_size);
+            let (hash, size) = (verified.upload.nar_hash.to_nix32(), verified.upload.nar_size);
             let nar = db
                 .read(move |c| {
                     let Some(nar) = paths::find_nar(c, &hash)? else {
@@ -319,39 +272,25 @@ pub async fn commit(db: &Db, storage: &Storage, verified: VerifiedPath, source: 
     insert_path(db, verified, nar).await
 }
 
-async fn store_nar(
-    db: &Db,
-    storage: &Storage,
-    nar_hash: &str,
-    nar_size: u64,
-    received: ReceivedNar,
-) -> Result<Nar, PushError> {
-    let key = format!("nar/{nar_hash}.{}.nar.zst", super::random_id());
-    let ReceivedNar { pending, file_hash, file_size } = received;
-    let (s, k) = (storage.clone(), key.clone());
-    tokio::task::spawn_blocking(move || s.commit(pending, &k))
-        .await
-        .map_err(|e| PushError::Storage(io::Error::other(e)))?
-        .map_err(PushError::Storage)?;
-    let new = NewNar {
-        nar_hash: nar_hash.to_string(),
-        nar_size: nar_size as i64,
-        compression: UPLOAD_COMPRESSION.to_string(),
-        file_hash: file_hash.to_nix32(),
-        file_size: file_size as i64,
-        storage_key: key.clone(),
-        created_at: now(),
+/// Records a stored NAR; when the same NarHash is already stored, keeps that copy and deletes
+/// the new object (a concurrent or earlier upload won).
+async fn register_nar(db: &Db, storage: &Storage, new: NewNar) -> Result<Nar, PushError> {
+    let (hash, key) = (new.nar_hash.clone(), new.storage_key.clone());
+    let existing = {
+        let hash = hash.clone();
+        db.read(move |c| paths::find_nar(c, &hash)).await?
     };
-    let inserted = db.write(move |c| paths::insert_nar(c, &new)).await;
-    match inserted {
+    if let Some(existing) = existing {
+        delete_stored(storage, &key).await;
+        return Ok(existing);
+    }
+    match db.write(move |c| paths::insert_nar(c, &new)).await {
         Ok(nar) => Ok(nar),
         Err(e) => {
-            // Ours is not the stored copy either way: a concurrent upload won, or the insert failed.
-            let _ = storage.delete(&key);
+            delete_stored(storage, &key).await;
             if !is_unique_violation(&e) {
                 return Err(e.into());
             }
-            let hash = nar_hash.to_string();
             db.read(move |c| paths::find_nar(c, &hash))
                 .await?
                 .ok_or(PushError::Db(DbError::Query(diesel::result::Error::NotFound)))
@@ -398,53 +337,5 @@ async fn insert_path(db: &Db, verified: VerifiedPath, nar: Nar) -> Result<bool, 
         Ok(outcome) => outcome,
         Err(e) if is_unique_violation(&e) => Ok(false),
         Err(e) => Err(e.into()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn storage() -> (tempfile::TempDir, Storage) {
-        let dir = tempfile::tempdir().unwrap();
-        let storage = Storage::open(dir.path()).unwrap();
-        (dir, storage)
-    }
-
-    fn sample_nar() -> Vec<u8> {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("f"), b"hello\n").unwrap();
-        let mut nar = Vec::new();
-        hibernation::nix::nar::dump_path(&dir.path().join("f"), &mut nar).unwrap();
-        nar
-    }
-
-    #[test]
-    fn accepts_a_matching_nar_and_hashes_the_compressed_bytes() {
-        let (_dir, storage) = storage();
-        let nar = sample_nar();
-        let body = zstd::encode_all(nar.as_slice(), 3).unwrap();
-        let received = receive_nar(&storage, body.as_slice(), &NarHash::digest(&nar), nar.len() as u64).unwrap();
-        assert_eq!(received.file_size, body.len() as u64);
-        assert_eq!(received.file_hash, NarHash::digest(&body));
-    }
-
-    #[test]
-    fn names_what_is_wrong_with_a_body() {
-        let (dir, storage) = storage();
-        let nar = sample_nar();
-        let hash = NarHash::digest(&nar);
-        let size = nar.len() as u64;
-        let cases: Vec<(Vec<u8>, &str)> = vec![
-            (b"definitely not zstd".to_vec(), "not a valid zstd stream"),
-            (zstd::encode_all(&nar[..size as usize / 2], 3).unwrap(), "ended"),
-            (zstd::encode_all(&b"not a nar at all, but long enough"[..], 3).unwrap(), "malformed"),
-            (Vec::new(), "not a NAR"),
-        ];
-        for (body, expected) in cases {
-            let err = receive_nar(&storage, body.as_slice(), &hash, size).err().expect("must fail").to_string();
-            assert!(err.contains(expected), "expected {expected:?} in {err:?}");
-        }
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "no temporary file is left");
     }
 }

@@ -6,14 +6,16 @@ use hibernation::nix::store_path::is_hash_part;
 use poem::http::{Method, StatusCode, header};
 use poem::web::{Data, Path};
 use poem::{Body, Request, Response, handler};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::credentials::optional_caller;
 use super::{AppError, AppState};
 use crate::db::models::Cache;
+use crate::db::uploads;
 use crate::db::{caches, paths};
 use crate::services::access::{Access, access_to};
 use crate::services::narinfo as narinfo_format;
+use crate::services::nix_upload::parse_nar_file_name;
+use crate::services::push::listing_key;
 
 /// The cache if the caller may read it: 404 when it does not exist, 401 (never 403, which
 /// Nix reads as "not cached") when it is private and the credentials are missing or wrong.
@@ -58,9 +60,23 @@ pub async fn narinfo(
     state: Data<&Arc<AppState>>,
 ) -> Result<Response, AppError> {
     let not_found = || AppError::NotFound(format!("{file} is not in cache {name:?}"));
-    let hash = file.strip_suffix(".narinfo").filter(|h| is_hash_part(h)).ok_or_else(not_found)?.to_string();
+    let (hash, is_listing) = match (file.strip_suffix(".narinfo"), file.strip_suffix(".ls")) {
+        (Some(h), _) => (h.to_string(), false),
+        (None, Some(h)) => (h.to_string(), true),
+        _ => return Err(not_found()),
+    };
+    if !is_hash_part(&hash) {
+        return Err(not_found());
+    }
     let cache = readable_cache(&state, req, &name).await?;
     let entry = state.db.read(move |c| paths::find_entry(c, cache.id, &hash)).await?.ok_or_else(not_found)?;
+    if is_listing {
+        let listing =
+            state.storage.read_to_end(&listing_key(&entry.nar.storage_key)).await.map_err(|e| {
+                AppError::Unavailable(format!("the listing of {file} cannot be read from storage: {e}"))
+            })?;
+        return Ok(Response::builder().content_type("application/json").body(listing));
+    }
     let text = narinfo_format::render(&entry).map_err(AppError::Internal)?;
     let response = Response::builder().content_type("text/x-nix-narinfo").header(header::CONTENT_LENGTH, text.len());
     Ok(if req.method() == Method::HEAD { response.body(Body::empty()) } else { response.body(text) })
@@ -73,7 +89,8 @@ pub async fn nar(
     state: Data<&Arc<AppState>>,
 ) -> Result<Response, AppError> {
     let not_found = || AppError::NotFound(format!("nar/{file} is not in cache {name:?}"));
-    let nar_hash = narinfo_format::nar_hash_from_file_name(&file).ok_or_else(not_found)?.to_string();
+    let (hash, _) = parse_nar_file_name(&file).ok_or_else(not_found)?;
+    let nar_hash = hash.to_nix32();
     let cache = readable_cache(&state, req, &name).await?;
     let (path_id, nar) =
         state.db.read(move |c| paths::nar_in_cache(c, cache.id, &nar_hash)).await?.ok_or_else(not_found)?;
@@ -101,14 +118,12 @@ pub async fn nar(
     if req.method() == Method::HEAD {
         return Ok(builder.body(Body::empty()));
     }
-    let mut file = state.storage.open_read(&nar.storage_key).await.map_err(|e| {
-        AppError::Internal(format!("NAR {} is registered but cannot be read from storage: {e}", nar.nar_hash))
+    let range = (status == StatusCode::PARTIAL_CONTENT).then_some((start, end));
+    let reader = state.storage.read(&nar.storage_key, range).await.map_err(|e| {
+        AppError::Unavailable(format!("NAR {} is registered but cannot be read from storage: {e}", nar.nar_hash))
     })?;
-    if start > 0 {
-        file.seek(std::io::SeekFrom::Start(start)).await.map_err(|e| AppError::Internal(e.to_string()))?;
-    }
     state.access_log.record(path_id);
-    Ok(builder.body(Body::from_async_read(file.take(end - start))))
+    Ok(builder.body(Body::from_async_read(reader)))
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -172,4 +187,30 @@ mod tests {
             assert_eq!(parse_range(Some(bad), 100), RangeRequest::Unsatisfiable, "{bad}");
         }
     }
+}
+
+/// `log/<drv>`: a build log stored with `nix store copy-log`, read by `nix log`.
+#[handler]
+pub async fn build_log(
+    req: &Request,
+    Path((name, drv)): Path<(String, String)>,
+    state: Data<&Arc<AppState>>,
+) -> Result<Response, AppError> {
+    let cache = readable_cache(&state, req, &name).await?;
+    let lookup = drv.clone();
+    let log = state
+        .db
+        .read(move |c| uploads::find_log(c, cache.id, &lookup))
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("cache {name:?} has no log for {drv}")))?;
+    let bytes = state
+        .storage
+        .read_to_end(&log.storage_key)
+        .await
+        .map_err(|e| AppError::Unavailable(format!("the log of {drv} cannot be read from storage: {e}")))?;
+    let mut response = Response::builder().content_type("text/plain; charset=utf-8");
+    if let Some(encoding) = log.content_encoding {
+        response = response.header(header::CONTENT_ENCODING, encoding);
+    }
+    Ok(response.body(bytes))
 }

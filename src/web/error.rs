@@ -23,6 +23,9 @@ pub enum AppError {
     Unprocessable(String),
     #[error("{0}")]
     Internal(String),
+    /// A dependency (storage, database) is down: 503 with Retry-After, so clients retry.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl ResponseError for AppError {
@@ -35,17 +38,23 @@ impl ResponseError for AppError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     fn as_response(&self) -> Response {
-        if let Self::Internal(msg) = self {
-            tracing::error!("internal error: {msg}");
+        match self {
+            Self::Internal(msg) => tracing::error!("internal error: {msg}"),
+            Self::Unavailable(msg) => tracing::warn!("unavailable: {msg}"),
+            _ => {}
         }
         let body = serde_json::to_string(&hibernation::api::ApiError { error: self.to_string() }).unwrap_or_default();
         let mut response = Response::builder().status(self.status()).content_type("application/json").body(body);
         if matches!(self, Self::Unauthorized(_)) {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, "Basic realm=\"hibernation\"".parse().unwrap());
+        }
+        if matches!(self, Self::Unavailable(_)) {
+            response.headers_mut().insert(header::RETRY_AFTER, "5".parse().unwrap());
         }
         response
     }
@@ -78,7 +87,8 @@ impl From<PushError> for AppError {
                 Self::Unprocessable(msg)
             }
             PushError::Interrupted(_) => Self::BadRequest(msg),
-            PushError::Db(_) | PushError::Storage(_) => Self::Internal(msg),
+            PushError::Db(_) => Self::Internal(msg),
+            PushError::Storage(_) => Self::Unavailable(format!("{msg}; try again later")),
         }
     }
 }

@@ -4,6 +4,7 @@
 mod cache_protocol;
 mod credentials;
 mod error;
+mod nix_upload;
 mod pages;
 mod push_api;
 
@@ -26,9 +27,10 @@ pub struct AppState {
 
 pub fn routes(state: Arc<AppState>) -> impl poem::Endpoint {
     let nix = Route::new()
-        .at("/:cache/nix-cache-info", get(cache_protocol::cache_info))
-        .at("/:cache/nar/:file", get(cache_protocol::nar).head(cache_protocol::nar))
-        .at("/:cache/:file", get(cache_protocol::narinfo).head(cache_protocol::narinfo));
+        .at("/:cache/nix-cache-info", get(cache_protocol::cache_info).put(nix_upload::put_cache_info))
+        .at("/:cache/nar/:file", get(cache_protocol::nar).head(cache_protocol::nar).put(nix_upload::put_nar))
+        .at("/:cache/log/:drv", get(cache_protocol::build_log).put(nix_upload::put_log))
+        .at("/:cache/:file", get(cache_protocol::narinfo).head(cache_protocol::narinfo).put(nix_upload::put_file));
     let api = Route::new()
         .at("/whoami", get(push_api::whoami))
         .at("/caches/:cache/push-plan", poem::post(push_api::push_plan))

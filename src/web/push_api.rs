@@ -11,7 +11,9 @@ use tokio_util::io::SyncIoBridge;
 use super::credentials::required_caller;
 use super::{AppError, AppState};
 use crate::services::push::{self, NarSource};
+use crate::services::receive::{Declared, receive_nar};
 use crate::services::{CACHE_NAME_RULE, is_valid_cache_name};
+use hibernation::nix::Compression;
 
 fn check_cache_name(name: &str) -> Result<(), AppError> {
     if is_valid_cache_name(name) {
@@ -78,10 +80,13 @@ pub async fn upload_path(
         let storage = state.storage.clone();
         let (hash, size) = (verified.upload.nar_hash, verified.upload.nar_size);
         let reader = SyncIoBridge::new(body.into_async_read());
-        let received = tokio::task::spawn_blocking(move || push::receive_nar(&storage, reader, &hash, size))
-            .await
-            .map_err(|e| AppError::Internal(e.to_string()))??;
-        let bytes = received.file_size();
+        let received = tokio::task::spawn_blocking(move || {
+            let declared = Declared { nar_hash: &hash, nar_size: size };
+            receive_nar(&storage, reader, Compression::Zstd, Some(declared))
+        })
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))??;
+        let bytes = received.file_size;
         (NarSource::Uploaded(received), bytes)
     };
     let created = push::commit(&state.db, &state.storage, verified, source).await?;

@@ -1,12 +1,14 @@
 //! Nix wire and file formats, each defined once for client and server.
 
 pub mod base32;
+pub mod compression;
 pub mod hash;
 pub mod nar;
 pub mod narinfo;
 pub mod signing;
 pub mod store_path;
 
+pub use compression::Compression;
 pub use hash::NarHash;
 pub use narinfo::NarInfo;
 pub use signing::{PublicKey, SecretKey};

@@ -1,5 +1,6 @@
 use std::io::{self, Read};
 
+use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::{MAGIC, MAX_DEPTH, padding};
@@ -40,6 +41,9 @@ pub struct NarSummary {
     pub files: u64,
     pub directories: u64,
     pub symlinks: u64,
+    /// The NAR listing Nix writes as `<hash>.ls`: `{"version":1,"root":<node>}`, with the
+    /// offset of every file's contents in the NAR (`narOffset`).
+    pub listing: Value,
 }
 
 /// Wraps a reader and computes SHA-256 and the byte count of everything read through it.
@@ -77,7 +81,7 @@ impl<R: Read> Read for HashingReader<R> {
 /// symlink targets non-empty and NUL-free, zero padding, depth limit, nothing after the end.
 /// File contents are streamed, never held in memory.
 pub fn validate<R: Read>(reader: R) -> Result<NarSummary, NarError> {
-    let mut nar = Parser { reader, summary: NarSummary::default() };
+    let mut nar = Parser { reader, offset: 0, summary: NarSummary::default() };
     let magic = nar.read_string(MAGIC.len() as u64).map_err(|e| match e {
         NarError::Io(e) => NarError::Io(e),
         _ => NarError::BadMagic,
@@ -85,7 +89,8 @@ pub fn validate<R: Read>(reader: R) -> Result<NarSummary, NarError> {
     if magic != MAGIC {
         return Err(NarError::BadMagic);
     }
-    nar.node(0)?;
+    let root = nar.node(0)?;
+    nar.summary.listing = json!({"version": 1, "root": root});
     let mut probe = [0u8; 1];
     if nar.reader.read(&mut probe)? != 0 {
         return Err(NarError::TrailingData);
@@ -95,6 +100,8 @@ pub fn validate<R: Read>(reader: R) -> Result<NarSummary, NarError> {
 
 struct Parser<R> {
     reader: R,
+    /// Bytes consumed so far, for `narOffset` in the listing.
+    offset: u64,
     summary: NarSummary,
 }
 
@@ -103,7 +110,9 @@ impl<R: Read> Parser<R> {
         self.reader.read_exact(buf).map_err(|e| match e.kind() {
             io::ErrorKind::UnexpectedEof => NarError::Truncated,
             _ => NarError::Io(e),
-        })
+        })?;
+        self.offset += buf.len() as u64;
+        Ok(())
     }
 
     fn read_u64(&mut self) -> Result<u64, NarError> {
@@ -147,13 +156,13 @@ impl<R: Read> Parser<R> {
         Ok(())
     }
 
-    fn node(&mut self, depth: usize) -> Result<(), NarError> {
+    fn node(&mut self, depth: usize) -> Result<Value, NarError> {
         if depth >= MAX_DEPTH {
             return Err(NarError::TooDeep);
         }
         self.expect("(")?;
         self.expect("type")?;
-        match self.token()?.as_str() {
+        let node = match self.token()?.as_str() {
             "regular" => self.regular()?,
             "symlink" => self.symlink()?,
             "directory" => return self.directory(depth),
@@ -163,13 +172,15 @@ impl<R: Read> Parser<R> {
                     found: other.into(),
                 });
             }
-        }
-        self.expect(")")
+        };
+        self.expect(")")?;
+        Ok(node)
     }
 
-    fn regular(&mut self) -> Result<(), NarError> {
+    fn regular(&mut self) -> Result<Value, NarError> {
         let mut tag = self.token()?;
-        if tag == "executable" {
+        let executable = tag == "executable";
+        if executable {
             if !self.read_string(0)?.is_empty() {
                 return Err(NarError::UnexpectedToken {
                     expected: "empty executable marker".into(),
@@ -182,31 +193,38 @@ impl<R: Read> Parser<R> {
             return Err(NarError::UnexpectedToken { expected: "contents".into(), found: tag });
         }
         let len = self.read_u64()?;
+        let nar_offset = self.offset;
         let copied = io::copy(&mut (&mut self.reader).take(len), &mut io::sink())?;
         if copied != len {
             return Err(NarError::Truncated);
         }
+        self.offset += len;
         self.read_padding(len)?;
         self.summary.files += 1;
-        Ok(())
+        let mut node = json!({"type": "regular", "size": len, "narOffset": nar_offset});
+        if executable {
+            node["executable"] = Value::Bool(true);
+        }
+        Ok(node)
     }
 
-    fn symlink(&mut self) -> Result<(), NarError> {
+    fn symlink(&mut self) -> Result<Value, NarError> {
         self.expect("target")?;
         let target = self.read_string(MAX_NAME_LEN)?;
         if target.is_empty() || target.contains(&0) {
             return Err(NarError::BadTarget(String::from_utf8_lossy(&target).into_owned()));
         }
         self.summary.symlinks += 1;
-        Ok(())
+        Ok(json!({"type": "symlink", "target": String::from_utf8_lossy(&target)}))
     }
 
-    fn directory(&mut self, depth: usize) -> Result<(), NarError> {
+    fn directory(&mut self, depth: usize) -> Result<Value, NarError> {
         self.summary.directories += 1;
         let mut previous: Option<Vec<u8>> = None;
+        let mut entries = Map::new();
         loop {
             match self.token()?.as_str() {
-                ")" => return Ok(()),
+                ")" => return Ok(json!({"type": "directory", "entries": entries})),
                 "entry" => {}
                 other => {
                     return Err(NarError::UnexpectedToken { expected: "entry or )".into(), found: other.into() });
@@ -225,8 +243,9 @@ impl<R: Read> Parser<R> {
                 return Err(NarError::Unsorted { previous: String::from_utf8_lossy(prev).into_owned(), name: shown() });
             }
             self.expect("node")?;
-            self.node(depth + 1)?;
+            let node = self.node(depth + 1)?;
             self.expect(")")?;
+            entries.insert(shown(), node);
             previous = Some(name);
         }
     }
@@ -275,11 +294,27 @@ mod tests {
     fn accepts_nix_output_and_hashes_it_like_nix() {
         let mut reader = HashingReader::new(TREE);
         let summary = validate(&mut reader).unwrap();
-        assert_eq!(summary, NarSummary { files: 5, directories: 6, symlinks: 2 });
+        assert_eq!((summary.files, summary.directories, summary.symlinks), (5, 6, 2));
         let (hash, size, _) = reader.finish();
         // `nix-hash --type sha256 --base32` of the fixture tree.
         assert_eq!(hash.to_nix32(), "1j3lr13h29328h1bafp1zz81ffp80rnh60pbkjxcc6pyzrp9fd50");
         assert_eq!(size, TREE.len() as u64);
+    }
+
+    #[test]
+    fn lists_entries_with_nar_offsets_like_nix() {
+        // Checked against `nix copy --to file://...?write-nar-listing=true` for the same tree.
+        let listing = validate(TREE).unwrap().listing;
+        assert_eq!(listing["version"], 1);
+        let entries = &listing["root"]["entries"];
+        assert_eq!(entries["link"], json!({"type": "symlink", "target": "bin/app"}));
+        assert_eq!(entries["bin"]["entries"]["app"]["executable"], true);
+        assert_eq!(entries["empty"], json!({"type": "directory", "entries": {}}));
+        let file = &entries["file.txt"];
+        assert_eq!(file["size"], 6);
+        assert!(file.get("executable").is_none());
+        let offset = file["narOffset"].as_u64().unwrap() as usize;
+        assert_eq!(&TREE[offset..offset + 6], b"hello\n");
     }
 
     #[test]

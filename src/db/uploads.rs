@@ -1,0 +1,65 @@
+//! NARs waiting for their narinfo (`nix copy --to`), and build logs.
+
+use diesel::prelude::*;
+
+use super::models::{BuildLog, PendingNar};
+use super::schema::{build_logs, pending_nars};
+use super::{AnyConnection, DbResult, now};
+
+/// Records a pending NAR, replacing an earlier one with the same file hash in this cache.
+/// Returns the storage key of the replaced upload, which the caller deletes.
+pub fn put_pending(conn: &mut AnyConnection, pending: &PendingNar) -> DbResult<Option<String>> {
+    let old = find_pending(conn, pending.cache_id, &pending.file_hash)?;
+    if let Some(old) = &old {
+        diesel::delete(pending_nars::table.find(old.id)).execute(conn)?;
+    }
+    diesel::insert_into(pending_nars::table).values(pending).execute(conn)?;
+    Ok(old.map(|o| o.storage_key))
+}
+
+pub fn find_pending(conn: &mut AnyConnection, cache_id: i64, file_hash: &str) -> DbResult<Option<PendingNar>> {
+    Ok(pending_nars::table
+        .filter(pending_nars::cache_id.eq(cache_id))
+        .filter(pending_nars::file_hash.eq(file_hash))
+        .select(PendingNar::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn delete_pending(conn: &mut AnyConnection, id: i64) -> DbResult<()> {
+    diesel::delete(pending_nars::table.find(id)).execute(conn)?;
+    Ok(())
+}
+
+/// Stores where a log lives; returns the key of a log it replaces.
+pub fn put_log(
+    conn: &mut AnyConnection,
+    cache_id: i64,
+    drv: &str,
+    storage_key: &str,
+    content_encoding: Option<&str>,
+) -> DbResult<Option<String>> {
+    let old = find_log(conn, cache_id, drv)?;
+    if let Some(old) = &old {
+        diesel::delete(build_logs::table.find(old.id)).execute(conn)?;
+    }
+    diesel::insert_into(build_logs::table)
+        .values((
+            build_logs::cache_id.eq(cache_id),
+            build_logs::drv.eq(drv),
+            build_logs::storage_key.eq(storage_key),
+            build_logs::content_encoding.eq(content_encoding),
+            build_logs::created_at.eq(now()),
+        ))
+        .execute(conn)?;
+    Ok(old.map(|o| o.storage_key))
+}
+
+pub fn find_log(conn: &mut AnyConnection, cache_id: i64, drv: &str) -> DbResult<Option<BuildLog>> {
+    Ok(build_logs::table
+        .filter(build_logs::cache_id.eq(cache_id))
+        .filter(build_logs::drv.eq(drv))
+        .select(BuildLog::as_select())
+        .first(conn)
+        .optional()?)
+}

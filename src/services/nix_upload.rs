@@ -1,0 +1,167 @@
+//! Uploads from stock Nix (`nix copy --to http://...`): the NAR arrives first (PUT
+//! `nar/<FileHash>.nar.<ext>`), then its narinfo. The NAR is verified on arrival and kept as a
+//! pending upload; the narinfo is verified (signature, references) and must match the NAR's
+//! NarHash and NarSize before the path becomes visible. Build logs and listings too.
+
+use hibernation::api::PathUpload;
+use hibernation::nix::{Compression, NarHash, NarInfo};
+use tokio_util::io::SyncIoBridge;
+
+use super::auth::Caller;
+use super::push::{self, NarSource, PushError, cache_for_push, delete_stored, store_received};
+use super::receive::receive_nar;
+use crate::db::models::PendingNar;
+use crate::db::{Db, now, uploads};
+use crate::storage::Storage;
+
+/// Splits `<nix32 hash>.nar<ext>` into the file hash and the compression the name implies.
+pub fn parse_nar_file_name(file: &str) -> Option<(NarHash, Compression)> {
+    let (hash, ext) = file.split_once(".nar")?;
+    Some((NarHash::from_nix32(hash).ok()?, Compression::from_extension(ext)?))
+}
+
+fn invalid(msg: impl Into<String>) -> PushError {
+    PushError::InvalidInput(msg.into())
+}
+
+/// Receives a NAR from `nix copy` and keeps it until its narinfo arrives.
+pub async fn accept_nar(
+    db: &Db,
+    storage: &Storage,
+    caller: &Caller,
+    cache_name: &str,
+    file: &str,
+    body: impl tokio::io::AsyncRead + Send + Unpin + 'static,
+) -> Result<(), PushError> {
+    let (file_hash, compression) = parse_nar_file_name(file)
+        .ok_or_else(|| invalid(format!("nar/{file} is not a NAR file name (<nix32 sha256>.nar[.xz|.zst|.bz2|.br])")))?;
+    let cache = cache_for_push(db, caller, cache_name).await?;
+    let reader = SyncIoBridge::new(body);
+    let spool = storage.clone();
+    let received = tokio::task::spawn_blocking(move || receive_nar(&spool, reader, compression, None))
+        .await
+        .map_err(|e| PushError::Storage(std::io::Error::other(e)))??;
+    if received.file_hash != file_hash {
+        return Err(PushError::NarMismatch(format!(
+            "the uploaded file hashes to {}, but its name says {}",
+            received.file_hash.to_nix32(),
+            file_hash.to_nix32()
+        )));
+    }
+    let (key, nar) = store_received(storage, received).await?;
+    let pending = PendingNar {
+        id: 0,
+        cache_id: cache.id,
+        user_id: caller.user_id,
+        file_hash: nar.file_hash,
+        compression: nar.compression,
+        file_size: nar.file_size,
+        nar_hash: nar.nar_hash,
+        nar_size: nar.nar_size,
+        storage_key: key.clone(),
+        created_at: now(),
+    };
+    match db.write(move |c| uploads::put_pending(c, &pending)).await {
+        Ok(Some(replaced)) => delete_stored(storage, &replaced).await,
+        Ok(None) => {}
+        Err(e) => {
+            delete_stored(storage, &key).await;
+            return Err(e.into());
+        }
+    }
+    Ok(())
+}
+
+/// Verifies a narinfo from `nix copy` and makes its path visible. Returns false when the
+/// cache already had the path.
+pub async fn accept_narinfo(
+    db: &Db,
+    storage: &Storage,
+    caller: &Caller,
+    cache_name: &str,
+    hash_part: &str,
+    text: &str,
+) -> Result<bool, PushError> {
+    let info = NarInfo::parse(text).map_err(|e| invalid(e.to_string()))?;
+    let upload = PathUpload {
+        store_path: info.store_path.full_path(),
+        nar_hash: info.nar_hash,
+        nar_size: info.nar_size,
+        references: info.references.iter().map(|r| r.base_name().to_string()).collect(),
+        deriver: info.deriver.clone(),
+        ca: info.ca.clone(),
+        signatures: info.signatures.clone(),
+    };
+    let verified = push::verify_path(db, caller, cache_name, hash_part, upload).await?;
+    if verified.already_present {
+        return Ok(false);
+    }
+    // The NAR is named by the hash of the file; take it from FileHash, or from the URL.
+    let file_hash = info
+        .file_hash
+        .or_else(|| parse_nar_file_name(info.url.rsplit('/').next()?).map(|(h, _)| h))
+        .map(|h| h.to_nix32());
+    let (cache_id, lookup) = (verified.cache.id, file_hash.clone());
+    let pending = match lookup {
+        Some(h) => db.read(move |c| uploads::find_pending(c, cache_id, &h)).await?,
+        None => None,
+    };
+    let source = match pending {
+        Some(p) if p.nar_hash == info.nar_hash.to_nix32() && p.nar_size as u64 == info.nar_size => {
+            NarSource::Pending(p)
+        }
+        Some(p) => {
+            return Err(PushError::NarMismatch(format!(
+                "the uploaded NAR has NarHash sha256:{} and NarSize {}, the narinfo says {} and {}",
+                p.nar_hash, p.nar_size, info.nar_hash, info.nar_size
+            )));
+        }
+        None => NarSource::Attach(caller.clone()),
+    };
+    push::commit(db, storage, verified, source).await
+}
+
+/// Stores a build log (`nix store copy-log --to`), keeping its transfer encoding.
+pub async fn accept_log(
+    db: &Db,
+    storage: &Storage,
+    caller: &Caller,
+    cache_name: &str,
+    drv: &str,
+    content_encoding: Option<String>,
+    body: Vec<u8>,
+) -> Result<(), PushError> {
+    if !hibernation::nix::store_path::is_valid_name(drv) || drv.len() < 34 {
+        return Err(invalid(format!("log/{drv} does not name a derivation")));
+    }
+    let cache = cache_for_push(db, caller, cache_name).await?;
+    let key = format!("log/{}/{drv}.{}", cache.id, super::random_id());
+    storage.put_bytes(&key, body).await.map_err(PushError::Storage)?;
+    let (drv, stored) = (drv.to_string(), key.clone());
+    match db.write(move |c| uploads::put_log(c, cache.id, &drv, &stored, content_encoding.as_deref())).await {
+        Ok(Some(old)) => delete_stored(storage, &old).await,
+        Ok(None) => {}
+        Err(e) => {
+            delete_stored(storage, &key).await;
+            return Err(e.into());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_nar_file_names_nix_writes() {
+        let hash = "1pnl92y7rrkm7kn2ra0d98fc4c2kz383gk396jwinbx04ldmkdzb";
+        assert_eq!(parse_nar_file_name(&format!("{hash}.nar.xz")).unwrap().1, Compression::Xz);
+        assert_eq!(parse_nar_file_name(&format!("{hash}.nar.zst")).unwrap().1, Compression::Zstd);
+        assert_eq!(parse_nar_file_name(&format!("{hash}.nar")).unwrap().1, Compression::None);
+        assert_eq!(parse_nar_file_name(&format!("{hash}.nar.xz")).unwrap().0.to_nix32(), hash);
+        assert!(parse_nar_file_name("short.nar.xz").is_none());
+        assert!(parse_nar_file_name(&format!("{hash}.nar.lz4")).is_none());
+        assert!(parse_nar_file_name(&format!("{hash}.tar")).is_none());
+    }
+}

@@ -1,0 +1,186 @@
+//! Where NAR files and other blobs live: a local directory (default) or an S3 bucket.
+//!
+//! Uploads are always spooled to a local temporary file first, verified, and only then
+//! committed under their final key, so nothing partial is ever readable. Keys are unique per
+//! upload, so concurrent uploads never overwrite each other.
+
+mod local;
+mod s3;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use tokio::io::AsyncRead;
+
+pub use local::LocalStorage;
+pub use s3::{S3Config, S3Storage};
+
+/// A readable stream of stored bytes.
+pub type BlobReader = Pin<Box<dyn AsyncRead + Send>>;
+
+const TMP_DIR: &str = "tmp";
+/// Temporary files older than this belong to uploads that died with their process.
+const STALE_UPLOAD_AGE: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Clone)]
+pub struct Storage {
+    spool: PathBuf,
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Local(LocalStorage),
+    S3(S3Storage),
+}
+
+/// An upload being written to a local temporary file; removed on drop unless committed.
+pub struct PendingUpload {
+    path: PathBuf,
+    pub file: std::fs::File,
+    committed: bool,
+}
+
+impl PendingUpload {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for PendingUpload {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl Storage {
+    /// Local storage under `root` (which also holds the temporary files).
+    pub fn local(root: &Path) -> anyhow::Result<Self> {
+        let spool = prepare_spool(root)?;
+        Ok(Self { spool, backend: Backend::Local(LocalStorage::new(std::path::absolute(root)?)) })
+    }
+
+    /// S3 storage; `spool_root` holds temporary files while uploads are verified.
+    pub async fn s3(config: S3Config, spool_root: &Path) -> anyhow::Result<Self> {
+        let spool = prepare_spool(spool_root)?;
+        let s3 = S3Storage::connect(config).await?;
+        Ok(Self { spool, backend: Backend::S3(s3) })
+    }
+
+    pub fn begin_upload(&self) -> io::Result<PendingUpload> {
+        let path = self.spool.join(format!("{}.part", crate::services::random_id()));
+        let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+        Ok(PendingUpload { path, file, committed: false })
+    }
+
+    /// Makes a verified upload durable and readable under `key`.
+    pub async fn commit(&self, mut upload: PendingUpload, key: &str) -> io::Result<()> {
+        match &self.backend {
+            Backend::Local(local) => {
+                let (path, file) = (upload.path.clone(), upload.file.try_clone()?);
+                let (local, key) = (local.clone(), key.to_string());
+                tokio::task::spawn_blocking(move || local.commit(&path, file, &key))
+                    .await
+                    .map_err(io::Error::other)??;
+                upload.committed = true;
+            }
+            // The temporary file is removed when `upload` drops, uploaded or not.
+            Backend::S3(s3) => s3.upload_file(upload.path(), key).await?,
+        }
+        Ok(())
+    }
+
+    /// Stores a small blob (a listing, a log) directly.
+    pub async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> io::Result<()> {
+        match &self.backend {
+            Backend::Local(local) => local.put_bytes(key, &bytes).await,
+            Backend::S3(s3) => s3.put_bytes(key, bytes).await,
+        }
+    }
+
+    pub async fn delete(&self, key: &str) -> io::Result<()> {
+        match &self.backend {
+            Backend::Local(local) => local.delete(key).await,
+            Backend::S3(s3) => s3.delete(key).await,
+        }
+    }
+
+    /// Reads `[start, end)` of a blob (the whole blob when `range` is None).
+    pub async fn read(&self, key: &str, range: Option<(u64, u64)>) -> io::Result<BlobReader> {
+        match &self.backend {
+            Backend::Local(local) => local.read(key, range).await,
+            Backend::S3(s3) => s3.read(key, range).await,
+        }
+    }
+
+    pub async fn read_to_end(&self, key: &str) -> io::Result<Vec<u8>> {
+        use tokio::io::AsyncReadExt;
+        let mut out = Vec::new();
+        self.read(key, None).await?.read_to_end(&mut out).await?;
+        Ok(out)
+    }
+}
+
+/// Creates `<root>/tmp`, proves it is writable, and removes stale temporary files.
+fn prepare_spool(root: &Path) -> anyhow::Result<PathBuf> {
+    let spool = root.join(TMP_DIR);
+    std::fs::create_dir_all(&spool).with_context(|| format!("STORAGE_PATH {} cannot be created", root.display()))?;
+    let probe = spool.join(format!(".write-probe-{}", crate::services::random_id()));
+    std::fs::write(&probe, b"ok")
+        .and_then(|_| std::fs::read(&probe))
+        .and_then(|data| if data == b"ok" { Ok(()) } else { Err(io::Error::other("read back different bytes")) })
+        .with_context(|| format!("STORAGE_PATH {} is not writable", root.display()))?;
+    std::fs::remove_file(&probe).ok();
+    let cutoff = SystemTime::now() - STALE_UPLOAD_AGE;
+    for entry in std::fs::read_dir(&spool)?.flatten() {
+        if entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < cutoff) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    Ok(std::path::absolute(spool)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn uncommitted_uploads_leave_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path()).unwrap();
+        let mut upload = storage.begin_upload().unwrap();
+        upload.file.write_all(b"partial").unwrap();
+        drop(upload);
+        assert_eq!(std::fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn committed_uploads_are_readable_under_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path()).unwrap();
+        let mut upload = storage.begin_upload().unwrap();
+        upload.file.write_all(b"nar bytes").unwrap();
+        storage.commit(upload, "nar/abc.nar.zst").await.unwrap();
+        assert_eq!(storage.read_to_end("nar/abc.nar.zst").await.unwrap(), b"nar bytes");
+        let mut part = Vec::new();
+        use tokio::io::AsyncReadExt;
+        storage.read("nar/abc.nar.zst", Some((4, 9))).await.unwrap().read_to_end(&mut part).await.unwrap();
+        assert_eq!(part, b"bytes");
+        assert_eq!(std::fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count(), 0);
+        storage.delete("nar/abc.nar.zst").await.unwrap();
+        storage.delete("nar/abc.nar.zst").await.unwrap();
+        assert!(storage.read("nar/abc.nar.zst", None).await.is_err());
+    }
+
+    #[test]
+    fn unwritable_storage_is_a_clear_error() {
+        let err = Storage::local(Path::new("/proc/hibernation-storage")).err().unwrap();
+        assert!(format!("{err:#}").contains("STORAGE_PATH /proc/hibernation-storage"), "{err:#}");
+    }
+}

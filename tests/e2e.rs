@@ -6,7 +6,7 @@ mod support;
 
 use support::{Backend, Cli, Closure, Keys, NixClient, Server, output_text};
 
-on_every_backend!(push_then_substitute_with_stock_nix, private_cache_needs_netrc, repush_uploads_nothing);
+on_full_matrix!(push_then_substitute_with_stock_nix, private_cache_needs_netrc, repush_uploads_nothing);
 
 fn push_json(cli: &Cli, keys: &Keys, paths: &[&str]) -> serde_json::Value {
     let mut args = vec!["push", "main", "--key", keys.secret_path(), "--json"];
@@ -108,6 +108,13 @@ fn repush_uploads_nothing(backend: Backend) {
     assert_eq!(first["pushed"], 2);
     assert!(first["uploaded_bytes"].as_u64().unwrap() > 0);
     let files_before = server.stored_files();
+    if let Some(s3) = &server.s3 {
+        assert!(
+            files_before.iter().all(|f| f.starts_with(s3.bucket_dir())),
+            "NARs live in the bucket: {files_before:?}"
+        );
+        assert!(!files_before.is_empty());
+    }
 
     let second = push_json(&cli, &keys, &[&closure.app]);
     assert_eq!(second["pushed"], 0, "{second}");

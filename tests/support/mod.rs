@@ -5,6 +5,7 @@
 
 pub mod nix;
 pub mod postgres;
+pub mod s3;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 #[allow(unused_imports)]
 pub use self::nix::{Closure, Keys, NixClient};
 pub use self::postgres::Postgres;
+pub use self::s3::S3Server;
 
 /// Generates one test per database backend from `fn name(backend: Backend)`.
 #[macro_export]
@@ -24,10 +26,33 @@ macro_rules! on_every_backend {
     };
 }
 
+/// Generates one test per {SQLite, PostgreSQL} x {local disk, S3} combination.
+#[macro_export]
+macro_rules! on_full_matrix {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_local { $( #[test] fn $name() { super::$name($crate::support::Backend::Sqlite) } )* }
+        mod postgres_local { $( #[test] fn $name() { super::$name($crate::support::Backend::Postgres) } )* }
+        mod sqlite_s3 { $( #[test] fn $name() { super::$name($crate::support::Backend::SqliteS3) } )* }
+        mod postgres_s3 { $( #[test] fn $name() { super::$name($crate::support::Backend::PostgresS3) } )* }
+    };
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
     Postgres,
+    SqliteS3,
+    PostgresS3,
+}
+
+impl Backend {
+    pub fn postgres(self) -> bool {
+        matches!(self, Self::Postgres | Self::PostgresS3)
+    }
+
+    pub fn s3(self) -> bool {
+        matches!(self, Self::SqliteS3 | Self::PostgresS3)
+    }
 }
 
 pub fn free_port() -> u16 {
@@ -52,27 +77,54 @@ pub struct Server {
     pub port: u16,
     pub db_url: String,
     child: Child,
-    _postgres: Option<Postgres>,
+    pub postgres: Option<Postgres>,
+    pub s3: Option<S3Server>,
 }
 
 impl Server {
     pub fn start(backend: Backend) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let postgres = (backend == Backend::Postgres).then(Postgres::start);
+        let postgres = backend.postgres().then(Postgres::start);
         let db_url = match &postgres {
             Some(pg) => pg.url.clone(),
             None => format!("sqlite:{}/hibernation.db?mode=rwc", dir.path().display()),
         };
-        let port = free_port();
-        let mut server = Self { child: spawn_placeholder(), dir, port, db_url, _postgres: postgres };
-        server.child = server
-            .command(None)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(server.log_path()).unwrap())
-            .spawn()
-            .unwrap();
-        server.wait_ready();
+        let s3 = backend.s3().then(S3Server::start);
+        let mut server = Self { child: spawn_placeholder(), dir, port: free_port(), db_url, postgres, s3 };
+        server.launch();
         server
+    }
+
+    /// A second server process on the same database and storage (its own directory for
+    /// temporary files), as behind a load balancer.
+    pub fn sibling(&self) -> Self {
+        let s3 = self.s3.as_ref().expect("siblings share S3 storage");
+        assert!(self.postgres.is_some(), "siblings share PostgreSQL");
+        let mut other = Self {
+            child: spawn_placeholder(),
+            dir: tempfile::tempdir().unwrap(),
+            port: free_port(),
+            db_url: self.db_url.clone(),
+            postgres: None,
+            s3: None,
+        };
+        let log = std::fs::File::create(other.log_path()).unwrap();
+        other.child = other.command(None).envs(s3.env()).stdout(Stdio::null()).stderr(log).spawn().unwrap();
+        other.wait_ready();
+        other
+    }
+
+    fn launch(&mut self) {
+        let log = std::fs::File::create(self.log_path()).unwrap();
+        self.child = self.command(None).stdout(Stdio::null()).stderr(log).spawn().unwrap();
+        self.wait_ready();
+    }
+
+    /// Kills the process (as a crash would) and starts it again on the same state.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.launch();
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -98,6 +150,9 @@ impl Server {
             .env("SITE_URL", self.url())
             .env("LOG_LEVEL", "info,poem=warn")
             .current_dir(self.dir.path());
+        if let Some(s3) = &self.s3 {
+            cmd.envs(s3.env());
+        }
         if let Some(args) = args {
             cmd.args(args);
         }
@@ -159,6 +214,12 @@ impl Server {
         }
         let mut out = Vec::new();
         walk(&self.storage_path(), &mut out);
+        if let Some(s3) = &self.s3 {
+            walk(&s3.bucket_dir(), &mut out);
+        }
+        // s3s-fs keeps its own metadata in hidden files.
+        out.retain(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'));
+        out.sort();
         out
     }
 

@@ -59,6 +59,7 @@ impl Closure {
             r##"let dep = derivation {{ name = "dep-{tag}"; system = builtins.currentSystem; builder = "/bin/sh"; args = ["-c" "echo dependency {tag} > $out"]; }};
 in derivation {{ name = "app-{tag}"; system = builtins.currentSystem; builder = "/bin/sh"; inherit dep;
   args = ["-c" ''
+    echo building {tag}
     /usr/bin/mkdir -p $out/bin $out/share/empty
     echo "#!/bin/sh" > $out/bin/app; echo "cat $dep" >> $out/bin/app; /usr/bin/chmod +x $out/bin/app
     /usr/bin/ln -s ../bin/app $out/share/link

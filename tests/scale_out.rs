@@ -1,0 +1,161 @@
+//! Several server processes on one PostgreSQL database and one S3 bucket behave as one
+//! service; S3 outages and crashes leave nothing half visible.
+
+mod support;
+
+use std::io::Write;
+use std::time::Duration;
+
+use support::{Backend, Cli, Closure, Keys, NixClient, RawUpload, Server, output_text};
+
+fn nar_objects(server: &Server) -> Vec<std::path::PathBuf> {
+    server.stored_files().into_iter().filter(|f| f.to_string_lossy().contains("/nar/")).collect()
+}
+
+#[test]
+fn a_path_pushed_through_one_server_is_served_by_the_other() {
+    let keys = Keys::generate("twin-1");
+    let closure = Closure::build("twin");
+    let first = Server::start(Backend::PostgresS3);
+    let token = first.bootstrap(&keys, false);
+    let second = first.sibling();
+    let cli = Cli::new();
+    cli.login(&first, &token);
+    cli.run_ok(&["push", "main", "--key", keys.secret_path(), &closure.app]);
+
+    let nix = NixClient::new();
+    nix.write_netrc("127.0.0.1", &token);
+    let store = nix.store("via-second");
+    let out = nix.copy_from(&second.cache_url("main"), &store, &keys.public, &[&closure.app]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(nix.verify(&store, &keys.public, &closure.app).status.success());
+}
+
+#[test]
+fn concurrent_pushes_through_both_servers_store_each_nar_once() {
+    let keys = Keys::generate("race-1");
+    let first = Server::start(Backend::PostgresS3);
+    let token = first.bootstrap(&keys, false);
+    let second = first.sibling();
+    for round in 0..3 {
+        let closure = Closure::build(&format!("race-{round}"));
+        let pushes: Vec<_> = [&first, &second]
+            .into_iter()
+            .map(|server| {
+                let cli = Cli::new();
+                let mut cmd = cli.command(&["--url", &server.url(), "--token", &token]);
+                cmd.args(["push", "main", "--jobs", "2", "--key", keys.secret_path(), &closure.app]);
+                (cli, cmd.spawn().unwrap())
+            })
+            .collect();
+        for (_cli, child) in pushes {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "round {round}: {}", output_text(&out));
+        }
+    }
+    // Three closures of two paths: six NARs, each stored exactly once, each with its listing.
+    let objects = nar_objects(&first);
+    let nars = objects.iter().filter(|f| !f.to_string_lossy().ends_with(".ls")).count();
+    assert_eq!(nars, 6, "{objects:?}");
+    assert_eq!(objects.len(), 12, "{objects:?}");
+}
+
+#[test]
+fn an_s3_outage_is_a_clear_retryable_error_and_leaves_nothing_visible() {
+    let keys = Keys::generate("outage-1");
+    let closure = Closure::build("outage");
+    let mut server = Server::start(Backend::SqliteS3);
+    let token = server.bootstrap(&keys, false);
+    let cli = Cli::new();
+    cli.login(&server, &token);
+
+    server.s3.as_mut().unwrap().stop();
+    let out = cli.run(&["push", "main", "--key", keys.secret_path(), &closure.app]);
+    assert!(!out.status.success(), "the push must fail while S3 is down");
+    let text = output_text(&out);
+    assert!(text.contains("HTTP 503") && text.contains("try again later"), "{text}");
+    for path in closure.paths() {
+        assert_eq!(server.get(&format!("/api/nix/main/{}.narinfo", &path[11..43]), Some(&token)).status(), 404);
+    }
+    let direct = RawUpload::of(&closure.dep, keys.secret_path())
+        .send(&server, "main", &token, { RawUpload::of(&closure.dep, keys.secret_path()).compressed() });
+    assert_eq!(direct.status(), 503);
+    assert_eq!(direct.headers()["retry-after"], "5");
+
+    server.s3.as_mut().unwrap().resume();
+    cli.run_ok(&["push", "main", "--key", keys.secret_path(), &closure.app]);
+    let nix = NixClient::new();
+    nix.write_netrc("127.0.0.1", &token);
+    let out = nix.copy_from(&server.cache_url("main"), &nix.store("after"), &keys.public, &[&closure.app]);
+    assert!(out.status.success(), "{}", output_text(&out));
+}
+
+#[test]
+fn a_server_killed_mid_upload_leaves_nothing_visible() {
+    let keys = Keys::generate("crash-1");
+    let closure = Closure::build("crash");
+    let mut server = Server::start(Backend::PostgresS3);
+    let token = server.bootstrap(&keys, false);
+    let dep = RawUpload::of(&closure.dep, keys.secret_path());
+    let body = dep.compressed();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    let head = format!(
+        "PUT /api/v1/caches/main/paths/{} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n{}: {}\r\nContent-Length: {}\r\n\r\n",
+        dep.hash_part(),
+        hibernation::api::PATH_INFO_HEADER,
+        dep.header(),
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&body[..body.len() / 2]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    server.restart();
+    drop(stream);
+    assert_eq!(server.get(&format!("/api/nix/main/{}.narinfo", dep.hash_part()), Some(&token)).status(), 404);
+    assert!(nar_objects(&server).is_empty(), "no object reached the bucket");
+    // The path can be pushed normally afterwards.
+    assert_eq!(dep.send(&server, "main", &token, body).status(), 200);
+}
+
+#[test]
+fn large_nars_use_multipart_uploads_and_ranged_reads_on_s3() {
+    let keys = Keys::generate("large-1");
+    let server = Server::start(Backend::SqliteS3);
+    let token = server.bootstrap(&keys, false);
+    // 40 MiB of random bytes: incompressible, so the upload needs three multipart parts.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("large-blob");
+    let mut data = vec![0u8; 40 * 1024 * 1024];
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for chunk in data.chunks_mut(8) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+    }
+    std::fs::write(&file, &data).unwrap();
+    let path = support::nix::run_ok(support::nix::nix(&["nix-store", "--add", file.to_str().unwrap()]));
+    let cli = Cli::new();
+    cli.login(&server, &token);
+    cli.run_ok(&["push", "main", "--key", keys.secret_path(), &path]);
+
+    let narinfo: String = server.get(&format!("/api/nix/main/{}.narinfo", &path[11..43]), Some(&token)).text().unwrap();
+    let info = hibernation::nix::NarInfo::parse(&narinfo).unwrap();
+    assert!(info.file_size.unwrap() > 32 * 1024 * 1024);
+    let nar_url = format!("/api/nix/main/{}", info.url);
+    let range = reqwest::blocking::Client::new()
+        .get(format!("{}{nar_url}", server.url()))
+        .bearer_auth(&token)
+        .header("Range", "bytes=20000000-20000015")
+        .send()
+        .unwrap();
+    assert_eq!(range.status(), 206);
+    assert_eq!(range.bytes().unwrap().len(), 16);
+
+    let nix = NixClient::new();
+    nix.write_netrc("127.0.0.1", &token);
+    let store = nix.store("large");
+    let out = nix.copy_from(&server.cache_url("main"), &store, &keys.public, &[&path]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_eq!(std::fs::read(store.join(path.trim_start_matches('/'))).unwrap(), data);
+}

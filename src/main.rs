@@ -64,8 +64,15 @@ async fn serve(config: config::Config, db: db::Db) -> anyhow::Result<()> {
     };
     let access_log = Arc::new(services::access_log::AccessLog::default());
     tokio::spawn(access_log.clone().run(db.clone()));
+    tokio::spawn(services::janitor::run(db.clone(), storage.clone()));
     let port = config.port;
-    let state = Arc::new(web::AppState { db: db.clone(), storage, config, access_log: access_log.clone() });
+    let state = Arc::new(web::AppState {
+        db: db.clone(),
+        storage,
+        config,
+        access_log: access_log.clone(),
+        hot: Default::default(),
+    });
     let listener = poem::listener::TcpListener::bind(("0.0.0.0", port));
     tracing::info!("hibernation-server listening on port {port}");
     poem::Server::new(listener)

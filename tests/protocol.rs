@@ -110,6 +110,16 @@ fn bad_configuration_is_a_clear_startup_error() {
     let db = format!("sqlite:{}/x.db?mode=rwc", data.path().display());
     startup_fails(&[("DB_URL", &db), ("STORAGE_PATH", "/proc/hibernation")], "STORAGE_PATH /proc/hibernation");
     startup_fails(&[("PORT", "eighty")], "PORT must be a port number");
+    startup_fails(&[("S3_HOST", "http://127.0.0.1:1")], "set S3_BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY as well");
+    startup_fails(&[("S3_BUCKET", "b"), ("S3_REGION", "x")], "set S3_HOST, S3_ACCESS_KEY, S3_SECRET_KEY as well");
+    let unreachable = [
+        ("DB_URL", db.as_str()),
+        ("S3_HOST", "http://127.0.0.1:1"),
+        ("S3_BUCKET", "b"),
+        ("S3_ACCESS_KEY", "a"),
+        ("S3_SECRET_KEY", "s"),
+    ];
+    startup_fails(&unreachable, "cannot use S3 bucket \"b\" at http://127.0.0.1:1");
 }
 
 #[test]

@@ -77,8 +77,8 @@ fn an_s3_outage_is_a_clear_retryable_error_and_leaves_nothing_visible() {
     for path in closure.paths() {
         assert_eq!(server.get(&format!("/api/nix/main/{}.narinfo", &path[11..43]), Some(&token)).status(), 404);
     }
-    let direct = RawUpload::of(&closure.dep, keys.secret_path())
-        .send(&server, "main", &token, { RawUpload::of(&closure.dep, keys.secret_path()).compressed() });
+    let dep = RawUpload::of(&closure.dep, keys.secret_path());
+    let direct = dep.send(&server, "main", &token, dep.compressed());
     assert_eq!(direct.status(), 503);
     assert_eq!(direct.headers()["retry-after"], "5");
 

@@ -48,7 +48,7 @@ impl Db {
         drop(first);
         let manager = connection::Manager { url, log_queries };
         let pool = Pool::builder()
-            .max_size(if is_sqlite { 4 } else { 16 })
+            .max_size(if is_sqlite { 8 } else { 16 })
             .connection_timeout(std::time::Duration::from_secs(10))
             .build(manager)?;
         Ok(Self { pool, sqlite_write_lock: is_sqlite.then(|| Arc::new(Mutex::new(()))) })

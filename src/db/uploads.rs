@@ -63,3 +63,13 @@ pub fn find_log(conn: &mut AnyConnection, cache_id: i64, drv: &str) -> DbResult<
         .first(conn)
         .optional()?)
 }
+
+/// Removes pending NARs older than `cutoff` (their narinfo never came) and returns them so
+/// that the caller deletes their objects.
+pub fn take_stale_pending(conn: &mut AnyConnection, cutoff: chrono::NaiveDateTime) -> DbResult<Vec<PendingNar>> {
+    let stale: Vec<PendingNar> =
+        pending_nars::table.filter(pending_nars::created_at.lt(cutoff)).select(PendingNar::as_select()).load(conn)?;
+    let ids: Vec<i64> = stale.iter().map(|p| p.id).collect();
+    diesel::delete(pending_nars::table.filter(pending_nars::id.eq_any(ids))).execute(conn)?;
+    Ok(stale)
+}

@@ -3,6 +3,8 @@
 pub mod access;
 pub mod access_log;
 pub mod auth;
+pub mod hot_cache;
+pub mod janitor;
 pub mod narinfo;
 pub mod nix_upload;
 pub mod push;

@@ -17,15 +17,25 @@ use crate::services::narinfo as narinfo_format;
 use crate::services::nix_upload::parse_nar_file_name;
 use crate::services::push::listing_key;
 
+/// Read size when streaming NARs to clients.
+const STREAM_CHUNK: usize = 256 * 1024;
+
 /// The cache if the caller may read it: 404 when it does not exist, 401 (never 403, which
 /// Nix reads as "not cached") when it is private and the credentials are missing or wrong.
 async fn readable_cache(state: &AppState, req: &Request, name: &str) -> Result<Cache, AppError> {
-    let lookup = name.to_string();
-    let cache = state
-        .db
-        .read(move |c| caches::find_by_name(c, &lookup))
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("cache {name:?} does not exist")))?;
+    let cache = match state.hot.cache(name) {
+        Some(cache) => cache,
+        None => {
+            let lookup = name.to_string();
+            let cache = state
+                .db
+                .read(move |c| caches::find_by_name(c, &lookup))
+                .await?
+                .ok_or_else(|| AppError::NotFound(format!("cache {name:?} does not exist")))?;
+            state.hot.remember_cache(&cache);
+            cache
+        }
+    };
     if cache.is_public {
         return Ok(cache);
     }
@@ -69,7 +79,16 @@ pub async fn narinfo(
         return Err(not_found());
     }
     let cache = readable_cache(&state, req, &name).await?;
-    let entry = state.db.read(move |c| paths::find_entry(c, cache.id, &hash)).await?.ok_or_else(not_found)?;
+    let respond = |text: Arc<str>| {
+        let response =
+            Response::builder().content_type("text/x-nix-narinfo").header(header::CONTENT_LENGTH, text.len());
+        if req.method() == Method::HEAD { response.body(Body::empty()) } else { response.body(text.to_string()) }
+    };
+    if !is_listing && let Some(text) = state.hot.narinfo(cache.id, &hash) {
+        return Ok(respond(text));
+    }
+    let (cache_id, lookup) = (cache.id, hash.clone());
+    let entry = state.db.read(move |c| paths::find_entry(c, cache_id, &lookup)).await?.ok_or_else(not_found)?;
     if is_listing {
         let listing =
             state.storage.read_to_end(&listing_key(&entry.nar.storage_key)).await.map_err(|e| {
@@ -77,9 +96,9 @@ pub async fn narinfo(
             })?;
         return Ok(Response::builder().content_type("application/json").body(listing));
     }
-    let text = narinfo_format::render(&entry).map_err(AppError::Internal)?;
-    let response = Response::builder().content_type("text/x-nix-narinfo").header(header::CONTENT_LENGTH, text.len());
-    Ok(if req.method() == Method::HEAD { response.body(Body::empty()) } else { response.body(text) })
+    let text: Arc<str> = Arc::from(narinfo_format::render(&entry).map_err(AppError::Internal)?);
+    state.hot.remember_narinfo(cache.id, &hash, text.clone());
+    Ok(respond(text))
 }
 
 #[handler]
@@ -123,7 +142,8 @@ pub async fn nar(
         AppError::Unavailable(format!("NAR {} is registered but cannot be read from storage: {e}", nar.nar_hash))
     })?;
     state.access_log.record(path_id);
-    Ok(builder.body(Body::from_async_read(reader)))
+    // ReaderStream's default 4 KiB chunks cap throughput; large chunks keep syscalls rare.
+    Ok(builder.body(Body::from_bytes_stream(tokio_util::io::ReaderStream::with_capacity(reader, STREAM_CHUNK))))
 }
 
 #[derive(Debug, PartialEq, Eq)]

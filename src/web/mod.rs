@@ -23,6 +23,7 @@ pub struct AppState {
     pub storage: Storage,
     pub config: Config,
     pub access_log: Arc<crate::services::access_log::AccessLog>,
+    pub hot: crate::services::hot_cache::HotCache,
 }
 
 pub fn routes(state: Arc<AppState>) -> impl poem::Endpoint {

@@ -1,0 +1,106 @@
+//! In-memory caches for the narinfo hot path, so a public narinfo hit needs no database
+//! query. Entries expire after a short time, which bounds how long another server process
+//! can serve a cache setting or a path after it was changed or deleted. Only positive
+//! results are kept: a path pushed through another process is visible at once.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::db::models::Cache;
+
+/// How long a cache row (visibility, priority) is reused.
+const CACHE_ROW_TTL: Duration = Duration::from_secs(5);
+/// How long a rendered narinfo is reused; store paths never change once visible.
+const NARINFO_TTL: Duration = Duration::from_secs(60);
+const MAX_NARINFOS: usize = 200_000;
+
+struct Expiring<K, V> {
+    entries: Mutex<HashMap<K, (Instant, V)>>,
+    ttl: Duration,
+    capacity: usize,
+}
+
+impl<K: Eq + Hash, V: Clone> Expiring<K, V> {
+    fn new(ttl: Duration, capacity: usize) -> Self {
+        Self { entries: Mutex::new(HashMap::new()), ttl, capacity }
+    }
+
+    fn get(&self, key: &K) -> Option<V> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.get(key).filter(|(at, _)| at.elapsed() < self.ttl).map(|(_, v)| v.clone())
+    }
+
+    fn insert(&self, key: K, value: V) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= self.capacity {
+            // Rare and cheap enough: start over rather than track recency.
+            entries.clear();
+        }
+        entries.insert(key, (Instant::now(), value));
+    }
+}
+
+pub struct HotCache {
+    caches: Expiring<String, Cache>,
+    narinfos: Expiring<(i64, String), Arc<str>>,
+}
+
+impl Default for HotCache {
+    fn default() -> Self {
+        Self { caches: Expiring::new(CACHE_ROW_TTL, 10_000), narinfos: Expiring::new(NARINFO_TTL, MAX_NARINFOS) }
+    }
+}
+
+impl HotCache {
+    pub fn cache(&self, name: &str) -> Option<Cache> {
+        self.caches.get(&name.to_string())
+    }
+
+    pub fn remember_cache(&self, cache: &Cache) {
+        self.caches.insert(cache.name.clone(), cache.clone());
+    }
+
+    pub fn narinfo(&self, cache_id: i64, hash_part: &str) -> Option<Arc<str>> {
+        self.narinfos.get(&(cache_id, hash_part.to_string()))
+    }
+
+    pub fn remember_narinfo(&self, cache_id: i64, hash_part: &str, text: Arc<str>) {
+        self.narinfos.insert((cache_id, hash_part.to_string()), text);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(id: i64, name: &str) -> Cache {
+        Cache { id, name: name.into(), is_public: true, priority: 41, created_at: crate::db::now() }
+    }
+
+    #[test]
+    fn remembers_per_cache() {
+        let hot = HotCache::default();
+        hot.remember_cache(&cache(1, "main"));
+        hot.remember_narinfo(1, "abc", Arc::from("text"));
+        hot.remember_narinfo(2, "abc", Arc::from("other"));
+        assert_eq!(hot.cache("main").unwrap().id, 1);
+        assert_eq!(hot.narinfo(1, "abc").as_deref(), Some("text"));
+        assert_eq!(hot.narinfo(2, "abc").as_deref(), Some("other"));
+        assert!(hot.narinfo(1, "abd").is_none());
+    }
+
+    #[test]
+    fn entries_expire() {
+        let short: Expiring<u8, u8> = Expiring::new(Duration::from_millis(1), 10);
+        short.insert(1, 1);
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(short.get(&1), None);
+        let small: Expiring<u8, u8> = Expiring::new(Duration::from_secs(60), 2);
+        for k in 0..3 {
+            small.insert(k, k);
+        }
+        assert_eq!(small.get(&2), Some(2));
+    }
+}

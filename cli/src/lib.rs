@@ -6,6 +6,7 @@
 //! * `client` (feature `client`): the HTTP client and the `hibernation` command.
 
 pub mod api;
+pub mod format;
 pub mod nix;
 
 #[cfg(feature = "client")]

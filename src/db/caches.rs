@@ -52,7 +52,3 @@ pub fn public_keys(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<Stri
         .select(cache_keys::public_key)
         .load(conn)?)
 }
-
-pub fn list(conn: &mut AnyConnection) -> DbResult<Vec<Cache>> {
-    Ok(caches::table.order(caches::name).select(Cache::as_select()).load(conn)?)
-}

@@ -3,11 +3,13 @@
 //! Queries live in one module per table group; they take `&mut AnyConnection` and never know
 //! about HTTP. [`Db`] runs them on the blocking pool so async handlers never block.
 
+pub mod browse;
 pub mod caches;
 mod connection;
 pub mod models;
 pub mod paths;
 pub mod schema;
+pub mod sessions;
 pub mod uploads;
 pub mod users;
 

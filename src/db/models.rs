@@ -81,6 +81,7 @@ pub struct User {
     pub is_admin: bool,
     pub password_hash: Option<String>,
     pub created_at: NaiveDateTime,
+    pub email: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]

@@ -109,7 +109,3 @@ pub fn record_accesses(conn: &mut AnyConnection, path_id: i64, count: i64, at: c
         .execute(conn)?;
     Ok(())
 }
-
-pub fn count_in_cache(conn: &mut AnyConnection, cache_id: i64) -> DbResult<i64> {
-    Ok(store_paths::table.filter(store_paths::cache_id.eq(cache_id)).count().get_result(conn)?)
-}

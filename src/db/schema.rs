@@ -62,6 +62,7 @@ diesel::table! {
         is_admin -> Bool,
         password_hash -> Nullable<Text>,
         created_at -> Timestamp,
+        email -> Nullable<Text>,
     }
 }
 
@@ -95,6 +96,8 @@ diesel::joinable!(cache_permissions -> users (user_id));
 diesel::joinable!(api_tokens -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    sessions,
+    sign_in_failures,
     pending_nars,
     build_logs,
     caches,
@@ -133,5 +136,24 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    sessions (id) {
+        id -> BigInt,
+        token_hash -> Text,
+        user_id -> BigInt,
+        expires_at -> Timestamp,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    sign_in_failures (id) {
+        id -> BigInt,
+        peer -> Text,
+        at -> Timestamp,
+    }
+}
+
+diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(pending_nars -> caches (cache_id));
 diesel::joinable!(build_logs -> caches (cache_id));

@@ -14,6 +14,55 @@ pub fn create(conn: &mut AnyConnection, name: &str, is_admin: bool) -> DbResult<
     find_by_name(conn, name)?.ok_or(diesel::result::Error::NotFound.into())
 }
 
+/// Creates a user who signs in to the dashboard with an email address and password.
+pub fn create_with_password(
+    conn: &mut AnyConnection,
+    name: &str,
+    email: &str,
+    password_hash: &str,
+    is_admin: bool,
+) -> DbResult<User> {
+    diesel::insert_into(users::table)
+        .values((
+            users::name.eq(name),
+            users::email.eq(email),
+            users::password_hash.eq(password_hash),
+            users::is_admin.eq(is_admin),
+            users::created_at.eq(now()),
+        ))
+        .execute(conn)?;
+    find_by_name(conn, name)?.ok_or(diesel::result::Error::NotFound.into())
+}
+
+pub fn find_by_email(conn: &mut AnyConnection, email: &str) -> DbResult<Option<User>> {
+    Ok(users::table.filter(users::email.eq(email)).select(User::as_select()).first(conn).optional()?)
+}
+
+pub fn any_admin(conn: &mut AnyConnection) -> DbResult<bool> {
+    Ok(users::table.filter(users::is_admin.eq(true)).select(users::id).first::<i64>(conn).optional()?.is_some())
+}
+
+/// The user's tokens, newest first.
+pub fn tokens_of(conn: &mut AnyConnection, user_id: i64) -> DbResult<Vec<ApiToken>> {
+    Ok(api_tokens::table
+        .filter(api_tokens::user_id.eq(user_id))
+        .order(api_tokens::id.desc())
+        .select(ApiToken::as_select())
+        .load(conn)?)
+}
+
+/// Revokes one of the user's tokens by id; returns how many were revoked (0 or 1).
+pub fn revoke_token_by_id(conn: &mut AnyConnection, user_id: i64, token_id: i64) -> DbResult<usize> {
+    Ok(diesel::update(
+        api_tokens::table
+            .filter(api_tokens::id.eq(token_id))
+            .filter(api_tokens::user_id.eq(user_id))
+            .filter(api_tokens::revoked_at.is_null()),
+    )
+    .set(api_tokens::revoked_at.eq(now()))
+    .execute(conn)?)
+}
+
 pub fn find_by_name(conn: &mut AnyConnection, name: &str) -> DbResult<Option<User>> {
     Ok(users::table.filter(users::name.eq(name)).select(User::as_select()).first(conn).optional()?)
 }

@@ -7,8 +7,10 @@ pub mod hot_cache;
 pub mod janitor;
 pub mod narinfo;
 pub mod nix_upload;
+pub mod passwords;
 pub mod push;
 pub mod receive;
+pub mod sessions;
 
 use rand::Rng;
 

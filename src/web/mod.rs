@@ -7,6 +7,7 @@ mod error;
 mod nix_upload;
 mod pages;
 mod push_api;
+mod ui;
 
 use std::sync::Arc;
 
@@ -36,9 +37,9 @@ pub fn routes(state: Arc<AppState>) -> impl poem::Endpoint {
         .at("/whoami", get(push_api::whoami))
         .at("/caches/:cache/push-plan", poem::post(push_api::push_plan))
         .at("/caches/:cache/paths/:hash", put(push_api::upload_path));
-    Route::new()
-        .at("/", get(pages::index))
+    ui::routes()
         .at("/health", get(pages::health))
+        .at("/static/:file", get(pages::asset))
         .nest("/api/nix", nix)
         .nest(hibernation::api::API_PREFIX, api)
         .data(state)

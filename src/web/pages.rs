@@ -1,44 +1,27 @@
-//! Server-rendered pages (Askama). The full dashboard comes later; this is the landing page.
+//! Health check and the dashboard's static assets, compiled into the binary so the server
+//! runs from any working directory.
 
-use std::sync::Arc;
+use poem::http::{StatusCode, header};
+use poem::web::Path;
+use poem::{Response, handler};
 
-use askama::Template;
-use poem::handler;
-use poem::web::{Data, Html};
-
-use super::{AppError, AppState};
-use crate::db::{caches, paths};
-
-pub struct CacheSummary {
-    pub name: String,
-    pub paths: i64,
-}
-
-#[derive(Template)]
-#[template(path = "index.html")]
-struct IndexPage {
-    site_url: String,
-    caches: Vec<CacheSummary>,
-}
-
-/// Lists the public caches.
-#[handler]
-pub async fn index(state: Data<&Arc<AppState>>) -> Result<Html<String>, AppError> {
-    let caches = state
-        .db
-        .read(|c| {
-            let mut out = Vec::new();
-            for cache in caches::list(c)?.into_iter().filter(|c| c.is_public) {
-                out.push(CacheSummary { paths: paths::count_in_cache(c, cache.id)?, name: cache.name });
-            }
-            Ok(out)
-        })
-        .await?;
-    let page = IndexPage { site_url: state.config.site_url.clone(), caches };
-    Ok(Html(page.render().map_err(|e| AppError::Internal(e.to_string()))?))
-}
+const ASSETS: &[(&str, &str, &str)] = &[
+    ("htmx-2.0.11.min.js", "text/javascript; charset=utf-8", include_str!("../../static/htmx-2.0.11.min.js")),
+    ("style.css", "text/css; charset=utf-8", include_str!("../../static/style.css")),
+];
 
 #[handler]
 pub fn health() -> &'static str {
     "OK"
+}
+
+#[handler]
+pub fn asset(Path(file): Path<String>) -> Response {
+    match ASSETS.iter().find(|(name, _, _)| *name == file) {
+        Some((_, content_type, body)) => Response::builder()
+            .content_type(*content_type)
+            .header(header::CACHE_CONTROL, "public, max-age=86400")
+            .body(*body),
+        None => Response::builder().status(StatusCode::NOT_FOUND).body("not found"),
+    }
 }

@@ -13,6 +13,7 @@ use super::http::{ApiClient, ClientError};
 use super::nar_stream::compressed_nar_body;
 use super::store::{LocalPath, fs_path};
 use crate::api::{PathUpload, PlanAction, PlannedPath, PushPlanRequest};
+use crate::format::human_bytes;
 use crate::nix::{SecretKey, StorePath, signing};
 
 const MAX_ATTEMPTS: u32 = 4;
@@ -221,17 +222,6 @@ pub fn format_summary(summary: &PushSummary, elapsed: Instant) -> String {
     )
 }
 
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,12 +244,5 @@ mod tests {
         let fp = signing::fingerprint(&local.path, &local.nar_hash, 3, &local.references);
         assert!(key.public_key().verifies(&fp, &upload.signatures[0]));
         assert_eq!(upload.references, vec!["56wl2m2q4pck0n6hclmqrsm3la18x1l9-dep"]);
-    }
-
-    #[test]
-    fn formats_sizes() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(5 * 1024 * 1024), "5.0 MiB");
     }
 }

@@ -1,0 +1,151 @@
+//! First-run setup, sign-in and sign-out.
+
+use std::sync::Arc;
+
+use askama::Template;
+use poem::http::{StatusCode, header};
+use poem::web::{Data, Form};
+use poem::{Request, Response, handler};
+use serde::Deserialize;
+
+use super::{
+    Layout, SESSION_COOKIE, check_csrf, clear_session_cookie, cookie, message, redirect, render, session_cookie,
+};
+use crate::services::sessions::{self, FieldError, SetupError, SignInError};
+use crate::web::AppState;
+
+#[derive(Template)]
+#[template(path = "setup.html")]
+struct SetupPage {
+    layout: Layout,
+    name: String,
+    email: String,
+    error: Option<FieldError>,
+}
+
+impl SetupPage {
+    fn error_for(&self, field: &str) -> Option<&str> {
+        self.error.as_ref().filter(|e| e.field == field).map(|e| e.message.as_str())
+    }
+}
+
+#[derive(Deserialize)]
+pub struct SetupForm {
+    #[serde(default)]
+    csrf: String,
+    name: String,
+    email: String,
+    password: String,
+}
+
+fn db_failure(state: &AppState, req: &Request, e: impl std::fmt::Display) -> Response {
+    tracing::error!("dashboard: {e}");
+    message(state, req, None, StatusCode::SERVICE_UNAVAILABLE, "Try again", "The database is not reachable right now.")
+}
+
+#[handler]
+pub async fn setup_page(req: &Request, state: Data<&Arc<AppState>>) -> Response {
+    match sessions::needs_setup(&state.db).await {
+        Ok(true) => {
+            let page =
+                SetupPage { layout: Layout::new(req, None), name: String::new(), email: String::new(), error: None };
+            render(&state, StatusCode::OK, &page.layout, &page)
+        }
+        Ok(false) => redirect("/"),
+        Err(e) => db_failure(&state, req, e),
+    }
+}
+
+#[handler]
+pub async fn setup(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<SetupForm>) -> Response {
+    if let Err(refused) = check_csrf(&state, req, None, &form.csrf) {
+        return refused;
+    }
+    match sessions::setup_admin(&state.db, &form.name, &form.email, &form.password).await {
+        Ok(token) => {
+            let mut response = redirect("/");
+            response.headers_mut().append(header::SET_COOKIE, session_cookie(&state, &token).parse().unwrap());
+            response
+        }
+        Err(SetupError::AlreadyDone) => redirect("/sign-in"),
+        Err(SetupError::Field(error)) => {
+            let page =
+                SetupPage { layout: Layout::new(req, None), name: form.name, email: form.email, error: Some(error) };
+            render(&state, StatusCode::UNPROCESSABLE_ENTITY, &page.layout, &page)
+        }
+        Err(SetupError::Db(e)) => db_failure(&state, req, e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "sign_in.html")]
+struct SignInPage {
+    layout: Layout,
+    email: String,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct SignInForm {
+    #[serde(default)]
+    csrf: String,
+    email: String,
+    password: String,
+}
+
+#[handler]
+pub async fn sign_in_page(req: &Request, state: Data<&Arc<AppState>>) -> Response {
+    match sessions::needs_setup(&state.db).await {
+        Ok(true) => redirect("/setup"),
+        Ok(false) => {
+            let page = SignInPage { layout: Layout::new(req, None), email: String::new(), error: None };
+            render(&state, StatusCode::OK, &page.layout, &page)
+        }
+        Err(e) => db_failure(&state, req, e),
+    }
+}
+
+#[handler]
+pub async fn sign_in(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<SignInForm>) -> Response {
+    if let Err(refused) = check_csrf(&state, req, None, &form.csrf) {
+        return refused;
+    }
+    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into());
+    let (status, error) = match sessions::sign_in(&state.db, &peer, &form.email, &form.password).await {
+        Ok(token) => {
+            let mut response = redirect("/");
+            response.headers_mut().append(header::SET_COOKIE, session_cookie(&state, &token).parse().unwrap());
+            return response;
+        }
+        Err(SignInError::Db(e)) => return db_failure(&state, req, e),
+        Err(e @ SignInError::RateLimited) => (StatusCode::TOO_MANY_REQUESTS, e.to_string()),
+        Err(e @ SignInError::Invalid) => (StatusCode::UNAUTHORIZED, e.to_string()),
+    };
+    let page = SignInPage { layout: Layout::new(req, None), email: form.email, error: Some(error) };
+    let mut response = render(&state, status, &page.layout, &page);
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        response.headers_mut().insert(header::RETRY_AFTER, "900".parse().unwrap());
+    }
+    response
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    pub csrf: String,
+}
+
+#[handler]
+pub async fn sign_out(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<CsrfOnly>) -> Response {
+    if let Err(refused) = check_csrf(&state, req, None, &form.csrf) {
+        return refused;
+    }
+    if let Some(token) = cookie(req, SESSION_COOKIE)
+        && let Err(e) = sessions::sign_out(&state.db, &token).await
+    {
+        return db_failure(&state, req, e);
+    }
+    let mut response = redirect("/sign-in");
+    response.headers_mut().append(header::SET_COOKIE, clear_session_cookie(&state).parse().unwrap());
+    response
+}

@@ -1,0 +1,429 @@
+//! Caches: list, create, the cache page (how to use it, its paths) and deleting paths.
+
+use std::sync::Arc;
+
+use askama::Template;
+use hibernation::nix::PublicKey;
+use hibernation::nix::store_path::is_hash_part;
+use poem::http::StatusCode;
+use poem::web::{Data, Form, Html, Path, Query};
+use poem::{IntoResponse, Request, Response, handler};
+use serde::Deserialize;
+
+use super::{Layout, check_csrf, human_bytes, message, render, signed_in};
+use crate::db::browse::{self, DeleteOutcome, PAGE_SIZE, PathRow, SortKey};
+use crate::db::models::{Cache, User};
+use crate::db::{DbError, caches, is_unique_violation, users};
+use crate::services::access::{Access, access_to};
+use crate::services::push::delete_stored;
+use crate::services::{CACHE_NAME_RULE, is_valid_cache_name};
+use crate::web::AppState;
+
+pub struct CacheRow {
+    pub name: String,
+    pub is_public: bool,
+    pub paths: i64,
+    pub size: String,
+}
+
+#[derive(Default)]
+pub struct NewCacheForm {
+    pub name: String,
+    pub is_public: bool,
+    pub priority: String,
+    pub keys: String,
+}
+
+#[derive(Template)]
+#[template(path = "caches.html")]
+struct CachesPage {
+    layout: Layout,
+    caches: Vec<CacheRow>,
+    can_create: bool,
+    form: NewCacheForm,
+    error: Option<(&'static str, String)>,
+}
+
+impl CachesPage {
+    fn error_for(&self, field: &str) -> Option<&str> {
+        self.error.as_ref().filter(|(f, _)| *f == field).map(|(_, m)| m.as_str())
+    }
+}
+
+fn unavailable(state: &AppState, req: &Request, user: &User, e: DbError) -> Response {
+    tracing::error!("dashboard: {e}");
+    message(
+        state,
+        req,
+        Some(user),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Try again",
+        "The database is not reachable right now.",
+    )
+}
+
+fn not_found(state: &AppState, req: &Request, user: &User, name: &str) -> Response {
+    message(
+        state,
+        req,
+        Some(user),
+        StatusCode::NOT_FOUND,
+        "Not found",
+        &format!("There is no cache named {name:?} that you can see."),
+    )
+}
+
+async fn visible_caches(state: &AppState, user: &User) -> Result<Vec<CacheRow>, DbError> {
+    let (id, admin) = (user.id, user.is_admin);
+    state
+        .db
+        .read(move |c| {
+            let ids = if admin { None } else { Some(users::readable_cache_ids(c, id)?) };
+            let mut rows = Vec::new();
+            for cache in browse::caches_by_ids(c, ids.as_deref())? {
+                let (paths, bytes) = browse::cache_sizes(c, cache.id)?;
+                rows.push(CacheRow { name: cache.name, is_public: cache.is_public, paths, size: human_bytes(bytes) });
+            }
+            Ok(rows)
+        })
+        .await
+}
+
+async fn list_page(
+    state: &AppState,
+    req: &Request,
+    user: &User,
+    form: NewCacheForm,
+    error: Option<(&'static str, String)>,
+) -> Response {
+    let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    match visible_caches(state, user).await {
+        Ok(caches) => {
+            let page =
+                CachesPage { layout: Layout::new(req, Some(user)), caches, can_create: user.is_admin, form, error };
+            render(state, status, &page.layout, &page)
+        }
+        Err(e) => unavailable(state, req, user, e),
+    }
+}
+
+#[handler]
+pub async fn list(req: &Request, state: Data<&Arc<AppState>>) -> Response {
+    match signed_in(&state, req).await {
+        Ok(user) => {
+            list_page(&state, req, &user, NewCacheForm { priority: "41".into(), ..Default::default() }, None).await
+        }
+        Err(response) => response,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CreateForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    public: Option<String>,
+    #[serde(default)]
+    priority: String,
+    #[serde(default)]
+    keys: String,
+}
+
+fn validate(form: &CreateForm) -> Result<(i32, Vec<String>), (&'static str, String)> {
+    if !is_valid_cache_name(&form.name) {
+        return Err(("name", format!("Invalid name: {CACHE_NAME_RULE}.")));
+    }
+    let priority: i32 =
+        form.priority.trim().parse().map_err(|_| ("priority", "Enter a whole number, e.g. 41.".to_string()))?;
+    if !(0..=1000).contains(&priority) {
+        return Err(("priority", "Use a priority from 0 to 1000.".into()));
+    }
+    let keys: Vec<String> = form.keys.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
+    if keys.is_empty() {
+        return Err(("keys", "Add at least one public key (from `nix key convert-secret-to-public`).".into()));
+    }
+    for key in &keys {
+        PublicKey::parse(key).map_err(|e| ("keys", format!("{key}: {e}")))?;
+    }
+    Ok((priority, keys))
+}
+
+#[handler]
+pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<CreateForm>) -> Response {
+    let user = match signed_in(&state, req).await {
+        Ok(user) => user,
+        Err(response) => return response,
+    };
+    if let Err(refused) = check_csrf(&state, req, Some(&user), &form.csrf) {
+        return refused;
+    }
+    if !user.is_admin {
+        return message(
+            &state,
+            req,
+            Some(&user),
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            "Only administrators create caches.",
+        );
+    }
+    let shown = NewCacheForm {
+        name: form.name.clone(),
+        is_public: form.public.is_some(),
+        priority: form.priority.clone(),
+        keys: form.keys.clone(),
+    };
+    let (priority, keys) = match validate(&form) {
+        Ok(valid) => valid,
+        Err(error) => return list_page(&state, req, &user, shown, Some(error)).await,
+    };
+    let (name, public) = (form.name.clone(), form.public.is_some());
+    match state.db.write(move |c| caches::create(c, &name, public, priority, &keys)).await {
+        Ok(_) => super::redirect(&format!("/caches/{}", form.name)),
+        Err(e) if is_unique_violation(&e) => {
+            list_page(&state, req, &user, shown, Some(("name", "A cache with this name exists.".into()))).await
+        }
+        Err(e) => unavailable(&state, req, &user, e),
+    }
+}
+
+/// The cache, if the user may read it.
+async fn readable(state: &AppState, user: &User, name: &str) -> Result<Option<(Cache, Access, Vec<String>)>, DbError> {
+    let (name, user) = (name.to_string(), user.clone());
+    state
+        .db
+        .read(move |c| {
+            let Some(cache) = caches::find_by_name(c, &name)? else { return Ok(None) };
+            let caller = crate::services::auth::Caller {
+                user_id: user.id,
+                user_name: user.name.clone(),
+                is_admin: user.is_admin,
+                token_name: String::new(),
+            };
+            let access = access_to(c, Some(&caller), &cache)?;
+            if access == Access::None {
+                return Ok(None);
+            }
+            let keys = caches::public_keys(c, cache.id)?;
+            Ok(Some((cache, access, keys)))
+        })
+        .await
+}
+
+#[derive(Template)]
+#[template(path = "cache.html")]
+struct CachePage {
+    layout: Layout,
+    cache: Cache,
+    url: String,
+    host: String,
+    keys: Vec<String>,
+    can_push: bool,
+    paths: PathsPartial,
+}
+
+#[derive(Template)]
+#[template(path = "paths.html")]
+struct PathsPartial {
+    csrf: String,
+    cache: String,
+    rows: Vec<PathRow>,
+    total: i64,
+    query: PathQuery,
+    can_delete: bool,
+}
+
+impl PathsPartial {
+    fn size(&self, row: &PathRow) -> String {
+        format!("{} ({} stored)", human_bytes(row.nar_size), human_bytes(row.file_size))
+    }
+
+    fn has_next(&self) -> bool {
+        (self.query.page() + 1) * PAGE_SIZE < self.total
+    }
+
+    /// Query string of this listing with another sort or page.
+    fn link(&self, sort: &str, page: i64) -> String {
+        let desc =
+            if sort == self.query.sort() && page == self.query.page() { !self.query.desc() } else { self.query.desc() };
+        format!("/caches/{}/paths?q={}&sort={sort}&desc={desc}&page={page}", self.cache, urlencode(&self.query.q()))
+    }
+}
+
+fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PathQuery {
+    q: Option<String>,
+    sort: Option<String>,
+    desc: Option<bool>,
+    page: Option<i64>,
+}
+
+impl PathQuery {
+    fn q(&self) -> String {
+        self.q.clone().unwrap_or_default().trim().chars().take(100).collect()
+    }
+    fn sort(&self) -> &str {
+        SortKey::parse(self.sort.as_deref().unwrap_or("created")).name()
+    }
+    fn desc(&self) -> bool {
+        self.desc.unwrap_or(true)
+    }
+    fn page(&self) -> i64 {
+        self.page.unwrap_or(0).max(0)
+    }
+}
+
+async fn load_paths(state: &AppState, cache_id: i64, query: &PathQuery) -> Result<(Vec<PathRow>, i64), DbError> {
+    let (q, sort, desc, page) = (query.q(), SortKey::parse(query.sort()), query.desc(), query.page());
+    state.db.read(move |c| browse::paths_page(c, cache_id, &q, sort, desc, page)).await
+}
+
+#[handler]
+pub async fn show(req: &Request, state: Data<&Arc<AppState>>, Path(name): Path<String>) -> Response {
+    let user = match signed_in(&state, req).await {
+        Ok(user) => user,
+        Err(response) => return response,
+    };
+    let (cache, access, keys) = match readable(&state, &user, &name).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return not_found(&state, req, &user, &name),
+        Err(e) => return unavailable(&state, req, &user, e),
+    };
+    let query = PathQuery::default();
+    let (rows, total) = match load_paths(&state, cache.id, &query).await {
+        Ok(found) => found,
+        Err(e) => return unavailable(&state, req, &user, e),
+    };
+    let layout = Layout::new(req, Some(&user));
+    let site = state.config.site_url.clone();
+    let host = site.split("://").nth(1).unwrap_or(&site).split(['/', ':']).next().unwrap_or_default().to_string();
+    let paths = PathsPartial {
+        csrf: layout.csrf.clone(),
+        cache: cache.name.clone(),
+        rows,
+        total,
+        query,
+        can_delete: access == Access::Push,
+    };
+    let page = CachePage {
+        url: format!("{site}/api/nix/{}", cache.name),
+        host,
+        keys,
+        can_push: access == Access::Push,
+        cache,
+        paths,
+        layout,
+    };
+    render(&state, StatusCode::OK, &page.layout, &page)
+}
+
+/// The path table alone, for htmx search, sort and paging.
+#[handler]
+pub async fn paths_table(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    Path(name): Path<String>,
+    Query(query): Query<PathQuery>,
+) -> Response {
+    let user = match signed_in(&state, req).await {
+        Ok(user) => user,
+        Err(response) => return response,
+    };
+    let (cache, access) = match readable(&state, &user, &name).await {
+        Ok(Some((cache, access, _))) => (cache, access),
+        Ok(None) => return not_found(&state, req, &user, &name),
+        Err(e) => return unavailable(&state, req, &user, e),
+    };
+    match load_paths(&state, cache.id, &query).await {
+        Ok((rows, total)) => {
+            let layout = Layout::new(req, Some(&user));
+            let partial = PathsPartial {
+                csrf: layout.csrf.clone(),
+                cache: cache.name,
+                rows,
+                total,
+                query,
+                can_delete: access == Access::Push,
+            };
+            render(&state, StatusCode::OK, &layout, &partial)
+        }
+        Err(e) => unavailable(&state, req, &user, e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct DeleteForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// Deletes one path (htmx replaces its table row with the answer).
+#[handler]
+pub async fn delete_path(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    Path((name, hash)): Path<(String, String)>,
+    Form(form): Form<DeleteForm>,
+) -> Response {
+    let user = match signed_in(&state, req).await {
+        Ok(user) => user,
+        Err(response) => return response,
+    };
+    if let Err(refused) = check_csrf(&state, req, Some(&user), &form.csrf) {
+        return refused;
+    }
+    let cache = match readable(&state, &user, &name).await {
+        Ok(Some((cache, Access::Push, _))) => cache,
+        Ok(Some(_)) => {
+            return message(
+                &state,
+                req,
+                Some(&user),
+                StatusCode::FORBIDDEN,
+                "Not allowed",
+                "You may not change this cache.",
+            );
+        }
+        Ok(None) => return not_found(&state, req, &user, &name),
+        Err(e) => return unavailable(&state, req, &user, e),
+    };
+    if !is_hash_part(&hash) {
+        return not_found(&state, req, &user, &name);
+    }
+    let cache_id = cache.id;
+    let row = |text: String| Html(format!("<tr><td colspan=\"6\" class=\"error\">{text}</td></tr>")).into_response();
+    match state.db.write(move |c| browse::delete_path(c, cache_id, &hash)).await {
+        Ok(DeleteOutcome::Deleted { orphaned_storage_key }) => {
+            if let Some(key) = orphaned_storage_key {
+                delete_stored(&state.storage, &key).await;
+            }
+            Html(String::new()).into_response()
+        }
+        Ok(DeleteOutcome::NotFound) => row("This path was already deleted.".into()),
+        Ok(DeleteOutcome::StillNeeded(names)) => {
+            let names = names.iter().map(|n| escape_html(n)).collect::<Vec<_>>().join(", ");
+            row(format!("Other paths need this one ({names}); delete them first."))
+                .with_status(StatusCode::CONFLICT)
+                .into_response()
+        }
+        Err(e) => unavailable(&state, req, &user, e),
+    }
+}

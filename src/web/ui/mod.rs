@@ -1,0 +1,156 @@
+//! The dashboard: server-rendered Askama pages, htmx for partial updates. Every page needs
+//! a signed-in user (setup and sign-in excepted); every form carries a CSRF token that must
+//! match the `hibernation_csrf` cookie (double submit, SameSite=Strict).
+
+mod auth;
+mod caches;
+mod overview;
+mod tokens;
+
+use std::sync::Arc;
+
+use askama::Template;
+use poem::http::{StatusCode, header};
+use poem::{Request, Response, Route, get, post};
+
+use super::AppState;
+use crate::db::models::User;
+use crate::services::{random_id, sessions};
+
+pub const SESSION_COOKIE: &str = "hibernation_session";
+pub const CSRF_COOKIE: &str = "hibernation_csrf";
+
+pub fn routes() -> Route {
+    Route::new()
+        .at("/", get(overview::overview))
+        .at("/setup", get(auth::setup_page).post(auth::setup))
+        .at("/sign-in", get(auth::sign_in_page).post(auth::sign_in))
+        .at("/sign-out", post(auth::sign_out))
+        .at("/caches", get(caches::list).post(caches::create))
+        .at("/caches/:name", get(caches::show))
+        .at("/caches/:name/paths", get(caches::paths_table))
+        .at("/caches/:name/paths/:hash/delete", post(caches::delete_path))
+        .at("/tokens", get(tokens::list).post(tokens::create))
+        .at("/tokens/:id/revoke", post(tokens::revoke))
+}
+
+/// What every page's frame needs.
+pub struct Layout {
+    pub user: Option<String>,
+    pub csrf: String,
+    /// The CSRF cookie must be set on this response (the browser had none).
+    new_csrf: bool,
+}
+
+impl Layout {
+    pub fn new(req: &Request, user: Option<&User>) -> Self {
+        let existing = cookie(req, CSRF_COOKIE).filter(|v| v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()));
+        let new_csrf = existing.is_none();
+        Self { user: user.map(|u| u.name.clone()), csrf: existing.unwrap_or_else(random_id), new_csrf }
+    }
+}
+
+pub fn cookie(req: &Request, name: &str) -> Option<String> {
+    req.headers().get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(
+        |pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k == name).then(|| v.to_string())
+        },
+    )
+}
+
+fn cookie_header(state: &AppState, name: &str, value: &str, max_age: i64, same_site: &str) -> String {
+    let secure = if state.config.site_url.starts_with("https://") { "; Secure" } else { "" };
+    format!("{name}={value}; Path=/; HttpOnly; SameSite={same_site}; Max-Age={max_age}{secure}")
+}
+
+pub fn session_cookie(state: &AppState, token: &str) -> String {
+    cookie_header(state, SESSION_COOKIE, token, sessions::SESSION_LIFETIME.num_seconds(), "Lax")
+}
+
+pub fn clear_session_cookie(state: &AppState) -> String {
+    cookie_header(state, SESSION_COOKIE, "", 0, "Lax")
+}
+
+/// Renders a page with `status`, setting the CSRF cookie when the browser has none yet.
+pub fn render(state: &AppState, status: StatusCode, layout: &Layout, page: &impl Template) -> Response {
+    match page.render() {
+        Ok(html) => {
+            let mut response = Response::builder().status(status).content_type("text/html; charset=utf-8").body(html);
+            if layout.new_csrf {
+                let value = cookie_header(state, CSRF_COOKIE, &layout.csrf, 7 * 24 * 3600, "Strict");
+                response.headers_mut().append(header::SET_COOKIE, value.parse().expect("cookie header"));
+            }
+            response
+        }
+        Err(e) => {
+            tracing::error!("template error: {e}");
+            Response::builder().status(StatusCode::INTERNAL_SERVER_ERROR).body("The page could not be rendered.")
+        }
+    }
+}
+
+pub fn redirect(to: &str) -> Response {
+    Response::builder().status(StatusCode::SEE_OTHER).header(header::LOCATION, to).finish()
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+pub struct MessagePage {
+    pub layout: Layout,
+    pub heading: String,
+    pub message: String,
+}
+
+/// A page with a short explanation, e.g. for 403, 404 and failures.
+pub fn message(
+    state: &AppState,
+    req: &Request,
+    user: Option<&User>,
+    status: StatusCode,
+    heading: &str,
+    text: &str,
+) -> Response {
+    let page = MessagePage { layout: Layout::new(req, user), heading: heading.into(), message: text.into() };
+    render(state, status, &page.layout, &page)
+}
+
+/// A signed-in user, or the response that sends the browser to setup or sign-in.
+pub async fn signed_in(state: &Arc<AppState>, req: &Request) -> Result<User, Response> {
+    let failure = |e: crate::db::DbError| {
+        tracing::error!("session lookup failed: {e}");
+        message(
+            state,
+            req,
+            None,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Try again",
+            "The database is not reachable right now.",
+        )
+    };
+    if sessions::needs_setup(&state.db).await.map_err(failure)? {
+        return Err(redirect("/setup"));
+    }
+    let Some(token) = cookie(req, SESSION_COOKIE) else { return Err(redirect("/sign-in")) };
+    sessions::user_for_session(&state.db, &token).await.map_err(failure)?.ok_or_else(|| redirect("/sign-in"))
+}
+
+/// Refuses a state-changing request whose form token does not match the CSRF cookie.
+pub fn check_csrf(state: &AppState, req: &Request, user: Option<&User>, submitted: &str) -> Result<(), Response> {
+    match cookie(req, CSRF_COOKIE) {
+        Some(expected) if !submitted.is_empty() && expected == submitted => Ok(()),
+        _ => Err(message(
+            state,
+            req,
+            user,
+            StatusCode::FORBIDDEN,
+            "Form expired",
+            "This form is out of date or did not come from this site. Reload the page and try again.",
+        )),
+    }
+}
+
+/// Bytes as KiB/MiB/GiB, the one unit style used everywhere in the dashboard.
+pub fn human_bytes(bytes: i64) -> String {
+    hibernation::format::human_bytes(bytes.max(0) as u64)
+}

@@ -1,0 +1,142 @@
+//! API tokens: create (the secret is shown once), list with last use, revoke.
+
+use std::sync::Arc;
+
+use askama::Template;
+use chrono::Duration;
+use poem::http::StatusCode;
+use poem::web::{Data, Form, Path};
+use poem::{Request, Response, handler};
+use serde::Deserialize;
+
+use super::{Layout, check_csrf, message, redirect, render, signed_in};
+use crate::db::models::{ApiToken, User};
+use crate::db::{DbError, is_unique_violation, now, users};
+use crate::services::auth::issue_token;
+use crate::web::AppState;
+
+#[derive(Template)]
+#[template(path = "tokens.html")]
+struct TokensPage {
+    layout: Layout,
+    tokens: Vec<ApiToken>,
+    created: Option<String>,
+    name: String,
+    error: Option<String>,
+}
+
+impl TokensPage {
+    fn status(&self, token: &ApiToken) -> &'static str {
+        if token.revoked_at.is_some() {
+            "revoked"
+        } else if token.expires_at.is_some_and(|e| e <= now()) {
+            "expired"
+        } else {
+            "active"
+        }
+    }
+}
+
+async fn page(
+    state: &AppState,
+    req: &Request,
+    user: &User,
+    created: Option<String>,
+    name: String,
+    error: Option<String>,
+) -> Response {
+    let id = user.id;
+    match state.db.read(move |c| users::tokens_of(c, id)).await {
+        Ok(tokens) => {
+            let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+            let page = TokensPage { layout: Layout::new(req, Some(user)), tokens, created, name, error };
+            render(state, status, &page.layout, &page)
+        }
+        Err(e) => unavailable(state, req, user, e),
+    }
+}
+
+fn unavailable(state: &AppState, req: &Request, user: &User, e: DbError) -> Response {
+    tracing::error!("dashboard: {e}");
+    message(
+        state,
+        req,
+        Some(user),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Try again",
+        "The database is not reachable right now.",
+    )
+}
+
+#[handler]
+pub async fn list(req: &Request, state: Data<&Arc<AppState>>) -> Response {
+    match signed_in(&state, req).await {
+        Ok(user) => page(&state, req, &user, None, String::new(), None).await,
+        Err(response) => response,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CreateForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    /// Days until expiry; 0 means never.
+    #[serde(default)]
+    days: i64,
+}
+
+#[handler]
+pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<CreateForm>) -> Response {
+    let user = match signed_in(&state, req).await {
+        Ok(user) => user,
+        Err(response) => return response,
+    };
+    if let Err(refused) = check_csrf(&state, req, Some(&user), &form.csrf) {
+        return refused;
+    }
+    let name = form.name.trim().to_string();
+    if name.is_empty() || name.len() > 100 {
+        return page(&state, req, &user, None, form.name, Some("Enter a name of 1 to 100 characters.".into())).await;
+    }
+    if !(0..=3650).contains(&form.days) {
+        return page(&state, req, &user, None, form.name, Some("Choose an expiry.".into())).await;
+    }
+    let expires_at = (form.days > 0).then(|| now() + Duration::days(form.days));
+    let (id, lookup) = (user.id, name.clone());
+    match state.db.write(move |c| issue_token(c, id, &lookup, expires_at)).await {
+        Ok(secret) => page(&state, req, &user, Some(secret), String::new(), None).await,
+        Err(e) if is_unique_violation(&e) => {
+            page(&state, req, &user, None, name, Some("You already have a token with this name.".into())).await
+        }
+        Err(e) => unavailable(&state, req, &user, e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct RevokeForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+#[handler]
+pub async fn revoke(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    Path(token_id): Path<i64>,
+    Form(form): Form<RevokeForm>,
+) -> Response {
+    let user = match signed_in(&state, req).await {
+        Ok(user) => user,
+        Err(response) => return response,
+    };
+    if let Err(refused) = check_csrf(&state, req, Some(&user), &form.csrf) {
+        return refused;
+    }
+    let id = user.id;
+    match state.db.write(move |c| users::revoke_token_by_id(c, id, token_id)).await {
+        Ok(_) => redirect("/tokens"),
+        Err(e) => unavailable(&state, req, &user, e),
+    }
+}

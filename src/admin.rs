@@ -6,7 +6,7 @@ use clap::Subcommand;
 use hibernation::nix::PublicKey;
 
 use crate::db::{Db, caches, is_unique_violation, now, users};
-use crate::services::{CACHE_NAME_RULE, auth, is_valid_cache_name};
+use crate::services::{CACHE_NAME_RULE, auth, is_valid_cache_name, passwords};
 
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
@@ -15,6 +15,12 @@ pub enum AdminCommand {
         name: String,
         #[arg(long)]
         admin: bool,
+        /// Email address for signing in to the dashboard (needs --password-stdin).
+        #[arg(long, requires = "password_stdin")]
+        email: Option<String>,
+        /// Read the dashboard password from standard input (one line).
+        #[arg(long, requires = "email")]
+        password_stdin: bool,
     },
     /// Create a cache. Pushes must be signed by one of its public keys.
     CreateCache {
@@ -76,12 +82,27 @@ fn validate_keys(keys: &[String]) -> anyhow::Result<()> {
 
 pub fn run(db: &Db, command: AdminCommand) -> anyhow::Result<()> {
     match command {
-        AdminCommand::CreateUser { name, admin } => {
+        AdminCommand::CreateUser { name, admin, email, password_stdin } => {
             if name.trim().is_empty() || name.len() > 100 {
                 bail!("user names must be 1-100 characters");
             }
-            db.write_blocking(|c| users::create(c, &name, admin))
-                .map_err(|e| unique_or(e, format!("user {name:?} already exists")))?;
+            let password_hash = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).context("cannot read the password from standard input")?;
+                let password = line.trim_end_matches(['\r', '\n']);
+                if password.chars().count() < passwords::MIN_LENGTH {
+                    bail!("passwords need at least {} characters", passwords::MIN_LENGTH);
+                }
+                Some(passwords::hash(password))
+            } else {
+                None
+            };
+            let email = email.map(|e| e.trim().to_ascii_lowercase());
+            db.write_blocking(|c| match (&email, &password_hash) {
+                (Some(email), Some(hash)) => users::create_with_password(c, &name, email, hash, admin),
+                _ => users::create(c, &name, admin),
+            })
+            .map_err(|e| unique_or(e, format!("user {name:?} (or that email address) already exists")))?;
             println!("created user {name}{}", if admin { " (administrator)" } else { "" });
         }
         AdminCommand::CreateCache { name, public, priority, public_keys } => {

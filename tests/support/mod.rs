@@ -6,6 +6,7 @@
 pub mod nix;
 pub mod postgres;
 pub mod s3;
+pub mod web;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,164 @@
+//! The dashboard over HTTP: first run, sign-in, sessions, CSRF on every state-changing
+//! route, anonymous access, escaping, and tokens that stop working when revoked.
+
+mod support;
+
+use support::web::{ADMIN_EMAIL, ADMIN_PASSWORD, WebClient, csrf_in, location};
+use support::{Backend, Keys, Server};
+
+const PAGES: [&str; 5] = ["/", "/caches", "/caches/main", "/caches/main/paths", "/tokens"];
+
+#[test]
+fn first_run_leads_to_setup_then_sign_in() {
+    let server = Server::start(Backend::Sqlite);
+    let web = WebClient::new(&server);
+    for page in PAGES.iter().chain(&["/sign-in"]) {
+        let response = web.get(page);
+        assert_eq!((response.status().as_u16(), location(&response)), (303, "/setup"), "{page}");
+    }
+    web.setup_admin();
+    assert_eq!(location(&web.get("/setup")), "/", "setup is done once");
+    assert!(web.get("/").text().unwrap().contains("id=\"stat-caches\""));
+
+    // A second setup attempt from another browser cannot create another administrator.
+    let intruder = WebClient::new(&server);
+    let csrf = intruder.csrf("/sign-in");
+    let response = intruder
+        .post("/setup", &[("csrf", &csrf), ("name", "Eve"), ("email", "eve@x.org"), ("password", "password123")]);
+    assert_eq!(location(&response), "/sign-in");
+    assert_eq!(intruder.sign_in("eve@x.org", "password123").status(), 401);
+
+    // Anonymous visitors are sent to sign-in; nothing but setup, sign-in and the cache
+    // protocol is reachable without a session.
+    for page in PAGES {
+        let response = intruder.get(page);
+        assert_eq!((response.status().as_u16(), location(&response)), (303, "/sign-in"), "{page}");
+    }
+    for (path, form) in [("/caches", vec![("name", "x")]), ("/tokens", vec![("name", "x")])] {
+        let csrf = intruder.csrf("/sign-in");
+        let mut form = form;
+        form.push(("csrf", &csrf));
+        assert_eq!(location(&intruder.post(path, &form)), "/sign-in");
+    }
+    assert_eq!(server.get("/static/style.css", None).status(), 200);
+}
+
+#[test]
+fn sessions_cookies_sign_out_and_rate_limits() {
+    let server = Server::start(Backend::Sqlite);
+    let web = WebClient::new(&server);
+    web.setup_admin();
+    let browser = WebClient::new(&server);
+    let response = browser.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD);
+    assert_eq!(response.status(), 303);
+    let cookie = response.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "plain-http SITE_URL: no Secure flag");
+    assert_eq!(browser.get("/").status(), 200);
+
+    let csrf = browser.csrf("/");
+    assert_eq!(location(&browser.post("/sign-out", &[("csrf", &csrf)])), "/sign-in");
+    assert_eq!(location(&browser.get("/")), "/sign-in", "the session ended");
+
+    // Five failures from one address, then even the right password is refused for a while.
+    let attacker = WebClient::new(&server);
+    for _ in 0..5 {
+        assert_eq!(attacker.sign_in(ADMIN_EMAIL, "wrong password").status(), 401);
+    }
+    let limited = attacker.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD);
+    assert_eq!(limited.status(), 429);
+    assert!(limited.text().unwrap().contains("too many failed sign-ins"));
+}
+
+#[test]
+fn every_state_changing_route_checks_csrf() {
+    let keys = Keys::generate("csrf-1");
+    let server = Server::start(Backend::Sqlite);
+    let web = WebClient::new(&server);
+    web.setup_admin();
+    let csrf = web.csrf("/tokens");
+    // Create what the routes act on.
+    assert_eq!(
+        web.post("/caches", &[("csrf", &csrf), ("name", "main"), ("priority", "41"), ("keys", &keys.public)]).status(),
+        303
+    );
+    let created = web.post("/tokens", &[("csrf", &csrf), ("name", "ci"), ("days", "30")]).text().unwrap();
+    let token_id = created.split("/tokens/").nth(1).and_then(|s| s.split('/').next()).unwrap().to_string();
+
+    let routes: Vec<(String, Vec<(&str, &str)>)> = vec![
+        ("/caches".into(), vec![("name", "second"), ("priority", "41"), ("keys", &keys.public)]),
+        ("/tokens".into(), vec![("name", "second"), ("days", "30")]),
+        (format!("/tokens/{token_id}/revoke"), vec![]),
+        ("/caches/main/paths/00000000000000000000000000000000/delete".into(), vec![]),
+        ("/sign-out".into(), vec![]),
+        ("/sign-in".into(), vec![("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)]),
+        ("/setup".into(), vec![("name", "x"), ("email", "x@x.org"), ("password", "password123")]),
+    ];
+    for (path, form) in &routes {
+        for bad in [None, Some("00000000000000000000000000000000")] {
+            let mut fields = form.clone();
+            if let Some(value) = bad {
+                fields.push(("csrf", value));
+            }
+            let response = web.post(path, &fields);
+            assert_eq!(response.status(), 403, "{path} with csrf {bad:?}");
+            assert!(response.text().unwrap().contains("Form expired"));
+        }
+    }
+    // Nothing changed: one cache, one active token, still signed in.
+    let caches = web.get("/caches").text().unwrap();
+    assert!(caches.contains("/caches/main") && !caches.contains("/caches/second"));
+    let tokens = web.get("/tokens").text().unwrap();
+    assert!(!tokens.contains(">second<") && tokens.contains("active"), "{tokens}");
+}
+
+#[test]
+fn user_input_is_escaped_and_form_errors_sit_next_to_their_field() {
+    let keys = Keys::generate("escape-1");
+    let server = Server::start(Backend::Sqlite);
+    let web = WebClient::new(&server);
+    web.setup_admin();
+    let csrf = web.csrf("/caches");
+    let response = web.post(
+        "/caches",
+        &[("csrf", &csrf), ("name", "<script>alert(1)</script>"), ("priority", "41"), ("keys", &keys.public)],
+    );
+    assert_eq!(response.status(), 422);
+    let html = response.text().unwrap();
+    assert!(html.contains("id=\"name-error\""), "the error is shown at the name field");
+    assert!(
+        !html.contains("<script>alert(1)</script>") && html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+        "{html}"
+    );
+    let bad_key = web.post("/caches", &[("csrf", &csrf), ("name", "ok"), ("priority", "41"), ("keys", "not-a-key")]);
+    assert!(bad_key.text().unwrap().contains("id=\"keys-error\""));
+
+    let html = web
+        .post("/tokens", &[("csrf", &csrf), ("name", "<img src=x onerror=alert(1)>"), ("days", "30")])
+        .text()
+        .unwrap();
+    assert!(!html.contains("<img src=x") && html.contains("&#60;img src=x onerror=alert(1)&#62;"), "{html}");
+}
+
+#[test]
+fn a_token_revoked_in_the_dashboard_stops_working_at_once() {
+    let keys = Keys::generate("revoke-1");
+    let server = Server::start(Backend::Sqlite);
+    let web = WebClient::new(&server);
+    web.setup_admin();
+    let csrf = web.csrf("/caches");
+    web.post("/caches", &[("csrf", &csrf), ("name", "main"), ("priority", "41"), ("keys", &keys.public)]);
+    let page = web.post("/tokens", &[("csrf", &csrf), ("name", "laptop"), ("days", "0")]).text().unwrap();
+    let secret = page.split("id=\"new-token\">").nth(1).unwrap().split('<').next().unwrap().to_string();
+    assert!(secret.starts_with("hib_"));
+    assert!(!web.get("/tokens").text().unwrap().contains(&secret), "the secret is shown once");
+
+    assert_eq!(server.get("/api/nix/main/nix-cache-info", Some(&secret)).status(), 200);
+    assert_eq!(server.get("/api/v1/whoami", Some(&secret)).status(), 200);
+    let tokens = web.get("/tokens").text().unwrap();
+    let id = tokens.split("/tokens/").nth(1).unwrap().split('/').next().unwrap().to_string();
+    assert_eq!(web.post(&format!("/tokens/{id}/revoke"), &[("csrf", &csrf_in(&tokens))]).status(), 303);
+    assert_eq!(server.get("/api/nix/main/nix-cache-info", Some(&secret)).status(), 401);
+    assert_eq!(server.get("/api/v1/whoami", Some(&secret)).status(), 401);
+    assert!(web.get("/tokens").text().unwrap().contains("revoked"));
+}

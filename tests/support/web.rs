@@ -1,0 +1,57 @@
+//! A cookie-keeping HTTP client for dashboard tests (no redirects followed, so tests see them).
+
+use reqwest::blocking::{Client, Response};
+
+use super::Server;
+
+pub const ADMIN_EMAIL: &str = "ada@example.com";
+pub const ADMIN_PASSWORD: &str = "correct horse battery";
+
+pub struct WebClient<'a> {
+    pub http: Client,
+    pub server: &'a Server,
+}
+
+/// The CSRF token embedded in a page's forms.
+pub fn csrf_in(html: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = html.find(marker).expect("the page has a form with a CSRF token") + marker.len();
+    html[start..start + 32].to_string()
+}
+
+impl<'a> WebClient<'a> {
+    pub fn new(server: &'a Server) -> Self {
+        let http = Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Self { http, server }
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        self.http.get(format!("{}{path}", self.server.url())).send().unwrap()
+    }
+
+    pub fn post(&self, path: &str, form: &[(&str, &str)]) -> Response {
+        self.http.post(format!("{}{path}", self.server.url())).form(form).send().unwrap()
+    }
+
+    /// Fetches `page` and returns its CSRF token (setting the cookie on first visit).
+    pub fn csrf(&self, page: &str) -> String {
+        csrf_in(&self.get(page).text().unwrap())
+    }
+
+    /// Runs first-run setup as the administrator; the client is then signed in.
+    pub fn setup_admin(&self) {
+        let csrf = self.csrf("/setup");
+        let response = self
+            .post("/setup", &[("csrf", &csrf), ("name", "Ada"), ("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)]);
+        assert_eq!(response.status(), 303, "setup failed: {}", response.text().unwrap_or_default());
+    }
+
+    pub fn sign_in(&self, email: &str, password: &str) -> Response {
+        let csrf = self.csrf("/sign-in");
+        self.post("/sign-in", &[("csrf", &csrf), ("email", email), ("password", password)])
+    }
+}
+
+pub fn location(response: &Response) -> &str {
+    response.headers().get("location").map(|v| v.to_str().unwrap()).unwrap_or_default()
+}

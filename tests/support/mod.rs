@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod nix;
 pub mod postgres;
 pub mod s3;

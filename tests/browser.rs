@@ -1,0 +1,106 @@
+//! The dashboard in a real browser (chromium through chromedriver): setup, sign-in, a cache,
+//! a token, a pushed path seen and deleted, and a user without access who sees nothing.
+
+mod support;
+
+use std::io::Write;
+use std::process::Stdio;
+
+use support::browser::Browser;
+use support::web::{ADMIN_EMAIL, ADMIN_PASSWORD};
+use support::{Backend, Cli, Closure, Keys, Server};
+
+#[test]
+fn setup_cache_token_push_browse_delete_and_access() {
+    let keys = Keys::generate("browser-1");
+    let closure = Closure::build("browser");
+    let server = Server::start(Backend::Sqlite);
+    let browser = Browser::start("setup-to-delete");
+    let site = server.url();
+
+    // First run: every page leads to setup, which creates the administrator.
+    browser.goto(&format!("{site}/caches"));
+    assert!(browser.url().ends_with("/setup"), "{}", browser.url());
+    browser.type_into("#name", "Ada");
+    browser.type_into("#email", ADMIN_EMAIL);
+    browser.type_into("#password", "short");
+    browser.click("#create-admin");
+    assert!(browser.text("#password-error").contains("at least 8"));
+    browser.type_into("#password", ADMIN_PASSWORD);
+    browser.click("#create-admin");
+    browser.wait_until("the overview shows", |html| html.contains("id=\"stat-caches\""));
+    browser.screenshot("overview");
+
+    // Sign out and back in.
+    browser.click("nav button");
+    browser.wait_until("the sign-in page shows", |html| html.contains("id=\"sign-in\""));
+    browser.type_into("#email", ADMIN_EMAIL);
+    browser.type_into("#password", "wrong password");
+    browser.click("#sign-in");
+    assert!(browser.text("#sign-in-error").contains("wrong email address or password"));
+    browser.type_into("#email", ADMIN_EMAIL);
+    browser.type_into("#password", ADMIN_PASSWORD);
+    browser.click("#sign-in");
+    browser.wait_until("signed in", |html| html.contains("id=\"stat-caches\""));
+
+    // A cache.
+    browser.goto(&format!("{site}/caches"));
+    browser.type_into("#name", "main");
+    browser.type_into("#keys", &keys.public);
+    browser.click("#create-cache");
+    browser.wait_until("the cache page shows", |html| html.contains("id=\"nix-conf\""));
+    assert!(browser.text("#nix-conf").contains(&format!("extra-substituters = {site}/api/nix/main")));
+    assert!(browser.text("#nix-conf").contains(&keys.public));
+    browser.screenshot("cache");
+
+    // A token, shown once, that the CLI then pushes with.
+    browser.goto(&format!("{site}/tokens"));
+    browser.type_into("#token-name", "ci");
+    browser.click("#create-token");
+    let token = browser.text("#new-token");
+    assert!(token.starts_with("hib_"), "{token}");
+    browser.screenshot("tokens");
+    let cli = Cli::new();
+    cli.login(&server, &token);
+    cli.run_ok(&["push", "main", "--key", keys.secret_path(), &closure.app]);
+
+    // The pushed paths appear; search narrows them; the app is deleted, its dependency is
+    // protected while the app needs it.
+    let app_name = closure.app.rsplit('-').next().unwrap().to_string();
+    browser.goto(&format!("{site}/caches/main"));
+    browser.wait_until("both paths are listed", |html| html.contains("app-browser") && html.contains("dep-browser"));
+    assert_eq!(browser.text("#path-count"), "2 paths");
+    browser.type_into("#path-search", "dep-");
+    browser.wait_until("the search shows only dep", |html| html.contains("1 paths") && !html.contains("app-browser"));
+    browser.type_into("#path-search", "app-");
+    browser.wait_until("the search shows only app", |html| html.contains("1 paths") && !html.contains("dep-browser"));
+    browser.click(".delete-path");
+    browser.accept_alert();
+    browser.wait_until("the app row is gone", |html| !html.contains("app-browser"));
+    assert!(app_name.contains("browser"));
+    let hash = &closure.app[11..43];
+    assert_eq!(server.get(&format!("/api/nix/main/{hash}.narinfo"), Some(&token)).status(), 404);
+    browser.goto(&format!("{site}/caches/main"));
+    browser.wait_until("only dep is left", |html| html.contains("1 paths") && html.contains("dep-browser"));
+
+    // A user without access sees neither the cache nor its paths.
+    let mut create =
+        server.command(Some(&["admin", "create-user", "bob", "--email", "bob@example.com", "--password-stdin"]));
+    let mut child = create.stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    writeln!(child.stdin.take().unwrap(), "bob's password").unwrap();
+    assert!(child.wait().unwrap().success());
+    browser.click("nav button");
+    browser.wait_until("signed out", |html| html.contains("id=\"sign-in\""));
+    browser.type_into("#email", "bob@example.com");
+    browser.type_into("#password", "bob's password");
+    browser.click("#sign-in");
+    browser.wait_until("bob is signed in", |html| html.contains("bob"));
+    browser.goto(&format!("{site}/caches"));
+    browser.wait_until("the caches page shows", |html| html.contains("<h1>Caches</h1>"));
+    assert!(!browser.source().contains("/caches/main"), "bob must not see the cache");
+    browser.goto(&format!("{site}/caches/main"));
+    browser.wait_until("a not-found page", |html| html.contains("Not found"));
+    assert!(!browser.source().contains("dep-browser"));
+    browser.goto(&format!("{site}/caches/main/paths?q=dep"));
+    assert!(!browser.source().contains("dep-browser"));
+}

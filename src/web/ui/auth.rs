@@ -9,7 +9,7 @@ use poem::{Request, Response, handler};
 use serde::Deserialize;
 
 use super::{
-    Layout, SESSION_COOKIE, check_csrf, clear_session_cookie, cookie, message, redirect, render, session_cookie,
+    Layout, SESSION_COOKIE, clear_session_cookie, cookie, csrf_refusal, message, redirect, render, session_cookie,
 };
 use crate::services::sessions::{self, FieldError, SetupError, SignInError};
 use crate::web::AppState;
@@ -58,7 +58,7 @@ pub async fn setup_page(req: &Request, state: Data<&Arc<AppState>>) -> Response 
 
 #[handler]
 pub async fn setup(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<SetupForm>) -> Response {
-    if let Err(refused) = check_csrf(&state, req, None, &form.csrf) {
+    if let Some(refused) = csrf_refusal(&state, req, None, &form.csrf) {
         return refused;
     }
     match sessions::setup_admin(&state.db, &form.name, &form.email, &form.password).await {
@@ -107,7 +107,7 @@ pub async fn sign_in_page(req: &Request, state: Data<&Arc<AppState>>) -> Respons
 
 #[handler]
 pub async fn sign_in(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<SignInForm>) -> Response {
-    if let Err(refused) = check_csrf(&state, req, None, &form.csrf) {
+    if let Some(refused) = csrf_refusal(&state, req, None, &form.csrf) {
         return refused;
     }
     let peer = req.remote_addr().as_socket_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into());
@@ -137,7 +137,7 @@ pub struct CsrfOnly {
 
 #[handler]
 pub async fn sign_out(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<CsrfOnly>) -> Response {
-    if let Err(refused) = check_csrf(&state, req, None, &form.csrf) {
+    if let Some(refused) = csrf_refusal(&state, req, None, &form.csrf) {
         return refused;
     }
     if let Some(token) = cookie(req, SESSION_COOKIE)

@@ -10,7 +10,7 @@ use poem::web::{Data, Form, Html, Path, Query};
 use poem::{IntoResponse, Request, Response, handler};
 use serde::Deserialize;
 
-use super::{Layout, check_csrf, human_bytes, message, render, signed_in};
+use super::{Layout, csrf_refusal, human_bytes, message, render, signed_in};
 use crate::db::browse::{self, DeleteOutcome, PAGE_SIZE, PathRow, SortKey};
 use crate::db::models::{Cache, User};
 use crate::db::{DbError, caches, is_unique_violation, users};
@@ -156,7 +156,7 @@ pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
         Ok(user) => user,
         Err(response) => return response,
     };
-    if let Err(refused) = check_csrf(&state, req, Some(&user), &form.csrf) {
+    if let Some(refused) = csrf_refusal(&state, req, Some(&user), &form.csrf) {
         return refused;
     }
     if !user.is_admin {
@@ -387,7 +387,7 @@ pub async fn delete_path(
         Ok(user) => user,
         Err(response) => return response,
     };
-    if let Err(refused) = check_csrf(&state, req, Some(&user), &form.csrf) {
+    if let Some(refused) = csrf_refusal(&state, req, Some(&user), &form.csrf) {
         return refused;
     }
     let cache = match readable(&state, &user, &name).await {

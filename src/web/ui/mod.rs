@@ -135,11 +135,11 @@ pub async fn signed_in(state: &Arc<AppState>, req: &Request) -> Result<User, Res
     sessions::user_for_session(&state.db, &token).await.map_err(failure)?.ok_or_else(|| redirect("/sign-in"))
 }
 
-/// Refuses a state-changing request whose form token does not match the CSRF cookie.
-pub fn check_csrf(state: &AppState, req: &Request, user: Option<&User>, submitted: &str) -> Result<(), Response> {
+/// The refusal of a state-changing request whose form token does not match the CSRF cookie.
+pub fn csrf_refusal(state: &AppState, req: &Request, user: Option<&User>, submitted: &str) -> Option<Response> {
     match cookie(req, CSRF_COOKIE) {
-        Some(expected) if !submitted.is_empty() && expected == submitted => Ok(()),
-        _ => Err(message(
+        Some(expected) if !submitted.is_empty() && expected == submitted => None,
+        _ => Some(message(
             state,
             req,
             user,

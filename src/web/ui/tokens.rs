@@ -9,7 +9,7 @@ use poem::web::{Data, Form, Path};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
-use super::{Layout, check_csrf, message, redirect, render, signed_in};
+use super::{Layout, csrf_refusal, message, redirect, render, signed_in};
 use crate::db::models::{ApiToken, User};
 use crate::db::{DbError, is_unique_violation, now, users};
 use crate::services::auth::issue_token;
@@ -93,7 +93,7 @@ pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
         Ok(user) => user,
         Err(response) => return response,
     };
-    if let Err(refused) = check_csrf(&state, req, Some(&user), &form.csrf) {
+    if let Some(refused) = csrf_refusal(&state, req, Some(&user), &form.csrf) {
         return refused;
     }
     let name = form.name.trim().to_string();
@@ -131,7 +131,7 @@ pub async fn revoke(
         Ok(user) => user,
         Err(response) => return response,
     };
-    if let Err(refused) = check_csrf(&state, req, Some(&user), &form.csrf) {
+    if let Some(refused) = csrf_refusal(&state, req, Some(&user), &form.csrf) {
         return refused;
     }
     let id = user.id;

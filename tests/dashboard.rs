@@ -90,6 +90,9 @@ fn every_state_changing_route_checks_csrf() {
         ("/tokens".into(), vec![("name", "second"), ("days", "30")]),
         (format!("/tokens/{token_id}/revoke"), vec![]),
         ("/caches/main/paths/00000000000000000000000000000000/delete".into(), vec![]),
+        ("/caches/main/settings".into(), vec![("priority", "1"), ("keys", &keys.public)]),
+        ("/caches/main/clear".into(), vec![("confirm", "main")]),
+        ("/caches/main/delete".into(), vec![("confirm", "main")]),
         ("/sign-out".into(), vec![]),
         ("/sign-in".into(), vec![("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)]),
         ("/setup".into(), vec![("name", "x"), ("email", "x@x.org"), ("password", "password123")]),
@@ -108,8 +111,19 @@ fn every_state_changing_route_checks_csrf() {
     // Nothing changed: one cache, one active token, still signed in.
     let caches = web.get("/caches").text().unwrap();
     assert!(caches.contains("/caches/main") && !caches.contains("/caches/second"));
+    assert!(
+        server
+            .get("/api/nix/main/nix-cache-info", Some(&token_secret(&created)))
+            .text()
+            .unwrap()
+            .contains("Priority: 41")
+    );
     let tokens = web.get("/tokens").text().unwrap();
     assert!(!tokens.contains(">second<") && tokens.contains("active"), "{tokens}");
+}
+
+fn token_secret(page: &str) -> String {
+    page.split("id=\"new-token\">").nth(1).unwrap().split('<').next().unwrap().to_string()
 }
 
 #[test]
@@ -149,7 +163,7 @@ fn a_token_revoked_in_the_dashboard_stops_working_at_once() {
     let csrf = web.csrf("/caches");
     web.post("/caches", &[("csrf", &csrf), ("name", "main"), ("priority", "41"), ("keys", &keys.public)]);
     let page = web.post("/tokens", &[("csrf", &csrf), ("name", "laptop"), ("days", "0")]).text().unwrap();
-    let secret = page.split("id=\"new-token\">").nth(1).unwrap().split('<').next().unwrap().to_string();
+    let secret = token_secret(&page);
     assert!(secret.starts_with("hib_"));
     assert!(!web.get("/tokens").text().unwrap().contains(&secret), "the secret is shown once");
 
@@ -161,4 +175,56 @@ fn a_token_revoked_in_the_dashboard_stops_working_at_once() {
     assert_eq!(server.get("/api/nix/main/nix-cache-info", Some(&secret)).status(), 401);
     assert_eq!(server.get("/api/v1/whoami", Some(&secret)).status(), 401);
     assert!(web.get("/tokens").text().unwrap().contains("revoked"));
+}
+
+#[test]
+fn cache_settings_clear_and_delete() {
+    let keys = Keys::generate("settings-1");
+    let other = Keys::generate("settings-2");
+    let closure = support::Closure::build("settings");
+    let server = Server::start(Backend::Sqlite);
+    let web = WebClient::new(&server);
+    web.setup_admin();
+    let csrf = web.csrf("/caches");
+    web.post("/caches", &[("csrf", &csrf), ("name", "main"), ("priority", "41"), ("keys", &keys.public)]);
+    assert!(server.get("/api/nix/main/nix-cache-info", None).status() == 401, "private at first");
+
+    // Settings: bad input is shown at its field and changes nothing; good input applies at once.
+    let bad = web.post("/caches/main/settings", &[("csrf", &csrf), ("priority", "soon"), ("keys", &keys.public)]);
+    assert_eq!(bad.status(), 422);
+    assert!(bad.text().unwrap().contains("id=\"priority-error\""));
+    let both = format!("{}\n{}", keys.public, other.public);
+    let saved =
+        web.post("/caches/main/settings", &[("csrf", &csrf), ("public", "on"), ("priority", "30"), ("keys", &both)]);
+    assert_eq!(location(&saved), "/caches/main");
+    let info = server.get("/api/nix/main/nix-cache-info", None);
+    assert_eq!(info.status(), 200, "public now");
+    assert!(info.text().unwrap().contains("Priority: 30"));
+    assert!(web.get("/caches/main").text().unwrap().contains(&other.public));
+
+    // Push, then clear: the paths and their NAR files are gone.
+    let token = server.admin(&["create-token", "Ada", "--name", "ci"]);
+    let cli = support::Cli::new();
+    cli.login(&server, &token);
+    cli.run_ok(&["push", "main", "--key", other.secret_path(), &closure.app]);
+    let hash = &closure.app[11..43];
+    assert_eq!(server.get(&format!("/api/nix/main/{hash}.narinfo"), None).status(), 200);
+    let unconfirmed = web.post("/caches/main/clear", &[("csrf", &csrf), ("confirm", "mian")]);
+    assert_eq!(unconfirmed.status(), 422);
+    assert_eq!(server.get(&format!("/api/nix/main/{hash}.narinfo"), None).status(), 200, "nothing changed");
+    assert_eq!(location(&web.post("/caches/main/clear", &[("csrf", &csrf), ("confirm", "main")])), "/caches/main");
+    assert_eq!(server.get(&format!("/api/nix/main/{hash}.narinfo"), None).status(), 404);
+    assert!(
+        server.stored_files().iter().all(|f| !f.to_string_lossy().contains("/nar/")),
+        "{:?}",
+        server.stored_files()
+    );
+
+    // Delete the cache itself.
+    assert_eq!(location(&web.post("/caches/main/delete", &[("csrf", &csrf), ("confirm", "main")])), "/caches");
+    assert_eq!(server.get("/api/nix/main/nix-cache-info", None).status(), 404);
+    assert_eq!(web.get("/caches/main").status(), 404);
+    let missing = web.get("/no/such/page");
+    assert_eq!(missing.status(), 404);
+    assert!(missing.text().unwrap().contains("Page not found"));
 }

@@ -202,3 +202,62 @@ pub fn delete_path(conn: &mut AnyConnection, cache_id: i64, hash_part: &str) -> 
     };
     Ok(DeleteOutcome::Deleted { orphaned_storage_key })
 }
+
+/// Removes every path of a cache; returns the storage keys of NARs no cache uses any more.
+pub fn clear_cache(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<String>> {
+    let nar_ids: Vec<i64> = store_paths::table
+        .filter(store_paths::cache_id.eq(cache_id))
+        .select(store_paths::nar_id)
+        .distinct()
+        .load(conn)?;
+    diesel::delete(store_paths::table.filter(store_paths::cache_id.eq(cache_id))).execute(conn)?;
+    let mut orphaned = Vec::new();
+    for nar_id in nar_ids {
+        let used: i64 = store_paths::table.filter(store_paths::nar_id.eq(nar_id)).count().get_result(conn)?;
+        if used == 0 {
+            orphaned.push(nars::table.find(nar_id).select(nars::storage_key).first(conn)?);
+            diesel::delete(nars::table.find(nar_id)).execute(conn)?;
+        }
+    }
+    Ok(orphaned)
+}
+
+/// Deletes a cache with everything in it; returns the storage keys to delete (orphaned NARs,
+/// pending uploads, build logs).
+pub fn delete_cache(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<String>> {
+    use super::schema::{build_logs, pending_nars};
+    let mut keys = clear_cache(conn, cache_id)?;
+    keys.extend(
+        pending_nars::table
+            .filter(pending_nars::cache_id.eq(cache_id))
+            .select(pending_nars::storage_key)
+            .load::<String>(conn)?,
+    );
+    keys.extend(
+        build_logs::table
+            .filter(build_logs::cache_id.eq(cache_id))
+            .select(build_logs::storage_key)
+            .load::<String>(conn)?,
+    );
+    diesel::delete(caches::table.find(cache_id)).execute(conn)?;
+    Ok(keys)
+}
+
+/// Replaces a cache's settings and public keys.
+pub fn update_cache(
+    conn: &mut AnyConnection,
+    cache_id: i64,
+    is_public: bool,
+    priority: i32,
+    keys: &[String],
+) -> DbResult<()> {
+    use super::schema::cache_keys;
+    diesel::update(caches::table.find(cache_id))
+        .set((caches::is_public.eq(is_public), caches::priority.eq(priority)))
+        .execute(conn)?;
+    diesel::delete(cache_keys::table.filter(cache_keys::cache_id.eq(cache_id))).execute(conn)?;
+    for key in keys {
+        super::caches::add_key(conn, cache_id, key)?;
+    }
+    Ok(())
+}

@@ -32,6 +32,10 @@ impl<K: Eq + Hash, V: Clone> Expiring<K, V> {
         entries.get(key).filter(|(at, _)| at.elapsed() < self.ttl).map(|(_, v)| v.clone())
     }
 
+    fn remove_where(&self, mut predicate: impl FnMut(&K) -> bool) {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).retain(|k, _| !predicate(k));
+    }
+
     fn insert(&self, key: K, value: V) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= self.capacity {
@@ -62,6 +66,17 @@ impl HotCache {
         self.caches.insert(cache.name.clone(), cache.clone());
     }
 
+    /// Forgets a cache's settings and narinfos after they changed in this process.
+    pub fn forget_cache(&self, cache_id: i64, name: &str) {
+        self.caches.remove_where(|k| k == name);
+        self.narinfos.remove_where(|(id, _)| *id == cache_id);
+    }
+
+    /// Forgets one narinfo after its path was deleted in this process.
+    pub fn forget_narinfo(&self, cache_id: i64, hash_part: &str) {
+        self.narinfos.remove_where(|(id, h)| *id == cache_id && h == hash_part);
+    }
+
     pub fn narinfo(&self, cache_id: i64, hash_part: &str) -> Option<Arc<str>> {
         self.narinfos.get(&(cache_id, hash_part.to_string()))
     }
@@ -89,6 +104,11 @@ mod tests {
         assert_eq!(hot.narinfo(1, "abc").as_deref(), Some("text"));
         assert_eq!(hot.narinfo(2, "abc").as_deref(), Some("other"));
         assert!(hot.narinfo(1, "abd").is_none());
+        hot.forget_narinfo(2, "abc");
+        assert!(hot.narinfo(2, "abc").is_none());
+        hot.forget_cache(1, "main");
+        assert!(hot.cache("main").is_none());
+        assert!(hot.narinfo(1, "abc").is_none());
     }
 
     #[test]

@@ -42,5 +42,6 @@ pub fn routes(state: Arc<AppState>) -> impl poem::Endpoint {
         .at("/static/:file", get(pages::asset))
         .nest("/api/nix", nix)
         .nest(hibernation::api::API_PREFIX, api)
+        .catch_error(|_: poem::error::NotFoundError| async move { ui::not_found_page() })
         .data(state)
 }

@@ -50,7 +50,7 @@ impl CachesPage {
     }
 }
 
-fn unavailable(state: &AppState, req: &Request, user: &User, e: DbError) -> Response {
+pub fn unavailable(state: &AppState, req: &Request, user: &User, e: DbError) -> Response {
     tracing::error!("dashboard: {e}");
     message(
         state,
@@ -62,7 +62,7 @@ fn unavailable(state: &AppState, req: &Request, user: &User, e: DbError) -> Resp
     )
 }
 
-fn not_found(state: &AppState, req: &Request, user: &User, name: &str) -> Response {
+pub fn not_found(state: &AppState, req: &Request, user: &User, name: &str) -> Response {
     message(
         state,
         req,
@@ -135,12 +135,17 @@ fn validate(form: &CreateForm) -> Result<(i32, Vec<String>), (&'static str, Stri
     if !is_valid_cache_name(&form.name) {
         return Err(("name", format!("Invalid name: {CACHE_NAME_RULE}.")));
     }
+    validate_settings(&form.priority, &form.keys)
+}
+
+/// Checks the priority and the public keys (one per line) of a cache form.
+pub fn validate_settings(priority: &str, keys: &str) -> Result<(i32, Vec<String>), (&'static str, String)> {
     let priority: i32 =
-        form.priority.trim().parse().map_err(|_| ("priority", "Enter a whole number, e.g. 41.".to_string()))?;
+        priority.trim().parse().map_err(|_| ("priority", "Enter a whole number, e.g. 41.".to_string()))?;
     if !(0..=1000).contains(&priority) {
         return Err(("priority", "Use a priority from 0 to 1000.".into()));
     }
-    let keys: Vec<String> = form.keys.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
+    let keys: Vec<String> = keys.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
     if keys.is_empty() {
         return Err(("keys", "Add at least one public key (from `nix key convert-secret-to-public`).".into()));
     }
@@ -190,7 +195,11 @@ pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
 }
 
 /// The cache, if the user may read it.
-async fn readable(state: &AppState, user: &User, name: &str) -> Result<Option<(Cache, Access, Vec<String>)>, DbError> {
+pub async fn readable(
+    state: &AppState,
+    user: &User,
+    name: &str,
+) -> Result<Option<(Cache, Access, Vec<String>)>, DbError> {
     let (name, user) = (name.to_string(), user.clone());
     state
         .db
@@ -408,10 +417,11 @@ pub async fn delete_path(
     if !is_hash_part(&hash) {
         return not_found(&state, req, &user, &name);
     }
-    let cache_id = cache.id;
+    let (cache_id, hash_for_cache) = (cache.id, hash.clone());
     let row = |text: String| Html(format!("<tr><td colspan=\"6\" class=\"error\">{text}</td></tr>")).into_response();
     match state.db.write(move |c| browse::delete_path(c, cache_id, &hash)).await {
         Ok(DeleteOutcome::Deleted { orphaned_storage_key }) => {
+            state.hot.forget_narinfo(cache_id, &hash_for_cache);
             if let Some(key) = orphaned_storage_key {
                 delete_stored(&state.storage, &key).await;
             }

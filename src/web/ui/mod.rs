@@ -3,6 +3,7 @@
 //! match the `hibernation_csrf` cookie (double submit, SameSite=Strict).
 
 mod auth;
+mod cache_settings;
 mod caches;
 mod overview;
 mod tokens;
@@ -30,6 +31,9 @@ pub fn routes() -> Route {
         .at("/caches/:name", get(caches::show))
         .at("/caches/:name/paths", get(caches::paths_table))
         .at("/caches/:name/paths/:hash/delete", post(caches::delete_path))
+        .at("/caches/:name/settings", get(cache_settings::show).post(cache_settings::update))
+        .at("/caches/:name/clear", post(cache_settings::clear))
+        .at("/caches/:name/delete", post(cache_settings::delete_cache))
         .at("/tokens", get(tokens::list).post(tokens::create))
         .at("/tokens/:id/revoke", post(tokens::revoke))
 }
@@ -47,6 +51,21 @@ impl Layout {
         let existing = cookie(req, CSRF_COOKIE).filter(|v| v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()));
         let new_csrf = existing.is_none();
         Self { user: user.map(|u| u.name.clone()), csrf: existing.unwrap_or_else(random_id), new_csrf }
+    }
+}
+
+/// The page for URLs that match no route (the cache protocol answers its own 404s).
+pub fn not_found_page() -> Response {
+    let page = MessagePage {
+        layout: Layout { user: None, csrf: String::new(), new_csrf: false },
+        heading: "Page not found".into(),
+        message: "There is nothing at this address.".into(),
+    };
+    match page.render() {
+        Ok(html) => {
+            Response::builder().status(StatusCode::NOT_FOUND).content_type("text/html; charset=utf-8").body(html)
+        }
+        Err(_) => Response::builder().status(StatusCode::NOT_FOUND).body("not found"),
     }
 }
 

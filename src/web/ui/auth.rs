@@ -9,7 +9,8 @@ use poem::{Request, Response, handler};
 use serde::Deserialize;
 
 use super::{
-    Layout, SESSION_COOKIE, clear_session_cookie, cookie, csrf_refusal, message, redirect, render, session_cookie,
+    FormError, Layout, SESSION_COOKIE, clear_session_cookie, cookie, csrf_refusal, message, redirect, render,
+    session_cookie,
 };
 use crate::services::sessions::{self, FieldError, SetupError, SignInError};
 use crate::web::AppState;
@@ -20,13 +21,7 @@ struct SetupPage {
     layout: Layout,
     name: String,
     email: String,
-    error: Option<FieldError>,
-}
-
-impl SetupPage {
-    fn error_for(&self, field: &str) -> Option<&str> {
-        self.error.as_ref().filter(|e| e.field == field).map(|e| e.message.as_str())
-    }
+    error: FormError,
 }
 
 #[derive(Deserialize)]
@@ -47,8 +42,12 @@ fn db_failure(state: &AppState, req: &Request, e: impl std::fmt::Display) -> Res
 pub async fn setup_page(req: &Request, state: Data<&Arc<AppState>>) -> Response {
     match sessions::needs_setup(&state.db).await {
         Ok(true) => {
-            let page =
-                SetupPage { layout: Layout::new(req, None), name: String::new(), email: String::new(), error: None };
+            let page = SetupPage {
+                layout: Layout::new(req, None),
+                name: String::new(),
+                email: String::new(),
+                error: FormError::default(),
+            };
             render(&state, StatusCode::OK, &page.layout, &page)
         }
         Ok(false) => redirect("/"),
@@ -68,9 +67,9 @@ pub async fn setup(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<
             response
         }
         Err(SetupError::AlreadyDone) => redirect("/sign-in"),
-        Err(SetupError::Field(error)) => {
-            let page =
-                SetupPage { layout: Layout::new(req, None), name: form.name, email: form.email, error: Some(error) };
+        Err(SetupError::Field(FieldError { field, message })) => {
+            let error = FormError::new(field, message);
+            let page = SetupPage { layout: Layout::new(req, None), name: form.name, email: form.email, error };
             render(&state, StatusCode::UNPROCESSABLE_ENTITY, &page.layout, &page)
         }
         Err(SetupError::Db(e)) => db_failure(&state, req, e),

@@ -9,7 +9,7 @@ use poem::{Request, Response, handler};
 use serde::Deserialize;
 
 use super::caches::{not_found, readable, unavailable, validate_settings};
-use super::{Layout, csrf_refusal, message, redirect, render, signed_in};
+use super::{FormError, Layout, csrf_refusal, message, redirect, render, signed_in};
 use crate::db::browse;
 use crate::db::models::{Cache, User};
 use crate::services::access::Access;
@@ -25,13 +25,7 @@ struct SettingsPage {
     priority: String,
     keys: String,
     can_delete: bool,
-    error: Option<(&'static str, String)>,
-}
-
-impl SettingsPage {
-    fn error_for(&self, field: &str) -> Option<&str> {
-        self.error.as_ref().filter(|(f, _)| *f == field).map(|(_, m)| m.as_str())
-    }
+    error: FormError,
 }
 
 /// The signed-in user and the cache, when the user may change it.
@@ -65,7 +59,7 @@ pub async fn show(req: &Request, state: Data<&Arc<AppState>>, Path(name): Path<S
         keys: keys.join("\n"),
         can_delete: user.is_admin,
         cache,
-        error: None,
+        error: FormError::default(),
     };
     render(&state, StatusCode::OK, &page.layout, &page)
 }
@@ -106,7 +100,7 @@ pub async fn update(
                 keys: form.keys,
                 can_delete: user.is_admin,
                 cache,
-                error: Some(error),
+                error,
             };
             return render(&state, StatusCode::UNPROCESSABLE_ENTITY, &page.layout, &page);
         }

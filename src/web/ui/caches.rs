@@ -10,7 +10,7 @@ use poem::web::{Data, Form, Html, Path, Query};
 use poem::{IntoResponse, Request, Response, handler};
 use serde::Deserialize;
 
-use super::{Layout, csrf_refusal, human_bytes, message, render, signed_in};
+use super::{FormError, Layout, csrf_refusal, human_bytes, message, render, signed_in};
 use crate::db::browse::{self, DeleteOutcome, PAGE_SIZE, PathRow, SortKey};
 use crate::db::models::{Cache, User};
 use crate::db::{DbError, caches, is_unique_violation, users};
@@ -41,13 +41,7 @@ struct CachesPage {
     caches: Vec<CacheRow>,
     can_create: bool,
     form: NewCacheForm,
-    error: Option<(&'static str, String)>,
-}
-
-impl CachesPage {
-    fn error_for(&self, field: &str) -> Option<&str> {
-        self.error.as_ref().filter(|(f, _)| *f == field).map(|(_, m)| m.as_str())
-    }
+    error: FormError,
 }
 
 pub fn unavailable(state: &AppState, req: &Request, user: &User, e: DbError) -> Response {
@@ -89,13 +83,7 @@ async fn visible_caches(state: &AppState, user: &User) -> Result<Vec<CacheRow>, 
         .await
 }
 
-async fn list_page(
-    state: &AppState,
-    req: &Request,
-    user: &User,
-    form: NewCacheForm,
-    error: Option<(&'static str, String)>,
-) -> Response {
+async fn list_page(state: &AppState, req: &Request, user: &User, form: NewCacheForm, error: FormError) -> Response {
     let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     match visible_caches(state, user).await {
         Ok(caches) => {
@@ -111,7 +99,14 @@ async fn list_page(
 pub async fn list(req: &Request, state: Data<&Arc<AppState>>) -> Response {
     match signed_in(&state, req).await {
         Ok(user) => {
-            list_page(&state, req, &user, NewCacheForm { priority: "41".into(), ..Default::default() }, None).await
+            list_page(
+                &state,
+                req,
+                &user,
+                NewCacheForm { priority: "41".into(), ..Default::default() },
+                FormError::default(),
+            )
+            .await
         }
         Err(response) => response,
     }
@@ -131,26 +126,26 @@ pub struct CreateForm {
     keys: String,
 }
 
-fn validate(form: &CreateForm) -> Result<(i32, Vec<String>), (&'static str, String)> {
+fn validate(form: &CreateForm) -> Result<(i32, Vec<String>), FormError> {
     if !is_valid_cache_name(&form.name) {
-        return Err(("name", format!("Invalid name: {CACHE_NAME_RULE}.")));
+        return Err(FormError::new("name", format!("Invalid name: {CACHE_NAME_RULE}.")));
     }
     validate_settings(&form.priority, &form.keys)
 }
 
 /// Checks the priority and the public keys (one per line) of a cache form.
-pub fn validate_settings(priority: &str, keys: &str) -> Result<(i32, Vec<String>), (&'static str, String)> {
+pub fn validate_settings(priority: &str, keys: &str) -> Result<(i32, Vec<String>), FormError> {
     let priority: i32 =
-        priority.trim().parse().map_err(|_| ("priority", "Enter a whole number, e.g. 41.".to_string()))?;
+        priority.trim().parse().map_err(|_| FormError::new("priority", "Enter a whole number, e.g. 41."))?;
     if !(0..=1000).contains(&priority) {
-        return Err(("priority", "Use a priority from 0 to 1000.".into()));
+        return Err(FormError::new("priority", "Use a priority from 0 to 1000."));
     }
     let keys: Vec<String> = keys.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
     if keys.is_empty() {
-        return Err(("keys", "Add at least one public key (from `nix key convert-secret-to-public`).".into()));
+        return Err(FormError::new("keys", "Add at least one public key (from `nix key convert-secret-to-public`)."));
     }
     for key in &keys {
-        PublicKey::parse(key).map_err(|e| ("keys", format!("{key}: {e}")))?;
+        PublicKey::parse(key).map_err(|e| FormError::new("keys", format!("{key}: {e}")))?;
     }
     Ok((priority, keys))
 }
@@ -182,13 +177,13 @@ pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
     };
     let (priority, keys) = match validate(&form) {
         Ok(valid) => valid,
-        Err(error) => return list_page(&state, req, &user, shown, Some(error)).await,
+        Err(error) => return list_page(&state, req, &user, shown, error).await,
     };
     let (name, public) = (form.name.clone(), form.public.is_some());
     match state.db.write(move |c| caches::create(c, &name, public, priority, &keys)).await {
         Ok(_) => super::redirect(&format!("/caches/{}", form.name)),
         Err(e) if is_unique_violation(&e) => {
-            list_page(&state, req, &user, shown, Some(("name", "A cache with this name exists.".into()))).await
+            list_page(&state, req, &user, shown, FormError::new("name", "A cache with this name exists.")).await
         }
         Err(e) => unavailable(&state, req, &user, e),
     }

@@ -38,6 +38,25 @@ pub fn routes() -> Route {
         .at("/tokens/:id/revoke", post(tokens::revoke))
 }
 
+/// A form's error, shown next to the field it is about.
+#[derive(Debug, Default)]
+pub struct FormError(Option<(&'static str, String)>);
+
+impl FormError {
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self(Some((field, message.into())))
+    }
+
+    pub fn is_some(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// The message for `field`, if the error is about it.
+    pub fn at(&self, field: &str) -> Option<&str> {
+        self.0.as_ref().filter(|(f, _)| *f == field).map(|(_, m)| m.as_str())
+    }
+}
+
 /// What every page's frame needs.
 pub struct Layout {
     pub user: Option<String>,

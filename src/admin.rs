@@ -52,6 +52,12 @@ pub enum AdminCommand {
         /// Lifetime such as 90d, 12h, 30m or 45s; no expiry when absent.
         #[arg(long)]
         expires_in: Option<String>,
+        /// Limit the token to this cache (repeatable); all of the user's caches when absent.
+        #[arg(long = "cache")]
+        caches: Vec<String>,
+        /// The token may read but never push.
+        #[arg(long)]
+        read_only: bool,
     },
     /// Revoke a user's token by name; it stops working at once.
     RevokeToken {
@@ -136,14 +142,20 @@ pub fn run(db: &Db, command: AdminCommand) -> anyhow::Result<()> {
             .with_context(|| format!("user {user:?} or cache {cache:?} does not exist"))?;
             println!("granted {} on {cache} to {user}", if push { "read and push" } else { "read" });
         }
-        AdminCommand::CreateToken { user, name, expires_in } => {
+        AdminCommand::CreateToken { user, name, expires_in, caches: cache_names, read_only } => {
             let expires_at = expires_in.as_deref().map(parse_lifetime).transpose()?.map(|d| now() + d);
+            let mut cache_ids = Vec::new();
+            for cache in &cache_names {
+                let found = db.write_blocking(|c| caches::find_by_name(c, cache))?;
+                cache_ids.push(found.with_context(|| format!("cache {cache:?} does not exist"))?.id);
+            }
+            let scope = users::TokenScope { cache_ids: (!cache_ids.is_empty()).then_some(cache_ids), read_only };
             let token = db
                 .write_blocking(|c| {
                     let Some(u) = users::find_by_name(c, &user)? else {
                         return Ok(None);
                     };
-                    auth::issue_token(c, u.id, &name, expires_at).map(Some)
+                    auth::issue_token(c, u.id, &name, expires_at, &scope).map(Some)
                 })
                 .map_err(|e| unique_or(e, format!("user {user:?} already has a token named {name:?}")))?
                 .with_context(|| format!("user {user:?} does not exist"))?;

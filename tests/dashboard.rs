@@ -175,6 +175,27 @@ fn a_token_revoked_in_the_dashboard_stops_working_at_once() {
     assert_eq!(server.get("/api/nix/main/nix-cache-info", Some(&secret)).status(), 401);
     assert_eq!(server.get("/api/v1/whoami", Some(&secret)).status(), 401);
     assert!(web.get("/tokens").text().unwrap().contains("revoked"));
+
+    // A read-only token limited to one cache, made in the dashboard.
+    let page = web
+        .post(
+            "/tokens",
+            &[("csrf", &csrf), ("name", "reader"), ("days", "30"), ("cache", "main"), ("permission", "read")],
+        )
+        .text()
+        .unwrap();
+    let reader = token_secret(&page);
+    assert!(page.contains("read only"));
+    assert_eq!(server.get("/api/nix/main/nix-cache-info", Some(&reader)).status(), 200);
+    let plan = reqwest::blocking::Client::new()
+        .post(format!("{}/api/v1/caches/main/push-plan", server.url()))
+        .bearer_auth(&reader)
+        .json(&serde_json::json!({"paths": []}))
+        .send()
+        .unwrap();
+    assert_eq!(plan.status(), 403, "a read-only token cannot push");
+    let foreign = web.post("/tokens", &[("csrf", &csrf), ("name", "x"), ("days", "30"), ("cache", "nope")]);
+    assert_eq!(foreign.status(), 422);
 }
 
 #[test]

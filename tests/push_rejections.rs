@@ -11,6 +11,7 @@ use support::{Backend, Cli, Closure, Keys, RawUpload, Server, error_of, output_t
 on_every_backend!(
     rejected_uploads_leave_nothing_behind,
     tokens_are_checked,
+    token_scopes_limit_caches_and_pushing,
     nars_are_attached_only_with_proof_of_possession
 );
 
@@ -197,4 +198,32 @@ fn nars_are_attached_only_with_proof_of_possession(backend: Backend) {
     assert_eq!(summary["attached"], 2, "{summary}");
     assert_eq!(summary["uploaded_bytes"], 0);
     assert_eq!(s.server.stored_files(), nars_before);
+}
+
+fn token_scopes_limit_caches_and_pushing(backend: Backend) {
+    let s = setup(backend, "scopes");
+    s.server.admin(&["create-cache", "other", "--public-key", &s.keys.public]);
+    let only_main = s.server.admin(&["create-token", "admin", "--name", "only-main", "--cache", "main"]);
+    let read_only = s.server.admin(&["create-token", "admin", "--name", "reader", "--read-only"]);
+    let dep = RawUpload::of(&s.closure.dep, s.keys.secret_path());
+
+    // Limited to "main": the other private cache is invisible to it.
+    assert_eq!(s.server.get("/api/nix/main/nix-cache-info", Some(&only_main)).status(), 200);
+    assert_eq!(s.server.get("/api/nix/other/nix-cache-info", Some(&only_main)).status(), 401);
+    let (status, error) = error_of(dep.send(&s.server, "other", &only_main, dep.compressed()));
+    assert_eq!(status, 404, "{error}");
+    assert_eq!(s.server.get(&format!("/api/nix/other/{}.narinfo", dep.hash_part()), Some(&s.token)).status(), 404);
+
+    // Read-only: reads everything its user can, pushes nothing.
+    assert_eq!(s.server.get("/api/nix/other/nix-cache-info", Some(&read_only)).status(), 200);
+    let (status, error) = error_of(dep.send(&s.server, "main", &read_only, dep.compressed()));
+    assert_eq!(status, 403, "{error}");
+    s.assert_not_visible(&dep);
+
+    // The scoped token pushes where it may.
+    assert_eq!(dep.send(&s.server, "main", &only_main, dep.compressed()).status(), 200);
+    let unknown =
+        s.server.command(Some(&["admin", "create-token", "admin", "--name", "x", "--cache", "nope"])).output().unwrap();
+    assert!(!unknown.status.success());
+    assert!(output_text(&unknown).contains("cache \"nope\" does not exist"));
 }

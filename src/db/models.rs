@@ -95,6 +95,7 @@ pub struct ApiToken {
     pub revoked_at: Option<NaiveDateTime>,
     pub last_used_at: Option<NaiveDateTime>,
     pub created_at: NaiveDateTime,
+    pub can_push: bool,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

@@ -84,6 +84,14 @@ diesel::table! {
         revoked_at -> Nullable<Timestamp>,
         last_used_at -> Nullable<Timestamp>,
         created_at -> Timestamp,
+        can_push -> Bool,
+    }
+}
+
+diesel::table! {
+    token_caches (token_id, cache_id) {
+        token_id -> BigInt,
+        cache_id -> BigInt,
     }
 }
 
@@ -96,6 +104,7 @@ diesel::joinable!(cache_permissions -> users (user_id));
 diesel::joinable!(api_tokens -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    token_caches,
     sessions,
     sign_in_failures,
     pending_nars,
@@ -155,5 +164,6 @@ diesel::table! {
 }
 
 diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(token_caches -> api_tokens (token_id));
 diesel::joinable!(pending_nars -> caches (cache_id));
 diesel::joinable!(build_logs -> caches (cache_id));

@@ -4,7 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::models::{ApiToken, User};
-use super::schema::{api_tokens, cache_permissions, users};
+use super::schema::{api_tokens, cache_permissions, token_caches, users};
 use super::{AnyConnection, DbResult, now};
 
 pub fn create(conn: &mut AnyConnection, name: &str, is_admin: bool) -> DbResult<User> {
@@ -93,12 +93,21 @@ pub fn readable_cache_ids(conn: &mut AnyConnection, user_id: i64) -> DbResult<Ve
         .load(conn)?)
 }
 
+/// What a new token may do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenScope {
+    /// Only these caches; `None` means every cache the user can access.
+    pub cache_ids: Option<Vec<i64>>,
+    pub read_only: bool,
+}
+
 pub fn create_token(
     conn: &mut AnyConnection,
     user_id: i64,
     name: &str,
     token_hash: &str,
     expires_at: Option<NaiveDateTime>,
+    scope: &TokenScope,
 ) -> DbResult<()> {
     diesel::insert_into(api_tokens::table)
         .values((
@@ -107,9 +116,26 @@ pub fn create_token(
             api_tokens::token_hash.eq(token_hash),
             api_tokens::expires_at.eq(expires_at),
             api_tokens::created_at.eq(now()),
+            api_tokens::can_push.eq(!scope.read_only),
         ))
         .execute(conn)?;
+    if let Some(ids) = &scope.cache_ids {
+        let token_id: i64 =
+            api_tokens::table.filter(api_tokens::token_hash.eq(token_hash)).select(api_tokens::id).first(conn)?;
+        for cache_id in ids {
+            diesel::insert_into(token_caches::table)
+                .values((token_caches::token_id.eq(token_id), token_caches::cache_id.eq(cache_id)))
+                .execute(conn)?;
+        }
+    }
     Ok(())
+}
+
+/// The caches a token is limited to; `None` when it is not limited.
+pub fn token_cache_ids(conn: &mut AnyConnection, token_id: i64) -> DbResult<Option<Vec<i64>>> {
+    let ids: Vec<i64> =
+        token_caches::table.filter(token_caches::token_id.eq(token_id)).select(token_caches::cache_id).load(conn)?;
+    Ok(if ids.is_empty() { None } else { Some(ids) })
 }
 
 /// The token with this hash and its user, whatever its state (the caller checks expiry).

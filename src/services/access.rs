@@ -11,6 +11,7 @@ pub enum Access {
     Push,
 }
 
+/// The caller's access: what their user holds, narrowed by their token's scope.
 pub fn access_to(conn: &mut AnyConnection, caller: Option<&Caller>, cache: &Cache) -> DbResult<Access> {
     let granted = match caller {
         Some(c) if c.is_admin => Access::Push,
@@ -21,10 +22,20 @@ pub fn access_to(conn: &mut AnyConnection, caller: Option<&Caller>, cache: &Cach
         },
         None => Access::None,
     };
-    Ok(if cache.is_public { granted.max(Access::Read) } else { granted })
+    let scoped = match caller {
+        Some(c) if c.scope.cache_ids.as_ref().is_some_and(|ids| !ids.contains(&cache.id)) => Access::None,
+        Some(c) if c.scope.read_only => granted.min(Access::Read),
+        _ => granted,
+    };
+    Ok(if cache.is_public { scoped.max(Access::Read) } else { scoped })
 }
 
 /// The caches whose contents the caller can read besides public ones; `None` means all.
 pub fn readable_cache_ids(conn: &mut AnyConnection, caller: &Caller) -> DbResult<Option<Vec<i64>>> {
-    if caller.is_admin { Ok(None) } else { users::readable_cache_ids(conn, caller.user_id).map(Some) }
+    let granted = if caller.is_admin { None } else { Some(users::readable_cache_ids(conn, caller.user_id)?) };
+    Ok(match (granted, &caller.scope.cache_ids) {
+        (None, scope) => scope.clone(),
+        (Some(ids), None) => Some(ids),
+        (Some(ids), Some(scope)) => Some(ids.into_iter().filter(|id| scope.contains(id)).collect()),
+    })
 }

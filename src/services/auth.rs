@@ -5,6 +5,7 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 use sha2::{Digest, Sha256};
 
+use crate::db::users::TokenScope;
 use crate::db::{AnyConnection, Db, DbError, DbResult, now, users};
 
 const TOKEN_PREFIX: &str = "hib_";
@@ -18,6 +19,21 @@ pub struct Caller {
     pub user_name: String,
     pub is_admin: bool,
     pub token_name: String,
+    /// The token's limits; a dashboard session has none.
+    pub scope: TokenScope,
+}
+
+impl Caller {
+    /// The signed-in dashboard user, with all of their own rights.
+    pub fn session(user: &crate::db::models::User) -> Self {
+        Self {
+            user_id: user.id,
+            user_name: user.name.clone(),
+            is_admin: user.is_admin,
+            token_name: String::new(),
+            scope: TokenScope::default(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,16 +64,23 @@ pub fn issue_token(
     user_id: i64,
     name: &str,
     expires_at: Option<NaiveDateTime>,
+    scope: &TokenScope,
 ) -> DbResult<String> {
     let token = generate_token();
-    users::create_token(conn, user_id, name, &hash_token(&token), expires_at)?;
+    users::create_token(conn, user_id, name, &hash_token(&token), expires_at, scope)?;
     Ok(token)
 }
 
 pub async fn authenticate(db: &Db, token: &str) -> Result<Caller, AuthError> {
     let hash = hash_token(token.trim());
-    let found = db.read(move |c| users::find_token(c, &hash)).await?;
-    let (token, user) = found.ok_or(AuthError::Unknown)?;
+    let found = db
+        .read(move |c| {
+            let Some((token, user)) = users::find_token(c, &hash)? else { return Ok(None) };
+            let cache_ids = users::token_cache_ids(c, token.id)?;
+            Ok(Some((token, user, cache_ids)))
+        })
+        .await?;
+    let (token, user, cache_ids) = found.ok_or(AuthError::Unknown)?;
     let now = now();
     if token.revoked_at.is_some() {
         return Err(AuthError::Revoked);
@@ -74,5 +97,6 @@ pub async fn authenticate(db: &Db, token: &str) -> Result<Caller, AuthError> {
             tracing::warn!("could not record token use: {e}");
         }
     }
-    Ok(Caller { user_id: user.id, user_name: user.name, is_admin: user.is_admin, token_name: token.name })
+    let scope = TokenScope { cache_ids, read_only: !token.can_push };
+    Ok(Caller { user_id: user.id, user_name: user.name, is_admin: user.is_admin, token_name: token.name, scope })
 }

@@ -200,12 +200,7 @@ pub async fn readable(
         .db
         .read(move |c| {
             let Some(cache) = caches::find_by_name(c, &name)? else { return Ok(None) };
-            let caller = crate::services::auth::Caller {
-                user_id: user.id,
-                user_name: user.name.clone(),
-                is_admin: user.is_admin,
-                token_name: String::new(),
-            };
+            let caller = crate::services::auth::Caller::session(&user);
             let access = access_to(c, Some(&caller), &cache)?;
             if access == Access::None {
                 return Ok(None);

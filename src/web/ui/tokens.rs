@@ -11,7 +11,9 @@ use serde::Deserialize;
 
 use super::{Layout, csrf_refusal, message, redirect, render, signed_in};
 use crate::db::models::{ApiToken, User};
-use crate::db::{DbError, is_unique_violation, now, users};
+use crate::db::users::TokenScope;
+use crate::db::{DbError, caches, is_unique_violation, now, users};
+use crate::services::access::{Access, access_to};
 use crate::services::auth::issue_token;
 use crate::web::AppState;
 
@@ -23,6 +25,8 @@ struct TokensPage {
     created: Option<String>,
     name: String,
     error: Option<String>,
+    /// Caches the user can scope a token to.
+    caches: Vec<String>,
 }
 
 impl TokensPage {
@@ -45,11 +49,19 @@ async fn page(
     name: String,
     error: Option<String>,
 ) -> Response {
-    let id = user.id;
-    match state.db.read(move |c| users::tokens_of(c, id)).await {
-        Ok(tokens) => {
+    let (id, admin) = (user.id, user.is_admin);
+    let loaded = state
+        .db
+        .read(move |c| {
+            let ids = if admin { None } else { Some(users::readable_cache_ids(c, id)?) };
+            let caches = crate::db::browse::caches_by_ids(c, ids.as_deref())?.into_iter().map(|c| c.name).collect();
+            Ok((users::tokens_of(c, id)?, caches))
+        })
+        .await;
+    match loaded {
+        Ok((tokens, caches)) => {
             let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
-            let page = TokensPage { layout: Layout::new(req, Some(user)), tokens, created, name, error };
+            let page = TokensPage { layout: Layout::new(req, Some(user)), tokens, created, name, error, caches };
             render(state, status, &page.layout, &page)
         }
         Err(e) => unavailable(state, req, user, e),
@@ -85,6 +97,12 @@ pub struct CreateForm {
     /// Days until expiry; 0 means never.
     #[serde(default)]
     days: i64,
+    /// One cache the token is limited to; empty for all of the user's caches.
+    #[serde(default)]
+    cache: String,
+    /// "push" or "read".
+    #[serde(default)]
+    permission: String,
 }
 
 #[handler]
@@ -104,8 +122,30 @@ pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
         return page(&state, req, &user, None, form.name, Some("Choose an expiry.".into())).await;
     }
     let expires_at = (form.days > 0).then(|| now() + Duration::days(form.days));
-    let (id, lookup) = (user.id, name.clone());
-    match state.db.write(move |c| issue_token(c, id, &lookup, expires_at)).await {
+    let read_only = form.permission == "read";
+    let (id, lookup, cache_name) = (user.id, name.clone(), form.cache.trim().to_string());
+    let caller = crate::services::auth::Caller::session(&user);
+    let created = state
+        .db
+        .write(move |c| {
+            let cache_ids = if cache_name.is_empty() {
+                None
+            } else {
+                // Only a cache the user can see may scope a token.
+                match caches::find_by_name(c, &cache_name)? {
+                    Some(cache) if access_to(c, Some(&caller), &cache)? != Access::None => Some(vec![cache.id]),
+                    _ => return Ok(None),
+                }
+            };
+            issue_token(c, id, &lookup, expires_at, &TokenScope { cache_ids, read_only }).map(Some)
+        })
+        .await;
+    let created = match created {
+        Ok(None) => return page(&state, req, &user, None, name, Some("Choose one of your caches.".into())).await,
+        Ok(Some(secret)) => Ok(secret),
+        Err(e) => Err(e),
+    };
+    match created {
         Ok(secret) => page(&state, req, &user, Some(secret), String::new(), None).await,
         Err(e) if is_unique_violation(&e) => {
             page(&state, req, &user, None, name, Some("You already have a token with this name.".into())).await

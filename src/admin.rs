@@ -34,6 +34,9 @@ pub enum AdminCommand {
         /// A Nix public key (`name:base64`, from `nix key convert-secret-to-public`); repeatable.
         #[arg(long = "public-key")]
         public_keys: Vec<String>,
+        /// Most bytes of NAR files the cache may hold, in GiB (e.g. 50 or 0.5); no limit when absent.
+        #[arg(long)]
+        quota_gib: Option<String>,
     },
     /// Add a public signing key to a cache.
     AddKey { cache: String, public_key: String },
@@ -111,12 +114,21 @@ pub fn run(db: &Db, command: AdminCommand) -> anyhow::Result<()> {
             .map_err(|e| unique_or(e, format!("user {name:?} (or that email address) already exists")))?;
             println!("created user {name}{}", if admin { " (administrator)" } else { "" });
         }
-        AdminCommand::CreateCache { name, public, priority, public_keys } => {
+        AdminCommand::CreateCache { name, public, priority, public_keys, quota_gib } => {
             if !is_valid_cache_name(&name) {
                 bail!("invalid cache name {name:?}: {CACHE_NAME_RULE}");
             }
             validate_keys(&public_keys)?;
-            db.write_blocking(|c| caches::create(c, &name, public, priority, &public_keys))
+            let quota_bytes = match quota_gib {
+                Some(text) => Some(
+                    hibernation::format::parse_gib(&text)
+                        .with_context(|| format!("invalid quota {text:?}: give a size in GiB such as 50 or 0.5"))?
+                        as i64,
+                ),
+                None => None,
+            };
+            let settings = caches::CacheSettings { is_public: public, priority, quota_bytes, keys: public_keys };
+            db.write_blocking(|c| caches::create(c, &name, &settings))
                 .map_err(|e| unique_or(e, format!("cache {name:?} already exists")))?;
             println!("created {} cache {name}", if public { "public" } else { "private" });
         }

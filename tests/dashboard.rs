@@ -249,3 +249,52 @@ fn cache_settings_clear_and_delete() {
     assert_eq!(missing.status(), 404);
     assert!(missing.text().unwrap().contains("Page not found"));
 }
+
+#[test]
+fn quotas_are_enforced_and_shown_in_gib() {
+    let keys = Keys::generate("quota-1");
+    let server = Server::start(Backend::Sqlite);
+    let web = WebClient::new(&server);
+    web.setup_admin();
+    let csrf = web.csrf("/caches");
+    let bad = web.post(
+        "/caches",
+        &[("csrf", &csrf), ("name", "small"), ("priority", "41"), ("quota", "lots"), ("keys", &keys.public)],
+    );
+    assert!(bad.text().unwrap().contains("id=\"quota-error\""));
+    let created = web.post(
+        "/caches",
+        &[("csrf", &csrf), ("name", "small"), ("priority", "41"), ("quota", "0.00005"), ("keys", &keys.public)],
+    );
+    assert_eq!(created.status(), 303);
+
+    // 200 KiB of random bytes cannot fit in a quota of about 52 KiB.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("quota-blob");
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let data: Vec<u8> = (0..200 * 1024)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    std::fs::write(&file, data).unwrap();
+    let path = support::nix::run_ok(support::nix::nix(&["nix-store", "--add", file.to_str().unwrap()]));
+    let token = server.admin(&["create-token", "Ada", "--name", "ci"]);
+    let cli = support::Cli::new();
+    cli.login(&server, &token);
+    let out = cli.run(&["push", "small", "--key", keys.secret_path(), &path]);
+    assert!(!out.status.success());
+    assert!(support::output_text(&out).contains("cache \"small\" is full"), "{}", support::output_text(&out));
+    assert_eq!(server.get(&format!("/api/nix/small/{}.narinfo", &path[11..43]), Some(&token)).status(), 404);
+    assert!(server.stored_files().iter().all(|f| !f.to_string_lossy().contains("/nar/")), "nothing stored");
+
+    let raised = web
+        .post("/caches/small/settings", &[("csrf", &csrf), ("priority", "41"), ("quota", "1"), ("keys", &keys.public)]);
+    assert_eq!(raised.status(), 303);
+    cli.run_ok(&["push", "small", "--key", keys.secret_path(), &path]);
+    let list = web.get("/caches").text().unwrap();
+    assert!(list.contains("of 1 GiB") && list.contains("<progress"), "{list}");
+}

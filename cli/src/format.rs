@@ -12,6 +12,25 @@ pub fn human_bytes(bytes: u64) -> String {
     if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
+pub const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+/// Quotas are always shown in GiB, so sizes and limits compare at a glance.
+pub fn gib(bytes: u64) -> String {
+    let value = bytes as f64 / GIB;
+    if bytes > 0 && value < 0.01 {
+        return "< 0.01 GiB".to_string();
+    }
+    let text = format!("{value:.2}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{text} GiB")
+}
+
+/// Parses a GiB amount such as `50` or `0.5` into bytes.
+pub fn parse_gib(text: &str) -> Option<u64> {
+    let value: f64 = text.trim().parse().ok()?;
+    (value.is_finite() && value > 0.0 && value < 1e9).then(|| (value * GIB).round() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -21,5 +40,18 @@ mod tests {
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(5 * 1024 * 1024), "5.0 MiB");
+    }
+
+    #[test]
+    fn quotas_are_in_gib() {
+        assert_eq!(gib(10 * 1024 * 1024 * 1024), "10 GiB");
+        assert_eq!(gib(512 * 1024 * 1024), "0.5 GiB");
+        assert_eq!(gib(0), "0 GiB");
+        assert_eq!(gib(1000), "< 0.01 GiB");
+        assert_eq!(parse_gib("0.5"), Some(512 * 1024 * 1024));
+        assert_eq!(parse_gib(" 2 "), Some(2 * 1024 * 1024 * 1024));
+        for bad in ["", "-1", "0", "lots", "inf", "NaN"] {
+            assert_eq!(parse_gib(bad), None, "{bad}");
+        }
     }
 }

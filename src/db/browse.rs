@@ -244,19 +244,17 @@ pub fn delete_cache(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<Str
 }
 
 /// Replaces a cache's settings and public keys.
-pub fn update_cache(
-    conn: &mut AnyConnection,
-    cache_id: i64,
-    is_public: bool,
-    priority: i32,
-    keys: &[String],
-) -> DbResult<()> {
+pub fn update_cache(conn: &mut AnyConnection, cache_id: i64, settings: &super::caches::CacheSettings) -> DbResult<()> {
     use super::schema::cache_keys;
     diesel::update(caches::table.find(cache_id))
-        .set((caches::is_public.eq(is_public), caches::priority.eq(priority)))
+        .set((
+            caches::is_public.eq(settings.is_public),
+            caches::priority.eq(settings.priority),
+            caches::quota_bytes.eq(settings.quota_bytes),
+        ))
         .execute(conn)?;
     diesel::delete(cache_keys::table.filter(cache_keys::cache_id.eq(cache_id))).execute(conn)?;
-    for key in keys {
+    for key in &settings.keys {
         super::caches::add_key(conn, cache_id, key)?;
     }
     Ok(())

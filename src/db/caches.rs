@@ -10,24 +10,28 @@ pub fn find_by_name(conn: &mut AnyConnection, name: &str) -> DbResult<Option<Cac
     Ok(caches::table.filter(caches::name.eq(name)).select(Cache::as_select()).first(conn).optional()?)
 }
 
-pub fn create(
-    conn: &mut AnyConnection,
-    name: &str,
-    is_public: bool,
-    priority: i32,
-    keys: &[String],
-) -> DbResult<Cache> {
+/// What a cache is created with, or changed to.
+#[derive(Debug, Clone)]
+pub struct CacheSettings {
+    pub is_public: bool,
+    pub priority: i32,
+    pub quota_bytes: Option<i64>,
+    pub keys: Vec<String>,
+}
+
+pub fn create(conn: &mut AnyConnection, name: &str, settings: &CacheSettings) -> DbResult<Cache> {
     let created_at = now();
     diesel::insert_into(caches::table)
         .values((
             caches::name.eq(name),
-            caches::is_public.eq(is_public),
-            caches::priority.eq(priority),
+            caches::is_public.eq(settings.is_public),
+            caches::priority.eq(settings.priority),
+            caches::quota_bytes.eq(settings.quota_bytes),
             caches::created_at.eq(created_at),
         ))
         .execute(conn)?;
     let cache = find_by_name(conn, name)?.ok_or(diesel::result::Error::NotFound)?;
-    for key in keys {
+    for key in &settings.keys {
         add_key(conn, cache.id, key)?;
     }
     Ok(cache)

@@ -15,6 +15,7 @@ pub struct Cache {
     pub is_public: bool,
     pub priority: i32,
     pub created_at: NaiveDateTime,
+    pub quota_bytes: Option<i64>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]

@@ -7,6 +7,7 @@ diesel::table! {
         is_public -> Bool,
         priority -> Integer,
         created_at -> Timestamp,
+        quota_bytes -> Nullable<BigInt>,
     }
 }
 

@@ -38,6 +38,8 @@ pub enum PushError {
     MalformedNar(String),
     #[error("the upload was interrupted: {0}")]
     Interrupted(String),
+    #[error("cache {cache:?} is full: it holds {used} of its {quota} quota, and this NAR needs {needed} more")]
+    OverQuota { cache: String, used: String, quota: String, needed: String },
     #[error(transparent)]
     Db(#[from] DbError),
     #[error("storage error: {0}")]
@@ -243,6 +245,15 @@ pub async fn delete_stored(storage: &Storage, key: &str) {
 /// Stores the NAR (if uploaded) and makes the path visible. Returns false when the path was
 /// already there (another push won the race).
 pub async fn commit(db: &Db, storage: &Storage, verified: VerifiedPath, source: NarSource) -> Result<bool, PushError> {
+    let incoming = match &source {
+        NarSource::Uploaded(received) => Some(received.file_size as i64),
+        NarSource::Pending(pending) => Some(pending.file_size),
+        NarSource::Attach(_) => {
+            let hash = verified.upload.nar_hash.to_nix32();
+            db.read(move |c| paths::find_nar(c, &hash)).await?.map(|n| n.file_size)
+        }
+    };
+    check_quota(db, &verified.cache, incoming.unwrap_or(0)).await?;
     let nar = match source {
         NarSource::Uploaded(received) => {
             let (_, new) = store_received(storage, received).await?;
@@ -270,6 +281,23 @@ pub async fn commit(db: &Db, storage: &Storage, verified: VerifiedPath, source: 
         }
     };
     insert_path(db, verified, nar).await
+}
+
+/// Refuses a NAR that would take the cache over its quota.
+async fn check_quota(db: &Db, cache: &Cache, incoming: i64) -> Result<(), PushError> {
+    let Some(quota) = cache.quota_bytes else { return Ok(()) };
+    let id = cache.id;
+    let (_, used) = db.read(move |c| crate::db::browse::cache_sizes(c, id)).await?;
+    if used + incoming > quota {
+        let gib = |b: i64| hibernation::format::gib(b.max(0) as u64);
+        return Err(PushError::OverQuota {
+            cache: cache.name.clone(),
+            used: gib(used),
+            quota: gib(quota),
+            needed: gib(incoming),
+        });
+    }
+    Ok(())
 }
 
 /// Records a stored NAR; when the same NarHash is already stored, keeps that copy and deletes

@@ -22,6 +22,8 @@ pub enum AppError {
     #[error("{0}")]
     Unprocessable(String),
     #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
     Internal(String),
     /// A dependency (storage, database) is down: 503 with Retry-After, so clients retry.
     #[error("{0}")]
@@ -37,6 +39,7 @@ impl ResponseError for AppError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -87,6 +90,7 @@ impl From<PushError> for AppError {
                 Self::Unprocessable(msg)
             }
             PushError::Interrupted(_) => Self::BadRequest(msg),
+            PushError::OverQuota { .. } => Self::TooLarge(msg),
             PushError::Db(_) => Self::Internal(msg),
             PushError::Storage(_) => Self::Unavailable(format!("{msg}; try again later")),
         }

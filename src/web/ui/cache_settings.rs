@@ -15,6 +15,7 @@ use crate::db::models::{Cache, User};
 use crate::services::access::Access;
 use crate::services::push::delete_stored;
 use crate::web::AppState;
+use hibernation::format::gib;
 
 #[derive(Template)]
 #[template(path = "cache_settings.html")]
@@ -23,6 +24,7 @@ struct SettingsPage {
     cache: Cache,
     is_public: bool,
     priority: String,
+    quota: String,
     keys: String,
     can_delete: bool,
     error: FormError,
@@ -56,6 +58,7 @@ pub async fn show(req: &Request, state: Data<&Arc<AppState>>, Path(name): Path<S
         layout: Layout::new(req, Some(&user)),
         is_public: cache.is_public,
         priority: cache.priority.to_string(),
+        quota: cache.quota_bytes.map(|q| gib(q.max(0) as u64).trim_end_matches(" GiB").to_string()).unwrap_or_default(),
         keys: keys.join("\n"),
         can_delete: user.is_admin,
         cache,
@@ -72,6 +75,8 @@ pub struct SettingsForm {
     public: Option<String>,
     #[serde(default)]
     priority: String,
+    #[serde(default)]
+    quota: String,
     #[serde(default)]
     keys: String,
 }
@@ -90,13 +95,14 @@ pub async fn update(
     if let Some(refused) = csrf_refusal(&state, req, Some(&user), &form.csrf) {
         return refused;
     }
-    let (priority, keys) = match validate_settings(&form.priority, &form.keys) {
+    let settings = match validate_settings(form.public.is_some(), &form.priority, &form.quota, &form.keys) {
         Ok(valid) => valid,
         Err(error) => {
             let page = SettingsPage {
                 layout: Layout::new(req, Some(&user)),
                 is_public: form.public.is_some(),
                 priority: form.priority,
+                quota: form.quota,
                 keys: form.keys,
                 can_delete: user.is_admin,
                 cache,
@@ -105,8 +111,8 @@ pub async fn update(
             return render(&state, StatusCode::UNPROCESSABLE_ENTITY, &page.layout, &page);
         }
     };
-    let (id, public) = (cache.id, form.public.is_some());
-    match state.db.write(move |c| browse::update_cache(c, id, public, priority, &keys)).await {
+    let id = cache.id;
+    match state.db.write(move |c| browse::update_cache(c, id, &settings)).await {
         Ok(()) => {
             state.hot.forget_cache(cache.id, &cache.name);
             redirect(&format!("/caches/{}", cache.name))

@@ -12,18 +12,31 @@ use serde::Deserialize;
 
 use super::{FormError, Layout, csrf_refusal, human_bytes, message, render, signed_in};
 use crate::db::browse::{self, DeleteOutcome, PAGE_SIZE, PathRow, SortKey};
+use crate::db::caches::CacheSettings;
 use crate::db::models::{Cache, User};
 use crate::db::{DbError, caches, is_unique_violation, users};
 use crate::services::access::{Access, access_to};
 use crate::services::push::delete_stored;
 use crate::services::{CACHE_NAME_RULE, is_valid_cache_name};
 use crate::web::AppState;
+use hibernation::format::gib;
 
 pub struct CacheRow {
     pub name: String,
     pub is_public: bool,
     pub paths: i64,
-    pub size: String,
+    pub bytes: i64,
+    pub quota_bytes: Option<i64>,
+}
+
+impl CacheRow {
+    /// "used of quota" in GiB, the one unit quotas are shown in.
+    pub fn usage(&self) -> String {
+        match self.quota_bytes {
+            Some(q) => format!("{} of {}", gib(self.bytes.max(0) as u64), gib(q.max(0) as u64)),
+            None => format!("{} (no quota)", gib(self.bytes.max(0) as u64)),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -31,6 +44,7 @@ pub struct NewCacheForm {
     pub name: String,
     pub is_public: bool,
     pub priority: String,
+    pub quota: String,
     pub keys: String,
 }
 
@@ -76,7 +90,13 @@ async fn visible_caches(state: &AppState, user: &User) -> Result<Vec<CacheRow>, 
             let mut rows = Vec::new();
             for cache in browse::caches_by_ids(c, ids.as_deref())? {
                 let (paths, bytes) = browse::cache_sizes(c, cache.id)?;
-                rows.push(CacheRow { name: cache.name, is_public: cache.is_public, paths, size: human_bytes(bytes) });
+                rows.push(CacheRow {
+                    name: cache.name,
+                    is_public: cache.is_public,
+                    paths,
+                    bytes,
+                    quota_bytes: cache.quota_bytes,
+                });
             }
             Ok(rows)
         })
@@ -123,18 +143,20 @@ pub struct CreateForm {
     #[serde(default)]
     priority: String,
     #[serde(default)]
+    quota: String,
+    #[serde(default)]
     keys: String,
 }
 
-fn validate(form: &CreateForm) -> Result<(i32, Vec<String>), FormError> {
+fn validate(form: &CreateForm) -> Result<CacheSettings, FormError> {
     if !is_valid_cache_name(&form.name) {
         return Err(FormError::new("name", format!("Invalid name: {CACHE_NAME_RULE}.")));
     }
-    validate_settings(&form.priority, &form.keys)
+    validate_settings(form.public.is_some(), &form.priority, &form.quota, &form.keys)
 }
 
-/// Checks the priority and the public keys (one per line) of a cache form.
-pub fn validate_settings(priority: &str, keys: &str) -> Result<(i32, Vec<String>), FormError> {
+/// Checks a cache form: priority, quota in GiB (empty for none), public keys one per line.
+pub fn validate_settings(is_public: bool, priority: &str, quota: &str, keys: &str) -> Result<CacheSettings, FormError> {
     let priority: i32 =
         priority.trim().parse().map_err(|_| FormError::new("priority", "Enter a whole number, e.g. 41."))?;
     if !(0..=1000).contains(&priority) {
@@ -147,7 +169,14 @@ pub fn validate_settings(priority: &str, keys: &str) -> Result<(i32, Vec<String>
     for key in &keys {
         PublicKey::parse(key).map_err(|e| FormError::new("keys", format!("{key}: {e}")))?;
     }
-    Ok((priority, keys))
+    let quota_bytes =
+        match quota.trim() {
+            "" => None,
+            text => Some(hibernation::format::parse_gib(text).ok_or_else(|| {
+                FormError::new("quota", "Enter a size in GiB, e.g. 50, or leave it empty for no limit.")
+            })? as i64),
+        };
+    Ok(CacheSettings { is_public, priority, quota_bytes, keys })
 }
 
 #[handler]
@@ -173,14 +202,15 @@ pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
         name: form.name.clone(),
         is_public: form.public.is_some(),
         priority: form.priority.clone(),
+        quota: form.quota.clone(),
         keys: form.keys.clone(),
     };
-    let (priority, keys) = match validate(&form) {
+    let settings = match validate(&form) {
         Ok(valid) => valid,
         Err(error) => return list_page(&state, req, &user, shown, error).await,
     };
-    let (name, public) = (form.name.clone(), form.public.is_some());
-    match state.db.write(move |c| caches::create(c, &name, public, priority, &keys)).await {
+    let name = form.name.clone();
+    match state.db.write(move |c| caches::create(c, &name, &settings)).await {
         Ok(_) => super::redirect(&format!("/caches/{}", form.name)),
         Err(e) if is_unique_violation(&e) => {
             list_page(&state, req, &user, shown, FormError::new("name", "A cache with this name exists.")).await

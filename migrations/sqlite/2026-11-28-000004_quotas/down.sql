@@ -1,0 +1,1 @@
+ALTER TABLE caches DROP COLUMN quota_bytes;

@@ -93,6 +93,7 @@ fn every_state_changing_route_checks_csrf() {
         ("/caches/main/settings".into(), vec![("priority", "1"), ("keys", &keys.public)]),
         ("/caches/main/clear".into(), vec![("confirm", "main")]),
         ("/caches/main/delete".into(), vec![("confirm", "main")]),
+        ("/account".into(), vec![("name", "Mallory")]),
         ("/sign-out".into(), vec![]),
         ("/sign-in".into(), vec![("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)]),
         ("/setup".into(), vec![("name", "x"), ("email", "x@x.org"), ("password", "password123")]),
@@ -297,4 +298,33 @@ fn quotas_are_enforced_and_shown_in_gib() {
     cli.run_ok(&["push", "small", "--key", keys.secret_path(), &path]);
     let list = web.get("/caches").text().unwrap();
     assert!(list.contains("of 1 GiB") && list.contains("<progress"), "{list}");
+}
+
+#[test]
+fn account_name_and_password_change() {
+    let server = Server::start(Backend::Sqlite);
+    let web = WebClient::new(&server);
+    web.setup_admin();
+    let csrf = web.csrf("/account");
+    let wrong = web.post(
+        "/account",
+        &[("csrf", &csrf), ("name", "Ada L."), ("current_password", "nope"), ("new_password", "new password!")],
+    );
+    assert_eq!(wrong.status(), 422);
+    assert!(wrong.text().unwrap().contains("id=\"current-password-error\""));
+    let short = web.post(
+        "/account",
+        &[("csrf", &csrf), ("name", "Ada L."), ("current_password", ADMIN_PASSWORD), ("new_password", "short")],
+    );
+    assert!(short.text().unwrap().contains("id=\"new-password-error\""));
+    let saved = web.post(
+        "/account",
+        &[("csrf", &csrf), ("name", "Ada L."), ("current_password", ADMIN_PASSWORD), ("new_password", "new password!")],
+    );
+    assert_eq!(saved.status(), 200);
+    assert!(saved.text().unwrap().contains("Ada L."));
+
+    let other = WebClient::new(&server);
+    assert_eq!(other.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).status(), 401, "the old password no longer works");
+    assert_eq!(other.sign_in(ADMIN_EMAIL, "new password!").status(), 303);
 }

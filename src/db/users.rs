@@ -34,6 +34,15 @@ pub fn create_with_password(
     find_by_name(conn, name)?.ok_or(diesel::result::Error::NotFound.into())
 }
 
+/// Changes a user's display name and, when given, password hash.
+pub fn update_account(conn: &mut AnyConnection, user_id: i64, name: &str, password_hash: Option<&str>) -> DbResult<()> {
+    diesel::update(users::table.find(user_id)).set(users::name.eq(name)).execute(conn)?;
+    if let Some(hash) = password_hash {
+        diesel::update(users::table.find(user_id)).set(users::password_hash.eq(hash)).execute(conn)?;
+    }
+    Ok(())
+}
+
 pub fn find_by_email(conn: &mut AnyConnection, email: &str) -> DbResult<Option<User>> {
     Ok(users::table.filter(users::email.eq(email)).select(User::as_select()).first(conn).optional()?)
 }

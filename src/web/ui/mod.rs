@@ -2,6 +2,7 @@
 //! a signed-in user (setup and sign-in excepted); every form carries a CSRF token that must
 //! match the `hibernation_csrf` cookie (double submit, SameSite=Strict).
 
+mod account;
 mod auth;
 mod cache_settings;
 mod caches;
@@ -34,6 +35,7 @@ pub fn routes() -> Route {
         .at("/caches/:name/settings", get(cache_settings::show).post(cache_settings::update))
         .at("/caches/:name/clear", post(cache_settings::clear))
         .at("/caches/:name/delete", post(cache_settings::delete_cache))
+        .at("/account", get(account::show).post(account::update))
         .at("/tokens", get(tokens::list).post(tokens::create))
         .at("/tokens/:id/revoke", post(tokens::revoke))
 }

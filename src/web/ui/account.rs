@@ -1,0 +1,115 @@
+//! The account page: change your name and password.
+
+use std::sync::Arc;
+
+use askama::Template;
+use poem::http::StatusCode;
+use poem::web::{Data, Form};
+use poem::{Request, Response, handler};
+use serde::Deserialize;
+
+use super::{FormError, Layout, csrf_refusal, message, render, signed_in};
+use crate::db::models::User;
+use crate::db::{is_unique_violation, users};
+use crate::services::passwords;
+use crate::web::AppState;
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage {
+    layout: Layout,
+    name: String,
+    email: String,
+    saved: bool,
+    error: FormError,
+}
+
+fn page(state: &AppState, req: &Request, user: &User, name: String, saved: bool, error: FormError) -> Response {
+    let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    let email = user.email.clone().unwrap_or_default();
+    let page = AccountPage { layout: Layout::new(req, Some(user)), name, email, saved, error };
+    render(state, status, &page.layout, &page)
+}
+
+#[handler]
+pub async fn show(req: &Request, state: Data<&Arc<AppState>>) -> Response {
+    match signed_in(&state, req).await {
+        Ok(user) => page(&state, req, &user, user.name.clone(), false, FormError::default()),
+        Err(response) => response,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct AccountForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    current_password: String,
+    #[serde(default)]
+    new_password: String,
+}
+
+#[handler]
+pub async fn update(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<AccountForm>) -> Response {
+    let user = match signed_in(&state, req).await {
+        Ok(user) => user,
+        Err(response) => return response,
+    };
+    if let Some(refused) = csrf_refusal(&state, req, Some(&user), &form.csrf) {
+        return refused;
+    }
+    let name = form.name.trim().to_string();
+    if name.is_empty() || name.len() > 100 {
+        return page(
+            &state,
+            req,
+            &user,
+            form.name,
+            false,
+            FormError::new("name", "Enter a name of 1 to 100 characters."),
+        );
+    }
+    let new_hash = if form.new_password.is_empty() {
+        None
+    } else {
+        let current_ok = user.password_hash.as_deref().is_some_and(|h| passwords::verify(&form.current_password, h));
+        if !current_ok {
+            return page(
+                &state,
+                req,
+                &user,
+                name,
+                false,
+                FormError::new("current_password", "This is not your current password."),
+            );
+        }
+        if form.new_password.chars().count() < passwords::MIN_LENGTH {
+            let text = format!("Use at least {} characters.", passwords::MIN_LENGTH);
+            return page(&state, req, &user, name, false, FormError::new("new_password", text));
+        }
+        Some(passwords::hash(&form.new_password))
+    };
+    let (id, new_name) = (user.id, name.clone());
+    match state.db.write(move |c| users::update_account(c, id, &new_name, new_hash.as_deref())).await {
+        Ok(()) => {
+            let updated = User { name: name.clone(), ..user };
+            page(&state, req, &updated, name, true, FormError::default())
+        }
+        Err(e) if is_unique_violation(&e) => {
+            page(&state, req, &user, name, false, FormError::new("name", "Another user has this name."))
+        }
+        Err(e) => {
+            tracing::error!("account: {e}");
+            message(
+                &state,
+                req,
+                Some(&user),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again",
+                "The database is not reachable right now.",
+            )
+        }
+    }
+}

@@ -8,7 +8,7 @@ use poem::web::{Data, Form};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
-use super::{FormError, Layout, csrf_refusal, message, render, signed_in};
+use super::{FormError, Layout, render, signed_in, signed_in_form, unavailable};
 use crate::db::models::User;
 use crate::db::{is_unique_violation, users};
 use crate::services::passwords;
@@ -53,13 +53,10 @@ pub struct AccountForm {
 
 #[handler]
 pub async fn update(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<AccountForm>) -> Response {
-    let user = match signed_in(&state, req).await {
+    let user = match signed_in_form(&state, req, &form.csrf).await {
         Ok(user) => user,
         Err(response) => return response,
     };
-    if let Some(refused) = csrf_refusal(&state, req, Some(&user), &form.csrf) {
-        return refused;
-    }
     let name = form.name.trim().to_string();
     if name.is_empty() || name.len() > 100 {
         return page(
@@ -100,16 +97,6 @@ pub async fn update(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
         Err(e) if is_unique_violation(&e) => {
             page(&state, req, &user, name, false, FormError::new("name", "Another user has this name."))
         }
-        Err(e) => {
-            tracing::error!("account: {e}");
-            message(
-                &state,
-                req,
-                Some(&user),
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Try again",
-                "The database is not reachable right now.",
-            )
-        }
+        Err(e) => unavailable(&state, req, &user, e),
     }
 }

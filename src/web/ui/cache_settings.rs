@@ -8,8 +8,8 @@ use poem::web::{Data, Form, Path};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
-use super::caches::{not_found, readable, unavailable, validate_settings};
-use super::{FormError, Layout, csrf_refusal, message, redirect, render, signed_in};
+use super::caches::{not_found, readable, validate_settings};
+use super::{FormError, Layout, csrf_refusal, message, redirect, render, signed_in, unavailable};
 use crate::db::browse;
 use crate::db::models::{Cache, User};
 use crate::services::access::Access;

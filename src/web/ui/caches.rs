@@ -10,7 +10,7 @@ use poem::web::{Data, Form, Html, Path, Query};
 use poem::{IntoResponse, Request, Response, handler};
 use serde::Deserialize;
 
-use super::{FormError, Layout, csrf_refusal, human_bytes, message, render, signed_in};
+use super::{FormError, Layout, human_bytes, message, render, signed_in, signed_in_form, unavailable};
 use crate::db::browse::{self, DeleteOutcome, PAGE_SIZE, PathRow, SortKey};
 use crate::db::caches::CacheSettings;
 use crate::db::models::{Cache, User};
@@ -56,18 +56,6 @@ struct CachesPage {
     can_create: bool,
     form: NewCacheForm,
     error: FormError,
-}
-
-pub fn unavailable(state: &AppState, req: &Request, user: &User, e: DbError) -> Response {
-    tracing::error!("dashboard: {e}");
-    message(
-        state,
-        req,
-        Some(user),
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Try again",
-        "The database is not reachable right now.",
-    )
 }
 
 pub fn not_found(state: &AppState, req: &Request, user: &User, name: &str) -> Response {
@@ -181,13 +169,10 @@ pub fn validate_settings(is_public: bool, priority: &str, quota: &str, keys: &st
 
 #[handler]
 pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<CreateForm>) -> Response {
-    let user = match signed_in(&state, req).await {
+    let user = match signed_in_form(&state, req, &form.csrf).await {
         Ok(user) => user,
         Err(response) => return response,
     };
-    if let Some(refused) = csrf_refusal(&state, req, Some(&user), &form.csrf) {
-        return refused;
-    }
     if !user.is_admin {
         return message(
             &state,
@@ -412,13 +397,10 @@ pub async fn delete_path(
     Path((name, hash)): Path<(String, String)>,
     Form(form): Form<DeleteForm>,
 ) -> Response {
-    let user = match signed_in(&state, req).await {
+    let user = match signed_in_form(&state, req, &form.csrf).await {
         Ok(user) => user,
         Err(response) => return response,
     };
-    if let Some(refused) = csrf_refusal(&state, req, Some(&user), &form.csrf) {
-        return refused;
-    }
     let cache = match readable(&state, &user, &name).await {
         Ok(Some((cache, Access::Push, _))) => cache,
         Ok(Some(_)) => {

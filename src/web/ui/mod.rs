@@ -175,6 +175,28 @@ pub async fn signed_in(state: &Arc<AppState>, req: &Request) -> Result<User, Res
     sessions::user_for_session(&state.db, &token).await.map_err(failure)?.ok_or_else(|| redirect("/sign-in"))
 }
 
+/// A signed-in user whose form carries the right CSRF token, or the response to send instead.
+pub async fn signed_in_form(state: &Arc<AppState>, req: &Request, csrf: &str) -> Result<User, Response> {
+    let user = signed_in(state, req).await?;
+    match csrf_refusal(state, req, Some(&user), csrf) {
+        Some(refused) => Err(refused),
+        None => Ok(user),
+    }
+}
+
+/// The page shown when the database failed; the details go to the log.
+pub fn unavailable(state: &AppState, req: &Request, user: &User, e: crate::db::DbError) -> Response {
+    tracing::error!("dashboard: {e}");
+    message(
+        state,
+        req,
+        Some(user),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Try again",
+        "The database is not reachable right now.",
+    )
+}
+
 /// The refusal of a state-changing request whose form token does not match the CSRF cookie.
 pub fn csrf_refusal(state: &AppState, req: &Request, user: Option<&User>, submitted: &str) -> Option<Response> {
     match cookie(req, CSRF_COOKIE) {

@@ -7,7 +7,7 @@ use poem::http::StatusCode;
 use poem::web::Data;
 use poem::{Request, Response, handler};
 
-use super::{Layout, human_bytes, message, render, signed_in};
+use super::{Layout, human_bytes, render, signed_in, unavailable};
 use crate::db::browse::{self, Totals};
 use crate::db::users;
 use crate::web::AppState;
@@ -48,16 +48,6 @@ pub async fn overview(req: &Request, state: Data<&Arc<AppState>>) -> Response {
             let page = OverviewPage { layout: Layout::new(req, Some(&user)), totals };
             render(&state, StatusCode::OK, &page.layout, &page)
         }
-        Err(e) => {
-            tracing::error!("overview: {e}");
-            message(
-                &state,
-                req,
-                Some(&user),
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Try again",
-                "The database is not reachable right now.",
-            )
-        }
+        Err(e) => unavailable(&state, req, &user, e),
     }
 }

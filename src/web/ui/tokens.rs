@@ -9,10 +9,10 @@ use poem::web::{Data, Form, Path};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
-use super::{Layout, csrf_refusal, message, redirect, render, signed_in};
+use super::{Layout, redirect, render, signed_in, signed_in_form, unavailable};
 use crate::db::models::{ApiToken, User};
 use crate::db::users::TokenScope;
-use crate::db::{DbError, caches, is_unique_violation, now, users};
+use crate::db::{caches, is_unique_violation, now, users};
 use crate::services::access::{Access, access_to};
 use crate::services::auth::issue_token;
 use crate::web::AppState;
@@ -68,18 +68,6 @@ async fn page(
     }
 }
 
-fn unavailable(state: &AppState, req: &Request, user: &User, e: DbError) -> Response {
-    tracing::error!("dashboard: {e}");
-    message(
-        state,
-        req,
-        Some(user),
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Try again",
-        "The database is not reachable right now.",
-    )
-}
-
 #[handler]
 pub async fn list(req: &Request, state: Data<&Arc<AppState>>) -> Response {
     match signed_in(&state, req).await {
@@ -107,13 +95,10 @@ pub struct CreateForm {
 
 #[handler]
 pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<CreateForm>) -> Response {
-    let user = match signed_in(&state, req).await {
+    let user = match signed_in_form(&state, req, &form.csrf).await {
         Ok(user) => user,
         Err(response) => return response,
     };
-    if let Some(refused) = csrf_refusal(&state, req, Some(&user), &form.csrf) {
-        return refused;
-    }
     let name = form.name.trim().to_string();
     if name.is_empty() || name.len() > 100 {
         return page(&state, req, &user, None, form.name, Some("Enter a name of 1 to 100 characters.".into())).await;
@@ -167,13 +152,10 @@ pub async fn revoke(
     Path(token_id): Path<i64>,
     Form(form): Form<RevokeForm>,
 ) -> Response {
-    let user = match signed_in(&state, req).await {
+    let user = match signed_in_form(&state, req, &form.csrf).await {
         Ok(user) => user,
         Err(response) => return response,
     };
-    if let Some(refused) = csrf_refusal(&state, req, Some(&user), &form.csrf) {
-        return refused;
-    }
     let id = user.id;
     match state.db.write(move |c| users::revoke_token_by_id(c, id, token_id)).await {
         Ok(_) => redirect("/tokens"),

@@ -328,3 +328,47 @@ fn account_name_and_password_change() {
     assert_eq!(other.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).status(), 401, "the old password no longer works");
     assert_eq!(other.sign_in(ADMIN_EMAIL, "new password!").status(), 303);
 }
+
+#[test]
+fn overview_shows_traffic_and_recent_pushes() {
+    let keys = Keys::generate("traffic-1");
+    let closure = support::Closure::build("traffic");
+    let server = Server::start(Backend::Sqlite);
+    let web = WebClient::new(&server);
+    web.setup_admin();
+    let csrf = web.csrf("/caches");
+    web.post(
+        "/caches",
+        &[("csrf", &csrf), ("name", "main"), ("public", "on"), ("priority", "41"), ("keys", &keys.public)],
+    );
+    let token = server.admin(&["create-token", "Ada", "--name", "ci"]);
+    let cli = support::Cli::new();
+    cli.login(&server, &token);
+    cli.run_ok(&["push", "main", "--key", keys.secret_path(), &closure.app]);
+
+    let hash = &closure.app[11..43];
+    let narinfo = server.get(&format!("/api/nix/main/{hash}.narinfo"), None).text().unwrap();
+    assert_eq!(server.get(&format!("/api/nix/main/{hash}.narinfo"), None).status(), 200);
+    assert_eq!(server.get("/api/nix/main/00000000000000000000000000000000.narinfo", None).status(), 404);
+    let url = hibernation::nix::NarInfo::parse(&narinfo).unwrap().url;
+    let nar = server.get(&format!("/api/nix/main/{url}"), None).bytes().unwrap();
+
+    // Counters are written in batches every few seconds.
+    let expected =
+        format!("2 narinfo hits, 1 misses, {} of NARs served", hibernation::format::human_bytes(nar.len() as u64));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut page = String::new();
+    while std::time::Instant::now() < deadline {
+        page = web.get("/").text().unwrap();
+        if page.contains(&expected) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    assert!(page.contains(&expected), "{page}");
+    assert!(page.contains("id=\"traffic-chart\"") && page.contains("2 hits, 1 misses"));
+    assert!(page.contains(&closure.app[11..]) && page.contains(&closure.dep[11..]), "recent pushes");
+    // The path's own access counter moved too.
+    let paths = web.get("/caches/main/paths?sort=accesses").text().unwrap();
+    assert!(paths.contains("<td>1</td>"), "{paths}");
+}

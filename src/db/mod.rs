@@ -10,6 +10,7 @@ pub mod models;
 pub mod paths;
 pub mod schema;
 pub mod sessions;
+pub mod traffic;
 pub mod uploads;
 pub mod users;
 

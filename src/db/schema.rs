@@ -90,6 +90,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    traffic_hourly (cache_id, hour) {
+        cache_id -> BigInt,
+        hour -> Timestamp,
+        narinfo_hits -> BigInt,
+        narinfo_misses -> BigInt,
+        nar_bytes -> BigInt,
+    }
+}
+
+diesel::table! {
     token_caches (token_id, cache_id) {
         token_id -> BigInt,
         cache_id -> BigInt,
@@ -105,6 +115,7 @@ diesel::joinable!(cache_permissions -> users (user_id));
 diesel::joinable!(api_tokens -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    traffic_hourly,
     token_caches,
     sessions,
     sign_in_failures,

@@ -1,38 +1,74 @@
-//! Counts NAR downloads per path in memory and writes them in batches, so that serving a
-//! NAR never waits for a database write.
+//! Counts traffic in memory and writes it in batches, so serving a narinfo or a NAR never
+//! waits for a database write: NAR downloads per path (access count, last access) and
+//! narinfo hits, misses and NAR bytes per cache and hour (the overview's chart).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use chrono::{NaiveDateTime, Timelike};
+
+use crate::db::traffic::{self, TrafficDelta};
 use crate::db::{Db, now, paths};
 
 const FLUSH_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Default)]
+struct Pending {
+    path_accesses: HashMap<i64, i64>,
+    traffic: HashMap<(i64, NaiveDateTime), TrafficDelta>,
+}
+
+#[derive(Default)]
 pub struct AccessLog {
-    pending: Mutex<HashMap<i64, i64>>,
+    pending: Mutex<Pending>,
+}
+
+fn this_hour() -> NaiveDateTime {
+    let t = now();
+    t.with_minute(0).and_then(|t| t.with_second(0)).and_then(|t| t.with_nanosecond(0)).unwrap_or(t)
 }
 
 impl AccessLog {
-    pub fn record(&self, path_id: i64) {
-        *self.pending.lock().unwrap_or_else(|e| e.into_inner()).entry(path_id).or_default() += 1;
+    fn with_pending(&self, update: impl FnOnce(&mut Pending)) {
+        update(&mut self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// A NAR of `path_id` in `cache_id` is being served (`bytes` of it).
+    pub fn record_nar(&self, cache_id: i64, path_id: i64, bytes: u64) {
+        self.with_pending(|p| {
+            *p.path_accesses.entry(path_id).or_default() += 1;
+            p.traffic.entry((cache_id, this_hour())).or_default().nar_bytes += bytes as i64;
+        });
+    }
+
+    pub fn record_narinfo(&self, cache_id: i64, hit: bool) {
+        self.with_pending(|p| {
+            let entry = p.traffic.entry((cache_id, this_hour())).or_default();
+            if hit { entry.narinfo_hits += 1 } else { entry.narinfo_misses += 1 }
+        });
     }
 
     /// Writes what was counted so far.
     pub async fn flush(&self, db: &Db) {
         let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
-        if batch.is_empty() {
+        if batch.path_accesses.is_empty() && batch.traffic.is_empty() {
             return;
         }
         let result = db
             .write(move |c| {
                 let at = now();
-                batch.into_iter().try_for_each(|(id, count)| paths::record_accesses(c, id, count, at))
+                for (id, count) in batch.path_accesses {
+                    paths::record_accesses(c, id, count, at)?;
+                }
+                for ((cache_id, hour), delta) in batch.traffic {
+                    traffic::add(c, cache_id, hour, delta)?;
+                }
+                Ok(())
             })
             .await;
         if let Err(e) = result {
-            tracing::warn!("could not record path accesses: {e}");
+            tracing::warn!("could not record traffic: {e}");
         }
     }
 

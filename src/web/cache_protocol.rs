@@ -85,10 +85,15 @@ pub async fn narinfo(
         if req.method() == Method::HEAD { response.body(Body::empty()) } else { response.body(text.to_string()) }
     };
     if !is_listing && let Some(text) = state.hot.narinfo(cache.id, &hash) {
+        state.access_log.record_narinfo(cache.id, true);
         return Ok(respond(text));
     }
     let (cache_id, lookup) = (cache.id, hash.clone());
-    let entry = state.db.read(move |c| paths::find_entry(c, cache_id, &lookup)).await?.ok_or_else(not_found)?;
+    let entry = state.db.read(move |c| paths::find_entry(c, cache_id, &lookup)).await?;
+    if !is_listing {
+        state.access_log.record_narinfo(cache.id, entry.is_some());
+    }
+    let entry = entry.ok_or_else(not_found)?;
     if is_listing {
         let listing =
             state.storage.read_to_end(&listing_key(&entry.nar.storage_key)).await.map_err(|e| {
@@ -111,8 +116,9 @@ pub async fn nar(
     let (hash, _) = parse_nar_file_name(&file).ok_or_else(not_found)?;
     let nar_hash = hash.to_nix32();
     let cache = readable_cache(&state, req, &name).await?;
+    let cache_id = cache.id;
     let (path_id, nar) =
-        state.db.read(move |c| paths::nar_in_cache(c, cache.id, &nar_hash)).await?.ok_or_else(not_found)?;
+        state.db.read(move |c| paths::nar_in_cache(c, cache_id, &nar_hash)).await?.ok_or_else(not_found)?;
     let len = nar.file_size as u64;
     let range = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok());
     let (status, start, end) = match parse_range(range, len) {
@@ -141,7 +147,7 @@ pub async fn nar(
     let reader = state.storage.read(&nar.storage_key, range).await.map_err(|e| {
         AppError::Unavailable(format!("NAR {} is registered but cannot be read from storage: {e}", nar.nar_hash))
     })?;
-    state.access_log.record(path_id);
+    state.access_log.record_nar(cache_id, path_id, end - start);
     // ReaderStream's default 4 KiB chunks cap throughput; large chunks keep syscalls rare.
     Ok(builder.body(Body::from_bytes_stream(tokio_util::io::ReaderStream::with_capacity(reader, STREAM_CHUNK))))
 }

@@ -9,14 +9,64 @@ use poem::{Request, Response, handler};
 
 use super::{Layout, human_bytes, render, signed_in, unavailable};
 use crate::db::browse::{self, Totals};
-use crate::db::users;
+use crate::db::traffic::{self, TrafficDelta};
+use crate::db::{now, users};
 use crate::web::AppState;
+use chrono::{Duration, NaiveDateTime, Timelike};
+
+const CHART_HOURS: i64 = 24;
+const CHART_HEIGHT: f64 = 120.0;
+const BAR_WIDTH: i64 = 24;
+
+/// One hour of the traffic chart, already in SVG coordinates.
+pub struct Bar {
+    pub x: i64,
+    pub hit_y: f64,
+    pub hit_height: f64,
+    pub miss_y: f64,
+    pub miss_height: f64,
+    pub label: String,
+}
 
 #[derive(Template)]
 #[template(path = "overview.html")]
 struct OverviewPage {
     layout: Layout,
     totals: Totals,
+    bars: Vec<Bar>,
+    hits: i64,
+    misses: i64,
+    served: String,
+    recent: Vec<(String, String, String)>,
+}
+
+/// Stacked bars of narinfo hits (bottom) and misses (top) for each of the last 24 hours.
+fn chart(hourly: &[(NaiveDateTime, TrafficDelta)], now_hour: NaiveDateTime) -> Vec<Bar> {
+    let first = now_hour - Duration::hours(CHART_HOURS - 1);
+    let counts: Vec<(NaiveDateTime, i64, i64)> = (0..CHART_HOURS)
+        .map(|i| {
+            let hour = first + Duration::hours(i);
+            let d = hourly.iter().find(|(h, _)| *h == hour).map(|(_, d)| *d).unwrap_or_default();
+            (hour, d.narinfo_hits, d.narinfo_misses)
+        })
+        .collect();
+    let peak = counts.iter().map(|(_, h, m)| h + m).max().unwrap_or(0).max(1) as f64;
+    counts
+        .into_iter()
+        .enumerate()
+        .map(|(i, (hour, hits, misses))| {
+            let hit_height = hits as f64 / peak * CHART_HEIGHT;
+            let miss_height = misses as f64 / peak * CHART_HEIGHT;
+            Bar {
+                x: i as i64 * BAR_WIDTH,
+                hit_y: CHART_HEIGHT - hit_height,
+                hit_height,
+                miss_y: CHART_HEIGHT - hit_height - miss_height,
+                miss_height,
+                label: format!("{} UTC: {hits} hits, {misses} misses", hour.format("%H:00")),
+            }
+        })
+        .collect()
 }
 
 impl OverviewPage {
@@ -36,18 +86,56 @@ pub async fn overview(req: &Request, state: Data<&Arc<AppState>>) -> Response {
         Err(response) => return response,
     };
     let (id, admin) = (user.id, user.is_admin);
-    let totals = state
+    let now_hour = {
+        let t = now();
+        t.date().and_hms_opt(t.hour(), 0, 0).unwrap_or(t)
+    };
+    let since = now_hour - Duration::hours(CHART_HOURS - 1);
+    let loaded = state
         .db
         .read(move |c| {
             let ids = if admin { None } else { Some(users::readable_cache_ids(c, id)?) };
-            browse::totals(c, ids.as_deref())
+            Ok((
+                browse::totals(c, ids.as_deref())?,
+                traffic::hourly(c, ids.as_deref(), since)?,
+                traffic::recent_pushes(c, ids.as_deref(), 10)?,
+            ))
         })
         .await;
-    match totals {
-        Ok(totals) => {
-            let page = OverviewPage { layout: Layout::new(req, Some(&user)), totals };
+    match loaded {
+        Ok((totals, hourly, recent)) => {
+            let sum = |f: fn(&TrafficDelta) -> i64| hourly.iter().map(|(_, d)| f(d)).sum::<i64>();
+            let page = OverviewPage {
+                layout: Layout::new(req, Some(&user)),
+                totals,
+                bars: chart(&hourly, now_hour),
+                hits: sum(|d| d.narinfo_hits),
+                misses: sum(|d| d.narinfo_misses),
+                served: human_bytes(sum(|d| d.nar_bytes)),
+                recent: recent.into_iter().map(|(c, p, at)| (c, p, at.format("%Y-%m-%d %H:%M").to_string())).collect(),
+            };
             render(&state, StatusCode::OK, &page.layout, &page)
         }
         Err(e) => unavailable(&state, req, &user, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_scale_to_the_busiest_hour() {
+        let now_hour = chrono::NaiveDate::from_ymd_opt(2026, 11, 28).unwrap().and_hms_opt(12, 0, 0).unwrap();
+        let busy = TrafficDelta { narinfo_hits: 3, narinfo_misses: 1, nar_bytes: 0 };
+        let quiet = TrafficDelta { narinfo_hits: 1, narinfo_misses: 0, nar_bytes: 0 };
+        let bars = chart(&[(now_hour, busy), (now_hour - Duration::hours(1), quiet)], now_hour);
+        assert_eq!(bars.len(), 24);
+        let last = &bars[23];
+        assert_eq!(last.hit_height + last.miss_height, CHART_HEIGHT);
+        assert_eq!(last.miss_y, 0.0);
+        assert_eq!(bars[22].hit_height, CHART_HEIGHT / 4.0);
+        assert_eq!(bars[0].hit_height, 0.0);
+        assert!(last.label.starts_with("12:00 UTC: 3 hits, 1 misses"));
     }
 }

@@ -1,0 +1,2 @@
+DROP INDEX store_paths_created;
+DROP TABLE traffic_hourly;

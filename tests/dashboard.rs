@@ -1,6 +1,7 @@
 //! The dashboard over HTTP: first run, sign-in, sessions, CSRF on every state-changing
 //! route, anonymous access, escaping, and tokens that stop working when revoked.
 
+#[macro_use]
 mod support;
 
 use support::web::{ADMIN_EMAIL, ADMIN_PASSWORD, WebClient, csrf_in, location};
@@ -251,10 +252,9 @@ fn cache_settings_clear_and_delete() {
     assert!(missing.text().unwrap().contains("Page not found"));
 }
 
-#[test]
-fn quotas_are_enforced_and_shown_in_gib() {
+fn quotas_are_enforced_and_shown_in_gib(backend: Backend) {
     let keys = Keys::generate("quota-1");
-    let server = Server::start(Backend::Sqlite);
+    let server = Server::start(backend);
     let web = WebClient::new(&server);
     web.setup_admin();
     let csrf = web.csrf("/caches");
@@ -329,11 +329,12 @@ fn account_name_and_password_change() {
     assert_eq!(other.sign_in(ADMIN_EMAIL, "new password!").status(), 303);
 }
 
-#[test]
-fn overview_shows_traffic_and_recent_pushes() {
+on_every_backend!(overview_shows_traffic_and_recent_pushes, quotas_are_enforced_and_shown_in_gib);
+
+fn overview_shows_traffic_and_recent_pushes(backend: Backend) {
     let keys = Keys::generate("traffic-1");
     let closure = support::Closure::build("traffic");
-    let server = Server::start(Backend::Sqlite);
+    let server = Server::start(backend);
     let web = WebClient::new(&server);
     web.setup_admin();
     let csrf = web.csrf("/caches");

@@ -95,6 +95,10 @@ fn every_state_changing_route_checks_csrf() {
         ("/caches/main/clear".into(), vec![("confirm", "main")]),
         ("/caches/main/delete".into(), vec![("confirm", "main")]),
         ("/account".into(), vec![("name", "Mallory")]),
+        ("/users".into(), vec![("name", "m"), ("email", "m@x.org"), ("password", "password123")]),
+        ("/users/1/delete".into(), vec![]),
+        ("/caches/main/access".into(), vec![("user_id", "1"), ("permission", "push")]),
+        ("/caches/main/access/1/revoke".into(), vec![]),
         ("/sign-out".into(), vec![]),
         ("/sign-in".into(), vec![("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)]),
         ("/setup".into(), vec![("name", "x"), ("email", "x@x.org"), ("password", "password123")]),
@@ -372,4 +376,57 @@ fn overview_shows_traffic_and_recent_pushes(backend: Backend) {
     // The path's own access counter moved too.
     let paths = web.get("/caches/main/paths?sort=accesses").text().unwrap();
     assert!(paths.contains("<td>1</td>"), "{paths}");
+}
+
+#[test]
+fn users_and_per_cache_access() {
+    let keys = Keys::generate("access-1");
+    let server = Server::start(Backend::Sqlite);
+    let admin = WebClient::new(&server);
+    admin.setup_admin();
+    let csrf = admin.csrf("/users");
+    admin.post("/caches", &[("csrf", &csrf), ("name", "main"), ("priority", "41"), ("keys", &keys.public)]);
+    let short =
+        admin.post("/users", &[("csrf", &csrf), ("name", "Bob"), ("email", "bob@example.com"), ("password", "short")]);
+    assert!(short.text().unwrap().contains("id=\"password-error\""));
+    let created = admin.post(
+        "/users",
+        &[("csrf", &csrf), ("name", "Bob"), ("email", "bob@example.com"), ("password", "bob password")],
+    );
+    assert_eq!(location(&created), "/users");
+
+    let bob = WebClient::new(&server);
+    assert_eq!(bob.sign_in("bob@example.com", "bob password").status(), 303);
+    assert!(!bob.get("/caches").text().unwrap().contains("/caches/main"), "no access yet");
+    assert_eq!(bob.get("/caches/main").status(), 404);
+    assert_eq!(bob.get("/users").status(), 403, "users are managed by administrators");
+    assert!(!bob.get("/").text().unwrap().contains("href=\"/users\""));
+
+    // Read access: bob sees the cache but cannot change it.
+    let settings = admin.get("/caches/main/settings").text().unwrap();
+    let bob_id = settings.split("<option value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let granted = admin.post("/caches/main/access", &[("csrf", &csrf), ("user_id", &bob_id), ("permission", "read")]);
+    assert_eq!(location(&granted), "/caches/main/settings");
+    assert_eq!(bob.get("/caches/main").status(), 200);
+    assert_eq!(bob.get("/caches/main/settings").status(), 403);
+    let bob_csrf = bob.csrf("/caches/main");
+    let escalate =
+        bob.post("/caches/main/access", &[("csrf", &bob_csrf), ("user_id", &bob_id), ("permission", "push")]);
+    assert_eq!(escalate.status(), 403, "read access cannot grant push");
+
+    // Revoked: gone again.
+    let revoked = admin.post(&format!("/caches/main/access/{bob_id}/revoke"), &[("csrf", &csrf)]);
+    assert_eq!(location(&revoked), "/caches/main/settings");
+    assert_eq!(bob.get("/caches/main").status(), 404);
+
+    // The last administrator cannot be deleted; bob can, and his session ends.
+    let users = admin.get("/users").text().unwrap();
+    let ids: Vec<&str> = users.split("/users/").skip(1).map(|s| s.split('/').next().unwrap()).collect();
+    let (first, second) = (ids[0].to_string(), ids[1].to_string());
+    let (ada_id, bob_row) = if first == bob_id { (second, first) } else { (first, second) };
+    let refused = admin.post(&format!("/users/{ada_id}/delete"), &[("csrf", &csrf)]);
+    assert_eq!(refused.status(), 409);
+    assert!(refused.text().unwrap().contains("last administrator"));
+    assert_eq!(location(&admin.post(&format!("/users/{bob_row}/delete"), &[("csrf", &csrf)])), "/users");
+    assert_eq!(location(&bob.get("/")), "/sign-in");
 }

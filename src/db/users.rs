@@ -43,6 +43,35 @@ pub fn update_account(conn: &mut AnyConnection, user_id: i64, name: &str, passwo
     Ok(())
 }
 
+pub fn list(conn: &mut AnyConnection) -> DbResult<Vec<User>> {
+    Ok(users::table.order(users::name).select(User::as_select()).load(conn)?)
+}
+
+/// Deletes a user unless they are the last administrator; returns whether it was deleted.
+pub fn delete_unless_last_admin(conn: &mut AnyConnection, user_id: i64) -> DbResult<bool> {
+    let admins: Vec<i64> = users::table.filter(users::is_admin.eq(true)).select(users::id).load(conn)?;
+    if admins == [user_id] {
+        return Ok(false);
+    }
+    diesel::delete(users::table.find(user_id)).execute(conn)?;
+    Ok(true)
+}
+
+/// Who has been granted access to a cache: (user id, user name, can push).
+pub fn grants_on(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<(i64, String, bool)>> {
+    Ok(cache_permissions::table
+        .inner_join(users::table)
+        .filter(cache_permissions::cache_id.eq(cache_id))
+        .order(users::name)
+        .select((users::id, users::name, cache_permissions::can_push))
+        .load(conn)?)
+}
+
+pub fn revoke_grant(conn: &mut AnyConnection, cache_id: i64, user_id: i64) -> DbResult<()> {
+    diesel::delete(cache_permissions::table.find((cache_id, user_id))).execute(conn)?;
+    Ok(())
+}
+
 pub fn find_by_email(conn: &mut AnyConnection, email: &str) -> DbResult<Option<User>> {
     Ok(users::table.filter(users::email.eq(email)).select(User::as_select()).first(conn).optional()?)
 }

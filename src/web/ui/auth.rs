@@ -9,7 +9,7 @@ use poem::{Request, Response, handler};
 use serde::Deserialize;
 
 use super::{
-    FormError, Layout, SESSION_COOKIE, clear_session_cookie, cookie, csrf_refusal, message, redirect, render,
+    CsrfOnly, FormError, Layout, SESSION_COOKIE, clear_session_cookie, cookie, csrf_refusal, message, redirect, render,
     session_cookie,
 };
 use crate::services::sessions::{self, FieldError, SetupError, SignInError};
@@ -126,12 +126,6 @@ pub async fn sign_in(req: &Request, state: Data<&Arc<AppState>>, Form(form): For
         response.headers_mut().insert(header::RETRY_AFTER, "900".parse().unwrap());
     }
     response
-}
-
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    #[serde(default)]
-    pub csrf: String,
 }
 
 #[handler]

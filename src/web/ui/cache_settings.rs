@@ -9,9 +9,9 @@ use poem::{Request, Response, handler};
 use serde::Deserialize;
 
 use super::caches::{not_found, readable, validate_settings};
-use super::{FormError, Layout, csrf_refusal, message, redirect, render, signed_in, unavailable};
-use crate::db::browse;
+use super::{CsrfOnly, FormError, Layout, csrf_refusal, message, redirect, render, signed_in, unavailable};
 use crate::db::models::{Cache, User};
+use crate::db::{DbError, browse, users};
 use crate::services::access::Access;
 use crate::services::push::delete_stored;
 use crate::web::AppState;
@@ -28,6 +28,29 @@ struct SettingsPage {
     keys: String,
     can_delete: bool,
     error: FormError,
+    /// Users granted access: (id, name, can push).
+    grants: Vec<(i64, String, bool)>,
+    /// Users who could be granted access: (id, name).
+    candidates: Vec<(i64, String)>,
+}
+
+/// Grants on the cache and the users who have none (administrators see everything anyway).
+async fn access_lists(
+    state: &AppState,
+    cache_id: i64,
+) -> Result<(Vec<(i64, String, bool)>, Vec<(i64, String)>), DbError> {
+    state
+        .db
+        .read(move |c| {
+            let grants = users::grants_on(c, cache_id)?;
+            let candidates = users::list(c)?
+                .into_iter()
+                .filter(|u| !u.is_admin && !grants.iter().any(|(id, _, _)| *id == u.id))
+                .map(|u| (u.id, u.name))
+                .collect();
+            Ok((grants, candidates))
+        })
+        .await
 }
 
 /// The signed-in user and the cache, when the user may change it.
@@ -48,11 +71,29 @@ async fn editable(state: &Arc<AppState>, req: &Request, name: &str) -> Result<(U
     }
 }
 
+/// Like [`editable`], for a form that must carry the right CSRF token.
+async fn editable_form(
+    state: &Arc<AppState>,
+    req: &Request,
+    name: &str,
+    csrf: &str,
+) -> Result<(User, Cache), Response> {
+    let (user, cache, _) = editable(state, req, name).await?;
+    match csrf_refusal(state, req, Some(&user), csrf) {
+        Some(refused) => Err(refused),
+        None => Ok((user, cache)),
+    }
+}
+
 #[handler]
 pub async fn show(req: &Request, state: Data<&Arc<AppState>>, Path(name): Path<String>) -> Response {
     let (user, cache, keys) = match editable(&state, req, &name).await {
         Ok(found) => found,
         Err(response) => return response,
+    };
+    let (grants, candidates) = match access_lists(&state, cache.id).await {
+        Ok(lists) => lists,
+        Err(e) => return unavailable(&state, req, &user, e),
     };
     let page = SettingsPage {
         layout: Layout::new(req, Some(&user)),
@@ -63,6 +104,8 @@ pub async fn show(req: &Request, state: Data<&Arc<AppState>>, Path(name): Path<S
         can_delete: user.is_admin,
         cache,
         error: FormError::default(),
+        grants,
+        candidates,
     };
     render(&state, StatusCode::OK, &page.layout, &page)
 }
@@ -88,16 +131,14 @@ pub async fn update(
     Path(name): Path<String>,
     Form(form): Form<SettingsForm>,
 ) -> Response {
-    let (user, cache, _) = match editable(&state, req, &name).await {
+    let (user, cache) = match editable_form(&state, req, &name, &form.csrf).await {
         Ok(found) => found,
         Err(response) => return response,
     };
-    if let Some(refused) = csrf_refusal(&state, req, Some(&user), &form.csrf) {
-        return refused;
-    }
     let settings = match validate_settings(form.public.is_some(), &form.priority, &form.quota, &form.keys) {
         Ok(valid) => valid,
         Err(error) => {
+            let (grants, candidates) = access_lists(&state, cache.id).await.unwrap_or_default();
             let page = SettingsPage {
                 layout: Layout::new(req, Some(&user)),
                 is_public: form.public.is_some(),
@@ -107,6 +148,8 @@ pub async fn update(
                 can_delete: user.is_admin,
                 cache,
                 error,
+                grants,
+                candidates,
             };
             return render(&state, StatusCode::UNPROCESSABLE_ENTITY, &page.layout, &page);
         }
@@ -131,13 +174,10 @@ pub struct ConfirmForm {
 }
 
 async fn destroy(state: &Arc<AppState>, req: &Request, name: &str, form: ConfirmForm, whole_cache: bool) -> Response {
-    let (user, cache, _) = match editable(state, req, name).await {
+    let (user, cache) = match editable_form(state, req, name, &form.csrf).await {
         Ok(found) => found,
         Err(response) => return response,
     };
-    if let Some(refused) = csrf_refusal(state, req, Some(&user), &form.csrf) {
-        return refused;
-    }
     if whole_cache && !user.is_admin {
         return message(
             state,
@@ -188,4 +228,71 @@ pub async fn delete_cache(
     Form(form): Form<ConfirmForm>,
 ) -> Response {
     destroy(&state, req, &name, form, true).await
+}
+
+#[derive(Deserialize)]
+pub struct GrantForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    user_id: i64,
+    /// "read" or "push".
+    #[serde(default)]
+    permission: String,
+}
+
+/// Grants a user read or push access. The granter holds push access (needed to get here),
+/// so nobody grants more than they hold.
+#[handler]
+pub async fn grant(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    Path(name): Path<String>,
+    Form(form): Form<GrantForm>,
+) -> Response {
+    let (user, cache) = match editable_form(&state, req, &name, &form.csrf).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let (id, target, push) = (cache.id, form.user_id, form.permission == "push");
+    let granted = state
+        .db
+        .write(move |c| {
+            let exists = users::list(c)?.iter().any(|u| u.id == target);
+            if exists {
+                users::grant(c, id, target, push)?;
+            }
+            Ok(exists)
+        })
+        .await;
+    match granted {
+        Ok(true) => redirect(&format!("/caches/{}/settings", cache.name)),
+        Ok(false) => message(
+            &state,
+            req,
+            Some(&user),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "No such user",
+            "Choose a user from the list.",
+        ),
+        Err(e) => unavailable(&state, req, &user, e),
+    }
+}
+
+#[handler]
+pub async fn revoke(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    Path((name, target)): Path<(String, i64)>,
+    Form(form): Form<CsrfOnly>,
+) -> Response {
+    let (user, cache) = match editable_form(&state, req, &name, &form.csrf).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let id = cache.id;
+    match state.db.write(move |c| users::revoke_grant(c, id, target)).await {
+        Ok(()) => redirect(&format!("/caches/{}/settings", cache.name)),
+        Err(e) => unavailable(&state, req, &user, e),
+    }
 }

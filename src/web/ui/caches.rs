@@ -10,7 +10,7 @@ use poem::web::{Data, Form, Html, Path, Query};
 use poem::{IntoResponse, Request, Response, handler};
 use serde::Deserialize;
 
-use super::{FormError, Layout, human_bytes, message, render, signed_in, signed_in_form, unavailable};
+use super::{CsrfOnly, FormError, Layout, human_bytes, message, render, signed_in, signed_in_form, unavailable};
 use crate::db::browse::{self, DeleteOutcome, PAGE_SIZE, PathRow, SortKey};
 use crate::db::caches::CacheSettings;
 use crate::db::models::{Cache, User};
@@ -383,19 +383,13 @@ pub async fn paths_table(
     }
 }
 
-#[derive(Deserialize)]
-pub struct DeleteForm {
-    #[serde(default)]
-    csrf: String,
-}
-
 /// Deletes one path (htmx replaces its table row with the answer).
 #[handler]
 pub async fn delete_path(
     req: &Request,
     state: Data<&Arc<AppState>>,
     Path((name, hash)): Path<(String, String)>,
-    Form(form): Form<DeleteForm>,
+    Form(form): Form<CsrfOnly>,
 ) -> Response {
     let user = match signed_in_form(&state, req, &form.csrf).await {
         Ok(user) => user,

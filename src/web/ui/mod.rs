@@ -8,6 +8,7 @@ mod cache_settings;
 mod caches;
 mod overview;
 mod tokens;
+mod users;
 
 use std::sync::Arc;
 
@@ -34,10 +35,21 @@ pub fn routes() -> Route {
         .at("/caches/:name/paths/:hash/delete", post(caches::delete_path))
         .at("/caches/:name/settings", get(cache_settings::show).post(cache_settings::update))
         .at("/caches/:name/clear", post(cache_settings::clear))
+        .at("/caches/:name/access", post(cache_settings::grant))
+        .at("/caches/:name/access/:user/revoke", post(cache_settings::revoke))
         .at("/caches/:name/delete", post(cache_settings::delete_cache))
         .at("/account", get(account::show).post(account::update))
+        .at("/users", get(users::list).post(users::create))
+        .at("/users/:id/delete", post(users::delete))
         .at("/tokens", get(tokens::list).post(tokens::create))
         .at("/tokens/:id/revoke", post(tokens::revoke))
+}
+
+/// A form that carries nothing but its CSRF token (revoke, delete, sign out).
+#[derive(serde::Deserialize)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    pub csrf: String,
 }
 
 /// A form's error, shown next to the field it is about.
@@ -62,6 +74,7 @@ impl FormError {
 /// What every page's frame needs.
 pub struct Layout {
     pub user: Option<String>,
+    pub is_admin: bool,
     pub csrf: String,
     /// The CSRF cookie must be set on this response (the browser had none).
     new_csrf: bool,
@@ -71,14 +84,19 @@ impl Layout {
     pub fn new(req: &Request, user: Option<&User>) -> Self {
         let existing = cookie(req, CSRF_COOKIE).filter(|v| v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()));
         let new_csrf = existing.is_none();
-        Self { user: user.map(|u| u.name.clone()), csrf: existing.unwrap_or_else(random_id), new_csrf }
+        Self {
+            user: user.map(|u| u.name.clone()),
+            is_admin: user.is_some_and(|u| u.is_admin),
+            csrf: existing.unwrap_or_else(random_id),
+            new_csrf,
+        }
     }
 }
 
 /// The page for URLs that match no route (the cache protocol answers its own 404s).
 pub fn not_found_page() -> Response {
     let page = MessagePage {
-        layout: Layout { user: None, csrf: String::new(), new_csrf: false },
+        layout: Layout { user: None, is_admin: false, csrf: String::new(), new_csrf: false },
         heading: "Page not found".into(),
         message: "There is nothing at this address.".into(),
     };

@@ -9,7 +9,7 @@ use poem::web::{Data, Form, Path};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
-use super::{Layout, redirect, render, signed_in, signed_in_form, unavailable};
+use super::{CsrfOnly, Layout, redirect, render, signed_in, signed_in_form, unavailable};
 use crate::db::models::{ApiToken, User};
 use crate::db::users::TokenScope;
 use crate::db::{caches, is_unique_violation, now, users};
@@ -139,18 +139,12 @@ pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
     }
 }
 
-#[derive(Deserialize)]
-pub struct RevokeForm {
-    #[serde(default)]
-    csrf: String,
-}
-
 #[handler]
 pub async fn revoke(
     req: &Request,
     state: Data<&Arc<AppState>>,
     Path(token_id): Path<i64>,
-    Form(form): Form<RevokeForm>,
+    Form(form): Form<CsrfOnly>,
 ) -> Response {
     let user = match signed_in_form(&state, req, &form.csrf).await {
         Ok(user) => user,

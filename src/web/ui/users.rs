@@ -1,0 +1,125 @@
+//! Users (administrators only): list, create, delete; the last administrator stays.
+
+use std::sync::Arc;
+
+use askama::Template;
+use poem::http::StatusCode;
+use poem::web::{Data, Form, Path};
+use poem::{Request, Response, handler};
+use serde::Deserialize;
+
+use super::{CsrfOnly, FormError, Layout, message, redirect, render, signed_in, signed_in_form, unavailable};
+use crate::db::models::User;
+use crate::db::{is_unique_violation, users};
+use crate::services::passwords;
+use crate::web::AppState;
+
+#[derive(Template)]
+#[template(path = "users.html")]
+struct UsersPage {
+    layout: Layout,
+    users: Vec<User>,
+    name: String,
+    email: String,
+    error: FormError,
+}
+
+fn forbidden(state: &AppState, req: &Request, user: &User) -> Response {
+    message(state, req, Some(user), StatusCode::FORBIDDEN, "Not allowed", "Only administrators manage users.")
+}
+
+async fn page(state: &AppState, req: &Request, user: &User, name: String, email: String, error: FormError) -> Response {
+    match state.db.read(users::list).await {
+        Ok(all) => {
+            let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+            let page = UsersPage { layout: Layout::new(req, Some(user)), users: all, name, email, error };
+            render(state, status, &page.layout, &page)
+        }
+        Err(e) => unavailable(state, req, user, e),
+    }
+}
+
+#[handler]
+pub async fn list(req: &Request, state: Data<&Arc<AppState>>) -> Response {
+    match signed_in(&state, req).await {
+        Ok(user) if user.is_admin => page(&state, req, &user, String::new(), String::new(), FormError::default()).await,
+        Ok(user) => forbidden(&state, req, &user),
+        Err(response) => response,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CreateForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    admin: Option<String>,
+}
+
+#[handler]
+pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<CreateForm>) -> Response {
+    let user = match signed_in_form(&state, req, &form.csrf).await {
+        Ok(user) => user,
+        Err(response) => return response,
+    };
+    if !user.is_admin {
+        return forbidden(&state, req, &user);
+    }
+    let (name, email) = (form.name.trim().to_string(), form.email.trim().to_ascii_lowercase());
+    let error = if name.is_empty() || name.len() > 100 {
+        FormError::new("name", "Enter a name of 1 to 100 characters.")
+    } else if !email.contains('@') {
+        FormError::new("email", "Enter a valid email address.")
+    } else if form.password.chars().count() < passwords::MIN_LENGTH {
+        FormError::new("password", format!("Use at least {} characters.", passwords::MIN_LENGTH))
+    } else {
+        FormError::default()
+    };
+    if error.is_some() {
+        return page(&state, req, &user, form.name, form.email, error).await;
+    }
+    let (hash, admin) = (passwords::hash(&form.password), form.admin.is_some());
+    let (n, e) = (name.clone(), email.clone());
+    match state.db.write(move |c| users::create_with_password(c, &n, &e, &hash, admin)).await {
+        Ok(_) => redirect("/users"),
+        Err(e) if is_unique_violation(&e) => {
+            page(&state, req, &user, name, email, FormError::new("name", "A user with this name or email exists."))
+                .await
+        }
+        Err(e) => unavailable(&state, req, &user, e),
+    }
+}
+
+#[handler]
+pub async fn delete(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfOnly>,
+) -> Response {
+    let user = match signed_in_form(&state, req, &form.csrf).await {
+        Ok(user) => user,
+        Err(response) => return response,
+    };
+    if !user.is_admin {
+        return forbidden(&state, req, &user);
+    }
+    match state.db.write(move |c| users::delete_unless_last_admin(c, id)).await {
+        Ok(true) => redirect("/users"),
+        Ok(false) => message(
+            &state,
+            req,
+            Some(&user),
+            StatusCode::CONFLICT,
+            "Not deleted",
+            "This is the last administrator. Make someone else an administrator first.",
+        ),
+        Err(e) => unavailable(&state, req, &user, e),
+    }
+}

@@ -3,9 +3,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::Stdio;
-
 use support::browser::Browser;
 use support::web::{ADMIN_EMAIL, ADMIN_PASSWORD};
 use support::{Backend, Cli, Closure, Keys, Server};
@@ -83,12 +80,14 @@ fn setup_cache_token_push_browse_delete_and_access() {
     browser.goto(&format!("{site}/caches/main"));
     browser.wait_until("only dep is left", |html| html.contains("1 paths") && html.contains("dep-browser"));
 
-    // A user without access sees neither the cache nor its paths.
-    let mut create =
-        server.command(Some(&["admin", "create-user", "bob", "--email", "bob@example.com", "--password-stdin"]));
-    let mut child = create.stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
-    writeln!(child.stdin.take().unwrap(), "bob's password").unwrap();
-    assert!(child.wait().unwrap().success());
+    // A user without access, created on the users page, sees neither the cache nor its paths.
+    browser.goto(&format!("{site}/users"));
+    browser.type_into("#name", "bob");
+    browser.type_into("#email", "bob@example.com");
+    browser.type_into("#password", "bob's password");
+    browser.click("#create-user");
+    browser.wait_until("bob is listed", |html| html.contains("bob@example.com"));
+    browser.screenshot("users");
     browser.click("nav button");
     browser.wait_until("signed out", |html| html.contains("id=\"sign-in\""));
     browser.type_into("#email", "bob@example.com");

@@ -430,3 +430,23 @@ fn users_and_per_cache_access() {
     assert_eq!(location(&admin.post(&format!("/users/{bob_row}/delete"), &[("csrf", &csrf)])), "/users");
     assert_eq!(location(&bob.get("/")), "/sign-in");
 }
+
+#[test]
+fn admin_command_creates_a_dashboard_login() {
+    use std::io::Write;
+    let server = Server::start(Backend::Sqlite);
+    WebClient::new(&server).setup_admin();
+    let mut create =
+        server.command(Some(&["admin", "create-user", "carol", "--email", "Carol@Example.com", "--password-stdin"]));
+    let mut child = create.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::null()).spawn().unwrap();
+    writeln!(child.stdin.take().unwrap(), "carol's password").unwrap();
+    assert!(child.wait().unwrap().success());
+    let carol = WebClient::new(&server);
+    assert_eq!(carol.sign_in("carol@example.com", "carol's password").status(), 303);
+    let mut short = server.command(Some(&["admin", "create-user", "dave", "--email", "d@x.org", "--password-stdin"]));
+    let mut child = short.stdin(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    writeln!(child.stdin.take().unwrap(), "short").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 8 characters"));
+}

@@ -99,6 +99,12 @@ fn every_state_changing_route_checks_csrf() {
         ("/users/1/delete".into(), vec![]),
         ("/caches/main/access".into(), vec![("user_id", "1"), ("permission", "push")]),
         ("/caches/main/access/1/revoke".into(), vec![]),
+        ("/caches/main/group-access".into(), vec![("group_id", "1"), ("permission", "push")]),
+        ("/caches/main/group-access/1/revoke".into(), vec![]),
+        ("/groups".into(), vec![("name", "g")]),
+        ("/groups/1/members".into(), vec![("user_id", "1")]),
+        ("/groups/1/members/1/remove".into(), vec![]),
+        ("/groups/1/delete".into(), vec![]),
         ("/sign-out".into(), vec![]),
         ("/sign-in".into(), vec![("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)]),
         ("/setup".into(), vec![("name", "x"), ("email", "x@x.org"), ("password", "password123")]),
@@ -449,4 +455,64 @@ fn admin_command_creates_a_dashboard_login() {
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 8 characters"));
+}
+
+#[test]
+fn groups_grant_access_and_the_right_to_create_caches() {
+    let keys = Keys::generate("groups-1");
+    let server = Server::start(Backend::Sqlite);
+    let admin = WebClient::new(&server);
+    admin.setup_admin();
+    let csrf = admin.csrf("/groups");
+    admin.post("/caches", &[("csrf", &csrf), ("name", "main"), ("priority", "41"), ("keys", &keys.public)]);
+    admin.post(
+        "/users",
+        &[("csrf", &csrf), ("name", "Bob"), ("email", "bob@example.com"), ("password", "bob password")],
+    );
+    let bob = WebClient::new(&server);
+    assert_eq!(bob.sign_in("bob@example.com", "bob password").status(), 303);
+    let bob_csrf = bob.csrf("/caches");
+    let denied =
+        bob.post("/caches", &[("csrf", &bob_csrf), ("name", "bobs"), ("priority", "41"), ("keys", &keys.public)]);
+    assert_eq!(denied.status(), 403, "plain users do not create caches");
+
+    // A group that may create caches, with bob in it, and read access to main.
+    assert_eq!(
+        location(&admin.post("/groups", &[("csrf", &csrf), ("name", "builders"), ("create_caches", "on")])),
+        "/groups"
+    );
+    let groups = admin.get("/groups").text().unwrap();
+    let group_id = groups.split("/groups/").nth(1).unwrap().split('/').next().unwrap().to_string();
+    let bob_id = groups
+        .split("<option value=\"")
+        .skip(1)
+        .find(|s| s.contains(">Bob<"))
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        location(&admin.post(&format!("/groups/{group_id}/members"), &[("csrf", &csrf), ("user_id", &bob_id)])),
+        "/groups"
+    );
+    let granted =
+        admin.post("/caches/main/group-access", &[("csrf", &csrf), ("group_id", &group_id), ("permission", "read")]);
+    assert_eq!(location(&granted), "/caches/main/settings");
+
+    assert_eq!(bob.get("/caches/main").status(), 200, "read through the group");
+    assert_eq!(bob.get("/caches/main/settings").status(), 403, "read is not push");
+    let created =
+        bob.post("/caches", &[("csrf", &bob_csrf), ("name", "bobs"), ("priority", "41"), ("keys", &keys.public)]);
+    assert_eq!(location(&created), "/caches/bobs");
+    assert_eq!(bob.get("/caches/bobs/settings").status(), 200, "the creator manages the new cache");
+
+    // Leaving the group takes the access away.
+    let removed = admin.post(&format!("/groups/{group_id}/members/{bob_id}/remove"), &[("csrf", &csrf)]);
+    assert_eq!(location(&removed), "/groups");
+    assert_eq!(bob.get("/caches/main").status(), 404);
+    let again =
+        bob.post("/caches", &[("csrf", &bob_csrf), ("name", "more"), ("priority", "41"), ("keys", &keys.public)]);
+    assert_eq!(again.status(), 403);
+    assert_eq!(bob.get("/groups").status(), 403);
 }

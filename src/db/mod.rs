@@ -6,6 +6,7 @@
 pub mod browse;
 pub mod caches;
 mod connection;
+pub mod groups;
 pub mod models;
 pub mod paths;
 pub mod schema;

@@ -90,6 +90,30 @@ diesel::table! {
 }
 
 diesel::table! {
+    user_groups (id) {
+        id -> BigInt,
+        name -> Text,
+        can_create_caches -> Bool,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    group_members (group_id, user_id) {
+        group_id -> BigInt,
+        user_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    group_cache_permissions (cache_id, group_id) {
+        cache_id -> BigInt,
+        group_id -> BigInt,
+        can_push -> Bool,
+    }
+}
+
+diesel::table! {
     traffic_hourly (cache_id, hour) {
         cache_id -> BigInt,
         hour -> Timestamp,
@@ -115,6 +139,9 @@ diesel::joinable!(cache_permissions -> users (user_id));
 diesel::joinable!(api_tokens -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    user_groups,
+    group_members,
+    group_cache_permissions,
     traffic_hourly,
     token_caches,
     sessions,
@@ -176,6 +203,9 @@ diesel::table! {
 }
 
 diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(group_members -> user_groups (group_id));
+diesel::joinable!(group_members -> users (user_id));
+diesel::joinable!(group_cache_permissions -> user_groups (group_id));
 diesel::joinable!(token_caches -> api_tokens (token_id));
 diesel::joinable!(pending_nars -> caches (cache_id));
 diesel::joinable!(build_logs -> caches (cache_id));

@@ -118,17 +118,31 @@ pub fn grant(conn: &mut AnyConnection, cache_id: i64, user_id: i64, can_push: bo
     Ok(())
 }
 
-/// `None` when the user has no grant on the cache, else whether the grant includes push.
+/// `None` when neither the user nor one of their groups has a grant on the cache, else
+/// whether the strongest grant includes push.
 pub fn permission(conn: &mut AnyConnection, cache_id: i64, user_id: i64) -> DbResult<Option<bool>> {
-    Ok(cache_permissions::table.find((cache_id, user_id)).select(cache_permissions::can_push).first(conn).optional()?)
+    let own: Option<bool> = cache_permissions::table
+        .find((cache_id, user_id))
+        .select(cache_permissions::can_push)
+        .first(conn)
+        .optional()?;
+    let via_groups = super::groups::permission_via_groups(conn, cache_id, user_id)?;
+    Ok(match (own, via_groups) {
+        (Some(a), Some(b)) => Some(a || b),
+        (a, b) => a.or(b),
+    })
 }
 
-/// Ids of every cache the user was granted access to.
+/// Ids of every cache the user, or one of their groups, was granted access to.
 pub fn readable_cache_ids(conn: &mut AnyConnection, user_id: i64) -> DbResult<Vec<i64>> {
-    Ok(cache_permissions::table
+    let mut ids: Vec<i64> = cache_permissions::table
         .filter(cache_permissions::user_id.eq(user_id))
         .select(cache_permissions::cache_id)
-        .load(conn)?)
+        .load(conn)?;
+    ids.extend(super::groups::cache_ids_via_groups(conn, user_id)?);
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
 }
 
 /// What a new token may do.

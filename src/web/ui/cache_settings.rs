@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::caches::{not_found, readable, validate_settings};
 use super::{CsrfOnly, FormError, Layout, csrf_refusal, message, redirect, render, signed_in, unavailable};
 use crate::db::models::{Cache, User};
-use crate::db::{DbError, browse, users};
+use crate::db::{DbError, browse, groups, users};
 use crate::services::access::Access;
 use crate::services::push::delete_stored;
 use crate::web::AppState;
@@ -32,13 +32,22 @@ struct SettingsPage {
     grants: Vec<(i64, String, bool)>,
     /// Users who could be granted access: (id, name).
     candidates: Vec<(i64, String)>,
+    /// Groups granted access: (id, name, can push).
+    group_grants: Vec<(i64, String, bool)>,
+    /// Groups that could be granted access.
+    group_candidates: Vec<(i64, String)>,
 }
 
-/// Grants on the cache and the users who have none (administrators see everything anyway).
-async fn access_lists(
-    state: &AppState,
-    cache_id: i64,
-) -> Result<(Vec<(i64, String, bool)>, Vec<(i64, String)>), DbError> {
+struct AccessLists {
+    grants: Vec<(i64, String, bool)>,
+    candidates: Vec<(i64, String)>,
+    group_grants: Vec<(i64, String, bool)>,
+    group_candidates: Vec<(i64, String)>,
+}
+
+/// Grants on the cache, and the users and groups who have none (administrators see
+/// everything anyway).
+async fn access_lists(state: &AppState, cache_id: i64) -> Result<AccessLists, DbError> {
     state
         .db
         .read(move |c| {
@@ -48,7 +57,13 @@ async fn access_lists(
                 .filter(|u| !u.is_admin && !grants.iter().any(|(id, _, _)| *id == u.id))
                 .map(|u| (u.id, u.name))
                 .collect();
-            Ok((grants, candidates))
+            let group_grants = groups::grants_on(c, cache_id)?;
+            let group_candidates = groups::list(c)?
+                .into_iter()
+                .filter(|g| !group_grants.iter().any(|(id, _, _)| *id == g.id))
+                .map(|g| (g.id, g.name))
+                .collect();
+            Ok(AccessLists { grants, candidates, group_grants, group_candidates })
         })
         .await
 }
@@ -91,7 +106,7 @@ pub async fn show(req: &Request, state: Data<&Arc<AppState>>, Path(name): Path<S
         Ok(found) => found,
         Err(response) => return response,
     };
-    let (grants, candidates) = match access_lists(&state, cache.id).await {
+    let lists = match access_lists(&state, cache.id).await {
         Ok(lists) => lists,
         Err(e) => return unavailable(&state, req, &user, e),
     };
@@ -104,8 +119,10 @@ pub async fn show(req: &Request, state: Data<&Arc<AppState>>, Path(name): Path<S
         can_delete: user.is_admin,
         cache,
         error: FormError::default(),
-        grants,
-        candidates,
+        grants: lists.grants,
+        candidates: lists.candidates,
+        group_grants: lists.group_grants,
+        group_candidates: lists.group_candidates,
     };
     render(&state, StatusCode::OK, &page.layout, &page)
 }
@@ -138,7 +155,10 @@ pub async fn update(
     let settings = match validate_settings(form.public.is_some(), &form.priority, &form.quota, &form.keys) {
         Ok(valid) => valid,
         Err(error) => {
-            let (grants, candidates) = access_lists(&state, cache.id).await.unwrap_or_default();
+            let lists = match access_lists(&state, cache.id).await {
+                Ok(lists) => lists,
+                Err(e) => return unavailable(&state, req, &user, e),
+            };
             let page = SettingsPage {
                 layout: Layout::new(req, Some(&user)),
                 is_public: form.public.is_some(),
@@ -148,8 +168,10 @@ pub async fn update(
                 can_delete: user.is_admin,
                 cache,
                 error,
-                grants,
-                candidates,
+                grants: lists.grants,
+                candidates: lists.candidates,
+                group_grants: lists.group_grants,
+                group_candidates: lists.group_candidates,
             };
             return render(&state, StatusCode::UNPROCESSABLE_ENTITY, &page.layout, &page);
         }
@@ -230,19 +252,77 @@ pub async fn delete_cache(
     destroy(&state, req, &name, form, true).await
 }
 
+/// Who a grant is for.
+#[derive(Clone, Copy)]
+enum Grantee {
+    User(i64),
+    Group(i64),
+}
+
 #[derive(Deserialize)]
 pub struct GrantForm {
     #[serde(default)]
     csrf: String,
     #[serde(default)]
-    user_id: i64,
+    user_id: Option<i64>,
+    #[serde(default)]
+    group_id: Option<i64>,
     /// "read" or "push".
     #[serde(default)]
     permission: String,
 }
 
-/// Grants a user read or push access. The granter holds push access (needed to get here),
-/// so nobody grants more than they hold.
+/// Grants a user or group read or push access. The granter holds push access (needed to
+/// get here), so nobody grants more than they hold.
+async fn apply_grant(state: &Arc<AppState>, req: &Request, name: &str, form: GrantForm, grantee: Grantee) -> Response {
+    let (user, cache) = match editable_form(state, req, name, &form.csrf).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let (id, push) = (cache.id, form.permission == "push");
+    let granted = state
+        .db
+        .write(move |c| {
+            let exists = match grantee {
+                Grantee::User(target) => users::list(c)?.iter().any(|u| u.id == target),
+                Grantee::Group(target) => groups::list(c)?.iter().any(|g| g.id == target),
+            };
+            match (exists, grantee) {
+                (true, Grantee::User(target)) => users::grant(c, id, target, push)?,
+                (true, Grantee::Group(target)) => groups::grant(c, id, target, push)?,
+                (false, _) => {}
+            }
+            Ok(exists)
+        })
+        .await;
+    match granted {
+        Ok(true) => redirect(&format!("/caches/{}/settings", cache.name)),
+        Ok(false) => {
+            message(state, req, Some(&user), StatusCode::UNPROCESSABLE_ENTITY, "Not found", "Choose from the list.")
+        }
+        Err(e) => unavailable(state, req, &user, e),
+    }
+}
+
+async fn apply_revoke(state: &Arc<AppState>, req: &Request, name: &str, csrf: &str, grantee: Grantee) -> Response {
+    let (user, cache) = match editable_form(state, req, name, csrf).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let id = cache.id;
+    let revoked = state
+        .db
+        .write(move |c| match grantee {
+            Grantee::User(target) => users::revoke_grant(c, id, target),
+            Grantee::Group(target) => groups::revoke(c, id, target),
+        })
+        .await;
+    match revoked {
+        Ok(()) => redirect(&format!("/caches/{}/settings", cache.name)),
+        Err(e) => unavailable(state, req, &user, e),
+    }
+}
+
 #[handler]
 pub async fn grant(
     req: &Request,
@@ -250,33 +330,8 @@ pub async fn grant(
     Path(name): Path<String>,
     Form(form): Form<GrantForm>,
 ) -> Response {
-    let (user, cache) = match editable_form(&state, req, &name, &form.csrf).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
-    let (id, target, push) = (cache.id, form.user_id, form.permission == "push");
-    let granted = state
-        .db
-        .write(move |c| {
-            let exists = users::list(c)?.iter().any(|u| u.id == target);
-            if exists {
-                users::grant(c, id, target, push)?;
-            }
-            Ok(exists)
-        })
-        .await;
-    match granted {
-        Ok(true) => redirect(&format!("/caches/{}/settings", cache.name)),
-        Ok(false) => message(
-            &state,
-            req,
-            Some(&user),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "No such user",
-            "Choose a user from the list.",
-        ),
-        Err(e) => unavailable(&state, req, &user, e),
-    }
+    let grantee = Grantee::User(form.user_id.unwrap_or_default());
+    apply_grant(&state, req, &name, form, grantee).await
 }
 
 #[handler]
@@ -286,13 +341,26 @@ pub async fn revoke(
     Path((name, target)): Path<(String, i64)>,
     Form(form): Form<CsrfOnly>,
 ) -> Response {
-    let (user, cache) = match editable_form(&state, req, &name, &form.csrf).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
-    let id = cache.id;
-    match state.db.write(move |c| users::revoke_grant(c, id, target)).await {
-        Ok(()) => redirect(&format!("/caches/{}/settings", cache.name)),
-        Err(e) => unavailable(&state, req, &user, e),
-    }
+    apply_revoke(&state, req, &name, &form.csrf, Grantee::User(target)).await
+}
+
+#[handler]
+pub async fn grant_group(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    Path(name): Path<String>,
+    Form(form): Form<GrantForm>,
+) -> Response {
+    let grantee = Grantee::Group(form.group_id.unwrap_or_default());
+    apply_grant(&state, req, &name, form, grantee).await
+}
+
+#[handler]
+pub async fn revoke_group(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    Path((name, group)): Path<(String, i64)>,
+    Form(form): Form<CsrfOnly>,
+) -> Response {
+    apply_revoke(&state, req, &name, &form.csrf, Grantee::Group(group)).await
 }

@@ -69,6 +69,15 @@ pub fn not_found(state: &AppState, req: &Request, user: &User, name: &str) -> Re
     )
 }
 
+/// Administrators, and members of a group holding the permission, create caches.
+async fn may_create_caches(state: &AppState, user: &User) -> bool {
+    if user.is_admin {
+        return true;
+    }
+    let id = user.id;
+    state.db.read(move |c| crate::db::groups::may_create_caches(c, id)).await.unwrap_or(false)
+}
+
 async fn visible_caches(state: &AppState, user: &User) -> Result<Vec<CacheRow>, DbError> {
     let (id, admin) = (user.id, user.is_admin);
     state
@@ -95,8 +104,8 @@ async fn list_page(state: &AppState, req: &Request, user: &User, form: NewCacheF
     let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     match visible_caches(state, user).await {
         Ok(caches) => {
-            let page =
-                CachesPage { layout: Layout::new(req, Some(user)), caches, can_create: user.is_admin, form, error };
+            let can_create = may_create_caches(state, user).await;
+            let page = CachesPage { layout: Layout::new(req, Some(user)), caches, can_create, form, error };
             render(state, status, &page.layout, &page)
         }
         Err(e) => unavailable(state, req, user, e),
@@ -173,15 +182,9 @@ pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
         Ok(user) => user,
         Err(response) => return response,
     };
-    if !user.is_admin {
-        return message(
-            &state,
-            req,
-            Some(&user),
-            StatusCode::FORBIDDEN,
-            "Not allowed",
-            "Only administrators create caches.",
-        );
+    if !may_create_caches(&state, &user).await {
+        let text = "Only administrators and members of a group allowed to create caches create them.";
+        return message(&state, req, Some(&user), StatusCode::FORBIDDEN, "Not allowed", text);
     }
     let shown = NewCacheForm {
         name: form.name.clone(),
@@ -194,8 +197,19 @@ pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
         Ok(valid) => valid,
         Err(error) => return list_page(&state, req, &user, shown, error).await,
     };
-    let name = form.name.clone();
-    match state.db.write(move |c| caches::create(c, &name, &settings)).await {
+    let (name, creator, admin) = (form.name.clone(), user.id, user.is_admin);
+    let created = state
+        .db
+        .write(move |c| {
+            let cache = caches::create(c, &name, &settings)?;
+            // Whoever creates a cache may push to it and manage it.
+            if !admin {
+                users::grant(c, cache.id, creator, true)?;
+            }
+            Ok(cache)
+        })
+        .await;
+    match created {
         Ok(_) => super::redirect(&format!("/caches/{}", form.name)),
         Err(e) if is_unique_violation(&e) => {
             list_page(&state, req, &user, shown, FormError::new("name", "A cache with this name exists.")).await

@@ -6,6 +6,7 @@ mod account;
 mod auth;
 mod cache_settings;
 mod caches;
+mod groups;
 mod overview;
 mod tokens;
 mod users;
@@ -37,10 +38,16 @@ pub fn routes() -> Route {
         .at("/caches/:name/clear", post(cache_settings::clear))
         .at("/caches/:name/access", post(cache_settings::grant))
         .at("/caches/:name/access/:user/revoke", post(cache_settings::revoke))
+        .at("/caches/:name/group-access", post(cache_settings::grant_group))
+        .at("/caches/:name/group-access/:group/revoke", post(cache_settings::revoke_group))
         .at("/caches/:name/delete", post(cache_settings::delete_cache))
         .at("/account", get(account::show).post(account::update))
         .at("/users", get(users::list).post(users::create))
         .at("/users/:id/delete", post(users::delete))
+        .at("/groups", get(groups::list).post(groups::create))
+        .at("/groups/:id/members", post(groups::add_member))
+        .at("/groups/:id/members/:user/remove", post(groups::remove_member))
+        .at("/groups/:id/delete", post(groups::delete))
         .at("/tokens", get(tokens::list).post(tokens::create))
         .at("/tokens/:id/revoke", post(tokens::revoke))
 }

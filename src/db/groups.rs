@@ -1,0 +1,122 @@
+//! Groups: members, the global permission to create caches, and per-cache grants.
+
+use diesel::prelude::*;
+
+use super::schema::{group_cache_permissions, group_members, user_groups, users};
+use super::{AnyConnection, DbResult, now};
+
+#[derive(Debug, Clone, Queryable)]
+pub struct Group {
+    pub id: i64,
+    pub name: String,
+    pub can_create_caches: bool,
+}
+
+pub fn create(conn: &mut AnyConnection, name: &str, can_create_caches: bool) -> DbResult<()> {
+    diesel::insert_into(user_groups::table)
+        .values((
+            user_groups::name.eq(name),
+            user_groups::can_create_caches.eq(can_create_caches),
+            user_groups::created_at.eq(now()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn list(conn: &mut AnyConnection) -> DbResult<Vec<Group>> {
+    Ok(user_groups::table
+        .order(user_groups::name)
+        .select((user_groups::id, user_groups::name, user_groups::can_create_caches))
+        .load(conn)?)
+}
+
+pub fn delete(conn: &mut AnyConnection, group_id: i64) -> DbResult<()> {
+    diesel::delete(user_groups::table.find(group_id)).execute(conn)?;
+    Ok(())
+}
+
+/// Member names of a group: (user id, name).
+pub fn members(conn: &mut AnyConnection, group_id: i64) -> DbResult<Vec<(i64, String)>> {
+    Ok(group_members::table
+        .inner_join(users::table)
+        .filter(group_members::group_id.eq(group_id))
+        .order(users::name)
+        .select((users::id, users::name))
+        .load(conn)?)
+}
+
+pub fn add_member(conn: &mut AnyConnection, group_id: i64, user_id: i64) -> DbResult<()> {
+    diesel::delete(group_members::table.find((group_id, user_id))).execute(conn)?;
+    diesel::insert_into(group_members::table)
+        .values((group_members::group_id.eq(group_id), group_members::user_id.eq(user_id)))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn remove_member(conn: &mut AnyConnection, group_id: i64, user_id: i64) -> DbResult<()> {
+    diesel::delete(group_members::table.find((group_id, user_id))).execute(conn)?;
+    Ok(())
+}
+
+fn group_ids_of(conn: &mut AnyConnection, user_id: i64) -> DbResult<Vec<i64>> {
+    Ok(group_members::table.filter(group_members::user_id.eq(user_id)).select(group_members::group_id).load(conn)?)
+}
+
+/// Does any of the user's groups hold the permission to create caches?
+pub fn may_create_caches(conn: &mut AnyConnection, user_id: i64) -> DbResult<bool> {
+    let ids = group_ids_of(conn, user_id)?;
+    Ok(user_groups::table
+        .filter(user_groups::id.eq_any(ids))
+        .filter(user_groups::can_create_caches.eq(true))
+        .select(user_groups::id)
+        .first::<i64>(conn)
+        .optional()?
+        .is_some())
+}
+
+/// The strongest grant the user's groups hold on a cache: `None`, or whether it includes push.
+pub fn permission_via_groups(conn: &mut AnyConnection, cache_id: i64, user_id: i64) -> DbResult<Option<bool>> {
+    let ids = group_ids_of(conn, user_id)?;
+    let grants: Vec<bool> = group_cache_permissions::table
+        .filter(group_cache_permissions::cache_id.eq(cache_id))
+        .filter(group_cache_permissions::group_id.eq_any(ids))
+        .select(group_cache_permissions::can_push)
+        .load(conn)?;
+    Ok(grants.into_iter().reduce(|a, b| a || b))
+}
+
+/// Caches any of the user's groups was granted.
+pub fn cache_ids_via_groups(conn: &mut AnyConnection, user_id: i64) -> DbResult<Vec<i64>> {
+    let ids = group_ids_of(conn, user_id)?;
+    Ok(group_cache_permissions::table
+        .filter(group_cache_permissions::group_id.eq_any(ids))
+        .select(group_cache_permissions::cache_id)
+        .load(conn)?)
+}
+
+pub fn grant(conn: &mut AnyConnection, cache_id: i64, group_id: i64, can_push: bool) -> DbResult<()> {
+    diesel::delete(group_cache_permissions::table.find((cache_id, group_id))).execute(conn)?;
+    diesel::insert_into(group_cache_permissions::table)
+        .values((
+            group_cache_permissions::cache_id.eq(cache_id),
+            group_cache_permissions::group_id.eq(group_id),
+            group_cache_permissions::can_push.eq(can_push),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn revoke(conn: &mut AnyConnection, cache_id: i64, group_id: i64) -> DbResult<()> {
+    diesel::delete(group_cache_permissions::table.find((cache_id, group_id))).execute(conn)?;
+    Ok(())
+}
+
+/// Grants on a cache: (group id, group name, can push).
+pub fn grants_on(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<(i64, String, bool)>> {
+    Ok(group_cache_permissions::table
+        .inner_join(user_groups::table)
+        .filter(group_cache_permissions::cache_id.eq(cache_id))
+        .order(user_groups::name)
+        .select((user_groups::id, user_groups::name, group_cache_permissions::can_push))
+        .load(conn)?)
+}

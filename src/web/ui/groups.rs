@@ -1,0 +1,169 @@
+//! Groups (administrators only): create with global permissions, members, delete.
+
+use std::sync::Arc;
+
+use askama::Template;
+use poem::http::StatusCode;
+use poem::web::{Data, Form, Path};
+use poem::{Request, Response, handler};
+use serde::Deserialize;
+
+use super::{CsrfOnly, FormError, Layout, message, redirect, render, signed_in, signed_in_form, unavailable};
+use crate::db::groups::{self, Group};
+use crate::db::models::User;
+use crate::db::{is_unique_violation, users};
+use crate::web::AppState;
+
+pub struct GroupView {
+    pub group: Group,
+    pub members: Vec<(i64, String)>,
+    /// Users who are not members yet.
+    pub others: Vec<(i64, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "groups.html")]
+struct GroupsPage {
+    layout: Layout,
+    groups: Vec<GroupView>,
+    name: String,
+    error: FormError,
+}
+
+async fn page(state: &AppState, req: &Request, user: &User, name: String, error: FormError) -> Response {
+    let loaded = state
+        .db
+        .read(|c| {
+            let everyone = users::list(c)?;
+            let mut views = Vec::new();
+            for group in groups::list(c)? {
+                let members = groups::members(c, group.id)?;
+                let others = everyone
+                    .iter()
+                    .filter(|u| !members.iter().any(|(id, _)| *id == u.id))
+                    .map(|u| (u.id, u.name.clone()))
+                    .collect();
+                views.push(GroupView { group, members, others });
+            }
+            Ok(views)
+        })
+        .await;
+    match loaded {
+        Ok(views) => {
+            let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+            let page = GroupsPage { layout: Layout::new(req, Some(user)), groups: views, name, error };
+            render(state, status, &page.layout, &page)
+        }
+        Err(e) => unavailable(state, req, user, e),
+    }
+}
+
+fn forbidden(state: &AppState, req: &Request, user: &User) -> Response {
+    message(state, req, Some(user), StatusCode::FORBIDDEN, "Not allowed", "Only administrators manage groups.")
+}
+
+/// The signed-in administrator behind a form, or the response to send instead.
+async fn admin_form(state: &Arc<AppState>, req: &Request, csrf: &str) -> Result<User, Response> {
+    let user = signed_in_form(state, req, csrf).await?;
+    if user.is_admin { Ok(user) } else { Err(forbidden(state, req, &user)) }
+}
+
+#[handler]
+pub async fn list(req: &Request, state: Data<&Arc<AppState>>) -> Response {
+    match signed_in(&state, req).await {
+        Ok(user) if user.is_admin => page(&state, req, &user, String::new(), FormError::default()).await,
+        Ok(user) => forbidden(&state, req, &user),
+        Err(response) => response,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CreateForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    create_caches: Option<String>,
+}
+
+#[handler]
+pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<CreateForm>) -> Response {
+    let user = match admin_form(&state, req, &form.csrf).await {
+        Ok(user) => user,
+        Err(response) => return response,
+    };
+    let name = form.name.trim().to_string();
+    if name.is_empty() || name.len() > 100 {
+        return page(&state, req, &user, form.name, FormError::new("name", "Enter a name of 1 to 100 characters."))
+            .await;
+    }
+    let (n, may_create) = (name.clone(), form.create_caches.is_some());
+    match state.db.write(move |c| groups::create(c, &n, may_create)).await {
+        Ok(()) => redirect("/groups"),
+        Err(e) if is_unique_violation(&e) => {
+            page(&state, req, &user, name, FormError::new("name", "A group with this name exists.")).await
+        }
+        Err(e) => unavailable(&state, req, &user, e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct MemberForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    user_id: i64,
+}
+
+#[handler]
+pub async fn add_member(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    Path(id): Path<i64>,
+    Form(form): Form<MemberForm>,
+) -> Response {
+    let user = match admin_form(&state, req, &form.csrf).await {
+        Ok(user) => user,
+        Err(response) => return response,
+    };
+    let member = form.user_id;
+    match state.db.write(move |c| groups::add_member(c, id, member)).await {
+        Ok(()) => redirect("/groups"),
+        Err(e) => unavailable(&state, req, &user, e),
+    }
+}
+
+#[handler]
+pub async fn remove_member(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    Path((id, member)): Path<(i64, i64)>,
+    Form(form): Form<CsrfOnly>,
+) -> Response {
+    let user = match admin_form(&state, req, &form.csrf).await {
+        Ok(user) => user,
+        Err(response) => return response,
+    };
+    match state.db.write(move |c| groups::remove_member(c, id, member)).await {
+        Ok(()) => redirect("/groups"),
+        Err(e) => unavailable(&state, req, &user, e),
+    }
+}
+
+#[handler]
+pub async fn delete(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfOnly>,
+) -> Response {
+    let user = match admin_form(&state, req, &form.csrf).await {
+        Ok(user) => user,
+        Err(response) => return response,
+    };
+    match state.db.write(move |c| groups::delete(c, id)).await {
+        Ok(()) => redirect("/groups"),
+        Err(e) => unavailable(&state, req, &user, e),
+    }
+}

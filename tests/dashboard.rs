@@ -7,7 +7,17 @@ mod support;
 use support::web::{ADMIN_EMAIL, ADMIN_PASSWORD, WebClient, csrf_in, location};
 use support::{Backend, Keys, Server};
 
-const PAGES: [&str; 5] = ["/", "/caches", "/caches/main", "/caches/main/paths", "/tokens"];
+const PAGES: [&str; 9] = [
+    "/",
+    "/caches",
+    "/caches/main",
+    "/caches/main/paths",
+    "/caches/main/settings",
+    "/tokens",
+    "/account",
+    "/users",
+    "/groups",
+];
 
 #[test]
 fn first_run_leads_to_setup_then_sign_in() {
@@ -515,4 +525,37 @@ fn groups_grant_access_and_the_right_to_create_caches() {
         bob.post("/caches", &[("csrf", &bob_csrf), ("name", "more"), ("priority", "41"), ("keys", &keys.public)]);
     assert_eq!(again.status(), 403);
     assert_eq!(bob.get("/groups").status(), 403);
+}
+
+#[test]
+fn a_cache_can_be_renamed() {
+    let keys = Keys::generate("rename-1");
+    let server = Server::start(Backend::Sqlite);
+    let web = WebClient::new(&server);
+    web.setup_admin();
+    let csrf = web.csrf("/caches");
+    web.post(
+        "/caches",
+        &[("csrf", &csrf), ("name", "main"), ("public", "on"), ("priority", "41"), ("keys", &keys.public)],
+    );
+    web.post("/caches", &[("csrf", &csrf), ("name", "taken"), ("priority", "41"), ("keys", &keys.public)]);
+    assert_eq!(server.get("/api/nix/main/nix-cache-info", None).status(), 200);
+    let form =
+        |name: &'static str| vec![("name", name), ("public", "on"), ("priority", "41"), ("keys", keys.public.as_str())];
+
+    let mut bad = form("Not Valid");
+    bad.push(("csrf", &csrf));
+    let response = web.post("/caches/main/settings", &bad);
+    assert_eq!(response.status(), 422);
+    assert!(response.text().unwrap().contains("id=\"name-error\""));
+    let mut clash = form("taken");
+    clash.push(("csrf", &csrf));
+    assert_eq!(web.post("/caches/main/settings", &clash).status(), 409);
+    assert_eq!(server.get("/api/nix/main/nix-cache-info", None).status(), 200, "nothing changed");
+
+    let mut good = form("renamed");
+    good.push(("csrf", &csrf));
+    assert_eq!(location(&web.post("/caches/main/settings", &good)), "/caches/renamed");
+    assert_eq!(server.get("/api/nix/main/nix-cache-info", None).status(), 404);
+    assert_eq!(server.get("/api/nix/renamed/nix-cache-info", None).status(), 200);
 }

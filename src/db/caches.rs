@@ -56,3 +56,8 @@ pub fn public_keys(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<Stri
         .select(cache_keys::public_key)
         .load(conn)?)
 }
+
+pub fn rename(conn: &mut AnyConnection, cache_id: i64, name: &str) -> DbResult<()> {
+    diesel::update(caches::table.find(cache_id)).set(caches::name.eq(name)).execute(conn)?;
+    Ok(())
+}

@@ -11,9 +11,10 @@ use serde::Deserialize;
 use super::caches::{not_found, readable, validate_settings};
 use super::{CsrfOnly, FormError, Layout, csrf_refusal, message, redirect, render, signed_in, unavailable};
 use crate::db::models::{Cache, User};
-use crate::db::{DbError, browse, groups, users};
+use crate::db::{DbError, browse, groups, is_unique_violation, users};
 use crate::services::access::Access;
 use crate::services::push::delete_stored;
+use crate::services::{CACHE_NAME_RULE, is_valid_cache_name};
 use crate::web::AppState;
 use hibernation::format::gib;
 
@@ -132,6 +133,8 @@ pub struct SettingsForm {
     #[serde(default)]
     csrf: String,
     #[serde(default)]
+    name: String,
+    #[serde(default)]
     public: Option<String>,
     #[serde(default)]
     priority: String,
@@ -152,7 +155,14 @@ pub async fn update(
         Ok(found) => found,
         Err(response) => return response,
     };
-    let settings = match validate_settings(form.public.is_some(), &form.priority, &form.quota, &form.keys) {
+    // An empty name keeps the current one.
+    let new_name = Some(form.name.trim()).filter(|n| !n.is_empty()).unwrap_or(&cache.name).to_string();
+    let validated = if is_valid_cache_name(&new_name) {
+        validate_settings(form.public.is_some(), &form.priority, &form.quota, &form.keys)
+    } else {
+        Err(FormError::new("name", format!("Invalid name: {CACHE_NAME_RULE}.")))
+    };
+    let settings = match validated {
         Ok(valid) => valid,
         Err(error) => {
             let lists = match access_lists(&state, cache.id).await {
@@ -176,11 +186,22 @@ pub async fn update(
             return render(&state, StatusCode::UNPROCESSABLE_ENTITY, &page.layout, &page);
         }
     };
-    let id = cache.id;
-    match state.db.write(move |c| browse::update_cache(c, id, &settings)).await {
+    let (id, renamed) = (cache.id, new_name.clone());
+    let saved = state
+        .db
+        .write(move |c| {
+            browse::update_cache(c, id, &settings)?;
+            crate::db::caches::rename(c, id, &renamed)
+        })
+        .await;
+    match saved {
         Ok(()) => {
             state.hot.forget_cache(cache.id, &cache.name);
-            redirect(&format!("/caches/{}", cache.name))
+            redirect(&format!("/caches/{new_name}"))
+        }
+        Err(e) if is_unique_violation(&e) => {
+            let text = format!("A cache named {new_name:?} exists. Nothing was changed.");
+            message(&state, req, Some(&user), StatusCode::CONFLICT, "Name taken", &text)
         }
         Err(e) => unavailable(&state, req, &user, e),
     }

@@ -559,3 +559,53 @@ fn a_cache_can_be_renamed() {
     assert_eq!(server.get("/api/nix/main/nix-cache-info", None).status(), 404);
     assert_eq!(server.get("/api/nix/renamed/nix-cache-info", None).status(), 200);
 }
+
+#[test]
+fn administrators_can_come_from_a_group_and_one_always_remains() {
+    let server = Server::start(Backend::Sqlite);
+    let ada = WebClient::new(&server);
+    ada.setup_admin();
+    let csrf = ada.csrf("/groups");
+    ada.post("/users", &[("csrf", &csrf), ("name", "Bob"), ("email", "bob@example.com"), ("password", "bob password")]);
+    assert_eq!(location(&ada.post("/groups", &[("csrf", &csrf), ("name", "admins"), ("administer", "on")])), "/groups");
+    let groups = ada.get("/groups").text().unwrap();
+    assert!(groups.contains("Members are administrators."));
+    let group_id = groups.split("/groups/").nth(1).unwrap().split('/').next().unwrap().to_string();
+    let bob_id = groups
+        .split("<option value=\"")
+        .skip(1)
+        .find(|s| s.contains(">Bob<"))
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    ada.post(&format!("/groups/{group_id}/members"), &[("csrf", &csrf), ("user_id", &bob_id)]);
+
+    // Bob administers through the group, in the dashboard and with his API tokens.
+    let bob = WebClient::new(&server);
+    assert_eq!(bob.sign_in("bob@example.com", "bob password").status(), 303);
+    assert_eq!(bob.get("/users").status(), 200);
+    let bob_csrf = bob.csrf("/tokens");
+    let token =
+        token_secret(&bob.post("/tokens", &[("csrf", &bob_csrf), ("name", "t"), ("days", "30")]).text().unwrap());
+    assert_eq!(server.get("/api/v1/whoami", Some(&token)).status(), 200);
+
+    // Ada's account can go: Bob remains an administrator. Then Bob cannot leave the group,
+    // nor delete it, nor himself: there would be no administrator left.
+    let users = bob.get("/users").text().unwrap();
+    let ada_id = users
+        .split("/users/")
+        .skip(1)
+        .map(|s| s.split('/').next().unwrap())
+        .find(|id| *id != bob_id)
+        .unwrap()
+        .to_string();
+    assert_eq!(location(&bob.post(&format!("/users/{ada_id}/delete"), &[("csrf", &bob_csrf)])), "/users");
+    let leave = bob.post(&format!("/groups/{group_id}/members/{bob_id}/remove"), &[("csrf", &bob_csrf)]);
+    assert_eq!(leave.status(), 409);
+    assert!(leave.text().unwrap().contains("no administrator"));
+    assert_eq!(bob.post(&format!("/groups/{group_id}/delete"), &[("csrf", &bob_csrf)]).status(), 409);
+    assert_eq!(bob.post(&format!("/users/{bob_id}/delete"), &[("csrf", &bob_csrf)]).status(), 409);
+    assert_eq!(bob.get("/users").status(), 200, "still an administrator");
+}

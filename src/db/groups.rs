@@ -10,23 +10,59 @@ pub struct Group {
     pub id: i64,
     pub name: String,
     pub can_create_caches: bool,
+    pub can_administer: bool,
 }
 
-pub fn create(conn: &mut AnyConnection, name: &str, can_create_caches: bool) -> DbResult<()> {
+/// Global permissions a group gives its members.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GroupPermissions {
+    pub create_caches: bool,
+    pub administer: bool,
+}
+
+pub fn create(conn: &mut AnyConnection, name: &str, permissions: GroupPermissions) -> DbResult<()> {
     diesel::insert_into(user_groups::table)
         .values((
             user_groups::name.eq(name),
-            user_groups::can_create_caches.eq(can_create_caches),
+            user_groups::can_create_caches.eq(permissions.create_caches),
+            user_groups::can_administer.eq(permissions.administer),
             user_groups::created_at.eq(now()),
         ))
         .execute(conn)?;
     Ok(())
 }
 
+/// Is the user an administrator through one of their groups?
+pub fn administers(conn: &mut AnyConnection, user_id: i64) -> DbResult<bool> {
+    let ids = group_ids_of(conn, user_id)?;
+    Ok(user_groups::table
+        .filter(user_groups::id.eq_any(ids))
+        .filter(user_groups::can_administer.eq(true))
+        .select(user_groups::id)
+        .first::<i64>(conn)
+        .optional()?
+        .is_some())
+}
+
+/// How many users are administrators, by their own flag or through a group.
+pub fn administrator_count(conn: &mut AnyConnection) -> DbResult<usize> {
+    let mut ids: Vec<i64> = users::table.filter(users::is_admin.eq(true)).select(users::id).load(conn)?;
+    ids.extend(
+        group_members::table
+            .inner_join(user_groups::table)
+            .filter(user_groups::can_administer.eq(true))
+            .select(group_members::user_id)
+            .load::<i64>(conn)?,
+    );
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids.len())
+}
+
 pub fn list(conn: &mut AnyConnection) -> DbResult<Vec<Group>> {
     Ok(user_groups::table
         .order(user_groups::name)
-        .select((user_groups::id, user_groups::name, user_groups::can_create_caches))
+        .select((user_groups::id, user_groups::name, user_groups::can_create_caches, user_groups::can_administer))
         .load(conn)?)
 }
 
@@ -119,4 +155,17 @@ pub fn grants_on(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<(i64, 
         .order(user_groups::name)
         .select((user_groups::id, user_groups::name, group_cache_permissions::can_push))
         .load(conn)?)
+}
+
+/// Runs `change`, then undoes it (by failing the transaction with
+/// `RollbackTransaction`) if it left no administrator at all.
+pub fn keeping_an_administrator<T>(
+    conn: &mut AnyConnection,
+    change: impl FnOnce(&mut AnyConnection) -> DbResult<T>,
+) -> DbResult<T> {
+    let result = change(conn)?;
+    if administrator_count(conn)? == 0 {
+        return Err(diesel::result::Error::RollbackTransaction.into());
+    }
+    Ok(result)
 }

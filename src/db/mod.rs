@@ -96,6 +96,11 @@ pub fn now() -> chrono::NaiveDateTime {
     chrono::Utc::now().naive_utc()
 }
 
+/// Did a change roll back because it would have left no administrator?
+pub fn is_refused_rollback(e: &DbError) -> bool {
+    matches!(e, DbError::Query(diesel::result::Error::RollbackTransaction))
+}
+
 /// Was this error a unique-constraint violation (a concurrent insert won)?
 pub fn is_unique_violation(e: &DbError) -> bool {
     matches!(

@@ -95,6 +95,7 @@ diesel::table! {
         name -> Text,
         can_create_caches -> Bool,
         created_at -> Timestamp,
+        can_administer -> Bool,
     }
 }
 

@@ -21,13 +21,14 @@ pub fn create(conn: &mut AnyConnection, user_id: i64, token_hash: &str, expires_
 
 /// The user of an unexpired session.
 pub fn user_of(conn: &mut AnyConnection, token_hash: &str) -> DbResult<Option<User>> {
-    Ok(sessions::table
+    let user: Option<User> = sessions::table
         .inner_join(users::table)
         .filter(sessions::token_hash.eq(token_hash))
         .filter(sessions::expires_at.gt(now()))
         .select(User::as_select())
         .first(conn)
-        .optional()?)
+        .optional()?;
+    user.map(|u| super::users::with_group_rights(conn, u)).transpose()
 }
 
 pub fn delete(conn: &mut AnyConnection, token_hash: &str) -> DbResult<()> {

@@ -47,14 +47,17 @@ pub fn list(conn: &mut AnyConnection) -> DbResult<Vec<User>> {
     Ok(users::table.order(users::name).select(User::as_select()).load(conn)?)
 }
 
-/// Deletes a user unless they are the last administrator; returns whether it was deleted.
-pub fn delete_unless_last_admin(conn: &mut AnyConnection, user_id: i64) -> DbResult<bool> {
-    let admins: Vec<i64> = users::table.filter(users::is_admin.eq(true)).select(users::id).load(conn)?;
-    if admins == [user_id] {
-        return Ok(false);
-    }
+pub fn delete(conn: &mut AnyConnection, user_id: i64) -> DbResult<()> {
     diesel::delete(users::table.find(user_id)).execute(conn)?;
-    Ok(true)
+    Ok(())
+}
+
+/// Marks the user as an administrator when one of their groups makes them one.
+pub fn with_group_rights(conn: &mut AnyConnection, mut user: User) -> DbResult<User> {
+    if !user.is_admin {
+        user.is_admin = super::groups::administers(conn, user.id)?;
+    }
+    Ok(user)
 }
 
 /// Who has been granted access to a cache: (user id, user name, can push).
@@ -76,8 +79,9 @@ pub fn find_by_email(conn: &mut AnyConnection, email: &str) -> DbResult<Option<U
     Ok(users::table.filter(users::email.eq(email)).select(User::as_select()).first(conn).optional()?)
 }
 
+/// Is there an administrator, by flag or through a group? (None means first-run setup.)
 pub fn any_admin(conn: &mut AnyConnection) -> DbResult<bool> {
-    Ok(users::table.filter(users::is_admin.eq(true)).select(users::id).first::<i64>(conn).optional()?.is_some())
+    Ok(super::groups::administrator_count(conn)? > 0)
 }
 
 /// The user's tokens, newest first.
@@ -192,12 +196,13 @@ pub fn token_cache_ids(conn: &mut AnyConnection, token_id: i64) -> DbResult<Opti
 
 /// The token with this hash and its user, whatever its state (the caller checks expiry).
 pub fn find_token(conn: &mut AnyConnection, token_hash: &str) -> DbResult<Option<(ApiToken, User)>> {
-    Ok(api_tokens::table
+    let found: Option<(ApiToken, User)> = api_tokens::table
         .inner_join(users::table)
         .filter(api_tokens::token_hash.eq(token_hash))
         .select((ApiToken::as_select(), User::as_select()))
         .first(conn)
-        .optional()?)
+        .optional()?;
+    found.map(|(token, user)| Ok((token, with_group_rights(conn, user)?))).transpose()
 }
 
 pub fn touch_token(conn: &mut AnyConnection, token_id: i64, at: NaiveDateTime) -> DbResult<()> {

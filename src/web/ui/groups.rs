@@ -9,9 +9,9 @@ use poem::{Request, Response, handler};
 use serde::Deserialize;
 
 use super::{CsrfOnly, FormError, Layout, message, redirect, render, signed_in, signed_in_form, unavailable};
-use crate::db::groups::{self, Group};
+use crate::db::groups::{self, Group, GroupPermissions};
 use crate::db::models::User;
-use crate::db::{is_unique_violation, users};
+use crate::db::{is_refused_rollback, is_unique_violation, users};
 use crate::web::AppState;
 
 pub struct GroupView {
@@ -58,6 +58,11 @@ async fn page(state: &AppState, req: &Request, user: &User, name: String, error:
     }
 }
 
+fn last_admin(state: &AppState, req: &Request, user: &User) -> Response {
+    let text = "That would leave no administrator. Make someone else an administrator first.";
+    message(state, req, Some(user), StatusCode::CONFLICT, "Not changed", text)
+}
+
 fn forbidden(state: &AppState, req: &Request, user: &User) -> Response {
     message(state, req, Some(user), StatusCode::FORBIDDEN, "Not allowed", "Only administrators manage groups.")
 }
@@ -85,6 +90,8 @@ pub struct CreateForm {
     name: String,
     #[serde(default)]
     create_caches: Option<String>,
+    #[serde(default)]
+    administer: Option<String>,
 }
 
 #[handler]
@@ -98,8 +105,10 @@ pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
         return page(&state, req, &user, form.name, FormError::new("name", "Enter a name of 1 to 100 characters."))
             .await;
     }
-    let (n, may_create) = (name.clone(), form.create_caches.is_some());
-    match state.db.write(move |c| groups::create(c, &n, may_create)).await {
+    let permissions =
+        GroupPermissions { create_caches: form.create_caches.is_some(), administer: form.administer.is_some() };
+    let n = name.clone();
+    match state.db.write(move |c| groups::create(c, &n, permissions)).await {
         Ok(()) => redirect("/groups"),
         Err(e) if is_unique_violation(&e) => {
             page(&state, req, &user, name, FormError::new("name", "A group with this name exists.")).await
@@ -145,8 +154,9 @@ pub async fn remove_member(
         Ok(user) => user,
         Err(response) => return response,
     };
-    match state.db.write(move |c| groups::remove_member(c, id, member)).await {
+    match state.db.write(move |c| groups::keeping_an_administrator(c, |c| groups::remove_member(c, id, member))).await {
         Ok(()) => redirect("/groups"),
+        Err(e) if is_refused_rollback(&e) => last_admin(&state, req, &user),
         Err(e) => unavailable(&state, req, &user, e),
     }
 }
@@ -162,8 +172,9 @@ pub async fn delete(
         Ok(user) => user,
         Err(response) => return response,
     };
-    match state.db.write(move |c| groups::delete(c, id)).await {
+    match state.db.write(move |c| groups::keeping_an_administrator(c, |c| groups::delete(c, id))).await {
         Ok(()) => redirect("/groups"),
+        Err(e) if is_refused_rollback(&e) => last_admin(&state, req, &user),
         Err(e) => unavailable(&state, req, &user, e),
     }
 }

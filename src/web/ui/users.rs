@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::{CsrfOnly, FormError, Layout, message, redirect, render, signed_in, signed_in_form, unavailable};
 use crate::db::models::User;
-use crate::db::{is_unique_violation, users};
+use crate::db::{groups, is_refused_rollback, is_unique_violation, users};
 use crate::services::passwords;
 use crate::web::AppState;
 
@@ -110,9 +110,9 @@ pub async fn delete(
     if !user.is_admin {
         return forbidden(&state, req, &user);
     }
-    match state.db.write(move |c| users::delete_unless_last_admin(c, id)).await {
-        Ok(true) => redirect("/users"),
-        Ok(false) => message(
+    match state.db.write(move |c| groups::keeping_an_administrator(c, |c| users::delete(c, id))).await {
+        Ok(()) => redirect("/users"),
+        Err(e) if is_refused_rollback(&e) => message(
             &state,
             req,
             Some(&user),

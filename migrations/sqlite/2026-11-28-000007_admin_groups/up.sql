@@ -1,0 +1,2 @@
+-- Members of such a group are administrators.
+ALTER TABLE user_groups ADD COLUMN can_administer BOOLEAN NOT NULL DEFAULT 0;

@@ -144,6 +144,13 @@ fn every_state_changing_route_checks_csrf() {
     assert!(!tokens.contains(">second<") && tokens.contains("active"), "{tokens}");
 }
 
+/// From the groups page: the first group's id and the id of `user` in its member list.
+fn first_group_and_user(groups_page: &str, user: &str) -> (String, String) {
+    let group = groups_page.split("/groups/").nth(1).unwrap().split('/').next().unwrap().to_string();
+    let option = groups_page.split("<option value=\"").skip(1).find(|s| s.contains(&format!(">{user}<"))).unwrap();
+    (group, option.split('"').next().unwrap().to_string())
+}
+
 fn token_secret(page: &str) -> String {
     page.split("id=\"new-token\">").nth(1).unwrap().split('<').next().unwrap().to_string()
 }
@@ -492,16 +499,7 @@ fn groups_grant_access_and_the_right_to_create_caches() {
         "/groups"
     );
     let groups = admin.get("/groups").text().unwrap();
-    let group_id = groups.split("/groups/").nth(1).unwrap().split('/').next().unwrap().to_string();
-    let bob_id = groups
-        .split("<option value=\"")
-        .skip(1)
-        .find(|s| s.contains(">Bob<"))
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let (group_id, bob_id) = first_group_and_user(&groups, "Bob");
     assert_eq!(
         location(&admin.post(&format!("/groups/{group_id}/members"), &[("csrf", &csrf), ("user_id", &bob_id)])),
         "/groups"
@@ -570,16 +568,7 @@ fn administrators_can_come_from_a_group_and_one_always_remains() {
     assert_eq!(location(&ada.post("/groups", &[("csrf", &csrf), ("name", "admins"), ("administer", "on")])), "/groups");
     let groups = ada.get("/groups").text().unwrap();
     assert!(groups.contains("Members are administrators."));
-    let group_id = groups.split("/groups/").nth(1).unwrap().split('/').next().unwrap().to_string();
-    let bob_id = groups
-        .split("<option value=\"")
-        .skip(1)
-        .find(|s| s.contains(">Bob<"))
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let (group_id, bob_id) = first_group_and_user(&groups, "Bob");
     ada.post(&format!("/groups/{group_id}/members"), &[("csrf", &csrf), ("user_id", &bob_id)]);
 
     // Bob administers through the group, in the dashboard and with his API tokens.

@@ -259,6 +259,12 @@ fn cache_settings_clear_and_delete() {
     cli.run_ok(&["push", "main", "--key", other.secret_path(), &closure.app]);
     let hash = &closure.app[11..43];
     assert_eq!(server.get(&format!("/api/nix/main/{hash}.narinfo"), None).status(), 200);
+    // The dependency cannot go while the app needs it; the answer names the app, escaped.
+    let needed = web.post(&format!("/caches/main/paths/{}/delete", &closure.dep[11..43]), &[("csrf", &csrf)]);
+    assert_eq!(needed.status(), 409);
+    let row = needed.text().unwrap();
+    assert!(row.contains("Other paths need this one (app-settings)"), "{row}");
+    assert_eq!(server.get(&format!("/api/nix/main/{}.narinfo", &closure.dep[11..43]), None).status(), 200);
     let unconfirmed = web.post("/caches/main/clear", &[("csrf", &csrf), ("confirm", "mian")]);
     assert_eq!(unconfirmed.status(), 422);
     assert_eq!(server.get(&format!("/api/nix/main/{hash}.narinfo"), None).status(), 200, "nothing changed");

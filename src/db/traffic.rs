@@ -1,11 +1,17 @@
 //! Hourly protocol traffic per cache, and recent pushes, for the overview.
 
-use chrono::NaiveDateTime;
+use chrono::{NaiveDateTime, Timelike};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Timestamp};
 
 use super::schema::{caches, store_paths, traffic_hourly};
 use super::{AnyConnection, DbResult};
+
+/// The start of the current hour (UTC), the key of the traffic counters.
+pub fn current_hour() -> NaiveDateTime {
+    let t = super::now();
+    t.date().and_hms_opt(t.hour(), 0, 0).unwrap_or(t)
+}
 
 /// Counts to add to one cache's hour.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use chrono::{NaiveDateTime, Timelike};
+use chrono::NaiveDateTime;
 
 use crate::db::traffic::{self, TrafficDelta};
 use crate::db::{Db, now, paths};
@@ -24,11 +24,6 @@ pub struct AccessLog {
     pending: Mutex<Pending>,
 }
 
-fn this_hour() -> NaiveDateTime {
-    let t = now();
-    t.with_minute(0).and_then(|t| t.with_second(0)).and_then(|t| t.with_nanosecond(0)).unwrap_or(t)
-}
-
 impl AccessLog {
     fn with_pending(&self, update: impl FnOnce(&mut Pending)) {
         update(&mut self.pending.lock().unwrap_or_else(|e| e.into_inner()));
@@ -38,13 +33,13 @@ impl AccessLog {
     pub fn record_nar(&self, cache_id: i64, path_id: i64, bytes: u64) {
         self.with_pending(|p| {
             *p.path_accesses.entry(path_id).or_default() += 1;
-            p.traffic.entry((cache_id, this_hour())).or_default().nar_bytes += bytes as i64;
+            p.traffic.entry((cache_id, traffic::current_hour())).or_default().nar_bytes += bytes as i64;
         });
     }
 
     pub fn record_narinfo(&self, cache_id: i64, hit: bool) {
         self.with_pending(|p| {
-            let entry = p.traffic.entry((cache_id, this_hour())).or_default();
+            let entry = p.traffic.entry((cache_id, traffic::current_hour())).or_default();
             if hit { entry.narinfo_hits += 1 } else { entry.narinfo_misses += 1 }
         });
     }

@@ -245,15 +245,28 @@ pub async fn delete_stored(storage: &Storage, key: &str) {
 /// Stores the NAR (if uploaded) and makes the path visible. Returns false when the path was
 /// already there (another push won the race).
 pub async fn commit(db: &Db, storage: &Storage, verified: VerifiedPath, source: NarSource) -> Result<bool, PushError> {
-    let incoming = match &source {
-        NarSource::Uploaded(received) => Some(received.file_size as i64),
-        NarSource::Pending(pending) => Some(pending.file_size),
-        NarSource::Attach(_) => {
-            let hash = verified.upload.nar_hash.to_nix32();
-            db.read(move |c| paths::find_nar(c, &hash)).await?.map(|n| n.file_size)
+    // The stored NAR an attach would reuse, looked up once: it also sizes the quota check.
+    let attachable = match &source {
+        NarSource::Attach(caller) => {
+            let (hash, size, caller) = (verified.upload.nar_hash.to_nix32(), verified.upload.nar_size, caller.clone());
+            db.read(move |c| {
+                let Some(nar) = paths::find_nar(c, &hash)? else {
+                    return Ok(None);
+                };
+                let readable = readable_cache_ids(c, &caller)?;
+                let ok = nar.nar_size as u64 == size && paths::nar_is_readable_by(c, nar.id, readable.as_deref())?;
+                Ok(ok.then_some(nar))
+            })
+            .await?
         }
+        _ => None,
     };
-    check_quota(db, &verified.cache, incoming.unwrap_or(0)).await?;
+    let incoming = match &source {
+        NarSource::Uploaded(received) => received.file_size as i64,
+        NarSource::Pending(pending) => pending.file_size,
+        NarSource::Attach(_) => attachable.as_ref().map_or(0, |n| n.file_size),
+    };
+    check_quota(db, &verified.cache, incoming).await?;
     let nar = match source {
         NarSource::Uploaded(received) => {
             let (_, new) = store_received(storage, received).await?;
@@ -265,20 +278,7 @@ pub async fn commit(db: &Db, storage: &Storage, verified: VerifiedPath, source: 
             db.write(move |c| uploads::delete_pending(c, id)).await?;
             nar
         }
-        NarSource::Attach(caller) => {
-            let (hash, size) = (verified.upload.nar_hash.to_nix32(), verified.upload.nar_size);
-            let nar = db
-                .read(move |c| {
-                    let Some(nar) = paths::find_nar(c, &hash)? else {
-                        return Ok(None);
-                    };
-                    let readable = readable_cache_ids(c, &caller)?;
-                    let ok = nar.nar_size as u64 == size && paths::nar_is_readable_by(c, nar.id, readable.as_deref())?;
-                    Ok(ok.then_some(nar))
-                })
-                .await?;
-            nar.ok_or_else(|| PushError::UploadRequired(verified.path.full_path()))?
-        }
+        NarSource::Attach(_) => attachable.ok_or_else(|| PushError::UploadRequired(verified.path.full_path()))?,
     };
     insert_path(db, verified, nar).await
 }

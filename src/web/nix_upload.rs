@@ -18,12 +18,18 @@ use crate::services::receive::decompress_small;
 /// Small bodies (narinfos, listings, logs) are read whole; anything larger is refused.
 const SMALL_BODY_LIMIT: usize = 64 * 1024 * 1024;
 
-async fn small_body(req: &Request, body: Body) -> Result<Vec<u8>, AppError> {
+/// A small body as sent, still in its `Content-Encoding`.
+async fn raw_small_body(body: Body) -> Result<Vec<u8>, AppError> {
     let bytes = body
         .into_bytes_limit(SMALL_BODY_LIMIT)
         .await
         .map_err(|e| AppError::BadRequest(format!("cannot read the request body: {e}")))?;
-    Ok(bytes.to_vec()).and_then(|b| decode_content(req, b))
+    Ok(bytes.to_vec())
+}
+
+/// A small body with its `Content-Encoding` undone.
+async fn small_body(req: &Request, body: Body) -> Result<Vec<u8>, AppError> {
+    decode_content(req, raw_small_body(body).await?)
 }
 
 /// Undoes `Content-Encoding` (Nix's `narinfo-compression=` and similar settings).
@@ -116,10 +122,7 @@ pub async fn put_log(
     let caller = required_caller(&state, req).await?;
     // Logs are stored as sent and served with the same Content-Encoding.
     let encoding = content_encoding(req);
-    let bytes = body
-        .into_bytes_limit(SMALL_BODY_LIMIT)
-        .await
-        .map_err(|e| AppError::BadRequest(format!("cannot read the request body: {e}")))?;
-    nix_upload::accept_log(&state.db, &state.storage, &caller, &name, &drv, encoding, bytes.to_vec()).await?;
+    let bytes = raw_small_body(body).await?;
+    nix_upload::accept_log(&state.db, &state.storage, &caller, &name, &drv, encoding, bytes).await?;
     Ok(no_content())
 }

@@ -8,13 +8,12 @@ use poem::web::{Data, Form, Path};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
-use super::caches::{not_found, readable, validate_settings};
+use super::caches::{CacheForm, not_found, readable};
 use super::{CsrfOnly, FormError, Layout, csrf_refusal, message, redirect, render, signed_in, unavailable};
 use crate::db::models::{Cache, User};
 use crate::db::{DbError, browse, groups, is_unique_violation, users};
 use crate::services::access::Access;
 use crate::services::push::delete_stored;
-use crate::services::{CACHE_NAME_RULE, is_valid_cache_name};
 use crate::web::AppState;
 use hibernation::format::gib;
 
@@ -128,28 +127,12 @@ pub async fn show(req: &Request, state: Data<&Arc<AppState>>, Path(name): Path<S
     render(&state, StatusCode::OK, &page.layout, &page)
 }
 
-#[derive(Deserialize)]
-pub struct SettingsForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    public: Option<String>,
-    #[serde(default)]
-    priority: String,
-    #[serde(default)]
-    quota: String,
-    #[serde(default)]
-    keys: String,
-}
-
 #[handler]
 pub async fn update(
     req: &Request,
     state: Data<&Arc<AppState>>,
     Path(name): Path<String>,
-    Form(form): Form<SettingsForm>,
+    Form(form): Form<CacheForm>,
 ) -> Response {
     let (user, cache) = match editable_form(&state, req, &name, &form.csrf).await {
         Ok(found) => found,
@@ -157,12 +140,7 @@ pub async fn update(
     };
     // An empty name keeps the current one.
     let new_name = Some(form.name.trim()).filter(|n| !n.is_empty()).unwrap_or(&cache.name).to_string();
-    let validated = if is_valid_cache_name(&new_name) {
-        validate_settings(form.public.is_some(), &form.priority, &form.quota, &form.keys)
-    } else {
-        Err(FormError::new("name", format!("Invalid name: {CACHE_NAME_RULE}.")))
-    };
-    let settings = match validated {
+    let settings = match form.validate(&new_name) {
         Ok(valid) => valid,
         Err(error) => {
             let lists = match access_lists(&state, cache.id).await {

@@ -15,7 +15,9 @@ use crate::db::browse::{self, DeleteOutcome, PAGE_SIZE, PathRow, SortKey};
 use crate::db::caches::CacheSettings;
 use crate::db::models::{Cache, User};
 use crate::db::{DbError, caches, is_unique_violation, users};
+use crate::services::access::readable_cache_ids;
 use crate::services::access::{Access, access_to};
+use crate::services::auth::Caller;
 use crate::services::push::delete_stored;
 use crate::services::{CACHE_NAME_RULE, is_valid_cache_name};
 use crate::web::AppState;
@@ -39,22 +41,13 @@ impl CacheRow {
     }
 }
 
-#[derive(Default)]
-pub struct NewCacheForm {
-    pub name: String,
-    pub is_public: bool,
-    pub priority: String,
-    pub quota: String,
-    pub keys: String,
-}
-
 #[derive(Template)]
 #[template(path = "caches.html")]
 struct CachesPage {
     layout: Layout,
     caches: Vec<CacheRow>,
     can_create: bool,
-    form: NewCacheForm,
+    form: CacheForm,
     error: FormError,
 }
 
@@ -79,11 +72,11 @@ async fn may_create_caches(state: &AppState, user: &User) -> bool {
 }
 
 async fn visible_caches(state: &AppState, user: &User) -> Result<Vec<CacheRow>, DbError> {
-    let (id, admin) = (user.id, user.is_admin);
+    let caller = Caller::session(user);
     state
         .db
         .read(move |c| {
-            let ids = if admin { None } else { Some(users::readable_cache_ids(c, id)?) };
+            let ids = readable_cache_ids(c, &caller)?;
             let mut rows = Vec::new();
             for cache in browse::caches_by_ids(c, ids.as_deref())? {
                 let (paths, bytes) = browse::cache_sizes(c, cache.id)?;
@@ -100,7 +93,7 @@ async fn visible_caches(state: &AppState, user: &User) -> Result<Vec<CacheRow>, 
         .await
 }
 
-async fn list_page(state: &AppState, req: &Request, user: &User, form: NewCacheForm, error: FormError) -> Response {
+async fn list_page(state: &AppState, req: &Request, user: &User, form: CacheForm, error: FormError) -> Response {
     let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     match visible_caches(state, user).await {
         Ok(caches) => {
@@ -120,7 +113,7 @@ pub async fn list(req: &Request, state: Data<&Arc<AppState>>) -> Response {
                 &state,
                 req,
                 &user,
-                NewCacheForm { priority: "41".into(), ..Default::default() },
+                CacheForm { priority: "41".into(), ..Default::default() },
                 FormError::default(),
             )
             .await
@@ -129,55 +122,58 @@ pub async fn list(req: &Request, state: Data<&Arc<AppState>>) -> Response {
     }
 }
 
-#[derive(Deserialize)]
-pub struct CreateForm {
+/// The fields of the create and the settings forms of a cache.
+#[derive(Default, Deserialize)]
+pub struct CacheForm {
     #[serde(default)]
-    csrf: String,
+    pub csrf: String,
     #[serde(default)]
-    name: String,
+    pub name: String,
     #[serde(default)]
-    public: Option<String>,
+    pub public: Option<String>,
     #[serde(default)]
-    priority: String,
+    pub priority: String,
     #[serde(default)]
-    quota: String,
+    pub quota: String,
     #[serde(default)]
-    keys: String,
+    pub keys: String,
 }
 
-fn validate(form: &CreateForm) -> Result<CacheSettings, FormError> {
-    if !is_valid_cache_name(&form.name) {
-        return Err(FormError::new("name", format!("Invalid name: {CACHE_NAME_RULE}.")));
-    }
-    validate_settings(form.public.is_some(), &form.priority, &form.quota, &form.keys)
-}
-
-/// Checks a cache form: priority, quota in GiB (empty for none), public keys one per line.
-pub fn validate_settings(is_public: bool, priority: &str, quota: &str, keys: &str) -> Result<CacheSettings, FormError> {
-    let priority: i32 =
-        priority.trim().parse().map_err(|_| FormError::new("priority", "Enter a whole number, e.g. 41."))?;
-    if !(0..=1000).contains(&priority) {
-        return Err(FormError::new("priority", "Use a priority from 0 to 1000."));
-    }
-    let keys: Vec<String> = keys.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
-    if keys.is_empty() {
-        return Err(FormError::new("keys", "Add at least one public key (from `nix key convert-secret-to-public`)."));
-    }
-    for key in &keys {
-        PublicKey::parse(key).map_err(|e| FormError::new("keys", format!("{key}: {e}")))?;
-    }
-    let quota_bytes =
-        match quota.trim() {
+impl CacheForm {
+    /// Checks the form for a cache that will be called `name`: the name, the priority, the
+    /// quota in GiB (empty for none) and the public keys, one per line.
+    pub fn validate(&self, name: &str) -> Result<CacheSettings, FormError> {
+        if !is_valid_cache_name(name) {
+            return Err(FormError::new("name", format!("Invalid name: {CACHE_NAME_RULE}.")));
+        }
+        let priority: i32 =
+            self.priority.trim().parse().map_err(|_| FormError::new("priority", "Enter a whole number, e.g. 41."))?;
+        if !(0..=1000).contains(&priority) {
+            return Err(FormError::new("priority", "Use a priority from 0 to 1000."));
+        }
+        let keys: Vec<String> =
+            self.keys.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
+        if keys.is_empty() {
+            return Err(FormError::new(
+                "keys",
+                "Add at least one public key (from `nix key convert-secret-to-public`).",
+            ));
+        }
+        for key in &keys {
+            PublicKey::parse(key).map_err(|e| FormError::new("keys", format!("{key}: {e}")))?;
+        }
+        let quota_bytes = match self.quota.trim() {
             "" => None,
             text => Some(hibernation::format::parse_gib(text).ok_or_else(|| {
                 FormError::new("quota", "Enter a size in GiB, e.g. 50, or leave it empty for no limit.")
             })? as i64),
         };
-    Ok(CacheSettings { is_public, priority, quota_bytes, keys })
+        Ok(CacheSettings { is_public: self.public.is_some(), priority, quota_bytes, keys })
+    }
 }
 
 #[handler]
-pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<CreateForm>) -> Response {
+pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<CacheForm>) -> Response {
     let user = match signed_in_form(&state, req, &form.csrf).await {
         Ok(user) => user,
         Err(response) => return response,
@@ -186,16 +182,9 @@ pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
         let text = "Only administrators and members of a group allowed to create caches create them.";
         return message(&state, req, Some(&user), StatusCode::FORBIDDEN, "Not allowed", text);
     }
-    let shown = NewCacheForm {
-        name: form.name.clone(),
-        is_public: form.public.is_some(),
-        priority: form.priority.clone(),
-        quota: form.quota.clone(),
-        keys: form.keys.clone(),
-    };
-    let settings = match validate(&form) {
+    let settings = match form.validate(&form.name) {
         Ok(valid) => valid,
-        Err(error) => return list_page(&state, req, &user, shown, error).await,
+        Err(error) => return list_page(&state, req, &user, form, error).await,
     };
     let (name, creator, admin) = (form.name.clone(), user.id, user.is_admin);
     let created = state
@@ -212,7 +201,7 @@ pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
     match created {
         Ok(_) => super::redirect(&format!("/caches/{}", form.name)),
         Err(e) if is_unique_violation(&e) => {
-            list_page(&state, req, &user, shown, FormError::new("name", "A cache with this name exists.")).await
+            list_page(&state, req, &user, form, FormError::new("name", "A cache with this name exists.")).await
         }
         Err(e) => unavailable(&state, req, &user, e),
     }
@@ -280,8 +269,11 @@ impl PathsPartial {
     }
 }
 
-fn escape_html(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+/// The table row that replaces a path row whose deletion failed (escaped by Askama).
+#[derive(Template)]
+#[template(source = "<tr><td colspan=\"6\" class=\"error\">{{ text }}</td></tr>", ext = "html")]
+struct ErrorRow {
+    text: String,
 }
 
 fn urlencode(s: &str) -> String {
@@ -428,7 +420,7 @@ pub async fn delete_path(
         return not_found(&state, req, &user, &name);
     }
     let (cache_id, hash_for_cache) = (cache.id, hash.clone());
-    let row = |text: String| Html(format!("<tr><td colspan=\"6\" class=\"error\">{text}</td></tr>")).into_response();
+    let row = |text: String| Html(ErrorRow { text }.render().unwrap_or_default()).into_response();
     match state.db.write(move |c| browse::delete_path(c, cache_id, &hash)).await {
         Ok(DeleteOutcome::Deleted { orphaned_storage_key }) => {
             state.hot.forget_narinfo(cache_id, &hash_for_cache);
@@ -439,7 +431,7 @@ pub async fn delete_path(
         }
         Ok(DeleteOutcome::NotFound) => row("This path was already deleted.".into()),
         Ok(DeleteOutcome::StillNeeded(names)) => {
-            let names = names.iter().map(|n| escape_html(n)).collect::<Vec<_>>().join(", ");
+            let names = names.join(", ");
             row(format!("Other paths need this one ({names}); delete them first."))
                 .with_status(StatusCode::CONFLICT)
                 .into_response()

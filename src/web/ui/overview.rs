@@ -10,9 +10,10 @@ use poem::{Request, Response, handler};
 use super::{Layout, human_bytes, render, signed_in, unavailable};
 use crate::db::browse::{self, Totals};
 use crate::db::traffic::{self, TrafficDelta};
-use crate::db::{now, users};
+use crate::services::access::readable_cache_ids;
+use crate::services::auth::Caller;
 use crate::web::AppState;
-use chrono::{Duration, NaiveDateTime, Timelike};
+use chrono::{Duration, NaiveDateTime};
 
 const CHART_HOURS: i64 = 24;
 const CHART_HEIGHT: f64 = 120.0;
@@ -85,16 +86,13 @@ pub async fn overview(req: &Request, state: Data<&Arc<AppState>>) -> Response {
         Ok(user) => user,
         Err(response) => return response,
     };
-    let (id, admin) = (user.id, user.is_admin);
-    let now_hour = {
-        let t = now();
-        t.date().and_hms_opt(t.hour(), 0, 0).unwrap_or(t)
-    };
+    let caller = Caller::session(&user);
+    let now_hour = traffic::current_hour();
     let since = now_hour - Duration::hours(CHART_HOURS - 1);
     let loaded = state
         .db
         .read(move |c| {
-            let ids = if admin { None } else { Some(users::readable_cache_ids(c, id)?) };
+            let ids = readable_cache_ids(c, &caller)?;
             Ok((
                 browse::totals(c, ids.as_deref())?,
                 traffic::hourly(c, ids.as_deref(), since)?,

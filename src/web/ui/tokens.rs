@@ -13,7 +13,9 @@ use super::{CsrfOnly, Layout, redirect, render, signed_in, signed_in_form, unava
 use crate::db::models::{ApiToken, User};
 use crate::db::users::TokenScope;
 use crate::db::{caches, is_unique_violation, now, users};
+use crate::services::access::readable_cache_ids;
 use crate::services::access::{Access, access_to};
+use crate::services::auth::Caller;
 use crate::services::auth::issue_token;
 use crate::web::AppState;
 
@@ -49,11 +51,11 @@ async fn page(
     name: String,
     error: Option<String>,
 ) -> Response {
-    let (id, admin) = (user.id, user.is_admin);
+    let (id, caller) = (user.id, Caller::session(user));
     let loaded = state
         .db
         .read(move |c| {
-            let ids = if admin { None } else { Some(users::readable_cache_ids(c, id)?) };
+            let ids = readable_cache_ids(c, &caller)?;
             let caches = crate::db::browse::caches_by_ids(c, ids.as_deref())?.into_iter().map(|c| c.name).collect();
             Ok((users::tokens_of(c, id)?, caches))
         })

@@ -3,6 +3,7 @@
 use anyhow::{Context, bail};
 use chrono::Duration;
 use clap::Subcommand;
+use hibernation::api::Upstream;
 use hibernation::nix::PublicKey;
 
 use crate::db::{Db, caches, is_unique_violation, now, users};
@@ -37,6 +38,16 @@ pub enum AdminCommand {
         /// Most bytes of NAR files the cache may hold, in GiB (e.g. 50 or 0.5); no limit when absent.
         #[arg(long)]
         quota_gib: Option<String>,
+        /// An upstream cache whose paths pushes skip: `"<url> <public key>"`; repeatable.
+        /// Without it the cache starts with https://cache.nixos.org.
+        #[arg(long = "upstream", value_name = "URL KEY", conflicts_with = "no_upstream")]
+        upstreams: Vec<String>,
+        /// Start with no upstream cache: every pushed path is stored.
+        #[arg(long)]
+        no_upstream: bool,
+        /// Let `hibernation push --force` store paths an upstream already holds.
+        #[arg(long)]
+        allow_force_push: bool,
     },
     /// Add a public signing key to a cache.
     AddKey { cache: String, public_key: String },
@@ -114,7 +125,16 @@ pub fn run(db: &Db, command: AdminCommand) -> anyhow::Result<()> {
             .map_err(|e| unique_or(e, format!("user {name:?} (or that email address) already exists")))?;
             println!("created user {name}{}", if admin { " (administrator)" } else { "" });
         }
-        AdminCommand::CreateCache { name, public, priority, public_keys, quota_gib } => {
+        AdminCommand::CreateCache {
+            name,
+            public,
+            priority,
+            public_keys,
+            quota_gib,
+            upstreams,
+            no_upstream,
+            allow_force_push,
+        } => {
             if !is_valid_cache_name(&name) {
                 bail!("invalid cache name {name:?}: {CACHE_NAME_RULE}");
             }
@@ -127,7 +147,22 @@ pub fn run(db: &Db, command: AdminCommand) -> anyhow::Result<()> {
                 ),
                 None => None,
             };
-            let settings = caches::CacheSettings { is_public: public, priority, quota_bytes, keys: public_keys };
+            let upstreams = match (no_upstream, upstreams.is_empty()) {
+                (true, _) => Vec::new(),
+                (false, true) => vec![Upstream::default_upstream()],
+                (false, false) => upstreams
+                    .iter()
+                    .map(|line| Upstream::parse_line(line).map_err(|e| anyhow::anyhow!("invalid --upstream: {e}")))
+                    .collect::<anyhow::Result<_>>()?,
+            };
+            let settings = caches::CacheSettings {
+                is_public: public,
+                priority,
+                quota_bytes,
+                keys: public_keys,
+                upstreams,
+                allow_force_push,
+            };
             db.write_blocking(|c| caches::create(c, &name, &settings))
                 .map_err(|e| unique_or(e, format!("cache {name:?} already exists")))?;
             println!("created {} cache {name}", if public { "public" } else { "private" });

@@ -72,6 +72,7 @@ async fn serve(config: config::Config, db: db::Db) -> anyhow::Result<()> {
         config,
         access_log: access_log.clone(),
         hot: Default::default(),
+        upstreams: Default::default(),
     });
     let listener = poem::listener::TcpListener::bind(("0.0.0.0", port));
     tracing::info!("hibernation-server listening on port {port}");

@@ -23,6 +23,9 @@ pub const API_PREFIX: &str = "/api/v1";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PushPlanRequest {
     pub paths: Vec<PlannedPath>,
+    /// Store paths an upstream cache already holds too (only where the cache allows it).
+    #[serde(default)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,6 +45,8 @@ pub enum PlanAction {
     Attach,
     /// The NAR must be uploaded.
     Upload,
+    /// An upstream cache of this cache already serves the path: it is not stored again.
+    Upstream,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -82,6 +87,93 @@ pub struct ApiError {
 pub struct WhoAmI {
     pub user: String,
     pub token: String,
+}
+
+/// A cache whose paths are not pushed again: its URL and the keys its narinfos are signed with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upstream {
+    pub url: String,
+    pub public_keys: Vec<String>,
+}
+
+pub const DEFAULT_UPSTREAM_URL: &str = "https://cache.nixos.org";
+pub const DEFAULT_UPSTREAM_KEY: &str = "cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFnspcDShjY=";
+
+impl Upstream {
+    /// `https://cache.nixos.org` with its key: what a new cache starts with.
+    pub fn default_upstream() -> Self {
+        Self { url: DEFAULT_UPSTREAM_URL.into(), public_keys: vec![DEFAULT_UPSTREAM_KEY.into()] }
+    }
+
+    /// One `<url> <key> [<key>...]` line, as the dashboard and the admin CLI take it.
+    pub fn parse_line(line: &str) -> Result<Self, String> {
+        let mut words = line.split_whitespace();
+        let url = words.next().ok_or("an upstream line needs a URL and a public key")?.trim_end_matches('/');
+        if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
+            return Err(format!("{url}: the upstream URL must start with http:// or https://"));
+        }
+        let public_keys: Vec<String> = words.map(str::to_string).collect();
+        if public_keys.is_empty() {
+            return Err(format!("{url}: give the upstream's public key after its URL"));
+        }
+        for key in &public_keys {
+            crate::nix::PublicKey::parse(key).map_err(|e| format!("{key}: {e}"))?;
+        }
+        Ok(Self { url: url.to_string(), public_keys })
+    }
+
+    pub fn to_line(&self) -> String {
+        format!("{} {}", self.url, self.public_keys.join(" "))
+    }
+}
+
+/// `GET /api/v1/caches` (the caches the caller can read) and `GET /api/v1/caches/{cache}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CacheInfo {
+    pub name: String,
+    pub public: bool,
+    pub priority: i32,
+    /// The URL to give Nix as a substituter.
+    pub substituter: String,
+    pub public_keys: Vec<String>,
+    pub upstreams: Vec<Upstream>,
+    pub allow_force_push: bool,
+    pub can_push: bool,
+    pub paths: i64,
+    pub stored_bytes: i64,
+    pub quota_bytes: Option<i64>,
+}
+
+/// `POST /api/v1/cli-login`: a login request the user approves in the dashboard.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CliLoginStart {
+    /// Names the machine, e.g. `hibernation on build-01`; shown on the approval page.
+    pub client_name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CliLoginStarted {
+    /// Shown in the terminal and on the approval page, so the user can match them.
+    pub code: String,
+    pub approve_url: String,
+    /// Only the CLI knows it; it collects the token with it.
+    pub poll_secret: String,
+    pub expires_in_seconds: u64,
+}
+
+/// `POST /api/v1/cli-login/poll`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CliLoginPoll {
+    pub poll_secret: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum CliLoginState {
+    /// Not approved yet: ask again shortly.
+    Pending,
+    /// Approved: the new token, shown this once.
+    Approved { token: String, user: String },
 }
 
 /// Cache names are DNS labels so that virtual-host routing can use them.

@@ -1,21 +1,29 @@
-//! `hibernation`: push Nix store paths to a Hibernation binary cache.
+//! `hibernation`: push Nix store paths to a Hibernation binary cache, and pull from it.
 
-use std::io::BufRead;
+use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
-use hibernation::api::{CACHE_NAME_RULE, is_valid_cache_name};
+use clap::{CommandFactory, Parser, Subcommand};
+use hibernation::api::{CACHE_NAME_RULE, CacheInfo, is_valid_cache_name};
 use hibernation::client::config::Config;
 use hibernation::client::http::ApiClient;
+use hibernation::client::login::login_in_browser;
 use hibernation::client::push::{PushOptions, format_summary, push};
 use hibernation::client::store::{query_paths, resolve_argument};
+use hibernation::client::use_cache;
+use hibernation::client::watch::{WatchOptions, watch_store};
+use hibernation::format::human_bytes;
 use hibernation::nix::SecretKey;
 
 #[derive(Debug, Parser)]
-#[command(name = "hibernation", version, about = "Push Nix store paths to a Hibernation binary cache")]
+#[command(
+    name = "hibernation",
+    version,
+    about = "Push Nix store paths to a Hibernation binary cache, and set machines up to pull from it",
+    after_help = "Start with `hibernation login <url>`, then `hibernation push <cache> ./result`."
+)]
 struct Cli {
     /// Server URL (overrides the saved one).
     #[arg(long, global = true, env = "HIBERNATION_URL")]
@@ -27,12 +35,33 @@ struct Cli {
     command: Command,
 }
 
+/// How a push signs and sends paths (shared by `push` and `watch-store`).
+#[derive(Debug, clap::Args)]
+struct PushArgs {
+    /// Uploads running at once.
+    #[arg(long, short = 'j', default_value_t = 4)]
+    jobs: usize,
+    /// Nix secret signing key file (from `nix key generate-secret`); or set
+    /// HIBERNATION_SIGNING_KEY to the key or its file.
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// Also push paths an upstream cache (e.g. cache.nixos.org) already serves, where the
+    /// cache allows it.
+    #[arg(long)]
+    force: bool,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Check a token against a server and save both (file mode 0600).
+    /// Log in to a server and save the URL and token (file mode 0600). With --token, checks
+    /// and saves that token (for CI); without one, in a terminal, approves a new token in the
+    /// dashboard through the browser.
     Login {
-        /// Server URL, e.g. https://cache.example.com
-        server: String,
+        /// Server URL, e.g. https://cache.example.com (default: the saved one).
+        server: Option<String>,
+        /// Use the browser even when standard input is not a terminal.
+        #[arg(long)]
+        browser: bool,
     },
     /// Show who the saved token belongs to.
     Whoami,
@@ -42,19 +71,61 @@ enum Command {
         cache: String,
         /// Store paths (or result symlinks); `-` reads them from standard input.
         paths: Vec<String>,
-        /// Read paths from standard input, one per line.
+        /// Read paths from standard input, one per line (e.g. from `nix build --print-out-paths`).
         #[arg(long)]
         stdin: bool,
         /// Push only the given paths, not their dependencies.
         #[arg(long)]
         no_deps: bool,
-        /// Uploads running at once.
-        #[arg(long, short = 'j', default_value_t = 4)]
-        jobs: usize,
-        /// Nix secret signing key file (from `nix key generate-secret`).
-        #[arg(long, value_name = "FILE")]
-        key: Option<PathBuf>,
         /// Print the summary as JSON on standard output.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        options: PushArgs,
+    },
+    /// Watch the Nix store and push every new path (with its closure) until SIGINT/SIGTERM.
+    #[command(
+        after_help = "Beside a build: `hibernation watch-store main & nix build ...; kill %1`.\nAs a service: run it under systemd with HIBERNATION_SIGNING_KEY set (see the README)."
+    )]
+    WatchStore {
+        /// Cache to push to.
+        cache: String,
+        #[command(flatten)]
+        options: PushArgs,
+    },
+    /// Configure this machine's Nix to substitute from a cache (user nix.conf, and a netrc
+    /// entry for private caches). Safe to run again.
+    Use {
+        /// Cache to use.
+        cache: String,
+        /// The nix.conf to change (default: $XDG_CONFIG_HOME/nix/nix.conf).
+        #[arg(long, value_name = "FILE")]
+        nix_conf: Option<PathBuf>,
+    },
+    /// List caches, or show one.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+    /// Print a shell completion script, e.g. `hibernation completions bash > /etc/bash_completion.d/hibernation`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CacheCommand {
+    /// The caches you can read.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// How to use one cache: URL, keys, upstreams, size.
+    Info {
+        cache: String,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -72,25 +143,164 @@ fn main() -> ExitCode {
     }
 }
 
+fn client(url: Option<String>, token: Option<String>) -> anyhow::Result<ApiClient> {
+    let (url, token) = Config::resolve(url, token)?;
+    Ok(ApiClient::new(&url, token)?)
+}
+
+fn check_cache_name(cache: &str) -> anyhow::Result<()> {
+    if !is_valid_cache_name(cache) {
+        bail!("invalid cache name {cache:?}: {CACHE_NAME_RULE}");
+    }
+    Ok(())
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Login { server } => {
-            let token = cli.token.context("give the token with --token <token> (or HIBERNATION_TOKEN)")?;
-            let client = ApiClient::new(&server, Some(token.clone()))?;
-            let me = client.whoami().await?;
-            let path = Config { url: Some(server.clone()), token: Some(token) }.save()?;
-            println!("logged in to {server} as {} (token {:?}); saved to {}", me.user, me.token, path.display());
-        }
+        Command::Login { server, browser } => login(server.or(cli.url), cli.token, browser).await?,
         Command::Whoami => {
-            let (url, token) = Config::resolve(cli.url, cli.token)?;
-            let me = ApiClient::new(&url, token)?.whoami().await?;
-            println!("{} (token {:?}) on {url}", me.user, me.token);
+            let client = client(cli.url, cli.token)?;
+            let me = client.whoami().await?;
+            println!("{} (token {:?}) on {}", me.user, me.token, client.base_url());
         }
-        Command::Push { cache, paths, stdin, no_deps, jobs, key, json } => {
-            return push_command(cli.url, cli.token, cache, paths, stdin, no_deps, jobs, key, json).await;
+        Command::Push { cache, paths, stdin, no_deps, json, options } => {
+            return push_command(client(cli.url, cli.token)?, cache, paths, stdin, no_deps, json, options).await;
+        }
+        Command::WatchStore { cache, options } => {
+            check_cache_name(&cache)?;
+            let key = load_signing_key(options.key)?;
+            let client = client(cli.url, cli.token)?;
+            // Fail at once on a wrong URL, token or cache, not at the first build.
+            let info = client.cache_info(&cache).await?;
+            if !info.can_push {
+                bail!("you may not push to cache {cache:?}: use a token with push access");
+            }
+            let push = PushOptions { cache, jobs: options.jobs.max(1), key, force: options.force };
+            let totals = watch_store(&client, WatchOptions { push }).await?;
+            eprintln!("pushed {} paths while watching, {} failed", totals.pushed, totals.failed);
+            return Ok(if totals.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        Command::Use { cache, nix_conf } => use_command(client(cli.url, cli.token)?, &cache, nix_conf).await?,
+        Command::Cache { command: CacheCommand::List { json } } => {
+            let caches = client(cli.url, cli.token)?.list_caches().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&caches)?);
+            } else if caches.is_empty() {
+                eprintln!("no caches you can read");
+            } else {
+                for c in &caches {
+                    println!(
+                        "{:<24} {:<8} {:>8} paths {:>12}  {}",
+                        c.name,
+                        if c.public { "public" } else { "private" },
+                        c.paths,
+                        human_bytes(c.stored_bytes.max(0) as u64),
+                        if c.can_push { "push" } else { "read" }
+                    );
+                }
+            }
+        }
+        Command::Cache { command: CacheCommand::Info { cache, json } } => {
+            check_cache_name(&cache)?;
+            let info = client(cli.url, cli.token)?.cache_info(&cache).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&info)?);
+            } else {
+                print_cache_info(&info);
+            }
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "hibernation", &mut std::io::stdout());
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn login(server: Option<String>, token: Option<String>, browser: bool) -> anyhow::Result<()> {
+    let server = match server {
+        Some(server) => server,
+        None => Config::load()?.url.context("give the server URL: `hibernation login https://cache.example.com`")?,
+    };
+    let anonymous = ApiClient::new(&server, None)?;
+    let (token, user) = match token {
+        Some(token) => {
+            let me = ApiClient::new(&server, Some(token.clone()))?.whoami().await?;
+            (token, me.user)
+        }
+        None if browser || std::io::stdin().is_terminal() => login_in_browser(&anonymous).await?,
+        None => bail!(
+            "no terminal to approve a login in: give the token with --token <token> (or HIBERNATION_TOKEN), or pass --browser"
+        ),
+    };
+    let path = Config { url: Some(server.clone()), token: Some(token) }.save()?;
+    println!("logged in to {server} as {user}; saved to {}", path.display());
+    Ok(())
+}
+
+fn print_cache_info(info: &CacheInfo) {
+    println!("{} ({})", info.name, if info.public { "public" } else { "private" });
+    println!("  substituter:  {}", info.substituter);
+    println!("  public keys:  {}", info.public_keys.join(" "));
+    println!("  priority:     {}", info.priority);
+    let quota = info.quota_bytes.map(|q| format!(" of {}", human_bytes(q.max(0) as u64))).unwrap_or_default();
+    println!("  stored:       {} paths, {}{quota}", info.paths, human_bytes(info.stored_bytes.max(0) as u64));
+    println!("  you may:      {}", if info.can_push { "read and push" } else { "read" });
+    if info.upstreams.is_empty() {
+        println!("  upstreams:    none (every pushed path is stored)");
+    }
+    for upstream in &info.upstreams {
+        println!("  upstream:     {} ({})", upstream.url, upstream.public_keys.join(" "));
+    }
+    if info.allow_force_push {
+        println!("  --force:      allowed (pushes may store paths the upstreams serve)");
+    }
+}
+
+async fn use_command(client: ApiClient, cache: &str, nix_conf: Option<PathBuf>) -> anyhow::Result<()> {
+    check_cache_name(cache)?;
+    let info = client.cache_info(cache).await?;
+    let token = (!info.public).then(|| client.token()).flatten();
+    if !info.public && token.is_none() {
+        bail!("cache {cache:?} is private: log in first (`hibernation login`) so Nix can be given a token");
+    }
+    let nix_conf = match nix_conf {
+        Some(path) => path,
+        None => use_cache::user_nix_conf()?,
+    };
+    let plan = use_cache::plan(nix_conf, &info.substituter, &info.public_keys, token)?;
+    let mut cannot_write = Vec::new();
+    let mut changed = false;
+    if let Some((path, old, new)) = &plan.netrc {
+        match use_cache::write_if_changed(path, old, new, 0o600) {
+            Ok(wrote) => changed |= wrote,
+            Err(e) => cannot_write.push((path.clone(), e, "machine ... line".to_string())),
+        }
+    }
+    match use_cache::write_if_changed(&plan.nix_conf, &plan.nix_conf_old, &plan.nix_conf_new, 0o644) {
+        Ok(wrote) => changed |= wrote,
+        Err(e) => {
+            let added = plan.nix_conf_new.strip_prefix(&plan.nix_conf_old).unwrap_or(&plan.nix_conf_new);
+            cannot_write.push((plan.nix_conf.clone(), e, added.trim().to_string()))
+        }
+    }
+    if let Some((path, e, lines)) = cannot_write.first() {
+        println!("Add to {}:\n{lines}", path.display());
+        bail!("cannot write {}: {e}; add the lines above yourself (or pass --nix-conf <file>)", path.display());
+    }
+    let verb = if changed { "now uses" } else { "already uses" };
+    println!("{} {verb} {} ({})", plan.nix_conf.display(), info.name, info.substituter);
+    if let Some((netrc, _, _)) = &plan.netrc {
+        println!("the token for this private cache is in {}", netrc.display());
+    }
+    if std::path::Path::new("/nix/var/nix/daemon-socket/socket").exists()
+        && std::env::var("USER").is_ok_and(|u| u != "root")
+    {
+        eprintln!(
+            "note: a Nix daemon ignores substituters from users it does not trust; if nothing is substituted, add `trusted-users = {}` to /etc/nix/nix.conf or these lines there",
+            std::env::var("USER").unwrap_or_default()
+        );
+    }
+    Ok(())
 }
 
 fn load_signing_key(file: Option<PathBuf>) -> anyhow::Result<SecretKey> {
@@ -107,23 +317,17 @@ fn load_signing_key(file: Option<PathBuf>) -> anyhow::Result<SecretKey> {
     SecretKey::parse(&text).context("invalid signing key (expected the output of `nix key generate-secret`)")
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn push_command(
-    url: Option<String>,
-    token: Option<String>,
+    client: ApiClient,
     cache: String,
     mut args: Vec<String>,
     stdin: bool,
     no_deps: bool,
-    jobs: usize,
-    key: Option<PathBuf>,
     json: bool,
+    options: PushArgs,
 ) -> anyhow::Result<ExitCode> {
-    let started = Instant::now();
-    if !is_valid_cache_name(&cache) {
-        bail!("invalid cache name {cache:?}: {CACHE_NAME_RULE}");
-    }
-    let key = load_signing_key(key)?;
+    check_cache_name(&cache)?;
+    let key = load_signing_key(options.key)?;
     if stdin || args.iter().any(|a| a == "-") {
         args.retain(|a| a != "-");
         for line in std::io::stdin().lock().lines() {
@@ -137,15 +341,13 @@ async fn push_command(
         bail!("nothing to push: give store paths as arguments or on standard input with --stdin");
     }
     let roots = args.iter().map(|a| resolve_argument(a)).collect::<anyhow::Result<Vec<_>>>()?;
-    let (url, token) = Config::resolve(url, token)?;
-    let client = ApiClient::new(&url, token)?;
     let local = tokio::task::spawn_blocking(move || query_paths(&roots, !no_deps)).await??;
-    let options = PushOptions { cache, jobs: jobs.max(1), key };
+    let options = PushOptions { cache, jobs: options.jobs.max(1), key, force: options.force };
     let summary = push(&client, &options, local).await?;
     if json {
         println!("{}", serde_json::to_string(&summary)?);
     }
-    eprintln!("{}", format_summary(&summary, started));
+    eprintln!("{}", format_summary(&summary));
     for error in &summary.errors {
         eprintln!("error: {error}");
     }

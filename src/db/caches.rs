@@ -17,6 +17,8 @@ pub struct CacheSettings {
     pub priority: i32,
     pub quota_bytes: Option<i64>,
     pub keys: Vec<String>,
+    pub upstreams: Vec<hibernation::api::Upstream>,
+    pub allow_force_push: bool,
 }
 
 pub fn create(conn: &mut AnyConnection, name: &str, settings: &CacheSettings) -> DbResult<Cache> {
@@ -27,6 +29,7 @@ pub fn create(conn: &mut AnyConnection, name: &str, settings: &CacheSettings) ->
             caches::is_public.eq(settings.is_public),
             caches::priority.eq(settings.priority),
             caches::quota_bytes.eq(settings.quota_bytes),
+            caches::allow_force_push.eq(settings.allow_force_push),
             caches::created_at.eq(created_at),
         ))
         .execute(conn)?;
@@ -34,6 +37,7 @@ pub fn create(conn: &mut AnyConnection, name: &str, settings: &CacheSettings) ->
     for key in &settings.keys {
         add_key(conn, cache.id, key)?;
     }
+    super::upstreams::replace(conn, cache.id, &settings.upstreams)?;
     Ok(cache)
 }
 

@@ -5,6 +5,7 @@
 
 pub mod browse;
 pub mod caches;
+pub mod cli_logins;
 mod connection;
 pub mod groups;
 pub mod models;
@@ -13,6 +14,7 @@ pub mod schema;
 pub mod sessions;
 pub mod traffic;
 pub mod uploads;
+pub mod upstreams;
 pub mod users;
 
 use std::sync::{Arc, Mutex};

@@ -16,6 +16,7 @@ pub struct Cache {
     pub priority: i32,
     pub created_at: NaiveDateTime,
     pub quota_bytes: Option<i64>,
+    pub allow_force_push: bool,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -138,4 +139,19 @@ impl From<PendingNar> for NewNar {
             created_at: super::now(),
         }
     }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = cli_logins)]
+pub struct CliLogin {
+    pub id: i64,
+    pub code: String,
+    pub poll_secret_hash: String,
+    pub client_name: String,
+    pub created_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub approved_by: Option<i64>,
+    pub scope_cache_id: Option<i64>,
+    pub can_push: bool,
+    pub token_expires_at: Option<NaiveDateTime>,
 }

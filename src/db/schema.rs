@@ -8,6 +8,31 @@ diesel::table! {
         priority -> Integer,
         created_at -> Timestamp,
         quota_bytes -> Nullable<BigInt>,
+        allow_force_push -> Bool,
+    }
+}
+
+diesel::table! {
+    cache_upstreams (id) {
+        id -> BigInt,
+        cache_id -> BigInt,
+        url -> Text,
+        public_key -> Text,
+    }
+}
+
+diesel::table! {
+    cli_logins (id) {
+        id -> BigInt,
+        code -> Text,
+        poll_secret_hash -> Text,
+        client_name -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        approved_by -> Nullable<BigInt>,
+        scope_cache_id -> Nullable<BigInt>,
+        can_push -> Bool,
+        token_expires_at -> Nullable<Timestamp>,
     }
 }
 
@@ -204,6 +229,7 @@ diesel::table! {
 }
 
 diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(cache_upstreams -> caches (cache_id));
 diesel::joinable!(group_members -> user_groups (group_id));
 diesel::joinable!(group_members -> users (user_id));
 diesel::joinable!(group_cache_permissions -> user_groups (group_id));

@@ -105,6 +105,10 @@ pub fn revoke_token_by_id(conn: &mut AnyConnection, user_id: i64, token_id: i64)
     .execute(conn)?)
 }
 
+pub fn find(conn: &mut AnyConnection, user_id: i64) -> DbResult<Option<User>> {
+    Ok(users::table.find(user_id).select(User::as_select()).first(conn).optional()?)
+}
+
 pub fn find_by_name(conn: &mut AnyConnection, name: &str) -> DbResult<Option<User>> {
     Ok(users::table.filter(users::name.eq(name)).select(User::as_select()).first(conn).optional()?)
 }

@@ -1,5 +1,5 @@
 //! Periodic clean-up of state nobody will use: NARs uploaded by `nix copy` whose narinfo
-//! never arrived.
+//! never arrived, and CLI login requests nobody approved in time.
 
 use std::time::Duration;
 
@@ -31,5 +31,8 @@ pub async fn run(db: Db, storage: Storage) {
     loop {
         tick.tick().await;
         remove_stale_pending(&db, &storage).await;
+        if let Err(e) = db.write(crate::db::cli_logins::delete_expired).await {
+            tracing::warn!("could not remove expired CLI login requests: {e}");
+        }
     }
 }

@@ -3,6 +3,8 @@
 pub mod access;
 pub mod access_log;
 pub mod auth;
+pub mod cache_info;
+pub mod cli_login;
 pub mod hot_cache;
 pub mod janitor;
 pub mod narinfo;
@@ -11,6 +13,7 @@ pub mod passwords;
 pub mod push;
 pub mod receive;
 pub mod sessions;
+pub mod upstream;
 
 use rand::Rng;
 

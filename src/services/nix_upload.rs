@@ -92,7 +92,7 @@ pub async fn accept_narinfo(
         ca: info.ca.clone(),
         signatures: info.signatures.clone(),
     };
-    let verified = push::verify_path(db, caller, cache_name, hash_part, upload).await?;
+    let verified = push::verify_path(db, None, caller, cache_name, hash_part, upload).await?;
     if verified.already_present {
         return Ok(false);
     }

@@ -15,7 +15,8 @@ use super::access::{Access, access_to, readable_cache_ids};
 use super::auth::Caller;
 use super::receive::ReceivedNar;
 use crate::db::models::{Cache, Nar, NewNar, NewStorePath, PendingNar};
-use crate::db::{Db, DbError, caches, is_unique_violation, now, paths, uploads};
+use super::upstream::UpstreamChecker;
+use crate::db::{Db, DbError, caches, is_unique_violation, now, paths, uploads, upstreams};
 use crate::storage::Storage;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,10 @@ pub enum PushError {
     MalformedNar(String),
     #[error("the upload was interrupted: {0}")]
     Interrupted(String),
+    #[error(
+        "cache {0:?} does not allow --force: paths its upstream caches serve are not stored again (an administrator can allow it in the cache settings)"
+    )]
+    ForceNotAllowed(String),
     #[error("cache {cache:?} is full: it holds {used} of its {quota} quota, and this NAR needs {needed} more")]
     OverQuota { cache: String, used: String, quota: String, needed: String },
     #[error(transparent)]
@@ -67,28 +72,45 @@ pub(crate) async fn cache_for_push(db: &Db, caller: &Caller, name: &str) -> Resu
     .await?
 }
 
-/// Says for each path whether the cache has it, can attach a NAR it holds, or needs an upload.
+/// Says for each path whether the cache has it, an upstream serves it, the server can attach a
+/// NAR it holds, or the NAR must be uploaded.
 pub async fn plan(
     db: &Db,
+    upstreams: &UpstreamChecker,
     caller: &Caller,
     cache_name: &str,
     request: PushPlanRequest,
 ) -> Result<PushPlanResponse, PushError> {
     let cache = cache_for_push(db, caller, cache_name).await?;
-    let mut base_names = Vec::with_capacity(request.paths.len());
-    for p in &request.paths {
-        let path = StorePath::from_full_path(&p.store_path).map_err(|e| invalid(e.to_string()))?;
-        base_names.push(path.base_name().to_string());
+    if request.force && !cache.allow_force_push {
+        return Err(PushError::ForceNotAllowed(cache.name));
     }
+    let mut store_paths = Vec::with_capacity(request.paths.len());
+    for p in &request.paths {
+        store_paths.push(StorePath::from_full_path(&p.store_path).map_err(|e| invalid(e.to_string()))?);
+    }
+    let base_names: Vec<String> = store_paths.iter().map(|p| p.base_name().to_string()).collect();
+    let (cache_id, wanted) = (cache.id, base_names.clone());
+    let (present, upstream_list) = db
+        .read(move |c| Ok((paths::present_base_names(c, cache_id, &wanted)?, upstreams::list(c, cache_id)?)))
+        .await?;
+    let held = if request.force {
+        HashSet::new()
+    } else {
+        let absent: Vec<StorePath> =
+            store_paths.iter().filter(|p| !present.contains(p.base_name())).cloned().collect();
+        upstreams.held(&upstream_list, &absent).await
+    };
     let caller = caller.clone();
     let actions = db
         .read(move |c| {
-            let present = paths::present_base_names(c, cache.id, &base_names)?;
             let readable = readable_cache_ids(c, &caller)?;
             let mut actions = Vec::with_capacity(base_names.len());
-            for (base, planned) in base_names.iter().zip(&request.paths) {
+            for ((base, path), planned) in base_names.iter().zip(&store_paths).zip(&request.paths) {
                 let action = if present.contains(base) {
                     PlanAction::Present
+                } else if held.contains(path) {
+                    PlanAction::Upstream
                 } else {
                     match paths::find_nar(c, &planned.nar_hash.to_nix32())? {
                         Some(nar)
@@ -114,13 +136,17 @@ pub struct VerifiedPath {
     pub path: StorePath,
     pub upload: PathUpload,
     pub references: Vec<String>,
+    /// References (base names) the cache lacks but one of its upstreams serves.
+    pub served_upstream: HashSet<String>,
     /// The cache already serves this path; nothing is to be done.
     pub already_present: bool,
 }
 
-/// Checks everything about a path that can be checked before its NAR arrives.
+/// Checks everything about a path that can be checked before its NAR arrives. With
+/// `upstreams`, a reference that an upstream cache serves counts as present.
 pub async fn verify_path(
     db: &Db,
+    upstreams: Option<&UpstreamChecker>,
     caller: &Caller,
     cache_name: &str,
     hash_in_url: &str,
@@ -149,23 +175,29 @@ pub async fn verify_path(
     let (cache_id, others): (i64, Vec<String>) =
         (cache.id, refs.iter().filter(|r| **r != path).map(|r| r.base_name().to_string()).collect());
     let own = path.base_name().to_string();
-    let (keys, present) = db
+    let (keys, present, upstream_list) = db
         .read(move |c| {
             let keys = caches::public_keys(c, cache_id)?;
             let mut wanted = others.clone();
             wanted.push(own);
-            Ok((keys, paths::present_base_names(c, cache_id, &wanted)?))
+            Ok((keys, paths::present_base_names(c, cache_id, &wanted)?, upstreams::list(c, cache_id)?))
         })
         .await?;
     check_signature(&cache, &keys, &path, &upload, &refs)?;
-    let missing: Vec<String> =
-        refs.iter().filter(|r| **r != path && !present.contains(r.base_name())).map(|r| r.full_path()).collect();
+    let absent: Vec<StorePath> =
+        refs.iter().filter(|r| **r != path && !present.contains(r.base_name())).cloned().collect();
+    let held = match upstreams {
+        Some(checker) if !absent.is_empty() => checker.held(&upstream_list, &absent).await,
+        _ => HashSet::new(),
+    };
+    let missing: Vec<String> = absent.iter().filter(|r| !held.contains(*r)).map(|r| r.full_path()).collect();
     if !missing.is_empty() {
         return Err(PushError::MissingReferences { path: path.full_path(), missing });
     }
     let already_present = present.contains(path.base_name());
     let references = refs.iter().map(|r| r.base_name().to_string()).collect();
-    Ok(VerifiedPath { cache, path, upload, references, already_present })
+    let served_upstream = held.iter().map(|r| r.base_name().to_string()).collect();
+    Ok(VerifiedPath { cache, path, upload, references, served_upstream, already_present })
 }
 
 fn check_signature(
@@ -327,7 +359,7 @@ async fn register_nar(db: &Db, storage: &Storage, new: NewNar) -> Result<Nar, Pu
 }
 
 async fn insert_path(db: &Db, verified: VerifiedPath, nar: Nar) -> Result<bool, PushError> {
-    let VerifiedPath { cache, path, upload, references, .. } = verified;
+    let VerifiedPath { cache, path, upload, references, served_upstream, .. } = verified;
     let own = path.base_name().to_string();
     let new = NewStorePath {
         cache_id: cache.id,
@@ -343,7 +375,8 @@ async fn insert_path(db: &Db, verified: VerifiedPath, nar: Nar) -> Result<bool, 
     let result = db
         .write(move |c| {
             // Re-check inside the transaction: the closure invariant must hold at commit time.
-            let mut wanted: Vec<String> = references.iter().filter(|r| **r != own).cloned().collect();
+            let mut wanted: Vec<String> =
+                references.iter().filter(|r| **r != own && !served_upstream.contains(*r)).cloned().collect();
             wanted.push(own.clone());
             let present = paths::present_base_names(c, cache.id, &wanted)?;
             if present.contains(&own) {

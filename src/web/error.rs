@@ -24,6 +24,10 @@ pub enum AppError {
     #[error("{0}")]
     TooLarge(String),
     #[error("{0}")]
+    Gone(String),
+    #[error("{0}")]
+    TooManyRequests(String),
+    #[error("{0}")]
     Internal(String),
     /// A dependency (storage, database) is down: 503 with Retry-After, so clients retry.
     #[error("{0}")]
@@ -40,6 +44,8 @@ impl ResponseError for AppError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Gone(_) => StatusCode::GONE,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -83,7 +89,7 @@ impl From<PushError> for AppError {
         let msg = e.to_string();
         match e {
             PushError::CacheNotFound(_) => Self::NotFound(msg),
-            PushError::Forbidden(_) => Self::Forbidden(msg),
+            PushError::Forbidden(_) | PushError::ForceNotAllowed(_) => Self::Forbidden(msg),
             PushError::InvalidInput(_) => Self::BadRequest(msg),
             PushError::MissingReferences { .. } | PushError::UploadRequired(_) => Self::Conflict(msg),
             PushError::BadSignature(_) | PushError::NarMismatch(_) | PushError::MalformedNar(_) => {

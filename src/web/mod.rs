@@ -4,6 +4,7 @@
 mod cache_protocol;
 mod credentials;
 mod error;
+mod login_api;
 mod nix_upload;
 mod pages;
 mod push_api;
@@ -25,6 +26,7 @@ pub struct AppState {
     pub config: Config,
     pub access_log: Arc<crate::services::access_log::AccessLog>,
     pub hot: crate::services::hot_cache::HotCache,
+    pub upstreams: crate::services::upstream::UpstreamChecker,
 }
 
 pub fn routes(state: Arc<AppState>) -> impl poem::Endpoint {
@@ -35,6 +37,10 @@ pub fn routes(state: Arc<AppState>) -> impl poem::Endpoint {
         .at("/:cache/:file", get(cache_protocol::narinfo).head(cache_protocol::narinfo).put(nix_upload::put_file));
     let api = Route::new()
         .at("/whoami", get(push_api::whoami))
+        .at("/cli-login", poem::post(login_api::start))
+        .at("/cli-login/poll", poem::post(login_api::poll))
+        .at("/caches", get(push_api::list_caches))
+        .at("/caches/:cache", get(push_api::show_cache))
         .at("/caches/:cache/push-plan", poem::post(push_api::push_plan))
         .at("/caches/:cache/paths/:hash", put(push_api::upload_path));
     ui::routes()

@@ -3,13 +3,14 @@
 use std::sync::Arc;
 
 use base64::Engine;
-use hibernation::api::{PATH_INFO_HEADER, PathUpload, PathUploaded, PushPlanRequest, PushPlanResponse, WhoAmI};
+use hibernation::api::{CacheInfo, PATH_INFO_HEADER, PathUpload, PathUploaded, PushPlanRequest, PushPlanResponse, WhoAmI};
 use poem::web::{Data, Json, Path};
 use poem::{Body, Request, handler};
 use tokio_util::io::SyncIoBridge;
 
-use super::credentials::required_caller;
+use super::credentials::{optional_caller, required_caller};
 use super::{AppError, AppState};
+use crate::services::cache_info;
 use crate::services::push::{self, NarSource};
 use crate::services::receive::{Declared, receive_nar};
 use crate::services::{CACHE_NAME_RULE, is_valid_cache_name};
@@ -30,6 +31,26 @@ pub async fn whoami(req: &Request, state: Data<&Arc<AppState>>) -> Result<Json<W
 }
 
 #[handler]
+pub async fn list_caches(req: &Request, state: Data<&Arc<AppState>>) -> Result<Json<Vec<CacheInfo>>, AppError> {
+    let caller = optional_caller(&state, req).await?;
+    Ok(Json(cache_info::list(&state.db, caller, state.config.site_url.clone()).await?))
+}
+
+#[handler]
+pub async fn show_cache(
+    req: &Request,
+    Path(cache): Path<String>,
+    state: Data<&Arc<AppState>>,
+) -> Result<Json<CacheInfo>, AppError> {
+    check_cache_name(&cache)?;
+    let caller = optional_caller(&state, req).await?;
+    cache_info::find(&state.db, caller, state.config.site_url.clone(), cache.clone())
+        .await?
+        .map(Json)
+        .ok_or_else(|| AppError::NotFound(format!("cache {cache:?} does not exist")))
+}
+
+#[handler]
 pub async fn push_plan(
     req: &Request,
     Path(cache): Path<String>,
@@ -41,7 +62,7 @@ pub async fn push_plan(
     let bytes = body.into_bytes().await.map_err(|e| AppError::BadRequest(format!("cannot read request body: {e}")))?;
     let plan: PushPlanRequest =
         serde_json::from_slice(&bytes).map_err(|e| AppError::BadRequest(format!("invalid push plan request: {e}")))?;
-    Ok(Json(push::plan(&state.db, &caller, &cache, plan).await?))
+    Ok(Json(push::plan(&state.db, &state.upstreams, &caller, &cache, plan).await?))
 }
 
 fn path_upload_from_header(req: &Request) -> Result<PathUpload, AppError> {
@@ -67,7 +88,7 @@ pub async fn upload_path(
     check_cache_name(&cache)?;
     let caller = required_caller(&state, req).await?;
     let upload = path_upload_from_header(req)?;
-    let verified = push::verify_path(&state.db, &caller, &cache, &hash, upload).await?;
+    let verified = push::verify_path(&state.db, Some(&state.upstreams), &caller, &cache, &hash, upload).await?;
     let store_path = verified.path.full_path();
     if verified.already_present {
         return Ok(Json(PathUploaded { store_path, created: false, uploaded_bytes: 0 }));

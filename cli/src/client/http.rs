@@ -6,7 +6,8 @@ use base64::Engine;
 use reqwest::{StatusCode, Url};
 
 use crate::api::{
-    API_PREFIX, ApiError, PATH_INFO_HEADER, PathUpload, PathUploaded, PushPlanRequest, PushPlanResponse, WhoAmI,
+    API_PREFIX, ApiError, CacheInfo, CliLoginPoll, CliLoginStart, CliLoginStarted, CliLoginState, PATH_INFO_HEADER,
+    PathUpload, PathUploaded, PushPlanRequest, PushPlanResponse, WhoAmI,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +80,18 @@ impl ApiClient {
         Ok(request.bearer_auth(token))
     }
 
+    /// With the token when there is one (public caches answer anonymous callers too).
+    fn maybe_authed(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self.token.as_deref() {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     async fn send<T: serde::de::DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
@@ -124,6 +137,28 @@ impl ApiClient {
     pub async fn whoami(&self) -> Result<WhoAmI, ClientError> {
         let path = format!("{API_PREFIX}/whoami");
         self.send(self.authed(self.http.get(self.url(&path)))?, &path).await
+    }
+
+    pub async fn list_caches(&self) -> Result<Vec<CacheInfo>, ClientError> {
+        let path = format!("{API_PREFIX}/caches");
+        self.send(self.maybe_authed(self.http.get(self.url(&path))), &path).await
+    }
+
+    pub async fn cache_info(&self, cache: &str) -> Result<CacheInfo, ClientError> {
+        let path = format!("{API_PREFIX}/caches/{cache}");
+        self.send(self.maybe_authed(self.http.get(self.url(&path))), &path).await
+    }
+
+    pub async fn start_cli_login(&self, client_name: &str) -> Result<CliLoginStarted, ClientError> {
+        let path = format!("{API_PREFIX}/cli-login");
+        let body = CliLoginStart { client_name: client_name.to_string() };
+        self.send(self.http.post(self.url(&path)).json(&body), &path).await
+    }
+
+    pub async fn poll_cli_login(&self, poll_secret: &str) -> Result<CliLoginState, ClientError> {
+        let path = format!("{API_PREFIX}/cli-login/poll");
+        let body = CliLoginPoll { poll_secret: poll_secret.to_string() };
+        self.send(self.http.post(self.url(&path)).json(&body), &path).await
     }
 
     pub async fn push_plan(&self, cache: &str, request: &PushPlanRequest) -> Result<PushPlanResponse, ClientError> {

@@ -19,10 +19,13 @@ use crate::nix::{SecretKey, StorePath, signing};
 const MAX_ATTEMPTS: u32 = 4;
 const PLAN_BATCH: usize = 1000;
 
+#[derive(Clone)]
 pub struct PushOptions {
     pub cache: String,
     pub jobs: usize,
     pub key: SecretKey,
+    /// Push paths an upstream cache already serves (the cache must allow it).
+    pub force: bool,
 }
 
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -30,10 +33,16 @@ pub struct PushSummary {
     pub pushed: usize,
     pub attached: usize,
     pub already_present: usize,
+    /// Skipped because an upstream cache of the cache serves them.
+    pub upstream: usize,
     pub failed: usize,
     pub uploaded_bytes: u64,
+    pub elapsed_seconds: f64,
     #[serde(skip)]
     pub errors: Vec<String>,
+    /// Failed paths worth another try later (the server was unreachable or busy).
+    #[serde(skip)]
+    pub retryable: Vec<StorePath>,
 }
 
 /// The narinfo metadata of a local path, signed with the user's key.
@@ -76,6 +85,7 @@ pub async fn push(
     options: &PushOptions,
     paths: BTreeMap<StorePath, LocalPath>,
 ) -> Result<PushSummary, ClientError> {
+    let started = Instant::now();
     let mut summary = PushSummary::default();
     let ordered: Vec<&LocalPath> = paths.values().collect();
     let mut actions = Vec::with_capacity(ordered.len());
@@ -85,6 +95,7 @@ pub async fn push(
                 .iter()
                 .map(|p| PlannedPath { store_path: p.path.full_path(), nar_hash: p.nar_hash, nar_size: p.nar_size })
                 .collect(),
+            force: options.force,
         };
         let plan = retrying(|| client.push_plan(&options.cache, &request)).await?;
         if plan.actions.len() != chunk.len() {
@@ -96,6 +107,7 @@ pub async fn push(
     for (local, action) in ordered.iter().zip(actions) {
         match action {
             PlanAction::Present => summary.already_present += 1,
+            PlanAction::Upstream => summary.upstream += 1,
             other => {
                 todo.insert(local.path.clone(), other);
             }
@@ -146,6 +158,9 @@ pub async fn push(
                 summary.failed += 1;
                 summary.errors.push(format!("{path}: {e}"));
                 report(&bar, format!("failed {path}: {e}"));
+                if e.is_transient() {
+                    summary.retryable.push(path.clone());
+                }
                 failed.insert(path);
             }
         }
@@ -156,6 +171,9 @@ pub async fn push(
             .cloned()
             .collect();
         for path in blocked {
+            if paths[&path].references.iter().any(|r| summary.retryable.contains(r)) {
+                summary.retryable.push(path.clone());
+            }
             todo.remove(&path);
             bar.inc(1);
             summary.failed += 1;
@@ -164,6 +182,7 @@ pub async fn push(
         }
     }
     bar.finish_and_clear();
+    summary.elapsed_seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }
 
@@ -210,15 +229,17 @@ async fn upload_with_retries(
     }
 }
 
-pub fn format_summary(summary: &PushSummary, elapsed: Instant) -> String {
+pub fn format_summary(summary: &PushSummary) -> String {
     format!(
-        "{} pushed ({} uploaded{}), {} already in the cache, {} failed, in {:.1}s",
+        "{} pushed ({} uploaded{}), {} skipped ({} already in the cache, {} served by an upstream), {} failed, in {:.1}s",
         summary.pushed + summary.attached,
         human_bytes(summary.uploaded_bytes),
         if summary.attached > 0 { format!(", {} reused", summary.attached) } else { String::new() },
+        summary.already_present + summary.upstream,
         summary.already_present,
+        summary.upstream,
         summary.failed,
-        elapsed.elapsed().as_secs_f64()
+        summary.elapsed_seconds
     )
 }
 

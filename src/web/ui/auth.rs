@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use askama::Template;
 use poem::http::{StatusCode, header};
-use poem::web::{Data, Form};
+use poem::web::{Data, Form, Query};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
@@ -82,6 +82,8 @@ struct SignInPage {
     layout: Layout,
     email: String,
     error: Option<String>,
+    /// Where to go after signing in.
+    next: String,
 }
 
 #[derive(Deserialize)]
@@ -90,14 +92,36 @@ pub struct SignInForm {
     csrf: String,
     email: String,
     password: String,
+    #[serde(default)]
+    next: String,
+}
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    #[serde(default)]
+    next: String,
+}
+
+/// A local path to return to after signing in; anything else (another site, `//host`)
+/// becomes the overview.
+fn local_path(next: &str) -> &str {
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && next.bytes().all(|b| b.is_ascii_graphic() && b != b'\\');
+    if local { next } else { "/" }
 }
 
 #[handler]
-pub async fn sign_in_page(req: &Request, state: Data<&Arc<AppState>>) -> Response {
+pub async fn sign_in_page(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    Query(NextQuery { next }): Query<NextQuery>,
+) -> Response {
     match sessions::needs_setup(&state.db).await {
         Ok(true) => redirect("/setup"),
         Ok(false) => {
-            let page = SignInPage { layout: Layout::new(req, None), email: String::new(), error: None };
+            let next = local_path(&next).to_string();
+            let page = SignInPage { layout: Layout::new(req, None), email: String::new(), error: None, next };
             render(&state, StatusCode::OK, &page.layout, &page)
         }
         Err(e) => db_failure(&state, req, e),
@@ -112,7 +136,7 @@ pub async fn sign_in(req: &Request, state: Data<&Arc<AppState>>, Form(form): For
     let peer = req.remote_addr().as_socket_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into());
     let (status, error) = match sessions::sign_in(&state.db, &peer, &form.email, &form.password).await {
         Ok(token) => {
-            let mut response = redirect("/");
+            let mut response = redirect(local_path(&form.next));
             response.headers_mut().append(header::SET_COOKIE, session_cookie(&state, &token).parse().unwrap());
             return response;
         }
@@ -120,7 +144,8 @@ pub async fn sign_in(req: &Request, state: Data<&Arc<AppState>>, Form(form): For
         Err(e @ SignInError::RateLimited) => (StatusCode::TOO_MANY_REQUESTS, e.to_string()),
         Err(e @ SignInError::Invalid) => (StatusCode::UNAUTHORIZED, e.to_string()),
     };
-    let page = SignInPage { layout: Layout::new(req, None), email: form.email, error: Some(error) };
+    let next = local_path(&form.next).to_string();
+    let page = SignInPage { layout: Layout::new(req, None), email: form.email, error: Some(error), next };
     let mut response = render(&state, status, &page.layout, &page);
     if status == StatusCode::TOO_MANY_REQUESTS {
         response.headers_mut().insert(header::RETRY_AFTER, "900".parse().unwrap());

@@ -15,6 +15,7 @@ use crate::db::{DbError, browse, groups, is_unique_violation, users};
 use crate::services::access::Access;
 use crate::services::push::delete_stored;
 use crate::web::AppState;
+use hibernation::api::Upstream;
 use hibernation::format::gib;
 
 #[derive(Template)]
@@ -26,6 +27,8 @@ struct SettingsPage {
     priority: String,
     quota: String,
     keys: String,
+    upstreams: String,
+    allow_force: bool,
     can_delete: bool,
     error: FormError,
     /// Users granted access: (id, name, can push).
@@ -106,9 +109,11 @@ pub async fn show(req: &Request, state: Data<&Arc<AppState>>, Path(name): Path<S
         Ok(found) => found,
         Err(response) => return response,
     };
-    let lists = match access_lists(&state, cache.id).await {
-        Ok(lists) => lists,
-        Err(e) => return unavailable(&state, req, &user, e),
+    let cache_id = cache.id;
+    let found = state.db.read(move |c| crate::db::upstreams::list(c, cache_id)).await;
+    let (lists, upstreams) = match (access_lists(&state, cache.id).await, found) {
+        (Ok(lists), Ok(upstreams)) => (lists, upstreams),
+        (Err(e), _) | (_, Err(e)) => return unavailable(&state, req, &user, e),
     };
     let page = SettingsPage {
         layout: Layout::new(req, Some(&user)),
@@ -116,6 +121,8 @@ pub async fn show(req: &Request, state: Data<&Arc<AppState>>, Path(name): Path<S
         priority: cache.priority.to_string(),
         quota: cache.quota_bytes.map(|q| gib(q.max(0) as u64).trim_end_matches(" GiB").to_string()).unwrap_or_default(),
         keys: keys.join("\n"),
+        upstreams: upstreams.iter().map(Upstream::to_line).collect::<Vec<_>>().join("\n"),
+        allow_force: cache.allow_force_push,
         can_delete: user.is_admin,
         cache,
         error: FormError::default(),
@@ -153,6 +160,8 @@ pub async fn update(
                 priority: form.priority,
                 quota: form.quota,
                 keys: form.keys,
+                upstreams: form.upstreams,
+                allow_force: form.allow_force.is_some(),
                 can_delete: user.is_admin,
                 cache,
                 error,

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use askama::Template;
+use hibernation::api::Upstream;
 use hibernation::nix::PublicKey;
 use hibernation::nix::store_path::is_hash_part;
 use poem::http::StatusCode;
@@ -113,7 +114,11 @@ pub async fn list(req: &Request, state: Data<&Arc<AppState>>) -> Response {
                 &state,
                 req,
                 &user,
-                CacheForm { priority: "41".into(), ..Default::default() },
+                CacheForm {
+                    priority: "41".into(),
+                    upstreams: Upstream::default_upstream().to_line(),
+                    ..Default::default()
+                },
                 FormError::default(),
             )
             .await
@@ -137,6 +142,11 @@ pub struct CacheForm {
     pub quota: String,
     #[serde(default)]
     pub keys: String,
+    /// Upstream caches, one `<url> <key>...` per line.
+    #[serde(default)]
+    pub upstreams: String,
+    #[serde(default)]
+    pub allow_force: Option<String>,
 }
 
 impl CacheForm {
@@ -168,7 +178,21 @@ impl CacheForm {
                 FormError::new("quota", "Enter a size in GiB, e.g. 50, or leave it empty for no limit.")
             })? as i64),
         };
-        Ok(CacheSettings { is_public: self.public.is_some(), priority, quota_bytes, keys })
+        let upstreams = self
+            .upstreams
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(|line| Upstream::parse_line(line).map_err(|e| FormError::new("upstreams", e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(CacheSettings {
+            is_public: self.public.is_some(),
+            priority,
+            quota_bytes,
+            keys,
+            upstreams,
+            allow_force_push: self.allow_force.is_some(),
+        })
     }
 }
 
@@ -344,7 +368,7 @@ pub async fn show(req: &Request, state: Data<&Arc<AppState>>, Path(name): Path<S
         can_delete: access == Access::Push,
     };
     let page = CachePage {
-        url: format!("{site}/api/nix/{}", cache.name),
+        url: crate::services::cache_info::substituter_url(&site, &cache.name),
         host,
         keys,
         can_push: access == Access::Push,

@@ -6,6 +6,7 @@ mod account;
 mod auth;
 mod cache_settings;
 mod caches;
+mod cli_login;
 mod groups;
 mod overview;
 mod tokens;
@@ -50,6 +51,9 @@ pub fn routes() -> Route {
         .at("/groups/:id/delete", post(groups::delete))
         .at("/tokens", get(tokens::list).post(tokens::create))
         .at("/tokens/:id/revoke", post(tokens::revoke))
+        .at("/cli-login/:code", get(cli_login::show))
+        .at("/cli-login/:code/approve", post(cli_login::approve))
+        .at("/cli-login/:code/deny", post(cli_login::deny))
 }
 
 /// A form that carries nothing but its CSRF token (revoke, delete, sign out).

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use askama::Template;
-use chrono::Duration;
+use chrono::{Duration, NaiveDateTime};
 use poem::http::StatusCode;
 use poem::web::{Data, Form, Path};
 use poem::{Request, Response, handler};
@@ -12,11 +12,10 @@ use serde::Deserialize;
 use super::{CsrfOnly, Layout, redirect, render, signed_in, signed_in_form, unavailable};
 use crate::db::models::{ApiToken, User};
 use crate::db::users::TokenScope;
-use crate::db::{caches, is_unique_violation, now, users};
+use crate::db::{AnyConnection, DbResult, caches, is_unique_violation, now, users};
 use crate::services::access::readable_cache_ids;
 use crate::services::access::{Access, access_to};
-use crate::services::auth::Caller;
-use crate::services::auth::issue_token;
+use crate::services::auth::{Caller, issue_token};
 use crate::web::AppState;
 
 #[derive(Template)]
@@ -51,15 +50,8 @@ async fn page(
     name: String,
     error: Option<String>,
 ) -> Response {
-    let (id, caller) = (user.id, Caller::session(user));
-    let loaded = state
-        .db
-        .read(move |c| {
-            let ids = readable_cache_ids(c, &caller)?;
-            let caches = crate::db::browse::caches_by_ids(c, ids.as_deref())?.into_iter().map(|c| c.name).collect();
-            Ok((users::tokens_of(c, id)?, caches))
-        })
-        .await;
+    let (id, owner) = (user.id, user.clone());
+    let loaded = state.db.read(move |c| Ok((users::tokens_of(c, id)?, scopable_caches(c, &owner)?))).await;
     match loaded {
         Ok((tokens, caches)) => {
             let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
@@ -78,21 +70,70 @@ pub async fn list(req: &Request, state: Data<&Arc<AppState>>) -> Response {
     }
 }
 
+/// The expiry and scope fields of a new token (the tokens page and the CLI login page).
+#[derive(Deserialize)]
+pub struct TokenChoice {
+    /// Days until expiry; 0 (or nothing) means never. Text, because a flattened form field
+    /// reaches serde as a string.
+    #[serde(default)]
+    pub days: String,
+    /// One cache the token is limited to; empty for all of the user's caches.
+    #[serde(default)]
+    pub cache: String,
+    /// "push" or "read".
+    #[serde(default)]
+    pub permission: String,
+}
+
+/// A checked [`TokenChoice`].
+pub struct ChosenScope {
+    pub cache_id: Option<i64>,
+    pub read_only: bool,
+    pub expires_at: Option<NaiveDateTime>,
+}
+
+impl TokenChoice {
+    /// Checks the choice for `caller`; the error is a message for the form.
+    pub fn resolve(&self, conn: &mut AnyConnection, caller: &Caller) -> DbResult<Result<ChosenScope, &'static str>> {
+        let days = match self.days.trim() {
+            "" => 0,
+            text => text.parse::<i64>().unwrap_or(-1),
+        };
+        if !(0..=3650).contains(&days) {
+            return Ok(Err("Choose an expiry."));
+        }
+        let cache_name = self.cache.trim();
+        let cache_id = if cache_name.is_empty() {
+            None
+        } else {
+            // Only a cache the user can see may scope a token.
+            match caches::find_by_name(conn, cache_name)? {
+                Some(cache) if access_to(conn, Some(caller), &cache)? != Access::None => Some(cache.id),
+                _ => return Ok(Err("Choose one of your caches.")),
+            }
+        };
+        Ok(Ok(ChosenScope {
+            cache_id,
+            read_only: self.permission == "read",
+            expires_at: (days > 0).then(|| now() + Duration::days(days)),
+        }))
+    }
+}
+
+/// The names of the caches `user` can scope a token to.
+pub fn scopable_caches(conn: &mut AnyConnection, user: &User) -> DbResult<Vec<String>> {
+    let ids = readable_cache_ids(conn, &Caller::session(user))?;
+    Ok(crate::db::browse::caches_by_ids(conn, ids.as_deref())?.into_iter().map(|c| c.name).collect())
+}
+
 #[derive(Deserialize)]
 pub struct CreateForm {
     #[serde(default)]
     csrf: String,
     #[serde(default)]
     name: String,
-    /// Days until expiry; 0 means never.
-    #[serde(default)]
-    days: i64,
-    /// One cache the token is limited to; empty for all of the user's caches.
-    #[serde(default)]
-    cache: String,
-    /// "push" or "read".
-    #[serde(default)]
-    permission: String,
+    #[serde(flatten)]
+    choice: TokenChoice,
 }
 
 #[handler]
@@ -105,31 +146,22 @@ pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
     if name.is_empty() || name.len() > 100 {
         return page(&state, req, &user, None, form.name, Some("Enter a name of 1 to 100 characters.".into())).await;
     }
-    if !(0..=3650).contains(&form.days) {
-        return page(&state, req, &user, None, form.name, Some("Choose an expiry.".into())).await;
-    }
-    let expires_at = (form.days > 0).then(|| now() + Duration::days(form.days));
-    let read_only = form.permission == "read";
-    let (id, lookup, cache_name) = (user.id, name.clone(), form.cache.trim().to_string());
-    let caller = crate::services::auth::Caller::session(&user);
+    let (id, lookup, choice) = (user.id, name.clone(), form.choice);
+    let caller = Caller::session(&user);
     let created = state
         .db
         .write(move |c| {
-            let cache_ids = if cache_name.is_empty() {
-                None
-            } else {
-                // Only a cache the user can see may scope a token.
-                match caches::find_by_name(c, &cache_name)? {
-                    Some(cache) if access_to(c, Some(&caller), &cache)? != Access::None => Some(vec![cache.id]),
-                    _ => return Ok(None),
-                }
+            let chosen = match choice.resolve(c, &caller)? {
+                Ok(chosen) => chosen,
+                Err(refusal) => return Ok(Err(refusal)),
             };
-            issue_token(c, id, &lookup, expires_at, &TokenScope { cache_ids, read_only }).map(Some)
+            let scope = TokenScope { cache_ids: chosen.cache_id.map(|id| vec![id]), read_only: chosen.read_only };
+            issue_token(c, id, &lookup, chosen.expires_at, &scope).map(Ok)
         })
         .await;
     let created = match created {
-        Ok(None) => return page(&state, req, &user, None, name, Some("Choose one of your caches.".into())).await,
-        Ok(Some(secret)) => Ok(secret),
+        Ok(Err(refusal)) => return page(&state, req, &user, None, name, Some(refusal.into())).await,
+        Ok(Ok(secret)) => Ok(secret),
         Err(e) => Err(e),
     };
     match created {

@@ -1,0 +1,62 @@
+//! What a client needs to know about a cache: how to substitute from it, its keys and
+//! upstreams, and what the caller may do with it.
+
+use hibernation::api::CacheInfo;
+
+use super::access::{Access, access_to, readable_cache_ids};
+use super::auth::Caller;
+use crate::db::models::Cache;
+use crate::db::{AnyConnection, Db, DbResult, browse, caches, upstreams};
+
+/// The URL Nix substitutes from for the cache `name`.
+pub fn substituter_url(site_url: &str, name: &str) -> String {
+    format!("{}/api/nix/{name}", site_url.trim_end_matches('/'))
+}
+
+fn describe(conn: &mut AnyConnection, site_url: &str, cache: Cache, access: Access) -> DbResult<CacheInfo> {
+    let (paths, stored_bytes) = browse::cache_sizes(conn, cache.id)?;
+    Ok(CacheInfo {
+        substituter: substituter_url(site_url, &cache.name),
+        public_keys: caches::public_keys(conn, cache.id)?,
+        upstreams: upstreams::list(conn, cache.id)?,
+        can_push: access == Access::Push,
+        name: cache.name,
+        public: cache.is_public,
+        priority: cache.priority,
+        allow_force_push: cache.allow_force_push,
+        paths,
+        stored_bytes,
+        quota_bytes: cache.quota_bytes,
+    })
+}
+
+/// The caches the caller can read (public ones for anonymous callers), by name.
+pub async fn list(db: &Db, caller: Option<Caller>, site_url: String) -> DbResult<Vec<CacheInfo>> {
+    db.read(move |c| {
+        let ids = match &caller {
+            Some(caller) => readable_cache_ids(c, caller)?,
+            None => Some(Vec::new()),
+        };
+        let mut found = Vec::new();
+        for cache in browse::caches_by_ids(c, ids.as_deref())? {
+            let access = access_to(c, caller.as_ref(), &cache)?;
+            if access != Access::None {
+                found.push(describe(c, &site_url, cache, access)?);
+            }
+        }
+        Ok(found)
+    })
+    .await
+}
+
+/// One cache, or `None` when it does not exist or the caller cannot read it.
+pub async fn find(db: &Db, caller: Option<Caller>, site_url: String, name: String) -> DbResult<Option<CacheInfo>> {
+    db.read(move |c| {
+        let Some(cache) = caches::find_by_name(c, &name)? else { return Ok(None) };
+        match access_to(c, caller.as_ref(), &cache)? {
+            Access::None => Ok(None),
+            access => describe(c, &site_url, cache, access).map(Some),
+        }
+    })
+    .await
+}

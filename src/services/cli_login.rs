@@ -1,0 +1,147 @@
+//! `hibernation login` through the browser: the CLI opens a request, a signed-in user
+//! approves it in the dashboard, and the CLI collects a new API token with a poll secret only
+//! it knows. Requests live in the database (any server process can answer), expire after
+//! [`LIFETIME`], and are deleted when the token is handed out, so each works once.
+
+use chrono::{Duration, NaiveDateTime};
+use hibernation::api::{CliLoginStarted, CliLoginState};
+use rand::Rng;
+
+use super::auth::{hash_token, issue_token};
+use crate::db::users::TokenScope;
+use crate::db::{Db, DbError, cli_logins, now, users};
+
+pub const LIFETIME: Duration = Duration::minutes(10);
+/// Open requests allowed at once: anyone may open one, so they are bounded.
+const MAX_OPEN: i64 = 1000;
+/// Letters and digits that cannot be mistaken for each other.
+const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliLoginError {
+    #[error("too many login requests are waiting; try again in a few minutes")]
+    TooMany,
+    #[error("this login request is unknown: it was denied, already used, or expired")]
+    Unknown,
+    #[error("this login request expired; run `hibernation login` again")]
+    Expired,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// A code such as `K7PX-Q2MD`, easy to compare between the terminal and the page.
+fn new_code() -> String {
+    let mut rng = rand::rng();
+    let chars: String = (0..8).map(|_| CODE_ALPHABET[rng.random_range(0..CODE_ALPHABET.len())] as char).collect();
+    format!("{}-{}", &chars[..4], &chars[4..])
+}
+
+pub fn is_code(text: &str) -> bool {
+    text.len() == 9
+        && text.bytes().enumerate().all(|(i, b)| if i == 4 { b == b'-' } else { CODE_ALPHABET.contains(&b) })
+}
+
+pub async fn start(db: &Db, site_url: &str, client_name: &str) -> Result<CliLoginStarted, CliLoginError> {
+    let client_name: String = client_name.trim().chars().filter(|c| !c.is_control()).take(100).collect();
+    let client_name = if client_name.is_empty() { "hibernation CLI".to_string() } else { client_name };
+    let (code, poll_secret) = (new_code(), format!("{}{}", super::random_id(), super::random_id()));
+    let (stored_code, secret_hash) = (code.clone(), hash_token(&poll_secret));
+    let expires_at = now() + LIFETIME;
+    db.write(move |c| {
+        if cli_logins::count_unexpired(c)? >= MAX_OPEN {
+            return Ok(Err(CliLoginError::TooMany));
+        }
+        cli_logins::create(c, &stored_code, &secret_hash, &client_name, expires_at)?;
+        Ok(Ok(()))
+    })
+    .await??;
+    Ok(CliLoginStarted {
+        approve_url: format!("{}/cli-login/{code}", site_url.trim_end_matches('/')),
+        code,
+        poll_secret,
+        expires_in_seconds: LIFETIME.num_seconds() as u64,
+    })
+}
+
+/// Pending until approved; then issues the token once and forgets the request.
+pub async fn poll(db: &Db, poll_secret: &str) -> Result<CliLoginState, CliLoginError> {
+    let hash = hash_token(poll_secret.trim());
+    db.write(move |c| {
+        let Some(request) = cli_logins::find_by_poll_secret_hash(c, &hash)? else {
+            return Ok(Err(CliLoginError::Unknown));
+        };
+        if request.expires_at <= now() {
+            cli_logins::delete(c, request.id)?;
+            return Ok(Err(CliLoginError::Expired));
+        }
+        let Some(user_id) = request.approved_by else { return Ok(Ok(CliLoginState::Pending)) };
+        let Some(user) = users::find(c, user_id)? else { return Ok(Err(CliLoginError::Unknown)) };
+        // Deleting first makes a second poll with the same secret find nothing.
+        if !cli_logins::delete(c, request.id)? {
+            return Ok(Err(CliLoginError::Unknown));
+        }
+        let scope = TokenScope { cache_ids: request.scope_cache_id.map(|id| vec![id]), read_only: !request.can_push };
+        let name = format!("{} ({})", request.client_name, request.code);
+        let token = issue_token(c, user.id, &name, request.token_expires_at, &scope)?;
+        Ok(Ok(CliLoginState::Approved { token, user: user.name }))
+    })
+    .await?
+}
+
+/// What the approval page shows, when the request is still open.
+pub struct OpenRequest {
+    pub code: String,
+    pub client_name: String,
+    pub expires_at: NaiveDateTime,
+    pub approved: bool,
+}
+
+pub async fn find_open(db: &Db, code: &str) -> Result<Option<OpenRequest>, DbError> {
+    let code = code.to_string();
+    db.read(move |c| {
+        Ok(cli_logins::find_by_code(c, &code)?.filter(|r| r.expires_at > now()).map(|r| OpenRequest {
+            approved: r.approved_by.is_some(),
+            code: r.code,
+            client_name: r.client_name,
+            expires_at: r.expires_at,
+        }))
+    })
+    .await
+}
+
+pub async fn approve(
+    db: &Db,
+    code: &str,
+    user_id: i64,
+    scope_cache_id: Option<i64>,
+    can_push: bool,
+    token_expires_at: Option<NaiveDateTime>,
+) -> Result<bool, DbError> {
+    let code = code.to_string();
+    db.write(move |c| cli_logins::approve(c, &code, user_id, scope_cache_id, can_push, token_expires_at)).await
+}
+
+pub async fn deny(db: &Db, code: &str) -> Result<bool, DbError> {
+    let code = code.to_string();
+    db.write(move |c| match cli_logins::find_by_code(c, &code)? {
+        Some(request) if request.approved_by.is_none() => cli_logins::delete(c, request.id),
+        _ => Ok(false),
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_readable_and_checked() {
+        for _ in 0..100 {
+            let code = new_code();
+            assert!(is_code(&code), "{code}");
+        }
+        for bad in ["", "ABCD-EFG", "ABCD-EFGHI", "abcd-efgh", "ABCD_EFGH", "ABCD-EFG0", "<scr-ipt>"] {
+            assert!(!is_code(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! Upstream caches: which paths they already serve, so that pushes skip them.
+//!
+//! A path counts as held when the upstream answers its narinfo and the narinfo is signed by
+//! one of the upstream's configured keys. Lookups for a batch run concurrently (at most
+//! [`CONCURRENT_LOOKUPS`] at once) and answers are remembered, so a 1,000-path push costs one
+//! parallel sweep and the uploads after the plan reuse it. An upstream that cannot be reached
+//! is left out for [`DOWN_FOR`]: its paths are then pushed, never lost.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use hibernation::api::Upstream;
+use hibernation::nix::{NarInfo, PublicKey, StorePath};
+
+const CONCURRENT_LOOKUPS: usize = 16;
+const HELD_FOR: Duration = Duration::from_secs(3600);
+const MISSING_FOR: Duration = Duration::from_secs(300);
+const DOWN_FOR: Duration = Duration::from_secs(60);
+const MAX_REMEMBERED: usize = 200_000;
+
+pub struct UpstreamChecker {
+    http: reqwest::Client,
+    /// (upstream URL, path hash) -> (held, until when the answer stands).
+    answers: Mutex<HashMap<(String, String), (bool, Instant)>>,
+    down_until: Mutex<HashMap<String, Instant>>,
+}
+
+impl Default for UpstreamChecker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl UpstreamChecker {
+    pub fn new() -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(15))
+            .user_agent(concat!("hibernation-server/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("HTTP client");
+        Self { http, answers: Mutex::new(HashMap::new()), down_until: Mutex::new(HashMap::new()) }
+    }
+
+    /// The paths of `paths` that one of `upstreams` serves.
+    pub async fn held(&self, upstreams: &[Upstream], paths: &[StorePath]) -> HashSet<StorePath> {
+        let mut held = HashSet::new();
+        for upstream in upstreams {
+            let keys: Vec<PublicKey> = upstream.public_keys.iter().filter_map(|k| PublicKey::parse(k).ok()).collect();
+            let todo: Vec<StorePath> = paths.iter().filter(|p| !held.contains(*p)).cloned().collect();
+            let found: Vec<Option<StorePath>> = futures_util::stream::iter(todo)
+                .map(|path| self.held_path(upstream, &keys, path))
+                .buffer_unordered(CONCURRENT_LOOKUPS)
+                .collect()
+                .await;
+            held.extend(found.into_iter().flatten());
+        }
+        held
+    }
+
+    async fn held_path(&self, upstream: &Upstream, keys: &[PublicKey], path: StorePath) -> Option<StorePath> {
+        self.holds(upstream, keys, &path).await.then_some(path)
+    }
+
+    async fn holds(&self, upstream: &Upstream, keys: &[PublicKey], path: &StorePath) -> bool {
+        let key = (upstream.url.clone(), path.hash_part().to_string());
+        let now = Instant::now();
+        if let Some((held, until)) = self.answers.lock().unwrap().get(&key)
+            && *until > now
+        {
+            return *held;
+        }
+        if self.down_until.lock().unwrap().get(&upstream.url).is_some_and(|until| *until > now) {
+            return false;
+        }
+        match self.fetch(upstream, keys, path).await {
+            Ok(held) => {
+                self.remember(key, held);
+                held
+            }
+            Err(reason) => {
+                tracing::warn!(upstream = upstream.url, "upstream cache unreachable, pushing its paths: {reason}");
+                self.down_until.lock().unwrap().insert(upstream.url.clone(), Instant::now() + DOWN_FOR);
+                false
+            }
+        }
+    }
+
+    /// Asks the upstream for the narinfo; an error means the upstream could not answer.
+    async fn fetch(&self, upstream: &Upstream, keys: &[PublicKey], path: &StorePath) -> Result<bool, String> {
+        let url = format!("{}/{}.narinfo", upstream.url.trim_end_matches('/'), path.hash_part());
+        let response = self.http.get(&url).send().await.map_err(|e| e.to_string())?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::FORBIDDEN {
+            return Ok(false);
+        }
+        if !status.is_success() {
+            return Err(format!("HTTP {status} for {url}"));
+        }
+        let text = response.text().await.map_err(|e| e.to_string())?;
+        Ok(NarInfo::parse(&text).is_ok_and(|info| info.store_path == *path && info.is_signed_by_any(keys)))
+    }
+
+    fn remember(&self, key: (String, String), held: bool) {
+        let mut answers = self.answers.lock().unwrap();
+        if answers.len() >= MAX_REMEMBERED {
+            let now = Instant::now();
+            answers.retain(|_, (_, until)| *until > now);
+            if answers.len() >= MAX_REMEMBERED {
+                answers.clear();
+            }
+        }
+        answers.insert(key, (held, Instant::now() + if held { HELD_FOR } else { MISSING_FOR }));
+    }
+}

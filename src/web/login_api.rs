@@ -1,0 +1,40 @@
+//! The JSON side of `hibernation login` through the browser (see `services::cli_login`).
+
+use std::sync::Arc;
+
+use hibernation::api::{CliLoginPoll, CliLoginStart, CliLoginStarted, CliLoginState};
+use poem::web::{Data, Json};
+use poem::{Body, handler};
+
+use super::{AppError, AppState};
+use crate::services::cli_login::{self, CliLoginError};
+
+impl From<CliLoginError> for AppError {
+    fn from(e: CliLoginError) -> Self {
+        let msg = e.to_string();
+        match e {
+            CliLoginError::TooMany => Self::TooManyRequests(msg),
+            CliLoginError::Unknown => Self::NotFound(msg),
+            CliLoginError::Expired => Self::Gone(msg),
+            CliLoginError::Db(e) => e.into(),
+        }
+    }
+}
+
+async fn json_body<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, AppError> {
+    let bytes = body.into_bytes_limit(16 * 1024).await.map_err(|e| AppError::BadRequest(format!("{e}")))?;
+    serde_json::from_slice(&bytes).map_err(|e| AppError::BadRequest(format!("invalid request: {e}")))
+}
+
+/// Opens a login request; anyone may, the approval needs a signed-in user.
+#[handler]
+pub async fn start(state: Data<&Arc<AppState>>, body: Body) -> Result<Json<CliLoginStarted>, AppError> {
+    let request: CliLoginStart = json_body(body).await?;
+    Ok(Json(cli_login::start(&state.db, &state.config.site_url, &request.client_name).await?))
+}
+
+#[handler]
+pub async fn poll(state: Data<&Arc<AppState>>, body: Body) -> Result<Json<CliLoginState>, AppError> {
+    let request: CliLoginPoll = json_body(body).await?;
+    Ok(Json(cli_login::poll(&state.db, &request.poll_secret).await?))
+}

@@ -57,6 +57,27 @@ impl Backend {
     }
 }
 
+/// A tag no earlier run used, so that `nix-build` makes new store paths.
+pub fn unique_tag(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{prefix}-{nanos}")
+}
+
+/// Polls `done` until it holds; panics with `what` after `timeout`.
+pub fn wait_until(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Sends SIGTERM to a child process.
+pub fn terminate(child: &Child) {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -124,8 +145,17 @@ impl Server {
 
     /// Kills the process (as a crash would) and starts it again on the same state.
     pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    /// Kills the process; [`Server::resume`] starts it again on the same port and state.
+    pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    pub fn resume(&mut self) {
         self.launch();
     }
 

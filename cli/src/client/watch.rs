@@ -207,9 +207,17 @@ pub async fn watch_store(client: &ApiClient, options: WatchOptions) -> anyhow::R
         let backing_off = backoff.is_some_and(|(since, wait)| since.elapsed() < wait);
         if running.is_none() && !queue.ready.is_empty() && !backing_off {
             let batch: Vec<StorePath> = std::mem::take(&mut queue.ready).into_iter().collect();
+            eprintln!("pushing {} with their closure", describe_batch(&batch));
             running = Some(start_batch(client, &options, batch));
         }
     }
+}
+
+/// `3 new paths: a, b, c` (at most five names).
+fn describe_batch(batch: &[StorePath]) -> String {
+    let names: Vec<String> = batch.iter().take(5).map(StorePath::full_path).collect();
+    let more = if batch.len() > 5 { format!(" and {} more", batch.len() - 5) } else { String::new() };
+    format!("{} new paths: {}{more}", batch.len(), names.join(", "))
 }
 
 /// Doubles the wait after each failure, from one second up to a minute.

@@ -268,24 +268,24 @@ async fn use_command(client: ApiClient, cache: &str, nix_conf: Option<PathBuf>) 
         None => use_cache::user_nix_conf()?,
     };
     let plan = use_cache::plan(nix_conf, &info.substituter, &info.public_keys, token)?;
-    let mut cannot_write = Vec::new();
-    let mut changed = false;
+    let mut files = vec![(&plan.nix_conf, &plan.nix_conf_old, &plan.nix_conf_new, 0o644)];
     if let Some((path, old, new)) = &plan.netrc {
-        match use_cache::write_if_changed(path, old, new, 0o600) {
+        files.insert(0, (path, old, new, 0o600));
+    }
+    let mut changed = false;
+    let mut first_failure = None;
+    for (path, old, new, mode) in files {
+        match use_cache::write_if_changed(path, old, new, mode) {
             Ok(wrote) => changed |= wrote,
-            Err(e) => cannot_write.push((path.clone(), e, "machine ... line".to_string())),
+            Err(e) => {
+                let added: Vec<&str> = new.lines().filter(|l| !old.lines().any(|o| o == *l)).collect();
+                println!("Add to {}:\n{}\n", path.display(), added.join("\n"));
+                first_failure.get_or_insert(format!("cannot write {}: {e}", path.display()));
+            }
         }
     }
-    match use_cache::write_if_changed(&plan.nix_conf, &plan.nix_conf_old, &plan.nix_conf_new, 0o644) {
-        Ok(wrote) => changed |= wrote,
-        Err(e) => {
-            let added = plan.nix_conf_new.strip_prefix(&plan.nix_conf_old).unwrap_or(&plan.nix_conf_new);
-            cannot_write.push((plan.nix_conf.clone(), e, added.trim().to_string()))
-        }
-    }
-    if let Some((path, e, lines)) = cannot_write.first() {
-        println!("Add to {}:\n{lines}", path.display());
-        bail!("cannot write {}: {e}; add the lines above yourself (or pass --nix-conf <file>)", path.display());
+    if let Some(failure) = first_failure {
+        bail!("{failure}; add the lines above yourself (or pass --nix-conf <file>)");
     }
     let verb = if changed { "now uses" } else { "already uses" };
     println!("{} {verb} {} ({})", plan.nix_conf.display(), info.name, info.substituter);

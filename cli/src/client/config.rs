@@ -65,6 +65,7 @@ impl Config {
         let Some(url) = url.or(file.url) else {
             bail!("no server URL: run `hibernation login <url> --token <token>` or set HIBERNATION_URL");
         };
+        let token = token.filter(|t| !t.trim().is_empty());
         Ok((url, token.or(file.token)))
     }
 }

@@ -116,7 +116,8 @@ fn errors_say_what_to_do() {
     assert!(output_text(&out).contains("cache \"nope\" does not exist"), "{}", output_text(&out));
     // A revoked token says so, on every command.
     server.admin(&["revoke-token", "admin", "--name", "ci"]);
-    for args in [vec!["whoami"], vec!["push", "main", "--key", keys.secret_path(), &closure.dep], vec!["cache", "list"]] {
+    for args in [vec!["whoami"], vec!["push", "main", "--key", keys.secret_path(), &closure.dep], vec!["cache", "list"]]
+    {
         let out = cli.run(&args);
         let text = output_text(&out);
         assert!(!out.status.success() && text.contains("the token was revoked"), "{args:?}: {text}");
@@ -208,7 +209,11 @@ fn use_makes_nix_substitute_from_a_private_cache_and_is_idempotent() {
     assert!(conf.contains(&format!("extra-substituters = {}", server.cache_url("main"))), "{conf}");
     assert!(conf.contains(&format!("extra-trusted-public-keys = {}", keys.public)), "{conf}");
     assert!(conf.contains(&format!("netrc-file = {}", netrc_path.display())), "{conf}");
-    assert!(std::fs::read_to_string(&netrc_path).unwrap().contains(&format!("machine 127.0.0.1 login hibernation password {token}")));
+    assert!(
+        std::fs::read_to_string(&netrc_path)
+            .unwrap()
+            .contains(&format!("machine 127.0.0.1 login hibernation password {token}"))
+    );
     assert_eq!(std::fs::metadata(&netrc_path).unwrap().permissions().mode() & 0o777, 0o600);
     assert!(use_main().contains("already uses main"));
     assert_eq!(std::fs::read_to_string(&conf_path).unwrap(), conf, "running it again changes nothing");

@@ -51,6 +51,10 @@ fn first_run_leads_to_setup_then_sign_in() {
         form.push(("csrf", &csrf));
         assert_eq!(location(&intruder.post(path, &form)), "/sign-in");
     }
+    // The CLI login page sends visitors to sign in and back; its actions need a session.
+    assert_eq!(location(&intruder.get("/cli-login/AAAA-AAAA")), "/sign-in?next=/cli-login/AAAA-AAAA");
+    let csrf = intruder.csrf("/sign-in");
+    assert_eq!(location(&intruder.post("/cli-login/AAAA-AAAA/approve", &[("csrf", &csrf)])), "/sign-in");
     assert_eq!(server.get("/static/style.css", None).status(), 200);
 }
 
@@ -95,6 +99,14 @@ fn every_state_changing_route_checks_csrf() {
     );
     let created = web.post("/tokens", &[("csrf", &csrf), ("name", "ci"), ("days", "30")]).text().unwrap();
     let token_id = created.split("/tokens/").nth(1).and_then(|s| s.split('/').next()).unwrap().to_string();
+    let login: serde_json::Value = reqwest::blocking::Client::new()
+        .post(format!("{}/api/v1/cli-login", server.url()))
+        .json(&serde_json::json!({ "client_name": "ci" }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let code = login["code"].as_str().unwrap();
 
     let routes: Vec<(String, Vec<(&str, &str)>)> = vec![
         ("/caches".into(), vec![("name", "second"), ("priority", "41"), ("keys", &keys.public)]),
@@ -115,6 +127,8 @@ fn every_state_changing_route_checks_csrf() {
         ("/groups/1/members".into(), vec![("user_id", "1")]),
         ("/groups/1/members/1/remove".into(), vec![]),
         ("/groups/1/delete".into(), vec![]),
+        (format!("/cli-login/{code}/approve"), vec![("days", "30")]),
+        (format!("/cli-login/{code}/deny"), vec![]),
         ("/sign-out".into(), vec![]),
         ("/sign-in".into(), vec![("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)]),
         ("/setup".into(), vec![("name", "x"), ("email", "x@x.org"), ("password", "password123")]),
@@ -142,6 +156,75 @@ fn every_state_changing_route_checks_csrf() {
     );
     let tokens = web.get("/tokens").text().unwrap();
     assert!(!tokens.contains(">second<") && tokens.contains("active"), "{tokens}");
+    assert_eq!(web.get(&format!("/cli-login/{code}")).status(), 200, "the login request is still open");
+}
+
+#[test]
+fn upstreams_are_edited_in_settings_and_the_cache_page_shows_every_way_to_use_it() {
+    let keys = Keys::generate("upstreams-1");
+    let server = Server::start(Backend::Sqlite);
+    let web = WebClient::new(&server);
+    web.setup_admin();
+    let create_form = web.get("/caches").text().unwrap();
+    assert!(
+        create_form.contains("https://cache.nixos.org cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFnspcDShjY="),
+        "new caches start with cache.nixos.org as upstream"
+    );
+    let csrf = csrf_in(&create_form);
+    let fields = |upstreams: &'static str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("priority", "41".to_string()),
+            ("keys", keys.public.clone()),
+            ("upstreams", upstreams.to_string()),
+        ]
+    };
+    let mut create = fields("https://cache.nixos.org cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFnspcDShjY=");
+    create.push(("name", "main".into()));
+    let form: Vec<(&str, &str)> = create.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(web.post("/caches", &form).status(), 303);
+    let token = server.admin(&["create-token", "Ada", "--name", "ci"]);
+    let info = || -> serde_json::Value { server.get("/api/v1/caches/main", Some(&token)).json().unwrap() };
+    assert_eq!(info()["upstreams"][0]["url"], "https://cache.nixos.org");
+
+    for (bad, expected) in [
+        ("ftp://mirror.example key-1:AAAA", "must start with http"),
+        ("https://mirror.example", "public key after its URL"),
+        ("https://mirror.example not-a-key", "not-a-key"),
+    ] {
+        let settings = fields(bad);
+        let form: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let response = web.post("/caches/main/settings", &form);
+        assert_eq!(response.status(), 422, "{bad}");
+        let html = response.text().unwrap();
+        assert!(html.contains("id=\"upstreams-error\"") && html.contains(expected), "{bad}: {html}");
+        assert_eq!(info()["upstreams"][0]["url"], "https://cache.nixos.org", "nothing changed");
+    }
+    let mut settings = fields("http://mirror.example/ mirror-1:0Rz0AyLGLvrdLvDn5cBEn6TLgSpTtEZcuV0cqiqoZHs=");
+    settings.push(("allow_force", "on".into()));
+    let form: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(location(&web.post("/caches/main/settings", &form)), "/caches/main");
+    let now = info();
+    assert_eq!(now["upstreams"].as_array().unwrap().len(), 1);
+    assert_eq!(now["upstreams"][0]["url"], "http://mirror.example", "trailing slash dropped");
+    assert_eq!(now["allow_force_push"], true);
+    let settings_page = web.get("/caches/main/settings").text().unwrap();
+    assert!(settings_page.contains("http://mirror.example mirror-1:") && settings_page.contains("checked"));
+
+    // The cache page: nix.conf, flake, netrc, push, watch mode (beside a build and as a
+    // service) and `hibernation use`.
+    let page = web.get("/caches/main").text().unwrap();
+    for snippet in [
+        format!("extra-substituters = {}", server.cache_url("main")),
+        "nixConfig".to_string(),
+        "machine 127.0.0.1 login hibernation password".to_string(),
+        "hibernation push main".to_string(),
+        "hibernation watch-store main &amp;".to_string(),
+        "ExecStart=/usr/local/bin/hibernation watch-store main".to_string(),
+        "hibernation use main".to_string(),
+    ] {
+        assert!(page.contains(&snippet), "the cache page shows {snippet:?}");
+    }
 }
 
 /// From the groups page: the first group's id and the id of `user` in its member list.

@@ -40,7 +40,15 @@ fn paths_an_upstream_serves_are_skipped_and_nix_fetches_them_there() {
     server.admin(&["create-user", "admin", "--admin"]);
     let upstream_line = format!("{} {}", upstream.cache_url("up"), upstream_keys.public);
     server.admin(&["create-cache", "main", "--public-key", &keys.public, "--upstream", &upstream_line]);
-    server.admin(&["create-cache", "forced", "--allow-force-push", "--public-key", &keys.public, "--upstream", &upstream_line]);
+    server.admin(&[
+        "create-cache",
+        "forced",
+        "--allow-force-push",
+        "--public-key",
+        &keys.public,
+        "--upstream",
+        &upstream_line,
+    ]);
     let token = server.admin(&["create-token", "admin", "--name", "ci"]);
     let cli = Cli::new();
     cli.login(&server, &token);

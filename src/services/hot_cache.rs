@@ -91,7 +91,15 @@ mod tests {
     use super::*;
 
     fn cache(id: i64, name: &str) -> Cache {
-        Cache { id, name: name.into(), is_public: true, priority: 41, created_at: crate::db::now(), quota_bytes: None, allow_force_push: false }
+        Cache {
+            id,
+            name: name.into(),
+            is_public: true,
+            priority: 41,
+            created_at: crate::db::now(),
+            quota_bytes: None,
+            allow_force_push: false,
+        }
     }
 
     #[test]

@@ -14,8 +14,8 @@ use hibernation::nix::{Compression, NarHash, PublicKey, StorePath, signing};
 use super::access::{Access, access_to, readable_cache_ids};
 use super::auth::Caller;
 use super::receive::ReceivedNar;
-use crate::db::models::{Cache, Nar, NewNar, NewStorePath, PendingNar};
 use super::upstream::UpstreamChecker;
+use crate::db::models::{Cache, Nar, NewNar, NewStorePath, PendingNar};
 use crate::db::{Db, DbError, caches, is_unique_violation, now, paths, uploads, upstreams};
 use crate::storage::Storage;
 
@@ -91,14 +91,12 @@ pub async fn plan(
     }
     let base_names: Vec<String> = store_paths.iter().map(|p| p.base_name().to_string()).collect();
     let (cache_id, wanted) = (cache.id, base_names.clone());
-    let (present, upstream_list) = db
-        .read(move |c| Ok((paths::present_base_names(c, cache_id, &wanted)?, upstreams::list(c, cache_id)?)))
-        .await?;
+    let (present, upstream_list) =
+        db.read(move |c| Ok((paths::present_base_names(c, cache_id, &wanted)?, upstreams::list(c, cache_id)?))).await?;
     let held = if request.force {
         HashSet::new()
     } else {
-        let absent: Vec<StorePath> =
-            store_paths.iter().filter(|p| !present.contains(p.base_name())).cloned().collect();
+        let absent: Vec<StorePath> = store_paths.iter().filter(|p| !present.contains(p.base_name())).cloned().collect();
         upstreams.held(&upstream_list, &absent).await
     };
     let caller = caller.clone();

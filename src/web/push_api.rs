@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use base64::Engine;
-use hibernation::api::{CacheInfo, PATH_INFO_HEADER, PathUpload, PathUploaded, PushPlanRequest, PushPlanResponse, WhoAmI};
+use hibernation::api::{
+    CacheInfo, PATH_INFO_HEADER, PathUpload, PathUploaded, PushPlanRequest, PushPlanResponse, WhoAmI,
+};
 use poem::web::{Data, Json, Path};
 use poem::{Body, Request, handler};
 use tokio_util::io::SyncIoBridge;

@@ -25,13 +25,7 @@ pub fn open_in_browser(url: &str) -> bool {
         None => vec!["xdg-open".into()],
     };
     candidates.iter().any(|program| {
-        Command::new(program)
-            .arg(url)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .is_ok()
+        Command::new(program).arg(url).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().is_ok()
     })
 }
 

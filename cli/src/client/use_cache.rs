@@ -13,8 +13,9 @@ use reqwest::Url;
 pub fn user_nix_conf() -> anyhow::Result<PathBuf> {
     let base = match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set; pass --nix-conf <file>")?)
-            .join(".config"),
+        None => {
+            PathBuf::from(std::env::var_os("HOME").context("HOME is not set; pass --nix-conf <file>")?).join(".config")
+        }
     };
     Ok(base.join("nix").join("nix.conf"))
 }
@@ -173,7 +174,9 @@ mod tests {
 
     #[test]
     fn respects_settings_already_there() {
-        let text = format!("substituters = https://cache.nixos.org http://c/api/nix/main/\ntrusted-public-keys = {KEY} # ours\n");
+        let text = format!(
+            "substituters = https://cache.nixos.org http://c/api/nix/main/\ntrusted-public-keys = {KEY} # ours\n"
+        );
         assert_eq!(add_to_nix_conf(&text, "http://c/api/nix/main", &[KEY.into()], Some(Path::new("/n"))), {
             let mut t = text.clone();
             t.push_str("netrc-file = /n\n");

@@ -139,10 +139,7 @@ pub async fn watch_store(client: &ApiClient, options: WatchOptions) -> anyhow::R
     watcher
         .watch(Path::new(STORE_DIR), RecursiveMode::NonRecursive)
         .with_context(|| format!("cannot watch {STORE_DIR}: is Nix installed, and may this user read it?"))?;
-    eprintln!(
-        "watching {STORE_DIR}: new paths are pushed to cache {:?} (Ctrl-C or SIGTERM stops)",
-        options.push.cache
-    );
+    eprintln!("watching {STORE_DIR}: new paths are pushed to cache {:?} (Ctrl-C or SIGTERM stops)", options.push.cache);
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut queue = Queue::default();

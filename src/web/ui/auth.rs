@@ -105,9 +105,8 @@ pub struct NextQuery {
 /// A local path to return to after signing in; anything else (another site, `//host`)
 /// becomes the overview.
 fn local_path(next: &str) -> &str {
-    let local = next.starts_with('/')
-        && !next.starts_with("//")
-        && next.bytes().all(|b| b.is_ascii_graphic() && b != b'\\');
+    let local =
+        next.starts_with('/') && !next.starts_with("//") && next.bytes().all(|b| b.is_ascii_graphic() && b != b'\\');
     if local { next } else { "/" }
 }
 

@@ -36,13 +36,7 @@ fn unknown(state: &AppState, req: &Request, user: &User) -> Response {
     )
 }
 
-async fn approval_page(
-    state: &AppState,
-    req: &Request,
-    user: &User,
-    code: &str,
-    error: Option<String>,
-) -> Response {
+async fn approval_page(state: &AppState, req: &Request, user: &User, code: &str, error: Option<String>) -> Response {
     if !is_code(code) {
         return unknown(state, req, user);
     }
@@ -98,15 +92,8 @@ pub async fn approve(
         Ok(Err(refusal)) => return approval_page(&state, req, &user, &code, Some(refusal.into())).await,
         Err(e) => return unavailable(&state, req, &user, e),
     };
-    let approved = cli_login::approve(
-        &state.db,
-        &code,
-        user.id,
-        chosen.cache_id,
-        !chosen.read_only,
-        chosen.expires_at,
-    )
-    .await;
+    let approved =
+        cli_login::approve(&state.db, &code, user.id, chosen.cache_id, !chosen.read_only, chosen.expires_at).await;
     match approved {
         Ok(true) => message(
             &state,

@@ -68,6 +68,8 @@ struct Queue {
     hinted: BTreeMap<StorePath, Instant>,
     last_hint: Option<Instant>,
     last_check: Option<Instant>,
+    /// A path was hinted since the last check.
+    fresh: bool,
     ready: BTreeSet<StorePath>,
 }
 
@@ -75,18 +77,21 @@ impl Queue {
     fn hint(&mut self, path: StorePath) {
         self.hinted.entry(path).or_insert_with(Instant::now);
         self.last_hint = Some(Instant::now());
+        self.fresh = true;
     }
 
-    /// Whether the hinted paths should be checked now: new ones settled, or old ones due.
+    /// Whether the hinted paths should be checked now: new ones have settled, or unfinished
+    /// ones are due for another look.
     fn due(&self) -> bool {
         let settled = self.last_hint.is_some_and(|t| t.elapsed() >= SETTLE);
         let recheck = self.last_check.is_none_or(|t| t.elapsed() >= RECHECK);
-        !self.hinted.is_empty() && (settled && recheck || self.last_check.is_none() && settled)
+        !self.hinted.is_empty() && settled && (self.fresh || recheck)
     }
 
     /// Moves valid hinted paths to `ready`; forgets paths that vanished or never finished.
     fn check(&mut self) -> anyhow::Result<()> {
         self.last_check = Some(Instant::now());
+        self.fresh = false;
         let candidates: Vec<StorePath> = self.hinted.keys().cloned().collect();
         for path in valid_paths(&candidates)? {
             self.hinted.remove(&path);

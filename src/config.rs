@@ -14,6 +14,8 @@ pub struct Config {
     pub site_url: String,
     pub log_level: String,
     pub port: u16,
+    /// `{cache}.{site host}` serves that cache's protocol at `/` (VIRTUAL_HOST_ROUTING).
+    pub virtual_host_routing: bool,
     /// Set when NARs go to S3; `storage_path` then only holds temporary upload files.
     pub s3: Option<S3Config>,
 }
@@ -50,6 +52,14 @@ impl Config {
             Some(p) => p.parse().with_context(|| format!("PORT must be a port number, got {p:?}"))?,
             None => 8000,
         };
+        let site_url =
+            var("SITE_URL").unwrap_or_else(|| format!("http://localhost:{port}")).trim_end_matches('/').to_string();
+        let parsed = reqwest::Url::parse(&site_url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+        if parsed.is_none() {
+            bail!("SITE_URL must be the URL people open, such as https://cache.example.com, got {site_url:?}");
+        }
         Ok(Self {
             db_url,
             database_logging: var("DATABASE_LOGGING")
@@ -57,14 +67,33 @@ impl Config {
                 .transpose()?
                 .unwrap_or(false),
             storage_path: var("STORAGE_PATH").map(PathBuf::from).unwrap_or_else(|| data_dir.join("storage")),
-            site_url: var("SITE_URL")
-                .unwrap_or_else(|| format!("http://localhost:{port}"))
-                .trim_end_matches('/')
-                .to_string(),
+            site_url,
             log_level: var("LOG_LEVEL").unwrap_or_else(|| "info".to_string()),
             port,
+            virtual_host_routing: var("VIRTUAL_HOST_ROUTING")
+                .map(|v| parse_bool("VIRTUAL_HOST_ROUTING", &v))
+                .transpose()?
+                .unwrap_or(false),
             s3: s3_from_env()?,
         })
+    }
+
+    /// The host of SITE_URL, lower-case, without the port.
+    pub fn site_host(&self) -> String {
+        reqwest::Url::parse(&self.site_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+            .unwrap_or_default()
+    }
+
+    /// The URL of a cache on its own virtual host, when VIRTUAL_HOST_ROUTING is on.
+    pub fn virtual_host_url(&self, cache: &str) -> Option<String> {
+        if !self.virtual_host_routing {
+            return None;
+        }
+        let mut url = reqwest::Url::parse(&self.site_url).ok()?;
+        url.set_host(Some(&format!("{cache}.{}", self.site_host()))).ok()?;
+        Some(url.as_str().trim_end_matches('/').to_string())
     }
 }
 

@@ -9,6 +9,7 @@ mod nix_upload;
 mod pages;
 mod push_api;
 mod ui;
+mod virtual_host;
 
 use std::sync::Arc;
 
@@ -29,7 +30,7 @@ pub struct AppState {
     pub upstreams: crate::services::upstream::UpstreamChecker,
 }
 
-pub fn routes(state: Arc<AppState>) -> impl poem::Endpoint {
+pub fn routes(state: Arc<AppState>) -> poem::endpoint::BoxEndpoint<'static, poem::Response> {
     let nix = Route::new()
         .at("/:cache/nix-cache-info", get(cache_protocol::cache_info).put(nix_upload::put_cache_info))
         .at("/:cache/nar/:file", get(cache_protocol::nar).head(cache_protocol::nar).put(nix_upload::put_nar))
@@ -43,11 +44,16 @@ pub fn routes(state: Arc<AppState>) -> impl poem::Endpoint {
         .at("/caches/:cache", get(push_api::show_cache))
         .at("/caches/:cache/push-plan", poem::post(push_api::push_plan))
         .at("/caches/:cache/paths/:hash", put(push_api::upload_path));
-    ui::routes()
+    let site_host = state.config.virtual_host_routing.then(|| state.config.site_host());
+    let app = ui::routes()
         .at("/health", get(pages::health))
         .at("/static/:file", get(pages::asset))
         .nest("/api/nix", nix)
         .nest(hibernation::api::API_PREFIX, api)
         .catch_error(|_: poem::error::NotFoundError| async move { ui::not_found_page() })
-        .data(state)
+        .data(state);
+    match site_host {
+        Some(site_host) => virtual_host::VirtualHosts { inner: app, site_host }.boxed(),
+        None => app.map_to_response().boxed(),
+    }
 }

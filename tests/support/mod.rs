@@ -102,10 +102,17 @@ pub struct Server {
     child: Child,
     pub postgres: Option<Postgres>,
     pub s3: Option<S3Server>,
+    /// Environment set after the defaults (so it can replace them).
+    extra_env: Vec<(String, String)>,
 }
 
 impl Server {
     pub fn start(backend: Backend) -> Self {
+        Self::start_with_env(backend, &[])
+    }
+
+    /// A server with extra environment; `{port}` in a value becomes the server's port.
+    pub fn start_with_env(backend: Backend, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let postgres = backend.postgres().then(Postgres::start);
         let db_url = match &postgres {
@@ -113,7 +120,9 @@ impl Server {
             None => format!("sqlite:{}/hibernation.db?mode=rwc", dir.path().display()),
         };
         let s3 = backend.s3().then(S3Server::start);
-        let mut server = Self { child: spawn_placeholder(), dir, port: free_port(), db_url, postgres, s3 };
+        let port = free_port();
+        let extra_env = env.iter().map(|(k, v)| (k.to_string(), v.replace("{port}", &port.to_string()))).collect();
+        let mut server = Self { child: spawn_placeholder(), dir, port, db_url, postgres, s3, extra_env };
         server.launch();
         server
     }
@@ -130,6 +139,7 @@ impl Server {
             db_url: self.db_url.clone(),
             postgres: None,
             s3: None,
+            extra_env: self.extra_env.clone(),
         };
         let log = std::fs::File::create(other.log_path()).unwrap();
         other.child = other.command(None).envs(s3.env()).stdout(Stdio::null()).stderr(log).spawn().unwrap();
@@ -181,6 +191,7 @@ impl Server {
             .env("PORT", self.port.to_string())
             .env("SITE_URL", self.url())
             .env("LOG_LEVEL", "info,poem=warn")
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.dir.path());
         if let Some(s3) = &self.s3 {
             cmd.envs(s3.env());

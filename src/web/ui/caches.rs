@@ -259,6 +259,8 @@ struct CachePage {
     layout: Layout,
     cache: Cache,
     url: String,
+    /// The cache's own host when VIRTUAL_HOST_ROUTING is on.
+    virtual_host_url: Option<String>,
     host: String,
     keys: Vec<String>,
     can_push: bool,
@@ -369,6 +371,7 @@ pub async fn show(req: &Request, state: Data<&Arc<AppState>>, Path(name): Path<S
     };
     let page = CachePage {
         url: crate::services::cache_info::substituter_url(&site, &cache.name),
+        virtual_host_url: state.config.virtual_host_url(&cache.name),
         host,
         keys,
         can_push: access == Access::Push,

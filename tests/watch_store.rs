@@ -138,3 +138,25 @@ fn sigterm_finishes_the_upload_in_flight() {
     assert_eq!(narinfo_status(&server, &token, &big), 200, "the upload in flight was finished: {log}");
     assert!(log.contains(&format!("pushed {big}")), "{log}");
 }
+
+#[test]
+fn a_revoked_token_stops_the_watcher_with_a_clear_error() {
+    let keys = Keys::generate("watch-4");
+    let server = Server::start(Backend::Sqlite);
+    let token = server.bootstrap(&keys, false);
+    let cli = Cli::new();
+    cli.login(&server, &token);
+    let mut watcher = Watcher::start(&cli, &keys);
+    server.admin(&["revoke-token", "admin", "--name", "ci"]);
+    let closure = Closure::build(&unique_tag("revoked"));
+    let mut status = None;
+    wait_until(Duration::from_secs(30), "the watcher to give up", || {
+        status = watcher.child.try_wait().unwrap();
+        status.is_some()
+    });
+    let log = watcher.log();
+    assert!(!status.unwrap().success(), "{log}");
+    assert!(log.contains("error: the server rejected the token: the token was revoked"), "{log}");
+    let fresh = server.admin(&["create-token", "admin", "--name", "check"]);
+    assert_eq!(narinfo_status(&server, &fresh, &closure.app), 404, "nothing was stored");
+}

@@ -93,7 +93,8 @@ impl UpstreamChecker {
         let url = format!("{}/{}.narinfo", upstream.url.trim_end_matches('/'), path.hash_part());
         let response = self.http.get(&url).send().await.map_err(|e| e.to_string())?;
         let status = response.status();
-        if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::FORBIDDEN {
+        // Not there, or not readable by us: either way the upstream does not serve it to all.
+        if matches!(status.as_u16(), 401 | 403 | 404) {
             return Ok(false);
         }
         if !status.is_success() {

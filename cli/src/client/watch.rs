@@ -17,7 +17,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::http::ApiClient;
+use super::http::{ApiClient, ClientError};
 use super::push::{PushOptions, PushSummary, format_summary, push};
 use super::store::{fs_path, query_paths};
 use crate::nix::{STORE_DIR, StorePath};
@@ -173,12 +173,17 @@ pub async fn watch_store(client: &ApiClient, options: WatchOptions) -> anyhow::R
                         backoff = if summary.retryable.is_empty() { None } else { Some(next_backoff(backoff)) };
                         queue.ready.extend(summary.retryable);
                     }
-                    Err(e) => {
-                        let (_, wait) = next_backoff(backoff);
-                        eprintln!("error: {e:#}; trying again in {}s", wait.as_secs());
-                        backoff = Some(next_backoff(backoff));
-                        queue.ready.extend(batch);
-                    }
+                    Err(e) => match e.downcast_ref::<ClientError>() {
+                        // A wrong token, URL or cache does not fix itself: stop and say so.
+                        Some(client_error) if !client_error.is_transient() => return Err(e),
+                        _ => {
+                            let (_, wait) = next_backoff(backoff);
+                            eprintln!("error: {e:#}; trying again in {}s", wait.as_secs());
+                            backoff = Some(next_backoff(backoff));
+                            // Checked again first: a path collected meanwhile is dropped.
+                            batch.into_iter().for_each(|path| queue.hint(path));
+                        }
+                    },
                 }
             }
             _ = tick.tick() => {}

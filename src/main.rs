@@ -27,6 +27,8 @@ enum Command {
     /// Manage users, caches and tokens directly in the database.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
+    /// Exit 0 when the server on this machine's PORT answers /health (a container health check).
+    Health,
 }
 
 fn main() -> std::process::ExitCode {
@@ -50,11 +52,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Health = command {
+        return health_check(config.port);
+    }
     let db = db::Db::open(&config.db_url, config.database_logging)?;
-    match cli.command.unwrap_or(Command::Serve) {
+    match command {
         Command::Admin(command) => admin::run(&db, command),
         Command::Serve => tokio::runtime::Runtime::new()?.block_on(serve(config, db)),
+        Command::Health => unreachable!("answered above"),
     }
+}
+
+/// Asks the local server's `/health` over plain HTTP/1.0 (no client library needed).
+fn health_check(port: u16) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let timeout = std::time::Duration::from_secs(5);
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = std::net::TcpStream::connect_timeout(&address, timeout)
+        .with_context(|| format!("nothing answers on port {port}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let status = answer.lines().next().unwrap_or_default();
+    if status.split_whitespace().nth(1) != Some("200") {
+        anyhow::bail!("the server is not healthy: {status:?}");
+    }
+    Ok(())
 }
 
 async fn serve(config: config::Config, db: db::Db) -> anyhow::Result<()> {

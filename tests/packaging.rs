@@ -1,0 +1,152 @@
+//! Packaging: the Containerfile builds as CI does, compose.yaml and action.yml are valid and
+//! documented, default.nix parses, and the action's login step really logs in (or fails the
+//! step).
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::nix::{nix, run_ok};
+use support::{Backend, Cli, Closure, Keys, Server, binary, free_port, output_text};
+
+fn repo_file(name: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(name)).unwrap()
+}
+
+fn yaml(name: &str) -> serde_yaml::Value {
+    serde_yaml::from_str(&repo_file(name)).unwrap_or_else(|e| panic!("{name} is not valid YAML: {e}"))
+}
+
+#[test]
+fn the_containerfile_builds_with_the_ci_build_command_and_runs_unprivileged() {
+    let containerfile = repo_file("Containerfile");
+    let build_command = "scripts/build";
+    assert!(repo_file("scripts/test").lines().any(|l| l.trim() == build_command), "CI builds with {build_command}");
+    let runs: Vec<&str> = containerfile.lines().filter(|l| l.starts_with("RUN ")).collect();
+    assert!(runs[0].starts_with(&format!("RUN {build_command}")), "the image builds with {build_command}: {runs:?}");
+    assert_eq!(containerfile.lines().filter(|l| l.starts_with("FROM ")).count(), 2, "multi-stage");
+    for line in [
+        "USER hibernation",
+        "VOLUME [\"/data\"]",
+        "ENV DB_URL=\"sqlite:/data/hibernation.db?mode=rwc\" \\",
+        "    STORAGE_PATH=\"/data/storage\" \\",
+        "EXPOSE 8000",
+        "ENTRYPOINT [\"hibernation-server\"]",
+    ] {
+        assert!(containerfile.lines().any(|l| l == line), "the Containerfile has {line:?}");
+    }
+    assert!(repo_file(".containerignore").lines().any(|l| l == "target/"));
+}
+
+#[test]
+fn the_health_command_checks_the_local_server() {
+    let server = Server::start(Backend::Sqlite);
+    let healthy = server.command(Some(&["health"])).output().unwrap();
+    assert!(healthy.status.success(), "{}", output_text(&healthy));
+    let nothing = Command::new(binary("hibernation-server"))
+        .arg("health")
+        .env("PORT", free_port().to_string())
+        .env("DB_URL", "postgres://never-opened")
+        .output()
+        .unwrap();
+    assert!(!nothing.status.success());
+    assert!(output_text(&nothing).contains("nothing answers on port"), "{}", output_text(&nothing));
+}
+
+#[test]
+fn compose_runs_the_image_with_a_volume_and_has_a_postgres_s3_profile() {
+    let compose = yaml("compose.yaml");
+    let services = &compose["services"];
+    let server = &services["hibernation"];
+    assert_eq!(server["build"]["dockerfile"], "Containerfile");
+    assert!(server["volumes"][0].as_str().unwrap().ends_with(":/data"));
+    let full = &services["hibernation-pg-s3"];
+    assert_eq!(full["profiles"][0], "pg-s3");
+    assert!(full["environment"]["DB_URL"].as_str().unwrap().starts_with("postgres://"));
+    assert_eq!(full["environment"]["S3_HOST"], "http://minio:9000");
+    for name in ["postgres", "minio", "minio-bucket"] {
+        assert_eq!(services[name]["profiles"][0], "pg-s3", "{name} runs only in the profile");
+    }
+}
+
+#[test]
+fn default_nix_parses_and_builds_both_programs() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("default.nix");
+    run_ok(nix(&["nix-instantiate", "--parse", file.to_str().unwrap()]));
+    let text = repo_file("default.nix");
+    for needle in
+        ["pname = \"hibernation-server\"", "pname = \"hibernation\"", "options.services.hibernation", "nixosModule"]
+    {
+        assert!(text.contains(needle), "default.nix has {needle}");
+    }
+}
+
+#[test]
+fn the_action_documents_its_inputs_and_fails_on_errors() {
+    let action = yaml("action.yml");
+    let readme = repo_file("README.md");
+    for (input, required) in [("url", true), ("token", true), ("signing-key", false)] {
+        let spec = &action["inputs"][input];
+        assert!(spec["description"].as_str().is_some_and(|d| d.len() > 20), "{input} is described");
+        assert_eq!(spec["required"].as_bool(), Some(required), "{input}");
+        assert!(readme.contains(&format!("`{input}`")), "the README documents {input}");
+    }
+    assert_eq!(action["runs"]["using"], "composite");
+    for step in action["runs"]["steps"].as_sequence().unwrap() {
+        assert_eq!(step["shell"], "bash");
+        assert!(step["run"].as_str().unwrap().starts_with("set -euo pipefail"), "every step stops at an error");
+    }
+}
+
+/// Runs the action's login step as GitHub would, with our freshly built CLI on PATH.
+fn run_login_step(cli: &Cli, url: &str, token: &str, key: &str, github_env: &Path) -> std::process::Output {
+    let action = yaml("action.yml");
+    let script = action["runs"]["steps"][1]["run"].as_str().unwrap().to_string();
+    let bin_dir = binary("hibernation").parent().unwrap().to_path_buf();
+    Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .env("PATH", format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap()))
+        .env("HIBERNATION_CONFIG", cli.dir.path().join("config.json"))
+        .env("HIBERNATION_ACTION_URL", url)
+        .env("HIBERNATION_ACTION_TOKEN", token)
+        .env("HIBERNATION_ACTION_SIGNING_KEY", key)
+        .env("GITHUB_ENV", github_env)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_action_logs_in_exports_the_key_and_pushes_work_afterwards() {
+    let keys = Keys::generate("action-1");
+    let closure = Closure::build("action");
+    let server = Server::start(Backend::Sqlite);
+    let token = server.bootstrap(&keys, false);
+    let cli = Cli::new();
+    let github_env = cli.dir.path().join("github-env");
+    let secret = std::fs::read_to_string(&keys.secret_file).unwrap();
+
+    let out = run_login_step(&cli, &server.url(), &token, &format!("{secret}\n"), &github_env);
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(&format!("::add-mask::{token}")), "the token is masked in the log");
+    let exported = std::fs::read_to_string(&github_env).unwrap();
+    assert_eq!(exported, format!("HIBERNATION_SIGNING_KEY={}\n", secret.trim()));
+
+    // A later step: the saved login and the exported key are all a push needs.
+    let out = cli
+        .command(&["push", "main", &closure.app])
+        .env("HIBERNATION_SIGNING_KEY", exported.trim().trim_start_matches("HIBERNATION_SIGNING_KEY="))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+
+    // A wrong token fails the step and exports nothing.
+    let other = Cli::new();
+    let other_env = other.dir.path().join("github-env");
+    let out = run_login_step(&other, &server.url(), "hib_wrong", &secret, &other_env);
+    assert!(!out.status.success());
+    assert!(output_text(&out).contains("the server rejected the token"), "{}", output_text(&out));
+    assert!(!other_env.exists(), "nothing exported after a failure");
+}

@@ -148,12 +148,14 @@ pub fn run(db: &Db, command: AdminCommand) -> anyhow::Result<()> {
                 None => None,
             };
             let upstreams = match (no_upstream, upstreams.is_empty()) {
-                (true, _) => Vec::new(),
-                (false, true) => vec![Upstream::default_upstream()],
-                (false, false) => upstreams
-                    .iter()
-                    .map(|line| Upstream::parse_line(line).map_err(|e| anyhow::anyhow!("invalid --upstream: {e}")))
-                    .collect::<anyhow::Result<_>>()?,
+                (true, _) => Some(Vec::new()),
+                (false, true) => None,
+                (false, false) => Some(
+                    upstreams
+                        .iter()
+                        .map(|line| Upstream::parse_line(line).map_err(|e| anyhow::anyhow!("invalid --upstream: {e}")))
+                        .collect::<anyhow::Result<_>>()?,
+                ),
             };
             let settings = caches::CacheSettings {
                 is_public: public,
@@ -161,7 +163,7 @@ pub fn run(db: &Db, command: AdminCommand) -> anyhow::Result<()> {
                 quota_bytes,
                 keys: public_keys,
                 upstreams,
-                allow_force_push,
+                allow_force_push: Some(allow_force_push),
             };
             db.write_blocking(|c| caches::create(c, &name, &settings))
                 .map_err(|e| unique_or(e, format!("cache {name:?} already exists")))?;

@@ -164,7 +164,7 @@ fn cache_list_and_info_show_what_the_caller_can_use() {
     let keys = Keys::generate("list-1");
     let server = Server::start(Backend::Sqlite);
     let token = server.bootstrap(&keys, false);
-    server.admin(&["create-cache", "open", "--public", "--no-upstream", "--public-key", &keys.public]);
+    server.admin(&["create-cache", "open", "--public", "--public-key", &keys.public]);
     server.admin(&["create-user", "reader"]);
     server.admin(&["grant", "reader", "main"]);
     let reader_token = server.admin(&["create-token", "reader", "--name", "laptop"]);
@@ -177,7 +177,9 @@ fn cache_list_and_info_show_what_the_caller_can_use() {
     assert_eq!(info["substituter"], server.cache_url("main"));
     assert_eq!(info["public_keys"][0], keys.public.as_str());
     assert_eq!(info["can_push"], false);
-    assert_eq!(info["upstreams"][0]["url"], "https://cache.nixos.org", "the default upstream");
+    assert_eq!(info["upstreams"], serde_json::json!([]), "created with --no-upstream");
+    let open: serde_json::Value = serde_json::from_str(&cli.run_ok(&["cache", "info", "open", "--json"])).unwrap();
+    assert_eq!(open["upstreams"][0]["url"], "https://cache.nixos.org", "the default upstream");
     let text = cli.run_ok(&["cache", "info", "main"]);
     assert!(text.contains(&server.cache_url("main")) && text.contains("read"), "{text}");
     // Anonymous callers see public caches only.

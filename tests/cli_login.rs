@@ -14,6 +14,7 @@ use support::{Backend, Cli, Server, output_text, wait_until};
 struct PendingLogin {
     child: Child,
     opened: std::path::PathBuf,
+    log: std::path::PathBuf,
 }
 
 impl PendingLogin {
@@ -22,29 +23,35 @@ impl PendingLogin {
         let browser = cli.dir.path().join("browser.sh");
         std::fs::write(&browser, format!("#!/bin/sh\necho \"$1\" > {}\n", opened.display())).unwrap();
         std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let log = cli.dir.path().join("login.log");
         let child = cli
             .command(&["login", &server.url(), "--browser"])
             .env("BROWSER", &browser)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let pending = Self { child, opened };
+        let pending = Self { child, opened, log };
         wait_until(Duration::from_secs(20), "the CLI to open the browser", || {
             std::fs::read_to_string(&pending.opened).is_ok_and(|u| u.trim().len() > 10)
         });
+        let opened = std::fs::read_to_string(&pending.opened).unwrap();
+        assert_eq!(opened.trim(), format!("{}/cli-login", server.url()), "the browser opens the approval page");
         pending
     }
 
-    /// The approval page's path, e.g. `/cli-login/ABCD-EFGH`.
-    fn page(&self, server: &Server) -> String {
-        let url = std::fs::read_to_string(&self.opened).unwrap().trim().to_string();
-        url.strip_prefix(&server.url()).expect("the link points at the server").to_string()
+    /// The code the CLI shows in the terminal.
+    fn code(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap();
+        let line = log.lines().find_map(|l| l.trim().strip_prefix("code: ")).expect("the CLI shows a code");
+        line.trim().to_string()
     }
 
-    fn finish(self) -> std::process::Output {
-        self.child.wait_with_output().unwrap()
+    /// The exit status and everything the CLI printed.
+    fn finish(self) -> (std::process::ExitStatus, String) {
+        let out = self.child.wait_with_output().unwrap();
+        (out.status, format!("{}{}", String::from_utf8_lossy(&out.stdout), std::fs::read_to_string(&self.log).unwrap()))
     }
 }
 
@@ -62,24 +69,30 @@ fn approving_in_the_dashboard_logs_the_cli_in_with_a_scoped_token() {
     server.admin(&["create-cache", "other", "--no-upstream"]);
     let cli = Cli::new();
     let login = PendingLogin::start(&cli, &server);
-    let page_path = login.page(&server);
-    let code = page_path.strip_prefix("/cli-login/").unwrap().to_string();
+    let code = login.code();
 
-    let page = web.get(&page_path);
+    let page = web.get("/cli-login");
     assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["x-frame-options"], "DENY", "no other site may frame the approval page");
     let html = page.text().unwrap();
-    assert!(html.contains(&code) && html.contains("hibernation on"), "the page names the code and the machine");
+    assert!(!html.contains(&code), "the page does not give the code away: the user types it");
     let csrf = csrf_in(&html);
+    // A wrong code approves nothing.
+    let wrong = web.post("/cli-login/approve", &[("csrf", &csrf), ("code", "AAAA-AAAA"), ("days", "30")]);
+    assert_eq!(wrong.status(), 422);
+    assert!(wrong.text().unwrap().contains("id=\"code-error\""));
+    // Typed in lower case without the dash, as people do.
+    let typed = code.replace('-', "").to_lowercase();
     let approved = web.post(
-        &format!("{page_path}/approve"),
-        &[("csrf", &csrf), ("days", "30"), ("cache", "main"), ("permission", "read")],
+        "/cli-login/approve",
+        &[("csrf", &csrf), ("code", &typed), ("days", "30"), ("cache", "main"), ("permission", "read")],
     );
     assert_eq!(approved.status(), 200);
-    assert!(approved.text().unwrap().contains("Login approved"));
+    let approved = approved.text().unwrap();
+    assert!(approved.contains("Login approved") && approved.contains("hibernation on"), "{approved}");
 
-    let out = login.finish();
-    let text = output_text(&out);
-    assert!(out.status.success(), "{text}");
+    let (status, text) = login.finish();
+    assert!(status.success(), "{text}");
     assert!(text.contains(&code) && text.contains("logged in to") && text.contains("as Ada"), "{text}");
     assert!(cli.run_ok(&["whoami"]).contains("Ada"));
     // The token has the chosen scope: main only, read only, and it expires.
@@ -88,10 +101,9 @@ fn approving_in_the_dashboard_logs_the_cli_in_with_a_scoped_token() {
     let tokens = web.get("/tokens").text().unwrap();
     assert!(tokens.contains(&format!("({code})")), "the token is listed under the user");
 
-    // The request is gone: the page and a second approval find nothing.
-    assert_eq!(web.get(&page_path).status(), 404);
-    let again = web.post(&format!("{page_path}/approve"), &[("csrf", &csrf), ("days", "30")]);
-    assert_eq!(again.status(), 404);
+    // The request is gone: a second approval finds nothing.
+    let again = web.post("/cli-login/approve", &[("csrf", &csrf), ("code", &code), ("days", "30")]);
+    assert_eq!(again.status(), 422);
 }
 
 #[test]
@@ -100,13 +112,12 @@ fn a_denied_login_gets_no_token() {
     let web = signed_in_admin(&server);
     let cli = Cli::new();
     let login = PendingLogin::start(&cli, &server);
-    let page_path = login.page(&server);
-    let csrf = web.csrf(&page_path);
-    let denied = web.post(&format!("{page_path}/deny"), &[("csrf", &csrf)]);
+    let csrf = web.csrf("/cli-login");
+    let denied = web.post("/cli-login/deny", &[("csrf", &csrf), ("code", &login.code())]);
     assert_eq!(denied.status(), 200);
-    let out = login.finish();
-    let text = output_text(&out);
-    assert!(!out.status.success() && text.contains("denied"), "{text}");
+    assert!(denied.text().unwrap().contains("Login denied"));
+    let (status, text) = login.finish();
+    assert!(!status.success() && text.contains("denied"), "{text}");
     assert!(!cli.dir.path().join("config.json").exists(), "nothing was saved");
 }
 
@@ -123,7 +134,7 @@ fn the_token_is_handed_out_once_and_approval_needs_a_session_and_csrf() {
         .json()
         .unwrap();
     let (code, secret) = (started["code"].as_str().unwrap(), started["poll_secret"].as_str().unwrap());
-    let page_path = format!("/cli-login/{code}");
+    assert_eq!(started["approve_url"], format!("{}/cli-login", server.url()), "the link does not carry the code");
     let poll = || {
         let response = http
             .post(format!("{}/api/v1/cli-login/poll", server.url()))
@@ -137,14 +148,16 @@ fn the_token_is_handed_out_once_and_approval_needs_a_session_and_csrf() {
 
     // Anonymous visitors are sent to sign in and come back; other targets are not followed.
     let visitor = WebClient::new(&server);
-    let response = visitor.get(&page_path);
-    assert_eq!(location(&response), format!("/sign-in?next={page_path}"));
-    let csrf = visitor.csrf(&format!("/sign-in?next={page_path}"));
+    let response = visitor.get("/cli-login");
+    assert_eq!(location(&response), "/sign-in?next=/cli-login");
+    let sign_in_page = visitor.get("/sign-in?next=/cli-login").text().unwrap();
+    assert!(sign_in_page.contains("name=\"next\" value=\"/cli-login\""));
+    let csrf = csrf_in(&sign_in_page);
     let signed = visitor.post(
         "/sign-in",
-        &[("csrf", &csrf), ("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD), ("next", &page_path)],
+        &[("csrf", &csrf), ("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD), ("next", "/cli-login")],
     );
-    assert_eq!(location(&signed), page_path);
+    assert_eq!(location(&signed), "/cli-login");
     let stranger = WebClient::new(&server);
     let csrf = stranger.csrf("/sign-in?next=//evil.example/x");
     let signed = stranger.post(
@@ -153,15 +166,15 @@ fn the_token_is_handed_out_once_and_approval_needs_a_session_and_csrf() {
     );
     assert_eq!(location(&signed), "/");
 
-    // The requester's name is escaped; a wrong CSRF token approves nothing.
-    let html = web.get(&page_path).text().unwrap();
-    assert!(html.contains("&#60;b&#62;ci-box&#60;/b&#62;") && !html.contains("<b>ci-box"), "escaped");
-    let refused = web.post(&format!("{page_path}/approve"), &[("csrf", "wrong"), ("days", "0")]);
+    // A wrong CSRF token approves nothing; the requester's name is escaped.
+    let csrf = web.csrf("/cli-login");
+    let refused = web.post("/cli-login/approve", &[("csrf", "wrong"), ("code", code), ("days", "0")]);
     assert_eq!(refused.status(), 403);
     assert_eq!(poll().1["status"], "pending");
-
-    let csrf = csrf_in(&html);
-    assert_eq!(web.post(&format!("{page_path}/approve"), &[("csrf", &csrf), ("days", "0")]).status(), 200);
+    let approved = web.post("/cli-login/approve", &[("csrf", &csrf), ("code", code), ("days", "0")]);
+    assert_eq!(approved.status(), 200);
+    let html = approved.text().unwrap();
+    assert!(html.contains("&#60;b&#62;ci-box&#60;/b&#62;") && !html.contains("<b>ci-box"), "escaped: {html}");
     let (status, answer) = poll();
     assert_eq!((status, answer["status"].as_str()), (200, Some("approved")), "{answer}");
     let token = answer["token"].as_str().unwrap();
@@ -169,9 +182,23 @@ fn the_token_is_handed_out_once_and_approval_needs_a_session_and_csrf() {
     let (status, again) = poll();
     assert_eq!(status, 404, "a second poll gets nothing: {again}");
 
-    // Unknown and malformed codes.
-    assert_eq!(web.get("/cli-login/AAAA-AAAA").status(), 404);
-    assert_eq!(web.get("/cli-login/%3Cscript%3E").status(), 404);
+    // Unknown and malformed codes are refused at the field, escaped.
+    let answer = web.post("/cli-login/deny", &[("csrf", &csrf), ("code", "<script>")]);
+    assert_eq!(answer.status(), 422);
+    assert!(!answer.text().unwrap().contains("<script>"));
+
+    // Anyone may open requests, but only a few at once from one address.
+    let open = |n: usize| {
+        http.post(format!("{}/api/v1/cli-login", server.url()))
+            .json(&serde_json::json!({ "client_name": format!("spam {n}") }))
+            .send()
+            .unwrap()
+    };
+    let statuses: Vec<u16> = (0..12).map(|n| open(n).status().as_u16()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 10, "{statuses:?}");
+    let (status, message) = support::error_of(open(99));
+    assert_eq!(status, 429);
+    assert!(message.contains("too many login requests"), "{message}");
 }
 
 #[test]

@@ -52,9 +52,9 @@ fn first_run_leads_to_setup_then_sign_in() {
         assert_eq!(location(&intruder.post(path, &form)), "/sign-in");
     }
     // The CLI login page sends visitors to sign in and back; its actions need a session.
-    assert_eq!(location(&intruder.get("/cli-login/AAAA-AAAA")), "/sign-in?next=/cli-login/AAAA-AAAA");
+    assert_eq!(location(&intruder.get("/cli-login")), "/sign-in?next=/cli-login");
     let csrf = intruder.csrf("/sign-in");
-    assert_eq!(location(&intruder.post("/cli-login/AAAA-AAAA/approve", &[("csrf", &csrf)])), "/sign-in");
+    assert_eq!(location(&intruder.post("/cli-login/approve", &[("csrf", &csrf), ("code", "AAAA-AAAA")])), "/sign-in");
     assert_eq!(server.get("/static/style.css", None).status(), 200);
 }
 
@@ -127,8 +127,8 @@ fn every_state_changing_route_checks_csrf() {
         ("/groups/1/members".into(), vec![("user_id", "1")]),
         ("/groups/1/members/1/remove".into(), vec![]),
         ("/groups/1/delete".into(), vec![]),
-        (format!("/cli-login/{code}/approve"), vec![("days", "30")]),
-        (format!("/cli-login/{code}/deny"), vec![]),
+        ("/cli-login/approve".into(), vec![("code", code), ("days", "30")]),
+        ("/cli-login/deny".into(), vec![("code", code)]),
         ("/sign-out".into(), vec![]),
         ("/sign-in".into(), vec![("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)]),
         ("/setup".into(), vec![("name", "x"), ("email", "x@x.org"), ("password", "password123")]),
@@ -156,7 +156,14 @@ fn every_state_changing_route_checks_csrf() {
     );
     let tokens = web.get("/tokens").text().unwrap();
     assert!(!tokens.contains(">second<") && tokens.contains("active"), "{tokens}");
-    assert_eq!(web.get(&format!("/cli-login/{code}")).status(), 200, "the login request is still open");
+    let poll: serde_json::Value = reqwest::blocking::Client::new()
+        .post(format!("{}/api/v1/cli-login/poll", server.url()))
+        .json(&serde_json::json!({ "poll_secret": login["poll_secret"] }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(poll["status"], "pending", "the login request was neither approved nor denied");
 }
 
 #[test]

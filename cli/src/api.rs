@@ -109,8 +109,14 @@ impl Upstream {
     pub fn parse_line(line: &str) -> Result<Self, String> {
         let mut words = line.split_whitespace();
         let url = words.next().ok_or("an upstream line needs a URL and a public key")?.trim_end_matches('/');
-        if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
+        let Some(rest) = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")) else {
             return Err(format!("{url}: the upstream URL must start with http:// or https://"));
+        };
+        let authority = rest.split('/').next().unwrap_or_default();
+        if authority.is_empty() || authority.contains('@') || url.contains(['?', '#']) {
+            return Err(format!(
+                "{url}: give the upstream as scheme://host[:port][/path], without credentials or query"
+            ));
         }
         let public_keys: Vec<String> = words.map(str::to_string).collect();
         if public_keys.is_empty() {
@@ -189,6 +195,24 @@ pub const CACHE_NAME_RULE: &str = "cache names use 1-63 lower-case letters, digi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upstream_lines_are_checked() {
+        let key = "cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFnspcDShjY=";
+        let up = Upstream::parse_line(&format!("https://mirror.example/nix/ {key}")).unwrap();
+        assert_eq!((up.url.as_str(), up.public_keys.len()), ("https://mirror.example/nix", 1));
+        assert_eq!(Upstream::parse_line(&up.to_line()).unwrap(), up);
+        for bad in [
+            format!("ftp://mirror.example {key}"),
+            format!("https://user:pw@mirror.example {key}"),
+            format!("https://mirror.example/?x=1 {key}"),
+            format!("https:// {key}"),
+            "https://mirror.example".to_string(),
+            "https://mirror.example not-a-key".to_string(),
+        ] {
+            assert!(Upstream::parse_line(&bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn cache_names_are_dns_labels() {

@@ -251,13 +251,17 @@ pub fn update_cache(conn: &mut AnyConnection, cache_id: i64, settings: &super::c
             caches::is_public.eq(settings.is_public),
             caches::priority.eq(settings.priority),
             caches::quota_bytes.eq(settings.quota_bytes),
-            caches::allow_force_push.eq(settings.allow_force_push),
         ))
         .execute(conn)?;
+    if let Some(allowed) = settings.allow_force_push {
+        diesel::update(caches::table.find(cache_id)).set(caches::allow_force_push.eq(allowed)).execute(conn)?;
+    }
     diesel::delete(cache_keys::table.filter(cache_keys::cache_id.eq(cache_id))).execute(conn)?;
     for key in &settings.keys {
         super::caches::add_key(conn, cache_id, key)?;
     }
-    super::upstreams::replace(conn, cache_id, &settings.upstreams)?;
+    if let Some(upstreams) = &settings.upstreams {
+        super::upstreams::replace(conn, cache_id, upstreams)?;
+    }
     Ok(())
 }

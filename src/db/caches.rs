@@ -17,8 +17,10 @@ pub struct CacheSettings {
     pub priority: i32,
     pub quota_bytes: Option<i64>,
     pub keys: Vec<String>,
-    pub upstreams: Vec<hibernation::api::Upstream>,
-    pub allow_force_push: bool,
+    /// `None`: a new cache starts with cache.nixos.org; a changed one keeps its upstreams.
+    pub upstreams: Option<Vec<hibernation::api::Upstream>>,
+    /// `None`: not allowed for a new cache; unchanged for an existing one.
+    pub allow_force_push: Option<bool>,
 }
 
 pub fn create(conn: &mut AnyConnection, name: &str, settings: &CacheSettings) -> DbResult<Cache> {
@@ -29,7 +31,7 @@ pub fn create(conn: &mut AnyConnection, name: &str, settings: &CacheSettings) ->
             caches::is_public.eq(settings.is_public),
             caches::priority.eq(settings.priority),
             caches::quota_bytes.eq(settings.quota_bytes),
-            caches::allow_force_push.eq(settings.allow_force_push),
+            caches::allow_force_push.eq(settings.allow_force_push.unwrap_or(false)),
             caches::created_at.eq(created_at),
         ))
         .execute(conn)?;
@@ -37,7 +39,8 @@ pub fn create(conn: &mut AnyConnection, name: &str, settings: &CacheSettings) ->
     for key in &settings.keys {
         add_key(conn, cache.id, key)?;
     }
-    super::upstreams::replace(conn, cache.id, &settings.upstreams)?;
+    let upstreams = settings.upstreams.clone().unwrap_or_else(|| vec![hibernation::api::Upstream::default_upstream()]);
+    super::upstreams::replace(conn, cache.id, &upstreams)?;
     Ok(cache)
 }
 

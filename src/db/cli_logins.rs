@@ -12,6 +12,7 @@ pub fn create(
     code: &str,
     poll_secret_hash: &str,
     client_name: &str,
+    peer: &str,
     expires_at: NaiveDateTime,
 ) -> DbResult<()> {
     diesel::insert_into(cli_logins::table)
@@ -19,6 +20,7 @@ pub fn create(
             cli_logins::code.eq(code),
             cli_logins::poll_secret_hash.eq(poll_secret_hash),
             cli_logins::client_name.eq(client_name),
+            cli_logins::peer.eq(peer),
             cli_logins::created_at.eq(now()),
             cli_logins::expires_at.eq(expires_at),
         ))
@@ -26,9 +28,14 @@ pub fn create(
     Ok(())
 }
 
-/// Requests not yet expired, to bound how many anonymous callers can open.
-pub fn count_unexpired(conn: &mut AnyConnection) -> DbResult<i64> {
-    Ok(cli_logins::table.filter(cli_logins::expires_at.gt(now())).count().get_result(conn)?)
+/// Requests not yet expired, in all or from one address, to bound what anonymous callers
+/// can open.
+pub fn count_unexpired(conn: &mut AnyConnection, peer: Option<&str>) -> DbResult<i64> {
+    let mut query = cli_logins::table.filter(cli_logins::expires_at.gt(now())).into_boxed();
+    if let Some(peer) = peer {
+        query = query.filter(cli_logins::peer.eq(peer.to_string()));
+    }
+    Ok(query.count().get_result(conn)?)
 }
 
 pub fn find_by_code(conn: &mut AnyConnection, code: &str) -> DbResult<Option<CliLogin>> {

@@ -148,6 +148,7 @@ pub struct CliLogin {
     pub code: String,
     pub poll_secret_hash: String,
     pub client_name: String,
+    pub peer: String,
     pub created_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
     pub approved_by: Option<i64>,

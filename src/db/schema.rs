@@ -27,6 +27,7 @@ diesel::table! {
         code -> Text,
         poll_secret_hash -> Text,
         client_name -> Text,
+        peer -> Text,
         created_at -> Timestamp,
         expires_at -> Timestamp,
         approved_by -> Nullable<BigInt>,

@@ -12,8 +12,9 @@ use crate::db::users::TokenScope;
 use crate::db::{Db, DbError, cli_logins, now, users};
 
 pub const LIFETIME: Duration = Duration::minutes(10);
-/// Open requests allowed at once: anyone may open one, so they are bounded.
+/// Open requests allowed at once, in all and per address: anyone may open one.
 const MAX_OPEN: i64 = 1000;
+const MAX_OPEN_PER_PEER: i64 = 10;
 /// Letters and digits that cannot be mistaken for each other.
 const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
 
@@ -41,22 +42,26 @@ pub fn is_code(text: &str) -> bool {
         && text.bytes().enumerate().all(|(i, b)| if i == 4 { b == b'-' } else { CODE_ALPHABET.contains(&b) })
 }
 
-pub async fn start(db: &Db, site_url: &str, client_name: &str) -> Result<CliLoginStarted, CliLoginError> {
+/// Opens a request. The approval page does not name the code: the user types it from their
+/// terminal, so a link sent by someone else cannot get their approval.
+pub async fn start(db: &Db, site_url: &str, peer: &str, client_name: &str) -> Result<CliLoginStarted, CliLoginError> {
     let client_name: String = client_name.trim().chars().filter(|c| !c.is_control()).take(100).collect();
     let client_name = if client_name.is_empty() { "hibernation CLI".to_string() } else { client_name };
     let (code, poll_secret) = (new_code(), format!("{}{}", super::random_id(), super::random_id()));
-    let (stored_code, secret_hash) = (code.clone(), hash_token(&poll_secret));
+    let (stored_code, secret_hash, peer) = (code.clone(), hash_token(&poll_secret), peer.to_string());
     let expires_at = now() + LIFETIME;
     db.write(move |c| {
-        if cli_logins::count_unexpired(c)? >= MAX_OPEN {
+        if cli_logins::count_unexpired(c, None)? >= MAX_OPEN
+            || cli_logins::count_unexpired(c, Some(&peer))? >= MAX_OPEN_PER_PEER
+        {
             return Ok(Err(CliLoginError::TooMany));
         }
-        cli_logins::create(c, &stored_code, &secret_hash, &client_name, expires_at)?;
+        cli_logins::create(c, &stored_code, &secret_hash, &client_name, &peer, expires_at)?;
         Ok(Ok(()))
     })
     .await??;
     Ok(CliLoginStarted {
-        approve_url: format!("{}/cli-login/{code}", site_url.trim_end_matches('/')),
+        approve_url: format!("{}/cli-login", site_url.trim_end_matches('/')),
         code,
         poll_secret,
         expires_in_seconds: LIFETIME.num_seconds() as u64,
@@ -88,41 +93,37 @@ pub async fn poll(db: &Db, poll_secret: &str) -> Result<CliLoginState, CliLoginE
     .await?
 }
 
-/// What the approval page shows, when the request is still open.
-pub struct OpenRequest {
-    pub code: String,
-    pub client_name: String,
-    pub expires_at: NaiveDateTime,
-    pub approved: bool,
+/// The code as people type it: upper case, the dash optional.
+pub fn normalize_code(typed: &str) -> String {
+    let chars: String = typed.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_uppercase();
+    if chars.len() == 8 { format!("{}-{}", &chars[..4], &chars[4..]) } else { chars }
 }
 
-pub async fn find_open(db: &Db, code: &str) -> Result<Option<OpenRequest>, DbError> {
-    let code = code.to_string();
-    db.read(move |c| {
-        Ok(cli_logins::find_by_code(c, &code)?.filter(|r| r.expires_at > now()).map(|r| OpenRequest {
-            approved: r.approved_by.is_some(),
-            code: r.code,
-            client_name: r.client_name,
-            expires_at: r.expires_at,
-        }))
-    })
-    .await
-}
-
+/// Approves the open request with this code; returns the requester's name, or `None` when
+/// no open request has the code.
 pub async fn approve(
     db: &Db,
-    code: &str,
+    typed_code: &str,
     user_id: i64,
     scope_cache_id: Option<i64>,
     can_push: bool,
     token_expires_at: Option<NaiveDateTime>,
-) -> Result<bool, DbError> {
-    let code = code.to_string();
-    db.write(move |c| cli_logins::approve(c, &code, user_id, scope_cache_id, can_push, token_expires_at)).await
+) -> Result<Option<String>, DbError> {
+    let code = normalize_code(typed_code);
+    if !is_code(&code) {
+        return Ok(None);
+    }
+    db.write(move |c| {
+        let Some(request) = cli_logins::find_by_code(c, &code)? else { return Ok(None) };
+        let approved = cli_logins::approve(c, &code, user_id, scope_cache_id, can_push, token_expires_at)?;
+        Ok(approved.then_some(request.client_name))
+    })
+    .await
 }
 
-pub async fn deny(db: &Db, code: &str) -> Result<bool, DbError> {
-    let code = code.to_string();
+/// Refuses the open request with this code; false when there is none.
+pub async fn deny(db: &Db, typed_code: &str) -> Result<bool, DbError> {
+    let code = normalize_code(typed_code);
     db.write(move |c| match cli_logins::find_by_code(c, &code)? {
         Some(request) if request.approved_by.is_none() => cli_logins::delete(c, request.id),
         _ => Ok(false),
@@ -143,5 +144,7 @@ mod tests {
         for bad in ["", "ABCD-EFG", "ABCD-EFGHI", "abcd-efgh", "ABCD_EFGH", "ABCD-EFG0", "<scr-ipt>"] {
             assert!(!is_code(bad), "{bad}");
         }
+        assert_eq!(normalize_code(" k7px q2md "), "K7PX-Q2MD");
+        assert_eq!(normalize_code("k7px-q2md"), "K7PX-Q2MD");
     }
 }

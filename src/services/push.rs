@@ -43,6 +43,10 @@ pub enum PushError {
         "cache {0:?} does not allow --force: paths its upstream caches serve are not stored again (an administrator can allow it in the cache settings)"
     )]
     ForceNotAllowed(String),
+    #[error(
+        "{0} references paths the cache lacks, and an upstream cache that may hold them cannot be reached; try again later"
+    )]
+    UpstreamUnreachable(String),
     #[error("cache {cache:?} is full: it holds {used} of its {quota} quota, and this NAR needs {needed} more")]
     OverQuota { cache: String, used: String, quota: String, needed: String },
     #[error(transparent)]
@@ -97,7 +101,8 @@ pub async fn plan(
         HashSet::new()
     } else {
         let absent: Vec<StorePath> = store_paths.iter().filter(|p| !present.contains(p.base_name())).cloned().collect();
-        upstreams.held(&upstream_list, &absent).await
+        // An upstream that cannot be asked holds nothing: its paths are pushed.
+        upstreams.held(&upstream_list, &absent).await.held
     };
     let caller = caller.clone();
     let actions = db
@@ -184,11 +189,15 @@ pub async fn verify_path(
     check_signature(&cache, &keys, &path, &upload, &refs)?;
     let absent: Vec<StorePath> =
         refs.iter().filter(|r| **r != path && !present.contains(r.base_name())).cloned().collect();
-    let held = match upstreams {
+    let answer = match upstreams {
         Some(checker) if !absent.is_empty() => checker.held(&upstream_list, &absent).await,
-        _ => HashSet::new(),
+        _ => Default::default(),
     };
+    let held = answer.held;
     let missing: Vec<String> = absent.iter().filter(|r| !held.contains(*r)).map(|r| r.full_path()).collect();
+    if !missing.is_empty() && answer.unreachable {
+        return Err(PushError::UpstreamUnreachable(path.full_path()));
+    }
     if !missing.is_empty() {
         return Err(PushError::MissingReferences { path: path.full_path(), missing });
     }

@@ -99,6 +99,7 @@ impl From<PushError> for AppError {
             PushError::OverQuota { .. } => Self::TooLarge(msg),
             PushError::Db(_) => Self::Internal(msg),
             PushError::Storage(_) => Self::Unavailable(format!("{msg}; try again later")),
+            PushError::UpstreamUnreachable(_) => Self::Unavailable(msg),
         }
     }
 }

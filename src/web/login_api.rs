@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use hibernation::api::{CliLoginPoll, CliLoginStart, CliLoginStarted, CliLoginState};
 use poem::web::{Data, Json};
-use poem::{Body, handler};
+use poem::{Body, Request, handler};
 
 use super::{AppError, AppState};
 use crate::services::cli_login::{self, CliLoginError};
@@ -28,9 +28,10 @@ async fn json_body<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, AppE
 
 /// Opens a login request; anyone may, the approval needs a signed-in user.
 #[handler]
-pub async fn start(state: Data<&Arc<AppState>>, body: Body) -> Result<Json<CliLoginStarted>, AppError> {
+pub async fn start(req: &Request, state: Data<&Arc<AppState>>, body: Body) -> Result<Json<CliLoginStarted>, AppError> {
     let request: CliLoginStart = json_body(body).await?;
-    Ok(Json(cli_login::start(&state.db, &state.config.site_url, &request.client_name).await?))
+    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    Ok(Json(cli_login::start(&state.db, &state.config.site_url, &peer, &request.client_name).await?))
 }
 
 #[handler]

@@ -233,10 +233,11 @@ impl Server {
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
-    /// An administrator, a private cache `main` trusting `keys`, and an admin token.
+    /// An administrator, a private cache `main` trusting `keys`, and an admin token. The cache
+    /// has no upstream: cache.nixos.org cannot be reached from the test machines.
     pub fn bootstrap(&self, keys: &Keys, public: bool) -> String {
         self.admin(&["create-user", "admin", "--admin"]);
-        let mut args = vec!["create-cache", "main", "--public-key", &keys.public];
+        let mut args = vec!["create-cache", "main", "--no-upstream", "--public-key", &keys.public];
         if public {
             args.push("--public");
         }

@@ -29,13 +29,22 @@ pub fn open_in_browser(url: &str) -> bool {
     })
 }
 
+/// Whether `url` is a page of the server `client` talks to (same scheme, host and port).
+fn is_page_of(client: &ApiClient, url: &str) -> bool {
+    match (reqwest::Url::parse(url), reqwest::Url::parse(client.base_url())) {
+        (Ok(page), Ok(base)) => page.origin() == base.origin(),
+        _ => false,
+    }
+}
+
 /// Waits for approval and returns the new token and the user it belongs to.
 pub async fn login_in_browser(client: &ApiClient) -> anyhow::Result<(String, String)> {
     let started = client.start_cli_login(&client_name()).await?;
-    eprintln!("To log in, approve this request in the dashboard (code {}):", started.code);
-    eprintln!("  {}", started.approve_url);
-    if !open_in_browser(&started.approve_url) {
-        eprintln!("(could not open a browser: open the link above yourself)");
+    eprintln!("To log in, open {} and enter this code:", started.approve_url);
+    eprintln!("  code: {}", started.code);
+    // Only a page of the server itself is opened automatically.
+    if !is_page_of(client, &started.approve_url) || !open_in_browser(&started.approve_url) {
+        eprintln!("(open the link above in your browser)");
     }
     eprintln!("Waiting for approval...");
     let deadline = Instant::now() + Duration::from_secs(started.expires_in_seconds);

@@ -123,7 +123,7 @@ pub async fn push(
         let ready: Vec<StorePath> = todo
             .keys()
             .filter(|p| !in_flight.contains(*p))
-            .filter(|p| paths[*p].references.iter().all(|r| r == *p || !todo.contains_key(r)))
+            .filter(|p| paths[*p].references.iter().all(|r| r == *p || !(todo.contains_key(r) || failed.contains(r))))
             .take(options.jobs.saturating_sub(running.len()))
             .cloned()
             .collect();
@@ -164,21 +164,27 @@ pub async fn push(
                 failed.insert(path);
             }
         }
-        // Paths that need a failed one can never be accepted: drop them now.
-        let blocked: Vec<StorePath> = todo
-            .keys()
-            .filter(|p| !in_flight.contains(*p) && paths[*p].references.iter().any(|r| failed.contains(r)))
-            .cloned()
-            .collect();
-        for path in blocked {
-            if paths[&path].references.iter().any(|r| summary.retryable.contains(r)) {
-                summary.retryable.push(path.clone());
+        // Paths that need a failed one can never be accepted: drop them now, and the paths
+        // that need those, until none is left.
+        loop {
+            let blocked: Vec<StorePath> = todo
+                .keys()
+                .filter(|p| !in_flight.contains(*p) && paths[*p].references.iter().any(|r| failed.contains(r)))
+                .cloned()
+                .collect();
+            if blocked.is_empty() {
+                break;
             }
-            todo.remove(&path);
-            bar.inc(1);
-            summary.failed += 1;
-            summary.errors.push(format!("{path}: not pushed because a path it references failed"));
-            failed.insert(path);
+            for path in blocked {
+                if paths[&path].references.iter().any(|r| summary.retryable.contains(r)) {
+                    summary.retryable.push(path.clone());
+                }
+                todo.remove(&path);
+                bar.inc(1);
+                summary.failed += 1;
+                summary.errors.push(format!("{path}: not pushed because a path it references failed"));
+                failed.insert(path);
+            }
         }
     }
     bar.finish_and_clear();

@@ -7,7 +7,7 @@
 //! cost one plan request. When the server cannot be reached, the batch is kept and retried
 //! with backoff. SIGINT or SIGTERM stops the watcher after the uploads in flight finish.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -24,11 +24,15 @@ use crate::nix::{STORE_DIR, StorePath};
 
 /// New paths are gathered this long after the last one appeared, to push them in one batch.
 const SETTLE: Duration = Duration::from_millis(500);
+/// ...but a store that never goes quiet is looked at this often anyway.
+const MAX_SETTLE: Duration = Duration::from_secs(5);
 /// How often unfinished (not yet valid) paths are looked at again.
 const RECHECK: Duration = Duration::from_secs(2);
 /// A path that is still not valid after this long is given up (its build is stuck or gone).
 const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 3600);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// A path whose upload keeps failing with server errors is given up after this many tries.
+const MAX_TRIES: u32 = 10;
 
 /// The store path a watcher event hints at: a new entry, or the path whose lock was deleted.
 /// Derivations, locks and build scratch directories are not pushed.
@@ -68,8 +72,8 @@ struct Queue {
     hinted: BTreeMap<StorePath, Instant>,
     last_hint: Option<Instant>,
     last_check: Option<Instant>,
-    /// A path was hinted since the last check.
-    fresh: bool,
+    /// When the first path since the last check was hinted.
+    fresh_since: Option<Instant>,
     ready: BTreeSet<StorePath>,
 }
 
@@ -77,21 +81,22 @@ impl Queue {
     fn hint(&mut self, path: StorePath) {
         self.hinted.entry(path).or_insert_with(Instant::now);
         self.last_hint = Some(Instant::now());
-        self.fresh = true;
+        self.fresh_since.get_or_insert_with(Instant::now);
     }
 
     /// Whether the hinted paths should be checked now: new ones have settled, or unfinished
     /// ones are due for another look.
     fn due(&self) -> bool {
-        let settled = self.last_hint.is_some_and(|t| t.elapsed() >= SETTLE);
+        let settled = self.last_hint.is_some_and(|t| t.elapsed() >= SETTLE)
+            || self.fresh_since.is_some_and(|t| t.elapsed() >= MAX_SETTLE);
         let recheck = self.last_check.is_none_or(|t| t.elapsed() >= RECHECK);
-        !self.hinted.is_empty() && settled && (self.fresh || recheck)
+        !self.hinted.is_empty() && settled && (self.fresh_since.is_some() || recheck)
     }
 
     /// Moves valid hinted paths to `ready`; forgets paths that vanished or never finished.
     fn check(&mut self) -> anyhow::Result<()> {
         self.last_check = Some(Instant::now());
-        self.fresh = false;
+        self.fresh_since = None;
         let candidates: Vec<StorePath> = self.hinted.keys().cloned().collect();
         for path in valid_paths(&candidates)? {
             self.hinted.remove(&path);
@@ -146,8 +151,11 @@ pub async fn watch_store(client: &ApiClient, options: WatchOptions) -> anyhow::R
         .with_context(|| format!("cannot watch {STORE_DIR}: is Nix installed, and may this user read it?"))?;
     eprintln!("watching {STORE_DIR}: new paths are pushed to cache {:?} (Ctrl-C or SIGTERM stops)", options.push.cache);
 
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    use tokio::signal::unix::{SignalKind, signal};
+    // Listening from the start, so a signal that arrives while the loop is busy is not lost.
+    let (mut sigint, mut sigterm) = (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?);
     let mut queue = Queue::default();
+    let mut tries: HashMap<StorePath, u32> = HashMap::new();
     let mut totals = WatchTotals::default();
     let mut running: Option<JoinHandle<Batch>> = None;
     let mut backoff: Option<(Instant, Duration)> = None;
@@ -156,7 +164,7 @@ pub async fn watch_store(client: &ApiClient, options: WatchOptions) -> anyhow::R
     loop {
         tokio::select! {
             Some(path) = hints.recv(), if !stopping => queue.hint(path),
-            _ = tokio::signal::ctrl_c(), if !stopping => stopping = true,
+            _ = sigint.recv(), if !stopping => stopping = true,
             _ = sigterm.recv(), if !stopping => stopping = true,
             finished = async { running.as_mut().expect("guarded").await }, if running.is_some() => {
                 running = None;
@@ -165,13 +173,21 @@ pub async fn watch_store(client: &ApiClient, options: WatchOptions) -> anyhow::R
                     Ok(summary) => {
                         eprintln!("{}", format_summary(&summary));
                         totals.pushed += summary.pushed + summary.attached;
-                        let permanent = summary.failed - summary.retryable.len();
-                        totals.failed += permanent;
+                        totals.failed += summary.failed - summary.retryable.len();
                         for error in &summary.errors {
                             eprintln!("error: {error}");
                         }
                         backoff = if summary.retryable.is_empty() { None } else { Some(next_backoff(backoff)) };
-                        queue.ready.extend(summary.retryable);
+                        for path in summary.retryable {
+                            let count = tries.entry(path.clone()).or_default();
+                            *count += 1;
+                            if *count >= MAX_TRIES {
+                                eprintln!("error: giving up on {path} after {MAX_TRIES} failed uploads");
+                                totals.failed += 1;
+                            } else {
+                                queue.ready.insert(path);
+                            }
+                        }
                     }
                     Err(e) => match e.downcast_ref::<ClientError>() {
                         // A wrong token, URL or cache does not fix itself: stop and say so.
@@ -190,12 +206,22 @@ pub async fn watch_store(client: &ApiClient, options: WatchOptions) -> anyhow::R
         }
         if stopping {
             if let Some(handle) = running.take() {
-                eprintln!("stopping: finishing the uploads in flight...");
-                let (_, result) = handle.await.context("push task failed")?;
-                if let Ok(summary) = result {
-                    eprintln!("{}", format_summary(&summary));
-                    totals.pushed += summary.pushed + summary.attached;
-                    totals.failed += summary.failed;
+                eprintln!("stopping: finishing the uploads in flight (signal again to abort them)...");
+                let finished = tokio::select! {
+                    finished = handle => finished.context("push task failed")?,
+                    _ = sigint.recv() => anyhow::bail!("stopped; the uploads in flight were aborted"),
+                    _ = sigterm.recv() => anyhow::bail!("stopped; the uploads in flight were aborted"),
+                };
+                match finished.1 {
+                    Ok(summary) => {
+                        eprintln!("{}", format_summary(&summary));
+                        totals.pushed += summary.pushed + summary.attached;
+                        totals.failed += summary.failed;
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        totals.failed += finished.0.len();
+                    }
                 }
             }
             let waiting = queue.ready.len() + queue.hinted.len();

@@ -7,8 +7,8 @@ CREATE TABLE cache_upstreams (
     public_key TEXT NOT NULL,
     UNIQUE (cache_id, url, public_key)
 );
-INSERT INTO cache_upstreams (cache_id, url, public_key)
-    SELECT id, 'https://cache.nixos.org', 'cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFnspcDShjY=' FROM caches;
+-- Caches that exist already keep storing everything (no upstream); new ones start with
+-- cache.nixos.org.
 
 -- Whether `hibernation push --force` may store paths an upstream already holds.
 ALTER TABLE caches ADD COLUMN allow_force_push BOOLEAN NOT NULL DEFAULT FALSE;
@@ -20,6 +20,8 @@ CREATE TABLE cli_logins (
     code TEXT NOT NULL UNIQUE,
     poll_secret_hash TEXT NOT NULL UNIQUE,
     client_name TEXT NOT NULL,
+    -- The address that opened the request, to bound open requests per address.
+    peer TEXT NOT NULL,
     created_at TIMESTAMP NOT NULL,
     expires_at TIMESTAMP NOT NULL,
     approved_by BIGINT REFERENCES users(id) ON DELETE CASCADE,

@@ -30,6 +30,7 @@ struct SettingsPage {
     upstreams: String,
     allow_force: bool,
     can_delete: bool,
+    can_edit_upstreams: bool,
     error: FormError,
     /// Users granted access: (id, name, can push).
     grants: Vec<(i64, String, bool)>,
@@ -124,6 +125,7 @@ pub async fn show(req: &Request, state: Data<&Arc<AppState>>, Path(name): Path<S
         upstreams: upstreams.iter().map(Upstream::to_line).collect::<Vec<_>>().join("\n"),
         allow_force: cache.allow_force_push,
         can_delete: user.is_admin,
+        can_edit_upstreams: user.is_admin,
         cache,
         error: FormError::default(),
         grants: lists.grants,
@@ -147,7 +149,7 @@ pub async fn update(
     };
     // An empty name keeps the current one.
     let new_name = Some(form.name.trim()).filter(|n| !n.is_empty()).unwrap_or(&cache.name).to_string();
-    let settings = match form.validate(&new_name) {
+    let settings = match form.validate(&new_name, user.is_admin) {
         Ok(valid) => valid,
         Err(error) => {
             let lists = match access_lists(&state, cache.id).await {
@@ -163,6 +165,7 @@ pub async fn update(
                 upstreams: form.upstreams,
                 allow_force: form.allow_force.is_some(),
                 can_delete: user.is_admin,
+                can_edit_upstreams: user.is_admin,
                 cache,
                 error,
                 grants: lists.grants,

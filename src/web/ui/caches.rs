@@ -48,6 +48,7 @@ struct CachesPage {
     layout: Layout,
     caches: Vec<CacheRow>,
     can_create: bool,
+    can_edit_upstreams: bool,
     form: CacheForm,
     error: FormError,
 }
@@ -99,7 +100,14 @@ async fn list_page(state: &AppState, req: &Request, user: &User, form: CacheForm
     match visible_caches(state, user).await {
         Ok(caches) => {
             let can_create = may_create_caches(state, user).await;
-            let page = CachesPage { layout: Layout::new(req, Some(user)), caches, can_create, form, error };
+            let page = CachesPage {
+                layout: Layout::new(req, Some(user)),
+                caches,
+                can_create,
+                can_edit_upstreams: user.is_admin,
+                form,
+                error,
+            };
             render(state, status, &page.layout, &page)
         }
         Err(e) => unavailable(state, req, user, e),
@@ -151,8 +159,9 @@ pub struct CacheForm {
 
 impl CacheForm {
     /// Checks the form for a cache that will be called `name`: the name, the priority, the
-    /// quota in GiB (empty for none) and the public keys, one per line.
-    pub fn validate(&self, name: &str) -> Result<CacheSettings, FormError> {
+    /// quota in GiB (empty for none), the public keys, one per line, and, for administrators
+    /// (`may_set_upstreams`), the upstreams and `--force`; otherwise those are left as they are.
+    pub fn validate(&self, name: &str, may_set_upstreams: bool) -> Result<CacheSettings, FormError> {
         if !is_valid_cache_name(name) {
             return Err(FormError::new("name", format!("Invalid name: {CACHE_NAME_RULE}.")));
         }
@@ -178,21 +187,21 @@ impl CacheForm {
                 FormError::new("quota", "Enter a size in GiB, e.g. 50, or leave it empty for no limit.")
             })? as i64),
         };
-        let upstreams = self
-            .upstreams
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(|line| Upstream::parse_line(line).map_err(|e| FormError::new("upstreams", e)))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(CacheSettings {
-            is_public: self.public.is_some(),
-            priority,
-            quota_bytes,
-            keys,
-            upstreams,
-            allow_force_push: self.allow_force.is_some(),
-        })
+        // Upstream URLs make the server send requests, and --force overrides them: both
+        // are an administrator's decision.
+        let (upstreams, allow_force_push) = if may_set_upstreams {
+            let upstreams = self
+                .upstreams
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(|line| Upstream::parse_line(line).map_err(|e| FormError::new("upstreams", e)))
+                .collect::<Result<Vec<_>, _>>()?;
+            (Some(upstreams), Some(self.allow_force.is_some()))
+        } else {
+            (None, None)
+        };
+        Ok(CacheSettings { is_public: self.public.is_some(), priority, quota_bytes, keys, upstreams, allow_force_push })
     }
 }
 
@@ -206,7 +215,7 @@ pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
         let text = "Only administrators and members of a group allowed to create caches create them.";
         return message(&state, req, Some(&user), StatusCode::FORBIDDEN, "Not allowed", text);
     }
-    let settings = match form.validate(&form.name) {
+    let settings = match form.validate(&form.name, user.is_admin) {
         Ok(valid) => valid,
         Err(error) => return list_page(&state, req, &user, form, error).await,
     };

@@ -51,9 +51,9 @@ pub fn routes() -> Route {
         .at("/groups/:id/delete", post(groups::delete))
         .at("/tokens", get(tokens::list).post(tokens::create))
         .at("/tokens/:id/revoke", post(tokens::revoke))
-        .at("/cli-login/:code", get(cli_login::show))
-        .at("/cli-login/:code/approve", post(cli_login::approve))
-        .at("/cli-login/:code/deny", post(cli_login::deny))
+        .at("/cli-login", get(cli_login::show))
+        .at("/cli-login/approve", post(cli_login::approve))
+        .at("/cli-login/deny", post(cli_login::deny))
 }
 
 /// A form that carries nothing but its CSRF token (revoke, delete, sign out).
@@ -145,7 +145,13 @@ pub fn clear_session_cookie(state: &AppState) -> String {
 pub fn render(state: &AppState, status: StatusCode, layout: &Layout, page: &impl Template) -> Response {
     match page.render() {
         Ok(html) => {
-            let mut response = Response::builder().status(status).content_type("text/html; charset=utf-8").body(html);
+            // No page may be framed by another site (clickjacking of approve and delete buttons).
+            let mut response = Response::builder()
+                .status(status)
+                .content_type("text/html; charset=utf-8")
+                .header("x-frame-options", "DENY")
+                .header("content-security-policy", "frame-ancestors 'none'")
+                .body(html);
             if layout.new_csrf {
                 let value = cookie_header(state, CSRF_COOKIE, &layout.csrf, 7 * 24 * 3600, "Strict");
                 response.headers_mut().append(header::SET_COOKIE, value.parse().expect("cookie header"));

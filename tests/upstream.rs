@@ -22,10 +22,8 @@ fn push_json(cli: &Cli, keys: &Keys, args: &[&str]) -> (bool, serde_json::Value,
     (out.status.success(), summary, output_text(&out))
 }
 
-#[test]
-fn paths_an_upstream_serves_are_skipped_and_nix_fetches_them_there() {
-    let closure = Closure::build(&unique_tag("upstream"));
-    // The upstream: a second server whose public cache holds the dependency.
+/// A second server whose public cache `up` holds `path` (only), signed by the returned keys.
+fn upstream_holding(path: &str) -> (Server, Keys) {
     let upstream_keys = Keys::generate("upstream-1");
     let upstream = Server::start(Backend::Sqlite);
     upstream.admin(&["create-user", "admin", "--admin"]);
@@ -33,7 +31,14 @@ fn paths_an_upstream_serves_are_skipped_and_nix_fetches_them_there() {
     let upstream_token = upstream.admin(&["create-token", "admin", "--name", "ci"]);
     let upstream_cli = Cli::new();
     upstream_cli.login(&upstream, &upstream_token);
-    upstream_cli.run_ok(&["push", "up", "--no-deps", "--key", upstream_keys.secret_path(), &closure.dep]);
+    upstream_cli.run_ok(&["push", "up", "--no-deps", "--key", upstream_keys.secret_path(), path]);
+    (upstream, upstream_keys)
+}
+
+#[test]
+fn paths_an_upstream_serves_are_skipped_and_nix_fetches_them_there() {
+    let closure = Closure::build(&unique_tag("upstream"));
+    let (upstream, upstream_keys) = upstream_holding(&closure.dep);
 
     let keys = Keys::generate("main-1");
     let server = Server::start(Backend::Sqlite);
@@ -99,6 +104,33 @@ fn paths_an_upstream_serves_are_skipped_and_nix_fetches_them_there() {
     let info: serde_json::Value = serde_json::from_str(&cli.run_ok(&["cache", "info", "main", "--json"])).unwrap();
     assert_eq!(info["upstreams"][0]["url"], upstream.cache_url("up"));
     assert_eq!(info["allow_force_push"], false);
+}
+
+#[test]
+fn an_unreachable_upstream_makes_an_upload_wait_instead_of_failing_for_good() {
+    let closure = Closure::build(&unique_tag("upstream-down"));
+    let (mut upstream, upstream_keys) = upstream_holding(&closure.dep);
+    let keys = Keys::generate("main-2");
+    let mut server = Server::start(Backend::Sqlite);
+    server.admin(&["create-user", "admin", "--admin"]);
+    let upstream_line = format!("{} {}", upstream.cache_url("up"), upstream_keys.public);
+    server.admin(&["create-cache", "main", "--public-key", &keys.public, "--upstream", &upstream_line]);
+    let token = server.admin(&["create-token", "admin", "--name", "ci"]);
+
+    // A fresh server process (nothing remembered) while the upstream is down.
+    server.restart();
+    upstream.stop();
+    let app = support::RawUpload::of(&closure.app, keys.secret_path());
+    let (status, message) = support::error_of(app.send(&server, "main", &token, app.compressed()));
+    assert_eq!(status, 503, "{message}");
+    assert!(message.contains("cannot be reached; try again later"), "{message}");
+    assert_eq!(server.get(&format!("/api/nix/main/{}.narinfo", app.hash_part()), Some(&token)).status(), 404);
+
+    // Once the upstream answers again (it is left out for a few seconds), the same upload works.
+    upstream.resume();
+    support::wait_until(std::time::Duration::from_secs(30), "the upload to be accepted", || {
+        app.send(&server, "main", &token, app.compressed()).status() == 200
+    });
 }
 
 /// A fake upstream that answers every narinfo request after a delay, counting requests per

@@ -52,8 +52,22 @@ fn nix_substitutes_from_a_cache_on_its_own_host() {
         .unwrap();
     assert_eq!(info.status(), 200);
     assert!(info.text().unwrap().contains("StoreDir: /nix/store"));
+    // A path is served only on its own cache's host.
+    server.admin(&["create-cache", "other", "--no-upstream", "--public-key", &keys.public]);
     let narinfo = format!("/{}.narinfo", &closure.app[11..43]);
-    assert_eq!(get_with_host(&server, &format!("nope.localhost:{port}"), &narinfo).status(), 404);
+    let on_host = |host: &str| {
+        reqwest::blocking::Client::new()
+            .get(format!("{}{narinfo}", server.url()))
+            .header("host", format!("{host}:{port}"))
+            .bearer_auth(&token)
+            .send()
+            .unwrap()
+    };
+    let found = on_host("main.localhost");
+    assert_eq!(found.status(), 200);
+    assert!(found.text().unwrap().contains(&format!("StorePath: {}", closure.app)));
+    assert_eq!(on_host("other.localhost").status(), 404, "the other cache does not have it");
+    assert_eq!(on_host("nope.localhost").status(), 404);
     let dashboard = get_with_host(&server, &format!("localhost:{port}"), "/");
     assert_eq!(dashboard.status(), 303, "the site's own host is the dashboard");
 

@@ -7,7 +7,7 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use support::nix::{nix, run_ok};
-use support::{Backend, Cli, Closure, Keys, NixClient, Server, terminate, unique_tag, wait_until};
+use support::{Backend, Cli, Closure, Keys, NixClient, Server, unique_tag, wait_until};
 
 struct Watcher {
     child: Child,
@@ -33,8 +33,12 @@ impl Watcher {
     }
 
     /// SIGTERM, then the exit status once it stopped.
-    fn stop(mut self) -> (std::process::ExitStatus, String) {
-        terminate(&self.child);
+    fn stop(self) -> (std::process::ExitStatus, String) {
+        self.stop_with("TERM")
+    }
+
+    fn stop_with(mut self, signal: &str) -> (std::process::ExitStatus, String) {
+        support::signal(&self.child, signal);
         let mut status = None;
         wait_until(Duration::from_secs(60), "the watcher to stop", || {
             status = self.child.try_wait().unwrap();
@@ -100,8 +104,9 @@ fn waits_out_a_server_outage() {
     wait_until(Duration::from_secs(60), "the queued paths to be pushed after the outage", || {
         closure.paths().iter().all(|p| narinfo_status(&server, &token, p) == 200)
     });
-    let (status, log) = watcher.stop();
-    assert!(status.success(), "{log}");
+    let (status, log) = watcher.stop_with("INT");
+    assert!(status.success(), "Ctrl-C stops it cleanly too: {log}");
+    assert!(log.contains("stopped"), "{log}");
 }
 
 /// A path big enough that its upload is still running when SIGTERM arrives.

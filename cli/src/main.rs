@@ -267,7 +267,7 @@ async fn use_command(client: ApiClient, cache: &str, nix_conf: Option<PathBuf>) 
         Some(path) => path,
         None => use_cache::user_nix_conf()?,
     };
-    let plan = use_cache::plan(nix_conf, &info.substituter, &info.public_keys, token)?;
+    let plan = use_cache::plan(nix_conf, &info, token)?;
     let mut files = vec![(&plan.nix_conf, &plan.nix_conf_old, &plan.nix_conf_new, 0o644)];
     if let Some((path, old, new)) = &plan.netrc {
         files.insert(0, (path, old, new, 0o600));

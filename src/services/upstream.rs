@@ -18,7 +18,7 @@ use hibernation::nix::{NarInfo, PublicKey, StorePath};
 const CONCURRENT_LOOKUPS: usize = 16;
 const HELD_FOR: Duration = Duration::from_secs(3600);
 const MISSING_FOR: Duration = Duration::from_secs(300);
-const DOWN_FOR: Duration = Duration::from_secs(60);
+const DOWN_FOR: Duration = Duration::from_secs(10);
 const MAX_REMEMBERED: usize = 200_000;
 /// Narinfos are a few hundred bytes; anything far bigger is not one.
 const MAX_NARINFO_BYTES: usize = 64 * 1024;

@@ -74,7 +74,12 @@ pub fn wait_until(timeout: Duration, what: &str, mut done: impl FnMut() -> bool)
 
 /// Sends SIGTERM to a child process.
 pub fn terminate(child: &Child) {
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    signal(child, "TERM");
+}
+
+/// Sends a signal (`TERM`, `INT`, ...) to a child process.
+pub fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().unwrap();
     assert!(status.success());
 }
 

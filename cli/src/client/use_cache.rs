@@ -6,8 +6,11 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use reqwest::Url;
+
+use crate::api::CacheInfo;
+use crate::nix::PublicKey;
 
 /// The user's `nix.conf`: `$XDG_CONFIG_HOME/nix/nix.conf`, or `~/.config/nix/nix.conf`.
 pub fn user_nix_conf() -> anyhow::Result<PathBuf> {
@@ -39,12 +42,15 @@ pub fn netrc_file_setting(text: &str) -> Option<String> {
     setting_values(text, "netrc-file").pop()
 }
 
-/// `text` with the lines that make Nix use `substituter` trusting `keys` (and read
+/// `text` with the lines that make Nix use `substituters` trusting `keys` (and read
 /// `netrc_file` when given and not yet set); lines already present are not repeated.
-pub fn add_to_nix_conf(text: &str, substituter: &str, keys: &[String], netrc_file: Option<&Path>) -> String {
+pub fn add_to_nix_conf(text: &str, substituters: &[String], keys: &[String], netrc_file: Option<&Path>) -> String {
     let mut additions = Vec::new();
-    if !setting_values(text, "substituters").iter().any(|s| s.trim_end_matches('/') == substituter) {
-        additions.push(format!("extra-substituters = {substituter}"));
+    let configured = setting_values(text, "substituters");
+    for substituter in substituters {
+        if !configured.iter().any(|s| s.trim_end_matches('/') == substituter.trim_end_matches('/')) {
+            additions.push(format!("extra-substituters = {substituter}"));
+        }
     }
     let trusted = setting_values(text, "trusted-public-keys");
     for key in keys.iter().filter(|k| !trusted.contains(k)) {
@@ -130,13 +136,32 @@ pub struct Plan {
     pub netrc: Option<(PathBuf, String, String)>,
 }
 
-/// Works out the new `nix.conf` (and netrc) for using `substituter`.
-pub fn plan(
-    nix_conf: PathBuf,
-    substituter: &str,
-    keys: &[String],
-    private_token: Option<&str>,
-) -> anyhow::Result<Plan> {
+/// What the server says to add, checked: a URL and keys cannot smuggle in other settings.
+fn checked(info: &CacheInfo) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let mut substituters = vec![info.substituter.clone()];
+    substituters.extend(info.upstreams.iter().map(|u| u.url.clone()));
+    let mut keys = info.public_keys.clone();
+    keys.extend(info.upstreams.iter().flat_map(|u| u.public_keys.clone()));
+    for url in &substituters {
+        let parsed = Url::parse(url).with_context(|| format!("the server gave an invalid URL {url:?}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            bail!("the server gave an unusable substituter URL {url:?}");
+        }
+    }
+    for key in &keys {
+        PublicKey::parse(key).with_context(|| format!("the server gave an invalid public key {key:?}"))?;
+    }
+    keys.dedup();
+    Ok((substituters, keys))
+}
+
+/// Works out the new `nix.conf` (and netrc) for using the cache described by `info`: its
+/// substituter and keys, and those of its upstreams, which serve the paths it skipped.
+pub fn plan(nix_conf: PathBuf, info: &CacheInfo, private_token: Option<&str>) -> anyhow::Result<Plan> {
+    let (substituters, keys) = checked(info)?;
+    let substituter = info.substituter.as_str();
+    // Write through a symlinked nix.conf to the file it names.
+    let nix_conf = std::fs::canonicalize(&nix_conf).unwrap_or(nix_conf);
     let old = read_or_empty(&nix_conf)?;
     let netrc = match private_token {
         Some(token) => {
@@ -150,7 +175,7 @@ pub fn plan(
         }
         None => None,
     };
-    let nix_conf_new = add_to_nix_conf(&old, substituter, keys, netrc.as_ref().map(|(p, _, _)| p.as_path()));
+    let nix_conf_new = add_to_nix_conf(&old, &substituters, &keys, netrc.as_ref().map(|(p, _, _)| p.as_path()));
     Ok(Plan { nix_conf, nix_conf_old: old, nix_conf_new, netrc })
 }
 
@@ -162,13 +187,14 @@ mod tests {
 
     #[test]
     fn adds_substituter_and_keys_once() {
-        let first = add_to_nix_conf("max-jobs = 4", "http://c/api/nix/main", &[KEY.into()], None);
+        let main = ["http://c/api/nix/main".to_string()];
+        let first = add_to_nix_conf("max-jobs = 4", &main, &[KEY.into()], None);
         assert_eq!(
             first,
             format!("max-jobs = 4\nextra-substituters = http://c/api/nix/main\nextra-trusted-public-keys = {KEY}\n")
         );
-        assert_eq!(add_to_nix_conf(&first, "http://c/api/nix/main", &[KEY.into()], None), first);
-        let other = add_to_nix_conf(&first, "http://c/api/nix/other", &[KEY.into()], None);
+        assert_eq!(add_to_nix_conf(&first, &main, &[KEY.into()], None), first);
+        let other = add_to_nix_conf(&first, &["http://c/api/nix/other".to_string()], &[KEY.into()], None);
         assert!(other.ends_with("extra-substituters = http://c/api/nix/other\n"), "{other}");
     }
 
@@ -177,12 +203,35 @@ mod tests {
         let text = format!(
             "substituters = https://cache.nixos.org http://c/api/nix/main/\ntrusted-public-keys = {KEY} # ours\n"
         );
-        assert_eq!(add_to_nix_conf(&text, "http://c/api/nix/main", &[KEY.into()], Some(Path::new("/n"))), {
+        assert_eq!(add_to_nix_conf(&text, &["http://c/api/nix/main".into()], &[KEY.into()], Some(Path::new("/n"))), {
             let mut t = text.clone();
             t.push_str("netrc-file = /n\n");
             t
         });
         assert_eq!(netrc_file_setting("netrc-file = /etc/nix/netrc\n").as_deref(), Some("/etc/nix/netrc"));
+    }
+
+    #[test]
+    fn server_answers_cannot_inject_settings() {
+        let info = |substituter: &str, key: &str| CacheInfo {
+            name: "main".into(),
+            public: true,
+            priority: 41,
+            substituter: substituter.into(),
+            public_keys: vec![key.into()],
+            upstreams: vec![crate::api::Upstream::default_upstream()],
+            allow_force_push: false,
+            can_push: false,
+            paths: 0,
+            stored_bytes: 0,
+            quota_bytes: None,
+        };
+        let (substituters, keys) = checked(&info("http://c/api/nix/main", KEY)).unwrap();
+        assert_eq!(substituters, ["http://c/api/nix/main", "https://cache.nixos.org"], "upstreams too");
+        assert_eq!(keys.len(), 2);
+        assert!(checked(&info("http://c/x\npost-build-hook = /evil", KEY)).is_err());
+        assert!(checked(&info("file:///etc", KEY)).is_err());
+        assert!(checked(&info("http://c/api/nix/main", "k:AAAA\npost-build-hook = /evil")).is_err());
     }
 
     #[test]

@@ -218,6 +218,31 @@ fn upstreams_are_edited_in_settings_and_the_cache_page_shows_every_way_to_use_it
     let settings_page = web.get("/caches/main/settings").text().unwrap();
     assert!(settings_page.contains("http://mirror.example mirror-1:") && settings_page.contains("checked"));
 
+    // A pusher who is not an administrator changes the other settings, never the upstreams
+    // (the server would fetch from them) nor --force.
+    let mut create_bob =
+        server.command(Some(&["admin", "create-user", "bob", "--email", "bob@example.com", "--password-stdin"]));
+    let mut child = create_bob.stdin(std::process::Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"bob's password\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    server.admin(&["grant", "bob", "main", "--push"]);
+    let bob = WebClient::new(&server);
+    assert_eq!(bob.sign_in("bob@example.com", "bob's password").status(), 303);
+    let bob_page = bob.get("/caches/main/settings").text().unwrap();
+    assert!(bob_page.contains("Only administrators change upstreams"), "{bob_page}");
+    let bob_csrf = csrf_in(&bob_page);
+    let sneaky = [
+        ("csrf", bob_csrf.as_str()),
+        ("priority", "42"),
+        ("keys", keys.public.as_str()),
+        ("upstreams", "http://169.254.169.254 mirror-1:0Rz0AyLGLvrdLvDn5cBEn6TLgSpTtEZcuV0cqiqoZHs="),
+    ];
+    assert_eq!(location(&bob.post("/caches/main/settings", &sneaky)), "/caches/main");
+    let after = info();
+    assert_eq!(after["priority"], 42, "the other settings were saved");
+    assert_eq!(after["upstreams"], now["upstreams"], "the upstreams were not");
+    assert_eq!(after["allow_force_push"], true, "--force stays as the administrator set it");
+
     // The cache page: nix.conf, flake, netrc, push, watch mode (beside a build and as a
     // service) and `hibernation use`.
     let page = web.get("/caches/main").text().unwrap();

@@ -222,7 +222,7 @@ async fn login(server: Option<String>, token: Option<String>, browser: bool) -> 
         None => Config::load()?.url.context("give the server URL: `hibernation login https://cache.example.com`")?,
     };
     let anonymous = ApiClient::new(&server, None)?;
-    let (token, user) = match token {
+    let (token, user) = match token.filter(|t| !t.trim().is_empty()) {
         Some(token) => {
             let me = ApiClient::new(&server, Some(token.clone()))?.whoami().await?;
             (token, me.user)

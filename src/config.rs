@@ -7,6 +7,14 @@ use anyhow::{Context, bail};
 use crate::storage::S3Config;
 
 #[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    /// The `service_name` label on every series.
+    pub name: String,
+    /// A separate listener for the exposition; `None` serves `/metrics` on the main port.
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Clone)]
 pub struct Config {
     pub db_url: String,
     pub database_logging: bool,
@@ -16,6 +24,8 @@ pub struct Config {
     pub port: u16,
     /// `{cache}.{site host}` serves that cache's protocol at `/` (VIRTUAL_HOST_ROUTING).
     pub virtual_host_routing: bool,
+    /// Prometheus metrics (METRICS_ENABLED, METRICS_NAME, METRICS_PORT).
+    pub metrics: Option<MetricsConfig>,
     /// Set when NARs go to S3; `storage_path` then only holds temporary upload files.
     pub s3: Option<S3Config>,
 }
@@ -74,6 +84,7 @@ impl Config {
                 .map(|v| parse_bool("VIRTUAL_HOST_ROUTING", &v))
                 .transpose()?
                 .unwrap_or(false),
+            metrics: metrics_from_env(port)?,
             s3: s3_from_env()?,
         })
     }
@@ -95,6 +106,22 @@ impl Config {
         url.set_host(Some(&format!("{cache}.{}", self.site_host()))).ok()?;
         Some(url.as_str().trim_end_matches('/').to_string())
     }
+}
+
+fn metrics_from_env(main_port: u16) -> anyhow::Result<Option<MetricsConfig>> {
+    let enabled = var("METRICS_ENABLED").map(|v| parse_bool("METRICS_ENABLED", &v)).transpose()?.unwrap_or(false);
+    if !enabled {
+        return Ok(None);
+    }
+    let name = var("METRICS_NAME").unwrap_or_else(|| "hibernation".to_string());
+    let port = match var("METRICS_PORT") {
+        Some(p) => Some(p.parse::<u16>().with_context(|| format!("METRICS_PORT must be a port number, got {p:?}"))?),
+        None => None,
+    };
+    if port == Some(main_port) {
+        bail!("METRICS_PORT must differ from PORT ({main_port}); leave it unset to serve /metrics on PORT");
+    }
+    Ok(Some(MetricsConfig { name, port }))
 }
 
 /// S3 is used when its variables are set; a partial set is an error, never a silent fallback.

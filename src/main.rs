@@ -91,6 +91,11 @@ async fn serve(config: config::Config, db: db::Db) -> anyhow::Result<()> {
     tokio::spawn(access_log.clone().run(db.clone()));
     tokio::spawn(services::janitor::run(db.clone(), storage.clone()));
     let port = config.port;
+    let metrics = match &config.metrics {
+        Some(settings) => Some(services::metrics::install(&settings.name)?),
+        None => None,
+    };
+    let metrics_port = config.metrics.as_ref().and_then(|m| m.port);
     let state = Arc::new(web::AppState {
         db: db.clone(),
         storage,
@@ -98,7 +103,20 @@ async fn serve(config: config::Config, db: db::Db) -> anyhow::Result<()> {
         access_log: access_log.clone(),
         hot: Default::default(),
         upstreams: Default::default(),
+        metrics,
     });
+    if let Some(metrics_port) = metrics_port {
+        let listener = std::net::TcpListener::bind(("0.0.0.0", metrics_port))
+            .with_context(|| format!("cannot serve metrics on METRICS_PORT {metrics_port}"))?;
+        drop(listener);
+        let metrics_state = state.clone();
+        tokio::spawn(async move {
+            if let Err(e) = web::metrics::serve_separately(metrics_port, metrics_state).await {
+                tracing::error!("the metrics listener stopped: {e}");
+            }
+        });
+        tracing::info!("metrics on port {metrics_port}");
+    }
     let listener = poem::listener::TcpListener::bind(("0.0.0.0", port));
     tracing::info!("hibernation-server listening on port {port}");
     poem::Server::new(listener)

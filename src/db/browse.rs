@@ -52,6 +52,15 @@ pub fn totals(conn: &mut AnyConnection, cache_ids: Option<&[i64]>) -> DbResult<T
     })
 }
 
+/// Bytes of the cache's NAR files that other caches use too: storage deduplication saves.
+pub fn shared_bytes(conn: &mut AnyConnection, cache_id: i64) -> DbResult<i64> {
+    let own = store_paths::table.filter(store_paths::cache_id.eq(cache_id)).select(store_paths::nar_id);
+    let others = store_paths::table.filter(store_paths::cache_id.ne(cache_id)).select(store_paths::nar_id);
+    let bytes: Option<i64> =
+        nars::table.filter(nars::id.eq_any(own)).filter(nars::id.eq_any(others)).select(stored_bytes()).first(conn)?;
+    Ok(as_i64(bytes))
+}
+
 /// Path count and bytes per cache.
 pub fn cache_sizes(conn: &mut AnyConnection, cache_id: i64) -> DbResult<(i64, i64)> {
     let (count, bytes): (i64, Option<i64>) = store_paths::table

@@ -7,6 +7,7 @@ pub mod cache_info;
 pub mod cli_login;
 pub mod hot_cache;
 pub mod janitor;
+pub mod metrics;
 pub mod narinfo;
 pub mod nix_upload;
 pub mod passwords;

@@ -32,7 +32,7 @@ pub async fn accept_nar(
     cache_name: &str,
     file: &str,
     body: impl tokio::io::AsyncRead + Send + Unpin + 'static,
-) -> Result<(), PushError> {
+) -> Result<u64, PushError> {
     let (file_hash, compression) = parse_nar_file_name(file)
         .ok_or_else(|| invalid(format!("nar/{file} is not a NAR file name (<nix32 sha256>.nar[.xz|.zst|.bz2|.br])")))?;
     let cache = cache_for_push(db, caller, cache_name).await?;
@@ -48,6 +48,7 @@ pub async fn accept_nar(
             file_hash.to_nix32()
         )));
     }
+    let stored_bytes = received.file_size;
     let (key, nar) = store_received(storage, received).await?;
     let pending = PendingNar {
         id: 0,
@@ -69,7 +70,7 @@ pub async fn accept_nar(
             return Err(e.into());
         }
     }
-    Ok(())
+    Ok(stored_bytes)
 }
 
 /// Verifies a narinfo from `nix copy` and makes its path visible. Returns false when the

@@ -55,6 +55,27 @@ pub enum PushError {
     Storage(io::Error),
 }
 
+impl PushError {
+    /// A short name for metrics (`rejected uploads by reason`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::CacheNotFound(_) => "cache_not_found",
+            Self::Forbidden(_) | Self::ForceNotAllowed(_) => "forbidden",
+            Self::InvalidInput(_) => "invalid",
+            Self::BadSignature(_) => "bad_signature",
+            Self::MissingReferences { .. } => "missing_references",
+            Self::UploadRequired(_) => "upload_required",
+            Self::NarMismatch(_) => "nar_mismatch",
+            Self::MalformedNar(_) => "malformed_nar",
+            Self::Interrupted(_) => "interrupted",
+            Self::UpstreamUnreachable(_) => "upstream_unreachable",
+            Self::OverQuota { .. } => "over_quota",
+            Self::Db(_) => "database",
+            Self::Storage(_) => "storage",
+        }
+    }
+}
+
 fn invalid(msg: impl Into<String>) -> PushError {
     PushError::InvalidInput(msg.into())
 }

@@ -13,6 +13,7 @@ use crate::db::models::Cache;
 use crate::db::uploads;
 use crate::db::{caches, paths};
 use crate::services::access::{Access, access_to};
+use crate::services::metrics;
 use crate::services::narinfo as narinfo_format;
 use crate::services::nix_upload::parse_nar_file_name;
 use crate::services::push::listing_key;
@@ -85,13 +86,13 @@ pub async fn narinfo(
         if req.method() == Method::HEAD { response.body(Body::empty()) } else { response.body(text.to_string()) }
     };
     if !is_listing && let Some(text) = state.hot.narinfo(cache.id, &hash) {
-        state.access_log.record_narinfo(cache.id, true);
+        count_narinfo(&state, &cache, true);
         return Ok(respond(text));
     }
     let (cache_id, lookup) = (cache.id, hash.clone());
     let entry = state.db.read(move |c| paths::find_entry(c, cache_id, &lookup)).await?;
     if !is_listing {
-        state.access_log.record_narinfo(cache.id, entry.is_some());
+        count_narinfo(&state, &cache, entry.is_some());
     }
     let entry = entry.ok_or_else(not_found)?;
     if is_listing {
@@ -104,6 +105,12 @@ pub async fn narinfo(
     let text: Arc<str> = Arc::from(narinfo_format::render(&entry).map_err(AppError::Internal)?);
     state.hot.remember_narinfo(cache.id, &hash, text.clone());
     Ok(respond(text))
+}
+
+/// A narinfo answered: for the overview's chart and for Prometheus.
+fn count_narinfo(state: &AppState, cache: &Cache, hit: bool) {
+    state.access_log.record_narinfo(cache.id, hit);
+    metrics::narinfo(&cache.name, hit);
 }
 
 #[handler]
@@ -148,6 +155,7 @@ pub async fn nar(
         AppError::Unavailable(format!("NAR {} is registered but cannot be read from storage: {e}", nar.nar_hash))
     })?;
     state.access_log.record_nar(cache_id, path_id, end - start);
+    metrics::nar_served(&cache.name, end - start);
     // ReaderStream's default 4 KiB chunks cap throughput; large chunks keep syscalls rare.
     Ok(builder.body(Body::from_bytes_stream(tokio_util::io::ReaderStream::with_capacity(reader, STREAM_CHUNK))))
 }

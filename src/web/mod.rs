@@ -5,6 +5,7 @@ mod cache_protocol;
 mod credentials;
 mod error;
 mod login_api;
+pub mod metrics;
 mod nix_upload;
 mod pages;
 mod push_api;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub access_log: Arc<crate::services::access_log::AccessLog>,
     pub hot: crate::services::hot_cache::HotCache,
     pub upstreams: crate::services::upstream::UpstreamChecker,
+    /// Set when METRICS_ENABLED is on.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 pub fn routes(state: Arc<AppState>) -> poem::endpoint::BoxEndpoint<'static, poem::Response> {
@@ -47,13 +50,15 @@ pub fn routes(state: Arc<AppState>) -> poem::endpoint::BoxEndpoint<'static, poem
     let site_host = state.config.virtual_host_routing.then(|| state.config.site_host());
     let app = ui::routes()
         .at("/health", get(pages::health))
+        .at("/metrics", get(metrics::scrape))
         .at("/static/:file", get(pages::asset))
         .nest("/api/nix", nix)
         .nest(hibernation::api::API_PREFIX, api)
         .catch_error(|_: poem::error::NotFoundError| async move { ui::not_found_page() })
         .data(state);
+    let app = metrics::RequestMetrics { inner: app };
     match site_host {
         Some(site_host) => virtual_host::VirtualHosts { inner: app, site_host }.boxed(),
-        None => app.map_to_response().boxed(),
+        None => app.boxed(),
     }
 }

@@ -11,9 +11,9 @@ use poem::{Body, Request, Response, handler};
 
 use super::credentials::required_caller;
 use super::{AppError, AppState};
-use crate::services::nix_upload;
 use crate::services::push::cache_for_push;
 use crate::services::receive::decompress_small;
+use crate::services::{metrics, nix_upload};
 
 /// Small bodies (narinfos, listings, logs) are read whole; anything larger is refused.
 const SMALL_BODY_LIMIT: usize = 64 * 1024 * 1024;
@@ -82,7 +82,12 @@ pub async fn put_nar(
     if content_encoding(req).is_some() {
         return Err(AppError::BadRequest("NAR uploads must not use Content-Encoding".into()));
     }
-    nix_upload::accept_nar(&state.db, &state.storage, &caller, &name, &file, body.into_async_read()).await?;
+    let result = nix_upload::accept_nar(&state.db, &state.storage, &caller, &name, &file, body.into_async_read()).await;
+    match &result {
+        Ok(bytes) => metrics::received(&name, *bytes),
+        Err(e) => metrics::rejected(&name, e.reason()),
+    }
+    result?;
     Ok(no_content())
 }
 
@@ -99,10 +104,17 @@ pub async fn put_file(
     if let Some(hash) = file.strip_suffix(".narinfo").filter(|h| is_hash_part(h)) {
         let text = String::from_utf8(small_body(req, body).await?)
             .map_err(|_| AppError::BadRequest("the narinfo is not UTF-8 text".into()))?;
-        let created = nix_upload::accept_narinfo(&state.db, &state.storage, &caller, &name, hash, &text).await?;
-        if created {
-            tracing::info!(cache = name, path = hash, "path pushed by nix copy");
+        let result = nix_upload::accept_narinfo(&state.db, &state.storage, &caller, &name, hash, &text).await;
+        match &result {
+            Ok(true) => {
+                tracing::info!(cache = name, path = hash, "path pushed by nix copy");
+                // Its NAR bytes were counted when the NAR arrived.
+                metrics::pushed(&name, 0);
+            }
+            Ok(false) => {}
+            Err(e) => metrics::rejected(&name, e.reason()),
         }
+        result?;
         return Ok(no_content());
     }
     if file.strip_suffix(".ls").is_some_and(is_hash_part) {

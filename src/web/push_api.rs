@@ -12,8 +12,10 @@ use tokio_util::io::SyncIoBridge;
 
 use super::credentials::{optional_caller, required_caller};
 use super::{AppError, AppState};
+use crate::services::auth::Caller;
 use crate::services::cache_info;
-use crate::services::push::{self, NarSource};
+use crate::services::metrics;
+use crate::services::push::{self, NarSource, PushError};
 use crate::services::receive::{Declared, receive_nar};
 use crate::services::{CACHE_NAME_RULE, is_valid_cache_name};
 use hibernation::nix::Compression;
@@ -90,13 +92,35 @@ pub async fn upload_path(
     check_cache_name(&cache)?;
     let caller = required_caller(&state, req).await?;
     let upload = path_upload_from_header(req)?;
-    let verified = push::verify_path(&state.db, Some(&state.upstreams), &caller, &cache, &hash, upload).await?;
-    let store_path = verified.path.full_path();
-    if verified.already_present {
-        return Ok(Json(PathUploaded { store_path, created: false, uploaded_bytes: 0 }));
-    }
     let declared_length =
         req.headers().get(poem::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let result = receive_path(&state, caller, &cache, &hash, upload, declared_length, body).await;
+    match &result {
+        Ok(done) if done.created => {
+            tracing::info!(cache, path = done.store_path, bytes = done.uploaded_bytes, "path pushed");
+            metrics::pushed(&cache, done.uploaded_bytes);
+        }
+        Ok(_) => {}
+        Err(e) => metrics::rejected(&cache, e.reason()),
+    }
+    Ok(Json(result?))
+}
+
+/// Verifies and stores one uploaded path: attached when the body is empty, else received.
+async fn receive_path(
+    state: &AppState,
+    caller: Caller,
+    cache: &str,
+    hash: &str,
+    upload: PathUpload,
+    declared_length: Option<u64>,
+    body: Body,
+) -> Result<PathUploaded, PushError> {
+    let verified = push::verify_path(&state.db, Some(&state.upstreams), &caller, cache, hash, upload).await?;
+    let store_path = verified.path.full_path();
+    if verified.already_present {
+        return Ok(PathUploaded { store_path, created: false, uploaded_bytes: 0 });
+    }
     let (source, uploaded_bytes) = if declared_length == Some(0) {
         (NarSource::Attach(caller), 0)
     } else {
@@ -108,13 +132,10 @@ pub async fn upload_path(
             receive_nar(&storage, reader, Compression::Zstd, Some(declared))
         })
         .await
-        .map_err(|e| AppError::Internal(e.to_string()))??;
+        .map_err(|e| PushError::Interrupted(e.to_string()))??;
         let bytes = received.file_size;
         (NarSource::Uploaded(received), bytes)
     };
     let created = push::commit(&state.db, &state.storage, verified, source).await?;
-    if created {
-        tracing::info!(cache, path = store_path, bytes = uploaded_bytes, "path pushed");
-    }
-    Ok(Json(PathUploaded { store_path, created, uploaded_bytes }))
+    Ok(PathUploaded { store_path, created, uploaded_bytes })
 }

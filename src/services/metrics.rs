@@ -1,0 +1,109 @@
+//! Prometheus metrics: every name, help text and recording call in one place. Without
+//! METRICS_ENABLED no recorder is installed and the recording calls cost next to nothing.
+//!
+//! Requests are labelled by route template (`/api/nix/:cache/:file`), never by raw path, so
+//! the number of series stays bounded. Cache metrics carry the cache name.
+
+use std::time::Duration;
+
+use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
+
+const HTTP_REQUESTS: &str = "hibernation_http_requests_total";
+const HTTP_DURATION: &str = "hibernation_http_request_duration_seconds";
+const HTTP_IN_FLIGHT: &str = "hibernation_http_requests_in_flight";
+const NARINFO_HITS: &str = "hibernation_cache_narinfo_hits_total";
+const NARINFO_MISSES: &str = "hibernation_cache_narinfo_misses_total";
+const NAR_BYTES_SERVED: &str = "hibernation_cache_nar_served_bytes_total";
+const PUSHES: &str = "hibernation_cache_pushes_total";
+const BYTES_RECEIVED: &str = "hibernation_cache_received_bytes_total";
+const REJECTED: &str = "hibernation_cache_rejected_uploads_total";
+const STORED_BYTES: &str = "hibernation_cache_stored_bytes";
+const PATHS: &str = "hibernation_cache_paths";
+const SHARED_BYTES: &str = "hibernation_cache_shared_bytes";
+const DEDUP_SAVED: &str = "hibernation_dedup_saved_bytes";
+
+/// Installs the global recorder; `service_name` labels every series.
+pub fn install(service_name: &str) -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .add_global_label("service_name", service_name)
+        .set_buckets_for_metric(
+            Matcher::Full(HTTP_DURATION.into()),
+            &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+        )?
+        // Gauges of a deleted or renamed cache disappear instead of lingering.
+        .idle_timeout(MetricKindMask::GAUGE, Some(Duration::from_secs(600)))
+        .install_recorder()?;
+    describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by method, route template and status.");
+    describe_histogram!(HTTP_DURATION, Unit::Seconds, "Time to the response head, by method and route template.");
+    describe_gauge!(HTTP_IN_FLIGHT, "HTTP requests being handled now.");
+    describe_counter!(NARINFO_HITS, "narinfo requests answered with a path, per cache.");
+    describe_counter!(NARINFO_MISSES, "narinfo requests for paths the cache does not have, per cache.");
+    describe_counter!(NAR_BYTES_SERVED, Unit::Bytes, "NAR bytes sent to clients, per cache.");
+    describe_counter!(PUSHES, "Paths added by pushes (CLI or nix copy), per cache.");
+    describe_counter!(BYTES_RECEIVED, Unit::Bytes, "Compressed NAR bytes received and stored, per cache.");
+    describe_counter!(REJECTED, "Uploads refused, per cache and reason.");
+    describe_gauge!(STORED_BYTES, Unit::Bytes, "Bytes of the NAR files a cache's paths use.");
+    describe_gauge!(PATHS, "Store paths in a cache.");
+    describe_gauge!(SHARED_BYTES, Unit::Bytes, "Bytes of a cache's NAR files that other caches use too (stored once).");
+    describe_gauge!(DEDUP_SAVED, Unit::Bytes, "Bytes saved by storing each NAR once across all caches.");
+    Ok(handle)
+}
+
+pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
+    let (method, route) = (method.to_string(), route.to_string());
+    counter!(HTTP_REQUESTS, "method" => method.clone(), "route" => route.clone(), "status" => status.to_string())
+        .increment(1);
+    histogram!(HTTP_DURATION, "method" => method, "route" => route).record(elapsed.as_secs_f64());
+}
+
+pub fn request_started() {
+    gauge!(HTTP_IN_FLIGHT).increment(1.0);
+}
+
+pub fn request_finished() {
+    gauge!(HTTP_IN_FLIGHT).decrement(1.0);
+}
+
+pub fn narinfo(cache: &str, hit: bool) {
+    counter!(if hit { NARINFO_HITS } else { NARINFO_MISSES }, "cache" => cache.to_string()).increment(1);
+}
+
+pub fn nar_served(cache: &str, bytes: u64) {
+    counter!(NAR_BYTES_SERVED, "cache" => cache.to_string()).increment(bytes);
+}
+
+/// A path became visible; `bytes` of NAR were received for it (0 when an existing NAR was reused).
+pub fn pushed(cache: &str, bytes: u64) {
+    counter!(PUSHES, "cache" => cache.to_string()).increment(1);
+    received(cache, bytes);
+}
+
+/// NAR bytes received and stored (a `nix copy` NAR arrives before its narinfo).
+pub fn received(cache: &str, bytes: u64) {
+    counter!(BYTES_RECEIVED, "cache" => cache.to_string()).increment(bytes);
+}
+
+pub fn rejected(cache: &str, reason: &'static str) {
+    // A name that is no cache must not become a series: callers choose it freely.
+    let cache = if reason == "cache_not_found" { "" } else { cache };
+    counter!(REJECTED, "cache" => cache.to_string(), "reason" => reason).increment(1);
+}
+
+/// What one cache holds, read from the database at scrape time.
+pub struct CacheSize {
+    pub name: String,
+    pub paths: i64,
+    pub stored_bytes: i64,
+    pub shared_bytes: i64,
+}
+
+pub fn set_sizes(caches: &[CacheSize], dedup_saved_bytes: i64) {
+    for cache in caches {
+        gauge!(PATHS, "cache" => cache.name.clone()).set(cache.paths as f64);
+        gauge!(STORED_BYTES, "cache" => cache.name.clone()).set(cache.stored_bytes as f64);
+        gauge!(SHARED_BYTES, "cache" => cache.name.clone()).set(cache.shared_bytes as f64);
+    }
+    gauge!(DEDUP_SAVED).set(dedup_saved_bytes as f64);
+}

@@ -1,0 +1,96 @@
+//! The Prometheus side of the server: per-request metrics by route template, and the
+//! exposition. With METRICS_PORT it is served on its own listener (to keep it off the
+//! public port); otherwise at `/metrics` on the main port, for an administrator's API token
+//! (cache names are not for everyone to see).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use poem::web::Data;
+use poem::{Endpoint, EndpointExt, IntoResponse, PathPattern, Request, Response, Route, get, handler};
+
+use super::credentials::optional_caller;
+use super::{AppError, AppState};
+use crate::db::browse;
+use crate::services::metrics::{self, CacheSize};
+
+/// Records every request: method, route template (or `unmatched`), status and duration.
+pub struct RequestMetrics<E> {
+    pub inner: E,
+}
+
+impl<E: Endpoint> Endpoint for RequestMetrics<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Self::Output> {
+        let (method, started) = (req.method().to_string(), Instant::now());
+        metrics::request_started();
+        let result = self.inner.call(req).await;
+        metrics::request_finished();
+        let (pattern, response) = match result {
+            Ok(output) => {
+                let response = output.into_response();
+                (response.data::<PathPattern>().map(|p| p.0.to_string()), Ok(response))
+            }
+            Err(error) => (error.data::<PathPattern>().map(|p| p.0.to_string()), Err(error)),
+        };
+        let status = match &response {
+            Ok(r) => r.status(),
+            Err(e) => e.status(),
+        };
+        let route = pattern.unwrap_or_else(|| "unmatched".to_string());
+        metrics::http_request(&method, &route, status.as_u16(), started.elapsed());
+        response
+    }
+}
+
+/// Reads what every cache holds and renders the exposition.
+async fn exposition(state: &AppState, handle: &PrometheusHandle) -> Result<String, AppError> {
+    let (sizes, dedup_saved) = state
+        .db
+        .read(|c| {
+            let mut sizes = Vec::new();
+            for cache in browse::caches_by_ids(c, None)? {
+                let (paths, stored_bytes) = browse::cache_sizes(c, cache.id)?;
+                let shared_bytes = browse::shared_bytes(c, cache.id)?;
+                sizes.push(CacheSize { name: cache.name, paths, stored_bytes, shared_bytes });
+            }
+            let totals = browse::totals(c, None)?;
+            Ok((sizes, totals.logical_bytes - totals.stored_bytes))
+        })
+        .await?;
+    metrics::set_sizes(&sizes, dedup_saved);
+    handle.run_upkeep();
+    Ok(handle.render())
+}
+
+fn text(body: String) -> Response {
+    Response::builder().content_type("text/plain; version=0.0.4; charset=utf-8").body(body)
+}
+
+/// `/metrics` on the main port: an administrator's token is required.
+#[handler]
+pub async fn scrape(req: &Request, state: Data<&Arc<AppState>>) -> Result<Response, AppError> {
+    let Some(handle) = state.metrics.as_ref() else {
+        return Err(AppError::NotFound("metrics are off (set METRICS_ENABLED=true)".into()));
+    };
+    match optional_caller(&state, req).await? {
+        Some(caller) if caller.is_admin => Ok(text(exposition(&state, handle).await?)),
+        Some(_) => Err(AppError::Forbidden("metrics need an administrator's API token".into())),
+        None => Err(AppError::Unauthorized("metrics need an administrator's API token (Bearer)".into())),
+    }
+}
+
+#[handler]
+async fn open_scrape(state: Data<&Arc<AppState>>) -> Result<Response, AppError> {
+    let handle = state.metrics.as_ref().expect("the metrics listener runs only with metrics on");
+    Ok(text(exposition(&state, handle).await?))
+}
+
+/// The separate METRICS_PORT listener: the exposition at `/` and `/metrics`, no credentials.
+pub async fn serve_separately(port: u16, state: Arc<AppState>) -> std::io::Result<()> {
+    let app = Route::new().at("/", get(open_scrape)).at("/metrics", get(open_scrape)).data(state);
+    poem::Server::new(poem::listener::TcpListener::bind(("0.0.0.0", port))).run(app).await
+}

@@ -26,6 +26,8 @@ pub struct Config {
     pub virtual_host_routing: bool,
     /// Prometheus metrics (METRICS_ENABLED, METRICS_NAME, METRICS_PORT).
     pub metrics: Option<MetricsConfig>,
+    /// Mail settings from SMTP_* variables; they lock the dashboard's mail settings.
+    pub smtp: Option<crate::services::mail::SmtpSettings>,
     /// Set when NARs go to S3; `storage_path` then only holds temporary upload files.
     pub s3: Option<S3Config>,
 }
@@ -85,6 +87,7 @@ impl Config {
                 .transpose()?
                 .unwrap_or(false),
             metrics: metrics_from_env(port)?,
+            smtp: smtp_from_env()?,
             s3: s3_from_env()?,
         })
     }
@@ -106,6 +109,39 @@ impl Config {
         url.set_host(Some(&format!("{cache}.{}", self.site_host()))).ok()?;
         Some(url.as_str().trim_end_matches('/').to_string())
     }
+}
+
+fn smtp_from_env() -> anyhow::Result<Option<crate::services::mail::SmtpSettings>> {
+    use crate::services::mail::{Security, SmtpSettings};
+    let Some(host) = var("SMTP_HOST") else {
+        let stray = ["SMTP_PORT", "SMTP_SECURITY", "SMTP_USERNAME", "SMTP_PASSWORD", "SMTP_FROM"]
+            .into_iter()
+            .find(|n| var(n).is_some());
+        if let Some(name) = stray {
+            bail!("{name} is set but SMTP_HOST is not: set SMTP_HOST too (or unset every SMTP_ variable)");
+        }
+        return Ok(None);
+    };
+    let security = match var("SMTP_SECURITY") {
+        Some(text) => Security::parse(&text)
+            .with_context(|| format!("SMTP_SECURITY must be none, starttls or tls, got {text:?}"))?,
+        None => Security::StartTls,
+    };
+    let port = match var("SMTP_PORT") {
+        Some(p) => p.parse().with_context(|| format!("SMTP_PORT must be a port number, got {p:?}"))?,
+        None => security.default_port(),
+    };
+    let settings = SmtpSettings {
+        host,
+        port,
+        security,
+        username: var("SMTP_USERNAME"),
+        password: var("SMTP_PASSWORD"),
+        from: var("SMTP_FROM")
+            .context("SMTP_FROM is required with SMTP_HOST, e.g. \"Hibernation <cache@example.com>\"")?,
+    };
+    settings.validate().map_err(|(field, message)| anyhow::anyhow!("SMTP settings ({field}): {message}"))?;
+    Ok(Some(settings))
 }
 
 fn metrics_from_env(main_port: u16) -> anyhow::Result<Option<MetricsConfig>> {

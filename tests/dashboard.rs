@@ -7,7 +7,7 @@ mod support;
 use support::web::{ADMIN_EMAIL, ADMIN_PASSWORD, WebClient, csrf_in, location};
 use support::{Backend, Keys, Server};
 
-const PAGES: [&str; 9] = [
+const PAGES: [&str; 10] = [
     "/",
     "/caches",
     "/caches/main",
@@ -17,6 +17,7 @@ const PAGES: [&str; 9] = [
     "/account",
     "/users",
     "/groups",
+    "/settings",
 ];
 
 #[test]
@@ -129,6 +130,12 @@ fn every_state_changing_route_checks_csrf() {
         ("/groups/1/delete".into(), vec![]),
         ("/cli-login/approve".into(), vec![("code", code), ("days", "30")]),
         ("/cli-login/deny".into(), vec![("code", code)]),
+        ("/users/invite".into(), vec![("name", "m"), ("email", "m@x.org")]),
+        ("/settings".into(), vec![("host", "smtp.example.com"), ("from", "a@example.com")]),
+        ("/settings/test-mail".into(), vec![]),
+        ("/forgot-password".into(), vec![("email", ADMIN_EMAIL)]),
+        ("/invite/abc".into(), vec![("password", "password123")]),
+        ("/reset/abc".into(), vec![("password", "password123")]),
         ("/sign-out".into(), vec![]),
         ("/sign-in".into(), vec![("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)]),
         ("/setup".into(), vec![("name", "x"), ("email", "x@x.org"), ("password", "password123")]),

@@ -22,6 +22,31 @@ diesel::table! {
 }
 
 diesel::table! {
+    smtp_settings (id) {
+        id -> BigInt,
+        host -> Text,
+        port -> Integer,
+        security -> Text,
+        username -> Nullable<Text>,
+        password -> Nullable<Text>,
+        from_address -> Text,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    user_links (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        purpose -> Text,
+        token_hash -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     cli_logins (id) {
         id -> BigInt,
         code -> Text,
@@ -182,7 +207,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     path_references,
     users,
     cache_permissions,
-    api_tokens
+    api_tokens,
+    user_links
 );
 
 diesel::table! {
@@ -230,6 +256,7 @@ diesel::table! {
 }
 
 diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(user_links -> users (user_id));
 diesel::joinable!(cache_upstreams -> caches (cache_id));
 diesel::joinable!(group_members -> user_groups (group_id));
 diesel::joinable!(group_members -> users (user_id));

@@ -31,6 +31,12 @@ pub fn user_of(conn: &mut AnyConnection, token_hash: &str) -> DbResult<Option<Us
     user.map(|u| super::users::with_group_rights(conn, u)).transpose()
 }
 
+/// Signs a user out everywhere (after a password reset).
+pub fn delete_for_user(conn: &mut AnyConnection, user_id: i64) -> DbResult<()> {
+    diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)?;
+    Ok(())
+}
+
 pub fn delete(conn: &mut AnyConnection, token_hash: &str) -> DbResult<()> {
     diesel::delete(sessions::table.filter(sessions::token_hash.eq(token_hash))).execute(conn)?;
     Ok(())

@@ -34,6 +34,24 @@ pub fn create_with_password(
     find_by_name(conn, name)?.ok_or(diesel::result::Error::NotFound.into())
 }
 
+/// A user invited by mail: no password until they follow the invitation.
+pub fn create_invited(conn: &mut AnyConnection, name: &str, email: &str, is_admin: bool) -> DbResult<User> {
+    diesel::insert_into(users::table)
+        .values((
+            users::name.eq(name),
+            users::email.eq(email),
+            users::is_admin.eq(is_admin),
+            users::created_at.eq(now()),
+        ))
+        .execute(conn)?;
+    find_by_name(conn, name)?.ok_or(diesel::result::Error::NotFound.into())
+}
+
+pub fn set_password(conn: &mut AnyConnection, user_id: i64, password_hash: &str) -> DbResult<()> {
+    diesel::update(users::table.find(user_id)).set(users::password_hash.eq(Some(password_hash))).execute(conn)?;
+    Ok(())
+}
+
 /// Changes a user's display name and, when given, password hash.
 pub fn update_account(conn: &mut AnyConnection, user_id: i64, name: &str, password_hash: Option<&str>) -> DbResult<()> {
     diesel::update(users::table.find(user_id)).set(users::name.eq(name)).execute(conn)?;

@@ -7,6 +7,7 @@ pub mod cache_info;
 pub mod cli_login;
 pub mod hot_cache;
 pub mod janitor;
+pub mod mail;
 pub mod metrics;
 pub mod narinfo;
 pub mod nix_upload;
@@ -15,6 +16,7 @@ pub mod push;
 pub mod receive;
 pub mod sessions;
 pub mod upstream;
+pub mod user_links;
 
 use rand::Rng;
 

@@ -43,7 +43,7 @@ fn field(field: &'static str, message: impl Into<String>) -> SetupError {
     SetupError::Field(FieldError { field, message: message.into() })
 }
 
-async fn new_session(db: &Db, user_id: i64) -> Result<String, DbError> {
+pub async fn new_session(db: &Db, user_id: i64) -> Result<String, DbError> {
     let token = generate_token();
     let hash = hash_token(&token);
     db.write(move |c| sessions::create(c, user_id, &hash, now() + SESSION_LIFETIME)).await?;

@@ -7,6 +7,7 @@ pub mod browser;
 pub mod nix;
 pub mod postgres;
 pub mod s3;
+pub mod smtp;
 pub mod web;
 
 use std::net::TcpListener;

@@ -8,7 +8,9 @@ mod cache_settings;
 mod caches;
 mod cli_login;
 mod groups;
+mod links;
 mod overview;
+mod settings;
 mod tokens;
 mod users;
 
@@ -44,7 +46,13 @@ pub fn routes() -> Route {
         .at("/caches/:name/delete", post(cache_settings::delete_cache))
         .at("/account", get(account::show).post(account::update))
         .at("/users", get(users::list).post(users::create))
+        .at("/users/invite", post(users::invite))
         .at("/users/:id/delete", post(users::delete))
+        .at("/settings", get(settings::show).post(settings::save))
+        .at("/settings/test-mail", post(settings::test_mail))
+        .at("/invite/:secret", get(links::invite_page).post(links::accept_invite))
+        .at("/reset/:secret", get(links::reset_page).post(links::reset_password))
+        .at("/forgot-password", get(links::forgot_page).post(links::forgot))
         .at("/groups", get(groups::list).post(groups::create))
         .at("/groups/:id/members", post(groups::add_member))
         .at("/groups/:id/members/:user/remove", post(groups::remove_member))

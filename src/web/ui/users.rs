@@ -11,7 +11,8 @@ use serde::Deserialize;
 use super::{CsrfOnly, FormError, Layout, message, redirect, render, signed_in, signed_in_form, unavailable};
 use crate::db::models::User;
 use crate::db::{groups, is_refused_rollback, is_unique_violation, users};
-use crate::services::passwords;
+use crate::services::user_links::{self, LinkError};
+use crate::services::{mail, passwords};
 use crate::web::AppState;
 
 #[derive(Template)]
@@ -22,6 +23,8 @@ struct UsersPage {
     name: String,
     email: String,
     error: FormError,
+    notice: Option<String>,
+    invite_days: i64,
 }
 
 fn forbidden(state: &AppState, req: &Request, user: &User) -> Response {
@@ -29,10 +32,24 @@ fn forbidden(state: &AppState, req: &Request, user: &User) -> Response {
 }
 
 async fn page(state: &AppState, req: &Request, user: &User, name: String, email: String, error: FormError) -> Response {
+    page_with_notice(state, req, user, name, email, error, None).await
+}
+
+async fn page_with_notice(
+    state: &AppState,
+    req: &Request,
+    user: &User,
+    name: String,
+    email: String,
+    error: FormError,
+    notice: Option<String>,
+) -> Response {
     match state.db.read(users::list).await {
         Ok(all) => {
             let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
-            let page = UsersPage { layout: Layout::new(req, Some(user)), users: all, name, email, error };
+            let invite_days = crate::services::user_links::INVITE_LIFETIME.num_days();
+            let layout = Layout::new(req, Some(user));
+            let page = UsersPage { layout, users: all, name, email, error, notice, invite_days };
             render(state, status, &page.layout, &page)
         }
         Err(e) => unavailable(state, req, user, e),
@@ -93,6 +110,50 @@ pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
                 .await
         }
         Err(e) => unavailable(&state, req, &user, e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct InviteForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    admin: Option<String>,
+}
+
+#[handler]
+pub async fn invite(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<InviteForm>) -> Response {
+    let user = match signed_in_form(&state, req, &form.csrf).await {
+        Ok(user) if user.is_admin => user,
+        Ok(user) => return forbidden(&state, req, &user),
+        Err(response) => return response,
+    };
+    let smtp = match mail::current(&state.db, state.config.smtp.as_ref()).await {
+        Ok(current) => current.map(|(settings, _)| settings),
+        Err(e) => return unavailable(&state, req, &user, e),
+    };
+    let invited = user_links::invite(
+        &state.db,
+        smtp.as_ref(),
+        &state.config.site_url,
+        &user.name,
+        &form.name,
+        &form.email,
+        form.admin.is_some(),
+    )
+    .await;
+    let (name, email) = (String::new(), String::new());
+    match invited {
+        Ok(invited) => {
+            let note = format!("Invitation sent to {}.", invited.email.unwrap_or_default());
+            page_with_notice(&state, req, &user, name, email, FormError::default(), Some(note)).await
+        }
+        Err(LinkError::Db(e)) => unavailable(&state, req, &user, e),
+        Err(e) => page(&state, req, &user, name, email, FormError::new("invite", e.to_string())).await,
     }
 }
 

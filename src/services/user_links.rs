@@ -1,0 +1,148 @@
+//! Invitations and password resets by mail: a single-use link with a random secret (only its
+//! SHA-256 is stored) that expires, and lets the person set their own password.
+
+use chrono::Duration;
+
+use super::auth::hash_token;
+use super::mail::{self, MailError, SmtpSettings};
+use super::passwords;
+use crate::db::mail::{self as links, LinkPurpose};
+use crate::db::models::User;
+use crate::db::{Db, DbError, is_unique_violation, now, sessions, users};
+
+pub const INVITE_LIFETIME: Duration = Duration::days(7);
+pub const RESET_LIFETIME: Duration = Duration::hours(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// A form field's problem: (field, message).
+    #[error("{1}")]
+    Field(&'static str, String),
+    #[error(transparent)]
+    Mail(#[from] MailError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+fn field(name: &'static str, message: impl Into<String>) -> LinkError {
+    LinkError::Field(name, message.into())
+}
+
+/// A link secret: 48 random alphanumerics (about 285 bits).
+fn new_secret() -> String {
+    use rand::Rng;
+    rand::rng().sample_iter(rand::distr::Alphanumeric).take(48).map(char::from).collect()
+}
+
+fn link_path(purpose: LinkPurpose) -> &'static str {
+    match purpose {
+        LinkPurpose::Invite => "invite",
+        LinkPurpose::Reset => "reset",
+    }
+}
+
+async fn issue_link(db: &Db, user_id: i64, purpose: LinkPurpose, site_url: &str) -> Result<String, DbError> {
+    let secret = new_secret();
+    let (hash, lifetime) =
+        (hash_token(&secret), if purpose == LinkPurpose::Invite { INVITE_LIFETIME } else { RESET_LIFETIME });
+    db.write(move |c| {
+        links::retire_links(c, user_id, purpose)?;
+        links::create_link(c, user_id, purpose, &hash, now() + lifetime)
+    })
+    .await?;
+    Ok(format!("{}/{}/{secret}", site_url.trim_end_matches('/'), link_path(purpose)))
+}
+
+/// Creates the user (without a password) and mails them an invitation. When the mail
+/// cannot be sent, the user is removed again and the error says why.
+pub async fn invite(
+    db: &Db,
+    smtp: Option<&SmtpSettings>,
+    site_url: &str,
+    inviter: &str,
+    name: &str,
+    email: &str,
+    is_admin: bool,
+) -> Result<User, LinkError> {
+    let (name, email) = (name.trim().to_string(), email.trim().to_ascii_lowercase());
+    if name.is_empty() || name.len() > 100 {
+        return Err(field("name", "Enter a name of 1 to 100 characters."));
+    }
+    if !email.contains('@') || email.len() > 254 || email.parse::<lettre::Address>().is_err() {
+        return Err(field("email", "Enter a valid email address."));
+    }
+    let smtp = smtp.ok_or(MailError::NotConfigured)?;
+    let (n, e) = (name.clone(), email.clone());
+    let user = match db.write(move |c| users::create_invited(c, &n, &e, is_admin)).await {
+        Ok(user) => user,
+        Err(e) if is_unique_violation(&e) => return Err(field("email", "A user with this name or email exists.")),
+        Err(e) => return Err(e.into()),
+    };
+    let link = issue_link(db, user.id, LinkPurpose::Invite, site_url).await?;
+    let body = format!(
+        "Hello {name},\n\n{inviter} invited you to Hibernation, the team's Nix binary cache.\n\
+         Choose your password here (the link works once, for {} days):\n\n{link}\n",
+        INVITE_LIFETIME.num_days()
+    );
+    if let Err(e) = mail::send(smtp, &email, "You are invited to Hibernation", body).await {
+        let id = user.id;
+        db.write(move |c| users::delete(c, id)).await?;
+        return Err(e.into());
+    }
+    Ok(user)
+}
+
+/// Mails a reset link when `email` belongs to a user. Says nothing either way: the caller
+/// answers the same whatever happens, so nobody learns which addresses exist.
+pub async fn request_reset(db: &Db, smtp: Option<&SmtpSettings>, site_url: &str, email: &str) {
+    let email = email.trim().to_ascii_lowercase();
+    let lookup = email.clone();
+    let user = match db.read(move |c| users::find_by_email(c, &lookup)).await {
+        Ok(Some(user)) => user,
+        Ok(None) => return,
+        Err(e) => return tracing::warn!("password reset: {e}"),
+    };
+    let Some(smtp) = smtp else { return tracing::warn!("password reset requested, but mail is not set up") };
+    let link = match issue_link(db, user.id, LinkPurpose::Reset, site_url).await {
+        Ok(link) => link,
+        Err(e) => return tracing::warn!("password reset: {e}"),
+    };
+    let body = format!(
+        "Hello {},\n\nSomeone asked to reset your Hibernation password. If it was you, choose a new\n\
+         one here (the link works once, for {} minutes):\n\n{link}\n\nIf it was not you, ignore this mail.\n",
+        user.name,
+        RESET_LIFETIME.num_minutes()
+    );
+    if let Err(e) = mail::send(smtp, &email, "Reset your Hibernation password", body).await {
+        tracing::warn!("password reset mail to user {}: {e}", user.id);
+    }
+}
+
+/// The user a link is valid for (unused, unexpired), if any.
+pub async fn valid_link(db: &Db, purpose: LinkPurpose, secret: &str) -> Result<Option<User>, DbError> {
+    let hash = hash_token(secret);
+    db.read(move |c| Ok(links::find_link(c, purpose, &hash)?.map(|(_, user)| user))).await
+}
+
+/// Sets the password through a link, which then stops working. A reset also ends every
+/// session of the user. `None` when the link is not (or no longer) valid.
+pub async fn complete(db: &Db, purpose: LinkPurpose, secret: &str, password: &str) -> Result<Option<User>, LinkError> {
+    if password.chars().count() < passwords::MIN_LENGTH {
+        return Err(field("password", format!("Use at least {} characters.", passwords::MIN_LENGTH)));
+    }
+    let (hash, password_hash) = (hash_token(secret), passwords::hash(password));
+    let done = db
+        .write(move |c| {
+            let Some((link_id, user)) = links::find_link(c, purpose, &hash)? else { return Ok(None) };
+            if !links::use_link(c, link_id)? {
+                return Ok(None);
+            }
+            users::set_password(c, user.id, &password_hash)?;
+            if purpose == LinkPurpose::Reset {
+                sessions::delete_for_user(c, user.id)?;
+            }
+            Ok(Some(user))
+        })
+        .await?;
+    Ok(done)
+}

@@ -1,0 +1,198 @@
+//! Pages behind mailed links, open without a session: accepting an invitation, asking for
+//! a password reset, and choosing a new password.
+
+use std::sync::Arc;
+
+use askama::Template;
+use poem::http::{StatusCode, header};
+use poem::web::{Data, Form, Path};
+use poem::{Request, Response, handler};
+use serde::Deserialize;
+
+use super::{Layout, csrf_refusal, message, redirect, render, session_cookie};
+use crate::db::mail::LinkPurpose;
+use crate::db::models::User;
+use crate::services::{passwords, sessions, user_links};
+use crate::web::AppState;
+
+#[derive(Template)]
+#[template(path = "set_password.html")]
+struct SetPasswordPage {
+    layout: Layout,
+    heading: &'static str,
+    name: String,
+    action: String,
+    min_length: usize,
+    error: Option<String>,
+}
+
+fn heading(purpose: LinkPurpose) -> &'static str {
+    match purpose {
+        LinkPurpose::Invite => "Welcome to Hibernation",
+        LinkPurpose::Reset => "Choose a new password",
+    }
+}
+
+fn action(purpose: LinkPurpose, secret: &str) -> String {
+    match purpose {
+        LinkPurpose::Invite => format!("/invite/{secret}"),
+        LinkPurpose::Reset => format!("/reset/{secret}"),
+    }
+}
+
+fn invalid_link(state: &AppState, req: &Request) -> Response {
+    message(
+        state,
+        req,
+        None,
+        StatusCode::GONE,
+        "This link no longer works",
+        "It was used already, or it expired. Ask an administrator for a new invitation, or ask for a new reset link.",
+    )
+}
+
+fn failure(state: &AppState, req: &Request, e: impl std::fmt::Display) -> Response {
+    tracing::error!("mailed link: {e}");
+    message(state, req, None, StatusCode::SERVICE_UNAVAILABLE, "Try again", "The database is not reachable right now.")
+}
+
+fn password_page(
+    req: &Request,
+    purpose: LinkPurpose,
+    secret: &str,
+    user: &User,
+    error: Option<String>,
+) -> SetPasswordPage {
+    SetPasswordPage {
+        layout: Layout::new(req, None),
+        heading: heading(purpose),
+        name: user.name.clone(),
+        action: action(purpose, secret),
+        min_length: passwords::MIN_LENGTH,
+        error,
+    }
+}
+
+async fn show(state: &AppState, req: &Request, purpose: LinkPurpose, secret: &str) -> Response {
+    match user_links::valid_link(&state.db, purpose, secret).await {
+        Ok(Some(user)) => {
+            let page = password_page(req, purpose, secret, &user, None);
+            render(state, StatusCode::OK, &page.layout, &page)
+        }
+        Ok(None) => invalid_link(state, req),
+        Err(e) => failure(state, req, e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    password: String,
+}
+
+async fn complete(state: &AppState, req: &Request, purpose: LinkPurpose, secret: &str, form: PasswordForm) -> Response {
+    if let Some(refused) = csrf_refusal(state, req, None, &form.csrf) {
+        return refused;
+    }
+    match user_links::complete(&state.db, purpose, secret, &form.password).await {
+        // An accepted invitation signs the person in; after a reset they sign in anew.
+        Ok(Some(user)) if purpose == LinkPurpose::Invite => match sessions::new_session(&state.db, user.id).await {
+            Ok(token) => {
+                let mut response = redirect("/");
+                response.headers_mut().append(header::SET_COOKIE, session_cookie(state, &token).parse().unwrap());
+                response
+            }
+            Err(e) => failure(state, req, e),
+        },
+        Ok(Some(_)) => message(
+            state,
+            req,
+            None,
+            StatusCode::OK,
+            "Password changed",
+            "Sign in with your new password. Every other session of your account was signed out.",
+        ),
+        Ok(None) => invalid_link(state, req),
+        Err(user_links::LinkError::Field(_, text)) => match user_links::valid_link(&state.db, purpose, secret).await {
+            Ok(Some(user)) => {
+                let page = password_page(req, purpose, secret, &user, Some(text));
+                render(state, StatusCode::UNPROCESSABLE_ENTITY, &page.layout, &page)
+            }
+            Ok(None) => invalid_link(state, req),
+            Err(e) => failure(state, req, e),
+        },
+        Err(e) => failure(state, req, e),
+    }
+}
+
+#[handler]
+pub async fn invite_page(req: &Request, state: Data<&Arc<AppState>>, Path(secret): Path<String>) -> Response {
+    show(&state, req, LinkPurpose::Invite, &secret).await
+}
+
+#[handler]
+pub async fn accept_invite(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    Path(secret): Path<String>,
+    Form(form): Form<PasswordForm>,
+) -> Response {
+    complete(&state, req, LinkPurpose::Invite, &secret, form).await
+}
+
+#[handler]
+pub async fn reset_page(req: &Request, state: Data<&Arc<AppState>>, Path(secret): Path<String>) -> Response {
+    show(&state, req, LinkPurpose::Reset, &secret).await
+}
+
+#[handler]
+pub async fn reset_password(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    Path(secret): Path<String>,
+    Form(form): Form<PasswordForm>,
+) -> Response {
+    complete(&state, req, LinkPurpose::Reset, &secret, form).await
+}
+
+#[derive(Template)]
+#[template(path = "forgot_password.html")]
+struct ForgotPage {
+    layout: Layout,
+    sent: bool,
+}
+
+#[handler]
+pub async fn forgot_page(req: &Request, state: Data<&Arc<AppState>>) -> Response {
+    let page = ForgotPage { layout: Layout::new(req, None), sent: false };
+    render(&state, StatusCode::OK, &page.layout, &page)
+}
+
+#[derive(Deserialize)]
+pub struct ForgotForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    email: String,
+}
+
+/// Always the same answer, sent before any lookup or mail, so that neither the text nor
+/// the timing tells whether an address has an account.
+#[handler]
+pub async fn forgot(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<ForgotForm>) -> Response {
+    if let Some(refused) = csrf_refusal(&state, req, None, &form.csrf) {
+        return refused;
+    }
+    let worker = state.clone();
+    tokio::spawn(async move {
+        let smtp = match crate::services::mail::current(&worker.db, worker.config.smtp.as_ref()).await {
+            Ok(current) => current.map(|(settings, _)| settings),
+            Err(e) => return tracing::warn!("password reset: {e}"),
+        };
+        user_links::request_reset(&worker.db, smtp.as_ref(), &worker.config.site_url, &form.email).await;
+    });
+    let page = ForgotPage { layout: Layout::new(req, None), sent: true };
+    render(&state, StatusCode::OK, &page.layout, &page)
+}

@@ -1,0 +1,177 @@
+//! Service settings (administrators): the SMTP server for invitations and resets, locked when
+//! SMTP_* environment variables set it, and a test mail.
+
+use std::sync::Arc;
+
+use askama::Template;
+use poem::http::StatusCode;
+use poem::web::{Data, Form};
+use poem::{Request, Response, handler};
+use serde::Deserialize;
+
+use super::{CsrfOnly, FormError, Layout, message, render, signed_in, signed_in_form, unavailable};
+use crate::db::mail as stored;
+use crate::db::models::User;
+use crate::services::mail::{self, Security, SmtpSettings};
+use crate::web::AppState;
+
+#[derive(Default, Deserialize)]
+pub struct SmtpForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    host: String,
+    #[serde(default)]
+    port: String,
+    #[serde(default)]
+    security: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    from: String,
+}
+
+impl SmtpForm {
+    fn of(settings: &SmtpSettings) -> Self {
+        Self {
+            host: settings.host.clone(),
+            port: settings.port.to_string(),
+            security: settings.security.as_str().into(),
+            username: settings.username.clone().unwrap_or_default(),
+            from: settings.from.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// The settings the form asks for; an empty password keeps `saved_password`.
+    fn validate(&self, saved_password: Option<String>) -> Result<SmtpSettings, FormError> {
+        let security = Security::parse(&self.security).unwrap_or(Security::StartTls);
+        let port = match self.port.trim() {
+            "" => security.default_port(),
+            text => text.parse().map_err(|_| FormError::new("port", "Enter a port number, e.g. 587."))?,
+        };
+        let non_empty = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+        let settings = SmtpSettings {
+            host: self.host.trim().to_string(),
+            port,
+            security,
+            username: non_empty(&self.username),
+            password: non_empty(&self.password).or(saved_password),
+            from: self.from.trim().to_string(),
+        };
+        settings.validate().map_err(|(field, text)| FormError::new(field, text))?;
+        Ok(settings)
+    }
+}
+
+#[derive(Template)]
+#[template(path = "settings.html")]
+struct SettingsPage {
+    layout: Layout,
+    form: SmtpForm,
+    locked: bool,
+    error: FormError,
+    notice: Option<String>,
+    admin_email: String,
+    securities: [(&'static str, &'static str); 3],
+}
+
+const SECURITIES: [(&str, &str); 3] =
+    [("starttls", "STARTTLS (port 587)"), ("tls", "TLS (port 465)"), ("none", "none (a relay on a trusted network)")];
+
+fn forbidden(state: &AppState, req: &Request, user: &User) -> Response {
+    message(state, req, Some(user), StatusCode::FORBIDDEN, "Not allowed", "Only administrators change settings.")
+}
+
+async fn page(
+    state: &AppState,
+    req: &Request,
+    user: &User,
+    form: Option<SmtpForm>,
+    error: FormError,
+    notice: Option<String>,
+) -> Response {
+    let current = match mail::current(&state.db, state.config.smtp.as_ref()).await {
+        Ok(current) => current,
+        Err(e) => return unavailable(state, req, user, e),
+    };
+    let locked = current.as_ref().is_some_and(|(_, locked)| *locked);
+    let form = match (form, &current) {
+        (Some(form), _) if !locked => form,
+        (_, Some((settings, _))) => SmtpForm::of(settings),
+        (_, None) => SmtpForm { security: "starttls".into(), ..Default::default() },
+    };
+    let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    let page = SettingsPage {
+        layout: Layout::new(req, Some(user)),
+        form,
+        locked,
+        error,
+        notice,
+        admin_email: user.email.clone().unwrap_or_default(),
+        securities: SECURITIES,
+    };
+    render(state, status, &page.layout, &page)
+}
+
+#[handler]
+pub async fn show(req: &Request, state: Data<&Arc<AppState>>) -> Response {
+    match signed_in(&state, req).await {
+        Ok(user) if user.is_admin => page(&state, req, &user, None, FormError::default(), None).await,
+        Ok(user) => forbidden(&state, req, &user),
+        Err(response) => response,
+    }
+}
+
+#[handler]
+pub async fn save(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<SmtpForm>) -> Response {
+    let user = match signed_in_form(&state, req, &form.csrf).await {
+        Ok(user) if user.is_admin => user,
+        Ok(user) => return forbidden(&state, req, &user),
+        Err(response) => return response,
+    };
+    if state.config.smtp.is_some() {
+        let note = "Nothing was changed: SMTP_* environment variables set the mail settings.";
+        return page(&state, req, &user, None, FormError::new("host", note), None).await;
+    }
+    let saved = match state.db.read(stored::smtp).await {
+        Ok(saved) => saved.and_then(|s| s.password),
+        Err(e) => return unavailable(&state, req, &user, e),
+    };
+    let settings = match form.validate(saved) {
+        Ok(settings) => settings,
+        Err(error) => return page(&state, req, &user, Some(form), error, None).await,
+    };
+    let row = settings.to_stored();
+    match state.db.write(move |c| stored::save_smtp(c, &row)).await {
+        Ok(()) => page(&state, req, &user, None, FormError::default(), Some("Mail settings saved.".into())).await,
+        Err(e) => unavailable(&state, req, &user, e),
+    }
+}
+
+#[handler]
+pub async fn test_mail(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<CsrfOnly>) -> Response {
+    let user = match signed_in_form(&state, req, &form.csrf).await {
+        Ok(user) if user.is_admin => user,
+        Ok(user) => return forbidden(&state, req, &user),
+        Err(response) => return response,
+    };
+    let Some(to) = user.email.clone() else {
+        let note = "Your account has no email address to send the test to.".to_string();
+        return page(&state, req, &user, None, FormError::default(), Some(note)).await;
+    };
+    let notice = match mail::current(&state.db, state.config.smtp.as_ref()).await {
+        Ok(Some((settings, _))) => {
+            let body = "This is a test mail from Hibernation: the mail settings work.\n".to_string();
+            match mail::send(&settings, &to, "Hibernation test mail", body).await {
+                Ok(()) => format!("A test mail was sent to {to}."),
+                Err(e) => format!("The test mail failed: {e}"),
+            }
+        }
+        Ok(None) => mail::MailError::NotConfigured.to_string(),
+        Err(e) => return unavailable(&state, req, &user, e),
+    };
+    page(&state, req, &user, None, FormError::default(), Some(notice)).await
+}

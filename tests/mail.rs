@@ -1,0 +1,191 @@
+//! Mail with a real SMTP server (aiosmtpd): invitations and password resets arrive, their
+//! links work once and never again, expired links are refused, secrets are stored hashed,
+//! resets never reveal which addresses exist, and the settings page and its test mail work.
+
+mod support;
+
+use diesel::{Connection, RunQueryDsl};
+use support::smtp::{MailServer, link_in};
+use support::web::{ADMIN_EMAIL, ADMIN_PASSWORD, WebClient, csrf_in, location};
+use support::{Backend, Server};
+
+fn mail_server_env(mail: &MailServer) -> Vec<(&'static str, String)> {
+    mail.env()
+}
+
+fn start_with_mail(mail: &MailServer) -> Server {
+    let env = mail_server_env(mail);
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Server::start_with_env(Backend::Sqlite, &pairs)
+}
+
+/// The path part of a link the server mailed.
+fn path_of(server: &Server, link: &str) -> String {
+    link.strip_prefix(&server.url()).expect("links point at SITE_URL").to_string()
+}
+
+/// True when `secret` appears anywhere in the SQLite files.
+fn database_contains(server: &Server, secret: &str) -> bool {
+    ["hibernation.db", "hibernation.db-wal"].iter().any(|name| {
+        std::fs::read(server.dir.path().join(name))
+            .is_ok_and(|bytes| bytes.windows(secret.len()).any(|w| w == secret.as_bytes()))
+    })
+}
+
+fn sql(server: &Server, statement: &str) {
+    let path = server.dir.path().join("hibernation.db");
+    let mut conn = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+    diesel::sql_query(statement).execute(&mut conn).unwrap();
+}
+
+fn invite(web: &WebClient, name: &str, email: &str) -> reqwest::blocking::Response {
+    let csrf = web.csrf("/users");
+    web.post("/users/invite", &[("csrf", &csrf), ("name", name), ("email", email)])
+}
+
+#[test]
+fn an_invitation_arrives_and_its_link_works_once() {
+    let mail = MailServer::start();
+    let server = start_with_mail(&mail);
+    let admin = WebClient::new(&server);
+    admin.setup_admin();
+    let settings = admin.get("/settings").text().unwrap();
+    assert!(settings.contains("id=\"smtp-locked\""), "SMTP_* variables lock the settings");
+    assert!(settings.contains("value=\"127.0.0.1\"") && settings.contains("disabled"));
+
+    let sent = invite(&admin, "Grace", "grace@example.com").text().unwrap();
+    assert!(sent.contains("Invitation sent to grace@example.com"), "{sent}");
+    let message = mail.wait_for("grace@example.com", 1);
+    assert!(message.contains("Subject: You are invited to Hibernation"), "{message}");
+    assert!(message.contains("From: Hibernation <cache@example.com>"), "{message}");
+    let link = link_in(&message, "/invite/");
+    let path = path_of(&server, &link);
+    let secret = path.rsplit('/').next().unwrap().to_string();
+    assert!(!database_contains(&server, &secret), "only a hash of the link's secret is stored");
+
+    // Grace opens the link, tries a short password, then sets hers and is signed in.
+    let grace = WebClient::new(&server);
+    let page = grace.get(&path);
+    assert_eq!(page.status(), 200);
+    let csrf = csrf_in(&page.text().unwrap());
+    let short = grace.post(&path, &[("csrf", &csrf), ("password", "short")]);
+    assert_eq!(short.status(), 422);
+    assert!(short.text().unwrap().contains("id=\"password-error\""));
+    let accepted = grace.post(&path, &[("csrf", &csrf), ("password", "grace's own password")]);
+    assert_eq!(location(&accepted), "/");
+    assert_eq!(grace.get("/").status(), 200, "signed in");
+
+    // Never again: not by the link, not by a replayed form.
+    assert_eq!(grace.get(&path).status(), 410);
+    let replay = WebClient::new(&server);
+    let csrf = replay.csrf("/sign-in");
+    assert_eq!(replay.post(&path, &[("csrf", &csrf), ("password", "an attacker's password")]).status(), 410);
+    assert_eq!(replay.sign_in("grace@example.com", "grace's own password").status(), 303);
+    assert_eq!(WebClient::new(&server).sign_in("grace@example.com", "an attacker's password").status(), 401);
+}
+
+#[test]
+fn an_expired_invitation_is_refused() {
+    let mail = MailServer::start();
+    let server = start_with_mail(&mail);
+    let admin = WebClient::new(&server);
+    admin.setup_admin();
+    assert_eq!(invite(&admin, "Late", "late@example.com").status(), 200);
+    let path = path_of(&server, &link_in(&mail.wait_for("late@example.com", 1), "/invite/"));
+    sql(&server, "UPDATE user_links SET expires_at = '2000-01-01 00:00:00'");
+    let late = WebClient::new(&server);
+    let page = late.get(&path);
+    assert_eq!(page.status(), 410);
+    assert!(page.text().unwrap().contains("This link no longer works"));
+    let csrf = late.csrf("/sign-in");
+    assert_eq!(late.post(&path, &[("csrf", &csrf), ("password", "a long enough password")]).status(), 410);
+    assert_eq!(late.sign_in("late@example.com", "a long enough password").status(), 401, "no password was set");
+}
+
+#[test]
+fn a_reset_link_works_once_and_never_reveals_whether_an_address_exists() {
+    let mail = MailServer::start();
+    let server = start_with_mail(&mail);
+    let admin = WebClient::new(&server);
+    admin.setup_admin();
+    let other_session = WebClient::new(&server);
+    assert_eq!(other_session.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).status(), 303);
+
+    let ask = |email: &str| {
+        let visitor = WebClient::new(&server);
+        let csrf = visitor.csrf("/forgot-password");
+        let response = visitor.post("/forgot-password", &[("csrf", &csrf), ("email", email)]);
+        assert_eq!(response.status(), 200);
+        let text = response.text().unwrap();
+        text[text.find("<main").unwrap_or(0)..].replace(&csrf, "")
+    };
+    let known = ask(ADMIN_EMAIL);
+    let unknown = ask("nobody@example.com");
+    assert_eq!(known, unknown, "the same answer for a known and an unknown address");
+    let message = mail.wait_for(ADMIN_EMAIL, 1);
+    assert!(message.contains("Subject: Reset your Hibernation password"), "{message}");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(mail.messages_to("nobody@example.com").is_empty(), "no mail for an address without an account");
+
+    let path = path_of(&server, &link_in(&message, "/reset/"));
+    let visitor = WebClient::new(&server);
+    let csrf = csrf_in(&visitor.get(&path).text().unwrap());
+    let done = visitor.post(&path, &[("csrf", &csrf), ("password", "a brand new password")]);
+    assert_eq!(done.status(), 200);
+    assert!(done.text().unwrap().contains("Password changed"));
+    assert_eq!(visitor.post(&path, &[("csrf", &csrf), ("password", "yet another password")]).status(), 410);
+    assert_eq!(location(&other_session.get("/")), "/sign-in", "a reset signs out every session");
+    assert_eq!(WebClient::new(&server).sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).status(), 401, "the old password is gone");
+    assert_eq!(WebClient::new(&server).sign_in(ADMIN_EMAIL, "a brand new password").status(), 303);
+}
+
+#[test]
+fn mail_settings_from_the_dashboard_and_the_test_mail() {
+    let mail = MailServer::start();
+    let server = Server::start(Backend::Sqlite);
+    let admin = WebClient::new(&server);
+    admin.setup_admin();
+
+    // Without mail settings an invitation is refused and nobody is created.
+    let refused = invite(&admin, "Early", "early@example.com");
+    assert_eq!(refused.status(), 422);
+    assert!(refused.text().unwrap().contains("mail is not set up"));
+    assert!(!admin.get("/users").text().unwrap().contains("early@example.com"));
+
+    let csrf = admin.csrf("/settings");
+    let port = mail.port.to_string();
+    let mut form = vec![("csrf", csrf.as_str()), ("host", "127.0.0.1"), ("port", port.as_str()), ("security", "none")];
+    let bad = {
+        let mut bad = form.clone();
+        bad.push(("from", "not an address"));
+        admin.post("/settings", &bad)
+    };
+    assert_eq!(bad.status(), 422);
+    assert!(bad.text().unwrap().contains("id=\"from-error\""));
+    form.push(("from", "Team cache <cache@example.com>"));
+    let saved = admin.post("/settings", &form);
+    assert_eq!(saved.status(), 200);
+    assert!(saved.text().unwrap().contains("Mail settings saved"));
+
+    let tested = admin.post("/settings/test-mail", &[("csrf", &csrf)]);
+    assert!(tested.text().unwrap().contains(&format!("A test mail was sent to {ADMIN_EMAIL}")));
+    let message = mail.wait_for(ADMIN_EMAIL, 1);
+    assert!(message.contains("Subject: Hibernation test mail"), "{message}");
+    assert!(
+        message
+            .lines()
+            .any(|l| l.starts_with("From:") && l.contains("Team cache") && l.contains("<cache@example.com>"))
+    );
+
+    // Invitations now go out through the saved settings.
+    assert_eq!(invite(&admin, "Early", "early@example.com").status(), 200);
+    mail.wait_for("early@example.com", 1);
+
+    // A server that does not answer: the test mail says so.
+    let closed = support::free_port().to_string();
+    let mut broken = form.clone();
+    broken[2] = ("port", closed.as_str());
+    assert_eq!(admin.post("/settings", &broken).status(), 200);
+    let failed = admin.post("/settings/test-mail", &[("csrf", &csrf)]).text().unwrap();
+    assert!(failed.contains("The test mail failed"), "{failed}");
+}

@@ -189,3 +189,20 @@ fn mail_settings_from_the_dashboard_and_the_test_mail() {
     let failed = admin.post("/settings/test-mail", &[("csrf", &csrf)]).text().unwrap();
     assert!(failed.contains("The test mail failed"), "{failed}");
 }
+
+#[test]
+fn reset_requests_are_limited_per_address_without_saying_so() {
+    let mail = MailServer::start();
+    let server = start_with_mail(&mail);
+    WebClient::new(&server).setup_admin();
+    let visitor = WebClient::new(&server);
+    let csrf = visitor.csrf("/forgot-password");
+    for _ in 0..7 {
+        let answer = visitor.post("/forgot-password", &[("csrf", &csrf), ("email", ADMIN_EMAIL)]);
+        assert_eq!(answer.status(), 200);
+        assert!(answer.text().unwrap().contains("id=\"reset-sent\""), "the same answer every time");
+    }
+    mail.wait_for(ADMIN_EMAIL, 5);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(mail.messages_to(ADMIN_EMAIL).len(), 5, "five requests per address and quarter hour");
+}

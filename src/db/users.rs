@@ -22,24 +22,26 @@ pub fn create_with_password(
     password_hash: &str,
     is_admin: bool,
 ) -> DbResult<User> {
+    create_with_email(conn, name, email, Some(password_hash), is_admin)
+}
+
+/// A user invited by mail: no password until they follow the invitation.
+pub fn create_invited(conn: &mut AnyConnection, name: &str, email: &str, is_admin: bool) -> DbResult<User> {
+    create_with_email(conn, name, email, None, is_admin)
+}
+
+fn create_with_email(
+    conn: &mut AnyConnection,
+    name: &str,
+    email: &str,
+    password_hash: Option<&str>,
+    is_admin: bool,
+) -> DbResult<User> {
     diesel::insert_into(users::table)
         .values((
             users::name.eq(name),
             users::email.eq(email),
             users::password_hash.eq(password_hash),
-            users::is_admin.eq(is_admin),
-            users::created_at.eq(now()),
-        ))
-        .execute(conn)?;
-    find_by_name(conn, name)?.ok_or(diesel::result::Error::NotFound.into())
-}
-
-/// A user invited by mail: no password until they follow the invitation.
-pub fn create_invited(conn: &mut AnyConnection, name: &str, email: &str, is_admin: bool) -> DbResult<User> {
-    diesel::insert_into(users::table)
-        .values((
-            users::name.eq(name),
-            users::email.eq(email),
             users::is_admin.eq(is_admin),
             users::created_at.eq(now()),
         ))

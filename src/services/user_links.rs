@@ -12,6 +12,9 @@ use crate::db::{Db, DbError, is_unique_violation, now, sessions, users};
 
 pub const INVITE_LIFETIME: Duration = Duration::days(7);
 pub const RESET_LIFETIME: Duration = Duration::hours(1);
+/// Reset requests one address may make per window; more are dropped without a word.
+const RESETS_PER_WINDOW: i64 = 5;
+const RESET_WINDOW: Duration = Duration::minutes(15);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
@@ -92,14 +95,26 @@ pub async fn invite(
     Ok(user)
 }
 
-/// Mails a reset link when `email` belongs to a user. Says nothing either way: the caller
-/// answers the same whatever happens, so nobody learns which addresses exist.
-pub async fn request_reset(db: &Db, smtp: Option<&SmtpSettings>, site_url: &str, email: &str) {
+/// Mails a reset link when `email` belongs to a user, unless `peer` asked too often. Says
+/// nothing either way: the caller answers the same whatever happens, so nobody learns which
+/// addresses exist.
+pub async fn request_reset(db: &Db, smtp: Option<&SmtpSettings>, site_url: &str, peer: &str, email: &str) {
     let email = email.trim().to_ascii_lowercase();
-    let lookup = email.clone();
-    let user = match db.read(move |c| users::find_by_email(c, &lookup)).await {
-        Ok(Some(user)) => user,
-        Ok(None) => return,
+    let (lookup, peer_key) = (email.clone(), format!("reset:{peer}"));
+    let found = db
+        .write(move |c| {
+            // Counted in the sign-in failure table under its own key.
+            if sessions::failures_since(c, &peer_key, now() - RESET_WINDOW)? >= RESETS_PER_WINDOW {
+                return Ok(Err("too many reset requests from this address"));
+            }
+            sessions::record_failure(c, &peer_key)?;
+            Ok(Ok(users::find_by_email(c, &lookup)?))
+        })
+        .await;
+    let user = match found {
+        Ok(Ok(Some(user))) => user,
+        Ok(Ok(None)) => return,
+        Ok(Err(reason)) => return tracing::warn!("password reset not sent: {reason}"),
         Err(e) => return tracing::warn!("password reset: {e}"),
     };
     let Some(smtp) = smtp else { return tracing::warn!("password reset requested, but mail is not set up") };

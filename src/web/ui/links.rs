@@ -186,12 +186,13 @@ pub async fn forgot(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
         return refused;
     }
     let worker = state.clone();
+    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip().to_string()).unwrap_or_default();
     tokio::spawn(async move {
         let smtp = match crate::services::mail::current(&worker.db, worker.config.smtp.as_ref()).await {
             Ok(current) => current.map(|(settings, _)| settings),
             Err(e) => return tracing::warn!("password reset: {e}"),
         };
-        user_links::request_reset(&worker.db, smtp.as_ref(), &worker.config.site_url, &form.email).await;
+        user_links::request_reset(&worker.db, smtp.as_ref(), &worker.config.site_url, &peer, &form.email).await;
     });
     let page = ForgotPage { layout: Layout::new(req, None), sent: true };
     render(&state, StatusCode::OK, &page.layout, &page)

@@ -113,20 +113,9 @@ pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
     }
 }
 
-#[derive(Deserialize)]
-pub struct InviteForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    email: String,
-    #[serde(default)]
-    admin: Option<String>,
-}
-
 #[handler]
-pub async fn invite(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<InviteForm>) -> Response {
+/// The create form without a password: the invited person chooses it.
+pub async fn invite(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<CreateForm>) -> Response {
     let user = match signed_in_form(&state, req, &form.csrf).await {
         Ok(user) if user.is_admin => user,
         Ok(user) => return forbidden(&state, req, &user),

@@ -40,6 +40,9 @@ let
   server = pkgs.rustPlatform.buildRustPackage (common // {
     pname = "hibernation-server";
     cargoBuildFlags = [ "--package" "hibernation-server" "--bin" "hibernation-server" ];
+    # The bundled libpq (pq-src) builds against OpenSSL.
+    nativeBuildInputs = [ pkgs.pkg-config ];
+    buildInputs = [ pkgs.openssl ];
     meta = common.meta // {
       description = "Self-hosted Nix binary cache server";
       mainProgram = "hibernation-server";

@@ -100,6 +100,39 @@ fn an_expired_invitation_is_refused() {
     let csrf = late.csrf("/sign-in");
     assert_eq!(late.post(&path, &[("csrf", &csrf), ("password", "a long enough password")]).status(), 410);
     assert_eq!(late.sign_in("late@example.com", "a long enough password").status(), 401, "no password was set");
+
+    // The administrator sends it again; the new link works.
+    let users = admin.get("/users").text().unwrap();
+    assert!(users.contains("(no password yet)"));
+    let resend = users.split("action=\"/users/").find(|s| s.contains("/reinvite")).unwrap();
+    let id = resend.split('/').next().unwrap();
+    let csrf = csrf_in(&users);
+    let sent = admin.post(&format!("/users/{id}/reinvite"), &[("csrf", &csrf)]).text().unwrap();
+    assert!(sent.contains("Invitation sent again to late@example.com"), "{sent}");
+    let fresh = path_of(&server, &link_in(&mail.wait_for("late@example.com", 2), "/invite/"));
+    assert_ne!(fresh, path);
+    let csrf = csrf_in(&late.get(&fresh).text().unwrap());
+    assert_eq!(location(&late.post(&fresh, &[("csrf", &csrf), ("password", "a long enough password")])), "/");
+    let again = admin.post(&format!("/users/{id}/reinvite"), &[("csrf", &csrf_in(&users))]).text().unwrap();
+    assert!(again.contains("have not chosen a password"), "no invitation once the password is set");
+}
+
+#[test]
+fn an_administrator_who_has_not_accepted_the_invitation_does_not_count() {
+    let mail = MailServer::start();
+    let server = start_with_mail(&mail);
+    let admin = WebClient::new(&server);
+    admin.setup_admin();
+    let csrf = admin.csrf("/users");
+    let invited = admin
+        .post("/users/invite", &[("csrf", &csrf), ("name", "Hope"), ("email", "hope@example.com"), ("admin", "on")]);
+    assert_eq!(invited.status(), 200);
+    let users = admin.get("/users").text().unwrap();
+    let row = users.split("<tr>").find(|r| r.contains(ADMIN_EMAIL)).unwrap();
+    let id = row.split("/users/").nth(1).unwrap().split('/').next().unwrap();
+    let refused = admin.post(&format!("/users/{id}/delete"), &[("csrf", &csrf)]);
+    assert_eq!(refused.status(), 409, "Hope cannot act before choosing a password");
+    assert_eq!(admin.get("/users").status(), 200, "Ada is still there and signed in");
 }
 
 #[test]

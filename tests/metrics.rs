@@ -61,8 +61,22 @@ fn cache_counters_move_with_pushes_substitutions_and_rejections() {
     let forged = RawUpload::of(&other.dep, stranger.secret_path());
     assert_eq!(forged.send(&server, "main", &token, forged.compressed()).status(), 422);
 
+    // Names a caller makes up never become labels: a cache that does not exist, a method.
+    let made_up = reqwest::blocking::Client::new()
+        .put(format!("{}/api/nix/madeupcache/nar/notanar", server.url()))
+        .bearer_auth(&token)
+        .body("x")
+        .send()
+        .unwrap();
+    assert!(made_up.status().is_client_error());
+    let odd_method = reqwest::Method::from_bytes(b"FROBNICATE").unwrap();
+    reqwest::blocking::Client::new().request(odd_method, format!("{}/", server.url())).send().unwrap();
+
     let after = scrape();
     promtool_check(&after);
+    assert!(!after.contains("madeupcache") && !after.contains("FROBNICATE"), "{after}");
+    assert!(value(&after, "hibernation_http_requests_total", &["method=\"other\""]).is_some());
+    assert!(value(&after, "hibernation_cache_rejected_uploads_total", &["cache=\"\"", "reason=\"invalid\""]).is_some());
     let cache = "cache=\"main\"";
     let service = "service_name=\"team-cache\"";
     assert_eq!(value(&after, "hibernation_cache_pushes_total", &[cache, service]), Some(2.0), "{after}");

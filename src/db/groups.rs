@@ -56,6 +56,14 @@ pub fn administrator_count(conn: &mut AnyConnection) -> DbResult<usize> {
     );
     ids.sort_unstable();
     ids.dedup();
+    // Someone invited by mail who has not chosen a password yet cannot act as anyone.
+    let pending: Vec<i64> = super::schema::user_links::table
+        .inner_join(users::table)
+        .filter(super::schema::user_links::purpose.eq("invite"))
+        .filter(users::password_hash.is_null())
+        .select(users::id)
+        .load(conn)?;
+    ids.retain(|id| !pending.contains(id));
     Ok(ids.len())
 }
 

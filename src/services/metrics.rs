@@ -4,6 +4,7 @@
 //! Requests are labelled by route template (`/api/nix/:cache/:file`), never by raw path, so
 //! the number of series stays bounded. Cache metrics carry the cache name.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
@@ -40,7 +41,11 @@ pub fn install(service_name: &str) -> anyhow::Result<PrometheusHandle> {
     describe_gauge!(HTTP_IN_FLIGHT, "HTTP requests being handled now.");
     describe_counter!(NARINFO_HITS, "narinfo requests answered with a path, per cache.");
     describe_counter!(NARINFO_MISSES, "narinfo requests for paths the cache does not have, per cache.");
-    describe_counter!(NAR_BYTES_SERVED, Unit::Bytes, "NAR bytes sent to clients, per cache.");
+    describe_counter!(
+        NAR_BYTES_SERVED,
+        Unit::Bytes,
+        "NAR bytes sent to clients (counted as downloads start), per cache."
+    );
     describe_counter!(PUSHES, "Paths added by pushes (CLI or nix copy), per cache.");
     describe_counter!(BYTES_RECEIVED, Unit::Bytes, "Compressed NAR bytes received and stored, per cache.");
     describe_counter!(REJECTED, "Uploads refused, per cache and reason.");
@@ -51,19 +56,35 @@ pub fn install(service_name: &str) -> anyhow::Result<PrometheusHandle> {
     Ok(handle)
 }
 
+/// Methods become labels as they are only when standard: a caller may send any name.
+fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"];
+    KNOWN.into_iter().find(|m| *m == method).unwrap_or("other")
+}
+
 pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
-    let (method, route) = (method.to_string(), route.to_string());
-    counter!(HTTP_REQUESTS, "method" => method.clone(), "route" => route.clone(), "status" => status.to_string())
-        .increment(1);
+    let (method, route) = (method_label(method), route.to_string());
+    counter!(HTTP_REQUESTS, "method" => method, "route" => route.clone(), "status" => status.to_string()).increment(1);
     histogram!(HTTP_DURATION, "method" => method, "route" => route).record(elapsed.as_secs_f64());
 }
 
-pub fn request_started() {
-    gauge!(HTTP_IN_FLIGHT).increment(1.0);
+static IN_FLIGHT: AtomicI64 = AtomicI64::new(0);
+
+/// Counts a request as in flight until dropped (also when the client goes away early).
+pub struct InFlight(());
+
+impl InFlight {
+    pub fn start() -> Self {
+        // Set, not incremented: the gauge may have been dropped by the idle timeout.
+        gauge!(HTTP_IN_FLIGHT).set((IN_FLIGHT.fetch_add(1, Ordering::Relaxed) + 1) as f64);
+        Self(())
+    }
 }
 
-pub fn request_finished() {
-    gauge!(HTTP_IN_FLIGHT).decrement(1.0);
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        gauge!(HTTP_IN_FLIGHT).set((IN_FLIGHT.fetch_sub(1, Ordering::Relaxed) - 1) as f64);
+    }
 }
 
 pub fn narinfo(cache: &str, hit: bool) {
@@ -85,9 +106,9 @@ pub fn received(cache: &str, bytes: u64) {
     counter!(BYTES_RECEIVED, "cache" => cache.to_string()).increment(bytes);
 }
 
+/// An upload refused; `cache` is the name of an existing cache, or empty (callers choose
+/// names freely, and a name that is no cache must not become a series).
 pub fn rejected(cache: &str, reason: &'static str) {
-    // A name that is no cache must not become a series: callers choose it freely.
-    let cache = if reason == "cache_not_found" { "" } else { cache };
     counter!(REJECTED, "cache" => cache.to_string(), "reason" => reason).increment(1);
 }
 

@@ -53,6 +53,8 @@ pub enum PushError {
     Db(#[from] DbError),
     #[error("storage error: {0}")]
     Storage(io::Error),
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl PushError {
@@ -72,6 +74,7 @@ impl PushError {
             Self::OverQuota { .. } => "over_quota",
             Self::Db(_) => "database",
             Self::Storage(_) => "storage",
+            Self::Internal(_) => "internal",
         }
     }
 }

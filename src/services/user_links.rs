@@ -81,17 +81,51 @@ pub async fn invite(
         Err(e) if is_unique_violation(&e) => return Err(field("email", "A user with this name or email exists.")),
         Err(e) => return Err(e.into()),
     };
-    let link = issue_link(db, user.id, LinkPurpose::Invite, site_url).await?;
-    let body = format!(
-        "Hello {name},\n\n{inviter} invited you to Hibernation, the team's Nix binary cache.\n\
-         Choose your password here (the link works once, for {} days):\n\n{link}\n",
-        INVITE_LIFETIME.num_days()
-    );
-    if let Err(e) = mail::send(smtp, &email, "You are invited to Hibernation", body).await {
+    if let Err(e) = send_invitation(db, smtp, site_url, inviter, &user).await {
         let id = user.id;
         db.write(move |c| users::delete(c, id)).await?;
         return Err(e.into());
     }
+    Ok(user)
+}
+
+/// Mails `user` a new invitation link (earlier ones stop working).
+async fn send_invitation(
+    db: &Db,
+    smtp: &SmtpSettings,
+    site_url: &str,
+    inviter: &str,
+    user: &User,
+) -> Result<(), LinkError> {
+    let email = user.email.clone().ok_or_else(|| field("invite", "This user has no email address."))?;
+    let link = issue_link(db, user.id, LinkPurpose::Invite, site_url).await?;
+    let body = format!(
+        "Hello {},\n\n{inviter} invited you to Hibernation, the team's Nix binary cache.\n\
+         Choose your password here (the link works once, for {} days):\n\n{link}\n",
+        user.name,
+        INVITE_LIFETIME.num_days()
+    );
+    mail::send(smtp, &email, "You are invited to Hibernation", body).await?;
+    Ok(())
+}
+
+/// Sends a lapsed or lost invitation again, to a user who has not chosen a password yet.
+pub async fn reinvite(
+    db: &Db,
+    smtp: Option<&SmtpSettings>,
+    site_url: &str,
+    inviter: &str,
+    user_id: i64,
+) -> Result<User, LinkError> {
+    let smtp = smtp.ok_or(MailError::NotConfigured)?;
+    let user = db.read(move |c| users::find(c, user_id)).await?;
+    let Some(user) = user.filter(|u| u.password_hash.is_none() && u.email.is_some()) else {
+        return Err(field(
+            "invite",
+            "Only people who were invited and have not chosen a password can be invited again.",
+        ));
+    };
+    send_invitation(db, smtp, site_url, inviter, &user).await?;
     Ok(user)
 }
 
@@ -100,14 +134,19 @@ pub async fn invite(
 /// addresses exist.
 pub async fn request_reset(db: &Db, smtp: Option<&SmtpSettings>, site_url: &str, peer: &str, email: &str) {
     let email = email.trim().to_ascii_lowercase();
-    let (lookup, peer_key) = (email.clone(), format!("reset:{peer}"));
+    // Counted in the sign-in failure table under their own keys: per asking address, and per
+    // mailbox so that many addresses cannot flood one inbox.
+    let (lookup, keys) = (email.clone(), [format!("reset:{peer}"), format!("reset-mail:{email}")]);
     let found = db
         .write(move |c| {
-            // Counted in the sign-in failure table under its own key.
-            if sessions::failures_since(c, &peer_key, now() - RESET_WINDOW)? >= RESETS_PER_WINDOW {
-                return Ok(Err("too many reset requests from this address"));
+            for key in &keys {
+                if sessions::failures_since(c, key, now() - RESET_WINDOW)? >= RESETS_PER_WINDOW {
+                    return Ok(Err("too many reset requests"));
+                }
             }
-            sessions::record_failure(c, &peer_key)?;
+            for key in &keys {
+                sessions::record_failure(c, key)?;
+            }
             Ok(Ok(users::find_by_email(c, &lookup)?))
         })
         .await;

@@ -100,6 +100,7 @@ impl From<PushError> for AppError {
             PushError::Db(_) => Self::Internal(msg),
             PushError::Storage(_) => Self::Unavailable(format!("{msg}; try again later")),
             PushError::UpstreamUnreachable(_) => Self::Unavailable(msg),
+            PushError::Internal(_) => Self::Internal(msg),
         }
     }
 }

@@ -26,9 +26,9 @@ impl<E: Endpoint> Endpoint for RequestMetrics<E> {
 
     async fn call(&self, req: Request) -> poem::Result<Self::Output> {
         let (method, started) = (req.method().to_string(), Instant::now());
-        metrics::request_started();
+        let in_flight = metrics::InFlight::start();
         let result = self.inner.call(req).await;
-        metrics::request_finished();
+        drop(in_flight);
         let (pattern, response) = match result {
             Ok(output) => {
                 let response = output.into_response();
@@ -44,6 +44,14 @@ impl<E: Endpoint> Endpoint for RequestMetrics<E> {
         metrics::http_request(&method, &route, status.as_u16(), started.elapsed());
         response
     }
+}
+
+/// Counts a refused upload under its cache, when `cache` names one.
+pub async fn count_rejection(state: &AppState, cache: &str, reason: &'static str) {
+    let name = cache.to_string();
+    let exists = reason != "cache_not_found"
+        && state.db.read(move |c| crate::db::caches::find_by_name(c, &name)).await.is_ok_and(|found| found.is_some());
+    metrics::rejected(if exists { cache } else { "" }, reason);
 }
 
 /// Reads what every cache holds and renders the exposition.

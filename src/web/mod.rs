@@ -48,6 +48,7 @@ pub fn routes(state: Arc<AppState>) -> poem::endpoint::BoxEndpoint<'static, poem
         .at("/caches/:cache/push-plan", poem::post(push_api::push_plan))
         .at("/caches/:cache/paths/:hash", put(push_api::upload_path));
     let site_host = state.config.virtual_host_routing.then(|| state.config.site_host());
+    let with_metrics = state.metrics.is_some();
     let app = ui::routes()
         .at("/health", get(pages::health))
         .at("/metrics", get(metrics::scrape))
@@ -56,9 +57,10 @@ pub fn routes(state: Arc<AppState>) -> poem::endpoint::BoxEndpoint<'static, poem
         .nest(hibernation::api::API_PREFIX, api)
         .catch_error(|_: poem::error::NotFoundError| async move { ui::not_found_page() })
         .data(state);
-    let app = metrics::RequestMetrics { inner: app };
+    // Request metrics cost a few allocations per request: only when they are wanted.
+    let app = if with_metrics { metrics::RequestMetrics { inner: app }.boxed() } else { app.map_to_response().boxed() };
     match site_host {
         Some(site_host) => virtual_host::VirtualHosts { inner: app, site_host }.boxed(),
-        None => app.boxed(),
+        None => app,
     }
 }

@@ -85,7 +85,7 @@ pub async fn put_nar(
     let result = nix_upload::accept_nar(&state.db, &state.storage, &caller, &name, &file, body.into_async_read()).await;
     match &result {
         Ok(bytes) => metrics::received(&name, *bytes),
-        Err(e) => metrics::rejected(&name, e.reason()),
+        Err(e) => super::metrics::count_rejection(&state, &name, e.reason()).await,
     }
     result?;
     Ok(no_content())
@@ -112,7 +112,7 @@ pub async fn put_file(
                 metrics::pushed(&name, 0);
             }
             Ok(false) => {}
-            Err(e) => metrics::rejected(&name, e.reason()),
+            Err(e) => super::metrics::count_rejection(&state, &name, e.reason()).await,
         }
         result?;
         return Ok(no_content());

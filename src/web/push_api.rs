@@ -101,7 +101,7 @@ pub async fn upload_path(
             metrics::pushed(&cache, done.uploaded_bytes);
         }
         Ok(_) => {}
-        Err(e) => metrics::rejected(&cache, e.reason()),
+        Err(e) => super::metrics::count_rejection(&state, &cache, e.reason()).await,
     }
     Ok(Json(result?))
 }
@@ -132,7 +132,7 @@ async fn receive_path(
             receive_nar(&storage, reader, Compression::Zstd, Some(declared))
         })
         .await
-        .map_err(|e| PushError::Interrupted(e.to_string()))??;
+        .map_err(|e| PushError::Internal(format!("the upload task failed: {e}")))??;
         let bytes = received.file_size;
         (NarSource::Uploaded(received), bytes)
     };

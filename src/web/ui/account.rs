@@ -89,7 +89,19 @@ pub async fn update(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
         Some(passwords::hash(&form.new_password))
     };
     let (id, new_name) = (user.id, name.clone());
-    match state.db.write(move |c| users::update_account(c, id, &new_name, new_hash.as_deref())).await {
+    let changes_password = new_hash.is_some();
+    let saved = state
+        .db
+        .write(move |c| {
+            users::update_account(c, id, &new_name, new_hash.as_deref())?;
+            // A reset link mailed earlier must not undo the password just chosen.
+            if changes_password {
+                crate::db::mail::retire_links(c, id, crate::db::mail::LinkPurpose::Reset)?;
+            }
+            Ok(())
+        })
+        .await;
+    match saved {
         Ok(()) => {
             let updated = User { name: name.clone(), ..user };
             page(&state, req, &updated, name, true, FormError::default())

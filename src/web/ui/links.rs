@@ -112,7 +112,7 @@ async fn complete(state: &AppState, req: &Request, purpose: LinkPurpose, secret:
             None,
             StatusCode::OK,
             "Password changed",
-            "Sign in with your new password. Every other session of your account was signed out.",
+            "Sign in with your new password. Every other session of your account was signed out; API tokens keep working, so revoke any you do not recognise on the API tokens page.",
         ),
         Ok(None) => invalid_link(state, req),
         Err(user_links::LinkError::Field(_, text)) => match user_links::valid_link(&state.db, purpose, secret).await {

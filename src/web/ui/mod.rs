@@ -47,6 +47,7 @@ pub fn routes() -> Route {
         .at("/account", get(account::show).post(account::update))
         .at("/users", get(users::list).post(users::create))
         .at("/users/invite", post(users::invite))
+        .at("/users/:id/reinvite", post(users::reinvite))
         .at("/users/:id/delete", post(users::delete))
         .at("/settings", get(settings::show).post(settings::save))
         .at("/settings/test-mail", post(settings::test_mail))

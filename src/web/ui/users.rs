@@ -147,6 +147,34 @@ pub async fn invite(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
 }
 
 #[handler]
+pub async fn reinvite(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfOnly>,
+) -> Response {
+    let user = match signed_in_form(&state, req, &form.csrf).await {
+        Ok(user) if user.is_admin => user,
+        Ok(user) => return forbidden(&state, req, &user),
+        Err(response) => return response,
+    };
+    let smtp = match mail::current(&state.db, state.config.smtp.as_ref()).await {
+        Ok(current) => current.map(|(settings, _)| settings),
+        Err(e) => return unavailable(&state, req, &user, e),
+    };
+    let sent = user_links::reinvite(&state.db, smtp.as_ref(), &state.config.site_url, &user.name, id).await;
+    let (name, email) = (String::new(), String::new());
+    match sent {
+        Ok(invited) => {
+            let note = format!("Invitation sent again to {}.", invited.email.unwrap_or_default());
+            page_with_notice(&state, req, &user, name, email, FormError::default(), Some(note)).await
+        }
+        Err(LinkError::Db(e)) => unavailable(&state, req, &user, e),
+        Err(e) => page(&state, req, &user, name, email, FormError::new("invite", e.to_string())).await,
+    }
+}
+
+#[handler]
 pub async fn delete(
     req: &Request,
     state: Data<&Arc<AppState>>,

@@ -84,7 +84,7 @@ pub async fn invite(
     if let Err(e) = send_invitation(db, smtp, site_url, inviter, &user).await {
         let id = user.id;
         db.write(move |c| users::delete(c, id)).await?;
-        return Err(e.into());
+        return Err(e);
     }
     Ok(user)
 }

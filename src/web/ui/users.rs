@@ -11,8 +11,9 @@ use serde::Deserialize;
 use super::{CsrfOnly, FormError, Layout, message, redirect, render, signed_in, signed_in_form, unavailable};
 use crate::db::models::User;
 use crate::db::{groups, is_refused_rollback, is_unique_violation, users};
+use crate::services::mail::{self, SmtpSettings};
+use crate::services::passwords;
 use crate::services::user_links::{self, LinkError};
-use crate::services::{mail, passwords};
 use crate::web::AppState;
 
 #[derive(Template)]
@@ -121,9 +122,9 @@ pub async fn invite(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
         Ok(user) => return forbidden(&state, req, &user),
         Err(response) => return response,
     };
-    let smtp = match mail::current(&state.db, state.config.smtp.as_ref()).await {
-        Ok(current) => current.map(|(settings, _)| settings),
-        Err(e) => return unavailable(&state, req, &user, e),
+    let smtp = match smtp_settings(&state, req, &user).await {
+        Ok(smtp) => smtp,
+        Err(response) => return response,
     };
     let invited = user_links::invite(
         &state.db,
@@ -135,14 +136,33 @@ pub async fn invite(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
         form.admin.is_some(),
     )
     .await;
+    invitation_page(&state, req, &user, invited, "Invitation sent to").await
+}
+
+/// The mail settings in force, or the page saying the database failed.
+async fn smtp_settings(state: &AppState, req: &Request, user: &User) -> Result<Option<SmtpSettings>, Response> {
+    match mail::current(&state.db, state.config.smtp.as_ref()).await {
+        Ok(current) => Ok(current.map(|(settings, _)| settings)),
+        Err(e) => Err(unavailable(state, req, user, e)),
+    }
+}
+
+/// The users page after an invitation: a notice, or the error at the invite form.
+async fn invitation_page(
+    state: &AppState,
+    req: &Request,
+    user: &User,
+    result: Result<User, LinkError>,
+    done: &str,
+) -> Response {
     let (name, email) = (String::new(), String::new());
-    match invited {
+    match result {
         Ok(invited) => {
-            let note = format!("Invitation sent to {}.", invited.email.unwrap_or_default());
-            page_with_notice(&state, req, &user, name, email, FormError::default(), Some(note)).await
+            let note = format!("{done} {}.", invited.email.unwrap_or_default());
+            page_with_notice(state, req, user, name, email, FormError::default(), Some(note)).await
         }
-        Err(LinkError::Db(e)) => unavailable(&state, req, &user, e),
-        Err(e) => page(&state, req, &user, name, email, FormError::new("invite", e.to_string())).await,
+        Err(LinkError::Db(e)) => unavailable(state, req, user, e),
+        Err(e) => page(state, req, user, name, email, FormError::new("invite", e.to_string())).await,
     }
 }
 
@@ -158,20 +178,12 @@ pub async fn reinvite(
         Ok(user) => return forbidden(&state, req, &user),
         Err(response) => return response,
     };
-    let smtp = match mail::current(&state.db, state.config.smtp.as_ref()).await {
-        Ok(current) => current.map(|(settings, _)| settings),
-        Err(e) => return unavailable(&state, req, &user, e),
+    let smtp = match smtp_settings(&state, req, &user).await {
+        Ok(smtp) => smtp,
+        Err(response) => return response,
     };
     let sent = user_links::reinvite(&state.db, smtp.as_ref(), &state.config.site_url, &user.name, id).await;
-    let (name, email) = (String::new(), String::new());
-    match sent {
-        Ok(invited) => {
-            let note = format!("Invitation sent again to {}.", invited.email.unwrap_or_default());
-            page_with_notice(&state, req, &user, name, email, FormError::default(), Some(note)).await
-        }
-        Err(LinkError::Db(e)) => unavailable(&state, req, &user, e),
-        Err(e) => page(&state, req, &user, name, email, FormError::new("invite", e.to_string())).await,
-    }
+    invitation_page(&state, req, &user, sent, "Invitation sent again to").await
 }
 
 #[handler]

@@ -26,6 +26,8 @@ pub struct Config {
     pub virtual_host_routing: bool,
     /// Prometheus metrics (METRICS_ENABLED, METRICS_NAME, METRICS_PORT).
     pub metrics: Option<MetricsConfig>,
+    /// Reverse proxies whose X-Forwarded-For names the client (TRUSTED_PROXIES).
+    pub trusted_proxies: Vec<crate::web::client_address::Network>,
     /// Mail settings from SMTP_* variables; they lock the dashboard's mail settings.
     pub smtp: Option<crate::services::mail::SmtpSettings>,
     /// Set when NARs go to S3; `storage_path` then only holds temporary upload files.
@@ -88,6 +90,18 @@ impl Config {
                 .unwrap_or(false),
             metrics: metrics_from_env(port)?,
             smtp: smtp_from_env()?,
+            trusted_proxies: match var("TRUSTED_PROXIES") {
+                Some(list) => list
+                    .split(',')
+                    .filter(|s| !s.trim().is_empty())
+                    .map(|s| {
+                        crate::web::client_address::Network::parse(s).with_context(|| {
+                            format!("TRUSTED_PROXIES: {s:?} is not an address or network such as 10.0.0.0/8")
+                        })
+                    })
+                    .collect::<anyhow::Result<_>>()?,
+                None => Vec::new(),
+            },
             s3: s3_from_env()?,
         })
     }

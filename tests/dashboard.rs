@@ -726,3 +726,46 @@ fn administrators_can_come_from_a_group_and_one_always_remains() {
     assert_eq!(bob.post(&format!("/users/{bob_id}/delete"), &[("csrf", &bob_csrf)]).status(), 409);
     assert_eq!(bob.get("/users").status(), 200, "still an administrator");
 }
+
+/// Signs in with `X-Forwarded-For: forwarded` (when given) and returns the status.
+fn sign_in_from(server: &Server, forwarded: Option<&str>, password: &str) -> u16 {
+    let client = reqwest::blocking::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = client.get(format!("{}/sign-in", server.url())).send().unwrap().text().unwrap();
+    let mut request = client.post(format!("{}/sign-in", server.url())).form(&[
+        ("csrf", csrf_in(&page).as_str()),
+        ("email", ADMIN_EMAIL),
+        ("password", password),
+    ]);
+    if let Some(address) = forwarded {
+        request = request.header("x-forwarded-for", address);
+    }
+    request.send().unwrap().status().as_u16()
+}
+
+#[test]
+fn rate_limits_see_the_client_behind_a_trusted_proxy_and_ignore_claims_otherwise() {
+    let proxied = Server::start_with_env(Backend::Sqlite, &[("TRUSTED_PROXIES", "127.0.0.1, 10.9.0.0/16")]);
+    WebClient::new(&proxied).setup_admin();
+    for _ in 0..5 {
+        assert_eq!(sign_in_from(&proxied, Some("203.0.113.7"), "wrong password"), 401);
+    }
+    assert_eq!(sign_in_from(&proxied, Some("203.0.113.7"), ADMIN_PASSWORD), 429, "that client is limited");
+    assert_eq!(sign_in_from(&proxied, Some("198.51.100.1, 203.0.113.8"), ADMIN_PASSWORD), 303, "another client is not");
+    // A client's own claim left of the proxies does not move it elsewhere.
+    assert_eq!(sign_in_from(&proxied, Some("198.51.100.1, 203.0.113.7, 10.9.0.5"), ADMIN_PASSWORD), 429);
+
+    let direct = Server::start(Backend::Sqlite);
+    WebClient::new(&direct).setup_admin();
+    for n in 0..5 {
+        assert_eq!(sign_in_from(&direct, Some(&format!("192.0.2.{n}")), "wrong password"), 401);
+    }
+    assert_eq!(
+        sign_in_from(&direct, Some("192.0.2.99"), ADMIN_PASSWORD),
+        429,
+        "without trusted proxies the header is ignored"
+    );
+}

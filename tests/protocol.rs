@@ -94,7 +94,17 @@ fn startup_fails(env: &[(&str, &str)], message: &str) -> tempfile::TempDir {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().unwrap();
+    // A server that starts anyway would run forever: give it a deadline.
+    let mut child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server started with {env:?} instead of refusing");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
     assert!(!out.status.success(), "the server must refuse to start with {env:?}");
     assert!(output_text(&out).contains(message), "expected {message:?} in {}", output_text(&out));
     dir
@@ -110,6 +120,19 @@ fn bad_configuration_is_a_clear_startup_error() {
     let db = format!("sqlite:{}/x.db?mode=rwc", data.path().display());
     startup_fails(&[("DB_URL", &db), ("STORAGE_PATH", "/proc/hibernation")], "STORAGE_PATH /proc/hibernation");
     startup_fails(&[("PORT", "eighty")], "PORT must be a port number");
+    startup_fails(&[("SITE_URL", "cache.example.com")], "SITE_URL must be the URL people open");
+    startup_fails(&[("VIRTUAL_HOST_ROUTING", "maybe")], "VIRTUAL_HOST_ROUTING must be true or false");
+    startup_fails(&[("TRUSTED_PROXIES", "10.0.0.0/8,proxy")], "TRUSTED_PROXIES: \"proxy\" is not an address");
+    startup_fails(
+        &[("METRICS_ENABLED", "true"), ("PORT", "8123"), ("METRICS_PORT", "8123")],
+        "METRICS_PORT must differ from PORT",
+    );
+    startup_fails(&[("SMTP_PORT", "25")], "SMTP_PORT is set but SMTP_HOST is not");
+    startup_fails(&[("SMTP_HOST", "mail.example.com")], "SMTP_FROM is required with SMTP_HOST");
+    startup_fails(
+        &[("SMTP_HOST", "mail.example.com"), ("SMTP_FROM", "a@b.c"), ("SMTP_SECURITY", "ssl3")],
+        "SMTP_SECURITY must be none, starttls or tls",
+    );
     startup_fails(&[("S3_HOST", "http://127.0.0.1:1")], "set S3_BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY as well");
     startup_fails(&[("S3_BUCKET", "b"), ("S3_REGION", "x")], "set S3_HOST, S3_ACCESS_KEY, S3_SECRET_KEY as well");
     let unreachable = [

@@ -30,7 +30,7 @@ async fn json_body<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, AppE
 #[handler]
 pub async fn start(req: &Request, state: Data<&Arc<AppState>>, body: Body) -> Result<Json<CliLoginStarted>, AppError> {
     let request: CliLoginStart = json_body(body).await?;
-    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    let peer = super::client_address::client_address(&state.config.trusted_proxies, req);
     Ok(Json(cli_login::start(&state.db, &state.config.site_url, &peer, &request.client_name).await?))
 }
 

@@ -2,6 +2,7 @@
 //! call into `services`.
 
 mod cache_protocol;
+pub mod client_address;
 mod credentials;
 mod error;
 mod login_api;

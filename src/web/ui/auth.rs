@@ -132,7 +132,7 @@ pub async fn sign_in(req: &Request, state: Data<&Arc<AppState>>, Form(form): For
     if let Some(refused) = csrf_refusal(&state, req, None, &form.csrf) {
         return refused;
     }
-    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into());
+    let peer = crate::web::client_address::client_address(&state.config.trusted_proxies, req);
     let (status, error) = match sessions::sign_in(&state.db, &peer, &form.email, &form.password).await {
         Ok(token) => {
             let mut response = redirect(local_path(&form.next));

@@ -186,7 +186,7 @@ pub async fn forgot(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
         return refused;
     }
     let worker = state.clone();
-    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    let peer = crate::web::client_address::client_address(&state.config.trusted_proxies, req);
     tokio::spawn(async move {
         let smtp = match crate::services::mail::current(&worker.db, worker.config.smtp.as_ref()).await {
             Ok(current) => current.map(|(settings, _)| settings),

@@ -5,7 +5,7 @@ mod support;
 
 use support::browser::Browser;
 use support::web::{ADMIN_EMAIL, ADMIN_PASSWORD};
-use support::{Backend, Cli, Closure, Keys, Server};
+use support::{Backend, Cli, Closure, Keys, PendingLogin, Server};
 
 #[test]
 fn setup_cache_token_push_browse_delete_and_access() {
@@ -102,4 +102,44 @@ fn setup_cache_token_push_browse_delete_and_access() {
     assert!(!browser.source().contains("dep-browser"));
     browser.goto(&format!("{site}/caches/main/paths?q=dep"));
     assert!(!browser.source().contains("dep-browser"));
+}
+
+#[test]
+fn a_cli_login_is_approved_or_denied_by_typing_its_code() {
+    let server = Server::start(Backend::Sqlite);
+    let browser = Browser::start("cli-login");
+    let site = server.url();
+    browser.goto(&format!("{site}/setup"));
+    browser.type_into("#name", "Ada");
+    browser.type_into("#email", ADMIN_EMAIL);
+    browser.type_into("#password", ADMIN_PASSWORD);
+    browser.click("#create-admin");
+    browser.wait_until("the overview shows", |html| html.contains("id=\"stat-caches\""));
+
+    // Approve: the page the CLI opened, the code from the terminal, a read-only token.
+    let cli = Cli::new();
+    let login = PendingLogin::start(&cli, &server);
+    browser.goto(&format!("{site}/cli-login"));
+    browser.type_into("#login-code", &login.code().to_lowercase());
+    browser.click("#permission option[value=read]");
+    browser.screenshot("cli-login");
+    browser.click("#approve-login");
+    browser.wait_until("the approval is confirmed", |html| html.contains("Login approved"));
+    let (status, text) = login.finish();
+    assert!(status.success() && text.contains("as Ada"), "{text}");
+    assert!(cli.run_ok(&["whoami"]).contains("Ada"));
+    browser.goto(&format!("{site}/tokens"));
+    browser.wait_until("the CLI's token is listed, read only", |html| {
+        html.contains("hibernation on") && html.contains("read only")
+    });
+
+    // Deny: the second button of the same form.
+    let other = Cli::new();
+    let login = PendingLogin::start(&other, &server);
+    browser.goto(&format!("{site}/cli-login"));
+    browser.type_into("#login-code", &login.code());
+    browser.click("#deny-login");
+    browser.wait_until("the denial is confirmed", |html| html.contains("Login denied"));
+    let (status, text) = login.finish();
+    assert!(!status.success() && text.contains("denied"), "{text}");
 }

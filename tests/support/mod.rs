@@ -332,6 +332,53 @@ impl Cli {
     }
 }
 
+/// `hibernation login <url> --browser` with a "browser" that writes the URL it is given.
+pub struct PendingLogin {
+    child: Child,
+    opened: std::path::PathBuf,
+    log: std::path::PathBuf,
+}
+
+impl PendingLogin {
+    pub fn start(cli: &Cli, server: &Server) -> Self {
+        let opened = cli.dir.path().join("opened-url");
+        let browser = cli.dir.path().join("browser.sh");
+        std::fs::write(&browser, format!("#!/bin/sh\necho \"$1\" > {}\n", opened.display())).unwrap();
+        let mut perms = std::fs::metadata(&browser).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&browser, perms).unwrap();
+        let log = cli.dir.path().join("login.log");
+        let child = cli
+            .command(&["login", &server.url(), "--browser"])
+            .env("BROWSER", &browser)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let pending = Self { child, opened, log };
+        wait_until(Duration::from_secs(20), "the CLI to open the browser", || {
+            std::fs::read_to_string(&pending.opened).is_ok_and(|u| u.trim().len() > 10)
+        });
+        let opened = std::fs::read_to_string(&pending.opened).unwrap();
+        assert_eq!(opened.trim(), format!("{}/cli-login", server.url()), "the browser opens the approval page");
+        pending
+    }
+
+    /// The code the CLI shows in the terminal.
+    pub fn code(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap();
+        let line = log.lines().find_map(|l| l.trim().strip_prefix("code: ")).expect("the CLI shows a code");
+        line.trim().to_string()
+    }
+
+    /// The exit status and everything the CLI printed.
+    pub fn finish(self) -> (std::process::ExitStatus, String) {
+        let out = self.child.wait_with_output().unwrap();
+        (out.status, format!("{}{}", String::from_utf8_lossy(&out.stdout), std::fs::read_to_string(&self.log).unwrap()))
+    }
+}
+
 /// A hand-made push request, for tests that send what the CLI never would.
 pub struct RawUpload {
     pub info: hibernation::api::PathUpload,

@@ -8,7 +8,9 @@ use poem::web::{Data, Form, Path};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
-use super::{CsrfOnly, FormError, Layout, message, redirect, render, signed_in, signed_in_form, unavailable};
+use super::{
+    CsrfOnly, FormError, Layout, message, redirect, render, signed_in_admin, signed_in_admin_form, unavailable,
+};
 use crate::db::groups::{self, Group, GroupPermissions};
 use crate::db::models::User;
 use crate::db::{is_refused_rollback, is_unique_violation, users};
@@ -63,21 +65,12 @@ fn last_admin(state: &AppState, req: &Request, user: &User) -> Response {
     message(state, req, Some(user), StatusCode::CONFLICT, "Not changed", text)
 }
 
-fn forbidden(state: &AppState, req: &Request, user: &User) -> Response {
-    message(state, req, Some(user), StatusCode::FORBIDDEN, "Not allowed", "Only administrators manage groups.")
-}
-
-/// The signed-in administrator behind a form, or the response to send instead.
-async fn admin_form(state: &Arc<AppState>, req: &Request, csrf: &str) -> Result<User, Response> {
-    let user = signed_in_form(state, req, csrf).await?;
-    if user.is_admin { Ok(user) } else { Err(forbidden(state, req, &user)) }
-}
+const REFUSAL: &str = "Only administrators manage groups.";
 
 #[handler]
 pub async fn list(req: &Request, state: Data<&Arc<AppState>>) -> Response {
-    match signed_in(&state, req).await {
-        Ok(user) if user.is_admin => page(&state, req, &user, String::new(), FormError::default()).await,
-        Ok(user) => forbidden(&state, req, &user),
+    match signed_in_admin(&state, req, REFUSAL).await {
+        Ok(user) => page(&state, req, &user, String::new(), FormError::default()).await,
         Err(response) => response,
     }
 }
@@ -96,7 +89,7 @@ pub struct CreateForm {
 
 #[handler]
 pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<CreateForm>) -> Response {
-    let user = match admin_form(&state, req, &form.csrf).await {
+    let user = match signed_in_admin_form(&state, req, &form.csrf, REFUSAL).await {
         Ok(user) => user,
         Err(response) => return response,
     };
@@ -132,7 +125,7 @@ pub async fn add_member(
     Path(id): Path<i64>,
     Form(form): Form<MemberForm>,
 ) -> Response {
-    let user = match admin_form(&state, req, &form.csrf).await {
+    let user = match signed_in_admin_form(&state, req, &form.csrf, REFUSAL).await {
         Ok(user) => user,
         Err(response) => return response,
     };
@@ -150,7 +143,7 @@ pub async fn remove_member(
     Path((id, member)): Path<(i64, i64)>,
     Form(form): Form<CsrfOnly>,
 ) -> Response {
-    let user = match admin_form(&state, req, &form.csrf).await {
+    let user = match signed_in_admin_form(&state, req, &form.csrf, REFUSAL).await {
         Ok(user) => user,
         Err(response) => return response,
     };
@@ -168,7 +161,7 @@ pub async fn delete(
     Path(id): Path<i64>,
     Form(form): Form<CsrfOnly>,
 ) -> Response {
-    let user = match admin_form(&state, req, &form.csrf).await {
+    let user = match signed_in_admin_form(&state, req, &form.csrf, REFUSAL).await {
         Ok(user) => user,
         Err(response) => return response,
     };

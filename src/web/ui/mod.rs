@@ -228,6 +228,35 @@ pub async fn signed_in_form(state: &Arc<AppState>, req: &Request, csrf: &str) ->
     }
 }
 
+/// The signed-in administrator, or the response to send instead; `refusal` tells others
+/// what only administrators may do.
+pub async fn signed_in_admin(state: &Arc<AppState>, req: &Request, refusal: &str) -> Result<User, Response> {
+    let user = signed_in(state, req).await?;
+    match admin_refusal(state, req, &user, refusal) {
+        Some(refused) => Err(refused),
+        None => Ok(user),
+    }
+}
+
+/// Like [`signed_in_admin`], for a form that must carry the right CSRF token.
+pub async fn signed_in_admin_form(
+    state: &Arc<AppState>,
+    req: &Request,
+    csrf: &str,
+    refusal: &str,
+) -> Result<User, Response> {
+    let user = signed_in_form(state, req, csrf).await?;
+    match admin_refusal(state, req, &user, refusal) {
+        Some(refused) => Err(refused),
+        None => Ok(user),
+    }
+}
+
+/// The 403 page for a user who is not an administrator.
+fn admin_refusal(state: &AppState, req: &Request, user: &User, refusal: &str) -> Option<Response> {
+    (!user.is_admin).then(|| message(state, req, Some(user), StatusCode::FORBIDDEN, "Not allowed", refusal))
+}
+
 /// The page shown when the database failed; the details go to the log.
 pub fn unavailable(state: &AppState, req: &Request, user: &User, e: crate::db::DbError) -> Response {
     tracing::error!("dashboard: {e}");

@@ -9,7 +9,7 @@ use poem::web::{Data, Form};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
-use super::{CsrfOnly, FormError, Layout, message, render, signed_in, signed_in_form, unavailable};
+use super::{CsrfOnly, FormError, Layout, render, signed_in_admin, signed_in_admin_form, unavailable};
 use crate::db::mail as stored;
 use crate::db::models::User;
 use crate::services::mail::{self, Security, SmtpSettings};
@@ -81,9 +81,7 @@ struct SettingsPage {
 const SECURITIES: [(&str, &str); 3] =
     [("starttls", "STARTTLS (port 587)"), ("tls", "TLS (port 465)"), ("none", "none (a relay on a trusted network)")];
 
-fn forbidden(state: &AppState, req: &Request, user: &User) -> Response {
-    message(state, req, Some(user), StatusCode::FORBIDDEN, "Not allowed", "Only administrators change settings.")
-}
+const REFUSAL: &str = "Only administrators change settings.";
 
 async fn page(
     state: &AppState,
@@ -118,18 +116,16 @@ async fn page(
 
 #[handler]
 pub async fn show(req: &Request, state: Data<&Arc<AppState>>) -> Response {
-    match signed_in(&state, req).await {
-        Ok(user) if user.is_admin => page(&state, req, &user, None, FormError::default(), None).await,
-        Ok(user) => forbidden(&state, req, &user),
+    match signed_in_admin(&state, req, REFUSAL).await {
+        Ok(user) => page(&state, req, &user, None, FormError::default(), None).await,
         Err(response) => response,
     }
 }
 
 #[handler]
 pub async fn save(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<SmtpForm>) -> Response {
-    let user = match signed_in_form(&state, req, &form.csrf).await {
-        Ok(user) if user.is_admin => user,
-        Ok(user) => return forbidden(&state, req, &user),
+    let user = match signed_in_admin_form(&state, req, &form.csrf, REFUSAL).await {
+        Ok(user) => user,
         Err(response) => return response,
     };
     if state.config.smtp.is_some() {
@@ -153,9 +149,8 @@ pub async fn save(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<S
 
 #[handler]
 pub async fn test_mail(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<CsrfOnly>) -> Response {
-    let user = match signed_in_form(&state, req, &form.csrf).await {
-        Ok(user) if user.is_admin => user,
-        Ok(user) => return forbidden(&state, req, &user),
+    let user = match signed_in_admin_form(&state, req, &form.csrf, REFUSAL).await {
+        Ok(user) => user,
         Err(response) => return response,
     };
     let Some(to) = user.email.clone() else {

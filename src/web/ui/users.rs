@@ -8,7 +8,9 @@ use poem::web::{Data, Form, Path};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
-use super::{CsrfOnly, FormError, Layout, message, redirect, render, signed_in, signed_in_form, unavailable};
+use super::{
+    CsrfOnly, FormError, Layout, message, redirect, render, signed_in_admin, signed_in_admin_form, unavailable,
+};
 use crate::db::models::User;
 use crate::db::{groups, is_refused_rollback, is_unique_violation, users};
 use crate::services::mail::{self, SmtpSettings};
@@ -28,9 +30,7 @@ struct UsersPage {
     invite_days: i64,
 }
 
-fn forbidden(state: &AppState, req: &Request, user: &User) -> Response {
-    message(state, req, Some(user), StatusCode::FORBIDDEN, "Not allowed", "Only administrators manage users.")
-}
+const REFUSAL: &str = "Only administrators manage users.";
 
 async fn page(state: &AppState, req: &Request, user: &User, name: String, email: String, error: FormError) -> Response {
     page_with_notice(state, req, user, name, email, error, None).await
@@ -59,9 +59,8 @@ async fn page_with_notice(
 
 #[handler]
 pub async fn list(req: &Request, state: Data<&Arc<AppState>>) -> Response {
-    match signed_in(&state, req).await {
-        Ok(user) if user.is_admin => page(&state, req, &user, String::new(), String::new(), FormError::default()).await,
-        Ok(user) => forbidden(&state, req, &user),
+    match signed_in_admin(&state, req, REFUSAL).await {
+        Ok(user) => page(&state, req, &user, String::new(), String::new(), FormError::default()).await,
         Err(response) => response,
     }
 }
@@ -82,13 +81,10 @@ pub struct CreateForm {
 
 #[handler]
 pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<CreateForm>) -> Response {
-    let user = match signed_in_form(&state, req, &form.csrf).await {
+    let user = match signed_in_admin_form(&state, req, &form.csrf, REFUSAL).await {
         Ok(user) => user,
         Err(response) => return response,
     };
-    if !user.is_admin {
-        return forbidden(&state, req, &user);
-    }
     let (name, email) = (form.name.trim().to_string(), form.email.trim().to_ascii_lowercase());
     let error = if name.is_empty() || name.len() > 100 {
         FormError::new("name", "Enter a name of 1 to 100 characters.")
@@ -117,9 +113,8 @@ pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
 #[handler]
 /// The create form without a password: the invited person chooses it.
 pub async fn invite(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<CreateForm>) -> Response {
-    let user = match signed_in_form(&state, req, &form.csrf).await {
-        Ok(user) if user.is_admin => user,
-        Ok(user) => return forbidden(&state, req, &user),
+    let user = match signed_in_admin_form(&state, req, &form.csrf, REFUSAL).await {
+        Ok(user) => user,
         Err(response) => return response,
     };
     let smtp = match smtp_settings(&state, req, &user).await {
@@ -173,9 +168,8 @@ pub async fn reinvite(
     Path(id): Path<i64>,
     Form(form): Form<CsrfOnly>,
 ) -> Response {
-    let user = match signed_in_form(&state, req, &form.csrf).await {
-        Ok(user) if user.is_admin => user,
-        Ok(user) => return forbidden(&state, req, &user),
+    let user = match signed_in_admin_form(&state, req, &form.csrf, REFUSAL).await {
+        Ok(user) => user,
         Err(response) => return response,
     };
     let smtp = match smtp_settings(&state, req, &user).await {
@@ -193,13 +187,10 @@ pub async fn delete(
     Path(id): Path<i64>,
     Form(form): Form<CsrfOnly>,
 ) -> Response {
-    let user = match signed_in_form(&state, req, &form.csrf).await {
+    let user = match signed_in_admin_form(&state, req, &form.csrf, REFUSAL).await {
         Ok(user) => user,
         Err(response) => return response,
     };
-    if !user.is_admin {
-        return forbidden(&state, req, &user);
-    }
     match state.db.write(move |c| groups::keeping_an_administrator(c, |c| users::delete(c, id))).await {
         Ok(()) => redirect("/users"),
         Err(e) if is_refused_rollback(&e) => message(

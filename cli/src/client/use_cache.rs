@@ -46,15 +46,22 @@ pub fn netrc_file_setting(text: &str) -> Option<String> {
 /// `netrc_file` when given and not yet set); lines already present are not repeated.
 pub fn add_to_nix_conf(text: &str, substituters: &[String], keys: &[String], netrc_file: Option<&Path>) -> String {
     let mut additions = Vec::new();
-    let configured = setting_values(text, "substituters");
+    // What is configured, and grows with what is added, so nothing is added twice.
+    let mut configured: Vec<String> =
+        setting_values(text, "substituters").iter().map(|s| s.trim_end_matches('/').to_string()).collect();
     for substituter in substituters {
-        if !configured.iter().any(|s| s.trim_end_matches('/') == substituter.trim_end_matches('/')) {
+        let bare = substituter.trim_end_matches('/');
+        if !configured.iter().any(|s| s == bare) {
+            configured.push(bare.to_string());
             additions.push(format!("extra-substituters = {substituter}"));
         }
     }
-    let trusted = setting_values(text, "trusted-public-keys");
-    for key in keys.iter().filter(|k| !trusted.contains(k)) {
-        additions.push(format!("extra-trusted-public-keys = {key}"));
+    let mut trusted = setting_values(text, "trusted-public-keys");
+    for key in keys {
+        if !trusted.contains(key) {
+            trusted.push(key.clone());
+            additions.push(format!("extra-trusted-public-keys = {key}"));
+        }
     }
     if let Some(netrc) = netrc_file
         && netrc_file_setting(text).is_none()
@@ -151,7 +158,6 @@ fn checked(info: &CacheInfo) -> anyhow::Result<(Vec<String>, Vec<String>)> {
     for key in &keys {
         PublicKey::parse(key).with_context(|| format!("the server gave an invalid public key {key:?}"))?;
     }
-    keys.dedup();
     Ok((substituters, keys))
 }
 
@@ -195,6 +201,8 @@ mod tests {
         );
         assert_eq!(add_to_nix_conf(&first, &main, &[KEY.into()], None), first);
         let other = add_to_nix_conf(&first, &["http://c/api/nix/other".to_string()], &[KEY.into()], None);
+        let twice = add_to_nix_conf("", &[main[0].clone(), format!("{}/", main[0])], &[KEY.into(), KEY.into()], None);
+        assert_eq!(twice.lines().count(), 2, "a substituter or key given twice is added once: {twice}");
         assert!(other.ends_with("extra-substituters = http://c/api/nix/other\n"), "{other}");
     }
 

@@ -118,6 +118,17 @@ pub struct WatchTotals {
     pub failed: usize,
 }
 
+impl WatchTotals {
+    /// Prints a batch's summary and errors, and counts what it pushed.
+    fn add(&mut self, summary: &PushSummary) {
+        eprintln!("{}", format_summary(summary));
+        for error in &summary.errors {
+            eprintln!("error: {error}");
+        }
+        self.pushed += summary.pushed + summary.attached;
+    }
+}
+
 type Batch = (Vec<StorePath>, anyhow::Result<PushSummary>);
 
 fn start_batch(client: &ApiClient, options: &WatchOptions, batch: Vec<StorePath>) -> JoinHandle<Batch> {
@@ -171,12 +182,8 @@ pub async fn watch_store(client: &ApiClient, options: WatchOptions) -> anyhow::R
                 let (batch, result) = finished.context("push task failed")?;
                 match result {
                     Ok(summary) => {
-                        eprintln!("{}", format_summary(&summary));
-                        totals.pushed += summary.pushed + summary.attached;
+                        totals.add(&summary);
                         totals.failed += summary.failed - summary.retryable.len();
-                        for error in &summary.errors {
-                            eprintln!("error: {error}");
-                        }
                         backoff = if summary.retryable.is_empty() { None } else { Some(next_backoff(backoff)) };
                         for path in summary.retryable {
                             let count = tries.entry(path.clone()).or_default();
@@ -193,9 +200,9 @@ pub async fn watch_store(client: &ApiClient, options: WatchOptions) -> anyhow::R
                         // A wrong token, URL or cache does not fix itself: stop and say so.
                         Some(client_error) if !client_error.is_transient() => return Err(e),
                         _ => {
-                            let (_, wait) = next_backoff(backoff);
-                            eprintln!("error: {e:#}; trying again in {}s", wait.as_secs());
-                            backoff = Some(next_backoff(backoff));
+                            let next = next_backoff(backoff);
+                            eprintln!("error: {e:#}; trying again in {}s", next.1.as_secs());
+                            backoff = Some(next);
                             // Checked again first: a path collected meanwhile is dropped.
                             batch.into_iter().for_each(|path| queue.hint(path));
                         }
@@ -214,8 +221,7 @@ pub async fn watch_store(client: &ApiClient, options: WatchOptions) -> anyhow::R
                 };
                 match finished.1 {
                     Ok(summary) => {
-                        eprintln!("{}", format_summary(&summary));
-                        totals.pushed += summary.pushed + summary.attached;
+                        totals.add(&summary);
                         totals.failed += summary.failed;
                     }
                     Err(e) => {

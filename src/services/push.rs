@@ -117,8 +117,8 @@ pub async fn plan(
     for p in &request.paths {
         store_paths.push(StorePath::from_full_path(&p.store_path).map_err(|e| invalid(e.to_string()))?);
     }
-    let base_names: Vec<String> = store_paths.iter().map(|p| p.base_name().to_string()).collect();
-    let (cache_id, wanted) = (cache.id, base_names.clone());
+    let (cache_id, wanted): (i64, Vec<String>) =
+        (cache.id, store_paths.iter().map(|p| p.base_name().to_string()).collect());
     let (present, upstream_list) =
         db.read(move |c| Ok((paths::present_base_names(c, cache_id, &wanted)?, upstreams::list(c, cache_id)?))).await?;
     let held = if request.force {
@@ -132,9 +132,9 @@ pub async fn plan(
     let actions = db
         .read(move |c| {
             let readable = readable_cache_ids(c, &caller)?;
-            let mut actions = Vec::with_capacity(base_names.len());
-            for ((base, path), planned) in base_names.iter().zip(&store_paths).zip(&request.paths) {
-                let action = if present.contains(base) {
+            let mut actions = Vec::with_capacity(store_paths.len());
+            for (path, planned) in store_paths.iter().zip(&request.paths) {
+                let action = if present.contains(path.base_name()) {
                     PlanAction::Present
                 } else if held.contains(path) {
                     PlanAction::Upstream

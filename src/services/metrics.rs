@@ -62,8 +62,8 @@ fn method_label(method: &str) -> &'static str {
     KNOWN.into_iter().find(|m| *m == method).unwrap_or("other")
 }
 
-pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
-    let (method, route) = (method_label(method), route.to_string());
+pub fn http_request(method: &str, route: String, status: u16, elapsed: Duration) {
+    let method = method_label(method);
     counter!(HTTP_REQUESTS, "method" => method, "route" => route.clone(), "status" => status.to_string()).increment(1);
     histogram!(HTTP_DURATION, "method" => method, "route" => route).record(elapsed.as_secs_f64());
 }

@@ -25,7 +25,7 @@ impl<E: Endpoint> Endpoint for RequestMetrics<E> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> poem::Result<Self::Output> {
-        let (method, started) = (req.method().to_string(), Instant::now());
+        let (method, started) = (req.method().clone(), Instant::now());
         let in_flight = metrics::InFlight::start();
         let result = self.inner.call(req).await;
         drop(in_flight);
@@ -41,7 +41,7 @@ impl<E: Endpoint> Endpoint for RequestMetrics<E> {
             Err(e) => e.status(),
         };
         let route = pattern.unwrap_or_else(|| "unmatched".to_string());
-        metrics::http_request(&method, &route, status.as_u16(), started.elapsed());
+        metrics::http_request(method.as_str(), route, status.as_u16(), started.elapsed());
         response
     }
 }

@@ -9,12 +9,8 @@ use support::smtp::{MailServer, link_in};
 use support::web::{ADMIN_EMAIL, ADMIN_PASSWORD, WebClient, csrf_in, location};
 use support::{Backend, Server};
 
-fn mail_server_env(mail: &MailServer) -> Vec<(&'static str, String)> {
-    mail.env()
-}
-
 fn start_with_mail(mail: &MailServer) -> Server {
-    let env = mail_server_env(mail);
+    let env = mail.env();
     let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     Server::start_with_env(Backend::Sqlite, &pairs)
 }

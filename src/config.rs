@@ -32,6 +32,52 @@ pub struct Config {
     pub smtp: Option<crate::services::mail::SmtpSettings>,
     /// Set when NARs go to S3; `storage_path` then only holds temporary upload files.
     pub s3: Option<S3Config>,
+    pub limits: Limits,
+}
+
+/// Size limits on what clients send; more are fixed in `web::limits`.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// MAX_NAR_SIZE: the largest NAR accepted (uncompressed NarSize), 16 GiB by default.
+    pub max_nar_size: u64,
+    /// MAX_LOG_SIZE: the largest build log accepted, after decompression, 64 MiB by default.
+    pub max_log_size: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_nar_size: 16 << 30, max_log_size: 64 << 20 }
+    }
+}
+
+/// A size such as `1048576`, `512M`, `16G` or `16GiB` (binary units).
+fn parse_size(name: &str, text: &str) -> anyhow::Result<u64> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => bail!("{name} must be a size such as 512M or 16G, got {text:?}"),
+    };
+    let number: u64 =
+        number.parse().with_context(|| format!("{name} must be a size such as 512M or 16G, got {text:?}"))?;
+    match number.checked_mul(1 << shift) {
+        Some(0) | None => bail!("{name} must be a size above zero and below 16 EiB, got {text:?}"),
+        Some(bytes) => Ok(bytes),
+    }
+}
+
+fn limits_from_env() -> anyhow::Result<Limits> {
+    let defaults = Limits::default();
+    let size = |name: &str, default: u64| var(name).map_or(Ok(default), |v| parse_size(name, &v));
+    Ok(Limits {
+        max_nar_size: size("MAX_NAR_SIZE", defaults.max_nar_size)?,
+        max_log_size: size("MAX_LOG_SIZE", defaults.max_log_size)?,
+    })
 }
 
 /// Where state goes when nothing is configured: `data/` under the working directory.
@@ -103,6 +149,7 @@ impl Config {
                 None => Vec::new(),
             },
             s3: s3_from_env()?,
+            limits: limits_from_env()?,
         })
     }
 
@@ -203,4 +250,21 @@ fn s3_from_env() -> anyhow::Result<Option<S3Config>> {
             .transpose()?
             .unwrap_or(false),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!(parse_size("X", "1024").unwrap(), 1024);
+        assert_eq!(parse_size("X", "512M").unwrap(), 512 << 20);
+        assert_eq!(parse_size("X", "16GiB").unwrap(), 16 << 30);
+        assert_eq!(parse_size("X", "2 t").unwrap(), 2 << 40);
+        for bad in ["", "0", "12Q", "-1G", "G", "99999999999T"] {
+            let err = parse_size("MAX_NAR_SIZE", bad).unwrap_err().to_string();
+            assert!(err.contains("MAX_NAR_SIZE"), "{bad:?}: {err}");
+        }
+    }
 }

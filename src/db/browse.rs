@@ -188,6 +188,11 @@ pub fn delete_path(conn: &mut AnyConnection, cache_id: i64, hash_part: &str) -> 
         .first(conn)
         .optional()?;
     let Some((id, name, nar_id)) = found else { return Ok(DeleteOutcome::NotFound) };
+    // A commit that references this path holds its row FOR SHARE until it ends; waiting for
+    // that lock here means the dependents query below sees the new reference.
+    if let AnyConnection::Postgresql(pg) = conn {
+        store_paths::table.find(id).select(store_paths::id).for_update().load::<i64>(pg)?;
+    }
     let base = format!("{hash_part}-{name}");
     let dependents: Vec<String> = path_references::table
         .inner_join(store_paths::table)
@@ -214,12 +219,26 @@ pub fn delete_path(conn: &mut AnyConnection, cache_id: i64, hash_part: &str) -> 
 
 /// Removes every path of a cache; returns the storage keys of NARs no cache uses any more.
 pub fn clear_cache(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<String>> {
-    let nar_ids: Vec<i64> = store_paths::table
-        .filter(store_paths::cache_id.eq(cache_id))
-        .select(store_paths::nar_id)
-        .distinct()
-        .load(conn)?;
-    diesel::delete(store_paths::table.filter(store_paths::cache_id.eq(cache_id))).execute(conn)?;
+    let mut nar_ids = Vec::new();
+    // On PostgreSQL a commit that locked a path of this cache before the delete reached it
+    // lands its new path after; the next round removes it, so no path is left whose
+    // references are gone. Later commits find their references missing.
+    for _ in 0..100 {
+        let rows: Vec<(i64, i64)> = store_paths::table
+            .filter(store_paths::cache_id.eq(cache_id))
+            .select((store_paths::id, store_paths::nar_id))
+            .load(conn)?;
+        if rows.is_empty() {
+            break;
+        }
+        for chunk in rows.chunks(500) {
+            let ids: Vec<i64> = chunk.iter().map(|(id, _)| *id).collect();
+            diesel::delete(store_paths::table.filter(store_paths::id.eq_any(ids))).execute(conn)?;
+        }
+        nar_ids.extend(rows.into_iter().map(|(_, nar_id)| nar_id));
+    }
+    nar_ids.sort_unstable();
+    nar_ids.dedup();
     let mut orphaned = Vec::new();
     for nar_id in nar_ids {
         let used: i64 = store_paths::table.filter(store_paths::nar_id.eq(nar_id)).count().get_result(conn)?;

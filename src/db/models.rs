@@ -98,6 +98,8 @@ pub struct ApiToken {
     pub last_used_at: Option<NaiveDateTime>,
     pub created_at: NaiveDateTime,
     pub can_push: bool,
+    /// Limited to the caches in `token_caches` (none left means no access at all).
+    pub cache_scoped: bool,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

@@ -26,6 +26,32 @@ pub fn present_base_names(conn: &mut AnyConnection, cache_id: i64, base_names: &
     Ok(present)
 }
 
+/// [`present_base_names`] inside a write transaction. On PostgreSQL the rows found are locked
+/// `FOR SHARE`: a concurrent delete of one of them waits until this transaction ends, and
+/// a delete that got there first makes the row missing here. (SQLite runs one writer at a
+/// time, so the plain query is enough.)
+pub fn lock_present_base_names(
+    conn: &mut AnyConnection,
+    cache_id: i64,
+    base_names: &[String],
+) -> DbResult<HashSet<String>> {
+    let AnyConnection::Postgresql(pg) = conn else {
+        return present_base_names(conn, cache_id, base_names);
+    };
+    let mut present = HashSet::new();
+    for chunk in base_names.chunks(BATCH) {
+        let hashes: Vec<&str> = chunk.iter().filter_map(|b| b.get(..32)).collect();
+        let rows: Vec<(String, String)> = store_paths::table
+            .filter(store_paths::cache_id.eq(cache_id))
+            .filter(store_paths::hash_part.eq_any(&hashes))
+            .select((store_paths::hash_part, store_paths::name))
+            .for_share()
+            .load(pg)?;
+        present.extend(rows.into_iter().map(|(h, n)| format!("{h}-{n}")));
+    }
+    Ok(present)
+}
+
 /// A path with its NAR and reference base names, as needed to render its narinfo.
 pub struct PathEntry {
     pub path: StorePathRow,

@@ -137,6 +137,7 @@ diesel::table! {
         last_used_at -> Nullable<Timestamp>,
         created_at -> Timestamp,
         can_push -> Bool,
+        cache_scoped -> Bool,
     }
 }
 
@@ -262,5 +263,6 @@ diesel::joinable!(group_members -> user_groups (group_id));
 diesel::joinable!(group_members -> users (user_id));
 diesel::joinable!(group_cache_permissions -> user_groups (group_id));
 diesel::joinable!(token_caches -> api_tokens (token_id));
+diesel::joinable!(token_caches -> caches (cache_id));
 diesel::joinable!(pending_nars -> caches (cache_id));
 diesel::joinable!(build_logs -> caches (cache_id));

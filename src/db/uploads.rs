@@ -6,15 +6,27 @@ use super::models::{BuildLog, PendingNar};
 use super::schema::{build_logs, pending_nars};
 use super::{AnyConnection, DbResult, now};
 
-/// Records a pending NAR, replacing an earlier one with the same file hash in this cache.
-/// Returns the storage key of the replaced upload, which the caller deletes.
-pub fn put_pending(conn: &mut AnyConnection, pending: &PendingNar) -> DbResult<Option<String>> {
-    let old = find_pending(conn, pending.cache_id, &pending.file_hash)?;
-    if let Some(old) = &old {
-        diesel::delete(pending_nars::table.find(old.id)).execute(conn)?;
+/// Records a pending NAR unless this cache already has one with the same file hash (the same
+/// bytes). Returns false when one was there: the caller deletes its own copy, and the
+/// existing upload (which a narinfo may be committing right now) is left alone.
+pub fn put_pending(conn: &mut AnyConnection, pending: &PendingNar) -> DbResult<bool> {
+    if find_pending(conn, pending.cache_id, &pending.file_hash)?.is_some() {
+        return Ok(false);
     }
     diesel::insert_into(pending_nars::table).values(pending).execute(conn)?;
-    Ok(old.map(|o| o.storage_key))
+    Ok(true)
+}
+
+/// Bytes of NARs uploaded to this cache that wait for their narinfo.
+pub fn pending_bytes(conn: &mut AnyConnection, cache_id: i64) -> DbResult<i64> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::{BigInt, Nullable};
+    // Cast: diesel types a SUM of BIGINT as NUMERIC, which the two-backend connection cannot read.
+    let total: Option<i64> = pending_nars::table
+        .filter(pending_nars::cache_id.eq(cache_id))
+        .select(sql::<Nullable<BigInt>>("CAST(SUM(pending_nars.file_size) AS BIGINT)"))
+        .first(conn)?;
+    Ok(total.unwrap_or(0))
 }
 
 pub fn find_pending(conn: &mut AnyConnection, cache_id: i64, file_hash: &str) -> DbResult<Option<PendingNar>> {
@@ -26,9 +38,9 @@ pub fn find_pending(conn: &mut AnyConnection, cache_id: i64, file_hash: &str) ->
         .optional()?)
 }
 
-pub fn delete_pending(conn: &mut AnyConnection, id: i64) -> DbResult<()> {
-    diesel::delete(pending_nars::table.find(id)).execute(conn)?;
-    Ok(())
+/// Deletes a pending upload's row; false when it was gone already (someone else took it).
+pub fn delete_pending(conn: &mut AnyConnection, id: i64) -> DbResult<bool> {
+    Ok(diesel::delete(pending_nars::table.find(id)).execute(conn)? == 1)
 }
 
 /// Stores where a log lives; returns the key of a log it replaces.
@@ -71,5 +83,14 @@ pub fn take_stale_pending(conn: &mut AnyConnection, cutoff: chrono::NaiveDateTim
         pending_nars::table.filter(pending_nars::created_at.lt(cutoff)).select(PendingNar::as_select()).load(conn)?;
     let ids: Vec<i64> = stale.iter().map(|p| p.id).collect();
     diesel::delete(pending_nars::table.filter(pending_nars::id.eq_any(ids))).execute(conn)?;
-    Ok(stale)
+    // A NAR row owns its object; never hand a live object to the caller for deletion (a
+    // pending row's object is taken over by a NAR row in the transaction that deletes the row,
+    // so this only guards against rows left inconsistent by hand).
+    let live: Vec<String> = super::schema::nars::table
+        .filter(
+            super::schema::nars::storage_key.eq_any(stale.iter().map(|p| p.storage_key.clone()).collect::<Vec<_>>()),
+        )
+        .select(super::schema::nars::storage_key)
+        .load(conn)?;
+    Ok(stale.into_iter().filter(|p| !live.contains(&p.storage_key)).collect())
 }

@@ -113,6 +113,26 @@ pub fn tokens_of(conn: &mut AnyConnection, user_id: i64) -> DbResult<Vec<ApiToke
         .load(conn)?)
 }
 
+/// The names of the caches each of the user's cache-scoped tokens is limited to, by token id.
+pub fn token_scopes_of(
+    conn: &mut AnyConnection,
+    user_id: i64,
+) -> DbResult<std::collections::HashMap<i64, Vec<String>>> {
+    use super::schema::caches;
+    let rows: Vec<(i64, String)> = token_caches::table
+        .inner_join(api_tokens::table)
+        .inner_join(caches::table)
+        .filter(api_tokens::user_id.eq(user_id))
+        .order(caches::name)
+        .select((token_caches::token_id, caches::name))
+        .load(conn)?;
+    let mut scopes = std::collections::HashMap::<i64, Vec<String>>::new();
+    for (token_id, cache) in rows {
+        scopes.entry(token_id).or_default().push(cache);
+    }
+    Ok(scopes)
+}
+
 /// Revokes one of the user's tokens by id; returns how many were revoked (0 or 1).
 pub fn revoke_token_by_id(conn: &mut AnyConnection, user_id: i64, token_id: i64) -> DbResult<usize> {
     Ok(diesel::update(
@@ -197,6 +217,7 @@ pub fn create_token(
             api_tokens::expires_at.eq(expires_at),
             api_tokens::created_at.eq(now()),
             api_tokens::can_push.eq(!scope.read_only),
+            api_tokens::cache_scoped.eq(scope.cache_ids.is_some()),
         ))
         .execute(conn)?;
     if let Some(ids) = &scope.cache_ids {
@@ -212,10 +233,15 @@ pub fn create_token(
 }
 
 /// The caches a token is limited to; `None` when it is not limited.
-pub fn token_cache_ids(conn: &mut AnyConnection, token_id: i64) -> DbResult<Option<Vec<i64>>> {
+/// The caches a token is limited to (`None`: not limited). A scoped token whose caches were
+/// all deleted gets an empty list: no access.
+pub fn token_cache_ids(conn: &mut AnyConnection, token: &ApiToken) -> DbResult<Option<Vec<i64>>> {
+    if !token.cache_scoped {
+        return Ok(None);
+    }
     let ids: Vec<i64> =
-        token_caches::table.filter(token_caches::token_id.eq(token_id)).select(token_caches::cache_id).load(conn)?;
-    Ok(if ids.is_empty() { None } else { Some(ids) })
+        token_caches::table.filter(token_caches::token_id.eq(token.id)).select(token_caches::cache_id).load(conn)?;
+    Ok(Some(ids))
 }
 
 /// The token with this hash and its user, whatever its state (the caller checks expiry).

@@ -76,7 +76,7 @@ pub async fn authenticate(db: &Db, token: &str) -> Result<Caller, AuthError> {
     let found = db
         .read(move |c| {
             let Some((token, user)) = users::find_token(c, &hash)? else { return Ok(None) };
-            let cache_ids = users::token_cache_ids(c, token.id)?;
+            let cache_ids = users::token_cache_ids(c, &token)?;
             Ok(Some((token, user, cache_ids)))
         })
         .await?;

@@ -9,7 +9,7 @@ use tokio_util::io::SyncIoBridge;
 
 use super::auth::Caller;
 use super::push::{self, NarSource, PushError, cache_for_push, delete_stored, store_received};
-use super::receive::receive_nar;
+use super::receive::{self, receive_nar};
 use crate::db::models::PendingNar;
 use crate::db::{Db, now, uploads};
 use crate::storage::Storage;
@@ -32,13 +32,16 @@ pub async fn accept_nar(
     cache_name: &str,
     file: &str,
     body: impl tokio::io::AsyncRead + Send + Unpin + 'static,
+    max_nar_size: u64,
 ) -> Result<u64, PushError> {
     let (file_hash, compression) = parse_nar_file_name(file)
         .ok_or_else(|| invalid(format!("nar/{file} is not a NAR file name (<nix32 sha256>.nar[.xz|.zst|.bz2|.br])")))?;
     let cache = cache_for_push(db, caller, cache_name).await?;
+    // Refuse early when the cache is full already; the exact size is checked on arrival.
+    push::check_quota(db, &cache, 1).await?;
     let reader = SyncIoBridge::new(body);
     let spool = storage.clone();
-    let received = tokio::task::spawn_blocking(move || receive_nar(&spool, reader, compression, None))
+    let received = tokio::task::spawn_blocking(move || receive_nar(&spool, reader, compression, None, max_nar_size))
         .await
         .map_err(|e| PushError::Storage(std::io::Error::other(e)))??;
     if received.file_hash != file_hash {
@@ -49,6 +52,8 @@ pub async fn accept_nar(
         )));
     }
     let stored_bytes = received.file_size;
+    // Pending uploads count against the quota until their narinfo commits them.
+    push::check_quota(db, &cache, stored_bytes as i64).await?;
     let (key, nar) = store_received(storage, received).await?;
     let pending = PendingNar {
         id: 0,
@@ -63,8 +68,11 @@ pub async fn accept_nar(
         created_at: now(),
     };
     match db.write(move |c| uploads::put_pending(c, &pending)).await {
-        Ok(Some(replaced)) => delete_stored(storage, &replaced).await,
-        Ok(None) => {}
+        Ok(true) => {}
+        // The same bytes are already waiting (another `nix copy` of this path): keep those.
+        Ok(false) => delete_stored(storage, &key).await,
+        // The same, committed by a concurrent upload between the check and the insert.
+        Err(e) if crate::db::is_unique_violation(&e) => delete_stored(storage, &key).await,
         Err(e) => {
             delete_stored(storage, &key).await;
             return Err(e.into());
@@ -94,9 +102,6 @@ pub async fn accept_narinfo(
         signatures: info.signatures.clone(),
     };
     let verified = push::verify_path(db, None, caller, cache_name, hash_part, upload).await?;
-    if verified.already_present {
-        return Ok(false);
-    }
     // The NAR is named by the hash of the file; take it from FileHash, or from the URL.
     let file_hash = info
         .file_hash
@@ -107,6 +112,13 @@ pub async fn accept_narinfo(
         Some(h) => db.read(move |c| uploads::find_pending(c, cache_id, &h)).await?,
         None => None,
     };
+    if verified.already_present {
+        // A concurrent `nix copy` committed the path first: the NAR this one sent is surplus.
+        if let Some(pending) = pending {
+            push::discard_pending(db, storage, pending).await?;
+        }
+        return Ok(false);
+    }
     let source = match pending {
         Some(p) if p.nar_hash == info.nar_hash.to_nix32() && p.nar_size as u64 == info.nar_size => {
             NarSource::Pending(p)
@@ -122,7 +134,8 @@ pub async fn accept_narinfo(
     push::commit(db, storage, verified, source).await
 }
 
-/// Stores a build log (`nix store copy-log --to`), keeping its transfer encoding.
+/// Stores a build log (`nix store copy-log --to`), keeping its transfer encoding. The body
+/// streams to a temporary file (its size is capped by the caller's body limit).
 pub async fn accept_log(
     db: &Db,
     storage: &Storage,
@@ -130,14 +143,18 @@ pub async fn accept_log(
     cache_name: &str,
     drv: &str,
     content_encoding: Option<String>,
-    body: Vec<u8>,
+    mut body: impl tokio::io::AsyncRead + Send + Unpin,
 ) -> Result<(), PushError> {
     if !hibernation::nix::store_path::is_valid_name(drv) || drv.len() < 34 {
         return Err(invalid(format!("log/{drv} does not name a derivation")));
     }
     let cache = cache_for_push(db, caller, cache_name).await?;
+    let upload = storage.begin_upload().map_err(PushError::Storage)?;
+    let mut file = tokio::fs::File::from_std(upload.file.try_clone().map_err(PushError::Storage)?);
+    tokio::io::copy(&mut body, &mut file).await.map_err(receive::classify_read_error)?;
+    file.sync_all().await.map_err(PushError::Storage)?;
     let key = format!("log/{}/{drv}.{}", cache.id, super::random_id());
-    storage.put_bytes(&key, body).await.map_err(PushError::Storage)?;
+    storage.commit(upload, &key).await.map_err(PushError::Storage)?;
     let (drv, stored) = (drv.to_string(), key.clone());
     match db.write(move |c| uploads::put_log(c, cache.id, &drv, &stored, content_encoding.as_deref())).await {
         Ok(Some(old)) => delete_stored(storage, &old).await,

@@ -15,7 +15,7 @@ use super::access::{Access, access_to, readable_cache_ids};
 use super::auth::Caller;
 use super::receive::ReceivedNar;
 use super::upstream::UpstreamChecker;
-use crate::db::models::{Cache, Nar, NewNar, NewStorePath, PendingNar};
+use crate::db::models::{Cache, NewNar, NewStorePath, PendingNar};
 use crate::db::{Db, DbError, caches, is_unique_violation, now, paths, uploads, upstreams};
 use crate::storage::Storage;
 
@@ -49,6 +49,8 @@ pub enum PushError {
     UpstreamUnreachable(String),
     #[error("cache {cache:?} is full: it holds {used} of its {quota} quota, and this NAR needs {needed} more")]
     OverQuota { cache: String, used: String, quota: String, needed: String },
+    #[error("{0}")]
+    TooLarge(String),
     #[error(transparent)]
     Db(#[from] DbError),
     #[error("storage error: {0}")]
@@ -72,6 +74,7 @@ impl PushError {
             Self::Interrupted(_) => "interrupted",
             Self::UpstreamUnreachable(_) => "upstream_unreachable",
             Self::OverQuota { .. } => "over_quota",
+            Self::TooLarge(_) => "too_large",
             Self::Db(_) => "database",
             Self::Storage(_) => "storage",
             Self::Internal(_) => "internal",
@@ -307,50 +310,225 @@ pub async fn delete_stored(storage: &Storage, key: &str) {
 
 /// Stores the NAR (if uploaded) and makes the path visible. Returns false when the path was
 /// already there (another push won the race).
+///
+/// Every stored object is owned by exactly one row: a pending upload or a NAR. The NAR row,
+/// the path and the hand-over of a pending upload are written in one transaction, and an
+/// object is deleted afterwards only when this commit owned it and no NAR row took it, so
+/// concurrent pushes of one path (on one server or several) never delete a live NAR.
 pub async fn commit(db: &Db, storage: &Storage, verified: VerifiedPath, source: NarSource) -> Result<bool, PushError> {
-    // The stored NAR an attach would reuse, looked up once: it also sizes the quota check.
-    let attachable = match &source {
-        NarSource::Attach(caller) => {
-            let (hash, size, caller) = (verified.upload.nar_hash.to_nix32(), verified.upload.nar_size, caller.clone());
-            db.read(move |c| {
-                let Some(nar) = paths::find_nar(c, &hash)? else {
-                    return Ok(None);
-                };
-                let readable = readable_cache_ids(c, &caller)?;
-                let ok = nar.nar_size as u64 == size && paths::nar_is_readable_by(c, nar.id, readable.as_deref())?;
-                Ok(ok.then_some(nar))
-            })
-            .await?
-        }
-        _ => None,
-    };
     let incoming = match &source {
         NarSource::Uploaded(received) => received.file_size as i64,
         NarSource::Pending(pending) => pending.file_size,
-        NarSource::Attach(_) => attachable.as_ref().map_or(0, |n| n.file_size),
+        NarSource::Attach(_) => {
+            let hash = verified.upload.nar_hash.to_nix32();
+            db.read(move |c| paths::find_nar(c, &hash)).await?.map_or(0, |n| n.file_size)
+        }
     };
-    check_quota(db, &verified.cache, incoming).await?;
-    let nar = match source {
+    // A pending upload already counts against the quota (it was checked on arrival).
+    let already_counted = matches!(source, NarSource::Pending(_));
+    if !already_counted {
+        check_quota(db, &verified.cache, incoming).await?;
+    }
+    let (candidate, own_key) = match source {
         NarSource::Uploaded(received) => {
-            let (_, new) = store_received(storage, received).await?;
-            register_nar(db, storage, new).await?
+            let (key, new) = store_received(storage, received).await?;
+            (NarCandidate::New(new), Some(key))
         }
-        NarSource::Pending(pending) => {
-            let id = pending.id;
-            let nar = register_nar(db, storage, NewNar::from(pending)).await?;
-            db.write(move |c| uploads::delete_pending(c, id)).await?;
-            nar
-        }
-        NarSource::Attach(_) => attachable.ok_or_else(|| PushError::UploadRequired(verified.path.full_path()))?,
+        NarSource::Pending(pending) => (NarCandidate::Pending(pending), None),
+        NarSource::Attach(caller) => (NarCandidate::Attach(caller), None),
     };
-    insert_path(db, verified, nar).await
+    let record = PathRecord::from(verified);
+    let mut attempts = 0;
+    let outcome = loop {
+        attempts += 1;
+        let (record, candidate) = (record.clone(), candidate.clone());
+        match db.write(move |c| commit_in_transaction(c, &record, &candidate)).await {
+            // A concurrent commit inserted the same NAR, or deleted the NAR this one reused:
+            // the next attempt sees what it did.
+            Err(e) if attempts < 3 && is_retryable_conflict(&e) => continue,
+            other => break other,
+        }
+    };
+    match outcome {
+        Ok(Ok(committed)) => {
+            if let Some(key) = committed.unowned_key {
+                delete_stored(storage, &key).await;
+            }
+            Ok(committed.created)
+        }
+        Ok(Err(refused)) => {
+            if let Some(key) = own_key {
+                delete_stored(storage, &key).await;
+            }
+            Err(refused)
+        }
+        Err(e) => {
+            if let Some(key) = own_key {
+                delete_stored(storage, &key).await;
+            }
+            Err(e.into())
+        }
+    }
 }
 
-/// Refuses a NAR that would take the cache over its quota.
-async fn check_quota(db: &Db, cache: &Cache, incoming: i64) -> Result<(), PushError> {
+/// Drops a pending upload nobody needs. Its object is deleted only by whoever deletes its row,
+/// so a commit taking it over at the same moment keeps it.
+pub async fn discard_pending(db: &Db, storage: &Storage, pending: PendingNar) -> Result<(), PushError> {
+    let id = pending.id;
+    if db.write(move |c| uploads::delete_pending(c, id)).await? {
+        delete_stored(storage, &pending.storage_key).await;
+    }
+    Ok(())
+}
+
+/// What a path's row is made of, independent of where its NAR comes from.
+#[derive(Clone)]
+struct PathRecord {
+    cache_id: i64,
+    base_name: String,
+    new: NewStorePath,
+    /// Every reference, as base names (the path itself included when it refers to itself).
+    references: Vec<String>,
+    /// References the cache lacks but an upstream serves: not required to be present.
+    served_upstream: HashSet<String>,
+    nar_hash: String,
+    nar_size: u64,
+}
+
+impl PathRecord {
+    fn full_path(&self) -> String {
+        format!("{}/{}", hibernation::nix::STORE_DIR, self.base_name)
+    }
+}
+
+impl From<VerifiedPath> for PathRecord {
+    fn from(verified: VerifiedPath) -> Self {
+        let VerifiedPath { cache, path, upload, references, served_upstream, .. } = verified;
+        let new = NewStorePath {
+            cache_id: cache.id,
+            nar_id: 0,
+            hash_part: path.hash_part().to_string(),
+            name: path.name().to_string(),
+            deriver: upload.deriver.clone(),
+            ca: upload.ca.clone(),
+            signatures: upload.signatures.join("\n"),
+            created_at: now(),
+            access_count: 0,
+        };
+        Self {
+            cache_id: cache.id,
+            base_name: path.base_name().to_string(),
+            new,
+            references,
+            served_upstream,
+            nar_hash: upload.nar_hash.to_nix32(),
+            nar_size: upload.nar_size,
+        }
+    }
+}
+
+/// The NAR a commit will use.
+#[derive(Clone)]
+enum NarCandidate {
+    /// Stored just now under a key only this commit knows.
+    New(NewNar),
+    /// Uploaded by `nix copy`; its object belongs to the pending row until a NAR row takes it.
+    Pending(PendingNar),
+    /// A NAR the server stores, reused if the caller can read a cache that holds it.
+    Attach(Caller),
+}
+
+struct Committed {
+    created: bool,
+    /// An object this commit owned that no row references: delete it after the commit.
+    unowned_key: Option<String>,
+}
+
+fn commit_in_transaction(
+    c: &mut crate::db::AnyConnection,
+    record: &PathRecord,
+    candidate: &NarCandidate,
+) -> Result<Result<Committed, PushError>, DbError> {
+    // Refusals come before any write, so that returning one leaves the database unchanged
+    // (releasing an Attach writes nothing, and a pending row that is gone deletes nothing).
+    // Locking the referenced rows (PostgreSQL) makes a concurrent delete of one wait for this
+    // transaction, or win so that this commit sees the reference missing.
+    let mut wanted: Vec<String> = record
+        .references
+        .iter()
+        .filter(|r| **r != record.base_name && !record.served_upstream.contains(*r))
+        .cloned()
+        .collect();
+    wanted.push(record.base_name.clone());
+    let present = paths::lock_present_base_names(c, record.cache_id, &wanted)?;
+    if present.contains(&record.base_name) {
+        return Ok(Ok(Committed { created: false, unowned_key: release_candidate(c, candidate)? }));
+    }
+    let missing: Vec<String> = wanted
+        .iter()
+        .filter(|r| **r != record.base_name && !present.contains(*r))
+        .map(|m| format!("{}/{m}", hibernation::nix::STORE_DIR))
+        .collect();
+    if !missing.is_empty() {
+        return Ok(Err(PushError::MissingReferences { path: record.full_path(), missing }));
+    }
+    // Taken first, then the NAR looked up: when a concurrent commit took the pending upload,
+    // the lookup (a new statement) sees the NAR it registered.
+    let candidate_key = release_candidate(c, candidate)?;
+    let existing = paths::find_nar(c, &record.nar_hash)?;
+    let nar = match (existing, candidate) {
+        (Some(nar), NarCandidate::Attach(caller)) => {
+            let readable = readable_cache_ids(c, caller)?;
+            if nar.nar_size as u64 != record.nar_size || !paths::nar_is_readable_by(c, nar.id, readable.as_deref())? {
+                return Ok(Err(PushError::UploadRequired(record.full_path())));
+            }
+            nar
+        }
+        (None, NarCandidate::Attach(_)) => return Ok(Err(PushError::UploadRequired(record.full_path()))),
+        (Some(nar), _) => nar,
+        (None, NarCandidate::New(new)) => paths::insert_nar(c, new)?,
+        // The pending upload expired and was removed before its narinfo came.
+        (None, NarCandidate::Pending(_)) if candidate_key.is_none() => {
+            return Ok(Err(PushError::UploadRequired(record.full_path())));
+        }
+        (None, NarCandidate::Pending(pending)) => paths::insert_nar(c, &NewNar::from(pending.clone()))?,
+    };
+    let mut new = record.new.clone();
+    new.nar_id = nar.id;
+    paths::insert_path(c, &new, &record.references)?;
+    let unowned_key = candidate_key.filter(|key| *key != nar.storage_key);
+    Ok(Ok(Committed { created: true, unowned_key }))
+}
+
+/// The object key this commit owns: a new upload's, or a pending upload's when this commit
+/// is the one that deletes its row (whoever deletes the row first takes the object).
+fn release_candidate(c: &mut crate::db::AnyConnection, candidate: &NarCandidate) -> Result<Option<String>, DbError> {
+    Ok(match candidate {
+        NarCandidate::New(new) => Some(new.storage_key.clone()),
+        NarCandidate::Pending(pending) => uploads::delete_pending(c, pending.id)?.then(|| pending.storage_key.clone()),
+        NarCandidate::Attach(_) => None,
+    })
+}
+
+/// Conflicts a retry resolves: a unique violation (a concurrent insert of the same NAR or
+/// path) or a foreign-key violation (the reused NAR was deleted meanwhile).
+fn is_retryable_conflict(e: &DbError) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    is_unique_violation(e)
+        || matches!(e, DbError::Query(Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _)))
+}
+
+/// Refuses a NAR that would take the cache over its quota. NARs uploaded by `nix copy` that
+/// wait for their narinfo count as used.
+pub(crate) async fn check_quota(db: &Db, cache: &Cache, incoming: i64) -> Result<(), PushError> {
     let Some(quota) = cache.quota_bytes else { return Ok(()) };
     let id = cache.id;
-    let (_, used) = db.read(move |c| crate::db::browse::cache_sizes(c, id)).await?;
+    let used = db
+        .read(move |c| {
+            let (_, stored) = crate::db::browse::cache_sizes(c, id)?;
+            Ok(stored + uploads::pending_bytes(c, id)?)
+        })
+        .await?;
     if used + incoming > quota {
         let gib = |b: i64| hibernation::format::gib(b.max(0) as u64);
         return Err(PushError::OverQuota {
@@ -361,73 +539,4 @@ async fn check_quota(db: &Db, cache: &Cache, incoming: i64) -> Result<(), PushEr
         });
     }
     Ok(())
-}
-
-/// Records a stored NAR; when the same NarHash is already stored, keeps that copy and deletes
-/// the new object (a concurrent or earlier upload won).
-async fn register_nar(db: &Db, storage: &Storage, new: NewNar) -> Result<Nar, PushError> {
-    let (hash, key) = (new.nar_hash.clone(), new.storage_key.clone());
-    let existing = {
-        let hash = hash.clone();
-        db.read(move |c| paths::find_nar(c, &hash)).await?
-    };
-    if let Some(existing) = existing {
-        delete_stored(storage, &key).await;
-        return Ok(existing);
-    }
-    match db.write(move |c| paths::insert_nar(c, &new)).await {
-        Ok(nar) => Ok(nar),
-        Err(e) => {
-            delete_stored(storage, &key).await;
-            if !is_unique_violation(&e) {
-                return Err(e.into());
-            }
-            db.read(move |c| paths::find_nar(c, &hash))
-                .await?
-                .ok_or(PushError::Db(DbError::Query(diesel::result::Error::NotFound)))
-        }
-    }
-}
-
-async fn insert_path(db: &Db, verified: VerifiedPath, nar: Nar) -> Result<bool, PushError> {
-    let VerifiedPath { cache, path, upload, references, served_upstream, .. } = verified;
-    let own = path.base_name().to_string();
-    let new = NewStorePath {
-        cache_id: cache.id,
-        nar_id: nar.id,
-        hash_part: path.hash_part().to_string(),
-        name: path.name().to_string(),
-        deriver: upload.deriver.clone(),
-        ca: upload.ca.clone(),
-        signatures: upload.signatures.join("\n"),
-        created_at: now(),
-        access_count: 0,
-    };
-    let result = db
-        .write(move |c| {
-            // Re-check inside the transaction: the closure invariant must hold at commit time.
-            let mut wanted: Vec<String> =
-                references.iter().filter(|r| **r != own && !served_upstream.contains(*r)).cloned().collect();
-            wanted.push(own.clone());
-            let present = paths::present_base_names(c, cache.id, &wanted)?;
-            if present.contains(&own) {
-                return Ok(Ok(false));
-            }
-            let missing: HashSet<&String> = wanted.iter().filter(|r| **r != own && !present.contains(*r)).collect();
-            if !missing.is_empty() {
-                let missing = missing.into_iter().map(|m| format!("{}/{m}", hibernation::nix::STORE_DIR)).collect();
-                return Ok(Err(PushError::MissingReferences {
-                    path: format!("{}/{own}", hibernation::nix::STORE_DIR),
-                    missing,
-                }));
-            }
-            paths::insert_path(c, &new, &references)?;
-            Ok(Ok(true))
-        })
-        .await;
-    match result {
-        Ok(outcome) => outcome,
-        Err(e) if is_unique_violation(&e) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
 }

@@ -40,42 +40,52 @@ fn decoder<'a>(compression: Compression, input: impl BufRead + 'a) -> io::Result
     })
 }
 
-/// Decompresses a small body sent with `Content-Encoding` (`xz`, `zstd`, `br`, `gzip`, `bzip2`).
-pub fn decompress_small(encoding: &str, bytes: &[u8]) -> io::Result<Vec<u8>> {
-    let compression = match encoding {
-        "zst" => Compression::Zstd,
-        "x-gzip" => Compression::Gzip,
-        other => Compression::from_name(other)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "unsupported encoding"))?,
-    };
-    let mut out = Vec::new();
-    decoder(compression, bytes)?.read_to_end(&mut out)?;
-    Ok(out)
+/// The most compressed bytes accepted for a NAR of at most `max_nar_size` bytes: incompressible
+/// data grows a little when compressed, but a body much larger than its NAR is padding
+/// (zstd's skippable frames, say) that would fill the disk without ever being served.
+pub fn max_file_size(max_nar_size: u64) -> u64 {
+    max_nar_size.saturating_add(max_nar_size / 64).saturating_add(1 << 20)
 }
 
 /// Reads a compressed NAR body on a blocking thread. `compression: None` with a plain `.nar`
-/// name is sniffed, since Nix 2.8 names gzip NARs `.nar` too.
+/// name is sniffed, since Nix 2.8 names gzip NARs `.nar` too. A NAR larger than
+/// `max_nar_size` (MAX_NAR_SIZE) is refused as soon as it gets there.
 pub fn receive_nar(
     storage: &Storage,
     body: impl Read,
     compression: Compression,
     declared: Option<Declared<'_>>,
+    max_nar_size: u64,
 ) -> Result<ReceivedNar, PushError> {
+    if let Some(d) = declared
+        && d.nar_size > max_nar_size
+    {
+        return Err(too_large(max_nar_size));
+    }
     let pending = storage.begin_upload().map_err(PushError::Storage)?;
     let file = pending.file.try_clone().map_err(PushError::Storage)?;
-    let tee = Tee { inner: body, out: BufWriter::with_capacity(256 * 1024, file), hasher: Sha256::new(), count: 0 };
+    let tee = Tee {
+        inner: body,
+        out: BufWriter::with_capacity(256 * 1024, file),
+        hasher: Sha256::new(),
+        count: 0,
+        limit: max_file_size(max_nar_size),
+    };
     let mut input = BufReader::with_capacity(256 * 1024, tee);
     let compression = match compression {
         Compression::None => Compression::sniff(input.fill_buf().map_err(classify_read_error)?),
         other => other,
     };
-    let limit = declared.map_or(u64::MAX, |d| d.nar_size.saturating_add(1));
+    let limit = declared.map_or(max_nar_size, |d| d.nar_size).saturating_add(1);
     let (summary, nar_hash, nar_size) = {
         // Reading one byte past the declared size is enough to know it is wrong.
         let mut nar = HashingReader::new(decoder(compression, &mut input).map_err(PushError::Storage)?.take(limit));
         let result = validate(&mut nar);
         let read = nar.count();
         let (nar_hash, nar_size, _) = nar.finish();
+        if read > max_nar_size {
+            return Err(too_large(max_nar_size));
+        }
         if let Some(d) = declared
             && read > d.nar_size
         {
@@ -113,8 +123,18 @@ pub fn receive_nar(
     })
 }
 
+fn too_large(max_nar_size: u64) -> PushError {
+    PushError::TooLarge(format!(
+        "the NAR is larger than this server's MAX_NAR_SIZE ({})",
+        hibernation::format::gib(max_nar_size)
+    ))
+}
+
 /// Errors from the body are interruptions; errors from the decoder mean a bad stream.
-fn classify_read_error(e: io::Error) -> PushError {
+pub(crate) fn classify_read_error(e: io::Error) -> PushError {
+    if let Some(limit) = SizeLimitExceeded::in_error(&e) {
+        return PushError::TooLarge(limit.to_string());
+    }
     if e.get_ref().is_some_and(|inner| inner.is::<BodyError>()) {
         return PushError::Interrupted(e.to_string());
     }
@@ -128,17 +148,40 @@ fn classify_read_error(e: io::Error) -> PushError {
 #[error("reading the request body failed: {0}")]
 struct BodyError(String);
 
-/// Copies everything read from the body into the temporary file and hashes it.
+/// A body cut off at a size limit (here or by the HTTP layer); says which limit.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SizeLimitExceeded(pub String);
+
+impl SizeLimitExceeded {
+    /// The limit error carried by an I/O error, if that is what it is.
+    pub fn in_error(e: &io::Error) -> Option<&Self> {
+        e.get_ref().and_then(|inner| inner.downcast_ref::<Self>())
+    }
+}
+
+/// Copies everything read from the body into the temporary file and hashes it, up to `limit`
+/// bytes.
 struct Tee<R> {
     inner: R,
     out: BufWriter<std::fs::File>,
     hasher: Sha256,
     count: u64,
+    limit: u64,
 }
 
 impl<R: Read> Read for Tee<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf).map_err(|e| io::Error::other(BodyError(e.to_string())))?;
+        let n = self.inner.read(buf).map_err(|e| match SizeLimitExceeded::in_error(&e) {
+            Some(_) => e,
+            None => io::Error::other(BodyError(e.to_string())),
+        })?;
+        if self.count + n as u64 > self.limit {
+            return Err(io::Error::other(SizeLimitExceeded(format!(
+                "the upload is larger than {} bytes, more than a NAR within this server's MAX_NAR_SIZE needs",
+                self.limit
+            ))));
+        }
         self.out.write_all(&buf[..n])?;
         self.hasher.update(&buf[..n]);
         self.count += n as u64;
@@ -201,7 +244,7 @@ mod tests {
             // A gzip body named plain `.nar` is recognised by its magic bytes.
             let named = if c == Compression::Gzip { Compression::None } else { c };
             let declared = Declared { nar_hash: &hash, nar_size: nar.len() as u64 };
-            let received = receive_nar(&storage, body.as_slice(), named, Some(declared)).unwrap();
+            let received = receive_nar(&storage, body.as_slice(), named, Some(declared), u64::MAX / 2).unwrap();
             assert_eq!(received.compression, c);
             assert_eq!(received.file_size, body.len() as u64, "{c:?}");
             assert_eq!(received.file_hash, NarHash::digest(&body));
@@ -224,7 +267,10 @@ mod tests {
         ];
         for (body, expected) in cases {
             let declared = Some(Declared { nar_hash: &hash, nar_size: size });
-            let err = receive_nar(&storage, body.as_slice(), Compression::Zstd, declared).err().unwrap().to_string();
+            let err = receive_nar(&storage, body.as_slice(), Compression::Zstd, declared, u64::MAX / 2)
+                .err()
+                .unwrap()
+                .to_string();
             assert!(err.contains(expected), "expected {expected:?} in {err:?}");
         }
         assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "no temporary file is left");

@@ -118,6 +118,7 @@ impl Storage {
         }
     }
 
+    #[cfg(test)]
     pub async fn read_to_end(&self, key: &str) -> io::Result<Vec<u8>> {
         use tokio::io::AsyncReadExt;
         let mut out = Vec::new();

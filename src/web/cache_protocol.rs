@@ -8,6 +8,7 @@ use poem::web::{Data, Path};
 use poem::{Body, Request, Response, handler};
 
 use super::credentials::optional_caller;
+use super::error::storage_unavailable;
 use super::{AppError, AppState};
 use crate::db::models::Cache;
 use crate::db::uploads;
@@ -28,29 +29,34 @@ async fn readable_cache(state: &AppState, req: &Request, name: &str) -> Result<C
         Some(cache) => cache,
         None => {
             let lookup = name.to_string();
-            let cache = state
-                .db
-                .read(move |c| caches::find_by_name(c, &lookup))
-                .await?
-                .ok_or_else(|| AppError::NotFound(format!("cache {name:?} does not exist")))?;
-            state.hot.remember_cache(&cache);
-            cache
+            match state.db.read(move |c| caches::find_by_name(c, &lookup)).await? {
+                Some(cache) => {
+                    state.hot.remember_cache(&cache);
+                    cache
+                }
+                // Anonymous callers get the private-cache answer: they cannot tell a private
+                // cache from a missing one. Signed-in callers learn it does not exist.
+                None => {
+                    optional_caller(state, req).await?.ok_or_else(|| private_cache(name))?;
+                    return Err(AppError::NotFound(format!("cache {name:?} does not exist")));
+                }
+            }
         }
     };
     if cache.is_public {
         return Ok(cache);
     }
-    let caller = optional_caller(state, req).await?.ok_or_else(|| {
-        AppError::Unauthorized(format!(
-            "cache {name:?} is private: put an API token in your netrc file as the password"
-        ))
-    })?;
+    let caller = optional_caller(state, req).await?.ok_or_else(|| private_cache(name))?;
     let cache_for_check = cache.clone();
     let access = state.db.read(move |c| access_to(c, Some(&caller), &cache_for_check)).await?;
     if access == Access::None {
         return Err(AppError::Unauthorized(format!("your token has no access to cache {name:?}")));
     }
     Ok(cache)
+}
+
+fn private_cache(name: &str) -> AppError {
+    AppError::Unauthorized(format!("cache {name:?} is private: put an API token in your netrc file as the password"))
 }
 
 #[handler]
@@ -96,11 +102,15 @@ pub async fn narinfo(
     }
     let entry = entry.ok_or_else(not_found)?;
     if is_listing {
-        let listing =
-            state.storage.read_to_end(&listing_key(&entry.nar.storage_key)).await.map_err(|e| {
-                AppError::Unavailable(format!("the listing of {file} cannot be read from storage: {e}"))
-            })?;
-        return Ok(Response::builder().content_type("application/json").body(listing));
+        let listing = state.storage.read(&listing_key(&entry.nar.storage_key), None).await.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                // NARs with more entries than a listing may hold have none.
+                not_found()
+            } else {
+                storage_unavailable(&e)
+            }
+        })?;
+        return Ok(Response::builder().content_type("application/json").body(stream(listing)));
     }
     let text: Arc<str> = Arc::from(narinfo_format::render(&entry).map_err(AppError::Internal)?);
     state.hot.remember_narinfo(cache.id, &hash, text.clone());
@@ -152,12 +162,17 @@ pub async fn nar(
     }
     let range = (status == StatusCode::PARTIAL_CONTENT).then_some((start, end));
     let reader = state.storage.read(&nar.storage_key, range).await.map_err(|e| {
-        AppError::Unavailable(format!("NAR {} is registered but cannot be read from storage: {e}", nar.nar_hash))
+        storage_unavailable(&format_args!("NAR {} is registered but cannot be read: {e}", nar.nar_hash))
     })?;
     state.access_log.record_nar(cache_id, path_id, end - start);
     metrics::nar_served(&cache.name, end - start);
-    // ReaderStream's default 4 KiB chunks cap throughput; large chunks keep syscalls rare.
-    Ok(builder.body(Body::from_bytes_stream(tokio_util::io::ReaderStream::with_capacity(reader, STREAM_CHUNK))))
+    Ok(builder.body(stream(reader)))
+}
+
+/// A stored blob as a streamed body. ReaderStream's default 4 KiB chunks cap throughput;
+/// large chunks keep syscalls rare.
+fn stream(reader: crate::storage::BlobReader) -> Body {
+    Body::from_bytes_stream(tokio_util::io::ReaderStream::with_capacity(reader, STREAM_CHUNK))
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -189,7 +204,10 @@ fn parse_range(header: Option<&str>, len: u64) -> RangeRequest {
     } else {
         match (first.parse::<u64>(), last) {
             (Ok(start), "") => Some((start, len)),
-            (Ok(start), last) => last.parse::<u64>().ok().filter(|l| *l >= start).map(|l| (start, (l + 1).min(len))),
+            // A last position past the end means "to the end" (RFC 9110 §14.1.2).
+            (Ok(start), last) => {
+                last.parse::<u64>().ok().filter(|l| *l >= start).map(|l| (start, l.saturating_add(1).min(len)))
+            }
             _ => None,
         }
     };
@@ -209,6 +227,8 @@ mod tests {
         assert_eq!(parse_range(Some("bytes=0-9"), 100), RangeRequest::Partial(0, 10));
         assert_eq!(parse_range(Some("bytes=90-"), 100), RangeRequest::Partial(90, 100));
         assert_eq!(parse_range(Some("bytes=90-200"), 100), RangeRequest::Partial(90, 100));
+        assert_eq!(parse_range(Some("bytes=0-18446744073709551615"), 100), RangeRequest::Partial(0, 100));
+        assert_eq!(parse_range(Some("bytes=5-18446744073709551614"), 100), RangeRequest::Partial(5, 100));
         assert_eq!(parse_range(Some("bytes=-10"), 100), RangeRequest::Partial(90, 100));
         assert_eq!(parse_range(Some("bytes=-500"), 100), RangeRequest::Partial(0, 100));
         assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), RangeRequest::Full);
@@ -237,14 +257,14 @@ pub async fn build_log(
         .read(move |c| uploads::find_log(c, cache.id, &lookup))
         .await?
         .ok_or_else(|| AppError::NotFound(format!("cache {name:?} has no log for {drv}")))?;
-    let bytes = state
+    let reader = state
         .storage
-        .read_to_end(&log.storage_key)
+        .read(&log.storage_key, None)
         .await
-        .map_err(|e| AppError::Unavailable(format!("the log of {drv} cannot be read from storage: {e}")))?;
+        .map_err(|e| storage_unavailable(&format_args!("the log of {drv} cannot be read: {e}")))?;
     let mut response = Response::builder().content_type("text/plain; charset=utf-8");
     if let Some(encoding) = log.content_encoding {
         response = response.header(header::CONTENT_ENCODING, encoding);
     }
-    Ok(response.body(bytes))
+    Ok(response.body(stream(reader)))
 }

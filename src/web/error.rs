@@ -52,12 +52,20 @@ impl ResponseError for AppError {
     }
 
     fn as_response(&self) -> Response {
-        match self {
-            Self::Internal(msg) => tracing::error!("internal error: {msg}"),
-            Self::Unavailable(msg) => tracing::warn!("unavailable: {msg}"),
-            _ => {}
-        }
-        let body = serde_json::to_string(&hibernation::api::ApiError { error: self.to_string() }).unwrap_or_default();
+        // Database and storage error text stays in the log; the client gets an id to quote.
+        let message = match self {
+            Self::Internal(detail) => {
+                let id = incident_id();
+                tracing::error!(request_id = id, "internal error: {detail}");
+                format!("internal server error (request id {id}; the server log has the details)")
+            }
+            Self::Unavailable(msg) => {
+                tracing::warn!("unavailable: {msg}");
+                msg.clone()
+            }
+            other => other.to_string(),
+        };
+        let body = serde_json::to_string(&hibernation::api::ApiError { error: message }).unwrap_or_default();
         let mut response = Response::builder().status(self.status()).content_type("application/json").body(body);
         if matches!(self, Self::Unauthorized(_)) {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, "Basic realm=\"hibernation\"".parse().unwrap());
@@ -67,6 +75,18 @@ impl ResponseError for AppError {
         }
         response
     }
+}
+
+/// A short random id that ties an error answer to its log line.
+pub fn incident_id() -> String {
+    crate::services::random_id()[..12].to_string()
+}
+
+/// A storage fault as a 503: the detail is logged under an id, the client is told to retry.
+pub fn storage_unavailable(detail: &dyn std::fmt::Display) -> AppError {
+    let id = incident_id();
+    tracing::warn!(request_id = id, "storage error: {detail}");
+    AppError::Unavailable(format!("storage is unavailable; try again later (request id {id})"))
 }
 
 impl From<crate::db::DbError> for AppError {
@@ -96,9 +116,9 @@ impl From<PushError> for AppError {
                 Self::Unprocessable(msg)
             }
             PushError::Interrupted(_) => Self::BadRequest(msg),
-            PushError::OverQuota { .. } => Self::TooLarge(msg),
+            PushError::OverQuota { .. } | PushError::TooLarge(_) => Self::TooLarge(msg),
             PushError::Db(_) => Self::Internal(msg),
-            PushError::Storage(_) => Self::Unavailable(format!("{msg}; try again later")),
+            PushError::Storage(e) => storage_unavailable(&e),
             PushError::UpstreamUnreachable(_) => Self::Unavailable(msg),
             PushError::Internal(_) => Self::Internal(msg),
         }

@@ -5,6 +5,7 @@ mod cache_protocol;
 pub mod client_address;
 mod credentials;
 mod error;
+mod limits;
 mod login_api;
 pub mod metrics;
 mod nix_upload;
@@ -49,6 +50,7 @@ pub fn routes(state: Arc<AppState>) -> poem::endpoint::BoxEndpoint<'static, poem
         .at("/caches/:cache/push-plan", poem::post(push_api::push_plan))
         .at("/caches/:cache/paths/:hash", put(push_api::upload_path));
     let site_host = state.config.virtual_host_routing.then(|| state.config.site_host());
+    let body_limits = state.config.limits;
     let with_metrics = state.metrics.is_some();
     let app = ui::routes()
         .at("/health", get(pages::health))
@@ -60,6 +62,8 @@ pub fn routes(state: Arc<AppState>) -> poem::endpoint::BoxEndpoint<'static, poem
         .data(state);
     // Request metrics cost a few allocations per request: only when they are wanted.
     let app = if with_metrics { metrics::RequestMetrics { inner: app }.boxed() } else { app.map_to_response().boxed() };
+    // Inside the virtual-host rewrite, so that limits see the cache's protocol routes.
+    let app = limits::BodyLimit { inner: app, limits: body_limits }.boxed();
     match site_host {
         Some(site_host) => virtual_host::VirtualHosts { inner: app, site_host }.boxed(),
         None => app,

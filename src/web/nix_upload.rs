@@ -5,49 +5,15 @@
 use std::sync::Arc;
 
 use hibernation::nix::store_path::is_hash_part;
-use poem::http::{StatusCode, header};
+use poem::http::StatusCode;
 use poem::web::{Data, Path};
 use poem::{Body, Request, Response, handler};
 
 use super::credentials::required_caller;
+use super::limits::{NARINFO_LIMIT, content_encoding, read_decoded};
 use super::{AppError, AppState};
 use crate::services::push::cache_for_push;
-use crate::services::receive::decompress_small;
 use crate::services::{metrics, nix_upload};
-
-/// Small bodies (narinfos, listings, logs) are read whole; anything larger is refused.
-const SMALL_BODY_LIMIT: usize = 64 * 1024 * 1024;
-
-/// A small body as sent, still in its `Content-Encoding`.
-async fn raw_small_body(body: Body) -> Result<Vec<u8>, AppError> {
-    let bytes = body
-        .into_bytes_limit(SMALL_BODY_LIMIT)
-        .await
-        .map_err(|e| AppError::BadRequest(format!("cannot read the request body: {e}")))?;
-    Ok(bytes.to_vec())
-}
-
-/// A small body with its `Content-Encoding` undone.
-async fn small_body(req: &Request, body: Body) -> Result<Vec<u8>, AppError> {
-    decode_content(req, raw_small_body(body).await?)
-}
-
-/// Undoes `Content-Encoding` (Nix's `narinfo-compression=` and similar settings).
-fn decode_content(req: &Request, bytes: Vec<u8>) -> Result<Vec<u8>, AppError> {
-    match content_encoding(req) {
-        None => Ok(bytes),
-        Some(encoding) => decompress_small(&encoding, &bytes)
-            .map_err(|e| AppError::BadRequest(format!("cannot decode Content-Encoding {encoding}: {e}"))),
-    }
-}
-
-fn content_encoding(req: &Request) -> Option<String> {
-    req.headers()
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .filter(|v| !v.is_empty() && v != "identity")
-}
 
 fn no_content() -> Response {
     Response::builder().status(StatusCode::NO_CONTENT).finish()
@@ -63,7 +29,7 @@ pub async fn put_cache_info(
 ) -> Result<Response, AppError> {
     let caller = required_caller(&state, req).await?;
     cache_for_push(&state.db, &caller, &name).await?;
-    let text = String::from_utf8_lossy(&small_body(req, body).await?).into_owned();
+    let text = String::from_utf8_lossy(&read_decoded(req, body, NARINFO_LIMIT, "nix-cache-info").await?).into_owned();
     let store_dir = text.lines().find_map(|l| l.strip_prefix("StoreDir: "));
     if store_dir.is_some_and(|d| d.trim() != hibernation::nix::STORE_DIR) {
         return Err(AppError::BadRequest(format!("this cache serves {}", hibernation::nix::STORE_DIR)));
@@ -82,7 +48,10 @@ pub async fn put_nar(
     if content_encoding(req).is_some() {
         return Err(AppError::BadRequest("NAR uploads must not use Content-Encoding".into()));
     }
-    let result = nix_upload::accept_nar(&state.db, &state.storage, &caller, &name, &file, body.into_async_read()).await;
+    let max_nar_size = state.config.limits.max_nar_size;
+    let result =
+        nix_upload::accept_nar(&state.db, &state.storage, &caller, &name, &file, body.into_async_read(), max_nar_size)
+            .await;
     match &result {
         Ok(bytes) => metrics::received(&name, *bytes),
         Err(e) => super::metrics::count_rejection(&state, &name, e.reason()).await,
@@ -102,7 +71,9 @@ pub async fn put_file(
 ) -> Result<Response, AppError> {
     let caller = required_caller(&state, req).await?;
     if let Some(hash) = file.strip_suffix(".narinfo").filter(|h| is_hash_part(h)) {
-        let text = String::from_utf8(small_body(req, body).await?)
+        // Rights first: nothing is read or decoded for a caller who may not push here.
+        cache_for_push(&state.db, &caller, &name).await?;
+        let text = String::from_utf8(read_decoded(req, body, NARINFO_LIMIT, "narinfo").await?)
             .map_err(|_| AppError::BadRequest("the narinfo is not UTF-8 text".into()))?;
         let result = nix_upload::accept_narinfo(&state.db, &state.storage, &caller, &name, hash, &text).await;
         match &result {
@@ -132,9 +103,9 @@ pub async fn put_log(
     body: Body,
 ) -> Result<Response, AppError> {
     let caller = required_caller(&state, req).await?;
-    // Logs are stored as sent and served with the same Content-Encoding.
+    // Logs are stored as sent (streamed to storage, at most MAX_LOG_SIZE) and served with
+    // the same Content-Encoding.
     let encoding = content_encoding(req);
-    let bytes = raw_small_body(body).await?;
-    nix_upload::accept_log(&state.db, &state.storage, &caller, &name, &drv, encoding, bytes).await?;
+    nix_upload::accept_log(&state.db, &state.storage, &caller, &name, &drv, encoding, body.into_async_read()).await?;
     Ok(no_content())
 }

@@ -11,6 +11,7 @@ use poem::{Body, Request, handler};
 use tokio_util::io::SyncIoBridge;
 
 use super::credentials::{optional_caller, required_caller};
+use super::limits::{PUSH_PLAN_LIMIT, read_capped};
 use super::{AppError, AppState};
 use crate::services::auth::Caller;
 use crate::services::cache_info;
@@ -63,7 +64,9 @@ pub async fn push_plan(
 ) -> Result<Json<PushPlanResponse>, AppError> {
     check_cache_name(&cache)?;
     let caller = required_caller(&state, req).await?;
-    let bytes = body.into_bytes().await.map_err(|e| AppError::BadRequest(format!("cannot read request body: {e}")))?;
+    // Rights first: nothing is read for a caller who may not push here.
+    push::cache_for_push(&state.db, &caller, &cache).await?;
+    let bytes = read_capped(body, PUSH_PLAN_LIMIT, "push plan").await?;
     let plan: PushPlanRequest =
         serde_json::from_slice(&bytes).map_err(|e| AppError::BadRequest(format!("invalid push plan request: {e}")))?;
     Ok(Json(push::plan(&state.db, &state.upstreams, &caller, &cache, plan).await?))
@@ -126,10 +129,11 @@ async fn receive_path(
     } else {
         let storage = state.storage.clone();
         let (hash, size) = (verified.upload.nar_hash, verified.upload.nar_size);
+        let max_nar_size = state.config.limits.max_nar_size;
         let reader = SyncIoBridge::new(body.into_async_read());
         let received = tokio::task::spawn_blocking(move || {
             let declared = Declared { nar_hash: &hash, nar_size: size };
-            receive_nar(&storage, reader, Compression::Zstd, Some(declared))
+            receive_nar(&storage, reader, Compression::Zstd, Some(declared), max_nar_size)
         })
         .await
         .map_err(|e| PushError::Internal(format!("the upload task failed: {e}")))??;

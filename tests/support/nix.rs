@@ -5,8 +5,10 @@ use std::process::{Command, Output};
 
 use super::output_text;
 
-/// No default substituter (no network here), and the `nix` command enabled.
-pub const NIX_CONFIG: &str = "substituters =\nexperimental-features = nix-command\nnarinfo-cache-negative-ttl = 0\nnarinfo-cache-positive-ttl = 0";
+/// No default substituter (no network here), and the `nix` command enabled. Builds run as
+/// the test user without build users or a sandbox: `nix-bin` installed without its
+/// recommends has no `nixbld` group, and the test derivations use the host's `/bin/sh`.
+pub const NIX_CONFIG: &str = "substituters =\nexperimental-features = nix-command\nnarinfo-cache-negative-ttl = 0\nnarinfo-cache-positive-ttl = 0\nbuild-users-group =\nsandbox = false";
 
 pub fn nix(args: &[&str]) -> Command {
     let mut cmd = Command::new(args[0]);

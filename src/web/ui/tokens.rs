@@ -28,9 +28,22 @@ struct TokensPage {
     error: Option<String>,
     /// Caches the user can scope a token to.
     caches: Vec<String>,
+    /// Cache names of each cache-scoped token, by token id.
+    scopes: std::collections::HashMap<i64, Vec<String>>,
 }
 
 impl TokensPage {
+    /// Which caches a token reaches.
+    fn scope(&self, token: &ApiToken) -> String {
+        if !token.cache_scoped {
+            return "all your caches".to_string();
+        }
+        match self.scopes.get(&token.id) {
+            Some(names) if !names.is_empty() => names.join(", "),
+            _ => "none (its caches were deleted)".to_string(),
+        }
+    }
+
     fn status(&self, token: &ApiToken) -> &'static str {
         if token.revoked_at.is_some() {
             "revoked"
@@ -51,11 +64,15 @@ async fn page(
     error: Option<String>,
 ) -> Response {
     let (id, owner) = (user.id, user.clone());
-    let loaded = state.db.read(move |c| Ok((users::tokens_of(c, id)?, scopable_caches(c, &owner)?))).await;
+    let loaded = state
+        .db
+        .read(move |c| Ok((users::tokens_of(c, id)?, scopable_caches(c, &owner)?, users::token_scopes_of(c, id)?)))
+        .await;
     match loaded {
-        Ok((tokens, caches)) => {
+        Ok((tokens, caches, scopes)) => {
             let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
-            let page = TokensPage { layout: Layout::new(req, Some(user)), tokens, created, name, error, caches };
+            let page =
+                TokensPage { layout: Layout::new(req, Some(user)), tokens, created, name, error, caches, scopes };
             render(state, status, &page.layout, &page)
         }
         Err(e) => unavailable(state, req, user, e),

@@ -75,6 +75,17 @@ fn rejected_uploads_leave_nothing_behind(backend: Backend) {
     trailing.extend_from_slice(&zstd::encode_all(&b"extra"[..], 3).unwrap());
     s.expect_rejection(&dep, trailing, 422, "");
 
+    // A CA that would inject narinfo lines (signatures do not cover CA), and one that is not
+    // a content address at all.
+    let mut injected = RawUpload::of(&s.closure.dep, s.keys.secret_path());
+    injected.info.ca = Some(format!(
+        "fixed:r:sha256:{}\nURL: nar/evil.nar\nSig: evil:AAAA",
+        hibernation::nix::NarHash::digest(b"x").to_nix32()
+    ));
+    s.expect_rejection(&injected, dep.compressed(), 400, "is not a Nix content address");
+    injected.info.ca = Some("sha256:whatever".into());
+    s.expect_rejection(&injected, dep.compressed(), 400, "must start with text: or fixed:");
+
     // Signed with a key the cache does not trust.
     let stranger = Keys::generate("stranger-1");
     let foreign = RawUpload::of(&s.closure.dep, stranger.secret_path());

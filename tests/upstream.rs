@@ -209,7 +209,7 @@ fn narinfo_signed_by(path: &StorePath, key: &SecretKey) -> String {
         ca: None,
     };
     info.signatures.push(key.sign(&signing::fingerprint(path, &info.nar_hash, info.nar_size, &[])));
-    info.render()
+    info.render().unwrap()
 }
 
 #[test]

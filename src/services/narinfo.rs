@@ -37,7 +37,7 @@ pub fn render(entry: &PathEntry) -> Result<String, String> {
         signatures: entry.path.signatures.lines().map(str::to_string).collect(),
         ca: entry.path.ca.clone(),
     };
-    Ok(info.render())
+    info.render().map_err(|e| format!("stored path {} cannot be rendered: {e}", entry.path.hash_part))
 }
 
 #[cfg(test)]

@@ -197,8 +197,11 @@ pub async fn verify_path(
     if let Some(d) = &upload.deriver {
         StorePath::from_base_name(d).map_err(|e| invalid(format!("invalid deriver: {e}")))?;
     }
-    if upload.signatures.iter().any(|s| s.contains('\n')) {
+    if upload.signatures.iter().any(|s| s.contains(['\n', '\r'])) {
         return Err(invalid("a signature contains a line break"));
+    }
+    if let Some(ca) = &upload.ca {
+        hibernation::nix::content_address::validate(ca).map_err(invalid)?;
     }
     let cache = cache_for_push(db, caller, cache_name).await?;
 

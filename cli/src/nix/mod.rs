@@ -2,6 +2,7 @@
 
 pub mod base32;
 pub mod compression;
+pub mod content_address;
 pub mod hash;
 pub mod nar;
 pub mod narinfo;

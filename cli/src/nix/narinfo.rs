@@ -119,7 +119,17 @@ impl NarInfo {
     }
 
     /// Renders the narinfo exactly as Nix does (`References: ` keeps its space when empty).
-    pub fn render(&self) -> String {
+    /// A value with a line break would add lines of its own (`URL:`, `Sig:`): refused.
+    pub fn render(&self) -> Result<String, NarInfoError> {
+        let free_text = [("URL", Some(&self.url)), ("Compression", Some(&self.compression))]
+            .into_iter()
+            .chain([("Deriver", self.deriver.as_ref()), ("CA", self.ca.as_ref())])
+            .chain(self.signatures.iter().map(|s| ("Sig", Some(s))));
+        for (field, value) in free_text {
+            if value.is_some_and(|v| v.contains(['\n', '\r'])) {
+                return Err(invalid(field, "contains a line break"));
+            }
+        }
         let mut out = String::with_capacity(512);
         let _ = writeln!(out, "StorePath: {}", self.store_path);
         let _ = writeln!(out, "URL: {}", self.url);
@@ -143,7 +153,7 @@ impl NarInfo {
         if let Some(ca) = &self.ca {
             let _ = writeln!(out, "CA: {ca}");
         }
-        out
+        Ok(out)
     }
 
     pub fn fingerprint(&self) -> String {
@@ -170,7 +180,7 @@ mod tests {
     #[test]
     fn round_trips_nix_output_byte_for_byte() {
         for text in [APP, DEP, HELLO_CA] {
-            assert_eq!(NarInfo::parse(text).unwrap().render(), text);
+            assert_eq!(NarInfo::parse(text).unwrap().render().unwrap(), text);
         }
     }
 

@@ -103,8 +103,8 @@ fn validate_keys(keys: &[String]) -> anyhow::Result<()> {
 pub fn run(db: &Db, command: AdminCommand) -> anyhow::Result<()> {
     match command {
         AdminCommand::CreateUser { name, admin, email, password_stdin } => {
-            if name.trim().is_empty() || name.len() > 100 {
-                bail!("user names must be 1-100 characters");
+            if let Some(error) = crate::services::display_name_error(name.trim()) {
+                bail!("{error}");
             }
             let password_hash = if password_stdin {
                 let mut line = String::new();

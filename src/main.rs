@@ -87,6 +87,13 @@ async fn serve(config: config::Config, db: db::Db) -> anyhow::Result<()> {
         Some(s3) => storage::Storage::s3(s3.clone(), &config.storage_path).await?,
         None => storage::Storage::local(&config.storage_path)?,
     };
+    if let Some(code) = services::sessions::setup_code(&db).await? {
+        tracing::warn!(
+            "no administrator yet: open {}/setup and enter the setup code {code} \
+             (or run `hibernation-server admin create-user <name> --admin`)",
+            config.site_url
+        );
+    }
     let access_log = Arc::new(services::access_log::AccessLog::default());
     tokio::spawn(access_log.clone().run(db.clone()));
     tokio::spawn(services::janitor::run(db.clone(), storage.clone()));

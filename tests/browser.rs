@@ -18,6 +18,7 @@ fn setup_cache_token_push_browse_delete_and_access() {
     // First run: every page leads to setup, which creates the administrator.
     browser.goto(&format!("{site}/caches"));
     assert!(browser.url().ends_with("/setup"), "{}", browser.url());
+    browser.type_into("#setup_code", &server.setup_code());
     browser.type_into("#name", "Ada");
     browser.type_into("#email", ADMIN_EMAIL);
     browser.type_into("#password", "short");
@@ -110,6 +111,7 @@ fn a_cli_login_is_approved_or_denied_by_typing_its_code() {
     let browser = Browser::start("cli-login");
     let site = server.url();
     browser.goto(&format!("{site}/setup"));
+    browser.type_into("#setup_code", &server.setup_code());
     browser.type_into("#name", "Ada");
     browser.type_into("#email", ADMIN_EMAIL);
     browser.type_into("#password", ADMIN_PASSWORD);

@@ -103,16 +103,22 @@ fn race(servers: &[&Server], token: &str, keys: &Keys, pushers: [Pusher; 2], sto
             .zip(servers.iter().cycle())
             .map(|(pusher, server)| (*pusher, start_push(*pusher, server, token, keys, &paths)))
             .collect();
-        for ((pusher, (_dir, child)), server) in running.into_iter().zip(servers.iter().cycle()) {
+        let finished: Vec<_> = running
+            .into_iter()
+            .zip(servers.iter().cycle())
+            .map(|((pusher, (dir, child)), server)| (pusher, server, dir, finish(child, &format!("round {round}"))))
+            .collect();
+        for (pusher, server, _dir, out) in finished {
             let what = format!("round {round}, {pusher:?}");
-            let mut out = finish(child, &what);
             // Stock Nix 2.8 fails with this when a path it is copying becomes valid in the
             // cache meanwhile (it drains the NAR source it had opened): a client bug, not a
-            // refusal. Copying again must then find every path present.
-            if !out.status.success() && output_text(&out).contains("error: coroutine has finished") {
+            // refusal. Copying again, alone, must then succeed.
+            let out = if !out.status.success() && output_text(&out).contains("error: coroutine has finished") {
                 let (_retry_dir, retry) = start_push(pusher, server, token, keys, &paths);
-                out = finish(retry, &what);
-            }
+                finish(retry, &what)
+            } else {
+                out
+            };
             assert!(out.status.success(), "{what}: {}", output_text(&out));
         }
         all_paths.extend(paths);

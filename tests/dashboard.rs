@@ -28,6 +28,21 @@ fn first_run_leads_to_setup_then_sign_in() {
         let response = web.get(page);
         assert_eq!((response.status().as_u16(), location(&response)), (303, "/setup"), "{page}");
     }
+    // The first visitor cannot take the instance without the code the server logged.
+    let csrf = web.csrf("/setup");
+    for code in ["", "0000-0000-0000-0000"] {
+        let form = [
+            ("csrf", csrf.as_str()),
+            ("setup_code", code),
+            ("name", "Eve"),
+            ("email", "eve@x.org"),
+            ("password", "password123"),
+        ];
+        let response = web.post("/setup", &form);
+        assert_eq!(response.status(), 422);
+        assert!(response.text().unwrap().contains("id=\"setup_code-error\""));
+    }
+    assert_eq!(location(&web.get("/caches")), "/setup", "no administrator was created");
     web.setup_admin();
     assert_eq!(location(&web.get("/setup")), "/", "setup is done once");
     assert!(web.get("/").text().unwrap().contains("id=\"stat-caches\""));
@@ -398,9 +413,19 @@ fn cache_settings_clear_and_delete() {
         server.stored_files()
     );
 
+    // A token limited to this cache, beside a private cache it must never reach.
+    server.admin(&["create-cache", "vault"]);
+    let scoped = server.admin(&["create-token", "Ada", "--name", "main-only", "--cache", "main"]);
+    assert_eq!(server.get("/api/nix/vault/nix-cache-info", Some(&scoped)).status(), 401);
+    assert!(web.get("/tokens").text().unwrap().contains("<td>main</td>"), "the tokens page shows the scope");
+
     // Delete the cache itself.
     assert_eq!(location(&web.post("/caches/main/delete", &[("csrf", &csrf), ("confirm", "main")])), "/caches");
-    assert_eq!(server.get("/api/nix/main/nix-cache-info", None).status(), 404);
+    // The scoped token did not become unlimited: it reaches nothing now.
+    assert_eq!(server.get("/api/nix/vault/nix-cache-info", Some(&scoped)).status(), 401);
+    assert!(web.get("/tokens").text().unwrap().contains("none (its caches were deleted)"));
+    // Anonymous callers cannot tell a deleted (or renamed) cache from a private one.
+    assert_eq!(server.get("/api/nix/main/nix-cache-info", None).status(), 401);
     assert_eq!(web.get("/caches/main").status(), 404);
     let missing = web.get("/no/such/page");
     assert_eq!(missing.status(), 404);
@@ -682,7 +707,8 @@ fn a_cache_can_be_renamed() {
     let mut good = form("renamed");
     good.push(("csrf", &csrf));
     assert_eq!(location(&web.post("/caches/main/settings", &good)), "/caches/renamed");
-    assert_eq!(server.get("/api/nix/main/nix-cache-info", None).status(), 404);
+    // Anonymous callers cannot tell a deleted (or renamed) cache from a private one.
+    assert_eq!(server.get("/api/nix/main/nix-cache-info", None).status(), 401);
     assert_eq!(server.get("/api/nix/renamed/nix-cache-info", None).status(), 200);
 }
 
@@ -727,8 +753,14 @@ fn administrators_can_come_from_a_group_and_one_always_remains() {
     assert_eq!(bob.get("/users").status(), 200, "still an administrator");
 }
 
-/// Signs in with `X-Forwarded-For: forwarded` (when given) and returns the status.
+/// Signs in as the administrator with `X-Forwarded-For: forwarded` (when given) and returns
+/// the status.
 fn sign_in_from(server: &Server, forwarded: Option<&str>, password: &str) -> u16 {
+    sign_in_as(server, forwarded, ADMIN_EMAIL, password)
+}
+
+/// Signs in as `email` with `X-Forwarded-For: forwarded` (when given) and returns the status.
+fn sign_in_as(server: &Server, forwarded: Option<&str>, email: &str, password: &str) -> u16 {
     let client = reqwest::blocking::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
@@ -737,7 +769,7 @@ fn sign_in_from(server: &Server, forwarded: Option<&str>, password: &str) -> u16
     let page = client.get(format!("{}/sign-in", server.url())).send().unwrap().text().unwrap();
     let mut request = client.post(format!("{}/sign-in", server.url())).form(&[
         ("csrf", csrf_in(&page).as_str()),
-        ("email", ADMIN_EMAIL),
+        ("email", email),
         ("password", password),
     ]);
     if let Some(address) = forwarded {
@@ -768,4 +800,77 @@ fn rate_limits_see_the_client_behind_a_trusted_proxy_and_ignore_claims_otherwise
         429,
         "without trusted proxies the header is ignored"
     );
+}
+
+#[test]
+fn sign_in_failures_count_per_address_and_per_account() {
+    let server = Server::start_with_env(Backend::Sqlite, &[("TRUSTED_PROXIES", "127.0.0.1")]);
+    WebClient::new(&server).setup_admin();
+    let (mallory, mallory_password) = ("mallory@example.com", "mallory's own password");
+    let mut create = server.command(Some(&["admin", "create-user", "Mallory", "--email", mallory, "--password-stdin"]));
+    let mut child = create.stdin(std::process::Stdio::piped()).spawn().unwrap();
+    use std::io::Write;
+    writeln!(child.stdin.take().unwrap(), "{mallory_password}").unwrap();
+    assert!(child.wait().unwrap().success());
+
+    // Signing in to her own account between guesses does not reset the count on Ada's.
+    let attacker = Some("203.0.113.9");
+    for _ in 0..4 {
+        assert_eq!(sign_in_from(&server, attacker, "a guess"), 401);
+    }
+    assert_eq!(sign_in_as(&server, attacker, mallory, mallory_password), 303);
+    assert_eq!(sign_in_from(&server, attacker, "a guess"), 401);
+    assert_eq!(sign_in_from(&server, attacker, ADMIN_PASSWORD), 429, "five failures from one address");
+
+    // Guesses spread over many addresses are limited per account (20 per quarter hour).
+    for n in 0..15 {
+        assert_eq!(sign_in_from(&server, Some(&format!("198.51.100.{n}")), "a guess"), 401, "guess {n}");
+    }
+    assert_eq!(sign_in_from(&server, Some("192.0.2.1"), ADMIN_PASSWORD), 429, "the account is limited");
+    assert_eq!(sign_in_as(&server, Some("192.0.2.1"), mallory, mallory_password), 303, "other accounts are not");
+    // An unknown account is refused like a wrong password.
+    assert_eq!(sign_in_as(&server, Some("192.0.2.2"), "nobody@example.com", "a guess"), 401);
+}
+
+#[test]
+fn a_password_change_ends_other_sessions_and_csrf_tokens_belong_to_their_session() {
+    let server = Server::start(Backend::Sqlite);
+    let web = WebClient::new(&server);
+    web.setup_admin();
+    let laptop = WebClient::new(&server);
+    let signed_in = laptop.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD);
+    assert_eq!(signed_in.status(), 303);
+    let set_cookie = signed_in.headers()["set-cookie"].to_str().unwrap().to_string();
+    let session = set_cookie.split(';').next().unwrap().to_string();
+
+    // A planted CSRF cookie and the same value in the form (a forgeable double submit) do
+    // not pass: a signed-in form needs the token derived from its own session.
+    let forged = "0123456789abcdef0123456789abcdef";
+    let raw = reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let response = raw
+        .post(format!("{}/tokens", server.url()))
+        .header("cookie", format!("{session}; hibernation_csrf={forged}"))
+        .form(&[("csrf", forged), ("name", "forged"), ("days", "30")])
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    // Nor does the token of another session.
+    let other_csrf = web.csrf("/tokens");
+    let response = laptop.post("/tokens", &[("csrf", &other_csrf), ("name", "borrowed"), ("days", "30")]);
+    assert_eq!(response.status(), 403);
+    let own_csrf = laptop.csrf("/tokens");
+    assert_ne!(own_csrf, other_csrf);
+    assert_eq!(laptop.post("/tokens", &[("csrf", &own_csrf), ("name", "own"), ("days", "30")]).status(), 200);
+
+    // Changing the password here signs the laptop out, and keeps this session.
+    let csrf = web.csrf("/account");
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("name", "Ada"),
+        ("current_password", ADMIN_PASSWORD),
+        ("new_password", "a brand new password"),
+    ];
+    assert_eq!(web.post("/account", &form).status(), 200);
+    assert_eq!(location(&laptop.get("/")), "/sign-in", "the other session ended");
+    assert_eq!(web.get("/").status(), 200, "this session goes on");
 }

@@ -140,6 +140,12 @@ fn on_the_main_port_metrics_need_an_administrator() {
     let reader = server.admin(&["create-token", "reader", "--name", "laptop"]);
     assert_eq!(server.get("/metrics", None).status(), 401);
     assert_eq!(server.get("/metrics", Some(&reader)).status(), 403);
+    // Metrics name every cache: an administrator's token narrowed to one cache, or to reading,
+    // does not read them.
+    let scoped = server.admin(&["create-token", "admin", "--name", "main-only", "--cache", "main"]);
+    let read_only = server.admin(&["create-token", "admin", "--name", "reads", "--read-only"]);
+    assert_eq!(server.get("/metrics", Some(&scoped)).status(), 403);
+    assert_eq!(server.get("/metrics", Some(&read_only)).status(), 403);
     let response = server.get("/metrics", Some(&token));
     assert_eq!(response.status(), 200);
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));

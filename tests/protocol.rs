@@ -71,9 +71,19 @@ fn serves_cache_info_narinfo_and_nar_ranges(backend: Backend) {
     assert_eq!(beyond.status(), 416);
     assert_eq!(beyond.headers()["content-range"], format!("bytes */{size}").as_str());
 
+    // A missing cache answers anonymous callers as a private one would (401), so they cannot
+    // probe which private caches exist; a signed-in caller learns it does not exist.
+    let anonymous = server.get("/api/nix/nope/nix-cache-info", None);
+    assert_eq!(anonymous.status(), 401);
+    assert!(anonymous.headers().contains_key("www-authenticate"));
+    server.admin(&["create-cache", "secret"]);
+    let private = server.get("/api/nix/secret/nix-cache-info", None);
+    assert_eq!(private.status(), 401);
+    assert_eq!(private.text().unwrap(), anonymous.text().unwrap().replace("nope", "secret"));
+    assert_eq!(server.get("/api/nix/nope/nix-cache-info", Some(&token)).status(), 404);
+
     // Unknown things are 404s, never 5xx.
     for missing in [
-        "/api/nix/nope/nix-cache-info".to_string(),
         "/api/nix/main/00000000000000000000000000000000.narinfo".to_string(),
         "/api/nix/main/not-a-hash.narinfo".to_string(),
         "/api/nix/main/nar/0000000000000000000000000000000000000000000000000000.nar.zst".to_string(),

@@ -145,9 +145,25 @@ pub struct CacheInfo {
     pub upstreams: Vec<Upstream>,
     pub allow_force_push: bool,
     pub can_push: bool,
-    pub paths: i64,
-    pub stored_bytes: i64,
+    /// What the cache holds: told to signed-in callers only (counting costs the server a
+    /// scan, which anonymous requests must not be able to cause).
+    #[serde(default)]
+    pub paths: Option<i64>,
+    #[serde(default)]
+    pub stored_bytes: Option<i64>,
     pub quota_bytes: Option<i64>,
+}
+
+impl CacheInfo {
+    /// "12 paths, 3.1 MiB", or "-" when the server did not say.
+    pub fn size_text(&self) -> String {
+        match (self.paths, self.stored_bytes) {
+            (Some(paths), Some(bytes)) => {
+                format!("{paths} paths, {}", crate::format::human_bytes(bytes.max(0) as u64))
+            }
+            _ => "-".to_string(),
+        }
+    }
 }
 
 /// `POST /api/v1/cli-login`: a login request the user approves in the dashboard.

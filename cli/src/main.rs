@@ -190,11 +190,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 for c in &caches {
                     println!(
-                        "{:<24} {:<8} {:>8} paths {:>12}  {}",
+                        "{:<24} {:<8} {:>24}  {}",
                         c.name,
                         if c.public { "public" } else { "private" },
-                        c.paths,
-                        human_bytes(c.stored_bytes.max(0) as u64),
+                        c.size_text(),
                         if c.can_push { "push" } else { "read" }
                     );
                 }
@@ -243,7 +242,7 @@ fn print_cache_info(info: &CacheInfo) {
     println!("  public keys:  {}", info.public_keys.join(" "));
     println!("  priority:     {}", info.priority);
     let quota = info.quota_bytes.map(|q| format!(" of {}", human_bytes(q.max(0) as u64))).unwrap_or_default();
-    println!("  stored:       {} paths, {}{quota}", info.paths, human_bytes(info.stored_bytes.max(0) as u64));
+    println!("  stored:       {}{quota}", info.size_text());
     println!("  you may:      {}", if info.can_push { "read and push" } else { "read" });
     if info.upstreams.is_empty() {
         println!("  upstreams:    none (every pushed path is stored)");

@@ -13,6 +13,7 @@ pub mod models;
 pub mod paths;
 pub mod schema;
 pub mod sessions;
+pub mod setup;
 pub mod traffic;
 pub mod uploads;
 pub mod upstreams;

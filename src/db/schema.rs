@@ -249,10 +249,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    setup_codes (id) {
+        id -> BigInt,
+        code -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     sign_in_failures (id) {
         id -> BigInt,
         peer -> Text,
         at -> Timestamp,
+        account -> Text,
     }
 }
 

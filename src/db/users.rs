@@ -201,6 +201,13 @@ pub struct TokenScope {
     pub read_only: bool,
 }
 
+impl TokenScope {
+    /// All of the user's own rights: no cache list, not read-only.
+    pub fn is_unlimited(&self) -> bool {
+        self.cache_ids.is_none() && !self.read_only
+    }
+}
+
 pub fn create_token(
     conn: &mut AnyConnection,
     user_id: i64,

@@ -13,8 +13,18 @@ pub fn substituter_url(site_url: &str, name: &str) -> String {
     format!("{}/api/nix/{name}", site_url.trim_end_matches('/'))
 }
 
-fn describe(conn: &mut AnyConnection, site_url: &str, cache: Cache, access: Access) -> DbResult<CacheInfo> {
-    let (paths, stored_bytes) = browse::cache_sizes(conn, cache.id)?;
+/// `signed_in`: sizes are counted only for callers with a token (the count scans the cache).
+fn describe(
+    conn: &mut AnyConnection,
+    site_url: &str,
+    cache: Cache,
+    access: Access,
+    signed_in: bool,
+) -> DbResult<CacheInfo> {
+    let (paths, stored_bytes) = match signed_in {
+        true => browse::cache_sizes(conn, cache.id).map(|(p, b)| (Some(p), Some(b)))?,
+        false => (None, None),
+    };
     Ok(CacheInfo {
         substituter: substituter_url(site_url, &cache.name),
         public_keys: caches::public_keys(conn, cache.id)?,
@@ -41,7 +51,7 @@ pub async fn list(db: &Db, caller: Option<Caller>, site_url: String) -> DbResult
         for cache in browse::caches_by_ids(c, ids.as_deref())? {
             let access = access_to(c, caller.as_ref(), &cache)?;
             if access != Access::None {
-                found.push(describe(c, &site_url, cache, access)?);
+                found.push(describe(c, &site_url, cache, access, caller.is_some())?);
             }
         }
         Ok(found)
@@ -55,7 +65,7 @@ pub async fn find(db: &Db, caller: Option<Caller>, site_url: String, name: Strin
         let Some(cache) = caches::find_by_name(c, &name)? else { return Ok(None) };
         match access_to(c, caller.as_ref(), &cache)? {
             Access::None => Ok(None),
-            access => describe(c, &site_url, cache, access).map(Some),
+            access => describe(c, &site_url, cache, access, caller.is_some()).map(Some),
         }
     })
     .await

@@ -27,3 +27,15 @@ pub fn random_id() -> String {
 }
 
 pub use hibernation::api::{CACHE_NAME_RULE, is_valid_cache_name};
+
+/// What is wrong with a user's display name, if anything. Names appear in pages and mails:
+/// line breaks or other control characters could forge mail headers.
+pub fn display_name_error(name: &str) -> Option<&'static str> {
+    if name.is_empty() || name.chars().count() > 100 {
+        return Some("Enter a name of 1 to 100 characters.");
+    }
+    if name.chars().any(char::is_control) {
+        return Some("A name cannot contain line breaks or other control characters.");
+    }
+    None
+}

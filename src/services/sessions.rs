@@ -9,12 +9,14 @@ use crate::db::models::User;
 use crate::db::{Db, DbError, is_unique_violation, now, sessions, users};
 
 pub const SESSION_LIFETIME: Duration = Duration::days(7);
-const MAX_FAILURES: i64 = 5;
+/// Failed sign-ins allowed per address, and per account from all addresses, in the window.
+const MAX_FAILURES_PER_ADDRESS: i64 = 5;
+const MAX_FAILURES_PER_ACCOUNT: i64 = 20;
 const FAILURE_WINDOW: Duration = Duration::minutes(15);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignInError {
-    #[error("too many failed sign-ins from your address; wait 15 minutes and try again")]
+    #[error("too many failed sign-ins from your address or to this account; wait 15 minutes and try again")]
     RateLimited,
     #[error("wrong email address or password")]
     Invalid,
@@ -50,11 +52,37 @@ pub async fn new_session(db: &Db, user_id: i64) -> Result<String, DbError> {
     Ok(token)
 }
 
-/// Creates the first administrator and signs them in; refused once an administrator exists.
-pub async fn setup_admin(db: &Db, name: &str, email: &str, password: &str) -> Result<String, SetupError> {
+/// A new setup code such as `3f9a-1c2b-77de-0a41` (64 random bits).
+fn new_setup_code() -> String {
+    let hex = super::random_id();
+    [&hex[0..4], &hex[4..8], &hex[8..12], &hex[12..16]].join("-")
+}
+
+/// Codes compare without case, spaces or dashes (people retype them).
+fn normalized_code(code: &str) -> String {
+    code.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect()
+}
+
+/// On a fresh instance (no administrator), the setup code `/setup` asks for, created on first
+/// use; `None` once an administrator exists. The server prints it in its log at start.
+pub async fn setup_code(db: &Db) -> Result<Option<String>, DbError> {
+    let fresh = new_setup_code();
+    db.write(move |c| if users::any_admin(c)? { Ok(None) } else { crate::db::setup::ensure(c, &fresh).map(Some) }).await
+}
+
+/// Creates the first administrator and signs them in; needs the setup code from the server
+/// log, and is refused once an administrator exists.
+pub async fn setup_admin(db: &Db, code: &str, name: &str, email: &str, password: &str) -> Result<String, SetupError> {
     let (name, email) = (name.trim().to_string(), email.trim().to_ascii_lowercase());
-    if name.is_empty() || name.len() > 100 {
-        return Err(field("name", "Enter a name of 1 to 100 characters."));
+    let wrong_code = || field("setup_code", "This is not the setup code the server printed in its log.");
+    // The cheap check first: a wrong code costs no argon2 work.
+    match db.read(crate::db::setup::find).await? {
+        Some(stored) if normalized_code(&stored) == normalized_code(code) => {}
+        _ if !needs_setup(db).await? => return Err(SetupError::AlreadyDone),
+        _ => return Err(wrong_code()),
+    }
+    if let Some(error) = super::display_name_error(&name) {
+        return Err(field("name", error));
     }
     if !email.contains('@') || email.len() > 254 {
         return Err(field("email", "Enter a valid email address."));
@@ -62,18 +90,25 @@ pub async fn setup_admin(db: &Db, name: &str, email: &str, password: &str) -> Re
     if password.chars().count() < passwords::MIN_LENGTH {
         return Err(field("password", format!("Use at least {} characters.", passwords::MIN_LENGTH)));
     }
-    let hash = passwords::hash(password);
+    let hash = passwords::hash_async(password).await;
+    let code = normalized_code(code);
     let created = db
         .write(move |c| {
             if users::any_admin(c)? {
-                return Ok(None);
+                return Ok(Err(SetupError::AlreadyDone));
             }
-            users::create_with_password(c, &name, &email, &hash, true).map(Some)
+            // Checked again inside the transaction: the code is used once.
+            if crate::db::setup::find(c)?.is_none_or(|stored| normalized_code(&stored) != code) {
+                return Ok(Err(wrong_code()));
+            }
+            let user = users::create_with_password(c, &name, &email, &hash, true)?;
+            crate::db::setup::delete(c)?;
+            Ok(Ok(user))
         })
         .await;
     let user = match created {
-        Ok(Some(user)) => user,
-        Ok(None) => return Err(SetupError::AlreadyDone),
+        Ok(Ok(user)) => user,
+        Ok(Err(refused)) => return Err(refused),
         Err(e) if is_unique_violation(&e) => return Err(field("name", "A user with this name or email exists.")),
         Err(e) => return Err(e.into()),
     };
@@ -83,19 +118,23 @@ pub async fn setup_admin(db: &Db, name: &str, email: &str, password: &str) -> Re
 pub async fn sign_in(db: &Db, peer: &str, email: &str, password: &str) -> Result<String, SignInError> {
     let (peer, email) = (peer.to_string(), email.trim().to_ascii_lowercase());
     let since = now() - FAILURE_WINDOW;
-    let lookup_peer = peer.clone();
-    let (failures, user) = db
-        .read(move |c| Ok((sessions::failures_since(c, &lookup_peer, since)?, users::find_by_email(c, &email)?)))
+    let limits = (MAX_FAILURES_PER_ADDRESS, MAX_FAILURES_PER_ACCOUNT);
+    let (attempt_peer, attempt_email) = (peer.clone(), email.clone());
+    let attempt = db
+        .write(move |c| {
+            let Some(_) = sessions::begin_attempt(c, &attempt_peer, &attempt_email, since, limits)? else {
+                return Ok(None);
+            };
+            Ok(Some(users::find_by_email(c, &attempt_email)?))
+        })
         .await?;
-    if failures >= MAX_FAILURES {
-        return Err(SignInError::RateLimited);
-    }
-    let valid = user.as_ref().and_then(|u| u.password_hash.as_deref()).is_some_and(|h| passwords::verify(password, h));
+    let Some(user) = attempt else { return Err(SignInError::RateLimited) };
+    // The same argon2 work whether or not the account exists.
+    let valid = passwords::verify_async(password, user.as_ref().and_then(|u| u.password_hash.as_deref())).await;
     let Some(user) = user.filter(|_| valid) else {
-        db.write(move |c| sessions::record_failure(c, &peer)).await?;
         return Err(SignInError::Invalid);
     };
-    db.write(move |c| sessions::clear_failures(c, &peer)).await?;
+    db.write(move |c| sessions::forget_failures(c, &peer, &email)).await?;
     Ok(new_session(db, user.id).await?)
 }
 

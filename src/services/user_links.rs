@@ -68,8 +68,8 @@ pub async fn invite(
     is_admin: bool,
 ) -> Result<User, LinkError> {
     let (name, email) = (name.trim().to_string(), email.trim().to_ascii_lowercase());
-    if name.is_empty() || name.len() > 100 {
-        return Err(field("name", "Enter a name of 1 to 100 characters."));
+    if let Some(error) = super::display_name_error(&name) {
+        return Err(field("name", error));
     }
     if !email.contains('@') || email.len() > 254 || email.parse::<lettre::Address>().is_err() {
         return Err(field("email", "Enter a valid email address."));
@@ -184,7 +184,13 @@ pub async fn complete(db: &Db, purpose: LinkPurpose, secret: &str, password: &st
     if password.chars().count() < passwords::MIN_LENGTH {
         return Err(field("password", format!("Use at least {} characters.", passwords::MIN_LENGTH)));
     }
-    let (hash, password_hash) = (hash_token(secret), passwords::hash(password));
+    let hash = hash_token(secret);
+    // The cheap check first: an unknown or used link costs no argon2 work.
+    let lookup = hash.clone();
+    if db.read(move |c| links::find_link(c, purpose, &lookup)).await?.is_none() {
+        return Ok(None);
+    }
+    let password_hash = passwords::hash_async(password).await;
     let done = db
         .write(move |c| {
             let Some((link_id, user)) = links::find_link(c, purpose, &hash)? else { return Ok(None) };

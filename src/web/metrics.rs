@@ -78,15 +78,16 @@ fn text(body: String) -> Response {
     Response::builder().content_type("text/plain; version=0.0.4; charset=utf-8").body(body)
 }
 
-/// `/metrics` on the main port: an administrator's token is required.
+/// `/metrics` on the main port: an administrator's unscoped token is required.
 #[handler]
 pub async fn scrape(req: &Request, state: Data<&Arc<AppState>>) -> Result<Response, AppError> {
     let Some(handle) = state.metrics.as_ref() else {
         return Err(AppError::NotFound("metrics are off (set METRICS_ENABLED=true)".into()));
     };
     match optional_caller(&state, req).await? {
-        Some(caller) if caller.is_admin => Ok(text(exposition(&state, handle).await?)),
-        Some(_) => Err(AppError::Forbidden("metrics need an administrator's API token".into())),
+        // Metrics name every cache: a token narrowed to some caches, or to reading, is not enough.
+        Some(caller) if caller.is_admin && caller.scope.is_unlimited() => Ok(text(exposition(&state, handle).await?)),
+        Some(_) => Err(AppError::Forbidden("metrics need an administrator's API token without a scope".into())),
         None => Err(AppError::Unauthorized("metrics need an administrator's API token (Bearer)".into())),
     }
 }

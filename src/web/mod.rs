@@ -5,6 +5,7 @@ mod cache_protocol;
 pub mod client_address;
 mod credentials;
 mod error;
+mod headers;
 mod limits;
 mod login_api;
 pub mod metrics;
@@ -64,6 +65,7 @@ pub fn routes(state: Arc<AppState>) -> poem::endpoint::BoxEndpoint<'static, poem
     let app = if with_metrics { metrics::RequestMetrics { inner: app }.boxed() } else { app.map_to_response().boxed() };
     // Inside the virtual-host rewrite, so that limits see the cache's protocol routes.
     let app = limits::BodyLimit { inner: app, limits: body_limits }.boxed();
+    let app = headers::SecurityHeaders { inner: app }.boxed();
     match site_host {
         Some(site_host) => virtual_host::VirtualHosts { inner: app, site_host }.boxed(),
         None => app,

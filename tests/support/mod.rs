@@ -187,6 +187,20 @@ impl Server {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// The most memory the server process has held so far (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM in /proc/<pid>/status");
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// The one-time setup code a fresh server prints in its log.
+    pub fn setup_code(&self) -> String {
+        let log = self.log();
+        let start = log.find("setup code ").expect("a fresh server prints its setup code") + "setup code ".len();
+        log[start..].split_whitespace().next().unwrap().to_string()
+    }
+
     /// The server binary with this server's environment; `args` None means `serve`.
     pub fn command(&self, args: Option<&[&str]>) -> Command {
         let mut cmd = Command::new(binary("hibernation-server"));

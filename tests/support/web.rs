@@ -40,9 +40,15 @@ impl<'a> WebClient<'a> {
 
     /// Runs first-run setup as the administrator; the client is then signed in.
     pub fn setup_admin(&self) {
-        let csrf = self.csrf("/setup");
-        let response = self
-            .post("/setup", &[("csrf", &csrf), ("name", "Ada"), ("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)]);
+        let (csrf, code) = (self.csrf("/setup"), self.server.setup_code());
+        let form = [
+            ("csrf", csrf.as_str()),
+            ("setup_code", &code),
+            ("name", "Ada"),
+            ("email", ADMIN_EMAIL),
+            ("password", ADMIN_PASSWORD),
+        ];
+        let response = self.post("/setup", &form);
         assert_eq!(response.status(), 303, "setup failed: {}", response.text().unwrap_or_default());
     }
 

@@ -230,8 +230,8 @@ mod tests {
             upstreams: vec![crate::api::Upstream::default_upstream()],
             allow_force_push: false,
             can_push: false,
-            paths: 0,
-            stored_bytes: 0,
+            paths: None,
+            stored_bytes: None,
             quota_bytes: None,
         };
         let (substituters, keys) = checked(&info("http://c/api/nix/main", KEY)).unwrap();

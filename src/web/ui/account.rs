@@ -8,9 +8,10 @@ use poem::web::{Data, Form};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
-use super::{FormError, Layout, render, signed_in, signed_in_form, unavailable};
+use super::{FormError, Layout, SESSION_COOKIE, cookie, render, signed_in, signed_in_form, unavailable};
 use crate::db::models::User;
 use crate::db::{is_unique_violation, users};
+use crate::services::auth::hash_token;
 use crate::services::passwords;
 use crate::web::AppState;
 
@@ -58,20 +59,13 @@ pub async fn update(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
         Err(response) => return response,
     };
     let name = form.name.trim().to_string();
-    if name.is_empty() || name.len() > 100 {
-        return page(
-            &state,
-            req,
-            &user,
-            form.name,
-            false,
-            FormError::new("name", "Enter a name of 1 to 100 characters."),
-        );
+    if let Some(error) = crate::services::display_name_error(&name) {
+        return page(&state, req, &user, form.name, false, FormError::new("name", error));
     }
     let new_hash = if form.new_password.is_empty() {
         None
     } else {
-        let current_ok = user.password_hash.as_deref().is_some_and(|h| passwords::verify(&form.current_password, h));
+        let current_ok = passwords::verify_async(&form.current_password, user.password_hash.as_deref()).await;
         if !current_ok {
             return page(
                 &state,
@@ -86,17 +80,20 @@ pub async fn update(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
             let text = format!("Use at least {} characters.", passwords::MIN_LENGTH);
             return page(&state, req, &user, name, false, FormError::new("new_password", text));
         }
-        Some(passwords::hash(&form.new_password))
+        Some(passwords::hash_async(&form.new_password).await)
     };
     let (id, new_name) = (user.id, name.clone());
     let changes_password = new_hash.is_some();
+    let this_session = cookie(req, SESSION_COOKIE).map(|token| hash_token(&token)).unwrap_or_default();
     let saved = state
         .db
         .write(move |c| {
             users::update_account(c, id, &new_name, new_hash.as_deref())?;
-            // A reset link mailed earlier must not undo the password just chosen.
             if changes_password {
+                // A reset link mailed earlier must not undo the password just chosen, and
+                // whoever is signed in elsewhere (perhaps with the old password) is signed out.
                 crate::db::mail::retire_links(c, id, crate::db::mail::LinkPurpose::Reset)?;
+                crate::db::sessions::delete_others(c, id, &this_session)?;
             }
             Ok(())
         })

@@ -19,6 +19,8 @@ use crate::web::AppState;
 #[template(path = "setup.html")]
 struct SetupPage {
     layout: Layout,
+    /// As typed, kept when another field needs correcting.
+    setup_code: String,
     name: String,
     email: String,
     error: FormError,
@@ -28,6 +30,8 @@ struct SetupPage {
 pub struct SetupForm {
     #[serde(default)]
     csrf: String,
+    #[serde(default)]
+    setup_code: String,
     name: String,
     email: String,
     password: String,
@@ -44,6 +48,7 @@ pub async fn setup_page(req: &Request, state: Data<&Arc<AppState>>) -> Response 
         Ok(true) => {
             let page = SetupPage {
                 layout: Layout::new(req, None),
+                setup_code: String::new(),
                 name: String::new(),
                 email: String::new(),
                 error: FormError::default(),
@@ -60,7 +65,7 @@ pub async fn setup(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<
     if let Some(refused) = csrf_refusal(&state, req, None, &form.csrf) {
         return refused;
     }
-    match sessions::setup_admin(&state.db, &form.name, &form.email, &form.password).await {
+    match sessions::setup_admin(&state.db, &form.setup_code, &form.name, &form.email, &form.password).await {
         Ok(token) => {
             let mut response = redirect("/");
             response.headers_mut().append(header::SET_COOKIE, session_cookie(&state, &token).parse().unwrap());
@@ -69,7 +74,13 @@ pub async fn setup(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<
         Err(SetupError::AlreadyDone) => redirect("/sign-in"),
         Err(SetupError::Field(FieldError { field, message })) => {
             let error = FormError::new(field, message);
-            let page = SetupPage { layout: Layout::new(req, None), name: form.name, email: form.email, error };
+            let page = SetupPage {
+                layout: Layout::new(req, None),
+                setup_code: form.setup_code,
+                name: form.name,
+                email: form.email,
+                error,
+            };
             render(&state, StatusCode::UNPROCESSABLE_ENTITY, &page.layout, &page)
         }
         Err(SetupError::Db(e)) => db_failure(&state, req, e),

@@ -102,7 +102,7 @@ pub struct Layout {
 
 impl Layout {
     pub fn new(req: &Request, user: Option<&User>) -> Self {
-        let existing = cookie(req, CSRF_COOKIE).filter(|v| v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()));
+        let existing = expected_csrf(req);
         let new_csrf = existing.is_none();
         Self {
             user: user.map(|u| u.name.clone()),
@@ -110,6 +110,16 @@ impl Layout {
             csrf: existing.unwrap_or_else(random_id),
             new_csrf,
         }
+    }
+}
+
+/// The CSRF token a form must carry. With a session it is derived from the session secret,
+/// so a token seen in one session (or before signing in) is worth nothing in another;
+/// without one (sign-in, setup) it is the double-submit `hibernation_csrf` cookie.
+fn expected_csrf(req: &Request) -> Option<String> {
+    match cookie(req, SESSION_COOKIE).filter(|s| !s.is_empty()) {
+        Some(session) => Some(crate::services::auth::hash_token(&format!("csrf:{session}"))[..32].to_string()),
+        None => cookie(req, CSRF_COOKIE).filter(|v| v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit())),
     }
 }
 
@@ -270,9 +280,9 @@ pub fn unavailable(state: &AppState, req: &Request, user: &User, e: crate::db::D
     )
 }
 
-/// The refusal of a state-changing request whose form token does not match the CSRF cookie.
+/// The refusal of a state-changing request whose form token is not the expected one.
 pub fn csrf_refusal(state: &AppState, req: &Request, user: Option<&User>, submitted: &str) -> Option<Response> {
-    match cookie(req, CSRF_COOKIE) {
+    match expected_csrf(req) {
         Some(expected) if !submitted.is_empty() && expected == submitted => None,
         _ => Some(message(
             state,

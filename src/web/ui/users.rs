@@ -86,8 +86,8 @@ pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
         Err(response) => return response,
     };
     let (name, email) = (form.name.trim().to_string(), form.email.trim().to_ascii_lowercase());
-    let error = if name.is_empty() || name.len() > 100 {
-        FormError::new("name", "Enter a name of 1 to 100 characters.")
+    let error = if let Some(error) = crate::services::display_name_error(&name) {
+        FormError::new("name", error)
     } else if !email.contains('@') {
         FormError::new("email", "Enter a valid email address.")
     } else if form.password.chars().count() < passwords::MIN_LENGTH {
@@ -98,7 +98,7 @@ pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
     if error.is_some() {
         return page(&state, req, &user, form.name, form.email, error).await;
     }
-    let (hash, admin) = (passwords::hash(&form.password), form.admin.is_some());
+    let (hash, admin) = (passwords::hash_async(&form.password).await, form.admin.is_some());
     let (n, e) = (name.clone(), email.clone());
     match state.db.write(move |c| users::create_with_password(c, &n, &e, &hash, admin)).await {
         Ok(_) => redirect("/users"),

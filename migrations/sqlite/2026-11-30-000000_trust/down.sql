@@ -1,0 +1,4 @@
+DROP TABLE setup_codes;
+DROP INDEX sign_in_failures_account;
+ALTER TABLE sign_in_failures DROP COLUMN account;
+ALTER TABLE api_tokens DROP COLUMN cache_scoped;

@@ -1,0 +1,15 @@
+-- A token limited to caches stays limited when those caches are deleted (no rows left in
+-- token_caches must not read as "every cache").
+ALTER TABLE api_tokens ADD COLUMN cache_scoped BOOLEAN NOT NULL DEFAULT FALSE;
+UPDATE api_tokens SET cache_scoped = TRUE WHERE id IN (SELECT token_id FROM token_caches);
+
+-- Failed sign-ins count per address and per account (the email tried).
+ALTER TABLE sign_in_failures ADD COLUMN account TEXT NOT NULL DEFAULT '';
+CREATE INDEX sign_in_failures_account ON sign_in_failures (account, at);
+
+-- The one-time code that /setup asks for on a fresh instance (printed in the server log).
+CREATE TABLE setup_codes (
+    id INTEGER PRIMARY KEY NOT NULL,
+    code TEXT NOT NULL,
+    created_at TIMESTAMP NOT NULL
+);

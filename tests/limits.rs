@@ -1,0 +1,223 @@
+//! Bounded before trusted: oversized bodies, compressed bombs and uploads past the limits are
+//! refused (HTTP 413 naming the limit), nothing is read for callers without the right, nothing
+//! is stored, and the server's memory stays flat.
+
+#[macro_use]
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use support::{Backend, Keys, NixClient, RawUpload, Server, error_of, output_text};
+
+on_every_backend!(uploads_past_max_nar_size_max_log_size_and_the_quota_are_refused);
+
+/// Memory the server may gain over the whole test: far below any of the bodies sent.
+const RSS_MARGIN_KIB: u64 = 96 * 1024;
+
+/// Sends `head` (request line and headers, without the blank line) and then up to
+/// `body_bytes` of zeros (chunked when `chunked`), stopping when the server stops reading;
+/// returns the status code of the answer.
+fn raw_request(server: &Server, head: &str, body_bytes: u64, chunked: bool) -> u16 {
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    stream.set_write_timeout(Some(Duration::from_secs(60))).unwrap();
+    let framing = if chunked { "Transfer-Encoding: chunked\r\n" } else { "" };
+    stream.write_all(format!("{head}\r\n{framing}Connection: close\r\n\r\n").as_bytes()).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    let mut sent = 0;
+    while sent < body_bytes {
+        let written = if chunked {
+            stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).and_then(|_| {
+                stream.write_all(&chunk)?;
+                stream.write_all(b"\r\n")
+            })
+        } else {
+            stream.write_all(&chunk)
+        };
+        if written.is_err() {
+            break; // The server answered and closed: it read no further.
+        }
+        sent += chunk.len() as u64;
+    }
+    let mut status_line = String::new();
+    BufReader::new(stream).read_line(&mut status_line).unwrap();
+    status_line.split_whitespace().nth(1).unwrap_or_default().parse().unwrap_or(0)
+}
+
+/// Sends a whole request with `body`, but stops sending when the server stops reading (it
+/// may refuse before the end, which a normal client reports as a broken pipe); returns the
+/// status and the body of the answer.
+fn send_raw(server: &Server, method_and_path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut head = format!("{method_and_path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    stream.write_all(head.as_bytes()).unwrap();
+    for chunk in body.chunks(64 * 1024) {
+        if stream.write_all(chunk).is_err() {
+            break;
+        }
+    }
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer.split_whitespace().nth(1).unwrap_or_default().parse().unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// `size` bytes of zeros, compressed: a few KiB that decode to a lot.
+fn zstd_bomb(size: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    zstd::stream::copy_encode(std::io::repeat(0).take(size), &mut out, 3).unwrap();
+    out
+}
+
+fn xz_bomb(size: u64) -> Vec<u8> {
+    let mut encoder = liblzma::read::XzEncoder::new(std::io::repeat(0).take(size), 1);
+    let mut out = Vec::new();
+    encoder.read_to_end(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn oversized_and_compressed_bodies_cost_no_memory() {
+    let keys = Keys::generate("limits-1");
+    let server = Server::start(Backend::Sqlite);
+    let token = server.bootstrap(&keys, false);
+    server.admin(&["create-user", "reader"]);
+    server.admin(&["grant", "reader", "main"]);
+    let reader = server.admin(&["create-token", "reader", "--name", "laptop"]);
+    assert_eq!(server.get("/api/nix/main/nix-cache-info", Some(&token)).status(), 200);
+    let baseline = server.peak_rss_kib();
+    let host = format!("Host: 127.0.0.1:{}", server.port);
+
+    // A declared 1 GiB form is refused before anything is read; a 256 MiB one that does not
+    // declare its length is cut off at the 1 MiB limit.
+    let declared = format!(
+        "POST /sign-in HTTP/1.1\r\n{host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}",
+        1u64 << 30
+    );
+    assert_eq!(raw_request(&server, &declared, 0, false), 413);
+    let streamed = format!("POST /sign-in HTTP/1.1\r\n{host}\r\nContent-Type: application/x-www-form-urlencoded");
+    let status = raw_request(&server, &streamed, 256 << 20, true);
+    assert!((400..500).contains(&status), "got {status}");
+
+    // A push plan is not read without push rights, and not past 64 MiB with them.
+    let plan = |auth: &str| {
+        format!(
+            "POST /api/v1/caches/main/push-plan HTTP/1.1\r\n{host}\r\nAuthorization: Bearer {auth}\r\nContent-Type: application/json"
+        )
+    };
+    assert_eq!(raw_request(&server, &plan(&reader), 32 << 20, true), 403);
+    assert_eq!(raw_request(&server, &plan(&token), 256 << 20, true), 413);
+
+    // Narinfos in a Content-Encoding decode as they stream, to at most 1 MiB; without push
+    // rights nothing is decoded at all.
+    let client = reqwest::blocking::Client::new();
+    let narinfo_url = format!("{}/00000000000000000000000000000000.narinfo", server.cache_url("main"));
+    for (encoding, bomb) in [("zstd", zstd_bomb(4 << 30)), ("xz", xz_bomb(512 << 20))] {
+        assert!(bomb.len() < 4 << 20, "{encoding} bomb is small: {}", bomb.len());
+        let put = |auth: Option<&str>| {
+            let mut request = client.put(&narinfo_url).header("content-encoding", encoding).body(bomb.clone());
+            if let Some(auth) = auth {
+                request = request.basic_auth("nix", Some(auth));
+            }
+            error_of(request.send().unwrap())
+        };
+        assert_eq!(put(None).0, 401);
+        assert_eq!(put(Some(&reader)).0, 403);
+        let (status, error) = put(Some(&token));
+        assert_eq!(status, 413, "{error}");
+        assert!(error.contains("narinfo is larger than 1 MiB"), "{error}");
+    }
+    let gained = server.peak_rss_kib().saturating_sub(baseline);
+    assert!(gained < RSS_MARGIN_KIB, "the server's peak memory grew by {gained} KiB");
+    assert_eq!(server.get("/health", None).status(), 200);
+}
+
+/// A NAR of `size` bytes of pseudo-random data (so that compression cannot shrink it).
+fn store_file(size: usize, tag: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(format!("blob-{tag}"));
+    let mut state = 0x2545_f491_4f6c_dd1du64 ^ size as u64;
+    let data: Vec<u8> = (0..size)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    std::fs::write(&file, data).unwrap();
+    support::nix::run_ok(support::nix::nix(&["nix-store", "--add", file.to_str().unwrap()]))
+}
+
+fn nar_objects(server: &Server) -> Vec<std::path::PathBuf> {
+    server.stored_files().into_iter().filter(|f| !f.to_string_lossy().contains("/tmp/")).collect()
+}
+
+fn uploads_past_max_nar_size_max_log_size_and_the_quota_are_refused(backend: Backend) {
+    let keys = Keys::generate("limits-2");
+    let server = Server::start_with_env(backend, &[("MAX_NAR_SIZE", "1M"), ("MAX_LOG_SIZE", "64K")]);
+    let token = server.bootstrap(&keys, false);
+    let tag = support::unique_tag("limits");
+    let big = store_file(2 << 20, &tag);
+
+    // The CLI's upload declares its NarSize: refused before the body is read.
+    let upload = RawUpload::of(&big, keys.secret_path());
+    let bearer = format!("Bearer {token}");
+    let path_upload = |upload: &RawUpload, body: &[u8]| {
+        let header = upload.header();
+        let headers = [("Authorization", bearer.as_str()), (hibernation::api::PATH_INFO_HEADER, header.as_str())];
+        send_raw(&server, &format!("PUT /api/v1/caches/main/paths/{}", upload.hash_part()), &headers, body)
+    };
+    let (status, error) = path_upload(&upload, &upload.compressed());
+    assert_eq!(status, 413, "{error}");
+    assert!(error.contains("MAX_NAR_SIZE"), "{error}");
+
+    // `nix copy` sends the NAR first without saying its size: refused once it gets there.
+    let nar = upload.nar.clone();
+    let file_hash = hibernation::nix::NarHash::digest(&nar).to_nix32();
+    let nar_path = format!("PUT /api/nix/main/nar/{file_hash}.nar");
+    let (status, error) = send_raw(&server, &nar_path, &[("Authorization", &bearer)], &nar);
+    assert_eq!(status, 413, "{error}");
+    assert!(error.contains("MAX_NAR_SIZE"), "{error}");
+
+    // Padding a small NAR with zstd skippable frames (which decode to nothing) is refused too.
+    let small = store_file(4096, &tag);
+    let small_upload = RawUpload::of(&small, keys.secret_path());
+    let mut padded = Vec::new();
+    for _ in 0..4 {
+        padded.extend_from_slice(&0x184D_2A50u32.to_le_bytes());
+        padded.extend_from_slice(&(1u32 << 20).to_le_bytes());
+        padded.extend(std::iter::repeat_n(0u8, 1 << 20));
+    }
+    padded.extend(small_upload.compressed());
+    let (status, error) = path_upload(&small_upload, &padded);
+    assert_eq!(status, 413, "{error}");
+
+    // A build log past MAX_LOG_SIZE.
+    let log_path = format!("PUT /api/nix/main/log/{}-x.drv", &small[11..43]);
+    let (status, error) = send_raw(&server, &log_path, &[("Authorization", &bearer)], &[b'x'; 128 * 1024]);
+    assert_eq!(status, 413, "{error}");
+    assert!(error.contains("MAX_LOG_SIZE"), "{error}");
+    assert!(nar_objects(&server).is_empty(), "nothing was stored: {:?}", nar_objects(&server));
+
+    // A cache with a 2 KiB quota: real `nix copy` cannot fill it past that (NARs waiting for
+    // their narinfo count too).
+    server.admin(&["create-cache", "tiny", "--no-upstream", "--public-key", &keys.public, "--quota-gib", "0.000002"]);
+    let nix = NixClient::new();
+    nix.write_netrc("127.0.0.1", &token);
+    let url = format!("{}?compression=none&secret-key={}", server.cache_url("tiny"), keys.secret_path());
+    let out = nix.run(&["nix", "copy", "--to", &url, &small]);
+    assert!(!out.status.success(), "{}", output_text(&out));
+    assert!(output_text(&out).contains("413"), "{}", output_text(&out));
+    assert_eq!(server.get(&format!("/api/nix/tiny/{}.narinfo", &small[11..43]), Some(&token)).status(), 404);
+    assert!(nar_objects(&server).is_empty(), "nothing was stored: {:?}", nar_objects(&server));
+}

@@ -235,3 +235,26 @@ fn reset_requests_are_limited_per_address_without_saying_so() {
     std::thread::sleep(std::time::Duration::from_secs(1));
     assert_eq!(mail.messages_to(ADMIN_EMAIL).len(), 5, "five requests per address and quarter hour");
 }
+
+#[test]
+fn database_logging_never_writes_secrets() {
+    let server = Server::start_with_env(Backend::Sqlite, &[("DATABASE_LOGGING", "true")]);
+    let admin = WebClient::new(&server);
+    admin.setup_admin();
+    let csrf = admin.csrf("/settings");
+    let secret = "hunter2-smtp-secret";
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("host", "127.0.0.1"),
+        ("port", "2525"),
+        ("security", "none"),
+        ("username", "cache"),
+        ("password", secret),
+        ("from", "Team cache <cache@example.com>"),
+    ];
+    assert_eq!(admin.post("/settings", &form).status(), 200);
+    let log = server.log();
+    assert!(log.contains("hibernation::sql") && log.contains("smtp_settings"), "statements are logged");
+    assert!(!log.contains(secret), "the SMTP password is in the log");
+    assert!(!log.contains("$argon2"), "a password hash is in the log");
+}

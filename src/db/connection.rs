@@ -68,13 +68,19 @@ pub fn connect(url: &DbUrl, log_queries: bool) -> anyhow::Result<AnyConnection> 
         impl Instrumentation for LogQueries {
             fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
                 if let InstrumentationEvent::StartQuery { query, .. } = event {
-                    tracing::info!(target: "hibernation::sql", "{query}");
+                    tracing::info!(target: "hibernation::sql", "{}", without_binds(&query.to_string()));
                 }
             }
         }
         conn.set_instrumentation(LogQueries);
     }
     Ok(conn)
+}
+
+/// The statement of a logged query without its bind values, which carry secrets (password
+/// hashes, SMTP passwords, token hashes) that must never reach the log.
+fn without_binds(query: &str) -> &str {
+    query.split_once(" -- binds: ").map_or(query, |(sql, _)| sql)
 }
 
 pub fn run_migrations(conn: &mut AnyConnection) -> anyhow::Result<()> {
@@ -116,6 +122,13 @@ impl diesel::r2d2::ManageConnection for Manager {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logged_queries_leave_out_bind_values() {
+        let logged = "UPDATE smtp_settings SET password = ? -- binds: [\"hunter2\"]";
+        assert_eq!(without_binds(logged), "UPDATE smtp_settings SET password = ?");
+        assert_eq!(without_binds("SELECT 1"), "SELECT 1");
+    }
 
     #[test]
     fn parses_supported_urls() {

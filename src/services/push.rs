@@ -288,7 +288,9 @@ pub fn listing_key(nar_storage_key: &str) -> String {
 pub async fn store_received(storage: &Storage, received: ReceivedNar) -> Result<(String, NewNar), PushError> {
     let ReceivedNar { pending, compression, file_hash, file_size, nar_hash, nar_size, listing } = received;
     let key = new_nar_key(&nar_hash, compression);
-    storage.put_bytes(&listing_key(&key), listing.to_string().into_bytes()).await.map_err(PushError::Storage)?;
+    if let Some(listing) = listing {
+        storage.put_bytes(&listing_key(&key), listing.to_string().into_bytes()).await.map_err(PushError::Storage)?;
+    }
     storage.commit(pending, &key).await.map_err(PushError::Storage)?;
     let nar = NewNar {
         nar_hash: nar_hash.to_nix32(),

@@ -7,6 +7,11 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::BlobReader;
 
+/// Makes renames and new entries in `dir` durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
 #[derive(Debug, Clone)]
 pub struct LocalStorage {
     root: PathBuf,
@@ -21,24 +26,30 @@ impl LocalStorage {
         self.root.join(key)
     }
 
-    /// Moves a finished temporary file into place (same filesystem: an atomic rename).
+    /// Moves a finished temporary file into place (same filesystem: an atomic rename), durably:
+    /// the file's data first, then the directory entry, so that a crash never leaves a
+    /// committed row pointing at a name the disk forgot.
     pub fn commit(&self, temp: &Path, file: std::fs::File, key: &str) -> io::Result<()> {
         file.sync_all()?;
         let target = self.path_of(key);
-        if let Some(dir) = target.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::rename(temp, &target)
+        let dir = target.parent().expect("keys name a file under the root");
+        std::fs::create_dir_all(dir)?;
+        std::fs::rename(temp, &target)?;
+        sync_dir(dir)
     }
 
-    pub async fn put_bytes(&self, key: &str, bytes: &[u8]) -> io::Result<()> {
+    /// Writes a small blob (a listing) durably under `key`.
+    pub fn put_bytes(&self, key: &str, bytes: &[u8]) -> io::Result<()> {
+        use std::io::Write;
         let target = self.path_of(key);
-        if let Some(dir) = target.parent() {
-            tokio::fs::create_dir_all(dir).await?;
-        }
+        let dir = target.parent().expect("keys name a file under the root");
+        std::fs::create_dir_all(dir)?;
         let temp = target.with_extension(format!("tmp-{}", crate::services::random_id()));
-        tokio::fs::write(&temp, bytes).await?;
-        tokio::fs::rename(&temp, &target).await
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, &target)?;
+        sync_dir(dir)
     }
 
     pub async fn delete(&self, key: &str) -> io::Result<()> {

@@ -98,7 +98,10 @@ impl Storage {
     /// Stores a small blob (a listing, a log) directly.
     pub async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> io::Result<()> {
         match &self.backend {
-            Backend::Local(local) => local.put_bytes(key, &bytes).await,
+            Backend::Local(local) => {
+                let (local, key) = (local.clone(), key.to_string());
+                tokio::task::spawn_blocking(move || local.put_bytes(&key, &bytes)).await.map_err(io::Error::other)?
+            }
             Backend::S3(s3) => s3.put_bytes(key, bytes).await,
         }
     }

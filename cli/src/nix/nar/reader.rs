@@ -8,6 +8,12 @@ use crate::nix::NarHash;
 
 /// Longest file name or symlink target accepted (Linux's PATH_MAX).
 const MAX_NAME_LEN: u64 = 4096;
+/// What a listing may cost: entries are counted with their names and symlink targets, and a
+/// NAR past this (a million tiny files, say) gets no listing instead of one that takes
+/// gigabytes to build and megabytes to serve per request.
+pub const MAX_LISTING_COST: u64 = 16 << 20;
+/// The cost of one entry besides its name or target (its JSON and in-memory overhead).
+const LISTING_ENTRY_COST: u64 = 128;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NarError {
@@ -42,8 +48,9 @@ pub struct NarSummary {
     pub directories: u64,
     pub symlinks: u64,
     /// The NAR listing Nix writes as `<hash>.ls`: `{"version":1,"root":<node>}`, with the
-    /// offset of every file's contents in the NAR (`narOffset`).
-    pub listing: Value,
+    /// offset of every file's contents in the NAR (`narOffset`); `None` when the NAR has
+    /// more entries than [`MAX_LISTING_COST`] allows.
+    pub listing: Option<Value>,
 }
 
 /// Wraps a reader and computes SHA-256 and the byte count of everything read through it.
@@ -81,7 +88,7 @@ impl<R: Read> Read for HashingReader<R> {
 /// symlink targets non-empty and NUL-free, zero padding, depth limit, nothing after the end.
 /// File contents are streamed, never held in memory.
 pub fn validate<R: Read>(reader: R) -> Result<NarSummary, NarError> {
-    let mut nar = Parser { reader, offset: 0, summary: NarSummary::default() };
+    let mut nar = Parser { reader, offset: 0, summary: NarSummary::default(), listing_cost: 0 };
     let magic = nar.read_string(MAGIC.len() as u64).map_err(|e| match e {
         NarError::Io(e) => NarError::Io(e),
         _ => NarError::BadMagic,
@@ -90,7 +97,9 @@ pub fn validate<R: Read>(reader: R) -> Result<NarSummary, NarError> {
         return Err(NarError::BadMagic);
     }
     let root = nar.node(0)?;
-    nar.summary.listing = json!({"version": 1, "root": root});
+    if nar.listing_cost <= MAX_LISTING_COST {
+        nar.summary.listing = Some(json!({"version": 1, "root": root}));
+    }
     let mut probe = [0u8; 1];
     if nar.reader.read(&mut probe)? != 0 {
         return Err(NarError::TrailingData);
@@ -103,6 +112,8 @@ struct Parser<R> {
     /// Bytes consumed so far, for `narOffset` in the listing.
     offset: u64,
     summary: NarSummary,
+    /// What the listing has cost so far; past [`MAX_LISTING_COST`] it is no longer built.
+    listing_cost: u64,
 }
 
 impl<R: Read> Parser<R> {
@@ -156,10 +167,17 @@ impl<R: Read> Parser<R> {
         Ok(())
     }
 
+    /// Counts `bytes` against the listing budget; false once it is spent.
+    fn listing_affordable(&mut self, bytes: u64) -> bool {
+        self.listing_cost = self.listing_cost.saturating_add(bytes);
+        self.listing_cost <= MAX_LISTING_COST
+    }
+
     fn node(&mut self, depth: usize) -> Result<Value, NarError> {
         if depth >= MAX_DEPTH {
             return Err(NarError::TooDeep);
         }
+        self.listing_affordable(LISTING_ENTRY_COST);
         self.expect("(")?;
         self.expect("type")?;
         let node = match self.token()?.as_str() {
@@ -215,6 +233,9 @@ impl<R: Read> Parser<R> {
             return Err(NarError::BadTarget(String::from_utf8_lossy(&target).into_owned()));
         }
         self.summary.symlinks += 1;
+        if !self.listing_affordable(target.len() as u64) {
+            return Ok(Value::Null);
+        }
         Ok(json!({"type": "symlink", "target": String::from_utf8_lossy(&target)}))
     }
 
@@ -245,7 +266,10 @@ impl<R: Read> Parser<R> {
             self.expect("node")?;
             let node = self.node(depth + 1)?;
             self.expect(")")?;
-            entries.insert(shown(), node);
+            // Past the budget the listing is dropped: keep validating, stop growing it.
+            if self.listing_affordable(name.len() as u64) {
+                entries.insert(shown(), node);
+            }
             previous = Some(name);
         }
     }
@@ -291,6 +315,18 @@ mod tests {
     }
 
     #[test]
+    fn a_nar_with_too_many_entries_is_valid_but_gets_no_listing() {
+        let names: Vec<Vec<u8>> =
+            (0..MAX_LISTING_COST / LISTING_ENTRY_COST + 1).map(|i| format!("{i:08}").into_bytes()).collect();
+        let refs: Vec<&[u8]> = names.iter().map(Vec::as_slice).collect();
+        let summary = validate(dir_with(&refs).as_slice()).unwrap();
+        assert_eq!(summary.files, names.len() as u64);
+        assert_eq!(summary.listing, None);
+        let few = validate(dir_with(&refs[..10]).as_slice()).unwrap();
+        assert_eq!(few.listing.unwrap()["root"]["entries"].as_object().unwrap().len(), 10);
+    }
+
+    #[test]
     fn accepts_nix_output_and_hashes_it_like_nix() {
         let mut reader = HashingReader::new(TREE);
         let summary = validate(&mut reader).unwrap();
@@ -304,7 +340,7 @@ mod tests {
     #[test]
     fn lists_entries_with_nar_offsets_like_nix() {
         // Checked against `nix copy --to file://...?write-nar-listing=true` for the same tree.
-        let listing = validate(TREE).unwrap().listing;
+        let listing = validate(TREE).unwrap().listing.unwrap();
         assert_eq!(listing["version"], 1);
         let entries = &listing["root"]["entries"];
         assert_eq!(entries["link"], json!({"type": "symlink", "target": "bin/app"}));

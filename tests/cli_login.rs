@@ -164,3 +164,45 @@ fn without_a_terminal_or_token_login_says_what_to_do() {
     assert!(!out.status.success() && text.contains("--token"), "{text}");
     assert_eq!(text.lines().filter(|l| l.starts_with("error")).count(), 1, "{text}");
 }
+
+#[test]
+fn clients_that_fill_their_own_cap_do_not_lock_out_anyone_else() {
+    let server = Server::start_with_env(Backend::Sqlite, &[("TRUSTED_PROXIES", "127.0.0.1")]);
+    let http = reqwest::blocking::Client::new();
+    let open = |address: &str| {
+        http.post(format!("{}/api/v1/cli-login", server.url()))
+            .header("x-forwarded-for", address)
+            .json(&serde_json::json!({ "client_name": "spam" }))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    // A hundred and one addresses, each at its own cap of ten open requests.
+    for host in 0..101u32 {
+        let address = format!("10.{}.{}.1", host / 250, host % 250);
+        for _ in 0..10 {
+            assert_eq!(open(&address), 200, "{address}");
+        }
+        assert_eq!(open(&address), 429, "{address} is at its cap");
+    }
+    // Someone else still gets a login request, and polls it (reads only) as often as needed.
+    let started = http
+        .post(format!("{}/api/v1/cli-login", server.url()))
+        .header("x-forwarded-for", "192.0.2.44")
+        .json(&serde_json::json!({ "client_name": "laptop" }))
+        .send()
+        .unwrap();
+    assert_eq!(started.status(), 200);
+    let started: serde_json::Value = started.json().unwrap();
+    for _ in 0..20 {
+        let state: serde_json::Value = http
+            .post(format!("{}/api/v1/cli-login/poll", server.url()))
+            .json(&serde_json::json!({ "poll_secret": started["poll_secret"] }))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(state["status"], "pending", "{state}");
+    }
+}

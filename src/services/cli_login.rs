@@ -12,9 +12,11 @@ use crate::db::users::TokenScope;
 use crate::db::{Db, DbError, cli_logins, now, users};
 
 pub const LIFETIME: Duration = Duration::minutes(10);
-/// Open requests allowed at once, in all and per address: anyone may open one.
-const MAX_OPEN: i64 = 1000;
+/// Open requests per client address (IPv6: per /64), the cap a client meets first.
 const MAX_OPEN_PER_PEER: i64 = 10;
+/// Open requests in all: only a bound on the table. High enough that filling it takes ten
+/// thousand addresses, so a few clients cannot lock everyone else out of `hibernation login`.
+const MAX_OPEN: i64 = 100_000;
 /// Letters and digits that cannot be mistaken for each other.
 const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
 
@@ -71,6 +73,16 @@ pub async fn start(db: &Db, site_url: &str, peer: &str, client_name: &str) -> Re
 /// Pending until approved; then issues the token once and forgets the request.
 pub async fn poll(db: &Db, poll_secret: &str) -> Result<CliLoginState, CliLoginError> {
     let hash = hash_token(poll_secret.trim());
+    // A pending request (what almost every poll finds) is answered by one read: polling
+    // writes nothing until there is something to hand out or forget.
+    let lookup = hash.clone();
+    match db.read(move |c| cli_logins::find_by_poll_secret_hash(c, &lookup)).await? {
+        None => return Err(CliLoginError::Unknown),
+        Some(request) if request.approved_by.is_none() && request.expires_at > now() => {
+            return Ok(CliLoginState::Pending);
+        }
+        Some(_) => {}
+    }
     db.write(move |c| {
         let Some(request) = cli_logins::find_by_poll_secret_hash(c, &hash)? else {
             return Ok(Err(CliLoginError::Unknown));

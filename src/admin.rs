@@ -6,6 +6,7 @@ use clap::Subcommand;
 use hibernation::api::Upstream;
 use hibernation::nix::PublicKey;
 
+use crate::db::models::GrantLevel;
 use crate::db::{Db, caches, is_unique_violation, now, users};
 use crate::services::{CACHE_NAME_RULE, auth, is_valid_cache_name, passwords};
 
@@ -55,8 +56,12 @@ pub enum AdminCommand {
     Grant {
         user: String,
         cache: String,
-        #[arg(long)]
+        /// Read and push.
+        #[arg(long, conflicts_with = "manage")]
         push: bool,
+        /// Read, push, and manage the cache (settings, access, deleting paths, clearing, deleting).
+        #[arg(long)]
+        manage: bool,
     },
     /// Create an API token for a user and print it (it is shown only once).
     CreateToken {
@@ -179,17 +184,22 @@ pub fn run(db: &Db, command: AdminCommand) -> anyhow::Result<()> {
             .with_context(|| format!("cache {cache:?} does not exist"))?;
             println!("added key to cache {cache}");
         }
-        AdminCommand::Grant { user, cache, push } => {
+        AdminCommand::Grant { user, cache, push, manage } => {
+            let level = match (push, manage) {
+                (_, true) => GrantLevel::Manage,
+                (true, false) => GrantLevel::Push,
+                (false, false) => GrantLevel::Read,
+            };
             db.write_blocking(|c| {
                 let (Some(u), Some(k)) = (users::find_by_name(c, &user)?, caches::find_by_name(c, &cache)?) else {
                     return Ok(false);
                 };
-                users::grant(c, k.id, u.id, push)?;
+                users::grant(c, k.id, u.id, level)?;
                 Ok(true)
             })?
             .then_some(())
             .with_context(|| format!("user {user:?} or cache {cache:?} does not exist"))?;
-            println!("granted {} on {cache} to {user}", if push { "read and push" } else { "read" });
+            println!("granted {} on {cache} to {user}", level.describe());
         }
         AdminCommand::CreateToken { user, name, expires_in, caches: cache_names, read_only } => {
             let expires_at = expires_in.as_deref().map(parse_lifetime).transpose()?.map(|d| now() + d);

@@ -240,8 +240,6 @@ fn upstreams_are_edited_in_settings_and_the_cache_page_shows_every_way_to_use_it
     let settings_page = web.get("/caches/main/settings").text().unwrap();
     assert!(settings_page.contains("http://mirror.example mirror-1:") && settings_page.contains("checked"));
 
-    // A pusher who is not an administrator changes the other settings, never the upstreams
-    // (the server would fetch from them) nor --force.
     let mut create_bob =
         server.command(Some(&["admin", "create-user", "bob", "--email", "bob@example.com", "--password-stdin"]));
     let mut child = create_bob.stdin(std::process::Stdio::piped()).spawn().unwrap();
@@ -250,7 +248,32 @@ fn upstreams_are_edited_in_settings_and_the_cache_page_shows_every_way_to_use_it
     server.admin(&["grant", "bob", "main", "--push"]);
     let bob = WebClient::new(&server);
     assert_eq!(bob.sign_in("bob@example.com", "bob's password").status(), 303);
+
+    // Push is not control: a pusher cannot make the cache public, replace its keys, lift its
+    // quota, grant access, clear or delete it.
+    assert_eq!(bob.get("/caches/main/settings").status(), 403);
+    assert!(!bob.get("/caches/main").text().unwrap().contains("id=\"settings-link\""));
+    let bob_csrf = bob.csrf("/caches/main");
+    let evil_key = "evil-1:0Rz0AyLGLvrdLvDn5cBEn6TLgSpTtEZcuV0cqiqoZHs=";
+    let takeover = [("csrf", bob_csrf.as_str()), ("public", "on"), ("priority", "1"), ("keys", evil_key)];
+    for (path, form) in [
+        ("/caches/main/settings", takeover.to_vec()),
+        ("/caches/main/access", vec![("csrf", bob_csrf.as_str()), ("user_id", "1"), ("permission", "manage")]),
+        ("/caches/main/clear", vec![("csrf", bob_csrf.as_str()), ("confirm", "main")]),
+        ("/caches/main/delete", vec![("csrf", bob_csrf.as_str()), ("confirm", "main")]),
+        ("/caches/main/paths/00000000000000000000000000000000/delete", vec![("csrf", bob_csrf.as_str())]),
+    ] {
+        assert_eq!(bob.post(path, &form).status(), 403, "{path}");
+    }
+    let untouched = info();
+    assert_eq!((&untouched["public"], &untouched["public_keys"]), (&now["public"], &now["public_keys"]));
+    assert_eq!(untouched["priority"], now["priority"]);
+
+    // With the manage right bob changes the settings, but never the upstreams (the server
+    // would fetch from them) nor --force.
+    server.admin(&["grant", "bob", "main", "--manage"]);
     let bob_page = bob.get("/caches/main/settings").text().unwrap();
+    assert!(bob_page.contains("manage: push, and change settings"), "the form says what each right means");
     assert!(bob_page.contains("Only administrators change upstreams"), "{bob_page}");
     let bob_csrf = csrf_in(&bob_page);
     let sneaky = [

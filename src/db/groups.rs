@@ -2,6 +2,7 @@
 
 use diesel::prelude::*;
 
+use super::models::GrantLevel;
 use super::schema::{group_cache_permissions, group_members, user_groups, users};
 use super::{AnyConnection, DbResult, now};
 
@@ -118,15 +119,15 @@ pub fn may_create_caches(conn: &mut AnyConnection, user_id: i64) -> DbResult<boo
         .is_some())
 }
 
-/// The strongest grant the user's groups hold on a cache: `None`, or whether it includes push.
-pub fn permission_via_groups(conn: &mut AnyConnection, cache_id: i64, user_id: i64) -> DbResult<Option<bool>> {
+/// The strongest grant the user's groups hold on a cache, if any.
+pub fn permission_via_groups(conn: &mut AnyConnection, cache_id: i64, user_id: i64) -> DbResult<Option<GrantLevel>> {
     let ids = group_ids_of(conn, user_id)?;
-    let grants: Vec<bool> = group_cache_permissions::table
+    let grants: Vec<(bool, bool)> = group_cache_permissions::table
         .filter(group_cache_permissions::cache_id.eq(cache_id))
         .filter(group_cache_permissions::group_id.eq_any(ids))
-        .select(group_cache_permissions::can_push)
+        .select((group_cache_permissions::can_push, group_cache_permissions::can_manage))
         .load(conn)?;
-    Ok(grants.into_iter().reduce(|a, b| a || b))
+    Ok(grants.into_iter().map(|(push, manage)| GrantLevel::from_columns(push, manage)).max())
 }
 
 /// Caches any of the user's groups was granted.
@@ -138,13 +139,15 @@ pub fn cache_ids_via_groups(conn: &mut AnyConnection, user_id: i64) -> DbResult<
         .load(conn)?)
 }
 
-pub fn grant(conn: &mut AnyConnection, cache_id: i64, group_id: i64, can_push: bool) -> DbResult<()> {
+pub fn grant(conn: &mut AnyConnection, cache_id: i64, group_id: i64, level: GrantLevel) -> DbResult<()> {
+    let (can_push, can_manage) = level.columns();
     diesel::delete(group_cache_permissions::table.find((cache_id, group_id))).execute(conn)?;
     diesel::insert_into(group_cache_permissions::table)
         .values((
             group_cache_permissions::cache_id.eq(cache_id),
             group_cache_permissions::group_id.eq(group_id),
             group_cache_permissions::can_push.eq(can_push),
+            group_cache_permissions::can_manage.eq(can_manage),
         ))
         .execute(conn)?;
     Ok(())
@@ -156,13 +159,19 @@ pub fn revoke(conn: &mut AnyConnection, cache_id: i64, group_id: i64) -> DbResul
 }
 
 /// Grants on a cache: (group id, group name, can push).
-pub fn grants_on(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<(i64, String, bool)>> {
-    Ok(group_cache_permissions::table
+pub fn grants_on(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<(i64, String, GrantLevel)>> {
+    let rows: Vec<(i64, String, bool, bool)> = group_cache_permissions::table
         .inner_join(user_groups::table)
         .filter(group_cache_permissions::cache_id.eq(cache_id))
         .order(user_groups::name)
-        .select((user_groups::id, user_groups::name, group_cache_permissions::can_push))
-        .load(conn)?)
+        .select((
+            user_groups::id,
+            user_groups::name,
+            group_cache_permissions::can_push,
+            group_cache_permissions::can_manage,
+        ))
+        .load(conn)?;
+    Ok(rows.into_iter().map(|(id, name, push, manage)| (id, name, GrantLevel::from_columns(push, manage))).collect())
 }
 
 /// Runs `change`, then undoes it (by failing the transaction with

@@ -158,3 +158,54 @@ pub struct CliLogin {
     pub can_push: bool,
     pub token_expires_at: Option<NaiveDateTime>,
 }
+
+/// What a grant on a cache allows; each level includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum GrantLevel {
+    /// Substitute from the cache.
+    Read,
+    /// Read, and push paths.
+    Push,
+    /// Push, and change settings, grants, delete paths, clear and delete the cache.
+    Manage,
+}
+
+impl GrantLevel {
+    pub const ALL: [Self; 3] = [Self::Read, Self::Push, Self::Manage];
+
+    /// From the `can_push` and `can_manage` columns.
+    pub fn from_columns(can_push: bool, can_manage: bool) -> Self {
+        match (can_push, can_manage) {
+            (_, true) => Self::Manage,
+            (true, false) => Self::Push,
+            (false, false) => Self::Read,
+        }
+    }
+
+    /// The `can_push` and `can_manage` columns.
+    pub fn columns(self) -> (bool, bool) {
+        (self >= Self::Push, self == Self::Manage)
+    }
+
+    /// The form and command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Push => "push",
+            Self::Manage => "manage",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|level| level.name() == name)
+    }
+
+    /// What the level allows, as the grant form and tables say it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Read => "read: substitute from the cache",
+            Self::Push => "push: read, and push paths",
+            Self::Manage => "manage: push, and change settings and access, delete paths, clear or delete the cache",
+        }
+    }
+}

@@ -123,6 +123,7 @@ diesel::table! {
         cache_id -> BigInt,
         user_id -> BigInt,
         can_push -> Bool,
+        can_manage -> Bool,
     }
 }
 
@@ -163,6 +164,7 @@ diesel::table! {
         cache_id -> BigInt,
         group_id -> BigInt,
         can_push -> Bool,
+        can_manage -> Bool,
     }
 }
 

@@ -3,6 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::models::GrantLevel;
 use super::models::{ApiToken, User};
 use super::schema::{api_tokens, cache_permissions, token_caches, users};
 use super::{AnyConnection, DbResult, now};
@@ -81,13 +82,14 @@ pub fn with_group_rights(conn: &mut AnyConnection, mut user: User) -> DbResult<U
 }
 
 /// Who has been granted access to a cache: (user id, user name, can push).
-pub fn grants_on(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<(i64, String, bool)>> {
-    Ok(cache_permissions::table
+pub fn grants_on(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<(i64, String, GrantLevel)>> {
+    let rows: Vec<(i64, String, bool, bool)> = cache_permissions::table
         .inner_join(users::table)
         .filter(cache_permissions::cache_id.eq(cache_id))
         .order(users::name)
-        .select((users::id, users::name, cache_permissions::can_push))
-        .load(conn)?)
+        .select((users::id, users::name, cache_permissions::can_push, cache_permissions::can_manage))
+        .load(conn)?;
+    Ok(rows.into_iter().map(|(id, name, push, manage)| (id, name, GrantLevel::from_columns(push, manage))).collect())
 }
 
 pub fn revoke_grant(conn: &mut AnyConnection, cache_id: i64, user_id: i64) -> DbResult<()> {
@@ -153,32 +155,31 @@ pub fn find_by_name(conn: &mut AnyConnection, name: &str) -> DbResult<Option<Use
     Ok(users::table.filter(users::name.eq(name)).select(User::as_select()).first(conn).optional()?)
 }
 
-/// Grants read access, and push access when `can_push`; replaces an earlier grant.
-pub fn grant(conn: &mut AnyConnection, cache_id: i64, user_id: i64, can_push: bool) -> DbResult<()> {
+/// Grants `level` on the cache; replaces an earlier grant.
+pub fn grant(conn: &mut AnyConnection, cache_id: i64, user_id: i64, level: GrantLevel) -> DbResult<()> {
+    let (can_push, can_manage) = level.columns();
     diesel::delete(cache_permissions::table.find((cache_id, user_id))).execute(conn)?;
     diesel::insert_into(cache_permissions::table)
         .values((
             cache_permissions::cache_id.eq(cache_id),
             cache_permissions::user_id.eq(user_id),
             cache_permissions::can_push.eq(can_push),
+            cache_permissions::can_manage.eq(can_manage),
         ))
         .execute(conn)?;
     Ok(())
 }
 
-/// `None` when neither the user nor one of their groups has a grant on the cache, else
-/// whether the strongest grant includes push.
-pub fn permission(conn: &mut AnyConnection, cache_id: i64, user_id: i64) -> DbResult<Option<bool>> {
-    let own: Option<bool> = cache_permissions::table
+/// The strongest grant the user or one of their groups holds on the cache, if any.
+pub fn permission(conn: &mut AnyConnection, cache_id: i64, user_id: i64) -> DbResult<Option<GrantLevel>> {
+    let own: Option<(bool, bool)> = cache_permissions::table
         .find((cache_id, user_id))
-        .select(cache_permissions::can_push)
+        .select((cache_permissions::can_push, cache_permissions::can_manage))
         .first(conn)
         .optional()?;
+    let own = own.map(|(push, manage)| GrantLevel::from_columns(push, manage));
     let via_groups = super::groups::permission_via_groups(conn, cache_id, user_id)?;
-    Ok(match (own, via_groups) {
-        (Some(a), Some(b)) => Some(a || b),
-        (a, b) => a.or(b),
-    })
+    Ok(own.max(via_groups))
 }
 
 /// Ids of every cache the user, or one of their groups, was granted access to.

@@ -1,25 +1,34 @@
 //! Who may read from and push to which cache.
 
 use super::auth::Caller;
-use crate::db::models::Cache;
+use crate::db::models::{Cache, GrantLevel};
 use crate::db::{AnyConnection, DbResult, users};
 
+/// What a caller may do with a cache; each level includes the ones before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Access {
     None,
     Read,
     Push,
+    /// Settings, grants, deleting paths, clearing and deleting the cache.
+    Manage,
+}
+
+impl From<GrantLevel> for Access {
+    fn from(level: GrantLevel) -> Self {
+        match level {
+            GrantLevel::Read => Self::Read,
+            GrantLevel::Push => Self::Push,
+            GrantLevel::Manage => Self::Manage,
+        }
+    }
 }
 
 /// The caller's access: what their user holds, narrowed by their token's scope.
 pub fn access_to(conn: &mut AnyConnection, caller: Option<&Caller>, cache: &Cache) -> DbResult<Access> {
     let granted = match caller {
-        Some(c) if c.is_admin => Access::Push,
-        Some(c) => match users::permission(conn, cache.id, c.user_id)? {
-            Some(true) => Access::Push,
-            Some(false) => Access::Read,
-            None => Access::None,
-        },
+        Some(c) if c.is_admin => Access::Manage,
+        Some(c) => users::permission(conn, cache.id, c.user_id)?.map_or(Access::None, Access::from),
         None => Access::None,
     };
     let scoped = match caller {

@@ -29,7 +29,7 @@ fn describe(
         substituter: substituter_url(site_url, &cache.name),
         public_keys: caches::public_keys(conn, cache.id)?,
         upstreams: upstreams::list(conn, cache.id)?,
-        can_push: access == Access::Push,
+        can_push: access >= Access::Push,
         name: cache.name,
         public: cache.is_public,
         priority: cache.priority,

@@ -93,7 +93,7 @@ pub(crate) async fn cache_for_push(db: &Db, caller: &Caller, name: &str) -> Resu
             return Ok(Err(PushError::CacheNotFound(name)));
         };
         Ok(match access_to(c, Some(&caller), &cache)? {
-            Access::Push => Ok(cache),
+            Access::Push | Access::Manage => Ok(cache),
             Access::Read => Err(PushError::Forbidden(name)),
             // Do not reveal private caches to callers who cannot read them.
             Access::None if cache.is_public => Err(PushError::Forbidden(name)),

@@ -13,3 +13,8 @@ CREATE TABLE setup_codes (
     code TEXT NOT NULL,
     created_at TIMESTAMP NOT NULL
 );
+
+-- Per-cache rights are read, push and manage (settings, grants, clear, delete). Earlier
+-- push grants meant full control; they keep push only (administrators grant manage).
+ALTER TABLE cache_permissions ADD COLUMN can_manage BOOLEAN NOT NULL DEFAULT FALSE;
+ALTER TABLE group_cache_permissions ADD COLUMN can_manage BOOLEAN NOT NULL DEFAULT FALSE;

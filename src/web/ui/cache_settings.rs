@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::caches::{CacheForm, not_found, readable};
 use super::{CsrfOnly, FormError, Layout, csrf_refusal, message, redirect, render, signed_in, unavailable};
-use crate::db::models::{Cache, User};
+use crate::db::models::{Cache, GrantLevel, User};
 use crate::db::{DbError, browse, groups, is_unique_violation, users};
 use crate::services::access::Access;
 use crate::services::push::delete_stored;
@@ -32,20 +32,22 @@ struct SettingsPage {
     can_delete: bool,
     can_edit_upstreams: bool,
     error: FormError,
-    /// Users granted access: (id, name, can push).
-    grants: Vec<(i64, String, bool)>,
+    /// Users granted access: (id, name, level).
+    grants: Vec<(i64, String, GrantLevel)>,
     /// Users who could be granted access: (id, name).
     candidates: Vec<(i64, String)>,
-    /// Groups granted access: (id, name, can push).
-    group_grants: Vec<(i64, String, bool)>,
+    /// Groups granted access: (id, name, level).
+    group_grants: Vec<(i64, String, GrantLevel)>,
     /// Groups that could be granted access.
     group_candidates: Vec<(i64, String)>,
+    /// The rights a grant can give, for the form and its explanation.
+    levels: [GrantLevel; 3],
 }
 
 struct AccessLists {
-    grants: Vec<(i64, String, bool)>,
+    grants: Vec<(i64, String, GrantLevel)>,
     candidates: Vec<(i64, String)>,
-    group_grants: Vec<(i64, String, bool)>,
+    group_grants: Vec<(i64, String, GrantLevel)>,
     group_candidates: Vec<(i64, String)>,
 }
 
@@ -76,14 +78,14 @@ async fn access_lists(state: &AppState, cache_id: i64) -> Result<AccessLists, Db
 async fn editable(state: &Arc<AppState>, req: &Request, name: &str) -> Result<(User, Cache, Vec<String>), Response> {
     let user = signed_in(state, req).await?;
     match readable(state, &user, name).await {
-        Ok(Some((cache, Access::Push, keys))) => Ok((user, cache, keys)),
+        Ok(Some((cache, Access::Manage, keys))) => Ok((user, cache, keys)),
         Ok(Some(_)) => Err(message(
             state,
             req,
             Some(&user),
             StatusCode::FORBIDDEN,
             "Not allowed",
-            "You may not change this cache.",
+            "Changing this cache needs the manage right on it.",
         )),
         Ok(None) => Err(not_found(state, req, &user, name)),
         Err(e) => Err(unavailable(state, req, &user, e)),
@@ -132,6 +134,7 @@ pub async fn show(req: &Request, state: Data<&Arc<AppState>>, Path(name): Path<S
         candidates: lists.candidates,
         group_grants: lists.group_grants,
         group_candidates: lists.group_candidates,
+        levels: GrantLevel::ALL,
     };
     render(&state, StatusCode::OK, &page.layout, &page)
 }
@@ -172,6 +175,7 @@ pub async fn update(
                 candidates: lists.candidates,
                 group_grants: lists.group_grants,
                 group_candidates: lists.group_candidates,
+                levels: GrantLevel::ALL,
             };
             return render(&state, StatusCode::UNPROCESSABLE_ENTITY, &page.layout, &page);
         }
@@ -290,7 +294,11 @@ async fn apply_grant(state: &Arc<AppState>, req: &Request, name: &str, form: Gra
         Ok(found) => found,
         Err(response) => return response,
     };
-    let (id, push) = (cache.id, form.permission == "push");
+    let Some(level) = GrantLevel::parse(&form.permission) else {
+        let text = "Choose read, push or manage.";
+        return message(state, req, Some(&user), StatusCode::UNPROCESSABLE_ENTITY, "Not a right", text);
+    };
+    let id = cache.id;
     let granted = state
         .db
         .write(move |c| {
@@ -299,8 +307,8 @@ async fn apply_grant(state: &Arc<AppState>, req: &Request, name: &str, form: Gra
                 Grantee::Group(target) => groups::list(c)?.iter().any(|g| g.id == target),
             };
             match (exists, grantee) {
-                (true, Grantee::User(target)) => users::grant(c, id, target, push)?,
-                (true, Grantee::Group(target)) => groups::grant(c, id, target, push)?,
+                (true, Grantee::User(target)) => users::grant(c, id, target, level)?,
+                (true, Grantee::Group(target)) => groups::grant(c, id, target, level)?,
                 (false, _) => {}
             }
             Ok(exists)

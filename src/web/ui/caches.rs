@@ -226,7 +226,7 @@ pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
             let cache = caches::create(c, &name, &settings)?;
             // Whoever creates a cache may push to it and manage it.
             if !admin {
-                users::grant(c, cache.id, creator, true)?;
+                users::grant(c, cache.id, creator, crate::db::models::GrantLevel::Manage)?;
             }
             Ok(cache)
         })
@@ -273,6 +273,8 @@ struct CachePage {
     host: String,
     keys: Vec<String>,
     can_push: bool,
+    /// The user may change settings and access, delete paths, clear and delete the cache.
+    can_manage: bool,
     paths: PathsPartial,
 }
 
@@ -376,14 +378,15 @@ pub async fn show(req: &Request, state: Data<&Arc<AppState>>, Path(name): Path<S
         rows,
         total,
         query,
-        can_delete: access == Access::Push,
+        can_delete: access == Access::Manage,
     };
     let page = CachePage {
         url: crate::services::cache_info::substituter_url(&site, &cache.name),
         virtual_host_url: state.config.virtual_host_url(&cache.name),
         host,
         keys,
-        can_push: access == Access::Push,
+        can_push: access >= Access::Push,
+        can_manage: access == Access::Manage,
         cache,
         paths,
         layout,
@@ -417,7 +420,7 @@ pub async fn paths_table(
                 rows,
                 total,
                 query,
-                can_delete: access == Access::Push,
+                can_delete: access == Access::Manage,
             };
             render(&state, StatusCode::OK, &layout, &partial)
         }
@@ -438,7 +441,7 @@ pub async fn delete_path(
         Err(response) => return response,
     };
     let cache = match readable(&state, &user, &name).await {
-        Ok(Some((cache, Access::Push, _))) => cache,
+        Ok(Some((cache, Access::Manage, _))) => cache,
         Ok(Some(_)) => {
             return message(
                 &state,

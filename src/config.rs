@@ -33,6 +33,10 @@ pub struct Config {
     /// Set when NARs go to S3; `storage_path` then only holds temporary upload files.
     pub s3: Option<S3Config>,
     pub limits: Limits,
+    /// CLIENT_TIMEOUT: a connection that sends and receives nothing this long is closed (after
+    /// answering its request in flight, if any), and a request body that stalls this long is
+    /// cut off. 60 s by default.
+    pub client_timeout: std::time::Duration,
 }
 
 /// Size limits on what clients send; more are fixed in `web::limits`.
@@ -150,6 +154,13 @@ impl Config {
             },
             s3: s3_from_env()?,
             limits: limits_from_env()?,
+            client_timeout: match var("CLIENT_TIMEOUT") {
+                Some(text) => match text.trim().parse::<u64>() {
+                    Ok(seconds) if seconds > 0 => std::time::Duration::from_secs(seconds),
+                    _ => bail!("CLIENT_TIMEOUT must be a number of seconds above zero, got {text:?}"),
+                },
+                None => std::time::Duration::from_secs(60),
+            },
         })
     }
 

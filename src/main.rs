@@ -124,10 +124,17 @@ async fn serve(config: config::Config, db: db::Db) -> anyhow::Result<()> {
         });
         tracing::info!("metrics on port {metrics_port}");
     }
-    let listener = poem::listener::TcpListener::bind(("0.0.0.0", port));
+    use poem::listener::Listener;
+    let acceptor = poem::listener::TcpListener::bind(("0.0.0.0", port))
+        .into_acceptor()
+        .await
+        .with_context(|| format!("cannot serve on port {port}"))?;
     tracing::info!("hibernation-server listening on port {port}");
-    poem::Server::new(listener)
-        .run_with_graceful_shutdown(web::routes(state), shutdown_signal(), Some(std::time::Duration::from_secs(30)))
+    let (registry, timeout) = (web::connections::Registry::default(), state.config.client_timeout);
+    let acceptor = web::connections::GuardedAcceptor { inner: acceptor, registry: registry.clone(), timeout };
+    let app = web::connections::TrackRequests { inner: web::routes(state), registry };
+    poem::Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(app, shutdown_signal(), Some(std::time::Duration::from_secs(30)))
         .await
         .with_context(|| format!("cannot serve on port {port}"))?;
     access_log.flush(&db).await;

@@ -221,3 +221,65 @@ fn uploads_past_max_nar_size_max_log_size_and_the_quota_are_refused(backend: Bac
     assert_eq!(server.get(&format!("/api/nix/tiny/{}.narinfo", &small[11..43]), Some(&token)).status(), 404);
     assert!(nar_objects(&server).is_empty(), "nothing was stored: {:?}", nar_objects(&server));
 }
+
+/// Reads until the server closes the connection; false when it is still open after `wait`.
+fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut sink = Vec::new();
+    stream.read_to_end(&mut sink).is_ok()
+}
+
+/// The status of the answer on `stream`, read within `wait`.
+fn status_within(stream: TcpStream, wait: Duration) -> u16 {
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut status_line = String::new();
+    BufReader::new(stream).read_line(&mut status_line).expect("an answer before the test's own timeout");
+    status_line.split_whitespace().nth(1).unwrap_or_default().parse().unwrap_or(0)
+}
+
+#[test]
+fn half_sent_stalled_and_trickling_requests_are_cut_off() {
+    let keys = Keys::generate("limits-3");
+    let server = Server::start_with_env(Backend::Sqlite, &[("CLIENT_TIMEOUT", "2")]);
+    let token = server.bootstrap(&keys, false);
+    let connect = || TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+
+    // Fifty requests that never finish their headers are closed, not kept open.
+    let mut half_sent: Vec<TcpStream> = (0..50)
+        .map(|_| {
+            let mut stream = connect();
+            stream.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ").unwrap();
+            stream
+        })
+        .collect();
+    for stream in &mut half_sent {
+        assert!(closed_within(stream, Duration::from_secs(15)), "a half-sent request stayed open");
+    }
+
+    // A body that stops arriving is cut off with 408.
+    let head = |length: usize| {
+        format!(
+            "PUT /api/nix/main/00000000000000000000000000000000.narinfo HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Length: {length}\r\n\r\n"
+        )
+    };
+    let mut stalled = connect();
+    stalled.write_all(format!("{}StorePath: /nix/st", head(1000)).as_bytes()).unwrap();
+    assert_eq!(status_within(stalled, Duration::from_secs(15)), 408);
+
+    // A body that trickles in (a byte a second) is cut off too.
+    let mut trickling = connect();
+    trickling.write_all(head(100).as_bytes()).unwrap();
+    let writer = trickling.try_clone().unwrap();
+    let trickle = std::thread::spawn(move || {
+        let mut writer = writer;
+        for _ in 0..8 {
+            if writer.write_all(b"x").is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    assert_eq!(status_within(trickling, Duration::from_secs(15)), 408);
+    trickle.join().unwrap();
+    assert_eq!(server.get("/health", None).status(), 200);
+}

@@ -160,6 +160,17 @@ impl SizeLimitExceeded {
     }
 }
 
+/// A body cut off because it stalled or trickled (CLIENT_TIMEOUT); says which.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BodyStalled(pub String);
+
+impl BodyStalled {
+    pub fn in_error(e: &io::Error) -> Option<&Self> {
+        e.get_ref().and_then(|inner| inner.downcast_ref::<Self>())
+    }
+}
+
 /// Copies everything read from the body into the temporary file and hashes it, up to `limit`
 /// bytes.
 struct Tee<R> {

@@ -23,6 +23,9 @@ pub enum AppError {
     Unprocessable(String),
     #[error("{0}")]
     TooLarge(String),
+    /// The client sent its body too slowly (CLIENT_TIMEOUT).
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error("{0}")]
     Gone(String),
     #[error("{0}")]
@@ -44,6 +47,7 @@ impl ResponseError for AppError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Gone(_) => StatusCode::GONE,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -3,14 +3,19 @@
 //! decoded with a cap on what they decode to. Handlers check the caller's rights before they
 //! read a body at all.
 
-use futures_util::StreamExt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::Stream;
 use poem::http::{Method, header};
 use poem::{Body, Endpoint, IntoResponse, Request, Response};
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncReadExt};
 
 use super::AppError;
 use crate::config::Limits;
-use crate::services::receive::SizeLimitExceeded;
+use crate::services::receive::{BodyStalled, SizeLimitExceeded};
 
 /// Dashboard forms, sign-in, CLI login requests, narinfos and anything else not listed below.
 pub const SMALL_BODY_LIMIT: u64 = 1 << 20;
@@ -50,10 +55,12 @@ fn human(bytes: u64) -> String {
 }
 
 /// Wraps the application: refuses a declared `Content-Length` over the route's limit with
-/// 413, and cuts off a body that streams past it.
+/// 413, and guards every body as it streams (size, stalls, minimum rate).
 pub struct BodyLimit<E> {
     pub inner: E,
     pub limits: Limits,
+    /// CLIENT_TIMEOUT: how long a body may send nothing.
+    pub client_timeout: Duration,
 }
 
 impl<E: Endpoint> Endpoint for BodyLimit<E> {
@@ -67,23 +74,90 @@ impl<E: Endpoint> Endpoint for BodyLimit<E> {
         }
         let body = req.take_body();
         if !body.is_empty() {
-            let mut seen = 0u64;
-            let stream = body.into_bytes_stream().map(move |chunk| {
-                let chunk = chunk?;
-                seen += chunk.len() as u64;
-                if seen > limit {
-                    return Err(std::io::Error::other(SizeLimitExceeded(too_large(limit, name).to_string())));
-                }
-                Ok(chunk)
-            });
-            req.set_body(Body::from_bytes_stream(stream));
+            let guarded = GuardedBody::new(body.into_bytes_stream(), limit, name, self.client_timeout);
+            req.set_body(Body::from_bytes_stream(guarded));
         }
         self.inner.call(req).await.map(IntoResponse::into_response)
     }
 }
 
-/// Maps a body read error: over the limit is 413, anything else an interrupted upload.
+/// Bytes per second a body must average once it has been sending for CLIENT_TIMEOUT: slow
+/// enough for any real network, fast enough that trickling clients cannot hold a connection
+/// (and the blocking thread an upload runs on) for hours.
+pub const MIN_UPLOAD_RATE: u64 = 1024;
+
+/// A request body that ends with an error when it grows past `limit`, sends nothing for
+/// `idle`, or averages less than [`MIN_UPLOAD_RATE`] after its first `idle`.
+struct GuardedBody<S> {
+    inner: S,
+    seen: u64,
+    limit: u64,
+    name: &'static str,
+    idle: Duration,
+    started: Instant,
+    stall: Pin<Box<tokio::time::Sleep>>,
+    done: bool,
+}
+
+impl<S> GuardedBody<S> {
+    fn new(inner: S, limit: u64, name: &'static str, idle: Duration) -> Self {
+        let stall = Box::pin(tokio::time::sleep(idle));
+        Self { inner, seen: 0, limit, name, idle, started: Instant::now(), stall, done: false }
+    }
+
+    fn fail(&mut self, error: std::io::Error) -> Poll<Option<std::io::Result<Bytes>>> {
+        self.done = true;
+        Poll::Ready(Some(Err(error)))
+    }
+}
+
+impl<S: Stream<Item = std::io::Result<Bytes>> + Unpin> Stream for GuardedBody<S> {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut self.inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                self.seen += chunk.len() as u64;
+                if self.seen > self.limit {
+                    let message = too_large(self.limit, self.name).to_string();
+                    return self.fail(std::io::Error::other(SizeLimitExceeded(message)));
+                }
+                let elapsed = self.started.elapsed();
+                if elapsed > self.idle && self.seen < MIN_UPLOAD_RATE * elapsed.as_secs() {
+                    let message =
+                        format!("the request body arrived at less than {MIN_UPLOAD_RATE} bytes per second on average");
+                    return self.fail(std::io::Error::other(BodyStalled(message)));
+                }
+                let deadline = tokio::time::Instant::now() + self.idle;
+                self.stall.as_mut().reset(deadline);
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(None) => {
+                self.done = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => self.fail(e),
+            Poll::Pending => match self.stall.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    let message =
+                        format!("the request body sent nothing for {} s (CLIENT_TIMEOUT)", self.idle.as_secs());
+                    self.fail(std::io::Error::other(BodyStalled(message)))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+/// Maps a body read error: over the limit is 413, stalled or too slow 408, anything else an
+/// interrupted upload.
 pub fn read_error(e: std::io::Error) -> AppError {
+    if let Some(stalled) = BodyStalled::in_error(&e) {
+        return AppError::RequestTimeout(stalled.to_string());
+    }
     match SizeLimitExceeded::in_error(&e) {
         Some(limit) => AppError::TooLarge(limit.to_string()),
         None => AppError::BadRequest(format!("cannot read the request body: {e}")),

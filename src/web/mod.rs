@@ -3,6 +3,7 @@
 
 mod cache_protocol;
 pub mod client_address;
+pub mod connections;
 mod credentials;
 mod error;
 mod headers;
@@ -51,7 +52,7 @@ pub fn routes(state: Arc<AppState>) -> poem::endpoint::BoxEndpoint<'static, poem
         .at("/caches/:cache/push-plan", poem::post(push_api::push_plan))
         .at("/caches/:cache/paths/:hash", put(push_api::upload_path));
     let site_host = state.config.virtual_host_routing.then(|| state.config.site_host());
-    let body_limits = state.config.limits;
+    let (body_limits, client_timeout) = (state.config.limits, state.config.client_timeout);
     let with_metrics = state.metrics.is_some();
     let app = ui::routes()
         .at("/health", get(pages::health))
@@ -64,7 +65,7 @@ pub fn routes(state: Arc<AppState>) -> poem::endpoint::BoxEndpoint<'static, poem
     // Request metrics cost a few allocations per request: only when they are wanted.
     let app = if with_metrics { metrics::RequestMetrics { inner: app }.boxed() } else { app.map_to_response().boxed() };
     // Inside the virtual-host rewrite, so that limits see the cache's protocol routes.
-    let app = limits::BodyLimit { inner: app, limits: body_limits }.boxed();
+    let app = limits::BodyLimit { inner: app, limits: body_limits, client_timeout }.boxed();
     let app = headers::SecurityHeaders { inner: app }.boxed();
     match site_host {
         Some(site_host) => virtual_host::VirtualHosts { inner: app, site_host }.boxed(),

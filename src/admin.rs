@@ -14,7 +14,11 @@ use crate::services::{CACHE_NAME_RULE, auth, is_valid_cache_name, passwords};
 pub enum AdminCommand {
     /// Create a user (administrators may read and push everywhere).
     CreateUser {
-        name: String,
+        /// The login other commands name the user by; unique, and it never changes.
+        login: String,
+        /// The name shown for the user (its owner may change it); the login when absent.
+        #[arg(long)]
+        name: Option<String>,
         #[arg(long)]
         admin: bool,
         /// Email address for signing in to the dashboard (needs --password-stdin).
@@ -54,6 +58,7 @@ pub enum AdminCommand {
     AddKey { cache: String, public_key: String },
     /// Let a user read a cache, or push to it with --push.
     Grant {
+        /// The user's login.
         user: String,
         cache: String,
         /// Read and push.
@@ -65,6 +70,7 @@ pub enum AdminCommand {
     },
     /// Create an API token for a user and print it (it is shown only once).
     CreateToken {
+        /// The user's login.
         user: String,
         #[arg(long)]
         name: String,
@@ -80,6 +86,7 @@ pub enum AdminCommand {
     },
     /// Revoke a user's token by name; it stops working at once.
     RevokeToken {
+        /// The user's login.
         user: String,
         #[arg(long)]
         name: String,
@@ -105,9 +112,18 @@ fn validate_keys(keys: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Logins name users in commands: no spaces or control characters, so they cannot be mistaken.
+fn is_valid_login(login: &str) -> bool {
+    !login.is_empty() && login.len() <= 254 && !login.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
 pub fn run(db: &Db, command: AdminCommand) -> anyhow::Result<()> {
     match command {
-        AdminCommand::CreateUser { name, admin, email, password_stdin } => {
+        AdminCommand::CreateUser { login, name, admin, email, password_stdin } => {
+            let name = name.unwrap_or_else(|| login.clone());
+            if !is_valid_login(&login) {
+                bail!("a login is 1 to 254 characters without spaces or control characters, got {login:?}");
+            }
             if let Some(error) = crate::services::display_name_error(name.trim()) {
                 bail!("{error}");
             }
@@ -123,12 +139,13 @@ pub fn run(db: &Db, command: AdminCommand) -> anyhow::Result<()> {
                 None
             };
             let email = email.map(|e| e.trim().to_ascii_lowercase());
+            let who = users::NewIdentity { login: &login, name: name.trim() };
             db.write_blocking(|c| match (&email, &password_hash) {
-                (Some(email), Some(hash)) => users::create_with_password(c, &name, email, hash, admin),
-                _ => users::create(c, &name, admin),
+                (Some(email), Some(hash)) => users::create_with_password(c, who, email, hash, admin),
+                _ => users::create(c, who.login, who.name, admin),
             })
-            .map_err(|e| unique_or(e, format!("user {name:?} (or that email address) already exists")))?;
-            println!("created user {name}{}", if admin { " (administrator)" } else { "" });
+            .map_err(|e| unique_or(e, format!("user {login:?} (or that name or email address) already exists")))?;
+            println!("created user {login}{}", if admin { " (administrator)" } else { "" });
         }
         AdminCommand::CreateCache {
             name,
@@ -191,7 +208,7 @@ pub fn run(db: &Db, command: AdminCommand) -> anyhow::Result<()> {
                 (false, false) => GrantLevel::Read,
             };
             db.write_blocking(|c| {
-                let (Some(u), Some(k)) = (users::find_by_name(c, &user)?, caches::find_by_name(c, &cache)?) else {
+                let (Some(u), Some(k)) = (users::find_by_login(c, &user)?, caches::find_by_name(c, &cache)?) else {
                     return Ok(false);
                 };
                 users::grant(c, k.id, u.id, level)?;
@@ -211,7 +228,7 @@ pub fn run(db: &Db, command: AdminCommand) -> anyhow::Result<()> {
             let scope = users::TokenScope { cache_ids: (!cache_ids.is_empty()).then_some(cache_ids), read_only };
             let token = db
                 .write_blocking(|c| {
-                    let Some(u) = users::find_by_name(c, &user)? else {
+                    let Some(u) = users::find_by_login(c, &user)? else {
                         return Ok(None);
                     };
                     auth::issue_token(c, u.id, &name, expires_at, &scope).map(Some)
@@ -221,7 +238,7 @@ pub fn run(db: &Db, command: AdminCommand) -> anyhow::Result<()> {
             println!("{token}");
         }
         AdminCommand::RevokeToken { user, name } => {
-            let revoked = db.write_blocking(|c| match users::find_by_name(c, &user)? {
+            let revoked = db.write_blocking(|c| match users::find_by_login(c, &user)? {
                 Some(u) => users::revoke_token(c, u.id, &name),
                 None => Ok(0),
             })?;

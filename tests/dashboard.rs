@@ -212,7 +212,7 @@ fn upstreams_are_edited_in_settings_and_the_cache_page_shows_every_way_to_use_it
     create.push(("name", "main".into()));
     let form: Vec<(&str, &str)> = create.iter().map(|(k, v)| (*k, v.as_str())).collect();
     assert_eq!(web.post("/caches", &form).status(), 303);
-    let token = server.admin(&["create-token", "Ada", "--name", "ci"]);
+    let token = server.admin(&["create-token", ADMIN_EMAIL, "--name", "ci"]);
     let info = || -> serde_json::Value { server.get("/api/v1/caches/main", Some(&token)).json().unwrap() };
     assert_eq!(info()["upstreams"][0]["url"], "https://cache.nixos.org");
 
@@ -307,7 +307,7 @@ fn upstreams_are_edited_in_settings_and_the_cache_page_shows_every_way_to_use_it
 /// From the groups page: the first group's id and the id of `user` in its member list.
 fn first_group_and_user(groups_page: &str, user: &str) -> (String, String) {
     let group = groups_page.split("/groups/").nth(1).unwrap().split('/').next().unwrap().to_string();
-    let option = groups_page.split("<option value=\"").skip(1).find(|s| s.contains(&format!(">{user}<"))).unwrap();
+    let option = groups_page.split("<option value=\"").skip(1).find(|s| s.contains(&format!(">{user} ("))).unwrap();
     (group, option.split('"').next().unwrap().to_string())
 }
 
@@ -413,7 +413,7 @@ fn cache_settings_clear_and_delete() {
     assert!(web.get("/caches/main").text().unwrap().contains(&other.public));
 
     // Push, then clear: the paths and their NAR files are gone.
-    let token = server.admin(&["create-token", "Ada", "--name", "ci"]);
+    let token = server.admin(&["create-token", ADMIN_EMAIL, "--name", "ci"]);
     let cli = support::Cli::new();
     cli.login(&server, &token);
     cli.run_ok(&["push", "main", "--key", other.secret_path(), &closure.app]);
@@ -438,7 +438,7 @@ fn cache_settings_clear_and_delete() {
 
     // A token limited to this cache, beside a private cache it must never reach.
     server.admin(&["create-cache", "vault"]);
-    let scoped = server.admin(&["create-token", "Ada", "--name", "main-only", "--cache", "main"]);
+    let scoped = server.admin(&["create-token", ADMIN_EMAIL, "--name", "main-only", "--cache", "main"]);
     assert_eq!(server.get("/api/nix/vault/nix-cache-info", Some(&scoped)).status(), 401);
     assert!(web.get("/tokens").text().unwrap().contains("<td>main</td>"), "the tokens page shows the scope");
 
@@ -486,7 +486,7 @@ fn quotas_are_enforced_and_shown_in_gib(backend: Backend) {
         .collect();
     std::fs::write(&file, data).unwrap();
     let path = support::nix::run_ok(support::nix::nix(&["nix-store", "--add", file.to_str().unwrap()]));
-    let token = server.admin(&["create-token", "Ada", "--name", "ci"]);
+    let token = server.admin(&["create-token", ADMIN_EMAIL, "--name", "ci"]);
     let cli = support::Cli::new();
     cli.login(&server, &token);
     let out = cli.run(&["push", "small", "--key", keys.secret_path(), &path]);
@@ -545,7 +545,7 @@ fn overview_shows_traffic_and_recent_pushes(backend: Backend) {
         "/caches",
         &[("csrf", &csrf), ("name", "main"), ("public", "on"), ("priority", "41"), ("keys", &keys.public)],
     );
-    let token = server.admin(&["create-token", "Ada", "--name", "ci"]);
+    let token = server.admin(&["create-token", ADMIN_EMAIL, "--name", "ci"]);
     let cli = support::Cli::new();
     cli.login(&server, &token);
     cli.run_ok(&["push", "main", "--key", keys.secret_path(), &closure.app]);
@@ -896,4 +896,38 @@ fn a_password_change_ends_other_sessions_and_csrf_tokens_belong_to_their_session
     assert_eq!(web.post("/account", &form).status(), 200);
     assert_eq!(location(&laptop.get("/")), "/sign-in", "the other session ended");
     assert_eq!(web.get("/").status(), 200, "this session goes on");
+}
+
+#[test]
+fn users_are_named_by_their_login_which_renaming_cannot_change() {
+    let server = Server::start(Backend::Sqlite);
+    let web = WebClient::new(&server);
+    web.setup_admin();
+    server.admin(&["create-cache", "main"]);
+    let mut create_bob =
+        server.command(Some(&["admin", "create-user", "bob", "--email", "bob@example.com", "--password-stdin"]));
+    let mut child = create_bob.stdin(std::process::Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"bob's password\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    let bob = WebClient::new(&server);
+    assert_eq!(bob.sign_in("bob@example.com", "bob's password").status(), 303);
+
+    // Bob takes the display name of someone the administrator is about to grant access to.
+    let csrf = bob.csrf("/account");
+    assert_eq!(bob.post("/account", &[("csrf", &csrf), ("name", "dave")]).status(), 200);
+    assert!(bob.get("/account").text().unwrap().contains("<code id=\"login\">bob</code>"));
+    let out = server.command(Some(&["admin", "grant", "dave", "main", "--push"])).output().unwrap();
+    assert!(!out.status.success(), "a display name does not name a user in commands");
+    assert!(support::output_text(&out).contains("user \"dave\" or cache \"main\" does not exist"));
+    assert_eq!(bob.get("/caches/main").status(), 404, "bob got nothing");
+
+    // Forms show who is who: the display name with the login beside it.
+    let settings = web.get("/caches/main/settings").text().unwrap();
+    assert!(settings.contains(">dave (bob)<"), "{settings}");
+    server.admin(&["grant", "bob", "main"]);
+    assert_eq!(bob.get("/caches/main").status(), 200);
+    // A display name with a line break (it would end up in mail headers) is refused.
+    let refused = bob.post("/account", &[("csrf", &csrf), ("name", "dave\r\nBcc: everyone@example.com")]);
+    assert_eq!(refused.status(), 422);
+    assert!(refused.text().unwrap().contains("line breaks"));
 }

@@ -81,13 +81,15 @@ pub fn delete(conn: &mut AnyConnection, group_id: i64) -> DbResult<()> {
 }
 
 /// Member names of a group: (user id, name).
+/// Members as (id, label with their login).
 pub fn members(conn: &mut AnyConnection, group_id: i64) -> DbResult<Vec<(i64, String)>> {
-    Ok(group_members::table
+    let rows: Vec<(i64, String, String)> = group_members::table
         .inner_join(users::table)
         .filter(group_members::group_id.eq(group_id))
-        .order(users::name)
-        .select((users::id, users::name))
-        .load(conn)?)
+        .order(users::login)
+        .select((users::id, users::name, users::login))
+        .load(conn)?;
+    Ok(rows.into_iter().map(|(id, name, login)| (id, super::users::labelled(&name, &login))).collect())
 }
 
 pub fn add_member(conn: &mut AnyConnection, group_id: i64, user_id: i64) -> DbResult<()> {

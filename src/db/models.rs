@@ -79,11 +79,14 @@ pub struct NewStorePath {
 #[diesel(table_name = users)]
 pub struct User {
     pub id: i64,
+    /// The display name, which its owner may change.
     pub name: String,
     pub is_admin: bool,
     pub password_hash: Option<String>,
     pub created_at: NaiveDateTime,
     pub email: Option<String>,
+    /// Unique and never changed: how administrators and grant forms name the user.
+    pub login: String,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]

@@ -115,6 +115,7 @@ diesel::table! {
         password_hash -> Nullable<Text>,
         created_at -> Timestamp,
         email -> Nullable<Text>,
+        login -> Text,
     }
 }
 

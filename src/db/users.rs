@@ -8,46 +8,60 @@ use super::models::{ApiToken, User};
 use super::schema::{api_tokens, cache_permissions, token_caches, users};
 use super::{AnyConnection, DbResult, now};
 
-pub fn create(conn: &mut AnyConnection, name: &str, is_admin: bool) -> DbResult<User> {
+/// Creates a user known by `login` (unique, never changed) and shown as `name`.
+pub fn create(conn: &mut AnyConnection, login: &str, name: &str, is_admin: bool) -> DbResult<User> {
     diesel::insert_into(users::table)
-        .values((users::name.eq(name), users::is_admin.eq(is_admin), users::created_at.eq(now())))
+        .values((
+            users::login.eq(login),
+            users::name.eq(name),
+            users::is_admin.eq(is_admin),
+            users::created_at.eq(now()),
+        ))
         .execute(conn)?;
-    find_by_name(conn, name)?.ok_or(diesel::result::Error::NotFound.into())
+    find_by_login(conn, login)?.ok_or(diesel::result::Error::NotFound.into())
+}
+
+/// The new user's identity: the login others name them by, and how they are shown.
+pub struct NewIdentity<'a> {
+    pub login: &'a str,
+    pub name: &'a str,
 }
 
 /// Creates a user who signs in to the dashboard with an email address and password.
 pub fn create_with_password(
     conn: &mut AnyConnection,
-    name: &str,
+    who: NewIdentity<'_>,
     email: &str,
     password_hash: &str,
     is_admin: bool,
 ) -> DbResult<User> {
-    create_with_email(conn, name, email, Some(password_hash), is_admin)
+    create_with_email(conn, who, email, Some(password_hash), is_admin)
 }
 
-/// A user invited by mail: no password until they follow the invitation.
+/// A user invited by mail (their login is the email): no password until they follow the
+/// invitation.
 pub fn create_invited(conn: &mut AnyConnection, name: &str, email: &str, is_admin: bool) -> DbResult<User> {
-    create_with_email(conn, name, email, None, is_admin)
+    create_with_email(conn, NewIdentity { login: email, name }, email, None, is_admin)
 }
 
 fn create_with_email(
     conn: &mut AnyConnection,
-    name: &str,
+    who: NewIdentity<'_>,
     email: &str,
     password_hash: Option<&str>,
     is_admin: bool,
 ) -> DbResult<User> {
     diesel::insert_into(users::table)
         .values((
-            users::name.eq(name),
+            users::login.eq(who.login),
+            users::name.eq(who.name),
             users::email.eq(email),
             users::password_hash.eq(password_hash),
             users::is_admin.eq(is_admin),
             users::created_at.eq(now()),
         ))
         .execute(conn)?;
-    find_by_name(conn, name)?.ok_or(diesel::result::Error::NotFound.into())
+    find_by_login(conn, who.login)?.ok_or(diesel::result::Error::NotFound.into())
 }
 
 pub fn set_password(conn: &mut AnyConnection, user_id: i64, password_hash: &str) -> DbResult<()> {
@@ -83,13 +97,16 @@ pub fn with_group_rights(conn: &mut AnyConnection, mut user: User) -> DbResult<U
 
 /// Who has been granted access to a cache: (user id, user name, can push).
 pub fn grants_on(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<(i64, String, GrantLevel)>> {
-    let rows: Vec<(i64, String, bool, bool)> = cache_permissions::table
+    let rows: Vec<(i64, String, String, bool, bool)> = cache_permissions::table
         .inner_join(users::table)
         .filter(cache_permissions::cache_id.eq(cache_id))
-        .order(users::name)
-        .select((users::id, users::name, cache_permissions::can_push, cache_permissions::can_manage))
+        .order(users::login)
+        .select((users::id, users::name, users::login, cache_permissions::can_push, cache_permissions::can_manage))
         .load(conn)?;
-    Ok(rows.into_iter().map(|(id, name, push, manage)| (id, name, GrantLevel::from_columns(push, manage))).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(id, name, login, push, manage)| (id, labelled(&name, &login), GrantLevel::from_columns(push, manage)))
+        .collect())
 }
 
 pub fn revoke_grant(conn: &mut AnyConnection, cache_id: i64, user_id: i64) -> DbResult<()> {
@@ -151,8 +168,14 @@ pub fn find(conn: &mut AnyConnection, user_id: i64) -> DbResult<Option<User>> {
     Ok(users::table.find(user_id).select(User::as_select()).first(conn).optional()?)
 }
 
-pub fn find_by_name(conn: &mut AnyConnection, name: &str) -> DbResult<Option<User>> {
-    Ok(users::table.filter(users::name.eq(name)).select(User::as_select()).first(conn).optional()?)
+/// How forms and lists name a user: the display name, with the login that cannot be faked.
+pub fn labelled(name: &str, login: &str) -> String {
+    format!("{name} ({login})")
+}
+
+/// The user with this login (how administrators name users; display names can change).
+pub fn find_by_login(conn: &mut AnyConnection, login: &str) -> DbResult<Option<User>> {
+    Ok(users::table.filter(users::login.eq(login)).select(User::as_select()).first(conn).optional()?)
 }
 
 /// Grants `level` on the cache; replaces an earlier grant.

@@ -101,7 +101,8 @@ pub async fn setup_admin(db: &Db, code: &str, name: &str, email: &str, password:
             if crate::db::setup::find(c)?.is_none_or(|stored| normalized_code(&stored) != code) {
                 return Ok(Err(wrong_code()));
             }
-            let user = users::create_with_password(c, &name, &email, &hash, true)?;
+            let who = users::NewIdentity { login: &email, name: &name };
+            let user = users::create_with_password(c, who, &email, &hash, true)?;
             crate::db::setup::delete(c)?;
             Ok(Ok(user))
         })

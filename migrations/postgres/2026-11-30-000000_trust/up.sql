@@ -18,3 +18,10 @@ CREATE TABLE setup_codes (
 -- push grants meant full control; they keep push only (administrators grant manage).
 ALTER TABLE cache_permissions ADD COLUMN can_manage BOOLEAN NOT NULL DEFAULT FALSE;
 ALTER TABLE group_cache_permissions ADD COLUMN can_manage BOOLEAN NOT NULL DEFAULT FALSE;
+
+-- Users are identified by a unique login that never changes (the name given to
+-- `admin create-user`, or the email of users created in the dashboard); `name` is only the
+-- display name, which its owner may change. Existing users log in as their current name.
+ALTER TABLE users ADD COLUMN login TEXT NOT NULL DEFAULT '';
+UPDATE users SET login = name;
+CREATE UNIQUE INDEX users_login ON users (login);

@@ -1,3 +1,5 @@
+DROP INDEX users_login;
+ALTER TABLE users DROP COLUMN login;
 ALTER TABLE cache_permissions DROP COLUMN can_manage;
 ALTER TABLE group_cache_permissions DROP COLUMN can_manage;
 DROP TABLE setup_codes;

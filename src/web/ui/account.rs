@@ -21,6 +21,7 @@ struct AccountPage {
     layout: Layout,
     name: String,
     email: String,
+    login: String,
     saved: bool,
     error: FormError,
 }
@@ -28,7 +29,8 @@ struct AccountPage {
 fn page(state: &AppState, req: &Request, user: &User, name: String, saved: bool, error: FormError) -> Response {
     let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     let email = user.email.clone().unwrap_or_default();
-    let page = AccountPage { layout: Layout::new(req, Some(user)), name, email, saved, error };
+    let login = user.login.clone();
+    let page = AccountPage { layout: Layout::new(req, Some(user)), name, email, login, saved, error };
     render(state, status, &page.layout, &page)
 }
 

@@ -61,7 +61,7 @@ async fn access_lists(state: &AppState, cache_id: i64) -> Result<AccessLists, Db
             let candidates = users::list(c)?
                 .into_iter()
                 .filter(|u| !u.is_admin && !grants.iter().any(|(id, _, _)| *id == u.id))
-                .map(|u| (u.id, u.name))
+                .map(|u| (u.id, users::labelled(&u.name, &u.login)))
                 .collect();
             let group_grants = groups::grants_on(c, cache_id)?;
             let group_candidates = groups::list(c)?

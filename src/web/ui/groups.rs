@@ -43,7 +43,7 @@ async fn page(state: &AppState, req: &Request, user: &User, name: String, error:
                 let others = everyone
                     .iter()
                     .filter(|u| !members.iter().any(|(id, _)| *id == u.id))
-                    .map(|u| (u.id, u.name.clone()))
+                    .map(|u| (u.id, users::labelled(&u.name, &u.login)))
                     .collect();
                 views.push(GroupView { group, members, others });
             }

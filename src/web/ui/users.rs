@@ -100,7 +100,10 @@ pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
     }
     let (hash, admin) = (passwords::hash_async(&form.password).await, form.admin.is_some());
     let (n, e) = (name.clone(), email.clone());
-    match state.db.write(move |c| users::create_with_password(c, &n, &e, &hash, admin)).await {
+    let created = state
+        .db
+        .write(move |c| users::create_with_password(c, users::NewIdentity { login: &e, name: &n }, &e, &hash, admin));
+    match created.await {
         Ok(_) => redirect("/users"),
         Err(e) if is_unique_violation(&e) => {
             page(&state, req, &user, name, email, FormError::new("name", "A user with this name or email exists."))

@@ -38,6 +38,16 @@ fn serves_cache_info_narinfo_and_nar_ranges(backend: Backend) {
     assert!(narinfo.is_signed_by_any(&[hibernation::nix::PublicKey::parse(&keys.public).unwrap()]));
     assert!(text.contains("\nCompression: zstd\n"), "Compression is always written");
 
+    // Nothing is sniffed; protocol answers may be cached, dashboard pages and API answers not.
+    let narinfo_answer = client().get(format!("{}{narinfo_path}", server.url())).send().unwrap();
+    assert_eq!(narinfo_answer.headers()["x-content-type-options"], "nosniff");
+    assert!(narinfo_answer.headers().get("cache-control").is_none());
+    for page in ["/sign-in", "/api/v1/whoami", "/api/v1/caches"] {
+        let answer = client().get(format!("{}{page}", server.url())).bearer_auth(&token).send().unwrap();
+        assert_eq!(answer.headers()["x-content-type-options"], "nosniff", "{page}");
+        assert_eq!(answer.headers()["cache-control"], "no-store", "{page}");
+    }
+
     // HEAD answers like GET, without a body.
     let head = client().head(format!("{}{narinfo_path}", server.url())).send().unwrap();
     assert_eq!(head.status(), 200);
@@ -67,6 +77,11 @@ fn serves_cache_info_narinfo_and_nar_ranges(backend: Backend) {
     assert_eq!(&tail.bytes().unwrap()[..], &bytes[bytes.len() - 5..]);
     let open = client().get(&nar_url).header("Range", format!("bytes={}-", size - 3)).send().unwrap();
     assert_eq!(open.bytes().unwrap().len(), 3);
+    // A last position past the end (even the largest number) means "to the end".
+    let huge = client().get(&nar_url).header("Range", "bytes=0-18446744073709551615").send().unwrap();
+    assert_eq!(huge.status(), 206);
+    assert_eq!(huge.headers()["content-range"], format!("bytes 0-{}/{size}", size - 1).as_str());
+    assert_eq!(huge.bytes().unwrap().len() as u64, size);
     let beyond = client().get(&nar_url).header("Range", format!("bytes={size}-")).send().unwrap();
     assert_eq!(beyond.status(), 416);
     assert_eq!(beyond.headers()["content-range"], format!("bytes */{size}").as_str());

@@ -81,6 +81,12 @@ fn an_s3_outage_is_a_clear_retryable_error_and_leaves_nothing_visible() {
     let direct = dep.send(&server, "main", &token, dep.compressed());
     assert_eq!(direct.status(), 503);
     assert_eq!(direct.headers()["retry-after"], "5");
+    // The storage error's own text stays in the server log; the client gets an id for it.
+    let (_, error) = support::error_of(direct);
+    assert!(error.starts_with("storage is unavailable; try again later (request id "), "{error}");
+    let id = error.rsplit("request id ").next().unwrap().trim_end_matches(')');
+    let logged = server.log().lines().find(|l| l.contains(id)).map(str::to_string).unwrap_or_default();
+    assert!(logged.contains("storage error"), "the log has the details under {id}: {}", server.log());
 
     server.s3.as_mut().unwrap().resume();
     cli.run_ok(&["push", "main", "--key", keys.secret_path(), &closure.app]);

@@ -10,7 +10,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use support::nix::{nix, run_ok};
-use support::{Backend, Cli, Keys, NixClient, Server, output_text, unique_tag};
+use support::{Backend, Cli, Keys, NixClient, RawUpload, Server, output_text, unique_tag};
 
 on_every_backend!(nix_copy_twice, cli_twice, nix_copy_beside_cli);
 
@@ -175,4 +175,45 @@ fn two_servers_on_postgres_and_s3() {
     let stored = race(&servers, &token, &keys, [Pusher::NixCopy, Pusher::NixCopy], 0);
     let stored = race(&servers, &token, &keys, [Pusher::NixCopy, Pusher::Cli], stored);
     race(&servers, &token, &keys, [Pusher::Cli, Pusher::Cli], stored);
+}
+
+/// On PostgreSQL, deleting a path and committing a path that references it run at once many
+/// times: one of them must lose. A served path whose reference is gone never results.
+#[test]
+fn deleting_a_reference_and_committing_its_dependent_never_both_succeed() {
+    use support::web::{ADMIN_EMAIL, WebClient, csrf_in};
+    let keys = Keys::generate("closure-race-1");
+    let server = Server::start(Backend::Postgres);
+    let web = WebClient::new(&server);
+    web.setup_admin();
+    server.admin(&["create-cache", "main", "--no-upstream", "--public-key", &keys.public]);
+    let token = server.admin(&["create-token", ADMIN_EMAIL, "--name", "ci"]);
+    let closure = support::Closure::build(&unique_tag("closure-race"));
+    let (dep, app) = (RawUpload::of(&closure.dep, keys.secret_path()), RawUpload::of(&closure.app, keys.secret_path()));
+    let present = |upload: &RawUpload| {
+        server.get(&format!("/api/nix/main/{}.narinfo", upload.hash_part()), Some(&token)).status() == 200
+    };
+    let delete = |upload: &RawUpload| {
+        let csrf = csrf_in(&web.get("/caches/main").text().unwrap());
+        web.post(&format!("/caches/main/paths/{}/delete", upload.hash_part()), &[("csrf", &csrf)]);
+    };
+    let (mut dependent_won, mut delete_won) = (0, 0);
+    for round in 0..20 {
+        assert_eq!(dep.send(&server, "main", &token, dep.compressed()).status(), 200);
+        std::thread::scope(|scope| {
+            scope.spawn(|| delete(&dep));
+            scope.spawn(|| app.send(&server, "main", &token, app.compressed()));
+        });
+        let (dep_there, app_there) = (present(&dep), present(&app));
+        assert!(!app_there || dep_there, "round {round}: {} is served but its reference is gone", closure.app);
+        if app_there {
+            dependent_won += 1;
+            delete(&app);
+        } else {
+            delete_won += 1;
+        }
+        delete(&dep);
+        assert!(!present(&dep) && !present(&app), "round {round}: the next round starts empty");
+    }
+    eprintln!("the dependent won {dependent_won} rounds, the delete {delete_won}");
 }

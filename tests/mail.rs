@@ -4,7 +4,6 @@
 
 mod support;
 
-use diesel::{Connection, RunQueryDsl};
 use support::smtp::{MailServer, link_in};
 use support::web::{ADMIN_EMAIL, ADMIN_PASSWORD, WebClient, csrf_in, location};
 use support::{Backend, Server};
@@ -26,12 +25,6 @@ fn database_contains(server: &Server, secret: &str) -> bool {
         std::fs::read(server.dir.path().join(name))
             .is_ok_and(|bytes| bytes.windows(secret.len()).any(|w| w == secret.as_bytes()))
     })
-}
-
-fn sql(server: &Server, statement: &str) {
-    let path = server.dir.path().join("hibernation.db");
-    let mut conn = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
-    diesel::sql_query(statement).execute(&mut conn).unwrap();
 }
 
 fn invite(web: &WebClient, name: &str, email: &str) -> reqwest::blocking::Response {
@@ -88,7 +81,7 @@ fn an_expired_invitation_is_refused() {
     admin.setup_admin();
     assert_eq!(invite(&admin, "Late", "late@example.com").status(), 200);
     let path = path_of(&server, &link_in(&mail.wait_for("late@example.com", 1), "/invite/"));
-    sql(&server, "UPDATE user_links SET expires_at = '2000-01-01 00:00:00'");
+    server.sql("UPDATE user_links SET expires_at = '2000-01-01 00:00:00'");
     let late = WebClient::new(&server);
     let page = late.get(&path);
     assert_eq!(page.status(), 410);

@@ -4,6 +4,8 @@
 #[macro_use]
 mod support;
 
+use std::time::Duration;
+
 use support::{Backend, Closure, Keys, NixClient, Server, output_text};
 
 on_full_matrix!(nix_copy_to_then_substitute);
@@ -139,4 +141,36 @@ fn build_logs_and_listings(backend: Backend) {
             serde_json::from_slice(&std::fs::read(files.join(format!("{hash}.ls"))).unwrap()).unwrap();
         assert_eq!(ours, theirs, "listing of {path}");
     }
+}
+
+#[test]
+fn the_cleanup_of_stale_uploads_never_deletes_a_live_nar() {
+    let keys = Keys::generate("janitor-1");
+    let mut server = Server::start(Backend::Sqlite);
+    let token = server.bootstrap(&keys, false);
+    let closure = Closure::build(&support::unique_tag("janitor"));
+    let nix = NixClient::new();
+    nix.write_netrc("127.0.0.1", &token);
+    let out = copy_to(&nix, &server, "main", &format!("secret-key={}", keys.secret_path()), &[&closure.dep]);
+    assert!(out.status.success(), "{}", output_text(&out));
+
+    // A day-old upload whose narinfo never came, with its own object: the cleanup removes it.
+    let leftover = server.storage_path().join("nar/leftover.nar");
+    std::fs::write(&leftover, b"an upload nobody committed").unwrap();
+    server.sql(
+        "INSERT INTO pending_nars (cache_id, user_id, file_hash, compression, file_size, nar_hash, nar_size, storage_key, created_at) \
+         VALUES (1, 1, 'leftover', 'none', 26, 'leftover', 26, 'nar/leftover.nar', '2000-01-01 00:00:00')",
+    );
+    // A stale row naming the live NAR's object (as no commit leaves one: it hands objects over
+    // in its transaction): the cleanup must not delete that object.
+    server.sql(
+        "INSERT INTO pending_nars (cache_id, user_id, file_hash, compression, file_size, nar_hash, nar_size, storage_key, created_at) \
+         SELECT 1, 1, 'stale', compression, file_size, nar_hash, nar_size, storage_key, '2000-01-01 00:00:00' FROM nars",
+    );
+    server.restart(); // The cleanup runs at start, then hourly.
+    support::wait_until(Duration::from_secs(20), "the cleanup removes the leftover upload", || !leftover.exists());
+
+    let store = nix.store("after-cleanup");
+    let out = nix.copy_from(&server.cache_url("main"), &store, &keys.public, &[&closure.dep]);
+    assert!(out.status.success(), "the live NAR is still served: {}", output_text(&out));
 }

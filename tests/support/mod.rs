@@ -194,6 +194,16 @@ impl Server {
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 
+    /// Runs one SQL statement on the server's SQLite database (to set up states the API cannot
+    /// reach: expired links, leftovers of a crash).
+    pub fn sql(&self, statement: &str) {
+        use diesel::{Connection, RunQueryDsl};
+        assert!(self.postgres.is_none(), "Server::sql works on SQLite");
+        let path = self.dir.path().join("hibernation.db");
+        let mut conn = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        diesel::sql_query(statement).execute(&mut conn).unwrap();
+    }
+
     /// The one-time setup code a fresh server prints in its log.
     pub fn setup_code(&self) -> String {
         let log = self.log();

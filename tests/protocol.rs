@@ -48,6 +48,16 @@ fn serves_cache_info_narinfo_and_nar_ranges(backend: Backend) {
         assert_eq!(answer.headers()["cache-control"], "no-store", "{page}");
     }
 
+    // Anonymous callers list public caches without sizes (counting scans the cache); callers
+    // with a token get them.
+    let anonymous: serde_json::Value =
+        client().get(format!("{}/api/v1/caches", server.url())).send().unwrap().json().unwrap();
+    assert_eq!(anonymous[0]["name"], "main");
+    assert!(anonymous[0]["paths"].is_null() && anonymous[0]["stored_bytes"].is_null(), "{anonymous}");
+    let signed_in: serde_json::Value =
+        client().get(format!("{}/api/v1/caches", server.url())).bearer_auth(&token).send().unwrap().json().unwrap();
+    assert!(signed_in[0]["paths"].as_i64().unwrap() > 0, "{signed_in}");
+
     // HEAD answers like GET, without a body.
     let head = client().head(format!("{}{narinfo_path}", server.url())).send().unwrap();
     assert_eq!(head.status(), 200);

@@ -44,7 +44,8 @@ pub struct Config {
 pub struct Limits {
     /// MAX_NAR_SIZE: the largest NAR accepted (uncompressed NarSize), 16 GiB by default.
     pub max_nar_size: u64,
-    /// MAX_LOG_SIZE: the largest build log accepted, after decompression, 64 MiB by default.
+    /// MAX_LOG_SIZE: the largest build log accepted, as sent (logs keep their encoding), 64 MiB
+    /// by default.
     pub max_log_size: u64,
 }
 

@@ -255,12 +255,17 @@ pub fn clear_cache(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<Stri
 pub fn delete_cache(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<String>> {
     use super::schema::{build_logs, pending_nars};
     let mut keys = clear_cache(conn, cache_id)?;
-    keys.extend(
-        pending_nars::table
-            .filter(pending_nars::cache_id.eq(cache_id))
-            .select(pending_nars::storage_key)
-            .load::<String>(conn)?,
-    );
+    // A pending upload's object is ours to delete only if we delete its row: a commit taking
+    // it over right now deletes the row first (and its NAR row then owns the object).
+    let pending: Vec<(i64, String)> = pending_nars::table
+        .filter(pending_nars::cache_id.eq(cache_id))
+        .select((pending_nars::id, pending_nars::storage_key))
+        .load(conn)?;
+    for (id, key) in pending {
+        if super::uploads::delete_pending(conn, id)? {
+            keys.push(key);
+        }
+    }
     keys.extend(
         build_logs::table
             .filter(build_logs::cache_id.eq(cache_id))

@@ -11,6 +11,8 @@ pub fn ensure(conn: &mut AnyConnection, fresh: &str) -> DbResult<String> {
     if let Some(code) = find(conn)? {
         return Ok(code);
     }
+    // A unique violation means another server process stored its code first: the caller
+    // retries and reads that one.
     diesel::insert_into(setup_codes::table)
         .values((setup_codes::id.eq(1), setup_codes::code.eq(fresh), setup_codes::created_at.eq(now())))
         .execute(conn)?;

@@ -10,7 +10,9 @@ use super::{AnyConnection, DbResult, now};
 /// bytes). Returns false when one was there: the caller deletes its own copy, and the
 /// existing upload (which a narinfo may be committing right now) is left alone.
 pub fn put_pending(conn: &mut AnyConnection, pending: &PendingNar) -> DbResult<bool> {
-    if find_pending(conn, pending.cache_id, &pending.file_hash)?.is_some() {
+    if let Some(existing) = find_pending(conn, pending.cache_id, &pending.file_hash)? {
+        // Its narinfo is on the way again: the cleanup must not take it meanwhile.
+        diesel::update(pending_nars::table.find(existing.id)).set(pending_nars::created_at.eq(now())).execute(conn)?;
         return Ok(false);
     }
     diesel::insert_into(pending_nars::table).values(pending).execute(conn)?;
@@ -76,21 +78,25 @@ pub fn find_log(conn: &mut AnyConnection, cache_id: i64, drv: &str) -> DbResult<
         .optional()?)
 }
 
-/// Removes pending NARs older than `cutoff` (their narinfo never came) and returns them so
-/// that the caller deletes their objects.
+/// Removes pending NARs older than `cutoff` (their narinfo never came) and returns those whose
+/// rows this call deleted, so that the caller deletes their objects (a row a commit took
+/// meanwhile belongs to that commit).
 pub fn take_stale_pending(conn: &mut AnyConnection, cutoff: chrono::NaiveDateTime) -> DbResult<Vec<PendingNar>> {
     let stale: Vec<PendingNar> =
         pending_nars::table.filter(pending_nars::created_at.lt(cutoff)).select(PendingNar::as_select()).load(conn)?;
-    let ids: Vec<i64> = stale.iter().map(|p| p.id).collect();
-    diesel::delete(pending_nars::table.filter(pending_nars::id.eq_any(ids))).execute(conn)?;
+    let mut taken = Vec::new();
+    for pending in stale {
+        if delete_pending(conn, pending.id)? {
+            taken.push(pending);
+        }
+    }
     // A NAR row owns its object; never hand a live object to the caller for deletion (a
     // pending row's object is taken over by a NAR row in the transaction that deletes the row,
     // so this only guards against rows left inconsistent by hand).
+    let keys: Vec<String> = taken.iter().map(|p| p.storage_key.clone()).collect();
     let live: Vec<String> = super::schema::nars::table
-        .filter(
-            super::schema::nars::storage_key.eq_any(stale.iter().map(|p| p.storage_key.clone()).collect::<Vec<_>>()),
-        )
+        .filter(super::schema::nars::storage_key.eq_any(keys))
         .select(super::schema::nars::storage_key)
         .load(conn)?;
-    Ok(stale.into_iter().filter(|p| !live.contains(&p.storage_key)).collect())
+    Ok(taken.into_iter().filter(|p| !live.contains(&p.storage_key)).collect())
 }

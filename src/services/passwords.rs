@@ -9,16 +9,25 @@ pub const MIN_LENGTH: usize = 8;
 /// argon2 is slow on purpose: it runs on the blocking pool, never on the async workers, and
 /// no more hashes run at once than there are cores, so a flood of sign-ins cannot starve
 /// everything else.
-static HASHING: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
-    tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get))
+static HASHING: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> = std::sync::LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    std::sync::Arc::new(tokio::sync::Semaphore::new(cores))
 });
 
 /// A hash to verify against when there is no account, so that unknown accounts take as long.
 static DECOY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| hash("no account has this password"));
 
 async fn off_runtime<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
-    let _permit = HASHING.acquire().await.expect("the hashing semaphore is never closed");
-    tokio::task::spawn_blocking(work).await.expect("argon2 does not panic")
+    // Owned and moved into the blocking task: the permit lives as long as the hashing does,
+    // even if the request that asked for it is dropped meanwhile.
+    let permit = HASHING.clone().acquire_owned().await.expect("the hashing semaphore is never closed");
+    tokio::task::spawn_blocking(move || {
+        let result = work();
+        drop(permit);
+        result
+    })
+    .await
+    .expect("argon2 does not panic")
 }
 
 /// [`hash`] on the blocking pool.

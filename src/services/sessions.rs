@@ -66,8 +66,15 @@ fn normalized_code(code: &str) -> String {
 /// On a fresh instance (no administrator), the setup code `/setup` asks for, created on first
 /// use; `None` once an administrator exists. The server prints it in its log at start.
 pub async fn setup_code(db: &Db) -> Result<Option<String>, DbError> {
-    let fresh = new_setup_code();
-    db.write(move |c| if users::any_admin(c)? { Ok(None) } else { crate::db::setup::ensure(c, &fresh).map(Some) }).await
+    let attempt = || {
+        let fresh = new_setup_code();
+        db.write(move |c| if users::any_admin(c)? { Ok(None) } else { crate::db::setup::ensure(c, &fresh).map(Some) })
+    };
+    match attempt().await {
+        // Another server process stored its code at the same moment: read that one.
+        Err(e) if is_unique_violation(&e) => attempt().await,
+        other => other,
+    }
 }
 
 /// Creates the first administrator and signs them in; needs the setup code from the server

@@ -112,7 +112,15 @@ pub async fn narinfo(
         })?;
         return Ok(Response::builder().content_type("application/json").body(stream(listing)));
     }
-    let text: Arc<str> = Arc::from(narinfo_format::render(&entry).map_err(AppError::Internal)?);
+    // A stored row that cannot be rendered (a line break from before values were checked) is
+    // absent to Nix: a 5xx would make it retry and fail the build instead of building.
+    let text: Arc<str> = match narinfo_format::render(&entry) {
+        Ok(text) => Arc::from(text),
+        Err(e) => {
+            tracing::error!("{e}");
+            return Err(not_found());
+        }
+    };
     state.hot.remember_narinfo(cache.id, &hash, text.clone());
     Ok(respond(text))
 }

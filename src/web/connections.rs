@@ -70,6 +70,7 @@ impl<A: Acceptor<Io = TcpStream>> Acceptor for GuardedAcceptor<A> {
             busy,
             timeout: self.timeout,
             idle: Box::pin(tokio::time::sleep(self.timeout)),
+            reading_request: false,
             registry: self.registry.clone(),
             peer,
         };
@@ -84,14 +85,29 @@ pub struct GuardedIo {
     busy: Arc<AtomicUsize>,
     timeout: Duration,
     idle: Pin<Box<tokio::time::Sleep>>,
+    /// Bytes of a request arrived since the last answer, and no handler has it yet.
+    reading_request: bool,
     registry: Registry,
     peer: String,
 }
 
 impl GuardedIo {
     fn active(&mut self) {
+        self.reading_request = false;
         let deadline = tokio::time::Instant::now() + self.timeout;
         self.idle.as_mut().reset(deadline);
+    }
+
+    /// Bytes arrived. While no request is in a handler they belong to a request being
+    /// received: its headers get one timeout from their first byte, so trickling them in a
+    /// byte at a time cannot keep the connection open.
+    fn received(&mut self) {
+        if self.busy.load(Ordering::Acquire) > 0 {
+            self.active();
+        } else if !self.reading_request {
+            self.active();
+            self.reading_request = true;
+        }
     }
 
     /// Called when the socket is not ready: an error once the connection has idled too long.
@@ -119,7 +135,7 @@ impl AsyncRead for GuardedIo {
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
-                    self.active();
+                    self.received();
                 }
                 Poll::Ready(Ok(()))
             }

@@ -27,18 +27,16 @@ pub const NARINFO_LIMIT: u64 = 1 << 20;
 /// The body limit of a request, by route. NAR uploads are bounded by MAX_NAR_SIZE here and
 /// while they are received; logs by MAX_LOG_SIZE.
 fn limit_for(method: &Method, path: &str, limits: &Limits) -> (u64, &'static str) {
-    if *method == Method::PUT {
-        if path.starts_with("/api/nix/") && path.contains("/nar/") || path.starts_with("/api/v1/caches/") {
-            return (crate::services::receive::max_file_size(limits.max_nar_size), "MAX_NAR_SIZE");
+    // Matched by segment, not by substring: a cache may be named `nar` or `log`.
+    let segments: Vec<&str> = path.split('/').collect();
+    match (method.as_str(), segments.as_slice()) {
+        ("PUT", ["", "api", "nix", _, "nar", _]) | ("PUT", ["", "api", "v1", "caches", _, "paths", _]) => {
+            (crate::services::receive::max_file_size(limits.max_nar_size), "MAX_NAR_SIZE")
         }
-        if path.starts_with("/api/nix/") && path.contains("/log/") {
-            return (limits.max_log_size, "MAX_LOG_SIZE");
-        }
+        ("PUT", ["", "api", "nix", _, "log", _]) => (limits.max_log_size, "MAX_LOG_SIZE"),
+        ("POST", ["", "api", "v1", "caches", _, "push-plan"]) => (PUSH_PLAN_LIMIT, "the push plan limit"),
+        _ => (SMALL_BODY_LIMIT, "the request body limit"),
     }
-    if *method == Method::POST && path.starts_with("/api/v1/caches/") && path.ends_with("/push-plan") {
-        return (PUSH_PLAN_LIMIT, "the push plan limit");
-    }
-    (SMALL_BODY_LIMIT, "the request body limit")
 }
 
 fn too_large(limit: u64, name: &str) -> AppError {
@@ -86,15 +84,20 @@ impl<E: Endpoint> Endpoint for BodyLimit<E> {
 /// (and the blocking thread an upload runs on) for hours.
 pub const MIN_UPLOAD_RATE: u64 = 1024;
 
-/// A request body that ends with an error when it grows past `limit`, sends nothing for
-/// `idle`, or averages less than [`MIN_UPLOAD_RATE`] after its first `idle`.
+/// A request body that ends with an error when it grows past `limit`, or when the server
+/// waits on it: nothing for `idle`, or less than [`MIN_UPLOAD_RATE`] on average once it has
+/// waited `idle` in all. Only time spent waiting on the client counts, never time the server
+/// spends elsewhere between reads.
 struct GuardedBody<S> {
     inner: S,
     seen: u64,
     limit: u64,
     name: &'static str,
     idle: Duration,
-    started: Instant,
+    /// Time spent waiting for data, before the current wait.
+    waited: Duration,
+    /// When the current wait began (the last poll that found nothing, with none since).
+    waiting_since: Option<Instant>,
     stall: Pin<Box<tokio::time::Sleep>>,
     done: bool,
 }
@@ -102,12 +105,19 @@ struct GuardedBody<S> {
 impl<S> GuardedBody<S> {
     fn new(inner: S, limit: u64, name: &'static str, idle: Duration) -> Self {
         let stall = Box::pin(tokio::time::sleep(idle));
-        Self { inner, seen: 0, limit, name, idle, started: Instant::now(), stall, done: false }
+        Self { inner, seen: 0, limit, name, idle, waited: Duration::ZERO, waiting_since: None, stall, done: false }
     }
 
     fn fail(&mut self, error: std::io::Error) -> Poll<Option<std::io::Result<Bytes>>> {
         self.done = true;
         Poll::Ready(Some(Err(error)))
+    }
+
+    /// Ends the current wait, if any, adding it to the total.
+    fn stop_waiting(&mut self) {
+        if let Some(since) = self.waiting_since.take() {
+            self.waited += since.elapsed();
+        }
     }
 }
 
@@ -120,19 +130,17 @@ impl<S: Stream<Item = std::io::Result<Bytes>> + Unpin> Stream for GuardedBody<S>
         }
         match Pin::new(&mut self.inner).poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
+                self.stop_waiting();
                 self.seen += chunk.len() as u64;
                 if self.seen > self.limit {
                     let message = too_large(self.limit, self.name).to_string();
                     return self.fail(std::io::Error::other(SizeLimitExceeded(message)));
                 }
-                let elapsed = self.started.elapsed();
-                if elapsed > self.idle && self.seen < MIN_UPLOAD_RATE * elapsed.as_secs() {
+                if self.waited > self.idle && self.seen < MIN_UPLOAD_RATE * self.waited.as_secs() {
                     let message =
                         format!("the request body arrived at less than {MIN_UPLOAD_RATE} bytes per second on average");
                     return self.fail(std::io::Error::other(BodyStalled(message)));
                 }
-                let deadline = tokio::time::Instant::now() + self.idle;
-                self.stall.as_mut().reset(deadline);
                 Poll::Ready(Some(Ok(chunk)))
             }
             Poll::Ready(None) => {
@@ -140,14 +148,22 @@ impl<S: Stream<Item = std::io::Result<Bytes>> + Unpin> Stream for GuardedBody<S>
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Err(e))) => self.fail(e),
-            Poll::Pending => match self.stall.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    let message =
-                        format!("the request body sent nothing for {} s (CLIENT_TIMEOUT)", self.idle.as_secs());
-                    self.fail(std::io::Error::other(BodyStalled(message)))
+            Poll::Pending => {
+                if self.waiting_since.is_none() {
+                    // A new wait: the stall clock starts now.
+                    self.waiting_since = Some(Instant::now());
+                    let deadline = tokio::time::Instant::now() + self.idle;
+                    self.stall.as_mut().reset(deadline);
                 }
-                Poll::Pending => Poll::Pending,
-            },
+                match self.stall.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        let message =
+                            format!("the request body sent nothing for {} s (CLIENT_TIMEOUT)", self.idle.as_secs());
+                        self.fail(std::io::Error::other(BodyStalled(message)))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 }
@@ -244,6 +260,10 @@ mod tests {
         assert!(limit_for(&Method::PUT, "/api/v1/caches/main/paths/abc", &limits).0 > 1 << 30);
         assert_eq!(limit_for(&Method::POST, "/api/v1/caches/main/push-plan", &limits).0, PUSH_PLAN_LIMIT);
         assert_eq!(limit_for(&Method::POST, "/api/v1/caches/main/paths/abc", &limits).0, SMALL_BODY_LIMIT);
+        // Cache names that look like route words change nothing.
+        assert_eq!(limit_for(&Method::PUT, "/api/nix/nar/log/abc-x.drv", &limits).1, "MAX_LOG_SIZE");
+        assert_eq!(limit_for(&Method::PUT, "/api/nix/nar/abc.narinfo", &limits).0, SMALL_BODY_LIMIT);
+        assert_eq!(limit_for(&Method::PUT, "/api/nix/log/nar/abc.nar", &limits).1, "MAX_NAR_SIZE");
         assert_eq!(human(16 << 30), "16 GiB");
         assert_eq!(human(1000), "1000 bytes");
     }

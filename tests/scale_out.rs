@@ -165,3 +165,34 @@ fn large_nars_use_multipart_uploads_and_ranged_reads_on_s3() {
     assert!(out.status.success(), "{}", output_text(&out));
     assert_eq!(std::fs::read(store.join(path.trim_start_matches('/'))).unwrap(), data);
 }
+
+/// Misses and a token's access are remembered in each process for a few seconds (so that
+/// narinfo traffic needs no database query): a push is visible at once on the replica that
+/// took it and within MISS_TTL (5 s) on the other; a revoked token is refused everywhere
+/// within ACCESS_TTL (5 s).
+#[test]
+fn replicas_remember_misses_and_access_only_for_a_few_seconds() {
+    let keys = Keys::generate("bounds-1");
+    let closure = Closure::build(&support::unique_tag("bounds"));
+    let first = Server::start(Backend::PostgresS3);
+    let token = first.bootstrap(&keys, false);
+    let second = first.sibling();
+    let dep = RawUpload::of(&closure.dep, keys.secret_path());
+    let narinfo = format!("/api/nix/main/{}.narinfo", dep.hash_part());
+    let deadline = Duration::from_secs(7);
+    for server in [&first, &second] {
+        assert_eq!(server.get(&narinfo, Some(&token)).status(), 404, "both remember the miss");
+    }
+    assert_eq!(dep.send(&first, "main", &token, dep.compressed()).status(), 200);
+    assert_eq!(first.get(&narinfo, Some(&token)).status(), 200, "visible at once where it was pushed");
+    support::wait_until(deadline, "the other replica serves the new path", || {
+        second.get(&narinfo, Some(&token)).status() == 200
+    });
+
+    first.admin(&["revoke-token", "admin", "--name", "ci"]);
+    for server in [&first, &second] {
+        support::wait_until(deadline, "the revoked token is refused", || {
+            server.get(&narinfo, Some(&token)).status() == 401
+        });
+    }
+}

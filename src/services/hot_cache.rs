@@ -1,13 +1,18 @@
-//! In-memory caches for the narinfo hot path, so a public narinfo hit needs no database
-//! query. Entries expire after a short time, which bounds how long another server process
-//! can serve a cache setting or a path after it was changed or deleted. Only positive
-//! results are kept: a path pushed through another process is visible at once.
+//! In-memory caches for the narinfo hot path, so that hits, misses and private caches need no
+//! database query in the steady state. Entries expire after a short time, which bounds how
+//! long another server process can act on something changed elsewhere:
+//! - a cache setting or a deleted path: [`CACHE_ROW_TTL`] and [`NARINFO_TTL`];
+//! - a path pushed through another process: visible there within [`MISS_TTL`] (at once on the
+//!   process that took the push, which forgets the miss);
+//! - a revoked token, a removed grant, a deleted user: stops working everywhere within
+//!   [`ACCESS_TTL`] (at once on the process where it happened).
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::access::Access;
 use crate::db::models::Cache;
 
 /// How long a cache row (visibility, priority) is reused.
@@ -15,6 +20,12 @@ const CACHE_ROW_TTL: Duration = Duration::from_secs(5);
 /// How long a rendered narinfo is reused; store paths never change once visible.
 const NARINFO_TTL: Duration = Duration::from_secs(60);
 const MAX_NARINFOS: usize = 200_000;
+/// How long "this cache does not have this path" is reused.
+pub const MISS_TTL: Duration = Duration::from_secs(5);
+const MAX_MISSES: usize = 200_000;
+/// How long a token's access to a cache is reused.
+pub const ACCESS_TTL: Duration = Duration::from_secs(5);
+const MAX_ACCESSES: usize = 100_000;
 
 struct Expiring<K, V> {
     entries: Mutex<HashMap<K, (Instant, V)>>,
@@ -30,6 +41,10 @@ impl<K: Eq + Hash, V: Clone> Expiring<K, V> {
     fn get(&self, key: &K) -> Option<V> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries.get(key).filter(|(at, _)| at.elapsed() < self.ttl).map(|(_, v)| v.clone())
+    }
+
+    fn remove(&self, key: &K) {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
 
     fn remove_where(&self, mut predicate: impl FnMut(&K) -> bool) {
@@ -49,11 +64,20 @@ impl<K: Eq + Hash, V: Clone> Expiring<K, V> {
 pub struct HotCache {
     caches: Expiring<String, Cache>,
     narinfos: Expiring<(i64, String), Arc<str>>,
+    /// (cache name, hash part) of narinfos the cache did not have.
+    misses: Expiring<(String, String), ()>,
+    /// (SHA-256 of a token, cache id) to what that token may do there.
+    accesses: Expiring<(String, i64), Access>,
 }
 
 impl Default for HotCache {
     fn default() -> Self {
-        Self { caches: Expiring::new(CACHE_ROW_TTL, 10_000), narinfos: Expiring::new(NARINFO_TTL, MAX_NARINFOS) }
+        Self {
+            caches: Expiring::new(CACHE_ROW_TTL, 10_000),
+            narinfos: Expiring::new(NARINFO_TTL, MAX_NARINFOS),
+            misses: Expiring::new(MISS_TTL, MAX_MISSES),
+            accesses: Expiring::new(ACCESS_TTL, MAX_ACCESSES),
+        }
     }
 }
 
@@ -83,6 +107,34 @@ impl HotCache {
 
     pub fn remember_narinfo(&self, cache_id: i64, hash_part: &str, text: Arc<str>) {
         self.narinfos.insert((cache_id, hash_part.to_string()), text);
+    }
+
+    /// Did the cache lack this path a moment ago?
+    pub fn is_miss(&self, cache_name: &str, hash_part: &str) -> bool {
+        self.misses.get(&(cache_name.to_string(), hash_part.to_string())).is_some()
+    }
+
+    pub fn remember_miss(&self, cache_name: &str, hash_part: &str) {
+        self.misses.insert((cache_name.to_string(), hash_part.to_string()), ());
+    }
+
+    /// A path was pushed through this process: it is visible at once.
+    pub fn forget_miss(&self, cache_name: &str, hash_part: &str) {
+        self.misses.remove(&(cache_name.to_string(), hash_part.to_string()));
+    }
+
+    pub fn access(&self, token_hash: &str, cache_id: i64) -> Option<Access> {
+        self.accesses.get(&(token_hash.to_string(), cache_id))
+    }
+
+    pub fn remember_access(&self, token_hash: &str, cache_id: i64, access: Access) {
+        self.accesses.insert((token_hash.to_string(), cache_id), access);
+    }
+
+    /// Rights changed in this process (a token revoked, a grant or a user removed): every
+    /// remembered access is decided again.
+    pub fn forget_accesses(&self) {
+        self.accesses.remove_where(|_| true);
     }
 }
 
@@ -117,6 +169,20 @@ mod tests {
         hot.forget_cache(1, "main");
         assert!(hot.cache("main").is_none());
         assert!(hot.narinfo(1, "abc").is_none());
+    }
+
+    #[test]
+    fn misses_and_accesses_are_forgotten_when_they_change_here() {
+        let hot = HotCache::default();
+        hot.remember_miss("main", "abc");
+        assert!(hot.is_miss("main", "abc") && !hot.is_miss("other", "abc"));
+        hot.forget_miss("main", "abc");
+        assert!(!hot.is_miss("main", "abc"));
+        hot.remember_access("tokenhash", 1, Access::Read);
+        assert_eq!(hot.access("tokenhash", 1), Some(Access::Read));
+        assert_eq!(hot.access("tokenhash", 2), None);
+        hot.forget_accesses();
+        assert_eq!(hot.access("tokenhash", 1), None);
     }
 
     #[test]

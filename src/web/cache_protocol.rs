@@ -7,13 +7,14 @@ use poem::http::{Method, StatusCode, header};
 use poem::web::{Data, Path};
 use poem::{Body, Request, Response, handler};
 
-use super::credentials::optional_caller;
+use super::credentials::{optional_caller, optional_token};
 use super::error::storage_unavailable;
 use super::{AppError, AppState};
 use crate::db::models::Cache;
 use crate::db::uploads;
 use crate::db::{caches, paths};
 use crate::services::access::{Access, access_to};
+use crate::services::auth::hash_token;
 use crate::services::metrics;
 use crate::services::narinfo as narinfo_format;
 use crate::services::nix_upload::parse_nar_file_name;
@@ -46,9 +47,20 @@ async fn readable_cache(state: &AppState, req: &Request, name: &str) -> Result<C
     if cache.is_public {
         return Ok(cache);
     }
-    let caller = optional_caller(state, req).await?.ok_or_else(|| private_cache(name))?;
-    let cache_for_check = cache.clone();
-    let access = state.db.read(move |c| access_to(c, Some(&caller), &cache_for_check)).await?;
+    let token = optional_token(req)?.ok_or_else(|| private_cache(name))?;
+    // A token's access is remembered briefly (ACCESS_TTL bounds how long a revocation takes
+    // to reach this process), so a private narinfo costs no database query.
+    let token_hash = hash_token(token.trim());
+    let access = match state.hot.access(&token_hash, cache.id) {
+        Some(access) => access,
+        None => {
+            let caller = crate::services::auth::authenticate(&state.db, &token).await?;
+            let cache_for_check = cache.clone();
+            let access = state.db.read(move |c| access_to(c, Some(&caller), &cache_for_check)).await?;
+            state.hot.remember_access(&token_hash, cache.id, access);
+            access
+        }
+    };
     if access == Access::None {
         return Err(AppError::Unauthorized(format!("your token has no access to cache {name:?}")));
     }
@@ -95,10 +107,18 @@ pub async fn narinfo(
         count_narinfo(&state, &cache, true);
         return Ok(respond(text));
     }
+    // Misses are most of what Nix asks a second substituter: remembered briefly (MISS_TTL).
+    if !is_listing && state.hot.is_miss(&cache.name, &hash) {
+        count_narinfo(&state, &cache, false);
+        return Err(not_found());
+    }
     let (cache_id, lookup) = (cache.id, hash.clone());
     let entry = state.db.read(move |c| paths::find_entry(c, cache_id, &lookup)).await?;
     if !is_listing {
         count_narinfo(&state, &cache, entry.is_some());
+        if entry.is_none() {
+            state.hot.remember_miss(&cache.name, &hash);
+        }
     }
     let entry = entry.ok_or_else(not_found)?;
     if is_listing {

@@ -23,8 +23,8 @@ fn token_from_header(value: &str) -> Option<String> {
     None
 }
 
-/// The caller if the request carries credentials; an error if they are present but invalid.
-pub async fn optional_caller(state: &AppState, req: &Request) -> Result<Option<Caller>, AppError> {
+/// The token the request carries, if any; an error if the header is there but unusable.
+pub fn optional_token(req: &Request) -> Result<Option<String>, AppError> {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return Ok(None);
     };
@@ -33,7 +33,15 @@ pub async fn optional_caller(state: &AppState, req: &Request) -> Result<Option<C
             "unsupported Authorization header: send the API token as Bearer or as the Basic password".into(),
         )
     })?;
-    Ok(Some(authenticate(&state.db, &token).await?))
+    Ok(Some(token))
+}
+
+/// The caller if the request carries credentials; an error if they are present but invalid.
+pub async fn optional_caller(state: &AppState, req: &Request) -> Result<Option<Caller>, AppError> {
+    match optional_token(req)? {
+        Some(token) => Ok(Some(authenticate(&state.db, &token).await?)),
+        None => Ok(None),
+    }
 }
 
 pub async fn required_caller(state: &AppState, req: &Request) -> Result<Caller, AppError> {

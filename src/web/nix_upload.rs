@@ -76,6 +76,10 @@ pub async fn put_file(
         let text = String::from_utf8(read_decoded(req, body, NARINFO_LIMIT, "narinfo").await?)
             .map_err(|_| AppError::BadRequest("the narinfo is not UTF-8 text".into()))?;
         let result = nix_upload::accept_narinfo(&state.db, &state.storage, &caller, &name, hash, &text).await;
+        if result.is_ok() {
+            // Visible at once through this process (other processes within MISS_TTL).
+            state.hot.forget_miss(&name, hash);
+        }
         match &result {
             Ok(true) => {
                 tracing::info!(cache = name, path = hash, "path pushed by nix copy");

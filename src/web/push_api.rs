@@ -98,6 +98,10 @@ pub async fn upload_path(
     let declared_length =
         req.headers().get(poem::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     let result = receive_path(&state, caller, &cache, &hash, upload, declared_length, body).await;
+    if result.is_ok() {
+        // Visible at once through this process (other processes within MISS_TTL).
+        state.hot.forget_miss(&cache, &hash);
+    }
     match &result {
         Ok(done) if done.created => {
             tracing::info!(cache, path = done.store_path, bytes = done.uploaded_bytes, "path pushed");

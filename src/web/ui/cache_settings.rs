@@ -315,7 +315,10 @@ async fn apply_grant(state: &Arc<AppState>, req: &Request, name: &str, form: Gra
         })
         .await;
     match granted {
-        Ok(true) => redirect(&format!("/caches/{}/settings", cache.name)),
+        Ok(true) => {
+            state.hot.forget_accesses();
+            redirect(&format!("/caches/{}/settings", cache.name))
+        }
         Ok(false) => {
             message(state, req, Some(&user), StatusCode::UNPROCESSABLE_ENTITY, "Not found", "Choose from the list.")
         }
@@ -337,7 +340,10 @@ async fn apply_revoke(state: &Arc<AppState>, req: &Request, name: &str, csrf: &s
         })
         .await;
     match revoked {
-        Ok(()) => redirect(&format!("/caches/{}/settings", cache.name)),
+        Ok(()) => {
+            state.hot.forget_accesses();
+            redirect(&format!("/caches/{}/settings", cache.name))
+        }
         Err(e) => unavailable(state, req, &user, e),
     }
 }

@@ -102,7 +102,10 @@ pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
         GroupPermissions { create_caches: form.create_caches.is_some(), administer: form.administer.is_some() };
     let n = name.clone();
     match state.db.write(move |c| groups::create(c, &n, permissions)).await {
-        Ok(()) => redirect("/groups"),
+        Ok(()) => {
+            state.hot.forget_accesses();
+            redirect("/groups")
+        }
         Err(e) if is_unique_violation(&e) => {
             page(&state, req, &user, name, FormError::new("name", "A group with this name exists.")).await
         }
@@ -131,7 +134,10 @@ pub async fn add_member(
     };
     let member = form.user_id;
     match state.db.write(move |c| groups::add_member(c, id, member)).await {
-        Ok(()) => redirect("/groups"),
+        Ok(()) => {
+            state.hot.forget_accesses();
+            redirect("/groups")
+        }
         Err(e) => unavailable(&state, req, &user, e),
     }
 }
@@ -148,7 +154,10 @@ pub async fn remove_member(
         Err(response) => return response,
     };
     match state.db.write(move |c| groups::keeping_an_administrator(c, |c| groups::remove_member(c, id, member))).await {
-        Ok(()) => redirect("/groups"),
+        Ok(()) => {
+            state.hot.forget_accesses();
+            redirect("/groups")
+        }
         Err(e) if is_refused_rollback(&e) => last_admin(&state, req, &user),
         Err(e) => unavailable(&state, req, &user, e),
     }
@@ -166,7 +175,10 @@ pub async fn delete(
         Err(response) => return response,
     };
     match state.db.write(move |c| groups::keeping_an_administrator(c, |c| groups::delete(c, id))).await {
-        Ok(()) => redirect("/groups"),
+        Ok(()) => {
+            state.hot.forget_accesses();
+            redirect("/groups")
+        }
         Err(e) if is_refused_rollback(&e) => last_admin(&state, req, &user),
         Err(e) => unavailable(&state, req, &user, e),
     }

@@ -203,7 +203,10 @@ pub async fn revoke(
     };
     let id = user.id;
     match state.db.write(move |c| users::revoke_token_by_id(c, id, token_id)).await {
-        Ok(_) => redirect("/tokens"),
+        Ok(_) => {
+            state.hot.forget_accesses();
+            redirect("/tokens")
+        }
         Err(e) => unavailable(&state, req, &user, e),
     }
 }

@@ -195,7 +195,10 @@ pub async fn delete(
         Err(response) => return response,
     };
     match state.db.write(move |c| groups::keeping_an_administrator(c, |c| users::delete(c, id))).await {
-        Ok(()) => redirect("/users"),
+        Ok(()) => {
+            state.hot.forget_accesses();
+            redirect("/users")
+        }
         Err(e) if is_refused_rollback(&e) => message(
             &state,
             req,

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::access::Access;
-use crate::db::models::Cache;
+use crate::db::models::{Cache, Nar};
 
 /// How long a cache row (visibility, priority) is reused.
 const CACHE_ROW_TTL: Duration = Duration::from_secs(5);
@@ -64,6 +64,8 @@ impl<K: Eq + Hash, V: Clone> Expiring<K, V> {
 pub struct HotCache {
     caches: Expiring<String, Cache>,
     narinfos: Expiring<(i64, String), Arc<str>>,
+    /// (cache id, NarHash or FileHash) to (a path using it, the NAR), for NAR downloads.
+    nars: Expiring<(i64, String), (i64, Nar)>,
     /// (cache name, hash part) of narinfos the cache did not have.
     misses: Expiring<(String, String), ()>,
     /// (SHA-256 of a token, cache id) to what that token may do there.
@@ -75,6 +77,7 @@ impl Default for HotCache {
         Self {
             caches: Expiring::new(CACHE_ROW_TTL, 10_000),
             narinfos: Expiring::new(NARINFO_TTL, MAX_NARINFOS),
+            nars: Expiring::new(NARINFO_TTL, MAX_NARINFOS),
             misses: Expiring::new(MISS_TTL, MAX_MISSES),
             accesses: Expiring::new(ACCESS_TTL, MAX_ACCESSES),
         }
@@ -90,15 +93,26 @@ impl HotCache {
         self.caches.insert(cache.name.clone(), cache.clone());
     }
 
-    /// Forgets a cache's settings and narinfos after they changed in this process.
+    /// Forgets a cache's settings, narinfos and NARs after they changed in this process.
     pub fn forget_cache(&self, cache_id: i64, name: &str) {
         self.caches.remove_where(|k| k == name);
         self.narinfos.remove_where(|(id, _)| *id == cache_id);
+        self.nars.remove_where(|(id, _)| *id == cache_id);
     }
 
-    /// Forgets one narinfo after its path was deleted in this process.
+    /// Forgets one narinfo after its path was deleted in this process (and the cache's NAR
+    /// lookups, which are keyed by NAR hash: deletions are rare).
     pub fn forget_narinfo(&self, cache_id: i64, hash_part: &str) {
         self.narinfos.remove_where(|(id, h)| *id == cache_id && h == hash_part);
+        self.nars.remove_where(|(id, _)| *id == cache_id);
+    }
+
+    pub fn nar(&self, cache_id: i64, hash: &str) -> Option<(i64, Nar)> {
+        self.nars.get(&(cache_id, hash.to_string()))
+    }
+
+    pub fn remember_nar(&self, cache_id: i64, hash: &str, found: (i64, Nar)) {
+        self.nars.insert((cache_id, hash.to_string()), found);
     }
 
     pub fn narinfo(&self, cache_id: i64, hash_part: &str) -> Option<Arc<str>> {

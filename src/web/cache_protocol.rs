@@ -162,8 +162,17 @@ pub async fn nar(
     let nar_hash = hash.to_nix32();
     let cache = readable_cache(&state, req, &name).await?;
     let cache_id = cache.id;
-    let (path_id, nar) =
-        state.db.read(move |c| paths::nar_in_cache(c, cache_id, &nar_hash)).await?.ok_or_else(not_found)?;
+    // Remembered like rendered narinfos: NARs never change once visible.
+    let (path_id, nar) = match state.hot.nar(cache_id, &nar_hash) {
+        Some(found) => found,
+        None => {
+            let lookup = nar_hash.clone();
+            let found =
+                state.db.read(move |c| paths::nar_in_cache(c, cache_id, &lookup)).await?.ok_or_else(not_found)?;
+            state.hot.remember_nar(cache_id, &nar_hash, found.clone());
+            found
+        }
+    };
     let len = nar.file_size as u64;
     let range = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok());
     let (status, start, end) = match parse_range(range, len) {
@@ -190,17 +199,29 @@ pub async fn nar(
     }
     let range = (status == StatusCode::PARTIAL_CONTENT).then_some((start, end));
     let reader = state.storage.read(&nar.storage_key, range).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            // Deleted through another server process since this one remembered it.
+            state.hot.forget_narinfo(cache_id, "");
+            return not_found();
+        }
         storage_unavailable(&format_args!("NAR {} is registered but cannot be read: {e}", nar.nar_hash))
     })?;
     state.access_log.record_nar(cache_id, path_id, end - start);
     metrics::nar_served(&cache.name, end - start);
-    Ok(builder.body(stream(reader)))
+    Ok(builder.body(stream_sized(reader, end - start)))
 }
 
 /// A stored blob as a streamed body. ReaderStream's default 4 KiB chunks cap throughput;
 /// large chunks keep syscalls rare.
 fn stream(reader: crate::storage::BlobReader) -> Body {
     Body::from_bytes_stream(tokio_util::io::ReaderStream::with_capacity(reader, STREAM_CHUNK))
+}
+
+/// Like [`stream`] for a blob of known length: a small NAR (most of a closure) gets a buffer
+/// its size, not a 256 KiB allocation per response.
+fn stream_sized(reader: crate::storage::BlobReader, len: u64) -> Body {
+    let capacity = (len as usize).clamp(4096, STREAM_CHUNK);
+    Body::from_bytes_stream(tokio_util::io::ReaderStream::with_capacity(reader, capacity))
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -57,6 +57,10 @@ impl Db {
         let manager = connection::Manager { url, log_queries };
         let pool = Pool::builder()
             .max_size(if is_sqlite { 8 } else { 16 })
+            // A PostgreSQL connection can break (a server restart) and is tested with a query
+            // when taken from the pool; an SQLite file connection cannot, and the test query
+            // would double the cost of every lookup on the narinfo path.
+            .test_on_check_out(!is_sqlite)
             .connection_timeout(std::time::Duration::from_secs(10))
             .build(manager)?;
         Ok(Self { pool, sqlite_write_lock: is_sqlite.then(|| Arc::new(Mutex::new(()))) })

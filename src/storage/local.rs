@@ -59,6 +59,22 @@ impl LocalStorage {
         }
     }
 
+    /// Reads `[start, end)` of a blob whole, in one trip to the blocking pool (for small
+    /// blobs: a streamed read costs a trip per open, read and end of file).
+    pub async fn read_small(&self, key: &str, (start, end): (u64, u64)) -> io::Result<Vec<u8>> {
+        use std::io::{Read, Seek};
+        let path = self.path_of(key);
+        tokio::task::spawn_blocking(move || {
+            let mut file = std::fs::File::open(path)?;
+            file.seek(io::SeekFrom::Start(start))?;
+            let mut out = Vec::with_capacity(end.saturating_sub(start) as usize);
+            file.take(end.saturating_sub(start)).read_to_end(&mut out)?;
+            Ok(out)
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+
     pub async fn read(&self, key: &str, range: Option<(u64, u64)>) -> io::Result<BlobReader> {
         let mut file = tokio::fs::File::open(self.path_of(key)).await?;
         Ok(match range {

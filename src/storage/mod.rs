@@ -121,6 +121,19 @@ impl Storage {
         }
     }
 
+    /// Reads `[start, end)` of a small blob into memory (callers keep it to a few hundred KiB).
+    pub async fn read_small(&self, key: &str, range: (u64, u64)) -> io::Result<Vec<u8>> {
+        match &self.backend {
+            Backend::Local(local) => local.read_small(key, range).await,
+            Backend::S3(_) => {
+                use tokio::io::AsyncReadExt;
+                let mut out = Vec::new();
+                self.read(key, Some(range)).await?.read_to_end(&mut out).await?;
+                Ok(out)
+            }
+        }
+    }
+
     #[cfg(test)]
     pub async fn read_to_end(&self, key: &str) -> io::Result<Vec<u8>> {
         use tokio::io::AsyncReadExt;

@@ -197,31 +197,31 @@ pub async fn nar(
     if req.method() == Method::HEAD {
         return Ok(builder.body(Body::empty()));
     }
-    let range = (status == StatusCode::PARTIAL_CONTENT).then_some((start, end));
-    let reader = state.storage.read(&nar.storage_key, range).await.map_err(|e| {
+    let unreadable = |e: std::io::Error| {
         if e.kind() == std::io::ErrorKind::NotFound {
             // Deleted through another server process since this one remembered it.
             state.hot.forget_narinfo(cache_id, "");
             return not_found();
         }
         storage_unavailable(&format_args!("NAR {} is registered but cannot be read: {e}", nar.nar_hash))
-    })?;
+    };
+    // Most NARs of a closure are small: read whole in one trip to the blocking pool; large
+    // ones stream.
+    let body = if end - start <= STREAM_CHUNK as u64 {
+        Body::from(state.storage.read_small(&nar.storage_key, (start, end)).await.map_err(unreadable)?)
+    } else {
+        let range = (status == StatusCode::PARTIAL_CONTENT).then_some((start, end));
+        stream(state.storage.read(&nar.storage_key, range).await.map_err(unreadable)?)
+    };
     state.access_log.record_nar(cache_id, path_id, end - start);
     metrics::nar_served(&cache.name, end - start);
-    Ok(builder.body(stream_sized(reader, end - start)))
+    Ok(builder.body(body))
 }
 
 /// A stored blob as a streamed body. ReaderStream's default 4 KiB chunks cap throughput;
 /// large chunks keep syscalls rare.
 fn stream(reader: crate::storage::BlobReader) -> Body {
     Body::from_bytes_stream(tokio_util::io::ReaderStream::with_capacity(reader, STREAM_CHUNK))
-}
-
-/// Like [`stream`] for a blob of known length: a small NAR (most of a closure) gets a buffer
-/// its size, not a 256 KiB allocation per response.
-fn stream_sized(reader: crate::storage::BlobReader, len: u64) -> Body {
-    let capacity = (len as usize).clamp(4096, STREAM_CHUNK);
-    Body::from_bytes_stream(tokio_util::io::ReaderStream::with_capacity(reader, capacity))
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -13,17 +13,13 @@ const BATCH: usize = 500;
 
 /// Which of these base names does the cache hold? (Matched on hash part and name.)
 pub fn present_base_names(conn: &mut AnyConnection, cache_id: i64, base_names: &[String]) -> DbResult<HashSet<String>> {
-    let mut present = HashSet::new();
-    for chunk in base_names.chunks(BATCH) {
-        let hashes: Vec<&str> = chunk.iter().filter_map(|b| b.get(..32)).collect();
-        let rows: Vec<(String, String)> = store_paths::table
+    in_batches(base_names, |hashes| {
+        Ok(store_paths::table
             .filter(store_paths::cache_id.eq(cache_id))
-            .filter(store_paths::hash_part.eq_any(&hashes))
+            .filter(store_paths::hash_part.eq_any(hashes))
             .select((store_paths::hash_part, store_paths::name))
-            .load(conn)?;
-        present.extend(rows.into_iter().map(|(h, n)| format!("{h}-{n}")));
-    }
-    Ok(present)
+            .load(conn)?)
+    })
 }
 
 /// [`present_base_names`] inside a write transaction. On PostgreSQL the rows found are locked
@@ -38,16 +34,26 @@ pub fn lock_present_base_names(
     let AnyConnection::Postgresql(pg) = conn else {
         return present_base_names(conn, cache_id, base_names);
     };
+    in_batches(base_names, |hashes| {
+        Ok(store_paths::table
+            .filter(store_paths::cache_id.eq(cache_id))
+            .filter(store_paths::hash_part.eq_any(hashes))
+            .select((store_paths::hash_part, store_paths::name))
+            .for_share()
+            .load(pg)?)
+    })
+}
+
+/// Runs `load` on the hash parts of `base_names`, [`BATCH`] at a time, and collects the
+/// (hash part, name) rows it finds as base names.
+fn in_batches(
+    base_names: &[String],
+    mut load: impl FnMut(&[&str]) -> DbResult<Vec<(String, String)>>,
+) -> DbResult<HashSet<String>> {
     let mut present = HashSet::new();
     for chunk in base_names.chunks(BATCH) {
         let hashes: Vec<&str> = chunk.iter().filter_map(|b| b.get(..32)).collect();
-        let rows: Vec<(String, String)> = store_paths::table
-            .filter(store_paths::cache_id.eq(cache_id))
-            .filter(store_paths::hash_part.eq_any(&hashes))
-            .select((store_paths::hash_part, store_paths::name))
-            .for_share()
-            .load(pg)?;
-        present.extend(rows.into_iter().map(|(h, n)| format!("{h}-{n}")));
+        present.extend(load(&hashes)?.into_iter().map(|(h, n)| format!("{h}-{n}")));
     }
     Ok(present)
 }

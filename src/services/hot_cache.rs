@@ -97,13 +97,18 @@ impl HotCache {
     pub fn forget_cache(&self, cache_id: i64, name: &str) {
         self.caches.remove_where(|k| k == name);
         self.narinfos.remove_where(|(id, _)| *id == cache_id);
-        self.nars.remove_where(|(id, _)| *id == cache_id);
+        self.forget_nars(cache_id);
     }
 
     /// Forgets one narinfo after its path was deleted in this process (and the cache's NAR
     /// lookups, which are keyed by NAR hash: deletions are rare).
     pub fn forget_narinfo(&self, cache_id: i64, hash_part: &str) {
         self.narinfos.remove_where(|(id, h)| *id == cache_id && h == hash_part);
+        self.forget_nars(cache_id);
+    }
+
+    /// Forgets a cache's NAR lookups (one of its NARs is gone).
+    pub fn forget_nars(&self, cache_id: i64) {
         self.nars.remove_where(|(id, _)| *id == cache_id);
     }
 

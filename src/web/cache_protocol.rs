@@ -200,7 +200,7 @@ pub async fn nar(
     let unreadable = |e: std::io::Error| {
         if e.kind() == std::io::ErrorKind::NotFound {
             // Deleted through another server process since this one remembered it.
-            state.hot.forget_narinfo(cache_id, "");
+            state.hot.forget_nars(cache_id);
             return not_found();
         }
         storage_unavailable(&format_args!("NAR {} is registered but cannot be read: {e}", nar.nar_hash))

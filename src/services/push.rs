@@ -321,18 +321,20 @@ pub async fn delete_stored(storage: &Storage, key: &str) {
 /// object is deleted afterwards only when this commit owned it and no NAR row took it, so
 /// concurrent pushes of one path (on one server or several) never delete a live NAR.
 pub async fn commit(db: &Db, storage: &Storage, verified: VerifiedPath, source: NarSource) -> Result<bool, PushError> {
-    let incoming = match &source {
-        NarSource::Uploaded(received) => received.file_size as i64,
-        NarSource::Pending(pending) => pending.file_size,
-        NarSource::Attach(_) => {
-            let hash = verified.upload.nar_hash.to_nix32();
-            db.read(move |c| paths::find_nar(c, &hash)).await?.map_or(0, |n| n.file_size)
+    // A pending upload already counts against the quota (it was checked on arrival); the
+    // size of a NAR to attach is looked up only when the cache has a quota.
+    if verified.cache.quota_bytes.is_some() {
+        let incoming = match &source {
+            NarSource::Uploaded(received) => Some(received.file_size as i64),
+            NarSource::Pending(_) => None,
+            NarSource::Attach(_) => {
+                let hash = verified.upload.nar_hash.to_nix32();
+                Some(db.read(move |c| paths::find_nar(c, &hash)).await?.map_or(0, |n| n.file_size))
+            }
+        };
+        if let Some(incoming) = incoming {
+            check_quota(db, &verified.cache, incoming).await?;
         }
-    };
-    // A pending upload already counts against the quota (it was checked on arrival).
-    let already_counted = matches!(source, NarSource::Pending(_));
-    if !already_counted {
-        check_quota(db, &verified.cache, incoming).await?;
     }
     let (candidate, own_key) = match source {
         NarSource::Uploaded(received) => {

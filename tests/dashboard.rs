@@ -240,11 +240,7 @@ fn upstreams_are_edited_in_settings_and_the_cache_page_shows_every_way_to_use_it
     let settings_page = web.get("/caches/main/settings").text().unwrap();
     assert!(settings_page.contains("http://mirror.example mirror-1:") && settings_page.contains("checked"));
 
-    let mut create_bob =
-        server.command(Some(&["admin", "create-user", "bob", "--email", "bob@example.com", "--password-stdin"]));
-    let mut child = create_bob.stdin(std::process::Stdio::piped()).spawn().unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"bob's password\n").unwrap();
-    assert!(child.wait().unwrap().success());
+    server.create_user_with_password("bob", "bob@example.com", "bob's password");
     server.admin(&["grant", "bob", "main", "--push"]);
     let bob = WebClient::new(&server);
     assert_eq!(bob.sign_in("bob@example.com", "bob's password").status(), 303);
@@ -473,19 +469,7 @@ fn quotas_are_enforced_and_shown_in_gib(backend: Backend) {
     assert_eq!(created.status(), 303);
 
     // 200 KiB of random bytes cannot fit in a quota of about 52 KiB.
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("quota-blob");
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let data: Vec<u8> = (0..200 * 1024)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
-    std::fs::write(&file, data).unwrap();
-    let path = support::nix::run_ok(support::nix::nix(&["nix-store", "--add", file.to_str().unwrap()]));
+    let path = support::nix::add_random_file(200 * 1024, 0x9e37_79b9_7f4a_7c15, "quota-blob");
     let token = server.admin(&["create-token", ADMIN_EMAIL, "--name", "ci"]);
     let cli = support::Cli::new();
     cli.login(&server, &token);
@@ -635,11 +619,7 @@ fn admin_command_creates_a_dashboard_login() {
     use std::io::Write;
     let server = Server::start(Backend::Sqlite);
     WebClient::new(&server).setup_admin();
-    let mut create =
-        server.command(Some(&["admin", "create-user", "carol", "--email", "Carol@Example.com", "--password-stdin"]));
-    let mut child = create.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::null()).spawn().unwrap();
-    writeln!(child.stdin.take().unwrap(), "carol's password").unwrap();
-    assert!(child.wait().unwrap().success());
+    server.create_user_with_password("carol", "Carol@Example.com", "carol's password");
     let carol = WebClient::new(&server);
     assert_eq!(carol.sign_in("carol@example.com", "carol's password").status(), 303);
     let mut short = server.command(Some(&["admin", "create-user", "dave", "--email", "d@x.org", "--password-stdin"]));
@@ -830,11 +810,7 @@ fn sign_in_failures_count_per_address_and_per_account() {
     let server = Server::start_with_env(Backend::Sqlite, &[("TRUSTED_PROXIES", "127.0.0.1")]);
     WebClient::new(&server).setup_admin();
     let (mallory, mallory_password) = ("mallory@example.com", "mallory's own password");
-    let mut create = server.command(Some(&["admin", "create-user", "Mallory", "--email", mallory, "--password-stdin"]));
-    let mut child = create.stdin(std::process::Stdio::piped()).spawn().unwrap();
-    use std::io::Write;
-    writeln!(child.stdin.take().unwrap(), "{mallory_password}").unwrap();
-    assert!(child.wait().unwrap().success());
+    server.create_user_with_password("Mallory", mallory, mallory_password);
 
     // Signing in to her own account between guesses does not reset the count on Ada's.
     let attacker = Some("203.0.113.9");
@@ -904,11 +880,7 @@ fn users_are_named_by_their_login_which_renaming_cannot_change() {
     let web = WebClient::new(&server);
     web.setup_admin();
     server.admin(&["create-cache", "main"]);
-    let mut create_bob =
-        server.command(Some(&["admin", "create-user", "bob", "--email", "bob@example.com", "--password-stdin"]));
-    let mut child = create_bob.stdin(std::process::Stdio::piped()).spawn().unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"bob's password\n").unwrap();
-    assert!(child.wait().unwrap().success());
+    server.create_user_with_password("bob", "bob@example.com", "bob's password");
     let bob = WebClient::new(&server);
     assert_eq!(bob.sign_in("bob@example.com", "bob's password").status(), 303);
 

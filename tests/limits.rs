@@ -141,21 +141,9 @@ fn oversized_and_compressed_bodies_cost_no_memory() {
     assert_eq!(server.get("/health", None).status(), 200);
 }
 
-/// A NAR of `size` bytes of pseudo-random data (so that compression cannot shrink it).
+/// A store path of `size` bytes of pseudo-random data (so that compression cannot shrink it).
 fn store_file(size: usize, tag: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join(format!("blob-{tag}"));
-    let mut state = 0x2545_f491_4f6c_dd1du64 ^ size as u64;
-    let data: Vec<u8> = (0..size)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
-    std::fs::write(&file, data).unwrap();
-    support::nix::run_ok(support::nix::nix(&["nix-store", "--add", file.to_str().unwrap()]))
+    support::nix::add_random_file(size, 0x2545_f491_4f6c_dd1d ^ size as u64, &format!("blob-{tag}"))
 }
 
 fn nar_objects(server: &Server) -> Vec<std::path::PathBuf> {

@@ -204,6 +204,15 @@ impl Server {
         diesel::sql_query(statement).execute(&mut conn).unwrap();
     }
 
+    /// `admin create-user <login> --email <email> --password-stdin`, which must succeed.
+    pub fn create_user_with_password(&self, login: &str, email: &str, password: &str) {
+        use std::io::Write;
+        let mut create = self.command(Some(&["admin", "create-user", login, "--email", email, "--password-stdin"]));
+        let mut child = create.stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        assert!(child.wait().unwrap().success(), "creating user {login} failed");
+    }
+
     /// The one-time setup code a fresh server prints in its log.
     pub fn setup_code(&self) -> String {
         let log = self.log();

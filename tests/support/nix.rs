@@ -165,3 +165,21 @@ impl NixClient {
         ])
     }
 }
+
+/// Adds a file of `size` pseudo-random (incompressible) bytes, from `seed`, to the store;
+/// returns its store path, named `name`.
+pub fn add_random_file(size: usize, seed: u64, name: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(name);
+    let mut state = seed;
+    let data: Vec<u8> = (0..size)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    std::fs::write(&file, data).unwrap();
+    run_ok(nix(&["nix-store", "--add", file.to_str().unwrap()]))
+}

@@ -21,6 +21,8 @@ pub struct Caller {
     pub token_name: String,
     /// The token's limits; a dashboard session has none.
     pub scope: TokenScope,
+    /// When the token stops working; a dashboard session checks its own expiry.
+    pub expires_at: Option<NaiveDateTime>,
 }
 
 impl Caller {
@@ -32,6 +34,7 @@ impl Caller {
             is_admin: user.is_admin,
             token_name: String::new(),
             scope: TokenScope::default(),
+            expires_at: None,
         }
     }
 }
@@ -98,5 +101,12 @@ pub async fn authenticate(db: &Db, token: &str) -> Result<Caller, AuthError> {
         }
     }
     let scope = TokenScope { cache_ids, read_only: !token.can_push };
-    Ok(Caller { user_id: user.id, user_name: user.name, is_admin: user.is_admin, token_name: token.name, scope })
+    Ok(Caller {
+        user_id: user.id,
+        user_name: user.name,
+        is_admin: user.is_admin,
+        token_name: token.name,
+        scope,
+        expires_at: token.expires_at,
+    })
 }

@@ -5,7 +5,8 @@
 //! - a path pushed through another process: visible there within [`MISS_TTL`] (at once on the
 //!   process that took the push, which forgets the miss);
 //! - a revoked token, a removed grant, a deleted user: stops working everywhere within
-//!   [`ACCESS_TTL`] (at once on the process where it happened).
+//!   [`ACCESS_TTL`] (at once on the process where it happened). An expired token stops at its
+//!   expiry everywhere.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -13,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::access::Access;
+use super::auth::Caller;
 use crate::db::models::{Cache, Nar};
 
 /// How long a cache row (visibility, priority) is reused.
@@ -70,6 +72,8 @@ pub struct HotCache {
     misses: Expiring<(String, String), ()>,
     /// (SHA-256 of a token, cache id) to what that token may do there.
     accesses: Expiring<(String, i64), Access>,
+    /// SHA-256 of a token to who it authenticates.
+    callers: Expiring<String, Caller>,
 }
 
 impl Default for HotCache {
@@ -80,6 +84,7 @@ impl Default for HotCache {
             nars: Expiring::new(NARINFO_TTL, MAX_NARINFOS),
             misses: Expiring::new(MISS_TTL, MAX_MISSES),
             accesses: Expiring::new(ACCESS_TTL, MAX_ACCESSES),
+            callers: Expiring::new(ACCESS_TTL, MAX_ACCESSES),
         }
     }
 }
@@ -150,10 +155,21 @@ impl HotCache {
         self.accesses.insert((token_hash.to_string(), cache_id), access);
     }
 
+    /// Who this token authenticated a moment ago, unless it has expired since.
+    pub fn caller(&self, token_hash: &str) -> Option<Caller> {
+        let now = crate::db::now();
+        self.callers.get(&token_hash.to_string()).filter(|c| c.expires_at.is_none_or(|at| at > now))
+    }
+
+    pub fn remember_caller(&self, token_hash: &str, caller: &Caller) {
+        self.callers.insert(token_hash.to_string(), caller.clone());
+    }
+
     /// Rights changed in this process (a token revoked, a grant or a user removed): every
-    /// remembered access is decided again.
-    pub fn forget_accesses(&self) {
+    /// remembered caller and access is decided again.
+    pub fn forget_rights(&self) {
         self.accesses.remove_where(|_| true);
+        self.callers.remove_where(|_| true);
     }
 }
 
@@ -200,8 +216,30 @@ mod tests {
         hot.remember_access("tokenhash", 1, Access::Read);
         assert_eq!(hot.access("tokenhash", 1), Some(Access::Read));
         assert_eq!(hot.access("tokenhash", 2), None);
-        hot.forget_accesses();
+        hot.forget_rights();
         assert_eq!(hot.access("tokenhash", 1), None);
+    }
+
+    #[test]
+    fn callers_are_forgotten_when_rights_change_or_their_token_expires() {
+        let hot = HotCache::default();
+        let user = crate::db::models::User {
+            id: 7,
+            login: "ann".into(),
+            name: "Ann".into(),
+            email: None,
+            password_hash: None,
+            is_admin: false,
+            created_at: crate::db::now(),
+        };
+        let caller = Caller::session(&user);
+        hot.remember_caller("live", &caller);
+        let expired = Caller { expires_at: Some(crate::db::now() - chrono::Duration::seconds(1)), ..caller.clone() };
+        hot.remember_caller("expired", &expired);
+        assert_eq!(hot.caller("live").map(|c| c.user_id), Some(7));
+        assert!(hot.caller("expired").is_none(), "an expired token is never answered from memory");
+        hot.forget_rights();
+        assert!(hot.caller("live").is_none());
     }
 
     #[test]

@@ -5,11 +5,10 @@
 
 use hibernation::api::PathUpload;
 use hibernation::nix::{Compression, NarHash, NarInfo};
-use tokio_util::io::SyncIoBridge;
 
 use super::auth::Caller;
-use super::push::{self, NarSource, PushError, cache_for_push, delete_stored, store_received};
-use super::receive::{self, receive_nar};
+use super::push::{self, NarSource, PushError, PushableCache, delete_stored, store_received};
+use super::receive::{self, ReadAhead, receive_nar};
 use crate::db::models::PendingNar;
 use crate::db::{Db, now, uploads};
 use crate::storage::Storage;
@@ -29,17 +28,16 @@ pub async fn accept_nar(
     db: &Db,
     storage: &Storage,
     caller: &Caller,
-    cache_name: &str,
+    cache: &PushableCache,
     file: &str,
     body: impl tokio::io::AsyncRead + Send + Unpin + 'static,
     max_nar_size: u64,
 ) -> Result<u64, PushError> {
     let (file_hash, compression) = parse_nar_file_name(file)
         .ok_or_else(|| invalid(format!("nar/{file} is not a NAR file name (<nix32 sha256>.nar[.xz|.zst|.bz2|.br])")))?;
-    let cache = cache_for_push(db, caller, cache_name).await?;
     // Refuse early when the cache is full already; the exact size is checked on arrival.
-    push::check_quota(db, &cache, 1).await?;
-    let reader = SyncIoBridge::new(body);
+    push::check_quota(db, cache, 1).await?;
+    let reader = ReadAhead::spawn(body);
     let spool = storage.clone();
     let received = tokio::task::spawn_blocking(move || receive_nar(&spool, reader, compression, None, max_nar_size))
         .await
@@ -53,7 +51,7 @@ pub async fn accept_nar(
     }
     let stored_bytes = received.file_size;
     // Pending uploads count against the quota until their narinfo commits them.
-    push::check_quota(db, &cache, stored_bytes as i64).await?;
+    push::check_quota(db, cache, stored_bytes as i64).await?;
     let (key, nar) = store_received(storage, received).await?;
     let pending = PendingNar {
         id: 0,
@@ -87,7 +85,7 @@ pub async fn accept_narinfo(
     db: &Db,
     storage: &Storage,
     caller: &Caller,
-    cache_name: &str,
+    cache: PushableCache,
     hash_part: &str,
     text: &str,
 ) -> Result<bool, PushError> {
@@ -101,7 +99,7 @@ pub async fn accept_narinfo(
         ca: info.ca.clone(),
         signatures: info.signatures.clone(),
     };
-    let verified = push::verify_path(db, None, caller, cache_name, hash_part, upload).await?;
+    let verified = push::verify_path(db, None, cache, hash_part, upload).await?;
     // The NAR is named by the hash of the file; take it from FileHash, or from the URL.
     let file_hash = info
         .file_hash
@@ -139,8 +137,7 @@ pub async fn accept_narinfo(
 pub async fn accept_log(
     db: &Db,
     storage: &Storage,
-    caller: &Caller,
-    cache_name: &str,
+    cache: &PushableCache,
     drv: &str,
     content_encoding: Option<String>,
     mut body: impl tokio::io::AsyncRead + Send + Unpin,
@@ -148,15 +145,15 @@ pub async fn accept_log(
     if !hibernation::nix::store_path::is_valid_name(drv) || drv.len() < 34 {
         return Err(invalid(format!("log/{drv} does not name a derivation")));
     }
-    let cache = cache_for_push(db, caller, cache_name).await?;
     let upload = storage.begin_upload().map_err(PushError::Storage)?;
     let mut file = tokio::fs::File::from_std(upload.file.try_clone().map_err(PushError::Storage)?);
-    tokio::io::copy(&mut body, &mut file).await.map_err(receive::classify_read_error)?;
+    tokio::io::copy(&mut body, &mut file).await.map_err(receive::classify_body_error)?;
     file.sync_all().await.map_err(PushError::Storage)?;
     let key = format!("log/{}/{drv}.{}", cache.id, super::random_id());
-    storage.commit(upload, &key).await.map_err(PushError::Storage)?;
+    storage.commit(upload, &key, None).await.map_err(PushError::Storage)?;
     let (drv, stored) = (drv.to_string(), key.clone());
-    match db.write(move |c| uploads::put_log(c, cache.id, &drv, &stored, content_encoding.as_deref())).await {
+    let cache_id = cache.id;
+    match db.write(move |c| uploads::put_log(c, cache_id, &drv, &stored, content_encoding.as_deref())).await {
         Ok(Some(old)) => delete_stored(storage, &old).await,
         Ok(None) => {}
         Err(e) => {

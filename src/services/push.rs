@@ -11,7 +11,7 @@ use std::io;
 use hibernation::api::{PathUpload, PlanAction, PushPlanRequest, PushPlanResponse};
 use hibernation::nix::{Compression, NarHash, PublicKey, StorePath, signing};
 
-use super::access::{Access, access_to, readable_cache_ids};
+use super::access::{Access, readable_cache_ids};
 use super::auth::Caller;
 use super::receive::ReceivedNar;
 use super::upstream::UpstreamChecker;
@@ -86,21 +86,36 @@ fn invalid(msg: impl Into<String>) -> PushError {
     PushError::InvalidInput(msg.into())
 }
 
-pub(crate) async fn cache_for_push(db: &Db, caller: &Caller, name: &str) -> Result<Cache, PushError> {
-    let (name, caller) = (name.to_string(), caller.clone());
-    db.read(move |c| {
-        let Some(cache) = caches::find_by_name(c, &name)? else {
-            return Ok(Err(PushError::CacheNotFound(name)));
-        };
-        Ok(match access_to(c, Some(&caller), &cache)? {
-            Access::Push | Access::Manage => Ok(cache),
-            Access::Read => Err(PushError::Forbidden(name)),
-            // Do not reveal private caches to callers who cannot read them.
-            Access::None if cache.is_public => Err(PushError::Forbidden(name)),
-            Access::None => Err(PushError::CacheNotFound(name)),
-        })
-    })
-    .await?
+/// A cache the caller may push to; made only by [`push_decision`], so every push service
+/// that takes one knows the rights were checked.
+#[derive(Debug, Clone)]
+pub struct PushableCache(Cache);
+
+impl PushableCache {
+    pub fn into_inner(self) -> Cache {
+        self.0
+    }
+}
+
+impl std::ops::Deref for PushableCache {
+    type Target = Cache;
+    fn deref(&self) -> &Cache {
+        &self.0
+    }
+}
+
+/// Whether a caller with `access` may push to `cache` (None: no cache of that name).
+pub fn push_decision(cache: Option<Cache>, access: Access, name: &str) -> Result<PushableCache, PushError> {
+    let Some(cache) = cache else {
+        return Err(PushError::CacheNotFound(name.to_string()));
+    };
+    match access {
+        Access::Push | Access::Manage => Ok(PushableCache(cache)),
+        Access::Read => Err(PushError::Forbidden(name.to_string())),
+        // Do not reveal private caches to callers who cannot read them.
+        Access::None if cache.is_public => Err(PushError::Forbidden(name.to_string())),
+        Access::None => Err(PushError::CacheNotFound(name.to_string())),
+    }
 }
 
 /// Says for each path whether the cache has it, an upstream serves it, the server can attach a
@@ -109,12 +124,11 @@ pub async fn plan(
     db: &Db,
     upstreams: &UpstreamChecker,
     caller: &Caller,
-    cache_name: &str,
+    cache: &PushableCache,
     request: PushPlanRequest,
 ) -> Result<PushPlanResponse, PushError> {
-    let cache = cache_for_push(db, caller, cache_name).await?;
     if request.force && !cache.allow_force_push {
-        return Err(PushError::ForceNotAllowed(cache.name));
+        return Err(PushError::ForceNotAllowed(cache.name.clone()));
     }
     let mut store_paths = Vec::with_capacity(request.paths.len());
     for p in &request.paths {
@@ -177,8 +191,7 @@ pub struct VerifiedPath {
 pub async fn verify_path(
     db: &Db,
     upstreams: Option<&UpstreamChecker>,
-    caller: &Caller,
-    cache_name: &str,
+    cache: PushableCache,
     hash_in_url: &str,
     upload: PathUpload,
 ) -> Result<VerifiedPath, PushError> {
@@ -203,8 +216,7 @@ pub async fn verify_path(
     if let Some(ca) = &upload.ca {
         hibernation::nix::content_address::validate(ca).map_err(invalid)?;
     }
-    let cache = cache_for_push(db, caller, cache_name).await?;
-
+    let cache = cache.into_inner();
     let (cache_id, others): (i64, Vec<String>) =
         (cache.id, refs.iter().filter(|r| **r != path).map(|r| r.base_name().to_string()).collect());
     let own = path.base_name().to_string();
@@ -288,10 +300,8 @@ pub fn listing_key(nar_storage_key: &str) -> String {
 pub async fn store_received(storage: &Storage, received: ReceivedNar) -> Result<(String, NewNar), PushError> {
     let ReceivedNar { pending, compression, file_hash, file_size, nar_hash, nar_size, listing } = received;
     let key = new_nar_key(&nar_hash, compression);
-    if let Some(listing) = listing {
-        storage.put_bytes(&listing_key(&key), listing.to_string().into_bytes()).await.map_err(PushError::Storage)?;
-    }
-    storage.commit(pending, &key).await.map_err(PushError::Storage)?;
+    let listing = listing.map(|l| (listing_key(&key), l.to_string().into_bytes()));
+    storage.commit(pending, &key, listing).await.map_err(PushError::Storage)?;
     let nar = NewNar {
         nar_hash: nar_hash.to_nix32(),
         nar_size: nar_size as i64,

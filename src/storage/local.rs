@@ -7,6 +7,17 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::BlobReader;
 
+/// Writes `bytes` to a temporary name beside `target`, durably, and renames it into place
+/// (the directory entry is the caller's to sync).
+fn write_durably(target: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let temp = target.with_extension(format!("tmp-{}", crate::services::random_id()));
+    let mut file = std::fs::File::create(&temp)?;
+    file.write_all(bytes)?;
+    file.sync_data()?;
+    std::fs::rename(&temp, target)
+}
+
 /// Makes renames and new entries in `dir` durable.
 fn sync_dir(dir: &Path) -> io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
@@ -26,32 +37,28 @@ impl LocalStorage {
         self.root.join(key)
     }
 
-    /// Moves a finished temporary file into place (same filesystem: an atomic rename), durably:
-    /// the file's data first, then the directory entry, so that a crash never leaves a
-    /// committed row pointing at a name the disk forgot.
-    pub fn commit(&self, temp: &Path, file: std::fs::File, key: &str) -> io::Result<()> {
-        file.sync_all()?;
+    /// Moves a finished temporary file into place (same filesystem: an atomic rename), with a
+    /// small companion blob (a listing) written beside it, durably: the data first, then the
+    /// directory entries, so that a crash never leaves a committed row pointing at a name the
+    /// disk forgot. Syncing data a receiver already synced costs next to nothing.
+    pub fn commit(&self, temp: &Path, file: std::fs::File, key: &str, beside: Option<(&str, &[u8])>) -> io::Result<()> {
+        file.sync_data()?;
         let target = self.path_of(key);
         let dir = target.parent().expect("keys name a file under the root");
         std::fs::create_dir_all(dir)?;
+        let mut dirs = vec![dir.to_path_buf()];
+        if let Some((companion, bytes)) = beside {
+            let companion = self.path_of(companion);
+            let companion_dir = companion.parent().expect("keys name a file under the root");
+            if companion_dir != dir {
+                std::fs::create_dir_all(companion_dir)?;
+                dirs.push(companion_dir.to_path_buf());
+            }
+            write_durably(&companion, bytes)?;
+        }
         std::fs::rename(temp, &target)?;
-        sync_dir(dir)
+        dirs.iter().try_for_each(|d| sync_dir(d))
     }
-
-    /// Writes a small blob (a listing) durably under `key`.
-    pub fn put_bytes(&self, key: &str, bytes: &[u8]) -> io::Result<()> {
-        use std::io::Write;
-        let target = self.path_of(key);
-        let dir = target.parent().expect("keys name a file under the root");
-        std::fs::create_dir_all(dir)?;
-        let temp = target.with_extension(format!("tmp-{}", crate::services::random_id()));
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, &target)?;
-        sync_dir(dir)
-    }
-
     pub async fn delete(&self, key: &str) -> io::Result<()> {
         match tokio::fs::remove_file(self.path_of(key)).await {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),

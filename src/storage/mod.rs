@@ -78,32 +78,29 @@ impl Storage {
         Ok(PendingUpload { path, file, committed: false })
     }
 
-    /// Makes a verified upload durable and readable under `key`.
-    pub async fn commit(&self, mut upload: PendingUpload, key: &str) -> io::Result<()> {
+    /// Makes a verified upload durable and readable under `key`, with an optional small blob
+    /// (a listing) stored beside it under its own key.
+    pub async fn commit(&self, mut upload: PendingUpload, key: &str, beside: Option<(String, Vec<u8>)>) -> io::Result<()> {
         match &self.backend {
             Backend::Local(local) => {
                 let (path, file) = (upload.path.clone(), upload.file.try_clone()?);
                 let (local, key) = (local.clone(), key.to_string());
-                tokio::task::spawn_blocking(move || local.commit(&path, file, &key))
-                    .await
-                    .map_err(io::Error::other)??;
+                tokio::task::spawn_blocking(move || {
+                    local.commit(&path, file, &key, beside.as_ref().map(|(k, b)| (k.as_str(), b.as_slice())))
+                })
+                .await
+                .map_err(io::Error::other)??;
                 upload.committed = true;
             }
             // The temporary file is removed when `upload` drops, uploaded or not.
-            Backend::S3(s3) => s3.upload_file(upload.path(), key).await?,
+            Backend::S3(s3) => match beside {
+                Some((companion, bytes)) => {
+                    tokio::try_join!(s3.put_bytes(&companion, bytes), s3.upload_file(upload.path(), key))?;
+                }
+                None => s3.upload_file(upload.path(), key).await?,
+            },
         }
         Ok(())
-    }
-
-    /// Stores a small blob (a listing, a log) directly.
-    pub async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> io::Result<()> {
-        match &self.backend {
-            Backend::Local(local) => {
-                let (local, key) = (local.clone(), key.to_string());
-                tokio::task::spawn_blocking(move || local.put_bytes(&key, &bytes)).await.map_err(io::Error::other)?
-            }
-            Backend::S3(s3) => s3.put_bytes(key, bytes).await,
-        }
     }
 
     pub async fn delete(&self, key: &str) -> io::Result<()> {
@@ -183,7 +180,8 @@ mod tests {
         let storage = Storage::local(dir.path()).unwrap();
         let mut upload = storage.begin_upload().unwrap();
         upload.file.write_all(b"nar bytes").unwrap();
-        storage.commit(upload, "nar/abc.nar.zst").await.unwrap();
+        storage.commit(upload, "nar/abc.nar.zst", Some(("nar/abc.nar.zst.ls".into(), b"{}".to_vec()))).await.unwrap();
+        assert_eq!(storage.read_to_end("nar/abc.nar.zst.ls").await.unwrap(), b"{}");
         assert_eq!(storage.read_to_end("nar/abc.nar.zst").await.unwrap(), b"nar bytes");
         let mut part = Vec::new();
         use tokio::io::AsyncReadExt;

@@ -9,12 +9,11 @@ use poem::{Body, Request, Response, handler};
 
 use super::credentials::{optional_caller, optional_token};
 use super::error::storage_unavailable;
+use super::rights::{find_cache, token_access};
 use super::{AppError, AppState};
 use crate::db::models::Cache;
-use crate::db::uploads;
-use crate::db::{caches, paths};
-use crate::services::access::{Access, access_to};
-use crate::services::auth::hash_token;
+use crate::db::{paths, uploads};
+use crate::services::access::Access;
 use crate::services::metrics;
 use crate::services::narinfo as narinfo_format;
 use crate::services::nix_upload::parse_nar_file_name;
@@ -26,42 +25,18 @@ const STREAM_CHUNK: usize = 256 * 1024;
 /// The cache if the caller may read it: 404 when it does not exist, 401 (never 403, which
 /// Nix reads as "not cached") when it is private and the credentials are missing or wrong.
 async fn readable_cache(state: &AppState, req: &Request, name: &str) -> Result<Cache, AppError> {
-    let cache = match state.hot.cache(name) {
-        Some(cache) => cache,
-        None => {
-            let lookup = name.to_string();
-            match state.db.read(move |c| caches::find_by_name(c, &lookup)).await? {
-                Some(cache) => {
-                    state.hot.remember_cache(&cache);
-                    cache
-                }
-                // Anonymous callers get the private-cache answer: they cannot tell a private
-                // cache from a missing one. Signed-in callers learn it does not exist.
-                None => {
-                    optional_caller(state, req).await?.ok_or_else(|| private_cache(name))?;
-                    return Err(AppError::NotFound(format!("cache {name:?} does not exist")));
-                }
-            }
-        }
+    let Some(cache) = find_cache(state, name).await? else {
+        // Anonymous callers get the private-cache answer: they cannot tell a private cache
+        // from a missing one. Signed-in callers learn it does not exist.
+        optional_caller(state, req).await?.ok_or_else(|| private_cache(name))?;
+        return Err(AppError::NotFound(format!("cache {name:?} does not exist")));
     };
     if cache.is_public {
         return Ok(cache);
     }
     let token = optional_token(req)?.ok_or_else(|| private_cache(name))?;
-    // A token's access is remembered briefly (ACCESS_TTL bounds how long a revocation takes
-    // to reach this process), so a private narinfo costs no database query.
-    let token_hash = hash_token(token.trim());
-    let access = match state.hot.access(&token_hash, cache.id) {
-        Some(access) => access,
-        None => {
-            let caller = crate::services::auth::authenticate(&state.db, &token).await?;
-            let cache_for_check = cache.clone();
-            let access = state.db.read(move |c| access_to(c, Some(&caller), &cache_for_check)).await?;
-            state.hot.remember_access(&token_hash, cache.id, access);
-            access
-        }
-    };
-    if access == Access::None {
+    // Remembered briefly (see `rights`), so a private narinfo costs no database query.
+    if token_access(state, &token, &cache).await? == Access::None {
         return Err(AppError::Unauthorized(format!("your token has no access to cache {name:?}")));
     }
     Ok(cache)

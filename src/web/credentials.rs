@@ -6,7 +6,7 @@ use poem::Request;
 use poem::http::header;
 
 use super::{AppError, AppState};
-use crate::services::auth::{Caller, authenticate};
+use crate::services::auth::{AuthError, Caller, authenticate, hash_token};
 
 fn token_from_header(value: &str) -> Option<String> {
     let (scheme, rest) = value.trim().split_once(' ')?;
@@ -39,15 +39,30 @@ pub fn optional_token(req: &Request) -> Result<Option<String>, AppError> {
 /// The caller if the request carries credentials; an error if they are present but invalid.
 pub async fn optional_caller(state: &AppState, req: &Request) -> Result<Option<Caller>, AppError> {
     match optional_token(req)? {
-        Some(token) => Ok(Some(authenticate(&state.db, &token).await?)),
+        Some(token) => Ok(Some(caller_of(state, &token).await?)),
         None => Ok(None),
     }
 }
 
-pub async fn required_caller(state: &AppState, req: &Request) -> Result<Caller, AppError> {
-    optional_caller(state, req)
-        .await?
+/// Who a token authenticates. Remembered for ACCESS_TTL (a revocation elsewhere takes that
+/// long to reach this process; see `hot_cache`), so most requests need no database query.
+pub async fn caller_of(state: &AppState, token: &str) -> Result<Caller, AuthError> {
+    let token_hash = hash_token(token.trim());
+    if let Some(caller) = state.hot.caller(&token_hash) {
+        return Ok(caller);
+    }
+    let caller = authenticate(&state.db, token).await?;
+    state.hot.remember_caller(&token_hash, &caller);
+    Ok(caller)
+}
+
+pub fn required_token(req: &Request) -> Result<String, AppError> {
+    optional_token(req)?
         .ok_or_else(|| AppError::Unauthorized("this needs an API token (Authorization: Bearer <token>)".into()))
+}
+
+pub async fn required_caller(state: &AppState, req: &Request) -> Result<Caller, AppError> {
+    Ok(caller_of(state, &required_token(req)?).await?)
 }
 
 #[cfg(test)]

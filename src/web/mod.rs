@@ -13,6 +13,7 @@ pub mod metrics;
 mod nix_upload;
 mod pages;
 mod push_api;
+mod rights;
 mod ui;
 mod virtual_host;
 

@@ -11,8 +11,8 @@ use poem::{Body, Request, Response, handler};
 
 use super::credentials::required_caller;
 use super::limits::{NARINFO_LIMIT, content_encoding, read_decoded};
+use super::rights::pushable_cache;
 use super::{AppError, AppState};
-use crate::services::push::cache_for_push;
 use crate::services::{metrics, nix_upload};
 
 fn no_content() -> Response {
@@ -27,8 +27,7 @@ pub async fn put_cache_info(
     state: Data<&Arc<AppState>>,
     body: Body,
 ) -> Result<Response, AppError> {
-    let caller = required_caller(&state, req).await?;
-    cache_for_push(&state.db, &caller, &name).await?;
+    pushable_cache(&state, req, &name).await?;
     let text = String::from_utf8_lossy(&read_decoded(req, body, NARINFO_LIMIT, "nix-cache-info").await?).into_owned();
     let store_dir = text.lines().find_map(|l| l.strip_prefix("StoreDir: "));
     if store_dir.is_some_and(|d| d.trim() != hibernation::nix::STORE_DIR) {
@@ -45,13 +44,13 @@ pub async fn put_nar(
     body: Body,
 ) -> Result<Response, AppError> {
     let caller = required_caller(&state, req).await?;
+    let cache = pushable_cache(&state, req, &name).await?;
     if content_encoding(req).is_some() {
         return Err(AppError::BadRequest("NAR uploads must not use Content-Encoding".into()));
     }
     let max_nar_size = state.config.limits.max_nar_size;
-    let result =
-        nix_upload::accept_nar(&state.db, &state.storage, &caller, &name, &file, body.into_async_read(), max_nar_size)
-            .await;
+    let body = body.into_async_read();
+    let result = nix_upload::accept_nar(&state.db, &state.storage, &caller, &cache, &file, body, max_nar_size).await;
     match &result {
         Ok(bytes) => metrics::received(&name, *bytes),
         Err(e) => super::metrics::count_rejection(&state, &name, e.reason()).await,
@@ -72,10 +71,10 @@ pub async fn put_file(
     let caller = required_caller(&state, req).await?;
     if let Some(hash) = file.strip_suffix(".narinfo").filter(|h| is_hash_part(h)) {
         // Rights first: nothing is read or decoded for a caller who may not push here.
-        cache_for_push(&state.db, &caller, &name).await?;
+        let cache = pushable_cache(&state, req, &name).await?;
         let text = String::from_utf8(read_decoded(req, body, NARINFO_LIMIT, "narinfo").await?)
             .map_err(|_| AppError::BadRequest("the narinfo is not UTF-8 text".into()))?;
-        let result = nix_upload::accept_narinfo(&state.db, &state.storage, &caller, &name, hash, &text).await;
+        let result = nix_upload::accept_narinfo(&state.db, &state.storage, &caller, cache, hash, &text).await;
         if result.is_ok() {
             // Visible at once through this process (other processes within MISS_TTL).
             state.hot.forget_miss(&name, hash);
@@ -93,7 +92,7 @@ pub async fn put_file(
         return Ok(no_content());
     }
     if file.strip_suffix(".ls").is_some_and(is_hash_part) {
-        cache_for_push(&state.db, &caller, &name).await?;
+        pushable_cache(&state, req, &name).await?;
         return Ok(no_content());
     }
     Err(AppError::NotFound(format!("{file} cannot be uploaded to a cache")))
@@ -106,10 +105,10 @@ pub async fn put_log(
     state: Data<&Arc<AppState>>,
     body: Body,
 ) -> Result<Response, AppError> {
-    let caller = required_caller(&state, req).await?;
+    let cache = pushable_cache(&state, req, &name).await?;
     // Logs are stored as sent (streamed to storage, at most MAX_LOG_SIZE) and served with
     // the same Content-Encoding.
     let encoding = content_encoding(req);
-    nix_upload::accept_log(&state.db, &state.storage, &caller, &name, &drv, encoding, body.into_async_read()).await?;
+    nix_upload::accept_log(&state.db, &state.storage, &cache, &drv, encoding, body.into_async_read()).await?;
     Ok(no_content())
 }

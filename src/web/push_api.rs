@@ -8,16 +8,16 @@ use hibernation::api::{
 };
 use poem::web::{Data, Json, Path};
 use poem::{Body, Request, handler};
-use tokio_util::io::SyncIoBridge;
 
 use super::credentials::{optional_caller, required_caller};
 use super::limits::{PUSH_PLAN_LIMIT, read_capped};
+use super::rights::pushable_cache;
 use super::{AppError, AppState};
 use crate::services::auth::Caller;
 use crate::services::cache_info;
 use crate::services::metrics;
-use crate::services::push::{self, NarSource, PushError};
-use crate::services::receive::{Declared, receive_nar};
+use crate::services::push::{self, NarSource, PushError, PushableCache};
+use crate::services::receive::{Declared, ReadAhead, receive_nar};
 use crate::services::{CACHE_NAME_RULE, is_valid_cache_name};
 use hibernation::nix::Compression;
 
@@ -65,7 +65,7 @@ pub async fn push_plan(
     check_cache_name(&cache)?;
     let caller = required_caller(&state, req).await?;
     // Rights first: nothing is read for a caller who may not push here.
-    push::cache_for_push(&state.db, &caller, &cache).await?;
+    let cache = pushable_cache(&state, req, &cache).await?;
     let bytes = read_capped(body, PUSH_PLAN_LIMIT, "push plan").await?;
     let plan: PushPlanRequest =
         serde_json::from_slice(&bytes).map_err(|e| AppError::BadRequest(format!("invalid push plan request: {e}")))?;
@@ -94,10 +94,11 @@ pub async fn upload_path(
 ) -> Result<Json<PathUploaded>, AppError> {
     check_cache_name(&cache)?;
     let caller = required_caller(&state, req).await?;
+    let pushable = pushable_cache(&state, req, &cache).await?;
     let upload = path_upload_from_header(req)?;
     let declared_length =
         req.headers().get(poem::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    let result = receive_path(&state, caller, &cache, &hash, upload, declared_length, body).await;
+    let result = receive_path(&state, caller, pushable, &hash, upload, declared_length, body).await;
     if result.is_ok() {
         // Visible at once through this process (other processes within MISS_TTL).
         state.hot.forget_miss(&cache, &hash);
@@ -117,13 +118,13 @@ pub async fn upload_path(
 async fn receive_path(
     state: &AppState,
     caller: Caller,
-    cache: &str,
+    cache: PushableCache,
     hash: &str,
     upload: PathUpload,
     declared_length: Option<u64>,
     body: Body,
 ) -> Result<PathUploaded, PushError> {
-    let verified = push::verify_path(&state.db, Some(&state.upstreams), &caller, cache, hash, upload).await?;
+    let verified = push::verify_path(&state.db, Some(&state.upstreams), cache, hash, upload).await?;
     let store_path = verified.path.full_path();
     if verified.already_present {
         return Ok(PathUploaded { store_path, created: false, uploaded_bytes: 0 });
@@ -134,7 +135,7 @@ async fn receive_path(
         let storage = state.storage.clone();
         let (hash, size) = (verified.upload.nar_hash, verified.upload.nar_size);
         let max_nar_size = state.config.limits.max_nar_size;
-        let reader = SyncIoBridge::new(body.into_async_read());
+        let reader = ReadAhead::spawn(body.into_async_read());
         let received = tokio::task::spawn_blocking(move || {
             let declared = Declared { nar_hash: &hash, nar_size: size };
             receive_nar(&storage, reader, Compression::Zstd, Some(declared), max_nar_size)

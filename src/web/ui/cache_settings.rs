@@ -316,7 +316,7 @@ async fn apply_grant(state: &Arc<AppState>, req: &Request, name: &str, form: Gra
         .await;
     match granted {
         Ok(true) => {
-            state.hot.forget_accesses();
+            state.hot.forget_rights();
             redirect(&format!("/caches/{}/settings", cache.name))
         }
         Ok(false) => {
@@ -341,7 +341,7 @@ async fn apply_revoke(state: &Arc<AppState>, req: &Request, name: &str, csrf: &s
         .await;
     match revoked {
         Ok(()) => {
-            state.hot.forget_accesses();
+            state.hot.forget_rights();
             redirect(&format!("/caches/{}/settings", cache.name))
         }
         Err(e) => unavailable(state, req, &user, e),

@@ -103,7 +103,7 @@ pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
     let n = name.clone();
     match state.db.write(move |c| groups::create(c, &n, permissions)).await {
         Ok(()) => {
-            state.hot.forget_accesses();
+            state.hot.forget_rights();
             redirect("/groups")
         }
         Err(e) if is_unique_violation(&e) => {
@@ -135,7 +135,7 @@ pub async fn add_member(
     let member = form.user_id;
     match state.db.write(move |c| groups::add_member(c, id, member)).await {
         Ok(()) => {
-            state.hot.forget_accesses();
+            state.hot.forget_rights();
             redirect("/groups")
         }
         Err(e) => unavailable(&state, req, &user, e),
@@ -155,7 +155,7 @@ pub async fn remove_member(
     };
     match state.db.write(move |c| groups::keeping_an_administrator(c, |c| groups::remove_member(c, id, member))).await {
         Ok(()) => {
-            state.hot.forget_accesses();
+            state.hot.forget_rights();
             redirect("/groups")
         }
         Err(e) if is_refused_rollback(&e) => last_admin(&state, req, &user),
@@ -176,7 +176,7 @@ pub async fn delete(
     };
     match state.db.write(move |c| groups::keeping_an_administrator(c, |c| groups::delete(c, id))).await {
         Ok(()) => {
-            state.hot.forget_accesses();
+            state.hot.forget_rights();
             redirect("/groups")
         }
         Err(e) if is_refused_rollback(&e) => last_admin(&state, req, &user),

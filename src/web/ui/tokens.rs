@@ -204,7 +204,7 @@ pub async fn revoke(
     let id = user.id;
     match state.db.write(move |c| users::revoke_token_by_id(c, id, token_id)).await {
         Ok(_) => {
-            state.hot.forget_accesses();
+            state.hot.forget_rights();
             redirect("/tokens")
         }
         Err(e) => unavailable(&state, req, &user, e),

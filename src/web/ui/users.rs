@@ -196,7 +196,7 @@ pub async fn delete(
     };
     match state.db.write(move |c| groups::keeping_an_administrator(c, |c| users::delete(c, id))).await {
         Ok(()) => {
-            state.hot.forget_accesses();
+            state.hot.forget_rights();
             redirect("/users")
         }
         Err(e) if is_refused_rollback(&e) => message(

@@ -1,0 +1,47 @@
+//! What a token may do in a cache, decided from memory when it was decided a moment ago:
+//! cache rows for CACHE_ROW_TTL, a token's access per cache for ACCESS_TTL (see `hot_cache`).
+
+use super::credentials::{caller_of, required_token};
+use super::{AppError, AppState};
+use crate::db::caches;
+use crate::db::models::Cache;
+use crate::services::access::{Access, access_to};
+use crate::services::auth::hash_token;
+use crate::services::push::{PushableCache, push_decision};
+
+/// The cache named `name`, if it exists.
+pub async fn find_cache(state: &AppState, name: &str) -> Result<Option<Cache>, AppError> {
+    if let Some(cache) = state.hot.cache(name) {
+        return Ok(Some(cache));
+    }
+    let lookup = name.to_string();
+    let found = state.db.read(move |c| caches::find_by_name(c, &lookup)).await?;
+    if let Some(cache) = &found {
+        state.hot.remember_cache(cache);
+    }
+    Ok(found)
+}
+
+/// What the holder of `token` may do in `cache`.
+pub async fn token_access(state: &AppState, token: &str, cache: &Cache) -> Result<Access, AppError> {
+    let token_hash = hash_token(token.trim());
+    if let Some(access) = state.hot.access(&token_hash, cache.id) {
+        return Ok(access);
+    }
+    let caller = caller_of(state, token).await?;
+    let for_check = cache.clone();
+    let access = state.db.read(move |c| access_to(c, Some(&caller), &for_check)).await?;
+    state.hot.remember_access(&token_hash, cache.id, access);
+    Ok(access)
+}
+
+/// The cache if the request's token may push to it (401 without a token).
+pub async fn pushable_cache(state: &AppState, req: &poem::Request, name: &str) -> Result<PushableCache, AppError> {
+    let token = required_token(req)?;
+    let cache = find_cache(state, name).await?;
+    let access = match &cache {
+        Some(cache) => token_access(state, &token, cache).await?,
+        None => Access::None,
+    };
+    Ok(push_decision(cache, access, name)?)
+}

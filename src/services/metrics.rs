@@ -4,10 +4,12 @@
 //! Requests are labelled by route template (`/api/nix/:cache/:file`), never by raw path, so
 //! the number of series stays bounded. Cache metrics carry the cache name.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
 
@@ -62,37 +64,66 @@ fn method_label(method: &str) -> &'static str {
     KNOWN.into_iter().find(|m| *m == method).unwrap_or("other")
 }
 
+// Looking a labelled series up in the recorder's registry costs more than the rest of a
+// narinfo answer, so each thread keeps the handles it used (counters and histograms never
+// expire; their label sets are bounded: route templates, statuses, existing caches).
+thread_local! {
+    static REQUEST_SERIES: RefCell<HashMap<(&'static str, String, u16), (Counter, Histogram)>> =
+        RefCell::new(HashMap::new());
+    static CACHE_COUNTERS: RefCell<HashMap<(&'static str, String), Counter>> = RefCell::new(HashMap::new());
+}
+
 pub fn http_request(method: &str, route: String, status: u16, elapsed: Duration) {
     let method = method_label(method);
-    counter!(HTTP_REQUESTS, "method" => method, "route" => route.clone(), "status" => status.to_string()).increment(1);
-    histogram!(HTTP_DURATION, "method" => method, "route" => route).record(elapsed.as_secs_f64());
+    REQUEST_SERIES.with_borrow_mut(|series| {
+        let (requests, duration) = series.entry((method, route, status)).or_insert_with_key(|(method, route, _)| {
+            let (method, route) = (*method, route.clone());
+            let requests =
+                counter!(HTTP_REQUESTS, "method" => method, "route" => route.clone(), "status" => status.to_string());
+            (requests, histogram!(HTTP_DURATION, "method" => method, "route" => route))
+        });
+        requests.increment(1);
+        duration.record(elapsed.as_secs_f64());
+    });
+}
+
+/// Adds to a per-cache counter through this thread's handle for it.
+fn count_for_cache(name: &'static str, cache: &str, by: u64) {
+    CACHE_COUNTERS.with_borrow_mut(|counters| match counters.get(&(name, cache.to_string())) {
+        Some(counter) => counter.increment(by),
+        None => {
+            let counter = counter!(name, "cache" => cache.to_string());
+            counter.increment(by);
+            counters.insert((name, cache.to_string()), counter);
+        }
+    });
 }
 
 static IN_FLIGHT: AtomicI64 = AtomicI64::new(0);
 
-/// Counts a request as in flight until dropped (also when the client goes away early).
+/// Counts a request as in flight until dropped (also when the client goes away early). The
+/// gauge is set from the count when metrics are scraped.
 pub struct InFlight(());
 
 impl InFlight {
     pub fn start() -> Self {
-        // Set, not incremented: the gauge may have been dropped by the idle timeout.
-        gauge!(HTTP_IN_FLIGHT).set((IN_FLIGHT.fetch_add(1, Ordering::Relaxed) + 1) as f64);
+        IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
         Self(())
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        gauge!(HTTP_IN_FLIGHT).set((IN_FLIGHT.fetch_sub(1, Ordering::Relaxed) - 1) as f64);
+        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 pub fn narinfo(cache: &str, hit: bool) {
-    counter!(if hit { NARINFO_HITS } else { NARINFO_MISSES }, "cache" => cache.to_string()).increment(1);
+    count_for_cache(if hit { NARINFO_HITS } else { NARINFO_MISSES }, cache, 1);
 }
 
 pub fn nar_served(cache: &str, bytes: u64) {
-    counter!(NAR_BYTES_SERVED, "cache" => cache.to_string()).increment(bytes);
+    count_for_cache(NAR_BYTES_SERVED, cache, bytes);
 }
 
 /// A path became visible; `bytes` of NAR were received for it (0 when an existing NAR was reused).
@@ -127,4 +158,5 @@ pub fn set_sizes(caches: &[CacheSize], dedup_saved_bytes: i64) {
         gauge!(SHARED_BYTES, "cache" => cache.name.clone()).set(cache.shared_bytes as f64);
     }
     gauge!(DEDUP_SAVED).set(dedup_saved_bytes as f64);
+    gauge!(HTTP_IN_FLIGHT).set(IN_FLIGHT.load(Ordering::Relaxed) as f64);
 }

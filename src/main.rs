@@ -97,6 +97,8 @@ async fn serve(config: config::Config, db: db::Db) -> anyhow::Result<()> {
     let access_log = Arc::new(services::access_log::AccessLog::default());
     tokio::spawn(access_log.clone().run(db.clone()));
     tokio::spawn(services::janitor::run(db.clone(), storage.clone()));
+    let presence = Arc::new(services::presence::PresenceFilter::default());
+    tokio::spawn(presence.clone().run(db.clone()));
     let port = config.port;
     let metrics = match &config.metrics {
         Some(settings) => Some(services::metrics::install(&settings.name)?),
@@ -109,6 +111,7 @@ async fn serve(config: config::Config, db: db::Db) -> anyhow::Result<()> {
         config,
         access_log: access_log.clone(),
         hot: Default::default(),
+        presence,
         upstreams: Default::default(),
         metrics,
     });

@@ -141,3 +141,27 @@ pub fn record_accesses(conn: &mut AnyConnection, path_id: i64, count: i64, at: c
         .execute(conn)?;
     Ok(())
 }
+
+/// How many paths all caches hold together.
+pub fn count_all(conn: &mut AnyConnection) -> DbResult<i64> {
+    Ok(store_paths::table.count().get_result(conn)?)
+}
+
+/// (id, cache id, hash part) of up to `limit` paths with ids above `after_id`, in id order:
+/// a page of every stored path.
+pub fn keys_after(conn: &mut AnyConnection, after_id: i64, limit: i64) -> DbResult<Vec<(i64, i64, String)>> {
+    Ok(store_paths::table
+        .filter(store_paths::id.gt(after_id))
+        .order(store_paths::id)
+        .limit(limit)
+        .select((store_paths::id, store_paths::cache_id, store_paths::hash_part))
+        .load(conn)?)
+}
+
+/// (cache id, hash part) of the paths stored since `since`.
+pub fn keys_since(conn: &mut AnyConnection, since: chrono::NaiveDateTime) -> DbResult<Vec<(i64, String)>> {
+    Ok(store_paths::table
+        .filter(store_paths::created_at.ge(since))
+        .select((store_paths::cache_id, store_paths::hash_part))
+        .load(conn)?)
+}

@@ -3,7 +3,8 @@
 //! long another server process can act on something changed elsewhere:
 //! - a cache setting or a deleted path: [`CACHE_ROW_TTL`] and [`NARINFO_TTL`];
 //! - a path pushed through another process: visible there within [`MISS_TTL`] (at once on the
-//!   process that took the push, which forgets the miss);
+//!   process that took the push, which forgets the miss); the presence filter, which answers
+//!   most misses, reads such paths more often than that (see `presence`);
 //! - a revoked token, a removed grant, a deleted user: stops working everywhere within
 //!   [`ACCESS_TTL`] (at once on the process where it happened). An expired token stops at its
 //!   expiry everywhere.
@@ -21,13 +22,18 @@ use crate::db::models::{Cache, Nar};
 const CACHE_ROW_TTL: Duration = Duration::from_secs(5);
 /// How long a rendered narinfo is reused; store paths never change once visible.
 const NARINFO_TTL: Duration = Duration::from_secs(60);
-const MAX_NARINFOS: usize = 200_000;
+/// Entry limits keep the memory bounded (a few MiB each at most): a full map starts over.
+/// A narinfo is about 0.5 KiB, so this is about 10 MiB; Nix asks for a closure's narinfos
+/// within seconds, so the working set of a minute is far smaller.
+const MAX_NARINFOS: usize = 20_000;
 /// How long "this cache does not have this path" is reused.
 pub const MISS_TTL: Duration = Duration::from_secs(5);
-const MAX_MISSES: usize = 200_000;
+/// Only misses the presence filter was unsure of are remembered (about 1% of them).
+const MAX_MISSES: usize = 50_000;
 /// How long a token's access to a cache is reused.
 pub const ACCESS_TTL: Duration = Duration::from_secs(5);
-const MAX_ACCESSES: usize = 100_000;
+/// Tokens in use at once (per cache for accesses); only valid tokens are remembered.
+const MAX_ACCESSES: usize = 10_000;
 
 struct Expiring<K, V> {
     entries: Mutex<HashMap<K, (Instant, V)>>,

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod narinfo;
 pub mod nix_upload;
 pub mod passwords;
+pub mod presence;
 pub mod push;
 pub mod receive;
 pub mod sessions;

@@ -82,8 +82,9 @@ pub async fn narinfo(
         count_narinfo(&state, &cache, true);
         return Ok(respond(text));
     }
-    // Misses are most of what Nix asks a second substituter: remembered briefly (MISS_TTL).
-    if !is_listing && state.hot.is_miss(&cache.name, &hash) {
+    // Misses are most of what Nix asks a second substituter: answered from the presence
+    // filter, or remembered briefly (MISS_TTL) when the filter was not sure.
+    if !is_listing && (!state.presence.may_contain(cache.id, &hash) || state.hot.is_miss(&cache.name, &hash)) {
         count_narinfo(&state, &cache, false);
         return Err(not_found());
     }

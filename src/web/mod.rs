@@ -33,6 +33,8 @@ pub struct AppState {
     pub config: Config,
     pub access_log: Arc<crate::services::access_log::AccessLog>,
     pub hot: crate::services::hot_cache::HotCache,
+    /// Which paths may be stored where: narinfo misses without a query.
+    pub presence: Arc<crate::services::presence::PresenceFilter>,
     pub upstreams: crate::services::upstream::UpstreamChecker,
     /// Set when METRICS_ENABLED is on.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,

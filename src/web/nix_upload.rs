@@ -74,6 +74,8 @@ pub async fn put_file(
         let cache = pushable_cache(&state, req, &name).await?;
         let text = String::from_utf8(read_decoded(req, body, NARINFO_LIMIT, "narinfo").await?)
             .map_err(|_| AppError::BadRequest("the narinfo is not UTF-8 text".into()))?;
+        // Known to the presence filter before the commit, so it is never answered as absent here.
+        state.presence.add(cache.id, hash);
         let result = nix_upload::accept_narinfo(&state.db, &state.storage, &caller, cache, hash, &text).await;
         if result.is_ok() {
             // Visible at once through this process (other processes within MISS_TTL).

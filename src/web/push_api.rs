@@ -20,6 +20,7 @@ use crate::services::push::{self, NarSource, PushError, PushableCache};
 use crate::services::receive::{Declared, ReadAhead, receive_nar};
 use crate::services::{CACHE_NAME_RULE, is_valid_cache_name};
 use hibernation::nix::Compression;
+use hibernation::nix::store_path::is_hash_part;
 
 fn check_cache_name(name: &str) -> Result<(), AppError> {
     if is_valid_cache_name(name) {
@@ -98,6 +99,10 @@ pub async fn upload_path(
     let upload = path_upload_from_header(req)?;
     let declared_length =
         req.headers().get(poem::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    // Known to the presence filter before the commit, so it is never answered as absent here.
+    if is_hash_part(&hash) {
+        state.presence.add(pushable.id, &hash);
+    }
     let result = receive_path(&state, caller, pushable, &hash, upload, declared_length, body).await;
     if result.is_ok() {
         // Visible at once through this process (other processes within MISS_TTL).

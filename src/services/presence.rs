@@ -1,0 +1,240 @@
+//! Which store paths may be in which cache: a Bloom filter over every stored (cache, hash
+//! part), so that a narinfo for a path a cache does not hold (most of what Nix asks a second
+//! substituter) is answered without a database query, however many different paths are asked
+//! for. "No" is certain; "maybe" is checked in the database (about 1% of absent paths).
+//!
+//! The filter never forgets a path this process or another one stored:
+//! - a push through this process adds its path before committing it;
+//! - paths stored through other processes are read every [`REFRESH`], re-reading the last
+//!   [`OVERLAP`] of them so that a commit that took a while (or a replica's clock a little
+//!   behind) is not skipped; until then this process answers them as absent, which is the
+//!   bound [`super::hot_cache::MISS_TTL`] states for replicas;
+//! - until the first full load finishes, every path is a "maybe".
+//!
+//! Deleted paths stay in the filter (a "maybe" costs one query) until the next rebuild, which
+//! also happens when the filter has taken in as many paths as it was sized for.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crate::db::{Db, now, paths};
+
+/// How often paths stored through other processes are read.
+pub const REFRESH: Duration = Duration::from_secs(4);
+/// How far back each refresh reads (commit delays and clock differences between replicas).
+const OVERLAP: chrono::Duration = chrono::Duration::minutes(2);
+/// A rebuild also drops deleted paths; done at least this often.
+const REBUILD_EVERY: Duration = Duration::from_secs(6 * 3600);
+/// Rows read per query while loading.
+const PAGE: i64 = 20_000;
+/// Room for this many paths at least, so a small server never rebuilds for growth.
+const MIN_CAPACITY: u64 = 100_000;
+/// Bits per path and probes per lookup: about 1% false "maybe".
+const BITS_PER_PATH: u64 = 10;
+const PROBES: u64 = 7;
+
+/// A fixed-size Bloom filter that any number of threads add to and read at once.
+struct Bloom {
+    words: Vec<AtomicU64>,
+    capacity: u64,
+    added: AtomicU64,
+}
+
+impl Bloom {
+    fn with_capacity(paths: u64) -> Self {
+        let capacity = paths.max(MIN_CAPACITY);
+        let words = (capacity * BITS_PER_PATH).div_ceil(64);
+        Self { words: (0..words).map(|_| AtomicU64::new(0)).collect(), capacity, added: AtomicU64::new(0) }
+    }
+
+    /// The bit positions of a key: double hashing over two independent 64-bit hashes.
+    fn positions(&self, cache_id: i64, hash_part: &str) -> impl Iterator<Item = u64> + use<> {
+        let hash = |seed: u64| {
+            let mut hasher = DefaultHasher::new();
+            (seed, cache_id, hash_part).hash(&mut hasher);
+            hasher.finish()
+        };
+        let (first, step) = (hash(0x9e37_79b9), hash(0x85eb_ca6b) | 1);
+        let bits = self.words.len() as u64 * 64;
+        (0..PROBES).map(move |i| first.wrapping_add(i.wrapping_mul(step)) % bits)
+    }
+
+    fn insert(&self, cache_id: i64, hash_part: &str) {
+        for bit in self.positions(cache_id, hash_part) {
+            self.words[(bit / 64) as usize].fetch_or(1 << (bit % 64), Ordering::Relaxed);
+        }
+        self.added.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn may_contain(&self, cache_id: i64, hash_part: &str) -> bool {
+        self.positions(cache_id, hash_part)
+            .all(|bit| self.words[(bit / 64) as usize].load(Ordering::Relaxed) & (1 << (bit % 64)) != 0)
+    }
+
+    fn is_full(&self) -> bool {
+        self.added.load(Ordering::Relaxed) > self.capacity
+    }
+}
+
+/// Every stored path in a new filter: page by page, then (as a refresh would) those stored
+/// while the pages were read.
+async fn load_all(db: &Db) -> Result<Bloom, crate::db::DbError> {
+    let since = now() - OVERLAP;
+    let count = db.read(paths::count_all).await?;
+    // Room to grow to twice the size before a rebuild.
+    let bloom = Bloom::with_capacity(count as u64 * 2);
+    let mut after = 0;
+    loop {
+        let page = db.read(move |c| paths::keys_after(c, after, PAGE)).await?;
+        let Some((last, _, _)) = page.last() else { break };
+        after = *last;
+        for (_, cache_id, hash_part) in &page {
+            bloom.insert(*cache_id, hash_part);
+        }
+    }
+    for (cache_id, hash_part) in db.read(move |c| paths::keys_since(c, since)).await? {
+        bloom.insert(cache_id, &hash_part);
+    }
+    Ok(bloom)
+}
+
+#[derive(Default)]
+pub struct PresenceFilter {
+    /// None until the first load: everything may be present.
+    current: RwLock<Option<Arc<Bloom>>>,
+    /// Paths added while a rebuild was loading, replayed into the new filter.
+    during_rebuild: std::sync::Mutex<Option<Vec<(i64, String)>>>,
+}
+
+impl PresenceFilter {
+    fn bloom(&self) -> Option<Arc<Bloom>> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// False only when the cache certainly does not hold the path.
+    pub fn may_contain(&self, cache_id: i64, hash_part: &str) -> bool {
+        self.bloom().is_none_or(|bloom| bloom.may_contain(cache_id, hash_part))
+    }
+
+    /// Records a path about to be stored (before its commit: an extra "maybe" is harmless).
+    pub fn add(&self, cache_id: i64, hash_part: &str) {
+        if let Some(bloom) = self.bloom() {
+            bloom.insert(cache_id, hash_part);
+        }
+        if let Some(pending) = self.during_rebuild.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            pending.push((cache_id, hash_part.to_string()));
+        }
+    }
+
+    /// Loads every stored path into a new filter and puts it in place.
+    pub async fn rebuild(&self, db: &Db) -> Result<(), crate::db::DbError> {
+        self.begin_rebuild();
+        let loaded = load_all(db).await;
+        self.finish_rebuild(loaded)
+    }
+
+    fn begin_rebuild(&self) {
+        *self.during_rebuild.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
+    }
+
+    fn finish_rebuild(&self, loaded: Result<Bloom, crate::db::DbError>) -> Result<(), crate::db::DbError> {
+        let added_meanwhile = self.during_rebuild.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let bloom = loaded?;
+        for (cache_id, hash_part) in added_meanwhile.unwrap_or_default() {
+            bloom.insert(cache_id, &hash_part);
+        }
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(bloom));
+        Ok(())
+    }
+
+    /// Adds the paths stored recently (through any process).
+    async fn refresh(&self, db: &Db) -> Result<(), crate::db::DbError> {
+        let Some(bloom) = self.bloom() else { return Ok(()) };
+        let since = now() - OVERLAP;
+        let recent = db.read(move |c| paths::keys_since(c, since)).await?;
+        for (cache_id, hash_part) in &recent {
+            bloom.insert(*cache_id, hash_part);
+        }
+        Ok(())
+    }
+
+    fn needs_rebuild(&self) -> bool {
+        self.bloom().is_none_or(|bloom| bloom.is_full())
+    }
+
+    /// Loads the filter, then keeps it current for the life of the process.
+    pub async fn run(self: Arc<Self>, db: Db) {
+        let mut tick = tokio::time::interval(REFRESH);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut built_at: Option<tokio::time::Instant> = None;
+        loop {
+            tick.tick().await;
+            let due = built_at.is_none_or(|at| at.elapsed() >= REBUILD_EVERY) || self.needs_rebuild();
+            let result = if due {
+                let result = self.rebuild(&db).await;
+                if result.is_ok() {
+                    built_at = Some(tokio::time::Instant::now());
+                }
+                result
+            } else {
+                self.refresh(&db).await
+            };
+            if let Err(e) = result {
+                tracing::warn!("could not read the stored paths for the narinfo filter: {e}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash_part(i: u64) -> String {
+        format!("{i:032}")
+    }
+
+    #[test]
+    fn never_forgets_and_rarely_says_maybe_for_absent_paths() {
+        let bloom = Bloom::with_capacity(50_000);
+        for i in 0..50_000 {
+            bloom.insert(1, &hash_part(i));
+        }
+        assert!((0..50_000).all(|i| bloom.may_contain(1, &hash_part(i))), "no false negatives");
+        let false_maybes = (50_000..150_000).filter(|i| bloom.may_contain(1, &hash_part(*i))).count();
+        assert!(false_maybes < 2_000, "{false_maybes} of 100000 absent paths were a maybe");
+        // The same hash part in another cache is another key.
+        let other_cache = (0..10_000).filter(|i| bloom.may_contain(2, &hash_part(*i))).count();
+        assert!(other_cache < 200, "{other_cache}");
+        assert!(!bloom.is_full());
+    }
+
+    #[test]
+    fn before_the_first_load_everything_may_be_present() {
+        let filter = PresenceFilter::default();
+        assert!(filter.may_contain(1, &hash_part(1)));
+        filter.add(1, &hash_part(1));
+        assert!(filter.may_contain(1, &hash_part(2)));
+    }
+
+    #[tokio::test]
+    async fn a_rebuild_keeps_paths_added_while_it_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&format!("sqlite:{}/db.sqlite?mode=rwc", dir.path().display()), false).unwrap();
+        let filter = PresenceFilter::default();
+        filter.rebuild(&db).await.unwrap();
+        assert!(!filter.may_contain(1, &hash_part(1)), "an empty database holds nothing");
+        filter.add(1, &hash_part(1));
+        assert!(filter.may_contain(1, &hash_part(1)), "a path pushed here is present at once");
+        // A push while the (empty) database is read again: the new filter has it.
+        filter.begin_rebuild();
+        let loaded = load_all(&db).await;
+        filter.add(1, &hash_part(2));
+        filter.finish_rebuild(loaded).unwrap();
+        assert!(filter.may_contain(1, &hash_part(2)));
+        assert!(!filter.may_contain(1, &hash_part(1)), "a rebuild drops what the database does not hold");
+    }
+}

@@ -80,7 +80,12 @@ impl Storage {
 
     /// Makes a verified upload durable and readable under `key`, with an optional small blob
     /// (a listing) stored beside it under its own key.
-    pub async fn commit(&self, mut upload: PendingUpload, key: &str, beside: Option<(String, Vec<u8>)>) -> io::Result<()> {
+    pub async fn commit(
+        &self,
+        mut upload: PendingUpload,
+        key: &str,
+        beside: Option<(String, Vec<u8>)>,
+    ) -> io::Result<()> {
         match &self.backend {
             Backend::Local(local) => {
                 let (path, file) = (upload.path.clone(), upload.file.try_clone()?);

@@ -5,6 +5,7 @@ mod support;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
+use std::time::Duration;
 
 use support::{Backend, Cli, Closure, Keys, Server, output_text};
 
@@ -114,8 +115,12 @@ fn errors_say_what_to_do() {
     assert!(output_text(&out).contains("is not a Hibernation server"), "{}", output_text(&out));
     let out = cli.run(&["cache", "info", "nope"]);
     assert!(output_text(&out).contains("cache \"nope\" does not exist"), "{}", output_text(&out));
-    // A revoked token says so, on every command.
+    // A revoked token says so, on every command: within ACCESS_TTL (5 s) when revoked through
+    // another process, as the admin command is.
     server.admin(&["revoke-token", "admin", "--name", "ci"]);
+    support::wait_until(Duration::from_secs(7), "the server refuses the revoked token", || {
+        !cli.run(&["whoami"]).status.success()
+    });
     for args in [vec!["whoami"], vec!["push", "main", "--key", keys.secret_path(), &closure.dep], vec!["cache", "list"]]
     {
         let out = cli.run(&args);

@@ -76,7 +76,8 @@ fn cache_counters_move_with_pushes_substitutions_and_rejections() {
     promtool_check(&after);
     assert!(!after.contains("madeupcache") && !after.contains("FROBNICATE"), "{after}");
     assert!(value(&after, "hibernation_http_requests_total", &["method=\"other\""]).is_some());
-    assert!(value(&after, "hibernation_cache_rejected_uploads_total", &["cache=\"\"", "reason=\"invalid\""]).is_some());
+    let unknown_cache = ["cache=\"\"", "reason=\"cache_not_found\""];
+    assert!(value(&after, "hibernation_cache_rejected_uploads_total", &unknown_cache).is_some(), "{after}");
     let cache = "cache=\"main\"";
     let service = "service_name=\"team-cache\"";
     assert_eq!(value(&after, "hibernation_cache_pushes_total", &[cache, service]), Some(2.0), "{after}");

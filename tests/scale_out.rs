@@ -22,6 +22,11 @@ fn a_path_pushed_through_one_server_is_served_by_the_other() {
     let cli = Cli::new();
     cli.login(&first, &token);
     cli.run_ok(&["push", "main", "--key", keys.secret_path(), &closure.app]);
+    // The other process learns of new paths within its presence filter's refresh (1 s).
+    let narinfo = format!("/api/nix/main/{}.narinfo", &closure.app[11..43]);
+    support::wait_until(Duration::from_secs(3), "the other server serves the new path", || {
+        second.get(&narinfo, Some(&token)).status() == 200
+    });
 
     let nix = NixClient::new();
     nix.write_netrc("127.0.0.1", &token);
@@ -166,6 +171,11 @@ fn large_nars_use_multipart_uploads_and_ranged_reads_on_s3() {
     assert_eq!(std::fs::read(store.join(path.trim_start_matches('/'))).unwrap(), data);
 }
 
+/// How often a server reads paths stored through other processes (`presence::REFRESH`).
+fn presence_refresh() -> Duration {
+    Duration::from_secs(1)
+}
+
 /// Misses and a token's access are remembered in each process for a few seconds (so that
 /// narinfo traffic needs no database query): a push is visible at once on the replica that
 /// took it and within MISS_TTL (5 s) on the other; a revoked token is refused everywhere
@@ -188,6 +198,13 @@ fn replicas_remember_misses_and_access_only_for_a_few_seconds() {
     support::wait_until(deadline, "the other replica serves the new path", || {
         second.get(&narinfo, Some(&token)).status() == 200
     });
+    // A process started later loads every stored path into its presence filter (which
+    // answers misses without a query): the path is no miss there once the load is done.
+    let third = first.sibling();
+    std::thread::sleep(2 * presence_refresh());
+    assert_eq!(third.get(&narinfo, Some(&token)).status(), 200, "a new replica serves stored paths");
+    let absent = format!("/api/nix/main/{}.narinfo", "0".repeat(32));
+    assert_eq!(third.get(&absent, Some(&token)).status(), 404);
 
     first.admin(&["revoke-token", "admin", "--name", "ci"]);
     for server in [&first, &second] {

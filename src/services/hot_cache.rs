@@ -26,6 +26,10 @@ const NARINFO_TTL: Duration = Duration::from_secs(60);
 /// A narinfo is about 0.5 KiB, so this is about 10 MiB; Nix asks for a closure's narinfos
 /// within seconds, so the working set of a minute is far smaller.
 const MAX_NARINFOS: usize = 20_000;
+/// NARs up to this size are kept in memory once read (most paths of a closure are tiny):
+/// at most `MAX_SMALL_NARS` of them, so 8 MiB.
+pub const SMALL_NAR: u64 = 8 * 1024;
+const MAX_SMALL_NARS: usize = 1024;
 /// How long "this cache does not have this path" is reused.
 pub const MISS_TTL: Duration = Duration::from_secs(5);
 /// Only misses the presence filter was unsure of are remembered (about 1% of them).
@@ -74,6 +78,8 @@ pub struct HotCache {
     narinfos: Expiring<(i64, String), Arc<str>>,
     /// (cache id, NarHash or FileHash) to (a path using it, the NAR), for NAR downloads.
     nars: Expiring<(i64, String), (i64, Nar)>,
+    /// Storage key to the bytes of a small NAR (a NAR never changes under its key).
+    small_nars: Expiring<String, bytes::Bytes>,
     /// (cache name, hash part) of narinfos the cache did not have.
     misses: Expiring<(String, String), ()>,
     /// (SHA-256 of a token, cache id) to what that token may do there.
@@ -88,6 +94,7 @@ impl Default for HotCache {
             caches: Expiring::new(CACHE_ROW_TTL, 10_000),
             narinfos: Expiring::new(NARINFO_TTL, MAX_NARINFOS),
             nars: Expiring::new(NARINFO_TTL, MAX_NARINFOS),
+            small_nars: Expiring::new(NARINFO_TTL, MAX_SMALL_NARS),
             misses: Expiring::new(MISS_TTL, MAX_MISSES),
             accesses: Expiring::new(ACCESS_TTL, MAX_ACCESSES),
             callers: Expiring::new(ACCESS_TTL, MAX_ACCESSES),
@@ -118,9 +125,19 @@ impl HotCache {
         self.forget_nars(cache_id);
     }
 
-    /// Forgets a cache's NAR lookups (one of its NARs is gone).
+    /// Forgets a cache's NAR lookups and the small NARs read (one of its NARs is gone).
     pub fn forget_nars(&self, cache_id: i64) {
         self.nars.remove_where(|(id, _)| *id == cache_id);
+        self.small_nars.remove_where(|_| true);
+    }
+
+    pub fn small_nar(&self, storage_key: &str) -> Option<bytes::Bytes> {
+        self.small_nars.get(&storage_key.to_string())
+    }
+
+    pub fn remember_small_nar(&self, storage_key: &str, bytes: bytes::Bytes) {
+        debug_assert!(bytes.len() as u64 <= SMALL_NAR);
+        self.small_nars.insert(storage_key.to_string(), bytes);
     }
 
     pub fn nar(&self, cache_id: i64, hash: &str) -> Option<(i64, Nar)> {

@@ -7,8 +7,8 @@
 //! - a push through this process adds its path before committing it;
 //! - paths stored through other processes are read every [`REFRESH`], re-reading the last
 //!   [`OVERLAP`] of them so that a commit that took a while (or a replica's clock a little
-//!   behind) is not skipped; until then this process answers them as absent, which is the
-//!   bound [`super::hot_cache::MISS_TTL`] states for replicas;
+//!   behind) is not skipped; until then this process answers them as absent (well within
+//!   the bound [`super::hot_cache::MISS_TTL`] states for replicas);
 //! - until the first full load finishes, every path is a "maybe".
 //!
 //! Deleted paths stay in the filter (a "maybe" costs one query) until the next rebuild, which
@@ -23,7 +23,7 @@ use std::time::Duration;
 use crate::db::{Db, now, paths};
 
 /// How often paths stored through other processes are read.
-pub const REFRESH: Duration = Duration::from_secs(4);
+pub const REFRESH: Duration = Duration::from_secs(1);
 /// How far back each refresh reads (commit delays and clock differences between replicas).
 const OVERLAP: chrono::Duration = chrono::Duration::minutes(2);
 /// A rebuild also drops deleted paths; done at least this often.

@@ -14,6 +14,7 @@ use super::{AppError, AppState};
 use crate::db::models::Cache;
 use crate::db::{paths, uploads};
 use crate::services::access::Access;
+use crate::services::hot_cache::SMALL_NAR;
 use crate::services::metrics;
 use crate::services::narinfo as narinfo_format;
 use crate::services::nix_upload::parse_nar_file_name;
@@ -181,9 +182,27 @@ pub async fn nar(
         }
         storage_unavailable(&format_args!("NAR {} is registered but cannot be read: {e}", nar.nar_hash))
     };
-    // Most NARs of a closure are small: read whole in one trip to the blocking pool; large
-    // ones stream.
-    let body = if end - start <= STREAM_CHUNK as u64 {
+    // Most NARs of a closure are small: the smallest are kept in memory, the others read
+    // whole in one trip to the blocking pool; large ones stream.
+    let body = if len <= SMALL_NAR {
+        let whole = match state.hot.small_nar(&nar.storage_key) {
+            Some(whole) => whole,
+            None => {
+                let read = state.storage.read_small(&nar.storage_key, (0, len)).await.map_err(unreadable)?;
+                if read.len() as u64 != len {
+                    return Err(storage_unavailable(&format_args!(
+                        "NAR {} is registered with {len} bytes but storage holds {}",
+                        nar.nar_hash,
+                        read.len()
+                    )));
+                }
+                let whole = bytes::Bytes::from(read);
+                state.hot.remember_small_nar(&nar.storage_key, whole.clone());
+                whole
+            }
+        };
+        Body::from(whole.slice(start as usize..end as usize))
+    } else if end - start <= STREAM_CHUNK as u64 {
         Body::from(state.storage.read_small(&nar.storage_key, (start, end)).await.map_err(unreadable)?)
     } else {
         let range = (status == StatusCode::PARTIAL_CONTENT).then_some((start, end));

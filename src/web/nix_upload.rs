@@ -11,7 +11,7 @@ use poem::{Body, Request, Response, handler};
 
 use super::credentials::required_caller;
 use super::limits::{NARINFO_LIMIT, content_encoding, read_decoded};
-use super::rights::pushable_cache;
+use super::rights::{pushable_cache, pushable_cache_counted};
 use super::{AppError, AppState};
 use crate::services::{metrics, nix_upload};
 
@@ -44,7 +44,7 @@ pub async fn put_nar(
     body: Body,
 ) -> Result<Response, AppError> {
     let caller = required_caller(&state, req).await?;
-    let cache = pushable_cache(&state, req, &name).await?;
+    let cache = pushable_cache_counted(&state, req, &name).await?;
     if content_encoding(req).is_some() {
         return Err(AppError::BadRequest("NAR uploads must not use Content-Encoding".into()));
     }
@@ -71,7 +71,7 @@ pub async fn put_file(
     let caller = required_caller(&state, req).await?;
     if let Some(hash) = file.strip_suffix(".narinfo").filter(|h| is_hash_part(h)) {
         // Rights first: nothing is read or decoded for a caller who may not push here.
-        let cache = pushable_cache(&state, req, &name).await?;
+        let cache = pushable_cache_counted(&state, req, &name).await?;
         let text = String::from_utf8(read_decoded(req, body, NARINFO_LIMIT, "narinfo").await?)
             .map_err(|_| AppError::BadRequest("the narinfo is not UTF-8 text".into()))?;
         // Known to the presence filter before the commit, so it is never answered as absent here.

@@ -11,7 +11,7 @@ use poem::{Body, Request, handler};
 
 use super::credentials::{optional_caller, required_caller};
 use super::limits::{PUSH_PLAN_LIMIT, read_capped};
-use super::rights::pushable_cache;
+use super::rights::{pushable_cache, pushable_cache_counted};
 use super::{AppError, AppState};
 use crate::services::auth::Caller;
 use crate::services::cache_info;
@@ -95,7 +95,7 @@ pub async fn upload_path(
 ) -> Result<Json<PathUploaded>, AppError> {
     check_cache_name(&cache)?;
     let caller = required_caller(&state, req).await?;
-    let pushable = pushable_cache(&state, req, &cache).await?;
+    let pushable = pushable_cache_counted(&state, req, &cache).await?;
     let upload = path_upload_from_header(req)?;
     let declared_length =
         req.headers().get(poem::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());

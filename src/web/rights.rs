@@ -7,7 +7,7 @@ use crate::db::caches;
 use crate::db::models::Cache;
 use crate::services::access::{Access, access_to};
 use crate::services::auth::hash_token;
-use crate::services::push::{PushableCache, push_decision};
+use crate::services::push::{PushError, PushableCache, push_decision};
 
 /// The cache named `name`, if it exists.
 pub async fn find_cache(state: &AppState, name: &str) -> Result<Option<Cache>, AppError> {
@@ -35,13 +35,38 @@ pub async fn token_access(state: &AppState, token: &str, cache: &Cache) -> Resul
     Ok(access)
 }
 
-/// The cache if the request's token may push to it (401 without a token).
-pub async fn pushable_cache(state: &AppState, req: &poem::Request, name: &str) -> Result<PushableCache, AppError> {
+/// Whether the request's token may push to the cache (401 without a token): the outer error
+/// is about the request, the inner one is the refusal.
+async fn push_decision_for(
+    state: &AppState,
+    req: &poem::Request,
+    name: &str,
+) -> Result<Result<PushableCache, PushError>, AppError> {
     let token = required_token(req)?;
     let cache = find_cache(state, name).await?;
     let access = match &cache {
         Some(cache) => token_access(state, &token, cache).await?,
         None => Access::None,
     };
-    Ok(push_decision(cache, access, name)?)
+    Ok(push_decision(cache, access, name))
+}
+
+/// The cache if the request's token may push to it.
+pub async fn pushable_cache(state: &AppState, req: &poem::Request, name: &str) -> Result<PushableCache, AppError> {
+    Ok(push_decision_for(state, req, name).await??)
+}
+
+/// [`pushable_cache`] for uploads: a refusal is counted like any refused upload.
+pub async fn pushable_cache_counted(
+    state: &AppState,
+    req: &poem::Request,
+    name: &str,
+) -> Result<PushableCache, AppError> {
+    match push_decision_for(state, req, name).await? {
+        Ok(cache) => Ok(cache),
+        Err(refused) => {
+            super::metrics::count_rejection(state, name, refused.reason()).await;
+            Err(refused.into())
+        }
+    }
 }

@@ -69,9 +69,11 @@ fn method_label(method: &str) -> &'static str {
 // Looking a labelled series up in the recorder's registry costs more than the rest of a
 // narinfo answer, so each thread keeps the handles it used (counters and histograms never
 // expire; their label sets are bounded: route templates, statuses, existing caches).
+/// (method, route template, status) to the request counter and duration histogram.
+type RequestSeries = HashMap<(&'static str, String, u16), (Counter, Histogram)>;
+
 thread_local! {
-    static REQUEST_SERIES: RefCell<HashMap<(&'static str, String, u16), (Counter, Histogram)>> =
-        RefCell::new(HashMap::new());
+    static REQUEST_SERIES: RefCell<RequestSeries> = RefCell::new(HashMap::new());
     static CACHE_COUNTERS: RefCell<HashMap<(&'static str, String), Counter>> = RefCell::new(HashMap::new());
 }
 

@@ -158,10 +158,20 @@ pub fn keys_after(conn: &mut AnyConnection, after_id: i64, limit: i64) -> DbResu
         .load(conn)?)
 }
 
-/// (cache id, hash part) of the paths stored since `since`.
-pub fn keys_since(conn: &mut AnyConnection, since: chrono::NaiveDateTime) -> DbResult<Vec<(i64, String)>> {
+/// A position in the order paths were stored: (created_at, id).
+pub type StoredMark = (chrono::NaiveDateTime, i64);
+
+/// (created_at, id, cache id, hash part) of up to `limit` paths stored after `mark`, in that
+/// order (the `created_at` index serves it).
+pub fn keys_after_mark(
+    conn: &mut AnyConnection,
+    (at, id): StoredMark,
+    limit: i64,
+) -> DbResult<Vec<(chrono::NaiveDateTime, i64, i64, String)>> {
     Ok(store_paths::table
-        .filter(store_paths::created_at.ge(since))
-        .select((store_paths::cache_id, store_paths::hash_part))
+        .filter(store_paths::created_at.gt(at).or(store_paths::created_at.eq(at).and(store_paths::id.gt(id))))
+        .order((store_paths::created_at, store_paths::id))
+        .limit(limit)
+        .select((store_paths::created_at, store_paths::id, store_paths::cache_id, store_paths::hash_part))
         .load(conn)?)
 }

@@ -5,10 +5,11 @@
 //!
 //! The filter never forgets a path this process or another one stored:
 //! - a push through this process adds its path before committing it;
-//! - paths stored through other processes are read every [`REFRESH`], re-reading the last
-//!   [`OVERLAP`] of them so that a commit that took a while (or a replica's clock a little
-//!   behind) is not skipped; until then this process answers them as absent (well within
-//!   the bound [`super::hot_cache::MISS_TTL`] states for replicas);
+//! - paths stored through other processes are read every [`REFRESH`] (those stored after the
+//!   last one read), and every [`CATCH_UP`] the last [`OVERLAP`] of them are read again, so
+//!   that a commit that took a while or a replica whose clock is a little behind is not
+//!   skipped; until then this process answers them as absent (within the bound
+//!   [`super::hot_cache::MISS_TTL`] states for replicas; the catch-up within [`CATCH_UP`]);
 //! - until the first full load finishes, every path is a "maybe".
 //!
 //! Deleted paths stay in the filter (a "maybe" costs one query) until the next rebuild, which
@@ -20,12 +21,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::db::{Db, now, paths};
+use tokio::time::Instant;
+
+use crate::db::paths::{self, StoredMark};
+use crate::db::{Db, DbError, now};
 
 /// How often paths stored through other processes are read.
 pub const REFRESH: Duration = Duration::from_secs(1);
-/// How far back each refresh reads (commit delays and clock differences between replicas).
-const OVERLAP: chrono::Duration = chrono::Duration::minutes(2);
+/// How often the recent past is read again, and how far back (commit delays and clock
+/// differences between replicas).
+const CATCH_UP: Duration = Duration::from_secs(15);
+const OVERLAP: chrono::Duration = chrono::Duration::minutes(1);
 /// A rebuild also drops deleted paths; done at least this often.
 const REBUILD_EVERY: Duration = Duration::from_secs(6 * 3600);
 /// Rows read per query while loading.
@@ -62,11 +68,17 @@ impl Bloom {
         (0..PROBES).map(move |i| first.wrapping_add(i.wrapping_mul(step)) % bits)
     }
 
+    /// Adds a key; only keys that set a new bit count towards the capacity (reading the
+    /// same paths again does not fill the filter).
     fn insert(&self, cache_id: i64, hash_part: &str) {
+        let mut new = false;
         for bit in self.positions(cache_id, hash_part) {
-            self.words[(bit / 64) as usize].fetch_or(1 << (bit % 64), Ordering::Relaxed);
+            let mask = 1 << (bit % 64);
+            new |= self.words[(bit / 64) as usize].fetch_or(mask, Ordering::Relaxed) & mask == 0;
         }
-        self.added.fetch_add(1, Ordering::Relaxed);
+        if new {
+            self.added.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     fn may_contain(&self, cache_id: i64, hash_part: &str) -> bool {
@@ -79,10 +91,10 @@ impl Bloom {
     }
 }
 
-/// Every stored path in a new filter: page by page, then (as a refresh would) those stored
-/// while the pages were read.
-async fn load_all(db: &Db) -> Result<Bloom, crate::db::DbError> {
-    let since = now() - OVERLAP;
+/// Every stored path in a new filter, page by page, then those stored while the pages were
+/// read; returns the filter and the mark of the last path read.
+async fn load_all(db: &Db) -> Result<(Bloom, StoredMark), DbError> {
+    let started = now();
     let count = db.read(paths::count_all).await?;
     // Room to grow to twice the size before a rebuild.
     let bloom = Bloom::with_capacity(count as u64 * 2);
@@ -95,10 +107,25 @@ async fn load_all(db: &Db) -> Result<Bloom, crate::db::DbError> {
             bloom.insert(*cache_id, hash_part);
         }
     }
-    for (cache_id, hash_part) in db.read(move |c| paths::keys_since(c, since)).await? {
-        bloom.insert(cache_id, &hash_part);
+    let mark = read_after(db, &bloom, (started - OVERLAP, 0)).await?;
+    Ok((bloom, mark))
+}
+
+/// Adds the paths stored after `mark`, page by page; returns the mark of the last one.
+async fn read_after(db: &Db, bloom: &Bloom, mut mark: StoredMark) -> Result<StoredMark, DbError> {
+    loop {
+        let page = db.read(move |c| paths::keys_after_mark(c, mark, PAGE)).await?;
+        for (_, _, cache_id, hash_part) in &page {
+            bloom.insert(*cache_id, hash_part);
+        }
+        match page.last() {
+            Some((at, id, _, _)) => mark = (*at, *id),
+            None => return Ok(mark),
+        }
+        if page.len() < PAGE as usize {
+            return Ok(mark);
+        }
     }
-    Ok(bloom)
 }
 
 #[derive(Default)]
@@ -129,8 +156,9 @@ impl PresenceFilter {
         }
     }
 
-    /// Loads every stored path into a new filter and puts it in place.
-    pub async fn rebuild(&self, db: &Db) -> Result<(), crate::db::DbError> {
+    /// Loads every stored path into a new filter and puts it in place; returns the mark of
+    /// the last path read.
+    pub async fn rebuild(&self, db: &Db) -> Result<StoredMark, DbError> {
         self.begin_rebuild();
         let loaded = load_all(db).await;
         self.finish_rebuild(loaded)
@@ -140,25 +168,22 @@ impl PresenceFilter {
         *self.during_rebuild.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
     }
 
-    fn finish_rebuild(&self, loaded: Result<Bloom, crate::db::DbError>) -> Result<(), crate::db::DbError> {
+    fn finish_rebuild(&self, loaded: Result<(Bloom, StoredMark), DbError>) -> Result<StoredMark, DbError> {
         let added_meanwhile = self.during_rebuild.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let bloom = loaded?;
+        let (bloom, mark) = loaded?;
         for (cache_id, hash_part) in added_meanwhile.unwrap_or_default() {
             bloom.insert(cache_id, &hash_part);
         }
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(bloom));
-        Ok(())
+        Ok(mark)
     }
 
-    /// Adds the paths stored recently (through any process).
-    async fn refresh(&self, db: &Db) -> Result<(), crate::db::DbError> {
-        let Some(bloom) = self.bloom() else { return Ok(()) };
-        let since = now() - OVERLAP;
-        let recent = db.read(move |c| paths::keys_since(c, since)).await?;
-        for (cache_id, hash_part) in &recent {
-            bloom.insert(*cache_id, hash_part);
+    /// Adds the paths stored after `mark` (through any process); returns the new mark.
+    async fn refresh(&self, db: &Db, mark: StoredMark) -> Result<StoredMark, DbError> {
+        match self.bloom() {
+            Some(bloom) => read_after(db, &bloom, mark).await,
+            None => Ok(mark),
         }
-        Ok(())
     }
 
     fn needs_rebuild(&self) -> bool {
@@ -169,18 +194,20 @@ impl PresenceFilter {
     pub async fn run(self: Arc<Self>, db: Db) {
         let mut tick = tokio::time::interval(REFRESH);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut built_at: Option<tokio::time::Instant> = None;
+        let (mut built_at, mut caught_up_at) = (None::<Instant>, Instant::now());
+        let mut mark: StoredMark = (now(), 0);
         loop {
             tick.tick().await;
-            let due = built_at.is_none_or(|at| at.elapsed() >= REBUILD_EVERY) || self.needs_rebuild();
-            let result = if due {
-                let result = self.rebuild(&db).await;
-                if result.is_ok() {
-                    built_at = Some(tokio::time::Instant::now());
-                }
-                result
+            let result = if built_at.is_none_or(|at| at.elapsed() >= REBUILD_EVERY) || self.needs_rebuild() {
+                self.rebuild(&db).await.map(|rebuilt| {
+                    built_at = Some(Instant::now());
+                    mark = rebuilt;
+                })
+            } else if caught_up_at.elapsed() >= CATCH_UP {
+                caught_up_at = Instant::now();
+                self.refresh(&db, (now() - OVERLAP, 0)).await.map(|read| mark = mark.max(read))
             } else {
-                self.refresh(&db).await
+                self.refresh(&db, mark).await.map(|read| mark = read)
             };
             if let Err(e) = result {
                 tracing::warn!("could not read the stored paths for the narinfo filter: {e}");
@@ -236,5 +263,52 @@ mod tests {
         filter.finish_rebuild(loaded).unwrap();
         assert!(filter.may_contain(1, &hash_part(2)));
         assert!(!filter.may_contain(1, &hash_part(1)), "a rebuild drops what the database does not hold");
+    }
+
+    fn store(db: &Db, id: i64, hash_part: &str, created_at: chrono::NaiveDateTime) {
+        let (hash_part, at) = (hash_part.to_string(), created_at.format("%Y-%m-%d %H:%M:%S%.f").to_string());
+        db.write_blocking(move |c| {
+            use diesel::RunQueryDsl;
+            diesel::sql_query(format!(
+                "INSERT INTO store_paths (id, cache_id, nar_id, hash_part, name, signatures, created_at) \
+                 VALUES ({id}, 1, 1, '{hash_part}', 'x', '', '{at}')"
+            ))
+            .execute(c)?;
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn refreshes_read_new_paths_and_catch_ups_read_late_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&format!("sqlite:{}/db.sqlite?mode=rwc", dir.path().display()), false).unwrap();
+        db.write_blocking(|c| {
+            use diesel::RunQueryDsl;
+            diesel::sql_query("INSERT INTO caches (id, name) VALUES (1, 'main')").execute(c)?;
+            diesel::sql_query(
+                "INSERT INTO nars (id, nar_hash, nar_size, compression, file_hash, file_size, storage_key) \
+                 VALUES (1, 'h', 1, 'none', 'f', 1, 'k')",
+            )
+            .execute(c)?;
+            Ok(())
+        })
+        .unwrap();
+        store(&db, 1, &hash_part(1), now() - chrono::Duration::days(30));
+        let filter = PresenceFilter::default();
+        let mark = filter.rebuild(&db).await.unwrap();
+        assert!(filter.may_contain(1, &hash_part(1)), "an old path is loaded");
+        // Stored through another process after the load: read by the next refresh.
+        store(&db, 2, &hash_part(2), now());
+        assert!(!filter.may_contain(1, &hash_part(2)));
+        let mark = filter.refresh(&db, mark).await.unwrap();
+        assert!(filter.may_contain(1, &hash_part(2)));
+        // A commit that became visible late (its created_at is before the mark): skipped by
+        // refreshes, read by the catch-up over the last OVERLAP.
+        store(&db, 3, &hash_part(3), mark.0 - chrono::Duration::seconds(20));
+        filter.refresh(&db, mark).await.unwrap();
+        assert!(!filter.may_contain(1, &hash_part(3)));
+        filter.refresh(&db, (now() - OVERLAP, 0)).await.unwrap();
+        assert!(filter.may_contain(1, &hash_part(3)), "the catch-up reads late commits");
     }
 }

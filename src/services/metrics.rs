@@ -28,6 +28,7 @@ const STORED_BYTES: &str = "hibernation_cache_stored_bytes";
 const PATHS: &str = "hibernation_cache_paths";
 const SHARED_BYTES: &str = "hibernation_cache_shared_bytes";
 const DEDUP_SAVED: &str = "hibernation_dedup_saved_bytes";
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// Installs the global recorder; `service_name` labels every series.
 pub fn install(service_name: &str) -> anyhow::Result<PrometheusHandle> {
@@ -40,6 +41,16 @@ pub fn install(service_name: &str) -> anyhow::Result<PrometheusHandle> {
         // Gauges of a deleted or renamed cache disappear instead of lingering.
         .idle_timeout(MetricKindMask::GAUGE, Some(Duration::from_secs(600)))
         .install_recorder()?;
+    // Histogram samples wait in memory until upkeep folds them in: without a scrape for a
+    // while that is unbounded (8 bytes a request), so upkeep runs on its own too.
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(UPKEEP_EVERY);
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
     describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by method, route template and status.");
     describe_histogram!(HTTP_DURATION, Unit::Seconds, "Time to the response head, by method and route template.");
     describe_gauge!(HTTP_IN_FLIGHT, "HTTP requests being handled now.");

@@ -152,6 +152,11 @@ fn tokens_are_checked(backend: Backend) {
     assert_eq!((status, error.contains("revoked")), (401, true), "{error}");
     // A revoked token no longer reads the private cache either.
     assert_eq!(s.server.get("/api/nix/main/nix-cache-info", Some(&revoked)).status(), 401);
+    // The server remembers tokens for a few seconds (ACCESS_TTL), yet one stops at its expiry.
+    let brief = s.server.admin(&["create-token", "temp", "--name", "brief", "--expires-in", "3s"]);
+    assert_eq!(s.server.get("/api/nix/main/nix-cache-info", Some(&brief)).status(), 200);
+    std::thread::sleep(Duration::from_millis(3300));
+    assert_eq!(s.server.get("/api/nix/main/nix-cache-info", Some(&brief)).status(), 401);
 
     // Read access is not push access.
     s.server.admin(&["create-user", "reader"]);

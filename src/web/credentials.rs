@@ -47,12 +47,16 @@ pub async fn optional_caller(state: &AppState, req: &Request) -> Result<Option<C
 /// Who a token authenticates. Remembered for ACCESS_TTL (a revocation elsewhere takes that
 /// long to reach this process; see `hot_cache`), so most requests need no database query.
 pub async fn caller_of(state: &AppState, token: &str) -> Result<Caller, AuthError> {
-    let token_hash = hash_token(token.trim());
-    if let Some(caller) = state.hot.caller(&token_hash) {
+    caller_with_hash(state, token, &hash_token(token.trim())).await
+}
+
+/// [`caller_of`] for a caller that hashed the token already.
+pub async fn caller_with_hash(state: &AppState, token: &str, token_hash: &str) -> Result<Caller, AuthError> {
+    if let Some(caller) = state.hot.caller(token_hash) {
         return Ok(caller);
     }
     let caller = authenticate(&state.db, token).await?;
-    state.hot.remember_caller(&token_hash, &caller);
+    state.hot.remember_caller(token_hash, &caller);
     Ok(caller)
 }
 

@@ -1,7 +1,7 @@
 //! What a token may do in a cache, decided from memory when it was decided a moment ago:
 //! cache rows for CACHE_ROW_TTL, a token's access per cache for ACCESS_TTL (see `hot_cache`).
 
-use super::credentials::{caller_of, required_token};
+use super::credentials::{caller_with_hash, required_token};
 use super::{AppError, AppState};
 use crate::db::caches;
 use crate::db::models::Cache;
@@ -25,10 +25,11 @@ pub async fn find_cache(state: &AppState, name: &str) -> Result<Option<Cache>, A
 /// What the holder of `token` may do in `cache`.
 pub async fn token_access(state: &AppState, token: &str, cache: &Cache) -> Result<Access, AppError> {
     let token_hash = hash_token(token.trim());
+    // The caller first: it is what notices an expired token (from memory too).
+    let caller = caller_with_hash(state, token, &token_hash).await?;
     if let Some(access) = state.hot.access(&token_hash, cache.id) {
         return Ok(access);
     }
-    let caller = caller_of(state, token).await?;
     let for_check = cache.clone();
     let access = state.db.read(move |c| access_to(c, Some(&caller), &for_check)).await?;
     state.hot.remember_access(&token_hash, cache.id, access);

@@ -316,10 +316,8 @@ pub async fn store_received(storage: &Storage, received: ReceivedNar) -> Result<
 
 /// Deletes a stored NAR object and its listing (best effort: an orphan only costs space).
 pub async fn delete_stored(storage: &Storage, key: &str) {
-    for k in [listing_key(key), key.to_string()] {
-        if let Err(e) = storage.delete(&k).await {
-            tracing::warn!("could not delete {k} from storage: {e}");
-        }
+    for (k, e) in storage.delete_each(&[&listing_key(key), key]).await {
+        tracing::warn!("could not delete {k} from storage: {e}");
     }
 }
 

@@ -59,11 +59,23 @@ impl LocalStorage {
         std::fs::rename(temp, &target)?;
         dirs.iter().try_for_each(|d| sync_dir(d))
     }
-    pub async fn delete(&self, key: &str) -> io::Result<()> {
-        match tokio::fs::remove_file(self.path_of(key)).await {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+
+    /// Deletes blobs (missing ones are fine) in one trip to the blocking pool; the errors of
+    /// those that could not be deleted.
+    pub async fn delete(&self, keys: &[&str]) -> Vec<(String, io::Error)> {
+        let paths: Vec<(String, PathBuf)> = keys.iter().map(|k| (k.to_string(), self.path_of(k))).collect();
+        let deleted = tokio::task::spawn_blocking(move || {
+            paths
+                .into_iter()
+                .filter_map(|(key, path)| match std::fs::remove_file(path) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => Some((key, e)),
+                    _ => None,
+                })
+                .collect()
+        });
+        deleted
+            .await
+            .unwrap_or_else(|e| keys.iter().map(|k| (k.to_string(), io::Error::other(e.to_string()))).collect())
     }
 
     /// Reads `[start, end)` of a blob whole, in one trip to the blocking pool (for small

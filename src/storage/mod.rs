@@ -108,10 +108,19 @@ impl Storage {
         Ok(())
     }
 
-    pub async fn delete(&self, key: &str) -> io::Result<()> {
+    /// Deletes several blobs (missing ones are fine); the errors of those that could not be.
+    pub async fn delete_each(&self, keys: &[&str]) -> Vec<(String, io::Error)> {
         match &self.backend {
-            Backend::Local(local) => local.delete(key).await,
-            Backend::S3(s3) => s3.delete(key).await,
+            Backend::Local(local) => local.delete(keys).await,
+            Backend::S3(s3) => {
+                let mut failed = Vec::new();
+                for key in keys {
+                    if let Err(e) = s3.delete(key).await {
+                        failed.push((key.to_string(), e));
+                    }
+                }
+                failed
+            }
         }
     }
 
@@ -193,8 +202,8 @@ mod tests {
         storage.read("nar/abc.nar.zst", Some((4, 9))).await.unwrap().read_to_end(&mut part).await.unwrap();
         assert_eq!(part, b"bytes");
         assert_eq!(std::fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count(), 0);
-        storage.delete("nar/abc.nar.zst").await.unwrap();
-        storage.delete("nar/abc.nar.zst").await.unwrap();
+        assert!(storage.delete_each(&["nar/abc.nar.zst", "nar/abc.nar.zst.ls"]).await.is_empty());
+        assert!(storage.delete_each(&["nar/abc.nar.zst"]).await.is_empty(), "deleting twice is fine");
         assert!(storage.read("nar/abc.nar.zst", None).await.is_err());
     }
 

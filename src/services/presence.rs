@@ -3,7 +3,9 @@
 //! substituter) is answered without a database query, however many different paths are asked
 //! for. "No" is certain; "maybe" is checked in the database (about 1% of absent paths).
 //!
-//! The filter never forgets a path this process or another one stored:
+//! The filter does not miss a path this process or another one stored, as long as replicas'
+//! clocks agree within [`OVERLAP`] and no commit takes longer than that (otherwise the path
+//! is found at the next rebuild, within [`REBUILD_EVERY`]):
 //! - a push through this process adds its path before committing it;
 //! - paths stored through other processes are read every [`REFRESH`] (those stored after the
 //!   last one read), and every [`CATCH_UP`] the last [`OVERLAP`] of them are read again, so

@@ -104,13 +104,10 @@ pub fn http_request(method: &str, route: String, status: u16, elapsed: Duration)
 
 /// Adds to a per-cache counter through this thread's handle for it.
 fn count_for_cache(name: &'static str, cache: &str, by: u64) {
-    CACHE_COUNTERS.with_borrow_mut(|counters| match counters.get(&(name, cache.to_string())) {
-        Some(counter) => counter.increment(by),
-        None => {
-            let counter = counter!(name, "cache" => cache.to_string());
-            counter.increment(by);
-            counters.insert((name, cache.to_string()), counter);
-        }
+    CACHE_COUNTERS.with_borrow_mut(|counters| {
+        let counter =
+            counters.entry((name, cache.to_string())).or_insert_with(|| counter!(name, "cache" => cache.to_string()));
+        counter.increment(by);
     });
 }
 

@@ -8,7 +8,7 @@ use hibernation::nix::{Compression, NarHash, NarInfo};
 
 use super::auth::Caller;
 use super::push::{self, NarSource, PushError, PushableCache, delete_stored, store_received};
-use super::receive::{self, ReadAhead, receive_nar};
+use super::receive::{self, read_ahead, receive_nar};
 use crate::db::models::PendingNar;
 use crate::db::{Db, now, uploads};
 use crate::storage::Storage;
@@ -37,7 +37,7 @@ pub async fn accept_nar(
         .ok_or_else(|| invalid(format!("nar/{file} is not a NAR file name (<nix32 sha256>.nar[.xz|.zst|.bz2|.br])")))?;
     // Refuse early when the cache is full already; the exact size is checked on arrival.
     push::check_quota(db, cache, 1).await?;
-    let reader = ReadAhead::spawn(body);
+    let reader = read_ahead(body);
     let spool = storage.clone();
     let received = tokio::task::spawn_blocking(move || receive_nar(&spool, reader, compression, None, max_nar_size))
         .await

@@ -3,6 +3,8 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 
+use bytes::Bytes;
+
 use hibernation::nix::nar::{HashingReader, NarError, validate};
 use hibernation::nix::{Compression, NarHash};
 use sha2::{Digest, Sha256};
@@ -74,8 +76,9 @@ pub fn receive_nar(
     let file = pending.file.try_clone().map_err(PushError::Storage)?;
     let (chunks, received) = std::sync::mpsc::sync_channel(CHUNKS_IN_FLIGHT);
     let (stored, inspected) = std::thread::scope(|scope| {
-        let inspector =
-            scope.spawn(move || inspect_nar(ChunkReader::new(received), compression, declared, max_nar_size));
+        let inspector = scope.spawn(move || {
+            inspect_nar(Chunks::new(move || received.recv().ok().map(Ok)), compression, declared, max_nar_size)
+        });
         let stored = store_body(body, file, max_file_size(max_nar_size), chunks);
         let inspected =
             inspector.join().unwrap_or_else(|_| Err(PushError::MalformedNar("the NAR check failed".into())));
@@ -112,19 +115,23 @@ fn store_body(
     mut body: impl Read,
     file: std::fs::File,
     limit: u64,
-    chunks: std::sync::mpsc::SyncSender<Vec<u8>>,
+    chunks: std::sync::mpsc::SyncSender<Bytes>,
 ) -> Result<(NarHash, u64), StoreError> {
     let mut out = file;
     let mut writeback = WriteBack::default();
     let mut hasher = Sha256::new();
     let mut count = 0u64;
     loop {
-        let mut chunk = vec![0u8; CHUNK];
-        let n = read_some(&mut body, &mut chunk).map_err(|e| StoreError::Failed(classify_body_error(e)))?;
+        // Up to a whole chunk, or what is left of the body: fewer, larger chunks.
+        let mut chunk = Vec::with_capacity(CHUNK);
+        let n = body
+            .by_ref()
+            .take(CHUNK as u64)
+            .read_to_end(&mut chunk)
+            .map_err(|e| StoreError::Failed(classify_body_error(e)))?;
         if n == 0 {
             break;
         }
-        chunk.truncate(n);
         if count + n as u64 > limit {
             return Err(StoreError::Failed(PushError::TooLarge(format!(
                 "the upload is larger than {limit} bytes, more than a NAR within this server's MAX_NAR_SIZE needs"
@@ -134,7 +141,7 @@ fn store_body(
         out.write_all(&chunk).map_err(|e| StoreError::Failed(PushError::Storage(e)))?;
         writeback.wrote(&out, count);
         hasher.update(&chunk);
-        chunks.send(chunk).map_err(|_| StoreError::NarRejected)?;
+        chunks.send(Bytes::from(chunk)).map_err(|_| StoreError::NarRejected)?;
     }
     // The end of the body: the NAR check sees the end of its input.
     drop(chunks);
@@ -174,55 +181,22 @@ impl WriteBack {
     }
 }
 
-/// Fills `buf` as far as the body allows before returning (fewer, larger chunks).
-fn read_some(body: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match body.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
+/// Chunks that arrive one by one, as a reader: no next chunk is the end of input.
+struct Chunks<F> {
+    next: F,
+    current: Bytes,
 }
 
-/// A request body read ahead on the async runtime, as a blocking reader: the HTTP layer fetches
-/// the next pieces while the reader's thread works on the last, instead of waiting to be asked
-/// for each one (a thread hand-off per piece, which doubled the time of an upload).
-pub struct ReadAhead {
-    chunks: tokio::sync::mpsc::Receiver<io::Result<bytes::Bytes>>,
-    current: bytes::Bytes,
-}
-
-impl ReadAhead {
-    /// Starts reading `body`; must be called within the runtime. Reading stops when this drops.
-    pub fn spawn(mut body: impl tokio::io::AsyncRead + Send + Unpin + 'static) -> Self {
-        use tokio::io::AsyncReadExt;
-        let (sender, chunks) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
-        tokio::spawn(async move {
-            loop {
-                let mut chunk = bytes::BytesMut::with_capacity(CHUNK);
-                let item = match body.read_buf(&mut chunk).await {
-                    Ok(0) => break,
-                    Ok(_) => Ok(chunk.freeze()),
-                    Err(e) => Err(e),
-                };
-                let failed = item.is_err();
-                if sender.send(item).await.is_err() || failed {
-                    break;
-                }
-            }
-        });
-        Self { chunks, current: bytes::Bytes::new() }
+impl<F: FnMut() -> Option<io::Result<Bytes>>> Chunks<F> {
+    fn new(next: F) -> Self {
+        Self { next, current: Bytes::new() }
     }
 }
 
-impl Read for ReadAhead {
+impl<F: FnMut() -> Option<io::Result<Bytes>>> Read for Chunks<F> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.current.is_empty() {
-            match self.chunks.blocking_recv() {
+        while self.current.is_empty() {
+            match (self.next)() {
                 Some(chunk) => self.current = chunk?,
                 None => return Ok(0),
             }
@@ -231,6 +205,30 @@ impl Read for ReadAhead {
         buf[..n].copy_from_slice(&self.current.split_to(n));
         Ok(n)
     }
+}
+
+/// A request body read ahead on the async runtime, as a blocking reader: the HTTP layer fetches
+/// the next pieces while the reader's thread works on the last, instead of waiting to be asked
+/// for each one (a thread hand-off per piece, which doubled the time of an upload). Must be
+/// called within the runtime; reading stops when the reader drops.
+pub fn read_ahead(mut body: impl tokio::io::AsyncRead + Send + Unpin + 'static) -> impl Read + Send + 'static {
+    use tokio::io::AsyncReadExt;
+    let (sender, mut chunks) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
+    tokio::spawn(async move {
+        loop {
+            let mut chunk = bytes::BytesMut::with_capacity(CHUNK);
+            let item = match body.read_buf(&mut chunk).await {
+                Ok(0) => break,
+                Ok(_) => Ok(chunk.freeze()),
+                Err(e) => Err(e),
+            };
+            let failed = item.is_err();
+            if sender.send(item).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    Chunks::new(move || chunks.blocking_recv())
 }
 
 /// What the NAR check found.
@@ -243,7 +241,7 @@ struct InspectedNar {
 
 /// Decompresses, validates, hashes and lists the NAR as its chunks arrive.
 fn inspect_nar(
-    input: ChunkReader,
+    input: impl Read,
     compression: Compression,
     declared: Option<Declared<'_>>,
     max_nar_size: u64,
@@ -288,34 +286,6 @@ fn inspect_nar(
         return Err(PushError::MalformedNar("data after the end of the compressed NAR".into()));
     }
     Ok(InspectedNar { compression, nar_hash, nar_size, listing: summary.listing })
-}
-
-/// The body's chunks as a reader; the end of the body is the end of input.
-struct ChunkReader {
-    chunks: std::sync::mpsc::Receiver<Vec<u8>>,
-    current: Vec<u8>,
-    position: usize,
-}
-
-impl ChunkReader {
-    fn new(chunks: std::sync::mpsc::Receiver<Vec<u8>>) -> Self {
-        Self { chunks, current: Vec::new(), position: 0 }
-    }
-}
-
-impl Read for ChunkReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.position == self.current.len() {
-            match self.chunks.recv() {
-                Ok(chunk) => (self.current, self.position) = (chunk, 0),
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len() - self.position);
-        buf[..n].copy_from_slice(&self.current[self.position..self.position + n]);
-        self.position += n;
-        Ok(n)
-    }
 }
 
 fn too_large(max_nar_size: u64) -> PushError {
@@ -497,7 +467,7 @@ mod tests {
         let expected = data.clone();
         let copied = tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();
-            ReadAhead::spawn(std::io::Cursor::new(data)).read_to_end(&mut out).map(|_| out)
+            read_ahead(std::io::Cursor::new(data)).read_to_end(&mut out).map(|_| out)
         });
         assert_eq!(copied.await.unwrap().unwrap(), expected);
         let pieces: Vec<io::Result<bytes::Bytes>> = vec![
@@ -507,7 +477,7 @@ mod tests {
         let failing = tokio_util::io::StreamReader::new(futures_util::stream::iter(pieces));
         let got = tokio::task::spawn_blocking(move || {
             let mut out = [0u8; 64];
-            let mut reader = ReadAhead::spawn(failing);
+            let mut reader = read_ahead(failing);
             let first = reader.read(&mut out).unwrap();
             (out[..first].to_vec(), reader.read(&mut out).unwrap_err())
         });

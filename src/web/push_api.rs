@@ -17,7 +17,7 @@ use crate::services::auth::Caller;
 use crate::services::cache_info;
 use crate::services::metrics;
 use crate::services::push::{self, NarSource, PushError, PushableCache};
-use crate::services::receive::{Declared, ReadAhead, receive_nar};
+use crate::services::receive::{Declared, read_ahead, receive_nar};
 use crate::services::{CACHE_NAME_RULE, is_valid_cache_name};
 use hibernation::nix::Compression;
 use hibernation::nix::store_path::is_hash_part;
@@ -140,7 +140,7 @@ async fn receive_path(
         let storage = state.storage.clone();
         let (hash, size) = (verified.upload.nar_hash, verified.upload.nar_size);
         let max_nar_size = state.config.limits.max_nar_size;
-        let reader = ReadAhead::spawn(body.into_async_read());
+        let reader = read_ahead(body.into_async_read());
         let received = tokio::task::spawn_blocking(move || {
             let declared = Declared { nar_hash: &hash, nar_size: size };
             receive_nar(&storage, reader, Compression::Zstd, Some(declared), max_nar_size)

@@ -6,7 +6,8 @@ use clap::Subcommand;
 use hibernation::api::Upstream;
 use hibernation::nix::PublicKey;
 
-use crate::db::models::GrantLevel;
+use crate::db::models::{GrantLevel, QuotaPolicy};
+use crate::config::Config;
 use crate::db::{Db, caches, is_unique_violation, now, users};
 use crate::services::{CACHE_NAME_RULE, auth, is_valid_cache_name, passwords};
 
@@ -53,6 +54,26 @@ pub enum AdminCommand {
         /// Let `hibernation push --force` store paths an upstream already holds.
         #[arg(long)]
         allow_force_push: bool,
+        #[command(flatten)]
+        lifecycle: LifecycleArgs,
+    },
+    /// Change a cache's quota, quota policy or retention; a lowered quota evicts at once when
+    /// the policy evicts.
+    UpdateCache {
+        name: String,
+        /// Most bytes of NAR files, in GiB; `none` for no limit.
+        #[arg(long)]
+        quota_gib: Option<String>,
+        #[command(flatten)]
+        lifecycle: LifecycleArgs,
+    },
+    /// Delete NARs no path has used for GC_GRACE, objects no row owns that are older than that,
+    /// uploads whose narinfo never came, and expired rows. Waits for nothing: fails when another
+    /// process is collecting.
+    Gc {
+        /// Report what would be deleted, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Add a public signing key to a cache.
     AddKey { cache: String, public_key: String },
@@ -93,6 +114,43 @@ pub enum AdminCommand {
     },
 }
 
+/// Quota policy and retention, as `create-cache` and `update-cache` take them.
+#[derive(Debug, clap::Args)]
+pub struct LifecycleArgs {
+    /// What a push past the quota does: refuse (413), or evict by lru, lfu or oldest.
+    #[arg(long, value_parser = ["refuse", "lru", "lfu", "oldest"])]
+    quota_policy: Option<String>,
+    /// Remove paths unused for this long (e.g. 30d, 12h; `none` keeps them), with the closure rule.
+    #[arg(long)]
+    retention: Option<String>,
+}
+
+impl LifecycleArgs {
+    fn policy(&self) -> Option<QuotaPolicy> {
+        self.quota_policy.as_deref().and_then(QuotaPolicy::parse)
+    }
+
+    /// `None`: unchanged; `Some(None)`: no retention.
+    fn retention_seconds(&self) -> anyhow::Result<Option<Option<i64>>> {
+        match self.retention.as_deref() {
+            None => Ok(None),
+            Some("none") => Ok(Some(None)),
+            Some(text) => {
+                let lifetime = parse_lifetime(text)?;
+                if lifetime <= Duration::zero() {
+                    bail!("--retention must be above zero (or none)");
+                }
+                Ok(Some(Some(lifetime.num_seconds())))
+            }
+        }
+    }
+}
+
+fn parse_quota(text: &str) -> anyhow::Result<i64> {
+    Ok(hibernation::format::parse_gib(text)
+        .with_context(|| format!("invalid quota {text:?}: give a size in GiB such as 50 or 0.5"))? as i64)
+}
+
 pub fn parse_lifetime(text: &str) -> anyhow::Result<Duration> {
     let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
     let n: i64 = digits.parse().with_context(|| format!("invalid lifetime {text:?}: use e.g. 90d, 12h, 30m, 45s"))?;
@@ -117,8 +175,42 @@ fn is_valid_login(login: &str) -> bool {
     !login.is_empty() && login.len() <= 254 && !login.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
-pub fn run(db: &Db, command: AdminCommand) -> anyhow::Result<()> {
+pub fn run(db: &Db, config: &Config, command: AdminCommand) -> anyhow::Result<()> {
     match command {
+        AdminCommand::UpdateCache { name, quota_gib, lifecycle } => {
+            let quota = match quota_gib.as_deref() {
+                None => None,
+                Some("none") => Some(None),
+                Some(text) => Some(Some(parse_quota(text)?)),
+            };
+            let change = caches::LifecycleChange {
+                quota_bytes: quota,
+                quota_policy: lifecycle.policy(),
+                retention_seconds: lifecycle.retention_seconds()?,
+            };
+            let cache = db
+                .write_blocking(|c| {
+                    let Some(cache) = caches::find_by_name(c, &name)? else { return Ok(None) };
+                    caches::change_lifecycle(c, cache.id, &change)?;
+                    caches::find_by_name(c, &name)
+                })?
+                .with_context(|| format!("no cache named {name:?}"))?;
+            crate::services::eviction::configure(config.lifecycle.eviction_min_age);
+            let runtime = tokio::runtime::Runtime::new()?;
+            let evicted = runtime.block_on(crate::services::eviction::fit_quota(db, &cache))?;
+            println!("updated cache {name}");
+            if evicted.paths > 0 {
+                println!("evicted {} paths ({}) to fit the quota", evicted.paths, hibernation::format::gib(evicted.bytes as u64));
+            }
+        }
+        AdminCommand::Gc { dry_run } => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            let report = runtime.block_on(async {
+                let storage = crate::open_storage(config).await?;
+                anyhow::Ok(crate::services::gc::collect(db, &storage, config.lifecycle.gc_grace, dry_run).await?)
+            })?;
+            println!("{report}");
+        }
         AdminCommand::CreateUser { login, name, admin, email, password_stdin } => {
             let name = name.unwrap_or_else(|| login.clone());
             if !is_valid_login(&login) {
@@ -156,19 +248,13 @@ pub fn run(db: &Db, command: AdminCommand) -> anyhow::Result<()> {
             upstreams,
             no_upstream,
             allow_force_push,
+            lifecycle,
         } => {
             if !is_valid_cache_name(&name) {
                 bail!("invalid cache name {name:?}: {CACHE_NAME_RULE}");
             }
             validate_keys(&public_keys)?;
-            let quota_bytes = match quota_gib {
-                Some(text) => Some(
-                    hibernation::format::parse_gib(&text)
-                        .with_context(|| format!("invalid quota {text:?}: give a size in GiB such as 50 or 0.5"))?
-                        as i64,
-                ),
-                None => None,
-            };
+            let quota_bytes = quota_gib.as_deref().map(parse_quota).transpose()?;
             let upstreams = match (no_upstream, upstreams.is_empty()) {
                 (true, _) => Some(Vec::new()),
                 (false, true) => None,
@@ -186,6 +272,8 @@ pub fn run(db: &Db, command: AdminCommand) -> anyhow::Result<()> {
                 keys: public_keys,
                 upstreams,
                 allow_force_push: Some(allow_force_push),
+                quota_policy: lifecycle.policy().unwrap_or(QuotaPolicy::Refuse),
+                retention_seconds: lifecycle.retention_seconds()?.flatten(),
             };
             db.write_blocking(|c| caches::create(c, &name, &settings))
                 .map_err(|e| unique_or(e, format!("cache {name:?} already exists")))?;

@@ -37,6 +37,53 @@ pub struct Config {
     /// answering its request in flight, if any), and a request body that stalls this long is
     /// cut off. 60 s by default.
     pub client_timeout: std::time::Duration,
+    pub lifecycle: Lifecycle,
+}
+
+/// Timing of the storage lifecycle (eviction, retention, garbage collection).
+#[derive(Debug, Clone, Copy)]
+pub struct Lifecycle {
+    /// GC_GRACE: a NAR no path uses, or a stored object no row owns, is deleted only after
+    /// this long (a push about to reuse it, or one between storing and recording it, is never
+    /// broken). 1 hour by default; keep it above a minute (other replicas may name a NAR from memory for
+    /// that long).
+    pub gc_grace: chrono::Duration,
+    /// GC_INTERVAL: how often garbage collection and retention run in the background. 1 hour
+    /// by default.
+    pub gc_interval: std::time::Duration,
+    /// EVICTION_MIN_AGE: paths pushed more recently are never evicted (a push in progress
+    /// needs the paths it sent first). 10 minutes by default.
+    pub eviction_min_age: chrono::Duration,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Self {
+            gc_grace: chrono::Duration::hours(1),
+            gc_interval: std::time::Duration::from_secs(3600),
+            eviction_min_age: chrono::Duration::minutes(10),
+        }
+    }
+}
+
+fn lifecycle_from_env() -> anyhow::Result<Lifecycle> {
+    let defaults = Lifecycle::default();
+    let duration = |name: &str, default: chrono::Duration| -> anyhow::Result<chrono::Duration> {
+        match var(name) {
+            Some(text) => crate::admin::parse_lifetime(text.trim())
+                .with_context(|| format!("{name} must be a duration such as 1h, 30m or 45s, got {text:?}")),
+            None => Ok(default),
+        }
+    };
+    let gc_interval = duration("GC_INTERVAL", chrono::Duration::from_std(defaults.gc_interval)?)?;
+    if gc_interval <= chrono::Duration::zero() {
+        bail!("GC_INTERVAL must be above zero");
+    }
+    Ok(Lifecycle {
+        gc_grace: duration("GC_GRACE", defaults.gc_grace)?,
+        gc_interval: gc_interval.to_std()?,
+        eviction_min_age: duration("EVICTION_MIN_AGE", defaults.eviction_min_age)?,
+    })
 }
 
 /// Size limits on what clients send; more are fixed in `web::limits`.
@@ -162,6 +209,7 @@ impl Config {
                 },
                 None => std::time::Duration::from_secs(60),
             },
+            lifecycle: lifecycle_from_env()?,
         })
     }
 

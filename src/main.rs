@@ -74,7 +74,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let db = db::Db::open(&config.db_url, config.database_logging)?;
     match command {
-        Command::Admin(command) => admin::run(&db, command),
+        Command::Admin(command) => admin::run(&db, &config, command),
         Command::Serve => tokio::runtime::Runtime::new()?.block_on(serve(config, db)),
         Command::Health => unreachable!("answered above"),
     }
@@ -98,11 +98,16 @@ fn health_check(port: u16) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The storage the configuration names: S3 when S3_* is set, else the local directory.
+pub async fn open_storage(config: &config::Config) -> anyhow::Result<storage::Storage> {
+    match &config.s3 {
+        Some(s3) => storage::Storage::s3(s3.clone(), &config.storage_path).await,
+        None => storage::Storage::local(&config.storage_path),
+    }
+}
+
 async fn serve(config: config::Config, db: db::Db) -> anyhow::Result<()> {
-    let storage = match &config.s3 {
-        Some(s3) => storage::Storage::s3(s3.clone(), &config.storage_path).await?,
-        None => storage::Storage::local(&config.storage_path)?,
-    };
+    let storage = open_storage(&config).await?;
     if let Some(code) = services::sessions::setup_code(&db).await? {
         tracing::warn!(
             "no administrator yet: open {}/setup and enter the setup code {code} \
@@ -112,7 +117,8 @@ async fn serve(config: config::Config, db: db::Db) -> anyhow::Result<()> {
     }
     let access_log = Arc::new(services::access_log::AccessLog::default());
     tokio::spawn(access_log.clone().run(db.clone()));
-    tokio::spawn(services::janitor::run(db.clone(), storage.clone()));
+    services::eviction::configure(config.lifecycle.eviction_min_age);
+    tokio::spawn(services::janitor::run(db.clone(), storage.clone(), config.lifecycle));
     let presence = Arc::new(services::presence::PresenceFilter::default());
     tokio::spawn(presence.clone().run(db.clone()));
     let port = config.port;

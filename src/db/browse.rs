@@ -7,8 +7,8 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable};
 
 use super::models::Cache;
-use super::schema::{caches, nars, path_references, store_paths};
-use super::{AnyConnection, DbResult};
+use super::schema::{caches, nars, store_paths};
+use super::{AnyConnection, DbResult, lifecycle, now};
 
 pub const PAGE_SIZE: i64 = 50;
 
@@ -171,10 +171,8 @@ pub fn paths_page(
 
 #[derive(Debug)]
 pub enum DeleteOutcome {
-    Deleted {
-        /// The NAR object to delete when no path uses it any more.
-        orphaned_storage_key: Option<String>,
-    },
+    /// Gone; a NAR no path uses any more waits for garbage collection.
+    Deleted,
     NotFound,
     /// Other paths in the cache reference it; deleting it would break their closures.
     StillNeeded(Vec<String>),
@@ -182,43 +180,23 @@ pub enum DeleteOutcome {
 
 pub fn delete_path(conn: &mut AnyConnection, cache_id: i64, hash_part: &str) -> DbResult<DeleteOutcome> {
     let found: Option<(i64, String, i64)> = store_paths::table
+        .inner_join(nars::table)
         .filter(store_paths::cache_id.eq(cache_id))
         .filter(store_paths::hash_part.eq(hash_part))
-        .select((store_paths::id, store_paths::name, store_paths::nar_id))
+        .select((store_paths::id, store_paths::name, nars::file_size))
         .first(conn)
         .optional()?;
-    let Some((id, name, nar_id)) = found else { return Ok(DeleteOutcome::NotFound) };
-    // A commit that references this path holds its row FOR SHARE until it ends; waiting for
-    // that lock here means the dependents query below sees the new reference.
-    if let AnyConnection::Postgresql(pg) = conn {
-        store_paths::table.find(id).select(store_paths::id).for_update().load::<i64>(pg)?;
+    let Some((id, name, file_size)) = found else { return Ok(DeleteOutcome::NotFound) };
+    let path = lifecycle::Removable { id, base_name: format!("{hash_part}-{name}"), file_size };
+    if lifecycle::remove_path(conn, cache_id, &path, now())? {
+        return Ok(DeleteOutcome::Deleted);
     }
-    let base = format!("{hash_part}-{name}");
-    let dependents: Vec<String> = path_references::table
-        .inner_join(store_paths::table)
-        .filter(path_references::reference.eq(&base))
-        .filter(store_paths::cache_id.eq(cache_id))
-        .filter(store_paths::id.ne(id))
-        .select(store_paths::name)
-        .limit(5)
-        .load(conn)?;
-    if !dependents.is_empty() {
-        return Ok(DeleteOutcome::StillNeeded(dependents));
-    }
-    diesel::delete(store_paths::table.find(id)).execute(conn)?;
-    let still_used: i64 = store_paths::table.filter(store_paths::nar_id.eq(nar_id)).count().get_result(conn)?;
-    let orphaned_storage_key = if still_used == 0 {
-        let key: String = nars::table.find(nar_id).select(nars::storage_key).first(conn)?;
-        diesel::delete(nars::table.find(nar_id)).execute(conn)?;
-        Some(key)
-    } else {
-        None
-    };
-    Ok(DeleteOutcome::Deleted { orphaned_storage_key })
+    let dependents = lifecycle::referrers(conn, cache_id, id, &path.base_name, 5)?;
+    Ok(if dependents.is_empty() { DeleteOutcome::NotFound } else { DeleteOutcome::StillNeeded(dependents) })
 }
 
-/// Removes every path of a cache; returns the storage keys of NARs no cache uses any more.
-pub fn clear_cache(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<String>> {
+/// Removes every path of a cache; the NARs no cache uses any more wait for garbage collection.
+pub fn clear_cache(conn: &mut AnyConnection, cache_id: i64) -> DbResult<()> {
     let mut nar_ids = Vec::new();
     // On PostgreSQL a commit that locked a path of this cache before the delete reached it
     // lands its new path after; the next round removes it, so no path is left whose
@@ -239,22 +217,16 @@ pub fn clear_cache(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<Stri
     }
     nar_ids.sort_unstable();
     nar_ids.dedup();
-    let mut orphaned = Vec::new();
-    for nar_id in nar_ids {
-        let used: i64 = store_paths::table.filter(store_paths::nar_id.eq(nar_id)).count().get_result(conn)?;
-        if used == 0 {
-            orphaned.push(nars::table.find(nar_id).select(nars::storage_key).first(conn)?);
-            diesel::delete(nars::table.find(nar_id)).execute(conn)?;
-        }
-    }
-    Ok(orphaned)
+    lifecycle::mark_unreferenced(conn, &nar_ids, now())?;
+    Ok(())
 }
 
-/// Deletes a cache with everything in it; returns the storage keys to delete (orphaned NARs,
-/// pending uploads, build logs).
+/// Deletes a cache with everything in it; returns the storage keys to delete (pending uploads
+/// and build logs; NARs no cache uses wait for garbage collection).
 pub fn delete_cache(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<String>> {
     use super::schema::{build_logs, pending_nars};
-    let mut keys = clear_cache(conn, cache_id)?;
+    clear_cache(conn, cache_id)?;
+    let mut keys = Vec::new();
     // A pending upload's object is ours to delete only if we delete its row: a commit taking
     // it over right now deletes the row first (and its NAR row then owns the object).
     let pending: Vec<(i64, String)> = pending_nars::table
@@ -284,6 +256,8 @@ pub fn update_cache(conn: &mut AnyConnection, cache_id: i64, settings: &super::c
             caches::is_public.eq(settings.is_public),
             caches::priority.eq(settings.priority),
             caches::quota_bytes.eq(settings.quota_bytes),
+            caches::quota_policy.eq(settings.quota_policy.name()),
+            caches::retention_seconds.eq(settings.retention_seconds),
         ))
         .execute(conn)?;
     if let Some(allowed) = settings.allow_force_push {

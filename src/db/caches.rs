@@ -2,7 +2,7 @@
 
 use diesel::prelude::*;
 
-use super::models::Cache;
+use super::models::{Cache, QuotaPolicy};
 use super::schema::{cache_keys, caches};
 use super::{AnyConnection, DbResult, now};
 
@@ -21,6 +21,8 @@ pub struct CacheSettings {
     pub upstreams: Option<Vec<hibernation::api::Upstream>>,
     /// `None`: not allowed for a new cache; unchanged for an existing one.
     pub allow_force_push: Option<bool>,
+    pub quota_policy: QuotaPolicy,
+    pub retention_seconds: Option<i64>,
 }
 
 pub fn create(conn: &mut AnyConnection, name: &str, settings: &CacheSettings) -> DbResult<Cache> {
@@ -32,6 +34,8 @@ pub fn create(conn: &mut AnyConnection, name: &str, settings: &CacheSettings) ->
             caches::priority.eq(settings.priority),
             caches::quota_bytes.eq(settings.quota_bytes),
             caches::allow_force_push.eq(settings.allow_force_push.unwrap_or(false)),
+            caches::quota_policy.eq(settings.quota_policy.name()),
+            caches::retention_seconds.eq(settings.retention_seconds),
             caches::created_at.eq(created_at),
         ))
         .execute(conn)?;
@@ -66,5 +70,32 @@ pub fn public_keys(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<Stri
 
 pub fn rename(conn: &mut AnyConnection, cache_id: i64, name: &str) -> DbResult<()> {
     diesel::update(caches::table.find(cache_id)).set(caches::name.eq(name)).execute(conn)?;
+    Ok(())
+}
+
+/// Caches that remove paths unused for a while.
+pub fn with_retention(conn: &mut AnyConnection) -> DbResult<Vec<Cache>> {
+    Ok(caches::table.filter(caches::retention_seconds.is_not_null()).select(Cache::as_select()).load(conn)?)
+}
+
+/// Quota, policy and retention to change; `None` leaves a setting as it is.
+#[derive(Debug, Default)]
+pub struct LifecycleChange {
+    pub quota_bytes: Option<Option<i64>>,
+    pub quota_policy: Option<QuotaPolicy>,
+    pub retention_seconds: Option<Option<i64>>,
+}
+
+pub fn change_lifecycle(conn: &mut AnyConnection, cache_id: i64, change: &LifecycleChange) -> DbResult<()> {
+    let row = caches::table.find(cache_id);
+    if let Some(quota) = change.quota_bytes {
+        diesel::update(row).set(caches::quota_bytes.eq(quota)).execute(conn)?;
+    }
+    if let Some(policy) = change.quota_policy {
+        diesel::update(row).set(caches::quota_policy.eq(policy.name())).execute(conn)?;
+    }
+    if let Some(retention) = change.retention_seconds {
+        diesel::update(row).set(caches::retention_seconds.eq(retention)).execute(conn)?;
+    }
     Ok(())
 }

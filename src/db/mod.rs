@@ -8,6 +8,7 @@ pub mod caches;
 pub mod cli_logins;
 mod connection;
 pub mod groups;
+pub mod lifecycle;
 pub mod mail;
 pub mod models;
 pub mod paths;

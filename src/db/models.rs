@@ -17,6 +17,60 @@ pub struct Cache {
     pub created_at: NaiveDateTime,
     pub quota_bytes: Option<i64>,
     pub allow_force_push: bool,
+    /// A [`QuotaPolicy`] name.
+    pub quota_policy: String,
+    /// Paths unused for longer than this are removed (with the closure rule); none when NULL.
+    pub retention_seconds: Option<i64>,
+}
+
+impl Cache {
+    pub fn policy(&self) -> QuotaPolicy {
+        QuotaPolicy::parse(&self.quota_policy).unwrap_or(QuotaPolicy::Refuse)
+    }
+}
+
+/// What a push that would take a cache over its quota does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaPolicy {
+    /// Refuse the push (413) until someone makes room.
+    Refuse,
+    /// Evict the paths downloaded longest ago (never downloaded: pushed longest ago) first.
+    Lru,
+    /// Evict the paths downloaded fewest times first (ties: longest unused first).
+    Lfu,
+    /// Evict the paths pushed longest ago first.
+    Oldest,
+}
+
+impl QuotaPolicy {
+    pub const ALL: [QuotaPolicy; 4] = [Self::Refuse, Self::Lru, Self::Lfu, Self::Oldest];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Refuse => "refuse",
+            Self::Lru => "lru",
+            Self::Lfu => "lfu",
+            Self::Oldest => "oldest",
+        }
+    }
+
+    /// For the settings form.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Refuse => "refuse the push (413)",
+            Self::Lru => "evict the least recently used paths",
+            Self::Lfu => "evict the least frequently used paths",
+            Self::Oldest => "evict the oldest paths",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.name() == text)
+    }
+
+    pub fn evicts(self) -> bool {
+        self != Self::Refuse
+    }
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -30,6 +84,7 @@ pub struct Nar {
     pub file_size: i64,
     pub storage_key: String,
     pub created_at: NaiveDateTime,
+    pub unreferenced_since: Option<NaiveDateTime>,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -211,4 +266,28 @@ impl GrantLevel {
             Self::Manage => "manage: push, and change settings and access, delete paths, clear or delete the cache",
         }
     }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = pins)]
+pub struct Pin {
+    pub id: i64,
+    pub cache_id: i64,
+    pub name: String,
+    /// The pinned path's base name (`<hash>-<name>`).
+    pub store_path: String,
+    pub created_at: NaiveDateTime,
+    pub expires_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = reclaims)]
+pub struct Reclaim {
+    pub id: i64,
+    pub cache_id: Option<i64>,
+    pub kind: String,
+    pub at: NaiveDateTime,
+    pub paths: i64,
+    pub bytes: i64,
+    pub objects: i64,
 }

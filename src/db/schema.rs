@@ -9,6 +9,8 @@ diesel::table! {
         created_at -> Timestamp,
         quota_bytes -> Nullable<BigInt>,
         allow_force_push -> Bool,
+        quota_policy -> Text,
+        retention_seconds -> Nullable<BigInt>,
     }
 }
 
@@ -81,6 +83,7 @@ diesel::table! {
         file_size -> BigInt,
         storage_key -> Text,
         created_at -> Timestamp,
+        unreferenced_since -> Nullable<Timestamp>,
     }
 }
 
@@ -195,6 +198,8 @@ diesel::joinable!(cache_permissions -> users (user_id));
 diesel::joinable!(api_tokens -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    pins,
+    reclaims,
     user_groups,
     group_members,
     group_cache_permissions,
@@ -278,3 +283,36 @@ diesel::joinable!(token_caches -> api_tokens (token_id));
 diesel::joinable!(token_caches -> caches (cache_id));
 diesel::joinable!(pending_nars -> caches (cache_id));
 diesel::joinable!(build_logs -> caches (cache_id));
+
+diesel::table! {
+    pins (id) {
+        id -> BigInt,
+        cache_id -> BigInt,
+        name -> Text,
+        store_path -> Text,
+        created_at -> Timestamp,
+        expires_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    leases (name) {
+        name -> Text,
+        holder -> Text,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    reclaims (id) {
+        id -> BigInt,
+        cache_id -> Nullable<BigInt>,
+        kind -> Text,
+        at -> Timestamp,
+        paths -> BigInt,
+        bytes -> BigInt,
+        objects -> BigInt,
+    }
+}
+
+diesel::joinable!(pins -> caches (cache_id));

@@ -78,6 +78,11 @@ pub fn find_log(conn: &mut AnyConnection, cache_id: i64, drv: &str) -> DbResult<
         .optional()?)
 }
 
+/// How many pending NARs are older than `cutoff`.
+pub fn count_stale_pending(conn: &mut AnyConnection, cutoff: chrono::NaiveDateTime) -> DbResult<i64> {
+    Ok(pending_nars::table.filter(pending_nars::created_at.lt(cutoff)).count().get_result(conn)?)
+}
+
 /// Removes pending NARs older than `cutoff` (their narinfo never came) and returns those whose
 /// rows this call deleted, so that the caller deletes their objects (a row a commit took
 /// meanwhile belongs to that commit).

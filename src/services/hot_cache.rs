@@ -208,6 +208,8 @@ mod tests {
             priority: 41,
             created_at: crate::db::now(),
             quota_bytes: None,
+            quota_policy: "refuse".into(),
+            retention_seconds: None,
             allow_force_push: false,
         }
     }

@@ -1,38 +1,35 @@
-//! Periodic clean-up of state nobody will use: NARs uploaded by `nix copy` whose narinfo
-//! never arrived, and CLI login requests nobody approved in time.
+//! The background storage lifecycle: on a schedule, retention removes paths unused for longer
+//! than their cache keeps them, then garbage collection deletes what nothing uses any more.
 
-use std::time::Duration;
-
-use super::push::delete_stored;
-use crate::db::{Db, now, uploads};
+use crate::config::Lifecycle;
+use crate::db::{Db, now};
 use crate::storage::Storage;
 
-/// A narinfo follows its NAR within seconds; a day is far beyond any retry.
-const PENDING_LIFETIME: chrono::Duration = chrono::Duration::hours(24);
-const EVERY: Duration = Duration::from_secs(3600);
+use super::{eviction, gc};
 
-pub async fn remove_stale_pending(db: &Db, storage: &Storage) {
-    let cutoff = now() - PENDING_LIFETIME;
-    match db.write(move |c| uploads::take_stale_pending(c, cutoff)).await {
-        Ok(stale) => {
-            for pending in &stale {
-                delete_stored(storage, &pending.storage_key).await;
-            }
-            if !stale.is_empty() {
-                tracing::info!("removed {} NAR uploads whose narinfo never arrived", stale.len());
-            }
+/// Retention for every cache that has it; errors are logged and the next cache goes on.
+pub async fn apply_retention(db: &Db) {
+    let caches = match db.read(crate::db::caches::with_retention).await {
+        Ok(caches) => caches,
+        Err(e) => return tracing::warn!("could not read the caches for retention: {e}"),
+    };
+    for cache in caches {
+        let Some(seconds) = cache.retention_seconds else { continue };
+        let unused_since = now() - chrono::Duration::seconds(seconds);
+        if let Err(e) = eviction::apply_retention(db, &cache, unused_since, eviction::pushed_before()).await {
+            tracing::warn!("retention of cache {} failed: {e}", cache.name);
         }
-        Err(e) => tracing::warn!("could not clean up pending uploads: {e}"),
     }
 }
 
-pub async fn run(db: Db, storage: Storage) {
-    let mut tick = tokio::time::interval(EVERY);
+pub async fn run(db: Db, storage: Storage, lifecycle: Lifecycle) {
+    let mut tick = tokio::time::interval(lifecycle.gc_interval);
     loop {
         tick.tick().await;
-        remove_stale_pending(&db, &storage).await;
-        if let Err(e) = db.write(crate::db::cli_logins::delete_expired).await {
-            tracing::warn!("could not remove expired CLI login requests: {e}");
+        apply_retention(&db).await;
+        match gc::collect(&db, &storage, lifecycle.gc_grace, false).await {
+            Ok(_) | Err(gc::GcError::Busy(_)) => {}
+            Err(e) => tracing::warn!("garbage collection failed: {e}"),
         }
     }
 }

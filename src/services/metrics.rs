@@ -28,6 +28,11 @@ const STORED_BYTES: &str = "hibernation_cache_stored_bytes";
 const PATHS: &str = "hibernation_cache_paths";
 const SHARED_BYTES: &str = "hibernation_cache_shared_bytes";
 const DEDUP_SAVED: &str = "hibernation_dedup_saved_bytes";
+const RECLAIMED_PATHS: &str = "hibernation_cache_reclaimed_paths_total";
+const RECLAIMED_BYTES: &str = "hibernation_cache_reclaimed_bytes_total";
+const GC_RUNS: &str = "hibernation_gc_runs_total";
+const GC_DELETED_OBJECTS: &str = "hibernation_gc_deleted_objects_total";
+const GC_DELETED_BYTES: &str = "hibernation_gc_deleted_bytes_total";
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// Installs the global recorder; `service_name` labels every series.
@@ -64,6 +69,11 @@ pub fn install(service_name: &str) -> anyhow::Result<PrometheusHandle> {
     describe_counter!(PUSHES, "Paths added by pushes (CLI or nix copy), per cache.");
     describe_counter!(BYTES_RECEIVED, Unit::Bytes, "Compressed NAR bytes received and stored, per cache.");
     describe_counter!(REJECTED, "Uploads refused, per cache and reason.");
+    describe_counter!(RECLAIMED_PATHS, "Paths removed per cache by eviction (quota) or retention, by kind.");
+    describe_counter!(RECLAIMED_BYTES, Unit::Bytes, "Bytes of NAR files of the paths removed per cache, by kind.");
+    describe_counter!(GC_RUNS, "Garbage collection runs finished by this process.");
+    describe_counter!(GC_DELETED_OBJECTS, "Stored objects deleted by garbage collection, by what they were.");
+    describe_counter!(GC_DELETED_BYTES, Unit::Bytes, "Bytes of NAR files deleted by garbage collection.");
     describe_gauge!(STORED_BYTES, Unit::Bytes, "Bytes of the NAR files a cache's paths use.");
     describe_gauge!(PATHS, "Store paths in a cache.");
     describe_gauge!(SHARED_BYTES, Unit::Bytes, "Bytes of a cache's NAR files that other caches use too (stored once).");
@@ -151,6 +161,21 @@ pub fn received(cache: &str, bytes: u64) {
 
 /// An upload refused; `cache` is the name of an existing cache, or empty (callers choose
 /// names freely, and a name that is no cache must not become a series).
+/// Eviction or retention removed paths from a cache.
+pub fn reclaimed(cache: &str, kind: &'static str, paths: u64, bytes: u64) {
+    counter!(RECLAIMED_PATHS, "cache" => cache.to_string(), "kind" => kind).increment(paths);
+    counter!(RECLAIMED_BYTES, "cache" => cache.to_string(), "kind" => kind).increment(bytes);
+}
+
+/// A garbage collection run finished; `objects` counts deletions by what they were.
+pub fn collected(objects: &[(&'static str, u64)], nar_bytes: u64) {
+    counter!(GC_RUNS).increment(1);
+    for (what, count) in objects {
+        counter!(GC_DELETED_OBJECTS, "what" => *what).increment(*count);
+    }
+    counter!(GC_DELETED_BYTES).increment(nar_bytes);
+}
+
 pub fn rejected(cache: &str, reason: &'static str) {
     counter!(REJECTED, "cache" => cache.to_string(), "reason" => reason).increment(1);
 }

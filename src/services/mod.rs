@@ -13,6 +13,8 @@ pub mod narinfo;
 pub mod nix_upload;
 pub mod passwords;
 pub mod presence;
+pub mod eviction;
+pub mod gc;
 pub mod push;
 pub mod receive;
 pub mod sessions;

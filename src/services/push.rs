@@ -13,6 +13,7 @@ use hibernation::nix::{Compression, NarHash, PublicKey, StorePath, signing};
 
 use super::access::{Access, readable_cache_ids};
 use super::auth::Caller;
+use super::eviction;
 use super::receive::ReceivedNar;
 use super::upstream::UpstreamChecker;
 use crate::db::models::{Cache, NewNar, NewStorePath, PendingNar};
@@ -47,8 +48,8 @@ pub enum PushError {
         "{0} references paths the cache lacks, and an upstream cache that may hold them cannot be reached; try again later"
     )]
     UpstreamUnreachable(String),
-    #[error("cache {cache:?} is full: it holds {used} of its {quota} quota, and this NAR needs {needed} more")]
-    OverQuota { cache: String, used: String, quota: String, needed: String },
+    #[error("cache {cache:?} is full: it holds {used} of its {quota} quota, and this NAR needs {needed} more; {why}")]
+    OverQuota { cache: String, used: String, quota: String, needed: String, why: &'static str },
     #[error("{0}")]
     TooLarge(String),
     #[error(transparent)]
@@ -508,6 +509,10 @@ fn commit_in_transaction(
         }
         (None, NarCandidate::Pending(pending)) => paths::insert_nar(c, &NewNar::from(pending.clone()))?,
     };
+    if nar.unreferenced_since.is_some() {
+        // Waiting for garbage collection: this path keeps it.
+        crate::db::lifecycle::mark_referenced(c, nar.id)?;
+    }
     let mut new = record.new.clone();
     new.nar_id = nar.id;
     paths::insert_path(c, &new, &record.references)?;
@@ -533,25 +538,26 @@ fn is_retryable_conflict(e: &DbError) -> bool {
         || matches!(e, DbError::Query(Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _)))
 }
 
-/// Refuses a NAR that would take the cache over its quota. NARs uploaded by `nix copy` that
-/// wait for their narinfo count as used.
+/// Makes room for a NAR of `incoming` bytes, evicting by the cache's policy when it has one,
+/// or refuses it. NARs uploaded by `nix copy` that wait for their narinfo count as used.
 pub(crate) async fn check_quota(db: &Db, cache: &Cache, incoming: i64) -> Result<(), PushError> {
     let Some(quota) = cache.quota_bytes else { return Ok(()) };
-    let id = cache.id;
-    let used = db
-        .read(move |c| {
-            let (_, stored) = crate::db::browse::cache_sizes(c, id)?;
-            Ok(stored + uploads::pending_bytes(c, id)?)
-        })
-        .await?;
-    if used + incoming > quota {
-        let gib = |b: i64| hibernation::format::gib(b.max(0) as u64);
-        return Err(PushError::OverQuota {
-            cache: cache.name.clone(),
-            used: gib(used),
-            quota: gib(quota),
-            needed: gib(incoming),
-        });
+    let mut used = eviction::used_bytes(db, cache.id).await?;
+    if used + incoming <= quota {
+        return Ok(());
     }
-    Ok(())
+    let why = if !cache.policy().evicts() {
+        "make room or raise the quota, or let the cache evict (quota policy lru, lfu or oldest)"
+    } else if incoming > quota {
+        "it is larger than the whole quota"
+    } else {
+        eviction::evict(db, cache, used + incoming - quota, eviction::pushed_before()).await?;
+        used = eviction::used_bytes(db, cache.id).await?;
+        if used + incoming <= quota {
+            return Ok(());
+        }
+        "what is left is pinned, was pushed within EVICTION_MIN_AGE, or is needed by those paths"
+    };
+    let gib = |b: i64| hibernation::format::gib(b.max(0) as u64);
+    Err(PushError::OverQuota { cache: cache.name.clone(), used: gib(used), quota: gib(quota), needed: gib(incoming), why })
 }

@@ -60,6 +60,48 @@ impl LocalStorage {
         dirs.iter().try_for_each(|d| sync_dir(d))
     }
 
+    /// Walks the files under `prefix`, handing them to `page` [`super::LIST_PAGE`] at a time
+    /// until it returns false. Blocking.
+    pub fn list(&self, prefix: &str, mut page: impl FnMut(io::Result<Vec<super::StoredObject>>) -> bool) {
+        let mut dirs = vec![self.path_of(prefix)];
+        let mut batch = Vec::new();
+        while let Some(dir) = dirs.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    page(Err(e));
+                    return;
+                }
+            };
+            for entry in entries {
+                let found = entry.and_then(|e| Ok((e.path(), e.metadata()?)));
+                let (path, meta) = match found {
+                    Ok(found) => found,
+                    // Deleted while listing.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => {
+                        page(Err(e));
+                        return;
+                    }
+                };
+                if meta.is_dir() {
+                    dirs.push(path);
+                    continue;
+                }
+                let Some(key) = path.strip_prefix(&self.root).ok().and_then(|k| k.to_str()) else { continue };
+                let modified = meta.modified().unwrap_or(std::time::SystemTime::now());
+                batch.push(super::StoredObject { key: key.to_string(), modified, size: meta.len() });
+                if batch.len() >= super::LIST_PAGE && !page(Ok(std::mem::take(&mut batch))) {
+                    return;
+                }
+            }
+        }
+        if !batch.is_empty() {
+            page(Ok(batch));
+        }
+    }
+
     /// Deletes blobs (missing ones are fine) in one trip to the blocking pool; the errors of
     /// those that could not be deleted.
     pub async fn delete(&self, keys: &[&str]) -> Vec<(String, io::Error)> {

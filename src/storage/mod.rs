@@ -18,6 +18,17 @@ use tokio::io::AsyncRead;
 pub use local::LocalStorage;
 pub use s3::{S3Config, S3Storage};
 
+/// A stored object as a listing shows it.
+#[derive(Debug, Clone)]
+pub struct StoredObject {
+    pub key: String,
+    pub modified: SystemTime,
+    pub size: u64,
+}
+
+/// Objects per page of a listing.
+const LIST_PAGE: usize = 1000;
+
 /// A readable stream of stored bytes.
 pub type BlobReader = Pin<Box<dyn AsyncRead + Send>>;
 
@@ -122,6 +133,23 @@ impl Storage {
                 failed
             }
         }
+    }
+
+    /// Every stored object under `prefix` (such as `nar/`), in pages, in no promised order.
+    /// Listing stops when the receiver drops.
+    pub fn list(&self, prefix: &str) -> tokio::sync::mpsc::Receiver<io::Result<Vec<StoredObject>>> {
+        let (pages, receiver) = tokio::sync::mpsc::channel(2);
+        match &self.backend {
+            Backend::Local(local) => {
+                let (local, prefix) = (local.clone(), prefix.to_string());
+                tokio::task::spawn_blocking(move || local.list(&prefix, |page| pages.blocking_send(page).is_ok()));
+            }
+            Backend::S3(s3) => {
+                let (s3, prefix) = (s3.clone(), prefix.to_string());
+                tokio::spawn(async move { s3.list(&prefix, &pages).await });
+            }
+        }
+        receiver
     }
 
     /// Reads `[start, end)` of a blob (the whole blob when `range` is None).

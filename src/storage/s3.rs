@@ -110,6 +110,44 @@ impl S3Storage {
         Ok(())
     }
 
+    /// Lists the objects under `prefix` into `pages`, a page per request, until the listing
+    /// ends or the receiver drops.
+    pub async fn list(&self, prefix: &str, pages: &tokio::sync::mpsc::Sender<io::Result<Vec<super::StoredObject>>>) {
+        let mut token = None;
+        loop {
+            let listed = self
+                .bucket
+                .list_page(prefix.to_string(), None, token.take(), None, Some(super::LIST_PAGE))
+                .await
+                .map_err(|e| s3_error("LIST", e));
+            let result = match listed {
+                Ok((result, _)) => result,
+                Err(e) => {
+                    let _ = pages.send(Err(e)).await;
+                    return;
+                }
+            };
+            let page = result
+                .contents
+                .into_iter()
+                .map(|o| super::StoredObject {
+                    modified: chrono::DateTime::parse_from_rfc3339(&o.last_modified)
+                        .map(std::time::SystemTime::from)
+                        .unwrap_or_else(|_| std::time::SystemTime::now()),
+                    key: o.key,
+                    size: o.size,
+                })
+                .collect();
+            if pages.send(Ok(page)).await.is_err() || !result.is_truncated {
+                return;
+            }
+            match result.next_continuation_token {
+                Some(next) => token = Some(next),
+                None => return,
+            }
+        }
+    }
+
     pub async fn delete(&self, key: &str) -> io::Result<()> {
         match self.bucket.delete_object(key).await {
             Ok(_) => Ok(()),

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::caches::{CacheForm, not_found, readable};
 use super::{CsrfOnly, FormError, Layout, csrf_refusal, message, redirect, render, signed_in, unavailable};
-use crate::db::models::{Cache, GrantLevel, User};
+use crate::db::models::{Cache, GrantLevel, QuotaPolicy, User};
 use crate::db::{DbError, browse, groups, is_unique_violation, users};
 use crate::services::access::Access;
 use crate::services::push::delete_stored;
@@ -26,6 +26,9 @@ struct SettingsPage {
     is_public: bool,
     priority: String,
     quota: String,
+    quota_policy: String,
+    retention_days: String,
+    policies: [QuotaPolicy; 4],
     keys: String,
     upstreams: String,
     allow_force: bool,
@@ -123,6 +126,9 @@ pub async fn show(req: &Request, state: Data<&Arc<AppState>>, Path(name): Path<S
         is_public: cache.is_public,
         priority: cache.priority.to_string(),
         quota: cache.quota_bytes.map(|q| gib(q.max(0) as u64).trim_end_matches(" GiB").to_string()).unwrap_or_default(),
+        quota_policy: cache.quota_policy.clone(),
+        retention_days: cache.retention_seconds.map(|s| (s / 86_400).to_string()).unwrap_or_default(),
+        policies: QuotaPolicy::ALL,
         keys: keys.join("\n"),
         upstreams: upstreams.iter().map(Upstream::to_line).collect::<Vec<_>>().join("\n"),
         allow_force: cache.allow_force_push,
@@ -164,6 +170,9 @@ pub async fn update(
                 is_public: form.public.is_some(),
                 priority: form.priority,
                 quota: form.quota,
+                quota_policy: form.quota_policy,
+                retention_days: form.retention_days,
+                policies: QuotaPolicy::ALL,
                 keys: form.keys,
                 upstreams: form.upstreams,
                 allow_force: form.allow_force.is_some(),
@@ -191,6 +200,13 @@ pub async fn update(
     match saved {
         Ok(()) => {
             state.hot.forget_cache(cache.id, &cache.name);
+            // A lowered quota under an evicting policy makes room at once.
+            let lookup = new_name.clone();
+            if let Ok(Some(updated)) = state.db.read(move |c| crate::db::caches::find_by_name(c, &lookup)).await
+                && let Err(e) = crate::services::eviction::fit_quota(&state.db, &updated).await
+            {
+                tracing::warn!("could not evict from cache {new_name} to fit its quota: {e}");
+            }
             redirect(&format!("/caches/{new_name}"))
         }
         Err(e) if is_unique_violation(&e) => {
@@ -232,7 +248,7 @@ async fn destroy(state: &Arc<AppState>, req: &Request, name: &str, form: Confirm
     let id = cache.id;
     let result = state
         .db
-        .write(move |c| if whole_cache { browse::delete_cache(c, id) } else { browse::clear_cache(c, id) })
+        .write(move |c| if whole_cache { browse::delete_cache(c, id) } else { browse::clear_cache(c, id).map(|()| Vec::new()) })
         .await;
     match result {
         Ok(keys) => {

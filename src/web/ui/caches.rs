@@ -14,12 +14,11 @@ use serde::Deserialize;
 use super::{CsrfOnly, FormError, Layout, human_bytes, message, render, signed_in, signed_in_form, unavailable};
 use crate::db::browse::{self, DeleteOutcome, PAGE_SIZE, PathRow, SortKey};
 use crate::db::caches::CacheSettings;
-use crate::db::models::{Cache, User};
+use crate::db::models::{Cache, QuotaPolicy, User};
 use crate::db::{DbError, caches, is_unique_violation, users};
 use crate::services::access::readable_cache_ids;
 use crate::services::access::{Access, access_to};
 use crate::services::auth::Caller;
-use crate::services::push::delete_stored;
 use crate::services::{CACHE_NAME_RULE, is_valid_cache_name};
 use crate::web::AppState;
 use hibernation::format::gib;
@@ -51,6 +50,7 @@ struct CachesPage {
     can_edit_upstreams: bool,
     form: CacheForm,
     error: FormError,
+    policies: [QuotaPolicy; 4],
 }
 
 pub fn not_found(state: &AppState, req: &Request, user: &User, name: &str) -> Response {
@@ -107,6 +107,7 @@ async fn list_page(state: &AppState, req: &Request, user: &User, form: CacheForm
                 can_edit_upstreams: user.is_admin,
                 form,
                 error,
+                policies: QuotaPolicy::ALL,
             };
             render(state, status, &page.layout, &page)
         }
@@ -155,6 +156,12 @@ pub struct CacheForm {
     pub upstreams: String,
     #[serde(default)]
     pub allow_force: Option<String>,
+    /// refuse, lru, lfu or oldest (empty: refuse).
+    #[serde(default)]
+    pub quota_policy: String,
+    /// Days a path may go unused before retention removes it (empty: kept).
+    #[serde(default)]
+    pub retention_days: String,
 }
 
 impl CacheForm {
@@ -187,6 +194,18 @@ impl CacheForm {
                 FormError::new("quota", "Enter a size in GiB, e.g. 50, or leave it empty for no limit.")
             })? as i64),
         };
+        let quota_policy = match self.quota_policy.trim() {
+            "" => QuotaPolicy::Refuse,
+            text => QuotaPolicy::parse(text)
+                .ok_or_else(|| FormError::new("quota_policy", "Choose refuse, lru, lfu or oldest."))?,
+        };
+        let retention_seconds = match self.retention_days.trim() {
+            "" => None,
+            text => match text.parse::<i64>() {
+                Ok(days) if (1..=36_500).contains(&days) => Some(days * 86_400),
+                _ => return Err(FormError::new("retention_days", "Enter a whole number of days, or leave it empty.")),
+            },
+        };
         // Upstream URLs make the server send requests, and --force overrides them: both
         // are an administrator's decision.
         let (upstreams, allow_force_push) = if may_set_upstreams {
@@ -201,7 +220,16 @@ impl CacheForm {
         } else {
             (None, None)
         };
-        Ok(CacheSettings { is_public: self.public.is_some(), priority, quota_bytes, keys, upstreams, allow_force_push })
+        Ok(CacheSettings {
+            is_public: self.public.is_some(),
+            priority,
+            quota_bytes,
+            keys,
+            upstreams,
+            allow_force_push,
+            quota_policy,
+            retention_seconds,
+        })
     }
 }
 
@@ -461,11 +489,8 @@ pub async fn delete_path(
     let (cache_id, hash_for_cache) = (cache.id, hash.clone());
     let row = |text: String| Html(ErrorRow { text }.render().unwrap_or_default()).into_response();
     match state.db.write(move |c| browse::delete_path(c, cache_id, &hash)).await {
-        Ok(DeleteOutcome::Deleted { orphaned_storage_key }) => {
+        Ok(DeleteOutcome::Deleted) => {
             state.hot.forget_narinfo(cache_id, &hash_for_cache);
-            if let Some(key) = orphaned_storage_key {
-                delete_stored(&state.storage, &key).await;
-            }
             Html(String::new()).into_response()
         }
         Ok(DeleteOutcome::NotFound) => row("This path was already deleted.".into()),

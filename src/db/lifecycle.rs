@@ -1,0 +1,368 @@
+//! Queries of the storage lifecycle: the paths eviction and retention may remove without
+//! breaking a closure, pins, NARs no path uses any more, leases, and what was reclaimed.
+
+use std::collections::HashSet;
+
+use chrono::NaiveDateTime;
+use diesel::dsl::sql;
+use diesel::prelude::*;
+use diesel::sql_types::{Bool, Timestamp};
+
+use super::models::{Pin, QuotaPolicy, Reclaim};
+use super::schema::{leases, nars, path_references, pins, reclaims, store_paths};
+use super::{AnyConnection, DbResult, is_unique_violation};
+
+const BATCH: usize = 500;
+
+/// No path of the same cache references this one (the outer query's `store_paths` row).
+const NOTHING_REFERENCES_IT: &str = "NOT EXISTS (SELECT 1 FROM path_references r \
+     JOIN store_paths o ON o.id = r.store_path_id \
+     WHERE o.cache_id = store_paths.cache_id AND o.id <> store_paths.id \
+     AND r.reference = store_paths.hash_part || '-' || store_paths.name)";
+/// When a path was last used: its last download, or its push when never downloaded.
+const LAST_USED: &str = "COALESCE(store_paths.last_accessed_at, store_paths.created_at)";
+
+/// A path that may go: nothing else in its cache references it.
+#[derive(Debug, Clone)]
+pub struct Removable {
+    pub id: i64,
+    pub base_name: String,
+    pub file_size: i64,
+}
+
+/// What may be removed and in which order.
+pub struct Selection<'a> {
+    pub cache_id: i64,
+    pub order: QuotaPolicy,
+    /// Paths pushed at or after this stay (a push in progress needs its paths).
+    pub pushed_before: NaiveDateTime,
+    /// Only paths last used before this (retention); any when None.
+    pub unused_since: Option<NaiveDateTime>,
+    /// Paths kept whatever the order says (pinned closures).
+    pub keep: &'a HashSet<i64>,
+}
+
+/// Up to `limit` paths nothing else in the cache references, first to go first.
+pub fn removable_paths(conn: &mut AnyConnection, selection: &Selection, limit: usize) -> DbResult<Vec<Removable>> {
+    let mut query = store_paths::table
+        .inner_join(nars::table)
+        .filter(store_paths::cache_id.eq(selection.cache_id))
+        .filter(store_paths::created_at.lt(selection.pushed_before))
+        .filter(sql::<Bool>(NOTHING_REFERENCES_IT))
+        .select((store_paths::id, store_paths::hash_part, store_paths::name, nars::file_size))
+        .into_boxed();
+    if let Some(cutoff) = selection.unused_since {
+        query = query.filter(sql::<Bool>(&format!("{LAST_USED} < ")).bind::<Timestamp, _>(cutoff));
+    }
+    query = match selection.order {
+        QuotaPolicy::Lru | QuotaPolicy::Refuse => query.order(sql::<Timestamp>(LAST_USED)),
+        QuotaPolicy::Lfu => query.order((store_paths::access_count, sql::<Timestamp>(LAST_USED))),
+        QuotaPolicy::Oldest => query.order(store_paths::created_at),
+    };
+    // Kept paths that nothing references are pinned roots: at most one per pin.
+    let rows: Vec<(i64, String, String, i64)> =
+        query.then_order_by(store_paths::id).limit((limit + selection.keep.len()) as i64).load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter(|(id, ..)| !selection.keep.contains(id))
+        .take(limit)
+        .map(|(id, hash, name, file_size)| Removable { id, base_name: format!("{hash}-{name}"), file_size })
+        .collect())
+}
+
+/// Removes a path unless something in its cache references it by now (then false). A NAR it
+/// leaves unused is marked for garbage collection, never deleted here.
+pub fn remove_path(conn: &mut AnyConnection, cache_id: i64, path: &Removable, now: NaiveDateTime) -> DbResult<bool> {
+    // A commit that references this path holds its row FOR SHARE until it ends; waiting for
+    // that lock here means the referrers query below sees the new reference.
+    let found: Option<i64> = match conn {
+        AnyConnection::Postgresql(pg) => {
+            store_paths::table.find(path.id).select(store_paths::nar_id).for_update().first(pg).optional()?
+        }
+        AnyConnection::Sqlite(_) => store_paths::table.find(path.id).select(store_paths::nar_id).first(conn).optional()?,
+    };
+    let Some(nar_id) = found else { return Ok(false) };
+    if !referrers(conn, cache_id, path.id, &path.base_name, 1)?.is_empty() {
+        return Ok(false);
+    }
+    diesel::delete(store_paths::table.find(path.id)).execute(conn)?;
+    mark_unreferenced(conn, &[nar_id], now)?;
+    Ok(true)
+}
+
+/// Names of up to `limit` other paths in the cache that reference `base_name`.
+pub fn referrers(
+    conn: &mut AnyConnection,
+    cache_id: i64,
+    path_id: i64,
+    base_name: &str,
+    limit: i64,
+) -> DbResult<Vec<String>> {
+    Ok(path_references::table
+        .inner_join(store_paths::table)
+        .filter(path_references::reference.eq(base_name))
+        .filter(store_paths::cache_id.eq(cache_id))
+        .filter(store_paths::id.ne(path_id))
+        .select(store_paths::name)
+        .limit(limit)
+        .load(conn)?)
+}
+
+/// Marks the NARs among `nar_ids` that no path uses as unreferenced from `now` (the start of
+/// their grace period before garbage collection).
+pub fn mark_unreferenced(conn: &mut AnyConnection, nar_ids: &[i64], now: NaiveDateTime) -> DbResult<usize> {
+    let mut marked = 0;
+    for chunk in nar_ids.chunks(BATCH) {
+        marked += diesel::update(nars::table)
+            .filter(nars::id.eq_any(chunk))
+            .filter(nars::unreferenced_since.is_null())
+            .filter(diesel::dsl::not(diesel::dsl::exists(
+                store_paths::table.filter(store_paths::nar_id.eq(nars::id)),
+            )))
+            .set(nars::unreferenced_since.eq(now))
+            .execute(conn)?;
+    }
+    Ok(marked)
+}
+
+/// A push uses this NAR again: it is no longer due for collection.
+pub fn mark_referenced(conn: &mut AnyConnection, nar_id: i64) -> DbResult<()> {
+    diesel::update(nars::table.find(nar_id))
+        .filter(nars::unreferenced_since.is_not_null())
+        .set(nars::unreferenced_since.eq(None::<NaiveDateTime>))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The ids of every path the cache's live pins keep: the pinned paths and their closures.
+pub fn pinned_closure(conn: &mut AnyConnection, cache_id: i64, now: NaiveDateTime) -> DbResult<HashSet<i64>> {
+    let roots: Vec<String> = pins::table
+        .filter(pins::cache_id.eq(cache_id))
+        .filter(pins::expires_at.is_null().or(pins::expires_at.gt(now)))
+        .select(pins::store_path)
+        .load(conn)?;
+    let mut seen_hashes: HashSet<String> = HashSet::new();
+    let mut kept = HashSet::new();
+    let mut frontier: Vec<String> = roots.iter().filter_map(|b| b.get(..32)).map(str::to_string).collect();
+    while !frontier.is_empty() {
+        frontier.retain(|h| seen_hashes.insert(h.clone()));
+        let mut next = Vec::new();
+        for chunk in frontier.chunks(BATCH) {
+            let ids: Vec<i64> = store_paths::table
+                .filter(store_paths::cache_id.eq(cache_id))
+                .filter(store_paths::hash_part.eq_any(chunk))
+                .select(store_paths::id)
+                .load(conn)?;
+            kept.extend(ids.iter().copied());
+            let references: Vec<String> = path_references::table
+                .filter(path_references::store_path_id.eq_any(&ids))
+                .select(path_references::reference)
+                .load(conn)?;
+            next.extend(references.iter().filter_map(|r| r.get(..32)).map(str::to_string));
+        }
+        frontier = next;
+    }
+    Ok(kept)
+}
+
+/// Sets (or moves) a pin; returns true when it existed and was moved.
+pub fn put_pin(
+    conn: &mut AnyConnection,
+    cache_id: i64,
+    name: &str,
+    store_path: &str,
+    now: NaiveDateTime,
+    expires_at: Option<NaiveDateTime>,
+) -> DbResult<bool> {
+    let moved = diesel::update(pins::table.filter(pins::cache_id.eq(cache_id)).filter(pins::name.eq(name)))
+        .set((pins::store_path.eq(store_path), pins::created_at.eq(now), pins::expires_at.eq(expires_at)))
+        .execute(conn)?;
+    if moved == 0 {
+        diesel::insert_into(pins::table)
+            .values((
+                pins::cache_id.eq(cache_id),
+                pins::name.eq(name),
+                pins::store_path.eq(store_path),
+                pins::created_at.eq(now),
+                pins::expires_at.eq(expires_at),
+            ))
+            .execute(conn)?;
+    }
+    Ok(moved > 0)
+}
+
+pub fn list_pins(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<Pin>> {
+    Ok(pins::table.filter(pins::cache_id.eq(cache_id)).order(pins::name).select(Pin::as_select()).load(conn)?)
+}
+
+/// Removes a pin; false when the cache had no pin of that name.
+pub fn delete_pin(conn: &mut AnyConnection, cache_id: i64, name: &str) -> DbResult<bool> {
+    Ok(diesel::delete(pins::table.filter(pins::cache_id.eq(cache_id)).filter(pins::name.eq(name))).execute(conn)? > 0)
+}
+
+/// Removes pins whose lifetime ended.
+pub fn delete_expired_pins(conn: &mut AnyConnection, now: NaiveDateTime) -> DbResult<usize> {
+    Ok(diesel::delete(pins::table.filter(pins::expires_at.lt(now))).execute(conn)?)
+}
+
+/// Takes the lease `name` for `holder` until `until` if it is free, expired or already
+/// held by `holder`. False when someone else holds it.
+pub fn take_lease(
+    conn: &mut AnyConnection,
+    name: &str,
+    holder: &str,
+    until: NaiveDateTime,
+    now: NaiveDateTime,
+) -> DbResult<bool> {
+    let taken = diesel::update(leases::table.find(name))
+        .filter(leases::expires_at.lt(now).or(leases::holder.eq(holder)))
+        .set((leases::holder.eq(holder), leases::expires_at.eq(until)))
+        .execute(conn)?;
+    if taken > 0 {
+        return Ok(true);
+    }
+    let exists = leases::table.find(name).select(leases::name).first::<String>(conn).optional()?.is_some();
+    if exists {
+        return Ok(false);
+    }
+    let inserted = diesel::insert_into(leases::table)
+        .values((leases::name.eq(name), leases::holder.eq(holder), leases::expires_at.eq(until)))
+        .execute(conn)
+        .map_err(super::DbError::from);
+    match inserted {
+        Ok(_) => Ok(true),
+        // Another replica inserted it first.
+        Err(e) if is_unique_violation(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+pub fn release_lease(conn: &mut AnyConnection, name: &str, holder: &str) -> DbResult<()> {
+    diesel::delete(leases::table.find(name)).filter(leases::holder.eq(holder)).execute(conn)?;
+    Ok(())
+}
+
+/// What one eviction, retention or garbage collection run removed.
+pub struct NewReclaim<'a> {
+    pub cache_id: Option<i64>,
+    pub kind: &'a str,
+    pub paths: i64,
+    pub bytes: i64,
+    pub objects: i64,
+}
+
+pub fn record_reclaim(conn: &mut AnyConnection, reclaim: &NewReclaim, at: NaiveDateTime) -> DbResult<()> {
+    diesel::insert_into(reclaims::table)
+        .values((
+            reclaims::cache_id.eq(reclaim.cache_id),
+            reclaims::kind.eq(reclaim.kind),
+            reclaims::at.eq(at),
+            reclaims::paths.eq(reclaim.paths),
+            reclaims::bytes.eq(reclaim.bytes),
+            reclaims::objects.eq(reclaim.objects),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The latest reclaim of each kind for a cache (eviction, retention) or the server (gc).
+pub fn latest_reclaims(conn: &mut AnyConnection, cache_id: Option<i64>) -> DbResult<Vec<Reclaim>> {
+    let mut query = reclaims::table.select(Reclaim::as_select()).order(reclaims::at.desc()).limit(50).into_boxed();
+    query = match cache_id {
+        Some(id) => query.filter(reclaims::cache_id.eq(id)),
+        None => query.filter(reclaims::cache_id.is_null()),
+    };
+    let mut seen = HashSet::new();
+    Ok(query.load(conn)?.into_iter().filter(|r: &Reclaim| seen.insert(r.kind.clone())).collect())
+}
+
+/// Bytes reclaimed since `since`, over every cache and garbage collection.
+pub fn reclaimed_bytes_since(conn: &mut AnyConnection, since: NaiveDateTime, kind: &str) -> DbResult<i64> {
+    use diesel::sql_types::{BigInt, Nullable};
+    let total: Option<i64> = reclaims::table
+        .filter(reclaims::at.ge(since))
+        .filter(reclaims::kind.eq(kind))
+        .select(sql::<Nullable<BigInt>>("CAST(SUM(reclaims.bytes) AS BIGINT)"))
+        .first(conn)?;
+    Ok(total.unwrap_or(0))
+}
+
+/// A NAR garbage collection may delete.
+#[derive(Debug, Clone)]
+pub struct DueNar {
+    pub id: i64,
+    pub storage_key: String,
+    pub file_size: i64,
+}
+
+/// Marks NARs that no path uses but were never marked (rows older than this feature, or
+/// left by hand) as unreferenced from `now`, so that they get their grace period too.
+pub fn mark_unused_nars(conn: &mut AnyConnection, now: NaiveDateTime) -> DbResult<usize> {
+    Ok(diesel::update(nars::table)
+        .filter(nars::unreferenced_since.is_null())
+        .filter(diesel::dsl::not(diesel::dsl::exists(store_paths::table.filter(store_paths::nar_id.eq(nars::id)))))
+        .set(nars::unreferenced_since.eq(now))
+        .execute(conn)?)
+}
+
+/// Up to `limit` NARs unreferenced since before `cutoff`, after id `after`.
+pub fn due_nars(conn: &mut AnyConnection, cutoff: NaiveDateTime, after: i64, limit: i64) -> DbResult<Vec<DueNar>> {
+    let rows: Vec<(i64, String, i64)> = nars::table
+        .filter(nars::unreferenced_since.lt(cutoff))
+        .filter(nars::id.gt(after))
+        .order(nars::id)
+        .select((nars::id, nars::storage_key, nars::file_size))
+        .limit(limit)
+        .load(conn)?;
+    Ok(rows.into_iter().map(|(id, storage_key, file_size)| DueNar { id, storage_key, file_size }).collect())
+}
+
+/// Deletes a NAR row if it is still due (no push took it meanwhile). The object is the
+/// caller's to delete after the commit; true when this call deleted the row.
+pub fn delete_due_nar(conn: &mut AnyConnection, id: i64, cutoff: NaiveDateTime) -> DbResult<bool> {
+    Ok(diesel::delete(nars::table.find(id))
+        .filter(nars::unreferenced_since.lt(cutoff))
+        .filter(diesel::dsl::not(diesel::dsl::exists(store_paths::table.filter(store_paths::nar_id.eq(nars::id)))))
+        .execute(conn)?
+        > 0)
+}
+
+/// Which of these object keys a row owns: a NAR, a pending upload or a build log.
+pub fn owned_keys(conn: &mut AnyConnection, keys: &[String]) -> DbResult<HashSet<String>> {
+    use super::schema::{build_logs, pending_nars};
+    let mut owned = HashSet::new();
+    for chunk in keys.chunks(BATCH) {
+        owned.extend(nars::table.filter(nars::storage_key.eq_any(chunk)).select(nars::storage_key).load::<String>(conn)?);
+        owned.extend(
+            pending_nars::table
+                .filter(pending_nars::storage_key.eq_any(chunk))
+                .select(pending_nars::storage_key)
+                .load::<String>(conn)?,
+        );
+        owned.extend(
+            build_logs::table.filter(build_logs::storage_key.eq_any(chunk)).select(build_logs::storage_key).load::<String>(conn)?,
+        );
+    }
+    Ok(owned)
+}
+
+/// Rows past their use: expired sessions, login requests and links, old sign-in failures,
+/// traffic older than `traffic_before`, expired pins and old reclaim records. Returns how
+/// many rows went.
+pub fn prune_expired(conn: &mut AnyConnection, now: NaiveDateTime, traffic_before: NaiveDateTime) -> DbResult<usize> {
+    use super::schema::{sessions, sign_in_failures, traffic_hourly, user_links};
+    let mut pruned = diesel::delete(sessions::table.filter(sessions::expires_at.lt(now))).execute(conn)?;
+    pruned += diesel::delete(user_links::table.filter(user_links::expires_at.lt(now))).execute(conn)?;
+    pruned += diesel::delete(sign_in_failures::table.filter(sign_in_failures::at.lt(now - chrono::Duration::days(1))))
+        .execute(conn)?;
+    pruned += diesel::delete(traffic_hourly::table.filter(traffic_hourly::hour.lt(traffic_before))).execute(conn)?;
+    pruned += super::cli_logins::delete_expired(conn)?;
+    pruned += delete_expired_pins(conn, now)?;
+    pruned += diesel::delete(reclaims::table.filter(reclaims::at.lt(traffic_before))).execute(conn)?;
+    Ok(pruned)
+}
+
+/// When the lease `name` expires, if anyone holds it.
+pub fn lease_expiry(conn: &mut AnyConnection, name: &str) -> DbResult<Option<NaiveDateTime>> {
+    Ok(leases::table.find(name).select(leases::expires_at).first(conn).optional()?)
+}

@@ -1,0 +1,222 @@
+//! Garbage collection: deletes NARs no path has used for the grace period (and their
+//! listings), stored objects no row owns that are older than the grace period (left by a
+//! crash), NARs uploaded by `nix copy` whose narinfo never came, and rows past their use.
+//!
+//! Safe with any number of replicas: one run at a time holds the database lease `gc`; a
+//! NAR row is deleted only while it is still unused and due (a push that takes it back
+//! clears the mark in its own transaction, and a path cannot be inserted for a deleted
+//! row), and objects are deleted only after their row. Keys are never reused, so an object
+//! deleted late can never be a new upload's.
+
+use std::time::SystemTime;
+
+use chrono::NaiveDateTime;
+
+use super::push::delete_stored;
+use crate::db::lifecycle::{self, NewReclaim};
+use crate::db::{Db, DbResult, now, uploads};
+use crate::storage::Storage;
+
+const LEASE: &str = "gc";
+/// Long enough for any run; a replica that dies holding it blocks others this long at most.
+const LEASE_LIFETIME: chrono::Duration = chrono::Duration::minutes(30);
+/// A narinfo follows its NAR within seconds; a day is far beyond any retry.
+const PENDING_LIFETIME: chrono::Duration = chrono::Duration::hours(24);
+/// Traffic counters and reclaim records are kept this long (the overview shows less).
+const HISTORY: chrono::Duration = chrono::Duration::days(30);
+/// Prefixes of the keys rows own (`nar/...` for NARs and listings, `log/...` for build logs).
+const OWNED_PREFIXES: [&str; 2] = ["nar/", "log/"];
+const ROUND: i64 = 500;
+
+/// What a run deleted (or, dry, would delete).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub dry_run: bool,
+    pub nars: u64,
+    pub nar_bytes: u64,
+    pub orphans: u64,
+    pub orphan_bytes: u64,
+    pub stale_uploads: u64,
+    pub pruned_rows: u64,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verb = if self.dry_run { "would delete" } else { "deleted" };
+        let gib = |b: u64| hibernation::format::gib(b);
+        write!(
+            f,
+            "{verb} {} unused NARs ({}), {} objects no row owns ({}), {} uploads whose narinfo never came, {} expired rows",
+            self.nars,
+            gib(self.nar_bytes),
+            self.orphans,
+            gib(self.orphan_bytes),
+            self.stale_uploads,
+            self.pruned_rows
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GcError {
+    #[error("another garbage collection is running (lease held until {0} UTC)")]
+    Busy(String),
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+    #[error("storage: {0}")]
+    Storage(#[from] std::io::Error),
+}
+
+/// One garbage collection run. `grace` protects what was unused or stored only recently.
+pub async fn collect(db: &Db, storage: &Storage, grace: chrono::Duration, dry_run: bool) -> Result<Report, GcError> {
+    let holder = format!("{}-{}", std::process::id(), super::random_id());
+    let lease = Lease::take(db, &holder).await?;
+    let result = run(db, storage, grace, dry_run).await;
+    lease.release(db).await;
+    let report = result?;
+    if !dry_run {
+        record(db, &report).await;
+    }
+    Ok(report)
+}
+
+async fn run(db: &Db, storage: &Storage, grace: chrono::Duration, dry_run: bool) -> Result<Report, GcError> {
+    let started = now();
+    let cutoff = started - grace;
+    let mut report = Report { dry_run, ..Report::default() };
+    if !dry_run {
+        db.write(move |c| lifecycle::mark_unused_nars(c, started)).await?;
+    }
+    collect_unused_nars(db, storage, cutoff, &mut report).await?;
+    if dry_run {
+        report.stale_uploads = db
+            .read(move |c| uploads::count_stale_pending(c, started - PENDING_LIFETIME))
+            .await? as u64;
+    } else {
+        report.stale_uploads = remove_stale_pending(db, storage, started - PENDING_LIFETIME).await? as u64;
+        report.pruned_rows = db.write(move |c| lifecycle::prune_expired(c, started, started - HISTORY)).await? as u64;
+    }
+    // Objects stored before the cutoff: anything younger may be an upload between storing its
+    // object and recording its row.
+    let stored_before = SystemTime::from(cutoff.and_utc());
+    for prefix in OWNED_PREFIXES {
+        sweep_orphans(db, storage, prefix, stored_before, &mut report).await?;
+    }
+    Ok(report)
+}
+
+async fn collect_unused_nars(db: &Db, storage: &Storage, cutoff: NaiveDateTime, report: &mut Report) -> DbResult<()> {
+    let mut after = 0;
+    loop {
+        let due = db.read(move |c| lifecycle::due_nars(c, cutoff, after, ROUND)).await?;
+        let Some(last) = due.last() else { return Ok(()) };
+        after = last.id;
+        for nar in due {
+            let deleted = report.dry_run || db.write(move |c| lifecycle::delete_due_nar(c, nar.id, cutoff)).await?;
+            if !deleted {
+                continue;
+            }
+            if !report.dry_run {
+                delete_stored(storage, &nar.storage_key).await;
+            }
+            report.nars += 1;
+            report.nar_bytes += nar.file_size.max(0) as u64;
+        }
+    }
+}
+
+/// Deletes NAR uploads whose narinfo never came; returns how many.
+pub async fn remove_stale_pending(db: &Db, storage: &Storage, cutoff: NaiveDateTime) -> DbResult<usize> {
+    let stale = db.write(move |c| uploads::take_stale_pending(c, cutoff)).await?;
+    for pending in &stale {
+        delete_stored(storage, &pending.storage_key).await;
+    }
+    Ok(stale.len())
+}
+
+/// Deletes the objects under `prefix` no row owns that were stored before `stored_before`.
+async fn sweep_orphans(
+    db: &Db,
+    storage: &Storage,
+    prefix: &str,
+    stored_before: SystemTime,
+    report: &mut Report,
+) -> Result<(), GcError> {
+    let mut pages = storage.list(prefix);
+    while let Some(page) = pages.recv().await {
+        let old: Vec<_> = page?.into_iter().filter(|o| o.modified < stored_before).collect();
+        // A listing is owned through its NAR.
+        let owners: Vec<String> = old.iter().map(|o| owner_key(&o.key).to_string()).collect();
+        let owned = db.read(move |c| lifecycle::owned_keys(c, &owners)).await?;
+        let orphans: Vec<_> = old.into_iter().filter(|o| !owned.contains(owner_key(&o.key))).collect();
+        if !report.dry_run && !orphans.is_empty() {
+            let keys: Vec<&str> = orphans.iter().map(|o| o.key.as_str()).collect();
+            for (key, e) in storage.delete_each(&keys).await {
+                tracing::warn!("could not delete the orphan object {key}: {e}");
+            }
+        }
+        report.orphans += orphans.len() as u64;
+        report.orphan_bytes += orphans.iter().map(|o| o.size).sum::<u64>();
+    }
+    Ok(())
+}
+
+/// The key of the object that owns `key`: a listing (`<nar key>.ls`) belongs to its NAR.
+fn owner_key(key: &str) -> &str {
+    key.strip_suffix(".ls").unwrap_or(key)
+}
+
+async fn record(db: &Db, report: &Report) {
+    let objects = report.nars + report.orphans + report.stale_uploads;
+    super::metrics::collected(
+        &[("nar", report.nars), ("orphan", report.orphans), ("upload", report.stale_uploads)],
+        report.nar_bytes,
+    );
+    if objects == 0 {
+        return;
+    }
+    tracing::info!("garbage collection {report}");
+    let bytes = (report.nar_bytes + report.orphan_bytes) as i64;
+    let entry = NewReclaim { cache_id: None, kind: "gc", paths: 0, bytes, objects: objects as i64 };
+    if let Err(e) = db.write(move |c| lifecycle::record_reclaim(c, &entry, now())).await {
+        tracing::warn!("could not record the garbage collection: {e}");
+    }
+}
+
+/// The `gc` lease, held for one run.
+struct Lease {
+    holder: String,
+}
+
+impl Lease {
+    async fn take(db: &Db, holder: &str) -> Result<Self, GcError> {
+        let owned = holder.to_string();
+        let at = now();
+        let taken = db.write(move |c| lifecycle::take_lease(c, LEASE, &owned, at + LEASE_LIFETIME, at)).await?;
+        if !taken {
+            let until = db.read(|c| lifecycle::lease_expiry(c, LEASE)).await?;
+            let until = until.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default();
+            return Err(GcError::Busy(until));
+        }
+        Ok(Self { holder: holder.to_string() })
+    }
+
+    async fn release(self, db: &Db) {
+        let holder = self.holder;
+        if let Err(e) = db.write(move |c| lifecycle::release_lease(c, LEASE, &holder)).await {
+            tracing::warn!("could not release the garbage collection lease (it expires on its own): {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listings_belong_to_their_nar() {
+        assert_eq!(owner_key("nar/abc.x.nar.zst.ls"), "nar/abc.x.nar.zst");
+        assert_eq!(owner_key("nar/abc.x.nar.zst"), "nar/abc.x.nar.zst");
+        assert_eq!(owner_key("log/1/drv.x"), "log/1/drv.x");
+    }
+}

@@ -6,8 +6,8 @@ use clap::Subcommand;
 use hibernation::api::Upstream;
 use hibernation::nix::PublicKey;
 
-use crate::db::models::{GrantLevel, QuotaPolicy};
 use crate::config::Config;
+use crate::db::models::{GrantLevel, QuotaPolicy};
 use crate::db::{Db, caches, is_unique_violation, now, users};
 use crate::services::{CACHE_NAME_RULE, auth, is_valid_cache_name, passwords};
 
@@ -152,15 +152,10 @@ fn parse_quota(text: &str) -> anyhow::Result<i64> {
 }
 
 pub fn parse_lifetime(text: &str) -> anyhow::Result<Duration> {
-    let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let n: i64 = digits.parse().with_context(|| format!("invalid lifetime {text:?}: use e.g. 90d, 12h, 30m, 45s"))?;
-    Ok(match unit {
-        "d" => Duration::days(n),
-        "h" => Duration::hours(n),
-        "m" => Duration::minutes(n),
-        "s" | "" => Duration::seconds(n),
-        _ => bail!("invalid lifetime {text:?}: use e.g. 90d, 12h, 30m, 45s"),
-    })
+    use hibernation::format::{LIFETIME_RULE, parse_lifetime_seconds};
+    let seconds =
+        parse_lifetime_seconds(text).with_context(|| format!("invalid lifetime {text:?}: {LIFETIME_RULE}"))?;
+    Ok(Duration::seconds(seconds))
 }
 
 fn validate_keys(keys: &[String]) -> anyhow::Result<()> {
@@ -200,7 +195,11 @@ pub fn run(db: &Db, config: &Config, command: AdminCommand) -> anyhow::Result<()
             let evicted = runtime.block_on(crate::services::eviction::fit_quota(db, &cache))?;
             println!("updated cache {name}");
             if evicted.paths > 0 {
-                println!("evicted {} paths ({}) to fit the quota", evicted.paths, hibernation::format::gib(evicted.bytes as u64));
+                println!(
+                    "evicted {} paths ({}) to fit the quota",
+                    evicted.paths,
+                    hibernation::format::gib(evicted.bytes as u64)
+                );
             }
         }
         AdminCommand::Gc { dry_run } => {

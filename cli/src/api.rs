@@ -240,3 +240,34 @@ mod tests {
         }
     }
 }
+
+/// `PUT /api/v1/caches/<cache>/pins/<name>`: pin a path (and so its closure) in the cache,
+/// or move the pin of that name to it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PinRequest {
+    /// A store path the cache holds (`/nix/store/<hash>-<name>`).
+    pub store_path: String,
+    /// The pin ends this many seconds from now; it lasts until removed when absent.
+    #[serde(default)]
+    pub expires_in_seconds: Option<i64>,
+}
+
+/// A pin as the server lists it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PinInfo {
+    pub name: String,
+    pub store_path: String,
+    /// When it was set or last moved (RFC 3339, UTC).
+    pub pinned_at: String,
+    pub expires_at: Option<String>,
+}
+
+/// Pin names: what a release channel or branch would be called.
+pub fn is_valid_pin_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !name.starts_with('.')
+}
+
+pub const PIN_NAME_RULE: &str = "1 to 64 letters, digits, '-', '_' or '.', not starting with '.'";

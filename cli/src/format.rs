@@ -25,6 +25,23 @@ pub fn gib(bytes: u64) -> String {
     format!("{text} GiB")
 }
 
+/// A lifetime such as `90d`, `12h`, `30m`, `45s` or `45` (seconds), in seconds.
+pub fn parse_lifetime_seconds(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: i64 = digits.parse().ok()?;
+    let unit_seconds = match unit {
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        "s" | "" => 1,
+        _ => return None,
+    };
+    n.checked_mul(unit_seconds)
+}
+
+pub const LIFETIME_RULE: &str = "use e.g. 90d, 12h, 30m, 45s";
+
 /// Parses a GiB amount such as `50` or `0.5` into bytes.
 pub fn parse_gib(text: &str) -> Option<u64> {
     let value: f64 = text.trim().parse().ok()?;

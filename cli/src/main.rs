@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{CommandFactory, Parser, Subcommand};
-use hibernation::api::{CACHE_NAME_RULE, CacheInfo, is_valid_cache_name};
+use hibernation::api::{CACHE_NAME_RULE, CacheInfo, PinRequest, is_valid_cache_name};
 use hibernation::client::config::Config;
 use hibernation::client::http::ApiClient;
 use hibernation::client::login::login_in_browser;
@@ -14,7 +14,7 @@ use hibernation::client::push::{PushOptions, format_summary, push};
 use hibernation::client::store::{query_paths, resolve_argument};
 use hibernation::client::use_cache;
 use hibernation::client::watch::{WatchOptions, watch_store};
-use hibernation::format::human_bytes;
+use hibernation::format::{LIFETIME_RULE, human_bytes, parse_lifetime_seconds};
 use hibernation::nix::SecretKey;
 
 #[derive(Debug, Parser)]
@@ -102,6 +102,16 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         nix_conf: Option<PathBuf>,
     },
+    /// Pin a path so that eviction and retention keep it and its closure:
+    /// `pin <cache> <name> <path>` (re-pinning a name moves it), `pin list <cache>`,
+    /// `pin remove <cache> <name>`.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Pin {
+        #[command(subcommand)]
+        command: Option<PinCommand>,
+        #[command(flatten)]
+        set: Option<PinArgs>,
+    },
     /// List caches, or show one.
     Cache {
         #[command(subcommand)]
@@ -112,6 +122,32 @@ enum Command {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct PinArgs {
+    /// Cache holding the path.
+    cache: String,
+    /// The pin's name, e.g. release or main-branch.
+    name: String,
+    /// The store path (or a result symlink) to keep, with its closure.
+    path: String,
+    /// The pin ends after this long (e.g. 30d, 12h); it lasts until removed when absent.
+    #[arg(long, value_name = "LIFETIME")]
+    keep: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum PinCommand {
+    /// The cache's pins.
+    List {
+        cache: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a pin (its closure may then be evicted).
+    Remove { cache: String, name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -181,6 +217,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(if totals.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
         Command::Use { cache, nix_conf } => use_command(client(cli.url, cli.token)?, &cache, nix_conf).await?,
+        Command::Pin { command, set } => pin_command(client(cli.url, cli.token)?, command, set).await?,
         Command::Cache { command: CacheCommand::List { json } } => {
             let caches = client(cli.url, cli.token)?.list_caches().await?;
             if json {
@@ -351,4 +388,40 @@ async fn push_command(
         eprintln!("error: {error}");
     }
     Ok(if summary.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+async fn pin_command(client: ApiClient, command: Option<PinCommand>, set: Option<PinArgs>) -> anyhow::Result<()> {
+    match (command, set) {
+        (Some(PinCommand::List { cache, json }), _) => {
+            check_cache_name(&cache)?;
+            let pins = client.list_pins(&cache).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&pins)?);
+            } else if pins.is_empty() {
+                eprintln!("cache {cache} has no pins");
+            }
+            for pin in pins.iter().filter(|_| !json) {
+                let until = pin.expires_at.as_deref().map(|t| format!(" (until {t})")).unwrap_or_default();
+                println!("{:<24} {}{until}", pin.name, pin.store_path);
+            }
+        }
+        (Some(PinCommand::Remove { cache, name }), _) => {
+            check_cache_name(&cache)?;
+            client.delete_pin(&cache, &name).await?;
+            eprintln!("removed pin {name} from {cache}");
+        }
+        (None, Some(PinArgs { cache, name, path, keep })) => {
+            check_cache_name(&cache)?;
+            let expires_in_seconds = keep
+                .map(|text| {
+                    parse_lifetime_seconds(&text).with_context(|| format!("invalid --keep {text:?}: {LIFETIME_RULE}"))
+                })
+                .transpose()?;
+            let store_path = resolve_argument(&path)?.full_path();
+            let pin = client.put_pin(&cache, &name, &PinRequest { store_path, expires_in_seconds }).await?;
+            eprintln!("pinned {} as {} in {cache}", pin.store_path, pin.name);
+        }
+        (None, None) => bail!("give a cache, a pin name and a path, or `pin list <cache>`"),
+    }
+    Ok(())
 }

@@ -79,7 +79,9 @@ pub fn remove_path(conn: &mut AnyConnection, cache_id: i64, path: &Removable, no
         AnyConnection::Postgresql(pg) => {
             store_paths::table.find(path.id).select(store_paths::nar_id).for_update().first(pg).optional()?
         }
-        AnyConnection::Sqlite(_) => store_paths::table.find(path.id).select(store_paths::nar_id).first(conn).optional()?,
+        AnyConnection::Sqlite(_) => {
+            store_paths::table.find(path.id).select(store_paths::nar_id).first(conn).optional()?
+        }
     };
     let Some(nar_id) = found else { return Ok(false) };
     if !referrers(conn, cache_id, path.id, &path.base_name, 1)?.is_empty() {
@@ -116,9 +118,7 @@ pub fn mark_unreferenced(conn: &mut AnyConnection, nar_ids: &[i64], now: NaiveDa
         marked += diesel::update(nars::table)
             .filter(nars::id.eq_any(chunk))
             .filter(nars::unreferenced_since.is_null())
-            .filter(diesel::dsl::not(diesel::dsl::exists(
-                store_paths::table.filter(store_paths::nar_id.eq(nars::id)),
-            )))
+            .filter(diesel::dsl::not(diesel::dsl::exists(store_paths::table.filter(store_paths::nar_id.eq(nars::id)))))
             .set(nars::unreferenced_since.eq(now))
             .execute(conn)?;
     }
@@ -332,7 +332,9 @@ pub fn owned_keys(conn: &mut AnyConnection, keys: &[String]) -> DbResult<HashSet
     use super::schema::{build_logs, pending_nars};
     let mut owned = HashSet::new();
     for chunk in keys.chunks(BATCH) {
-        owned.extend(nars::table.filter(nars::storage_key.eq_any(chunk)).select(nars::storage_key).load::<String>(conn)?);
+        owned.extend(
+            nars::table.filter(nars::storage_key.eq_any(chunk)).select(nars::storage_key).load::<String>(conn)?,
+        );
         owned.extend(
             pending_nars::table
                 .filter(pending_nars::storage_key.eq_any(chunk))
@@ -340,7 +342,10 @@ pub fn owned_keys(conn: &mut AnyConnection, keys: &[String]) -> DbResult<HashSet
                 .load::<String>(conn)?,
         );
         owned.extend(
-            build_logs::table.filter(build_logs::storage_key.eq_any(chunk)).select(build_logs::storage_key).load::<String>(conn)?,
+            build_logs::table
+                .filter(build_logs::storage_key.eq_any(chunk))
+                .select(build_logs::storage_key)
+                .load::<String>(conn)?,
         );
     }
     Ok(owned)

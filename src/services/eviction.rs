@@ -7,7 +7,6 @@
 //! and recently pushed paths (a push in progress needs its paths) are never removed. NARs no
 //! path uses any more are left for garbage collection, after its grace period.
 
-
 use chrono::NaiveDateTime;
 
 use crate::db::lifecycle::{self, NewReclaim, Removable, Selection};
@@ -79,12 +78,22 @@ pub async fn fit_quota(db: &Db, cache: &Cache) -> DbResult<Removed> {
 
 /// Removes the paths unused (not downloaded, or pushed when never downloaded) since
 /// `unused_since`, with the closure rule: a path something in the cache still needs stays.
-pub async fn apply_retention(db: &Db, cache: &Cache, unused_since: NaiveDateTime, pushed_before: NaiveDateTime) -> DbResult<Removed> {
+pub async fn apply_retention(
+    db: &Db,
+    cache: &Cache,
+    unused_since: NaiveDateTime,
+    pushed_before: NaiveDateTime,
+) -> DbResult<Removed> {
     let cache_id = cache.id;
     let removed = remove_rounds(db, cache_id, move |c, _| {
         let keep = lifecycle::pinned_closure(c, cache_id, now())?;
-        let selection =
-            Selection { cache_id, order: QuotaPolicy::Lru, pushed_before, unused_since: Some(unused_since), keep: &keep };
+        let selection = Selection {
+            cache_id,
+            order: QuotaPolicy::Lru,
+            pushed_before,
+            unused_since: Some(unused_since),
+            keep: &keep,
+        };
         lifecycle::removable_paths(c, &selection, ROUND)
     })
     .await?;
@@ -146,4 +155,3 @@ pub async fn used_bytes(db: &Db, cache_id: i64) -> DbResult<i64> {
     })
     .await
 }
-

@@ -89,9 +89,8 @@ async fn run(db: &Db, storage: &Storage, grace: chrono::Duration, dry_run: bool)
     }
     collect_unused_nars(db, storage, cutoff, &mut report).await?;
     if dry_run {
-        report.stale_uploads = db
-            .read(move |c| uploads::count_stale_pending(c, started - PENDING_LIFETIME))
-            .await? as u64;
+        report.stale_uploads =
+            db.read(move |c| uploads::count_stale_pending(c, started - PENDING_LIFETIME)).await? as u64;
     } else {
         report.stale_uploads = remove_stale_pending(db, storage, started - PENDING_LIFETIME).await? as u64;
         report.pruned_rows = db.write(move |c| lifecycle::prune_expired(c, started, started - HISTORY)).await? as u64;

@@ -559,5 +559,11 @@ pub(crate) async fn check_quota(db: &Db, cache: &Cache, incoming: i64) -> Result
         "what is left is pinned, was pushed within EVICTION_MIN_AGE, or is needed by those paths"
     };
     let gib = |b: i64| hibernation::format::gib(b.max(0) as u64);
-    Err(PushError::OverQuota { cache: cache.name.clone(), used: gib(used), quota: gib(quota), needed: gib(incoming), why })
+    Err(PushError::OverQuota {
+        cache: cache.name.clone(),
+        used: gib(used),
+        quota: gib(quota),
+        needed: gib(incoming),
+        why,
+    })
 }

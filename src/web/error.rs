@@ -128,3 +128,16 @@ impl From<PushError> for AppError {
         }
     }
 }
+
+impl From<crate::services::pins::PinError> for AppError {
+    fn from(e: crate::services::pins::PinError) -> Self {
+        use crate::services::pins::PinError;
+        let msg = e.to_string();
+        match e {
+            PinError::InvalidName(_) | PinError::InvalidPath(_) | PinError::InvalidLifetime => Self::BadRequest(msg),
+            PinError::NotInCache { .. } => Self::Conflict(msg),
+            PinError::NoSuchPin { .. } => Self::NotFound(msg),
+            PinError::Db(e) => e.into(),
+        }
+    }
+}

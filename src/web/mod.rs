@@ -12,6 +12,7 @@ mod login_api;
 pub mod metrics;
 mod nix_upload;
 mod pages;
+mod pins_api;
 mod push_api;
 mod rights;
 mod ui;
@@ -53,7 +54,9 @@ pub fn routes(state: Arc<AppState>) -> poem::endpoint::BoxEndpoint<'static, poem
         .at("/caches", get(push_api::list_caches))
         .at("/caches/:cache", get(push_api::show_cache))
         .at("/caches/:cache/push-plan", poem::post(push_api::push_plan))
-        .at("/caches/:cache/paths/:hash", put(push_api::upload_path));
+        .at("/caches/:cache/paths/:hash", put(push_api::upload_path))
+        .at("/caches/:cache/pins", get(pins_api::list))
+        .at("/caches/:cache/pins/:name", put(pins_api::put).delete(pins_api::remove));
     let site_host = state.config.virtual_host_routing.then(|| state.config.site_host());
     let (body_limits, client_timeout) = (state.config.limits, state.config.client_timeout);
     let with_metrics = state.metrics.is_some();

@@ -7,7 +7,7 @@ use reqwest::{StatusCode, Url};
 
 use crate::api::{
     API_PREFIX, ApiError, CacheInfo, CliLoginPoll, CliLoginStart, CliLoginStarted, CliLoginState, PATH_INFO_HEADER,
-    PathUpload, PathUploaded, PushPlanRequest, PushPlanResponse, WhoAmI,
+    PathUpload, PathUploaded, PinInfo, PinRequest, PushPlanRequest, PushPlanResponse, WhoAmI,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -187,5 +187,21 @@ impl ApiClient {
             None => request.header(reqwest::header::CONTENT_LENGTH, "0").body(Vec::new()),
         };
         self.send(self.authed(request)?, &path).await
+    }
+
+    pub async fn list_pins(&self, cache: &str) -> Result<Vec<PinInfo>, ClientError> {
+        let path = format!("{API_PREFIX}/caches/{cache}/pins");
+        self.send(self.maybe_authed(self.http.get(self.url(&path))), &path).await
+    }
+
+    pub async fn put_pin(&self, cache: &str, name: &str, request: &PinRequest) -> Result<PinInfo, ClientError> {
+        let path = format!("{API_PREFIX}/caches/{cache}/pins/{name}");
+        self.send(self.authed(self.http.put(self.url(&path)).json(request))?, &path).await
+    }
+
+    pub async fn delete_pin(&self, cache: &str, name: &str) -> Result<(), ClientError> {
+        let path = format!("{API_PREFIX}/caches/{cache}/pins/{name}");
+        let _: serde_json::Value = self.send(self.authed(self.http.delete(self.url(&path)))?, &path).await?;
+        Ok(())
     }
 }

@@ -246,10 +246,13 @@ async fn destroy(state: &Arc<AppState>, req: &Request, name: &str, form: Confirm
         return message(state, req, Some(&user), StatusCode::UNPROCESSABLE_ENTITY, "Not confirmed", &text);
     }
     let id = cache.id;
-    let result = state
-        .db
-        .write(move |c| if whole_cache { browse::delete_cache(c, id) } else { browse::clear_cache(c, id).map(|()| Vec::new()) })
-        .await;
+    let result =
+        state
+            .db
+            .write(move |c| {
+                if whole_cache { browse::delete_cache(c, id) } else { browse::clear_cache(c, id).map(|()| Vec::new()) }
+            })
+            .await;
     match result {
         Ok(keys) => {
             state.hot.forget_cache(cache.id, &cache.name);

@@ -1,0 +1,215 @@
+//! A cache at its quota evicts by its policy (lru, lfu, oldest) instead of refusing pushes,
+//! and never breaks a closure: closures pushed with the CLI and downloaded with stock Nix,
+//! then one more push past the quota. Also: a push larger than the whole quota is refused
+//! with nothing stored, a lowered quota evicts at once, and pins keep their closures.
+
+#[macro_use]
+mod support;
+
+use std::time::Duration;
+
+use support::{Backend, Cli, Closure, Keys, NixClient, Server, unique_tag};
+
+on_every_backend!(eviction_follows_the_policy_and_keeps_closures, pins_keep_closures_and_lowered_quotas_evict);
+
+/// Accesses are written every 5 s; waiting longer puts each group of downloads in its own.
+const ACCESS_FLUSH: Duration = Duration::from_secs(6);
+/// The server's EVICTION_MIN_AGE in these tests: the paths of a push in progress are younger.
+const MIN_AGE: Duration = Duration::from_secs(3);
+
+fn start(backend: Backend) -> (Server, Keys, String, Cli) {
+    let server = Server::start_with_env(backend, &[("EVICTION_MIN_AGE", "3s")]);
+    let keys = Keys::generate("eviction-1");
+    let token = server.bootstrap(&keys, true);
+    let cli = Cli::new();
+    cli.login(&server, &token);
+    (server, keys, token, cli)
+}
+
+fn cache_info(server: &Server, token: &str, cache: &str) -> serde_json::Value {
+    let response = server.get(&format!("/api/v1/caches/{cache}"), Some(token));
+    assert_eq!(response.status(), 200);
+    response.json().unwrap()
+}
+
+fn stored_bytes(server: &Server, token: &str, cache: &str) -> i64 {
+    cache_info(server, token, cache)["stored_bytes"].as_i64().unwrap()
+}
+
+fn hash_part(path: &str) -> &str {
+    &path["/nix/store/".len()..][..32]
+}
+
+/// The narinfo of `path` in `cache`, if the cache holds it.
+fn narinfo(server: &Server, cache: &str, path: &str) -> Option<String> {
+    let response = server.get(&format!("/api/nix/{cache}/{}.narinfo", hash_part(path)), None);
+    match response.status().as_u16() {
+        200 => Some(response.text().unwrap()),
+        404 => None,
+        other => panic!("narinfo of {path}: status {other}"),
+    }
+}
+
+/// Every path of `closures` the cache still holds has all its references there too.
+fn assert_closed(server: &Server, cache: &str, closures: &[&Closure]) {
+    for closure in closures {
+        for path in closure.paths() {
+            let Some(info) = narinfo(server, cache, path) else { continue };
+            let references = info.lines().find_map(|l| l.strip_prefix("References: ")).unwrap_or_default();
+            for reference in references.split_whitespace() {
+                let full = format!("/nix/store/{reference}");
+                assert!(
+                    narinfo(server, cache, &full).is_some(),
+                    "{cache}: {path} is left without its reference {reference}"
+                );
+            }
+        }
+    }
+}
+
+fn push(cli: &Cli, keys: &Keys, cache: &str, closure: &Closure) {
+    cli.run_ok(&["push", cache, "--key", keys.secret_path(), &closure.app]);
+}
+
+/// Stock Nix substitutes `closure` from `cache` into a fresh store (each time a download).
+fn substitute(server: &Server, keys: &Keys, cache: &str, closure: &Closure) {
+    let nix = NixClient::new();
+    let out = nix.copy_from(&server.cache_url(cache), &nix.store("into"), &keys.public, &[&closure.app]);
+    assert!(out.status.success(), "substituting {} from {cache}: {}", closure.app, support::output_text(&out));
+}
+
+/// A quota in GiB for the command line that is `bytes` to the byte.
+fn gib(bytes: i64) -> String {
+    format!("{:.12}", bytes as f64 / (1u64 << 30) as f64)
+}
+
+fn eviction_follows_the_policy_and_keeps_closures(backend: Backend) {
+    let (server, keys, token, cli) = start(backend);
+    let tag = unique_tag("evict");
+    let [a, b, c, d] = ["a", "b", "c", "d"].map(|n| Closure::build(&format!("{tag}-{n}")));
+    // One closure's size, measured where nothing is evicted.
+    push(&cli, &keys, "main", &a);
+    let one = stored_bytes(&server, &token, "main");
+    assert!(one > 0);
+
+    // Three closures fit, four do not: the fourth needs about half a closure freed, which
+    // the top-level path of one closure gives.
+    let quota = gib(one * 7 / 2);
+    for policy in ["lru", "lfu", "oldest"] {
+        server.admin(&[
+            "create-cache",
+            policy,
+            "--public",
+            "--no-upstream",
+            "--public-key",
+            &keys.public,
+            "--quota-gib",
+            &quota,
+            "--quota-policy",
+            policy,
+        ]);
+    }
+    for closure in [&a, &b, &c] {
+        for policy in ["lru", "lfu", "oldest"] {
+            push(&cli, &keys, policy, closure);
+        }
+    }
+    // Downloads: b three times (first), then c once, then a twice (last). So the oldest push
+    // is a, the least recently used b, and the least frequently used c.
+    for (closure, times) in [(&b, 3), (&c, 1), (&a, 2)] {
+        for _ in 0..times {
+            for policy in ["lru", "lfu", "oldest"] {
+                substitute(&server, &keys, policy, closure);
+            }
+        }
+        std::thread::sleep(ACCESS_FLUSH);
+    }
+    std::thread::sleep(MIN_AGE);
+    for (policy, victim) in [("lru", &b), ("lfu", &c), ("oldest", &a)] {
+        push(&cli, &keys, policy, &d);
+        assert!(stored_bytes(&server, &token, policy) <= one * 7 / 2, "{policy}: over its quota");
+        assert_eq!(
+            cache_info(&server, &token, policy)["paths"].as_i64().unwrap(),
+            7,
+            "{policy}: one top-level path evicted ({}), its dependency kept (nothing needed more room)",
+            victim.app
+        );
+    }
+    // A process may answer narinfos from memory for a minute after a path goes elsewhere (its
+    // NAR stays for GC_GRACE, so such answers still substitute): a fresh one reads the database.
+    let mut server = server;
+    server.restart();
+    for (policy, victim) in [("lru", &b), ("lfu", &c), ("oldest", &a)] {
+        assert!(narinfo(&server, policy, &victim.app).is_none(), "{policy}: {} should be evicted first", victim.app);
+        for kept in [&a, &b, &c, &d].into_iter().filter(|x| x.app != victim.app) {
+            assert!(narinfo(&server, policy, &kept.app).is_some(), "{policy}: {} should stay", kept.app);
+        }
+        assert_closed(&server, policy, &[&a, &b, &c, &d]);
+        // The newest closure substitutes completely with stock Nix.
+        substitute(&server, &keys, policy, &d);
+    }
+
+    // A push larger than the whole quota is refused, whatever the policy, and stores nothing.
+    server.admin(&[
+        "create-cache",
+        "tiny",
+        "--public",
+        "--no-upstream",
+        "--public-key",
+        &keys.public,
+        "--quota-gib",
+        &gib(1),
+        "--quota-policy",
+        "lru",
+    ]);
+    let out = cli.run(&["push", "tiny", "--key", keys.secret_path(), &a.dep]);
+    let text = support::output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("larger than the whole quota"), "{text}");
+    assert_eq!(cache_info(&server, &token, "tiny")["paths"].as_i64(), Some(0));
+}
+
+fn pins_keep_closures_and_lowered_quotas_evict(backend: Backend) {
+    let (mut server, keys, token, cli) = start(backend);
+    let tag = unique_tag("pin");
+    let [a, b, c] = ["a", "b", "c"].map(|n| Closure::build(&format!("{tag}-{n}")));
+    for closure in [&a, &b, &c] {
+        push(&cli, &keys, "main", closure);
+    }
+    let used = stored_bytes(&server, &token, "main");
+    // The oldest closure is pinned: eviction by age takes the next one.
+    cli.run_ok(&["pin", "main", "release", &a.app]);
+    let listed = cli.run_ok(&["pin", "list", "main"]);
+    assert!(listed.contains("release") && listed.contains(&a.app), "{listed}");
+    std::thread::sleep(MIN_AGE);
+    // Lowering the quota under an evicting policy evicts at once, oldest first, pins kept.
+    // Room for two and a half closures of three: one top-level path goes.
+    let quota = used * 5 / 6;
+    let out = server.admin(&["update-cache", "main", "--quota-gib", &gib(quota), "--quota-policy", "oldest"]);
+    assert!(out.contains("evicted"), "{out}");
+    server.restart();
+    assert!(narinfo(&server, "main", &a.app).is_some(), "the pinned closure stays");
+    assert!(narinfo(&server, "main", &a.dep).is_some(), "the pinned closure's dependency stays");
+    assert!(narinfo(&server, "main", &b.app).is_none(), "the oldest unpinned path goes first");
+    assert!(narinfo(&server, "main", &c.app).is_some(), "no more than needed goes");
+    assert!(stored_bytes(&server, &token, "main") <= quota);
+    assert_closed(&server, "main", &[&a, &b, &c]);
+    substitute(&server, &keys, "main", &a);
+
+    // Re-pinning a name moves it; once the pin is gone, its closure may be evicted too.
+    cli.run_ok(&["pin", "main", "release", &c.app]);
+    let listed = cli.run_ok(&["pin", "list", "main"]);
+    assert!(listed.contains(&c.app) && !listed.contains(&a.app), "{listed}");
+    cli.run_ok(&["pin", "remove", "main", "release"]);
+    assert!(!cli.run_ok(&["pin", "list", "main"]).contains("release"));
+    let out = server.admin(&["update-cache", "main", "--quota-gib", &gib(1)]);
+    assert!(out.contains("evicted"), "{out}");
+    server.restart();
+    assert!(narinfo(&server, "main", &a.app).is_none(), "unpinned, the oldest closure goes");
+    assert_closed(&server, "main", &[&a, &b, &c]);
+
+    // Pinning a path the cache does not hold is refused.
+    let out = cli.run(&["pin", "main", "missing", &a.app]);
+    assert!(!out.status.success());
+    assert!(support::output_text(&out).contains("does not hold"), "{}", support::output_text(&out));
+}

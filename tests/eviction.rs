@@ -10,7 +10,12 @@ use std::time::Duration;
 
 use support::{Backend, Cli, Closure, Keys, NixClient, Server, unique_tag};
 
-on_every_backend!(eviction_follows_the_policy_and_keeps_closures, pins_keep_closures_and_lowered_quotas_evict);
+on_every_backend!(
+    eviction_follows_the_policy_and_keeps_closures,
+    pins_keep_closures_and_lowered_quotas_evict,
+    a_push_keeps_the_paths_it_references,
+    nix_copy_evicts_too,
+);
 
 /// Accesses are written every 5 s; waiting longer puts each group of downloads in its own.
 const ACCESS_FLUSH: Duration = Duration::from_secs(6);
@@ -212,4 +217,57 @@ fn pins_keep_closures_and_lowered_quotas_evict(backend: Backend) {
     let out = cli.run(&["pin", "main", "missing", &a.app]);
     assert!(!out.status.success());
     assert!(support::output_text(&out).contains("does not hold"), "{}", support::output_text(&out));
+}
+
+/// The dependency a push references may be the first in eviction order (old, never used,
+/// nothing else references it): eviction takes something else, and the push completes.
+fn a_push_keeps_the_paths_it_references(backend: Backend) {
+    let (server, keys, token, cli) = start(backend);
+    let tag = unique_tag("needs");
+    let [x, y] = ["x", "y"].map(|n| Closure::build(&format!("{tag}-{n}")));
+    server.admin(&["update-cache", "main", "--quota-policy", "lru"]);
+    cli.run_ok(&["push", "main", "--key", keys.secret_path(), &x.dep]);
+    push(&cli, &keys, "main", &y);
+    let before_app = stored_bytes(&server, &token, "main");
+    std::thread::sleep(MIN_AGE);
+    substitute(&server, &keys, "main", &y);
+    std::thread::sleep(ACCESS_FLUSH);
+    // y's top-level path is about as large as x's: a quota a little short of both makes the
+    // push of x's top-level path evict one path.
+    let info = narinfo(&server, "main", &y.app).unwrap();
+    let y_app: i64 = info.lines().find_map(|l| l.strip_prefix("FileSize: ")).unwrap().parse().unwrap();
+    server.admin(&["update-cache", "main", "--quota-gib", &gib(before_app + y_app - 100)]);
+    std::thread::sleep(Duration::from_secs(5)); // the server's cached cache row expires
+    push(&cli, &keys, "main", &x);
+    let mut server = server;
+    server.restart();
+    assert!(narinfo(&server, "main", &x.dep).is_some(), "the pushed path's dependency stays");
+    assert!(narinfo(&server, "main", &y.app).is_none(), "the next path in LRU order goes instead");
+    assert_closed(&server, "main", &[&x, &y]);
+    substitute(&server, &keys, "main", &x);
+}
+
+/// `nix copy --to` a cache at its quota: room is made when each narinfo commits (the NAR
+/// arrives before anything says what it needs), and the copied closure is complete.
+fn nix_copy_evicts_too(backend: Backend) {
+    let (server, keys, token, cli) = start(backend);
+    let tag = unique_tag("copy");
+    let [a, b, c] = ["a", "b", "c"].map(|n| Closure::build(&format!("{tag}-{n}")));
+    push(&cli, &keys, "main", &a);
+    let one = stored_bytes(&server, &token, "main");
+    push(&cli, &keys, "main", &b);
+    server.admin(&["update-cache", "main", "--quota-gib", &gib(one * 5 / 2), "--quota-policy", "oldest"]);
+    std::thread::sleep(Duration::from_secs(5)); // the server's cached cache row expires, and MIN_AGE passes
+    let nix = NixClient::new();
+    nix.write_netrc("127.0.0.1", &token);
+    let url = format!("{}?compression=zstd&secret-key={}", server.cache_url("main"), keys.secret_path());
+    let out = nix.run(&["nix", "copy", "--to", &url, &c.app]);
+    assert!(out.status.success(), "{}", support::output_text(&out));
+    let mut server = server;
+    server.restart();
+    assert!(narinfo(&server, "main", &a.app).is_none(), "the oldest top-level path goes");
+    assert!(narinfo(&server, "main", &b.app).is_some());
+    assert!(stored_bytes(&server, &token, "main") <= one * 5 / 2);
+    assert_closed(&server, "main", &[&a, &b, &c]);
+    substitute(&server, &keys, "main", &c);
 }

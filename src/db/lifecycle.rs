@@ -165,6 +165,22 @@ pub fn pinned_closure(conn: &mut AnyConnection, cache_id: i64, now: NaiveDateTim
     Ok(kept)
 }
 
+/// The ids of the paths of the cache with these base names.
+pub fn path_ids(conn: &mut AnyConnection, cache_id: i64, base_names: &[String]) -> DbResult<HashSet<i64>> {
+    let mut ids = HashSet::new();
+    for chunk in base_names.chunks(BATCH) {
+        let hashes: Vec<&str> = chunk.iter().filter_map(|b| b.get(..32)).collect();
+        ids.extend(
+            store_paths::table
+                .filter(store_paths::cache_id.eq(cache_id))
+                .filter(store_paths::hash_part.eq_any(hashes))
+                .select(store_paths::id)
+                .load::<i64>(conn)?,
+        );
+    }
+    Ok(ids)
+}
+
 /// Sets (or moves) a pin; returns true when it existed and was moved.
 pub fn put_pin(
     conn: &mut AnyConnection,

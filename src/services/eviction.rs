@@ -40,15 +40,24 @@ pub struct Removed {
 static EVICTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Removes paths in the cache's policy order until `needed` bytes are freed or nothing more
-/// may go. Paths pushed after `pushed_before` stay.
-pub async fn evict(db: &Db, cache: &Cache, needed: i64, pushed_before: NaiveDateTime) -> DbResult<Removed> {
+/// may go. Paths pushed after `pushed_before` stay, and so do the paths named in `needed_by_push`
+/// (base names: the references of the path being pushed).
+pub async fn evict(
+    db: &Db,
+    cache: &Cache,
+    needed: i64,
+    pushed_before: NaiveDateTime,
+    needed_by_push: &[String],
+) -> DbResult<Removed> {
     let _one_at_a_time = EVICTING.lock().await;
     let (cache_id, order) = (cache.id, cache.policy());
+    let needed_by_push = needed_by_push.to_vec();
     let removed = remove_rounds(db, cache_id, move |c, removed: Removed| {
         if removed.bytes >= needed {
             return Ok(Vec::new());
         }
-        let keep = lifecycle::pinned_closure(c, cache_id, now())?;
+        let mut keep = lifecycle::pinned_closure(c, cache_id, now())?;
+        keep.extend(lifecycle::path_ids(c, cache_id, &needed_by_push)?);
         let selection = Selection { cache_id, order, pushed_before, unused_since: None, keep: &keep };
         let mut left = needed - removed.bytes;
         // Only as many as the bytes still needed: the first paths in order, nothing more.
@@ -73,7 +82,7 @@ pub async fn fit_quota(db: &Db, cache: &Cache) -> DbResult<Removed> {
     if used <= quota {
         return Ok(Removed::default());
     }
-    evict(db, cache, used - quota, pushed_before()).await
+    evict(db, cache, used - quota, pushed_before(), &[]).await
 }
 
 /// Removes the paths unused (not downloaded, or pushed when never downloaded) since

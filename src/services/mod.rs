@@ -17,6 +17,7 @@ pub mod passwords;
 pub mod pins;
 pub mod presence;
 pub mod push;
+pub mod quota;
 pub mod receive;
 pub mod sessions;
 pub mod upstream;

@@ -8,6 +8,7 @@ use hibernation::nix::{Compression, NarHash, NarInfo};
 
 use super::auth::Caller;
 use super::push::{self, NarSource, PushError, PushableCache, delete_stored, store_received};
+use super::quota::{self, QuotaCheck};
 use super::receive::{self, read_ahead, receive_nar};
 use crate::db::models::PendingNar;
 use crate::db::{Db, now, uploads};
@@ -36,7 +37,7 @@ pub async fn accept_nar(
     let (file_hash, compression) = parse_nar_file_name(file)
         .ok_or_else(|| invalid(format!("nar/{file} is not a NAR file name (<nix32 sha256>.nar[.xz|.zst|.bz2|.br])")))?;
     // Refuse early when the cache is full already; the exact size is checked on arrival.
-    push::check_quota(db, cache, 1).await?;
+    quota::make_room(db, cache, 1, QuotaCheck::Arrival).await?;
     let reader = read_ahead(body);
     let spool = storage.clone();
     let received = tokio::task::spawn_blocking(move || receive_nar(&spool, reader, compression, None, max_nar_size))
@@ -51,7 +52,7 @@ pub async fn accept_nar(
     }
     let stored_bytes = received.file_size;
     // Pending uploads count against the quota until their narinfo commits them.
-    push::check_quota(db, cache, stored_bytes as i64).await?;
+    quota::make_room(db, cache, stored_bytes as i64, QuotaCheck::Arrival).await?;
     let (key, nar) = store_received(storage, received).await?;
     let pending = PendingNar {
         id: 0,

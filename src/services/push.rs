@@ -13,7 +13,7 @@ use hibernation::nix::{Compression, NarHash, PublicKey, StorePath, signing};
 
 use super::access::{Access, readable_cache_ids};
 use super::auth::Caller;
-use super::eviction;
+use super::quota::{self, QuotaCheck};
 use super::receive::ReceivedNar;
 use super::upstream::UpstreamChecker;
 use crate::db::models::{Cache, NewNar, NewStorePath, PendingNar};
@@ -330,19 +330,21 @@ pub async fn delete_stored(storage: &Storage, key: &str) {
 /// object is deleted afterwards only when this commit owned it and no NAR row took it, so
 /// concurrent pushes of one path (on one server or several) never delete a live NAR.
 pub async fn commit(db: &Db, storage: &Storage, verified: VerifiedPath, source: NarSource) -> Result<bool, PushError> {
-    // A pending upload already counts against the quota (it was checked on arrival); the
-    // size of a NAR to attach is looked up only when the cache has a quota.
+    // A pending upload already counts against the quota (it was checked on arrival, and an
+    // evicting cache makes room for it now); the size of a NAR to attach is looked up only
+    // when the cache has a quota.
     if verified.cache.quota_bytes.is_some() {
         let incoming = match &source {
             NarSource::Uploaded(received) => Some(received.file_size as i64),
-            NarSource::Pending(_) => None,
+            NarSource::Pending(_) => verified.cache.policy().evicts().then_some(0),
             NarSource::Attach(_) => {
                 let hash = verified.upload.nar_hash.to_nix32();
                 Some(db.read(move |c| paths::find_nar(c, &hash)).await?.map_or(0, |n| n.file_size))
             }
         };
         if let Some(incoming) = incoming {
-            check_quota(db, &verified.cache, incoming).await?;
+            let check = QuotaCheck::Commit { needs: &verified.references };
+            quota::make_room(db, &verified.cache, incoming, check).await?;
         }
     }
     let (candidate, own_key) = match source {
@@ -536,34 +538,4 @@ fn is_retryable_conflict(e: &DbError) -> bool {
     use diesel::result::{DatabaseErrorKind, Error};
     is_unique_violation(e)
         || matches!(e, DbError::Query(Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _)))
-}
-
-/// Makes room for a NAR of `incoming` bytes, evicting by the cache's policy when it has one,
-/// or refuses it. NARs uploaded by `nix copy` that wait for their narinfo count as used.
-pub(crate) async fn check_quota(db: &Db, cache: &Cache, incoming: i64) -> Result<(), PushError> {
-    let Some(quota) = cache.quota_bytes else { return Ok(()) };
-    let mut used = eviction::used_bytes(db, cache.id).await?;
-    if used + incoming <= quota {
-        return Ok(());
-    }
-    let why = if !cache.policy().evicts() {
-        "make room or raise the quota, or let the cache evict (quota policy lru, lfu or oldest)"
-    } else if incoming > quota {
-        "it is larger than the whole quota"
-    } else {
-        eviction::evict(db, cache, used + incoming - quota, eviction::pushed_before()).await?;
-        used = eviction::used_bytes(db, cache.id).await?;
-        if used + incoming <= quota {
-            return Ok(());
-        }
-        "what is left is pinned, was pushed within EVICTION_MIN_AGE, or is needed by those paths"
-    };
-    let gib = |b: i64| hibernation::format::gib(b.max(0) as u64);
-    Err(PushError::OverQuota {
-        cache: cache.name.clone(),
-        used: gib(used),
-        quota: gib(quota),
-        needed: gib(incoming),
-        why,
-    })
 }

@@ -194,14 +194,29 @@ impl Server {
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 
-    /// Runs one SQL statement on the server's SQLite database (to set up states the API cannot
+    /// Runs one SQL statement on the server's database (to set up states the API cannot
     /// reach: expired links, leftovers of a crash).
     pub fn sql(&self, statement: &str) {
         use diesel::{Connection, RunQueryDsl};
-        assert!(self.postgres.is_none(), "Server::sql works on SQLite");
-        let path = self.dir.path().join("hibernation.db");
-        let mut conn = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
-        diesel::sql_query(statement).execute(&mut conn).unwrap();
+        match &self.postgres {
+            Some(pg) => {
+                let mut conn = diesel::PgConnection::establish(&pg.url).unwrap();
+                diesel::sql_query(statement).execute(&mut conn).unwrap();
+            }
+            None => {
+                let path = self.dir.path().join("hibernation.db");
+                let mut conn = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+                diesel::sql_query(statement).execute(&mut conn).unwrap();
+            }
+        }
+    }
+
+    /// Where stored objects live as files: the storage directory, or the S3 bucket's.
+    pub fn object_dir(&self) -> PathBuf {
+        match &self.s3 {
+            Some(s3) => s3.bucket_dir(),
+            None => self.storage_path(),
+        }
     }
 
     /// `admin create-user <login> --email <email> --password-stdin`, which must succeed.

@@ -1,0 +1,142 @@
+//! Garbage collection (`hibernation-server admin gc`) on local disk and S3, SQLite and
+//! PostgreSQL: a NAR no path uses is deleted only after GC_GRACE, a NAR a push took back
+//! within the grace stays, objects no row owns are swept once older than the grace (younger
+//! ones may be uploads in progress), a NAR upload whose narinfo never came goes, `--dry-run`
+//! deletes nothing, and a second collector waits its turn.
+
+#[macro_use]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use support::{Backend, Cli, Closure, Keys, NixClient, Server, output_text, unique_tag};
+
+on_full_matrix!(collects_unused_nars_orphans_and_stale_uploads);
+
+const GRACE: Duration = Duration::from_secs(4);
+
+fn push(cli: &Cli, keys: &Keys, cache: &str, closure: &Closure) {
+    cli.run_ok(&["push", cache, "--key", keys.secret_path(), &closure.app]);
+}
+
+fn nar_files(server: &Server) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(server.object_dir().join("nar"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The nix32 NarHash of a path as the cache serves it: stored NAR keys start with it.
+fn nar_hash(server: &Server, cache: &str, path: &str) -> String {
+    let hash = &path["/nix/store/".len()..][..32];
+    let info = server.get(&format!("/api/nix/{cache}/{hash}.narinfo"), None).text().unwrap();
+    let value = info.lines().find_map(|l| l.strip_prefix("NarHash: sha256:")).expect("a NarHash");
+    value.to_string()
+}
+
+fn stored(files: &[PathBuf], nar_hash: &str) -> bool {
+    files.iter().any(|f| f.file_name().unwrap().to_string_lossy().starts_with(&format!("{nar_hash}.")))
+}
+
+/// An object file under `nar/` no row owns, last modified `age` ago.
+fn orphan(server: &Server, name: &str, age: &str) -> PathBuf {
+    let path = server.object_dir().join("nar").join(name);
+    std::fs::write(&path, b"left behind by a crash").unwrap();
+    let touched = std::process::Command::new("touch").arg("-d").arg(age).arg(&path).status().unwrap();
+    assert!(touched.success());
+    path
+}
+
+fn substitutes(server: &Server, keys: &Keys, cache: &str, path: &str) {
+    let nix = NixClient::new();
+    let out = nix.copy_from(&server.cache_url(cache), &nix.store("into"), &keys.public, &[path]);
+    assert!(out.status.success(), "substituting {path}: {}", output_text(&out));
+}
+
+fn stored_bytes(server: &Server, token: &str, cache: &str) -> i64 {
+    let info: serde_json::Value = server.get(&format!("/api/v1/caches/{cache}"), Some(token)).json().unwrap();
+    info["stored_bytes"].as_i64().unwrap()
+}
+
+fn gib(bytes: i64) -> String {
+    format!("{:.12}", bytes as f64 / (1u64 << 30) as f64)
+}
+
+fn collects_unused_nars_orphans_and_stale_uploads(backend: Backend) {
+    let server = Server::start_with_env(backend, &[("GC_GRACE", "4s"), ("EVICTION_MIN_AGE", "0s")]);
+    let keys = Keys::generate("gc-1");
+    let token = server.bootstrap(&keys, true);
+    server.admin(&["create-cache", "other", "--public", "--no-upstream", "--public-key", &keys.public]);
+    let cli = Cli::new();
+    cli.login(&server, &token);
+    let tag = unique_tag("gc");
+    let [a, b, c] = ["a", "b", "c"].map(|n| Closure::build(&format!("{tag}-{n}")));
+    push(&cli, &keys, "main", &a);
+    push(&cli, &keys, "main", &b);
+    push(&cli, &keys, "other", &c);
+    let (a_app, b_app, c_app) =
+        (nar_hash(&server, "main", &a.app), nar_hash(&server, "main", &b.app), nar_hash(&server, "other", &c.app));
+
+    // A's top-level path is evicted (one byte over the quota, oldest first): its NAR waits.
+    let used = stored_bytes(&server, &token, "main");
+    server.admin(&["update-cache", "main", "--quota-gib", &gib(used - 1), "--quota-policy", "oldest"]);
+    // C's top-level path goes too, and is pushed again within the grace: its NAR is reused.
+    let used = stored_bytes(&server, &token, "other");
+    server.admin(&["update-cache", "other", "--quota-gib", &gib(used - 1), "--quota-policy", "oldest"]);
+    server.admin(&["update-cache", "other", "--quota-gib", "none"]);
+    push(&cli, &keys, "other", &c);
+
+    // Leftovers of a crash, and a `nix copy` upload whose narinfo never came.
+    let old_orphan = orphan(&server, "orphan.nar.zst", "2 hours ago");
+    let old_listing = orphan(&server, "orphan.nar.zst.ls", "2 hours ago");
+    let stale_upload = orphan(&server, "stale-upload.nar.zst", "2 days ago");
+    server.sql(
+        "INSERT INTO pending_nars (cache_id, user_id, file_hash, compression, file_size, nar_hash, nar_size, \
+         storage_key, created_at) VALUES (1, 1, 'x', 'zstd', 22, 'y', 22, 'nar/stale-upload.nar.zst', \
+         '2000-01-01 00:00:00')",
+    );
+    std::thread::sleep(GRACE + Duration::from_millis(500));
+
+    // A dry run reports and deletes nothing.
+    let before = nar_files(&server);
+    let report = server.admin(&["gc", "--dry-run"]);
+    assert!(report.contains("would delete 1 unused NARs"), "{report}");
+    assert!(report.contains("1 uploads whose narinfo never came"), "{report}");
+    assert_eq!(nar_files(&server), before, "a dry run deletes nothing");
+
+    // Another process collecting: this one says so and deletes nothing.
+    server.sql("INSERT INTO leases (name, holder, expires_at) VALUES ('gc', 'elsewhere', '2999-01-01 00:00:00')");
+    let out = server.command(Some(&["admin", "gc"])).output().unwrap();
+    assert!(!out.status.success());
+    assert!(output_text(&out).contains("another garbage collection is running"), "{}", output_text(&out));
+    assert_eq!(nar_files(&server), before);
+    server.sql("DELETE FROM leases WHERE name = 'gc'");
+
+    // An object stored a moment ago may be an upload between storing and recording: kept.
+    let young_orphan = orphan(&server, "young.nar.zst", "now");
+    let report = server.admin(&["gc"]);
+    assert!(report.contains("deleted 1 unused NARs"), "{report}");
+    assert!(report.contains("1 uploads whose narinfo never came"), "{report}");
+    let after = nar_files(&server);
+    assert!(!stored(&after, &a_app), "the evicted path's NAR is deleted after the grace");
+    assert!(stored(&after, &b_app), "a NAR in use stays");
+    assert!(stored(&after, &c_app), "a NAR a push took back within the grace stays");
+    for gone in [&old_orphan, &old_listing, &stale_upload] {
+        assert!(!Path::new(gone).exists(), "{} should be swept", gone.display());
+    }
+    assert!(young_orphan.exists(), "a young object is not swept");
+    for (cache, path) in [("main", &a.dep), ("main", &b.app), ("other", &c.app)] {
+        substitutes(&server, &keys, cache, path);
+    }
+
+    // Nothing more to collect; pushing the evicted path again uploads its NAR anew.
+    let report = server.admin(&["gc"]);
+    assert!(report.contains("deleted 0 unused NARs"), "{report}");
+    server.admin(&["update-cache", "main", "--quota-gib", "none"]);
+    push(&cli, &keys, "main", &a);
+    substitutes(&server, &keys, "main", &a.app);
+}

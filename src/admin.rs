@@ -1,5 +1,7 @@
 //! `hibernation-server admin ...`: bootstrap users, caches, keys and tokens without the UI.
 
+use std::process::ExitCode;
+
 use anyhow::{Context, bail};
 use chrono::Duration;
 use clap::Subcommand;
@@ -74,6 +76,18 @@ pub enum AdminCommand {
         /// Report what would be deleted, delete nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Re-read every stored NAR and check it against the database; report missing and corrupt
+    /// objects, objects no row owns, and paths whose references are missing. Exit status: 0
+    /// when nothing is damaged, 1 when damage was found and repaired, 2 when damage is left.
+    Fsck {
+        /// Only this cache's paths and the NARs they use.
+        #[arg(long)]
+        cache: Option<String>,
+        /// Remove every broken path together with what references it (a broken NAR from every
+        /// cache), the broken NARs, and orphan objects older than GC_GRACE.
+        #[arg(long)]
+        repair: bool,
     },
     /// Add a public signing key to a cache.
     AddKey { cache: String, public_key: String },
@@ -170,8 +184,9 @@ fn is_valid_login(login: &str) -> bool {
     !login.is_empty() && login.len() <= 254 && !login.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
-pub fn run(db: &Db, config: &Config, command: AdminCommand) -> anyhow::Result<()> {
+pub fn run(db: &Db, config: &Config, command: AdminCommand) -> anyhow::Result<ExitCode> {
     match command {
+        AdminCommand::Fsck { cache, repair } => return fsck(db, config, cache, repair),
         AdminCommand::UpdateCache { name, quota_gib, lifecycle } => {
             let quota = match quota_gib.as_deref() {
                 None => None,
@@ -335,7 +350,40 @@ pub fn run(db: &Db, config: &Config, command: AdminCommand) -> anyhow::Result<()
             println!("revoked token {name} of {user}");
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fsck(db: &Db, config: &Config, cache: Option<String>, repair: bool) -> anyhow::Result<ExitCode> {
+    use crate::services::fsck;
+    use std::io::IsTerminal;
+    let cache = match cache {
+        Some(name) => Some(
+            db.write_blocking(|c| caches::find_by_name(c, &name))?
+                .with_context(|| format!("no cache named {name:?}"))?,
+        ),
+        None => None,
+    };
+    let options = fsck::Options { cache, repair, grace: config.lifecycle.gc_grace };
+    let on_terminal = std::io::stderr().is_terminal();
+    let progress = |done: u64, total: u64| {
+        if on_terminal {
+            eprint!("\rchecked {done} of {total} NARs");
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let report = runtime.block_on(async {
+        let storage = crate::open_storage(config).await?;
+        fsck::run(db, &storage, &options, progress).await
+    })?;
+    if on_terminal {
+        eprintln!();
+    }
+    println!("{report}");
+    Ok(match (report.damaged(), repair) {
+        (false, _) => ExitCode::SUCCESS,
+        (true, true) => ExitCode::from(1),
+        (true, false) => ExitCode::from(2),
+    })
 }
 
 fn unique_or(e: crate::db::DbError, message: String) -> anyhow::Error {

@@ -35,7 +35,7 @@ fn main() -> std::process::ExitCode {
     limit_malloc_arenas();
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
@@ -58,7 +58,7 @@ fn limit_malloc_arenas() {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let config = config::Config::from_env()?;
     let filter =
         EnvFilter::try_new(&config.log_level).with_context(|| format!("invalid LOG_LEVEL {:?}", config.log_level))?;
@@ -70,12 +70,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .init();
     let command = cli.command.unwrap_or(Command::Serve);
     if let Command::Health = command {
-        return health_check(config.port);
+        return health_check(config.port).map(|()| std::process::ExitCode::SUCCESS);
     }
     let db = db::Db::open(&config.db_url, config.database_logging)?;
     match command {
         Command::Admin(command) => admin::run(&db, &config, command),
-        Command::Serve => tokio::runtime::Runtime::new()?.block_on(serve(config, db)),
+        Command::Serve => {
+            tokio::runtime::Runtime::new()?.block_on(serve(config, db)).map(|()| std::process::ExitCode::SUCCESS)
+        }
         Command::Health => unreachable!("answered above"),
     }
 }

@@ -388,7 +388,8 @@ fn cache_settings_clear_and_delete() {
     let keys = Keys::generate("settings-1");
     let other = Keys::generate("settings-2");
     let closure = support::Closure::build("settings");
-    let server = Server::start(Backend::Sqlite);
+    // Unused NARs are collected at once.
+    let server = Server::start_with_env(Backend::Sqlite, &[("GC_GRACE", "0s")]);
     let web = WebClient::new(&server);
     web.setup_admin();
     let csrf = web.csrf("/caches");
@@ -426,6 +427,9 @@ fn cache_settings_clear_and_delete() {
     assert_eq!(server.get(&format!("/api/nix/main/{hash}.narinfo"), None).status(), 200, "nothing changed");
     assert_eq!(location(&web.post("/caches/main/clear", &[("csrf", &csrf), ("confirm", "main")])), "/caches/main");
     assert_eq!(server.get(&format!("/api/nix/main/{hash}.narinfo"), None).status(), 404);
+    // The NARs wait for garbage collection (a push may take them back within GC_GRACE).
+    assert!(server.stored_files().iter().any(|f| f.to_string_lossy().contains("/nar/")));
+    assert!(server.admin(&["gc"]).contains("deleted 2 unused NARs"));
     assert!(
         server.stored_files().iter().all(|f| !f.to_string_lossy().contains("/nar/")),
         "{:?}",
@@ -587,7 +591,8 @@ fn users_and_per_cache_access() {
 
     // Read access: bob sees the cache but cannot change it.
     let settings = admin.get("/caches/main/settings").text().unwrap();
-    let bob_id = settings.split("<option value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let user_select = settings.split("name=\"user_id\"").nth(1).unwrap();
+    let bob_id = user_select.split("<option value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
     let granted = admin.post("/caches/main/access", &[("csrf", &csrf), ("user_id", &bob_id), ("permission", "read")]);
     assert_eq!(location(&granted), "/caches/main/settings");
     assert_eq!(bob.get("/caches/main").status(), 200);

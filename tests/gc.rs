@@ -2,7 +2,7 @@
 //! PostgreSQL: a NAR no path uses is deleted only after GC_GRACE, a NAR a push took back
 //! within the grace stays, objects no row owns are swept once older than the grace (younger
 //! ones may be uploads in progress), a NAR upload whose narinfo never came goes, `--dry-run`
-//! deletes nothing, and a second collector waits its turn.
+//! deletes nothing, and a second collector waits its turn (one process collects at a time).
 
 #[macro_use]
 mod support;
@@ -109,12 +109,12 @@ fn collects_unused_nars_orphans_and_stale_uploads(backend: Backend) {
     assert_eq!(nar_files(&server), before, "a dry run deletes nothing");
 
     // Another process collecting: this one says so and deletes nothing.
-    server.sql("INSERT INTO leases (name, holder, expires_at) VALUES ('gc', 'elsewhere', '2999-01-01 00:00:00')");
+    let elsewhere = server.hold_gc_lock();
     let out = server.command(Some(&["admin", "gc"])).output().unwrap();
     assert!(!out.status.success());
     assert!(output_text(&out).contains("another garbage collection is running"), "{}", output_text(&out));
     assert_eq!(nar_files(&server), before);
-    server.sql("DELETE FROM leases WHERE name = 'gc'");
+    drop(elsewhere);
 
     // An object stored a moment ago may be an upload between storing and recording: kept.
     let young_orphan = orphan(&server, "young.nar.zst", "now");

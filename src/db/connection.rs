@@ -49,6 +49,12 @@ impl DbUrl {
     }
 }
 
+/// The file path in an SQLite `file:` URI (without its query).
+pub fn sqlite_file(uri: &str) -> String {
+    let path = uri.strip_prefix("file:").unwrap_or(uri);
+    path.split('?').next().unwrap_or(path).to_string()
+}
+
 pub fn connect(url: &DbUrl, log_queries: bool) -> anyhow::Result<AnyConnection> {
     let mut conn = match url {
         DbUrl::Postgres(u) => AnyConnection::Postgresql(

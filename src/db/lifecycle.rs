@@ -1,5 +1,5 @@
 //! Queries of the storage lifecycle: the paths eviction and retention may remove without
-//! breaking a closure, pins, NARs no path uses any more, leases, and what was reclaimed.
+//! breaking a closure, pins, NARs no path uses any more, and what was reclaimed.
 
 use std::collections::HashSet;
 
@@ -8,9 +8,9 @@ use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Timestamp};
 
-use super::models::{Pin, QuotaPolicy, Reclaim};
-use super::schema::{leases, nars, path_references, pins, reclaims, store_paths};
-use super::{AnyConnection, DbResult, is_unique_violation};
+use super::models::{Cache, Nar, Pin, QuotaPolicy, Reclaim};
+use super::schema::{nars, path_references, pins, reclaims, store_paths};
+use super::{AnyConnection, DbResult};
 
 const BATCH: usize = 500;
 
@@ -221,43 +221,6 @@ pub fn delete_expired_pins(conn: &mut AnyConnection, now: NaiveDateTime) -> DbRe
     Ok(diesel::delete(pins::table.filter(pins::expires_at.lt(now))).execute(conn)?)
 }
 
-/// Takes the lease `name` for `holder` until `until` if it is free, expired or already
-/// held by `holder`. False when someone else holds it.
-pub fn take_lease(
-    conn: &mut AnyConnection,
-    name: &str,
-    holder: &str,
-    until: NaiveDateTime,
-    now: NaiveDateTime,
-) -> DbResult<bool> {
-    let taken = diesel::update(leases::table.find(name))
-        .filter(leases::expires_at.lt(now).or(leases::holder.eq(holder)))
-        .set((leases::holder.eq(holder), leases::expires_at.eq(until)))
-        .execute(conn)?;
-    if taken > 0 {
-        return Ok(true);
-    }
-    let exists = leases::table.find(name).select(leases::name).first::<String>(conn).optional()?.is_some();
-    if exists {
-        return Ok(false);
-    }
-    let inserted = diesel::insert_into(leases::table)
-        .values((leases::name.eq(name), leases::holder.eq(holder), leases::expires_at.eq(until)))
-        .execute(conn)
-        .map_err(super::DbError::from);
-    match inserted {
-        Ok(_) => Ok(true),
-        // Another replica inserted it first.
-        Err(e) if is_unique_violation(&e) => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-pub fn release_lease(conn: &mut AnyConnection, name: &str, holder: &str) -> DbResult<()> {
-    diesel::delete(leases::table.find(name)).filter(leases::holder.eq(holder)).execute(conn)?;
-    Ok(())
-}
-
 /// What one eviction, retention or garbage collection run removed.
 pub struct NewReclaim<'a> {
     pub cache_id: Option<i64>,
@@ -383,7 +346,131 @@ pub fn prune_expired(conn: &mut AnyConnection, now: NaiveDateTime, traffic_befor
     Ok(pruned)
 }
 
-/// When the lease `name` expires, if anyone holds it.
-pub fn lease_expiry(conn: &mut AnyConnection, name: &str) -> DbResult<Option<NaiveDateTime>> {
-    Ok(leases::table.find(name).select(leases::expires_at).first(conn).optional()?)
+/// NARs fsck checks: every one, or those a cache's paths use.
+pub fn count_nars(conn: &mut AnyConnection, cache_id: Option<i64>) -> DbResult<i64> {
+    Ok(match cache_id {
+        None => nars::table.count().get_result(conn)?,
+        Some(id) => store_paths::table
+            .filter(store_paths::cache_id.eq(id))
+            .select(diesel::dsl::count(store_paths::nar_id).aggregate_distinct())
+            .first(conn)?,
+    })
+}
+
+/// Up to `limit` NARs after id `after`, by id: every one, or those a cache's paths use.
+pub fn nars_after(conn: &mut AnyConnection, cache_id: Option<i64>, after: i64, limit: i64) -> DbResult<Vec<Nar>> {
+    let mut query =
+        nars::table.filter(nars::id.gt(after)).order(nars::id).limit(limit).select(Nar::as_select()).into_boxed();
+    if let Some(id) = cache_id {
+        let used = store_paths::table.filter(store_paths::cache_id.eq(id)).select(store_paths::nar_id);
+        query = query.filter(nars::id.eq_any(used));
+    }
+    Ok(query.load(conn)?)
+}
+
+/// The caches fsck looks at (one, or all), each with whether it has upstream caches.
+pub fn caches_with_upstream_flag(conn: &mut AnyConnection, cache_id: Option<i64>) -> DbResult<Vec<(Cache, bool)>> {
+    use super::schema::{cache_upstreams, caches};
+    let mut query = caches::table.select(Cache::as_select()).order(caches::name).into_boxed();
+    if let Some(id) = cache_id {
+        query = query.filter(caches::id.eq(id));
+    }
+    let mut out = Vec::new();
+    for cache in query.load(conn)? {
+        let upstreams: i64 =
+            cache_upstreams::table.filter(cache_upstreams::cache_id.eq(cache.id)).count().get_result(conn)?;
+        out.push((cache, upstreams > 0));
+    }
+    Ok(out)
+}
+
+/// (base name, reference) for every reference of a path in the cache that the cache lacks.
+pub fn missing_references(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<(String, String)>> {
+    const REFERENCE_ABSENT: &str = "NOT EXISTS (SELECT 1 FROM store_paths o WHERE o.cache_id = store_paths.cache_id \
+         AND o.hash_part = SUBSTR(path_references.reference, 1, 32))";
+    let rows: Vec<(String, String, String)> = path_references::table
+        .inner_join(store_paths::table)
+        .filter(store_paths::cache_id.eq(cache_id))
+        .filter(sql::<Bool>(REFERENCE_ABSENT))
+        .select((store_paths::hash_part, store_paths::name, path_references::reference))
+        .load(conn)?;
+    Ok(rows.into_iter().map(|(hash, name, reference)| (format!("{hash}-{name}"), reference)).collect())
+}
+
+/// Removes the paths using these NARs (in every cache) and, in each cache, everything that
+/// references them, directly or not. Returns how many paths went.
+pub fn remove_paths_using_nars(conn: &mut AnyConnection, nar_ids: &[i64], now: NaiveDateTime) -> DbResult<usize> {
+    let users: Vec<(i64, String, String)> = store_paths::table
+        .filter(store_paths::nar_id.eq_any(nar_ids))
+        .select((store_paths::cache_id, store_paths::hash_part, store_paths::name))
+        .load(conn)?;
+    let mut removed = 0;
+    for (cache_id, hash, name) in users {
+        removed += remove_closure_of_referrers(conn, cache_id, &format!("{hash}-{name}"), now)?;
+    }
+    Ok(removed)
+}
+
+/// Removes `base_name` from the cache named `cache` with everything there that references it.
+pub fn remove_with_referrers(
+    conn: &mut AnyConnection,
+    cache: &str,
+    base_name: &str,
+    now: NaiveDateTime,
+) -> DbResult<usize> {
+    use super::schema::caches;
+    let Some(cache_id) = caches::table.filter(caches::name.eq(cache)).select(caches::id).first(conn).optional()? else {
+        return Ok(0);
+    };
+    remove_closure_of_referrers(conn, cache_id, base_name, now)
+}
+
+/// Removes a path and, transitively, every path of the cache that references it.
+fn remove_closure_of_referrers(
+    conn: &mut AnyConnection,
+    cache_id: i64,
+    base_name: &str,
+    now: NaiveDateTime,
+) -> DbResult<usize> {
+    let mut doomed: Vec<(i64, i64)> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut frontier = vec![base_name.to_string()];
+    while let Some(name) = frontier.pop() {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        let Some(hash) = name.get(..32) else { continue };
+        let found: Option<(i64, i64)> = store_paths::table
+            .filter(store_paths::cache_id.eq(cache_id))
+            .filter(store_paths::hash_part.eq(hash))
+            .select((store_paths::id, store_paths::nar_id))
+            .first(conn)
+            .optional()?;
+        let Some((id, nar_id)) = found else { continue };
+        doomed.push((id, nar_id));
+        let referrers: Vec<(String, String)> = path_references::table
+            .inner_join(store_paths::table)
+            .filter(path_references::reference.eq(&name))
+            .filter(store_paths::cache_id.eq(cache_id))
+            .filter(store_paths::id.ne(id))
+            .select((store_paths::hash_part, store_paths::name))
+            .load(conn)?;
+        frontier.extend(referrers.into_iter().map(|(h, n)| format!("{h}-{n}")));
+    }
+    let ids: Vec<i64> = doomed.iter().map(|(id, _)| *id).collect();
+    let nar_ids: Vec<i64> = doomed.iter().map(|(_, nar)| *nar).collect();
+    for chunk in ids.chunks(BATCH) {
+        diesel::delete(store_paths::table.filter(store_paths::id.eq_any(chunk))).execute(conn)?;
+    }
+    mark_unreferenced(conn, &nar_ids, now)?;
+    Ok(ids.len())
+}
+
+/// Deletes a NAR row no path uses, due or not (fsck found it broken); the object is the
+/// caller's to delete. False when a path still uses it.
+pub fn delete_unused_nar(conn: &mut AnyConnection, id: i64) -> DbResult<bool> {
+    Ok(diesel::delete(nars::table.find(id))
+        .filter(diesel::dsl::not(diesel::dsl::exists(store_paths::table.filter(store_paths::nar_id.eq(nars::id)))))
+        .execute(conn)?
+        > 0)
 }

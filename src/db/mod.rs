@@ -7,6 +7,7 @@ pub mod browse;
 pub mod caches;
 pub mod cli_logins;
 mod connection;
+mod exclusive;
 pub mod groups;
 pub mod lifecycle;
 pub mod mail;
@@ -23,6 +24,7 @@ pub mod users;
 use std::sync::{Arc, Mutex};
 
 pub use connection::{AnyConnection, DbUrl};
+pub use exclusive::{Exclusive, ExclusiveLock};
 
 use diesel::r2d2::{Pool, PooledConnection};
 
@@ -44,6 +46,8 @@ pub type DbResult<T> = Result<T, DbError>;
 pub struct Db {
     pool: Pool<connection::Manager>,
     sqlite_write_lock: Option<Arc<Mutex<()>>>,
+    /// The SQLite database file, beside which exclusive locks live; None on PostgreSQL.
+    sqlite_file: Option<String>,
 }
 
 impl Db {
@@ -51,6 +55,10 @@ impl Db {
     pub fn open(url: &str, log_queries: bool) -> anyhow::Result<Self> {
         let url = DbUrl::parse(url)?;
         let is_sqlite = matches!(url, DbUrl::Sqlite(_));
+        let sqlite_file = match &url {
+            DbUrl::Sqlite(uri) => Some(connection::sqlite_file(uri)),
+            DbUrl::Postgres(_) => None,
+        };
         // Fail fast with the real error instead of r2d2's generic timeout.
         let mut first = connection::connect(&url, log_queries)?;
         connection::run_migrations(&mut first)?;
@@ -64,7 +72,7 @@ impl Db {
             .test_on_check_out(!is_sqlite)
             .connection_timeout(std::time::Duration::from_secs(10))
             .build(manager)?;
-        Ok(Self { pool, sqlite_write_lock: is_sqlite.then(|| Arc::new(Mutex::new(()))) })
+        Ok(Self { pool, sqlite_write_lock: is_sqlite.then(|| Arc::new(Mutex::new(()))), sqlite_file })
     }
 
     fn conn(&self) -> DbResult<PooledConnection<connection::Manager>> {
@@ -89,6 +97,15 @@ impl Db {
     {
         let db = self.clone();
         tokio::task::spawn_blocking(move || db.write_blocking(work)).await.map_err(|e| DbError::Task(e.to_string()))?
+    }
+
+    /// Takes the lock if no process (here or on another replica) holds it; it is held
+    /// until the returned guard drops, or the process ends. Blocking.
+    pub fn try_exclusive(&self, what: Exclusive) -> DbResult<Option<ExclusiveLock>> {
+        match &self.sqlite_file {
+            Some(file) => exclusive::try_file(file, what),
+            None => exclusive::try_postgres(self.conn()?, what),
+        }
     }
 
     /// The synchronous form of [`Db::write`], for the admin commands.

@@ -296,14 +296,6 @@ diesel::table! {
 }
 
 diesel::table! {
-    leases (name) {
-        name -> Text,
-        holder -> Text,
-        expires_at -> Timestamp,
-    }
-}
-
-diesel::table! {
     reclaims (id) {
         id -> BigInt,
         cache_id -> Nullable<BigInt>,

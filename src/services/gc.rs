@@ -2,7 +2,9 @@
 //! listings), stored objects no row owns that are older than the grace period (left by a
 //! crash), NARs uploaded by `nix copy` whose narinfo never came, and rows past their use.
 //!
-//! Safe with any number of replicas: one run at a time holds the database lease `gc`; a
+//! Safe with any number of replicas: one run at a time holds an exclusive lock (a PostgreSQL
+//! advisory lock, or a lock file beside an SQLite database, both released when the holder
+//! dies); a
 //! NAR row is deleted only while it is still unused and due (a push that takes it back
 //! clears the mark in its own transaction, and a path cannot be inserted for a deleted
 //! row), and objects are deleted only after their row. Keys are never reused, so an object
@@ -14,12 +16,9 @@ use chrono::NaiveDateTime;
 
 use super::push::delete_stored;
 use crate::db::lifecycle::{self, NewReclaim};
-use crate::db::{Db, DbResult, now, uploads};
-use crate::storage::Storage;
+use crate::db::{Db, DbResult, Exclusive, now, uploads};
+use crate::storage::{Storage, StoredObject};
 
-const LEASE: &str = "gc";
-/// Long enough for any run; a replica that dies holding it blocks others this long at most.
-const LEASE_LIFETIME: chrono::Duration = chrono::Duration::minutes(30);
 /// A narinfo follows its NAR within seconds; a day is far beyond any retry.
 const PENDING_LIFETIME: chrono::Duration = chrono::Duration::hours(24);
 /// Traffic counters and reclaim records are kept this long (the overview shows less).
@@ -59,8 +58,8 @@ impl std::fmt::Display for Report {
 
 #[derive(Debug, thiserror::Error)]
 pub enum GcError {
-    #[error("another garbage collection is running (lease held until {0} UTC)")]
-    Busy(String),
+    #[error("another garbage collection is running (here or on another server); try again when it is done")]
+    Busy,
     #[error(transparent)]
     Db(#[from] crate::db::DbError),
     #[error("storage: {0}")]
@@ -69,10 +68,14 @@ pub enum GcError {
 
 /// One garbage collection run. `grace` protects what was unused or stored only recently.
 pub async fn collect(db: &Db, storage: &Storage, grace: chrono::Duration, dry_run: bool) -> Result<Report, GcError> {
-    let holder = format!("{}-{}", std::process::id(), super::random_id());
-    let lease = Lease::take(db, &holder).await?;
+    let locking = db.clone();
+    let lock = tokio::task::spawn_blocking(move || locking.try_exclusive(Exclusive::GarbageCollection))
+        .await
+        .map_err(|e| crate::db::DbError::Task(e.to_string()))??
+        .ok_or(GcError::Busy)?;
     let result = run(db, storage, grace, dry_run).await;
-    lease.release(db).await;
+    // Unlocking is a query on PostgreSQL: off the runtime.
+    let _ = tokio::task::spawn_blocking(move || drop(lock)).await;
     let report = result?;
     if !dry_run {
         record(db, &report).await;
@@ -97,10 +100,7 @@ async fn run(db: &Db, storage: &Storage, grace: chrono::Duration, dry_run: bool)
     }
     // Objects stored before the cutoff: anything younger may be an upload between storing its
     // object and recording its row.
-    let stored_before = SystemTime::from(cutoff.and_utc());
-    for prefix in OWNED_PREFIXES {
-        sweep_orphans(db, storage, prefix, stored_before, &mut report).await?;
-    }
+    sweep_orphans(db, storage, SystemTime::from(cutoff.and_utc()), &mut report).await?;
     Ok(report)
 }
 
@@ -133,30 +133,40 @@ pub async fn remove_stale_pending(db: &Db, storage: &Storage, cutoff: NaiveDateT
     Ok(stale.len())
 }
 
-/// Deletes the objects under `prefix` no row owns that were stored before `stored_before`.
+/// The stored objects no row owns that were stored before `stored_before` (younger ones may
+/// be uploads between storing their object and recording their row).
+pub async fn find_orphans(db: &Db, storage: &Storage, stored_before: SystemTime) -> Result<Vec<StoredObject>, GcError> {
+    let mut orphans = Vec::new();
+    for prefix in OWNED_PREFIXES {
+        let mut pages = storage.list(prefix);
+        while let Some(page) = pages.recv().await {
+            let old: Vec<StoredObject> = page?.into_iter().filter(|o| o.modified < stored_before).collect();
+            // A listing is owned through its NAR.
+            let owners: Vec<String> = old.iter().map(|o| owner_key(&o.key).to_string()).collect();
+            let owned = db.read(move |c| lifecycle::owned_keys(c, &owners)).await?;
+            orphans.extend(old.into_iter().filter(|o| !owned.contains(owner_key(&o.key))));
+        }
+    }
+    Ok(orphans)
+}
+
 async fn sweep_orphans(
     db: &Db,
     storage: &Storage,
-    prefix: &str,
     stored_before: SystemTime,
     report: &mut Report,
 ) -> Result<(), GcError> {
-    let mut pages = storage.list(prefix);
-    while let Some(page) = pages.recv().await {
-        let old: Vec<_> = page?.into_iter().filter(|o| o.modified < stored_before).collect();
-        // A listing is owned through its NAR.
-        let owners: Vec<String> = old.iter().map(|o| owner_key(&o.key).to_string()).collect();
-        let owned = db.read(move |c| lifecycle::owned_keys(c, &owners)).await?;
-        let orphans: Vec<_> = old.into_iter().filter(|o| !owned.contains(owner_key(&o.key))).collect();
-        if !report.dry_run && !orphans.is_empty() {
-            let keys: Vec<&str> = orphans.iter().map(|o| o.key.as_str()).collect();
+    let orphans = find_orphans(db, storage, stored_before).await?;
+    if !report.dry_run {
+        for chunk in orphans.chunks(1000) {
+            let keys: Vec<&str> = chunk.iter().map(|o| o.key.as_str()).collect();
             for (key, e) in storage.delete_each(&keys).await {
                 tracing::warn!("could not delete the orphan object {key}: {e}");
             }
         }
-        report.orphans += orphans.len() as u64;
-        report.orphan_bytes += orphans.iter().map(|o| o.size).sum::<u64>();
     }
+    report.orphans = orphans.len() as u64;
+    report.orphan_bytes = orphans.iter().map(|o| o.size).sum();
     Ok(())
 }
 
@@ -179,32 +189,6 @@ async fn record(db: &Db, report: &Report) {
     let entry = NewReclaim { cache_id: None, kind: "gc", paths: 0, bytes, objects: objects as i64 };
     if let Err(e) = db.write(move |c| lifecycle::record_reclaim(c, &entry, now())).await {
         tracing::warn!("could not record the garbage collection: {e}");
-    }
-}
-
-/// The `gc` lease, held for one run.
-struct Lease {
-    holder: String,
-}
-
-impl Lease {
-    async fn take(db: &Db, holder: &str) -> Result<Self, GcError> {
-        let owned = holder.to_string();
-        let at = now();
-        let taken = db.write(move |c| lifecycle::take_lease(c, LEASE, &owned, at + LEASE_LIFETIME, at)).await?;
-        if !taken {
-            let until = db.read(|c| lifecycle::lease_expiry(c, LEASE)).await?;
-            let until = until.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default();
-            return Err(GcError::Busy(until));
-        }
-        Ok(Self { holder: holder.to_string() })
-    }
-
-    async fn release(self, db: &Db) {
-        let holder = self.holder;
-        if let Err(e) = db.write(move |c| lifecycle::release_lease(c, LEASE, &holder)).await {
-            tracing::warn!("could not release the garbage collection lease (it expires on its own): {e}");
-        }
     }
 }
 

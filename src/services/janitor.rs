@@ -28,7 +28,7 @@ pub async fn run(db: Db, storage: Storage, lifecycle: Lifecycle) {
         tick.tick().await;
         apply_retention(&db).await;
         match gc::collect(&db, &storage, lifecycle.gc_grace, false).await {
-            Ok(_) | Err(gc::GcError::Busy(_)) => {}
+            Ok(_) | Err(gc::GcError::Busy) => {}
             Err(e) => tracing::warn!("garbage collection failed: {e}"),
         }
     }

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cache_info;
 pub mod cli_login;
 pub mod eviction;
+pub mod fsck;
 pub mod gc;
 pub mod hot_cache;
 pub mod janitor;

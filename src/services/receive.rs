@@ -31,7 +31,7 @@ pub struct Declared<'a> {
     pub nar_size: u64,
 }
 
-fn decoder<'a>(compression: Compression, input: impl BufRead + 'a) -> io::Result<Box<dyn Read + 'a>> {
+pub(crate) fn decoder<'a>(compression: Compression, input: impl BufRead + 'a) -> io::Result<Box<dyn Read + 'a>> {
     Ok(match compression {
         Compression::None => Box::new(input),
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(input)?),

@@ -211,6 +211,27 @@ impl Server {
         }
     }
 
+    /// Holds the garbage-collection lock as another server process collecting would, until
+    /// the returned guard drops.
+    pub fn hold_gc_lock(&self) -> Box<dyn std::any::Any> {
+        use diesel::{Connection, RunQueryDsl};
+        match &self.postgres {
+            Some(pg) => {
+                let mut conn = diesel::PgConnection::establish(&pg.url).unwrap();
+                diesel::sql_query("SELECT pg_advisory_lock(7305553002)").execute(&mut conn).unwrap();
+                Box::new(conn)
+            }
+            None => {
+                use std::os::fd::AsRawFd;
+                let path = self.dir.path().join("hibernation.db.gc.lock");
+                let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).unwrap();
+                // SAFETY: flock on a descriptor owned here.
+                assert_eq!(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }, 0);
+                Box::new(file)
+            }
+        }
+    }
+
     /// Where stored objects live as files: the storage directory, or the S3 bucket's.
     pub fn object_dir(&self) -> PathBuf {
         match &self.s3 {

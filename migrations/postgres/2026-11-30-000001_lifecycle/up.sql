@@ -19,13 +19,6 @@ CREATE TABLE pins (
     UNIQUE (cache_id, name)
 );
 
--- Work one replica at a time does (garbage collection) holds a lease until it expires.
-CREATE TABLE leases (
-    name TEXT PRIMARY KEY NOT NULL,
-    holder TEXT NOT NULL,
-    expires_at TIMESTAMP NOT NULL
-);
-
 -- What eviction, retention and garbage collection removed, for the dashboard.
 CREATE TABLE reclaims (
     id BIGSERIAL PRIMARY KEY,

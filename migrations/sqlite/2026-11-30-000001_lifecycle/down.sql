@@ -1,6 +1,5 @@
 DROP INDEX store_paths_cache_created;
 DROP TABLE reclaims;
-DROP TABLE leases;
 DROP TABLE pins;
 DROP INDEX nars_unreferenced_since;
 ALTER TABLE nars DROP COLUMN unreferenced_since;

@@ -908,3 +908,76 @@ fn users_are_named_by_their_login_which_renaming_cannot_change() {
     assert_eq!(refused.status(), 422);
     assert!(refused.text().unwrap().contains("line breaks"));
 }
+
+#[test]
+fn storage_lifecycle_is_set_and_shown_on_the_cache_pages() {
+    let keys = Keys::generate("storage-1");
+    let closure = support::Closure::build(&support::unique_tag("storage"));
+    let server = Server::start_with_env(Backend::Sqlite, &[("EVICTION_MIN_AGE", "0s")]);
+    let web = WebClient::new(&server);
+    web.setup_admin();
+    let csrf = web.csrf("/caches");
+    let created = web.post(
+        "/caches",
+        &[("csrf", &csrf), ("name", "main"), ("priority", "41"), ("keys", &keys.public), ("quota_policy", "lfu")],
+    );
+    assert_eq!(location(&created), "/caches/main");
+    let page = web.get("/caches/main").text().unwrap();
+    assert!(page.contains("evict the least frequently used paths"), "the policy chosen at creation");
+    assert!(page.contains("No pins.") && page.contains("Unused paths are kept."));
+
+    // Settings: a bad policy or retention is refused next to its field, nothing changed.
+    let settings = |policy: &str, retention: &str| {
+        web.post(
+            "/caches/main/settings",
+            &[
+                ("csrf", &csrf),
+                ("priority", "41"),
+                ("keys", &keys.public),
+                ("quota", "0.00004"),
+                ("quota_policy", policy),
+                ("retention_days", retention),
+            ],
+        )
+    };
+    let refused = settings("fifo", "");
+    assert_eq!(refused.status(), 422);
+    assert!(refused.text().unwrap().contains("id=\"quota_policy-error\""));
+    let refused = settings("lru", "soon");
+    assert_eq!(refused.status(), 422);
+    assert!(refused.text().unwrap().contains("id=\"retention_days-error\""));
+    assert!(web.get("/caches/main").text().unwrap().contains("least frequently used"), "nothing changed");
+    assert_eq!(location(&settings("oldest", "30")), "/caches/main");
+    let page = web.get("/caches/main").text().unwrap();
+    assert!(page.contains("evict the oldest paths") && page.contains("Paths unused for 30 days are removed."));
+    let form = web.get("/caches/main/settings").text().unwrap();
+    assert!(form.contains("<option value=\"oldest\" selected>") && form.contains("value=\"30\""));
+
+    // Pins from the cache page: a path the cache lacks is refused, a held one is pinned,
+    // then removed.
+    let token = server.admin(&["create-token", ADMIN_EMAIL, "--name", "ci"]);
+    let cli = support::Cli::new();
+    cli.login(&server, &token);
+    let refused = web.post("/caches/main/pins", &[("csrf", &csrf), ("pin", "release"), ("store_path", &closure.app)]);
+    assert_eq!(refused.status(), 422);
+    assert!(refused.text().unwrap().contains("does not hold"));
+    cli.run_ok(&["push", "main", "--key", keys.secret_path(), &closure.app]);
+    let pinned = web.post("/caches/main/pins", &[("csrf", &csrf), ("pin", "release"), ("store_path", &closure.app)]);
+    assert_eq!(location(&pinned), "/caches/main#storage");
+    let page = web.get("/caches/main").text().unwrap();
+    assert!(page.contains("<td>release</td>") && page.contains(&closure.app), "the pin is listed");
+    assert!(cli.run_ok(&["pin", "list", "main"]).contains("release"), "the same pin over the API");
+    // The quota (about 42 KiB) holds one closure, not two: the pinned one stays, and the
+    // next push is refused saying why.
+    let other = support::Closure::build(&support::unique_tag("storage-other"));
+    let out = cli.run(&["push", "main", "--key", keys.secret_path(), &other.app]);
+    assert!(!out.status.success());
+    assert!(support::output_text(&out).contains("what is left is pinned"), "{}", support::output_text(&out));
+    assert_eq!(location(&web.post("/caches/main/pins/release/delete", &[("csrf", &csrf)])), "/caches/main#storage");
+    assert!(web.get("/caches/main").text().unwrap().contains("No pins."));
+    // Unpinned, the old closure is evicted for the new one, and the page says so.
+    cli.run_ok(&["push", "main", "--key", keys.secret_path(), &other.app]);
+    let page = web.get("/caches/main").text().unwrap();
+    assert!(page.contains("Last eviction: "), "the last eviction is shown");
+    assert!(web.get("/").text().unwrap().contains("reclaimed by garbage collection"));
+}

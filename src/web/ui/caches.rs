@@ -304,6 +304,7 @@ struct CachePage {
     /// The user may change settings and access, delete paths, clear and delete the cache.
     can_manage: bool,
     paths: PathsPartial,
+    storage: super::storage::StorageCard,
 }
 
 #[derive(Template)]
@@ -397,6 +398,10 @@ pub async fn show(req: &Request, state: Data<&Arc<AppState>>, Path(name): Path<S
         Ok(found) => found,
         Err(e) => return unavailable(&state, req, &user, e),
     };
+    let storage = match super::storage::StorageCard::load(&state, &cache).await {
+        Ok(card) => card,
+        Err(e) => return unavailable(&state, req, &user, e),
+    };
     let layout = Layout::new(req, Some(&user));
     let site = state.config.site_url.clone();
     let host = site.split("://").nth(1).unwrap_or(&site).split(['/', ':']).next().unwrap_or_default().to_string();
@@ -417,6 +422,7 @@ pub async fn show(req: &Request, state: Data<&Arc<AppState>>, Path(name): Path<S
         can_manage: access == Access::Manage,
         cache,
         paths,
+        storage,
         layout,
     };
     render(&state, StatusCode::OK, &page.layout, &page)

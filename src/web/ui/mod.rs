@@ -11,6 +11,7 @@ mod groups;
 mod links;
 mod overview;
 mod settings;
+mod storage;
 mod tokens;
 mod users;
 
@@ -44,6 +45,8 @@ pub fn routes() -> Route {
         .at("/caches/:name/group-access", post(cache_settings::grant_group))
         .at("/caches/:name/group-access/:group/revoke", post(cache_settings::revoke_group))
         .at("/caches/:name/delete", post(cache_settings::delete_cache))
+        .at("/caches/:name/pins", post(storage::pin))
+        .at("/caches/:name/pins/:pin/delete", post(storage::unpin))
         .at("/account", get(account::show).post(account::update))
         .at("/users", get(users::list).post(users::create))
         .at("/users/invite", post(users::invite))

@@ -39,6 +39,8 @@ struct OverviewPage {
     misses: i64,
     served: String,
     recent: Vec<(String, String, String)>,
+    /// Bytes garbage collection deleted from storage in the last 30 days (all caches).
+    reclaimed: i64,
 }
 
 /// Stacked bars of narinfo hits (bottom) and misses (top) for each of the last 24 hours.
@@ -78,6 +80,10 @@ impl OverviewPage {
     fn saved(&self) -> String {
         human_bytes(self.totals.logical_bytes - self.totals.stored_bytes)
     }
+
+    fn reclaimed(&self) -> String {
+        human_bytes(self.reclaimed)
+    }
 }
 
 #[handler]
@@ -97,11 +103,12 @@ pub async fn overview(req: &Request, state: Data<&Arc<AppState>>) -> Response {
                 browse::totals(c, ids.as_deref())?,
                 traffic::hourly(c, ids.as_deref(), since)?,
                 traffic::recent_pushes(c, ids.as_deref(), 10)?,
+                crate::db::lifecycle::reclaimed_bytes_since(c, crate::db::now() - Duration::days(30), "gc")?,
             ))
         })
         .await;
     match loaded {
-        Ok((totals, hourly, recent)) => {
+        Ok((totals, hourly, recent, reclaimed)) => {
             let sum = |f: fn(&TrafficDelta) -> i64| hourly.iter().map(|(_, d)| f(d)).sum::<i64>();
             let page = OverviewPage {
                 layout: Layout::new(req, Some(&user)),
@@ -111,6 +118,7 @@ pub async fn overview(req: &Request, state: Data<&Arc<AppState>>) -> Response {
                 misses: sum(|d| d.narinfo_misses),
                 served: human_bytes(sum(|d| d.nar_bytes)),
                 recent: recent.into_iter().map(|(c, p, at)| (c, p, at.format("%Y-%m-%d %H:%M").to_string())).collect(),
+                reclaimed,
             };
             render(&state, StatusCode::OK, &page.layout, &page)
         }

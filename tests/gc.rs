@@ -14,6 +14,56 @@ use support::{Backend, Cli, Closure, Keys, NixClient, Server, output_text, uniqu
 
 on_full_matrix!(collects_unused_nars_orphans_and_stale_uploads);
 
+/// Garbage collection on one replica while pushes through another take back the NARs it is
+/// collecting (PostgreSQL + S3): each push either completes or fails in a way a retry fixes,
+/// and every path visible afterwards substitutes with stock Nix.
+#[test]
+fn collection_racing_pushes_on_two_replicas_loses_no_nar() {
+    let first = Server::start_with_env(Backend::PostgresS3, &[("GC_GRACE", "0s"), ("EVICTION_MIN_AGE", "0s")]);
+    let second = first.sibling();
+    let keys = Keys::generate("gc-race-1");
+    let token = first.bootstrap(&keys, true);
+    let cli = Cli::new();
+    cli.login(&second, &token);
+    let tag = unique_tag("gc-race");
+    let closures: Vec<Closure> = (0..6).map(|i| Closure::build(&format!("{tag}-{i}"))).collect();
+    let apps: Vec<&str> = closures.iter().map(|c| c.app.as_str()).collect();
+    let push_all = |cli: &Cli| {
+        let mut args = vec!["push", "main", "--jobs", "4", "--key", keys.secret_path()];
+        args.extend(apps.iter().copied());
+        cli.run(&args)
+    };
+    assert!(push_all(&cli).status.success());
+    for round in 0..4 {
+        // Everything is evicted: every NAR is unused, and due at once (GC_GRACE 0s).
+        first.admin(&["update-cache", "main", "--quota-gib", "0.000000001", "--quota-policy", "oldest"]);
+        first.admin(&["update-cache", "main", "--quota-gib", "none"]);
+        let collector = first.command(Some(&["admin", "gc"])).spawn().unwrap();
+        let pushed = push_all(&cli);
+        let collected = collector.wait_with_output().unwrap();
+        assert!(collected.status.success(), "round {round}: {}", output_text(&collected));
+        if !pushed.status.success() {
+            // A push that lost the race fails retryably: the next one completes.
+            let again = push_all(&cli);
+            assert!(again.status.success(), "round {round}: {}\nthen: {}", output_text(&pushed), output_text(&again));
+        }
+        // The replica that took the pushes serves them at once, the other within seconds.
+        for server in [&second, &first] {
+            support::wait_until(Duration::from_secs(10), "the pushed paths on every replica", || {
+                apps.iter().all(|app| {
+                    let hash = &app["/nix/store/".len()..][..32];
+                    server.get(&format!("/api/nix/main/{hash}.narinfo"), None).status() == 200
+                })
+            });
+            let nix = NixClient::new();
+            let out = nix.copy_from(&server.cache_url("main"), &nix.store("into"), &keys.public, &apps);
+            assert!(out.status.success(), "round {round}, port {}: {}", server.port, output_text(&out));
+        }
+    }
+    let fsck = first.command(Some(&["admin", "fsck"])).output().unwrap();
+    assert!(fsck.status.success(), "{}", output_text(&fsck));
+}
+
 const GRACE: Duration = Duration::from_secs(4);
 
 fn push(cli: &Cli, keys: &Keys, cache: &str, closure: &Closure) {

@@ -11,7 +11,7 @@ use super::credentials::{optional_caller, optional_token};
 use super::error::storage_unavailable;
 use super::rights::{find_cache, token_access};
 use super::{AppError, AppState};
-use crate::db::models::Cache;
+use crate::db::models::{Cache, Nar};
 use crate::db::{paths, uploads};
 use crate::services::access::Access;
 use crate::services::hot_cache::SMALL_NAR;
@@ -138,29 +138,49 @@ pub async fn nar(
     let (hash, _) = parse_nar_file_name(&file).ok_or_else(not_found)?;
     let nar_hash = hash.to_nix32();
     let cache = readable_cache(&state, req, &name).await?;
+    // Remembered like rendered narinfos: NARs never change once visible. But a path deleted
+    // and pushed again through another process may have a new object, the old one
+    // collected: then the database says where it is now.
+    match serve_nar(&state, req, &cache, &nar_hash, true).await? {
+        Some(response) => Ok(response),
+        None => serve_nar(&state, req, &cache, &nar_hash, false).await?.ok_or_else(not_found),
+    }
+}
+
+/// Answers a NAR request; None when the NAR is not where it was found (not in the cache, or
+/// its remembered object is gone).
+async fn serve_nar(
+    state: &AppState,
+    req: &Request,
+    cache: &Cache,
+    nar_hash: &str,
+    remembered: bool,
+) -> Result<Option<Response>, AppError> {
     let cache_id = cache.id;
-    // Remembered like rendered narinfos: NARs never change once visible.
-    let (path_id, nar) = match state.hot.nar(cache_id, &nar_hash) {
+    let (path_id, stored) = match state.hot.nar(cache_id, nar_hash).filter(|_| remembered) {
         Some(found) => found,
         None => {
-            let lookup = nar_hash.clone();
-            let found =
-                state.db.read(move |c| paths::nar_in_cache(c, cache_id, &lookup)).await?.ok_or_else(not_found)?;
-            state.hot.remember_nar(cache_id, &nar_hash, found.clone());
+            let lookup = nar_hash.to_string();
+            let Some(found) = state.db.read(move |c| paths::nar_in_cache(c, cache_id, &lookup)).await? else {
+                return Ok(None);
+            };
+            state.hot.remember_nar(cache_id, nar_hash, found.clone());
             found
         }
     };
-    let len = nar.file_size as u64;
+    let len = stored.file_size as u64;
     let range = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok());
     let (status, start, end) = match parse_range(range, len) {
         RangeRequest::Full => (StatusCode::OK, 0, len),
         RangeRequest::Partial(start, end) => (StatusCode::PARTIAL_CONTENT, start, end),
         RangeRequest::Unsatisfiable => {
-            return Ok(Response::builder()
-                .status(StatusCode::RANGE_NOT_SATISFIABLE)
-                .header(header::CONTENT_RANGE, format!("bytes */{len}"))
-                .header(header::ACCEPT_RANGES, "bytes")
-                .body(Body::empty()));
+            return Ok(Some(
+                Response::builder()
+                    .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                    .header(header::CONTENT_RANGE, format!("bytes */{len}"))
+                    .header(header::ACCEPT_RANGES, "bytes")
+                    .body(Body::empty()),
+            ));
         }
     };
     let mut builder = Response::builder()
@@ -172,45 +192,55 @@ pub async fn nar(
         builder = builder.header(header::CONTENT_RANGE, format!("bytes {start}-{}/{len}", end - 1));
     }
     if req.method() == Method::HEAD {
-        return Ok(builder.body(Body::empty()));
+        return Ok(Some(builder.body(Body::empty())));
     }
-    let unreadable = |e: std::io::Error| {
-        if e.kind() == std::io::ErrorKind::NotFound {
+    let body = match read_nar(state, &stored, status, start, end).await {
+        Ok(body) => body,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             // Deleted through another server process since this one remembered it.
             state.hot.forget_nars(cache_id);
-            return not_found();
+            return Ok(None);
         }
-        storage_unavailable(&format_args!("NAR {} is registered but cannot be read: {e}", nar.nar_hash))
+        Err(e) => {
+            return Err(storage_unavailable(&format_args!(
+                "NAR {} is registered but cannot be read: {e}",
+                stored.nar_hash
+            )));
+        }
     };
-    // Most NARs of a closure are small: the smallest are kept in memory, the others read
-    // whole in one trip to the blocking pool; large ones stream.
-    let body = if len <= SMALL_NAR {
-        let whole = match state.hot.small_nar(&nar.storage_key) {
+    state.access_log.record_nar(cache_id, path_id, end - start);
+    metrics::nar_served(&cache.name, end - start);
+    Ok(Some(builder.body(body)))
+}
+
+/// The bytes `[start, end)` of a stored NAR. Most NARs of a closure are small: the smallest
+/// are kept in memory, the others read whole in one trip to the blocking pool; large ones
+/// stream.
+async fn read_nar(state: &AppState, stored: &Nar, status: StatusCode, start: u64, end: u64) -> std::io::Result<Body> {
+    let len = stored.file_size as u64;
+    if len <= SMALL_NAR {
+        let whole = match state.hot.small_nar(&stored.storage_key) {
             Some(whole) => whole,
             None => {
-                let read = state.storage.read_small(&nar.storage_key, (0, len)).await.map_err(unreadable)?;
+                let read = state.storage.read_small(&stored.storage_key, (0, len)).await?;
                 if read.len() as u64 != len {
-                    return Err(storage_unavailable(&format_args!(
-                        "NAR {} is registered with {len} bytes but storage holds {}",
-                        nar.nar_hash,
+                    return Err(std::io::Error::other(format!(
+                        "registered with {len} bytes but storage holds {}",
                         read.len()
                     )));
                 }
                 let whole = bytes::Bytes::from(read);
-                state.hot.remember_small_nar(&nar.storage_key, whole.clone());
+                state.hot.remember_small_nar(&stored.storage_key, whole.clone());
                 whole
             }
         };
-        Body::from(whole.slice(start as usize..end as usize))
+        Ok(Body::from(whole.slice(start as usize..end as usize)))
     } else if end - start <= STREAM_CHUNK as u64 {
-        Body::from(state.storage.read_small(&nar.storage_key, (start, end)).await.map_err(unreadable)?)
+        Ok(Body::from(state.storage.read_small(&stored.storage_key, (start, end)).await?))
     } else {
         let range = (status == StatusCode::PARTIAL_CONTENT).then_some((start, end));
-        stream(state.storage.read(&nar.storage_key, range).await.map_err(unreadable)?)
-    };
-    state.access_log.record_nar(cache_id, path_id, end - start);
-    metrics::nar_served(&cache.name, end - start);
-    Ok(builder.body(body))
+        Ok(stream(state.storage.read(&stored.storage_key, range).await?))
+    }
 }
 
 /// A stored blob as a streamed body. ReaderStream's default 4 KiB chunks cap throughput;

@@ -1,6 +1,7 @@
 //! Prometheus metrics: the exposition passes `promtool check metrics`, cache counters move
 //! with a push, a substitution, a miss and a rejected upload, requests are labelled by route
-//! template, and the exposition is only for an administrator on the main port.
+//! template, the exposition is only for an administrator on the main port, and evictions,
+//! garbage collection and fsck are counted.
 
 mod support;
 
@@ -156,4 +157,51 @@ fn on_the_main_port_metrics_need_an_administrator() {
 
     let off = Server::start(Backend::Sqlite);
     assert_eq!(off.get("/metrics", None).status(), 404, "off unless METRICS_ENABLED");
+}
+
+#[test]
+fn evictions_collections_and_fsck_are_measured() {
+    let keys = Keys::generate("metrics-2");
+    let metrics_port = free_port();
+    let port_text = metrics_port.to_string();
+    let server = Server::start_with_env(
+        Backend::Sqlite,
+        &[
+            ("METRICS_ENABLED", "true"),
+            ("METRICS_PORT", &port_text),
+            ("GC_INTERVAL", "1s"),
+            ("GC_GRACE", "0s"),
+            ("EVICTION_MIN_AGE", "0s"),
+        ],
+    );
+    let token = server.bootstrap(&keys, true);
+    let scrape = || reqwest::blocking::get(format!("http://127.0.0.1:{metrics_port}/metrics")).unwrap().text().unwrap();
+    let cli = Cli::new();
+    cli.login(&server, &token);
+    let [a, b] = ["a", "b"].map(|n| Closure::build(&format!("metrics-lifecycle-{n}")));
+    cli.run_ok(&["push", "main", "--key", keys.secret_path(), &a.app]);
+    // Room for one closure and a half: pushing the second evicts the first one's top path.
+    let info: serde_json::Value = server.get("/api/v1/caches/main", Some(&token)).json().unwrap();
+    let one = info["stored_bytes"].as_i64().unwrap();
+    let quota = format!("{:.12}", (one * 3 / 2) as f64 / (1u64 << 30) as f64);
+    server.admin(&["update-cache", "main", "--quota-gib", &quota, "--quota-policy", "lru"]);
+    std::thread::sleep(std::time::Duration::from_secs(5)); // the server's cached cache row expires
+    cli.run_ok(&["push", "main", "--key", keys.secret_path(), &b.app]);
+    let cache = "cache=\"main\"";
+    support::wait_until(std::time::Duration::from_secs(20), "a background collection of the evicted NAR", || {
+        value(&scrape(), "hibernation_gc_deleted_objects_total", &["what=\"nar\""]).unwrap_or(0.0) >= 1.0
+    });
+    let after = scrape();
+    promtool_check(&after);
+    assert_eq!(value(&after, "hibernation_cache_reclaimed_paths_total", &[cache, "kind=\"eviction\""]), Some(1.0));
+    assert!(value(&after, "hibernation_cache_reclaimed_bytes_total", &[cache, "kind=\"eviction\""]).unwrap() > 0.0);
+    assert!(value(&after, "hibernation_gc_runs_total", &[]).unwrap() >= 1.0);
+    assert!(value(&after, "hibernation_gc_deleted_bytes_total", &[]).unwrap() > 0.0);
+    // An fsck run by an administrator shows up in the next scrape.
+    assert_eq!(value(&after, "hibernation_fsck_findings", &[]), None);
+    let fsck = server.command(Some(&["admin", "fsck"])).output().unwrap();
+    assert!(fsck.status.success(), "{}", output_text(&fsck));
+    let after = scrape();
+    assert_eq!(value(&after, "hibernation_fsck_findings", &[]), Some(0.0));
+    assert!(value(&after, "hibernation_fsck_last_run_timestamp_seconds", &[]).unwrap() > 1.7e9);
 }

@@ -18,7 +18,7 @@ pub struct ExclusiveLock {
 }
 
 enum Held {
-    Postgres { conn: PooledConnection<Manager>, key: i64 },
+    Postgres { conn: Box<PooledConnection<Manager>>, key: i64 },
     File(#[allow(dead_code)] std::fs::File),
 }
 
@@ -56,7 +56,7 @@ pub fn try_postgres(mut conn: PooledConnection<Manager>, what: Exclusive) -> DbR
     let taken: Taken = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS taken")
         .bind::<BigInt, _>(key)
         .get_result::<Taken>(&mut *conn as &mut AnyConnection)?;
-    Ok(taken.taken.then(|| ExclusiveLock { inner: Held::Postgres { conn, key } }))
+    Ok(taken.taken.then(|| ExclusiveLock { inner: Held::Postgres { conn: Box::new(conn), key } }))
 }
 
 /// Takes an exclusive lock on the lock file beside the database.

@@ -33,6 +33,8 @@ const RECLAIMED_BYTES: &str = "hibernation_cache_reclaimed_bytes_total";
 const GC_RUNS: &str = "hibernation_gc_runs_total";
 const GC_DELETED_OBJECTS: &str = "hibernation_gc_deleted_objects_total";
 const GC_DELETED_BYTES: &str = "hibernation_gc_deleted_bytes_total";
+const FSCK_FINDINGS: &str = "hibernation_fsck_findings";
+const FSCK_LAST_RUN: &str = "hibernation_fsck_last_run_timestamp_seconds";
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// Installs the global recorder; `service_name` labels every series.
@@ -74,6 +76,11 @@ pub fn install(service_name: &str) -> anyhow::Result<PrometheusHandle> {
     describe_counter!(GC_RUNS, "Garbage collection runs finished by this process.");
     describe_counter!(GC_DELETED_OBJECTS, "Stored objects deleted by garbage collection, by what they were.");
     describe_counter!(GC_DELETED_BYTES, Unit::Bytes, "Bytes of NAR files deleted by garbage collection.");
+    describe_gauge!(
+        FSCK_FINDINGS,
+        "What the last full `admin fsck` found: missing, corrupt and orphan objects and missing references."
+    );
+    describe_gauge!(FSCK_LAST_RUN, Unit::Seconds, "When the last full `admin fsck` ran (Unix time).");
     describe_gauge!(STORED_BYTES, Unit::Bytes, "Bytes of the NAR files a cache's paths use.");
     describe_gauge!(PATHS, "Store paths in a cache.");
     describe_gauge!(SHARED_BYTES, Unit::Bytes, "Bytes of a cache's NAR files that other caches use too (stored once).");
@@ -174,6 +181,12 @@ pub fn collected(objects: &[(&'static str, u64)], nar_bytes: u64) {
         counter!(GC_DELETED_OBJECTS, "what" => *what).increment(*count);
     }
     counter!(GC_DELETED_BYTES).increment(nar_bytes);
+}
+
+/// The last full fsck's findings and when it ran.
+pub fn set_fsck(findings: i64, at_unix: i64) {
+    gauge!(FSCK_FINDINGS).set(findings as f64);
+    gauge!(FSCK_LAST_RUN).set(at_unix as f64);
 }
 
 pub fn rejected(cache: &str, reason: &'static str) {

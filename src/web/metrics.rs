@@ -70,6 +70,11 @@ async fn exposition(state: &AppState, handle: &PrometheusHandle) -> Result<Strin
         })
         .await?;
     metrics::set_sizes(&sizes, dedup_saved);
+    // The last fsck ran in an admin process: its result is read from the database.
+    let last_fsck = state.db.read(|c| crate::db::lifecycle::latest_reclaims(c, None)).await?;
+    if let Some(fsck) = last_fsck.iter().find(|r| r.kind == "fsck") {
+        metrics::set_fsck(fsck.objects, fsck.at.and_utc().timestamp());
+    }
     handle.run_upkeep();
     Ok(handle.render())
 }

@@ -15,6 +15,7 @@ on_every_backend!(
     pins_keep_closures_and_lowered_quotas_evict,
     a_push_keeps_the_paths_it_references,
     nix_copy_evicts_too,
+    retention_removes_unused_closures_whole,
 );
 
 /// Accesses are written every 5 s; waiting longer puts each group of downloads in its own.
@@ -270,4 +271,44 @@ fn nix_copy_evicts_too(backend: Backend) {
     assert!(stored_bytes(&server, &token, "main") <= one * 5 / 2);
     assert_closed(&server, "main", &[&a, &b, &c]);
     substitute(&server, &keys, "main", &c);
+}
+
+/// Retention removes what nobody used for longer than the cache keeps it, top-level paths
+/// first, and never a path something younger (or pinned) needs.
+fn retention_removes_unused_closures_whole(backend: Backend) {
+    let server = Server::start_with_env(backend, &[("EVICTION_MIN_AGE", "0s"), ("GC_INTERVAL", "1s")]);
+    let keys = Keys::generate("retention-1");
+    let token = server.bootstrap(&keys, true);
+    let cli = Cli::new();
+    cli.login(&server, &token);
+    let tag = unique_tag("retention");
+    let [x, y, z] = ["x", "y", "z"].map(|n| Closure::build(&format!("{tag}-{n}")));
+    push(&cli, &keys, "main", &x);
+    push(&cli, &keys, "main", &y);
+    // Pushed and pinned at once.
+    cli.run_ok(&["push", "main", "--key", keys.secret_path(), "--pin", "keep", &z.app]);
+    assert!(cli.run_ok(&["pin", "list", "main"]).contains(&z.app));
+    // x, y's dependency and z were pushed long ago and never downloaded; y's top path is new.
+    let old: Vec<String> =
+        [&x.app, &x.dep, &y.dep, &z.app, &z.dep].iter().map(|p| format!("'{}'", hash_part(p))).collect();
+    server.sql(&format!(
+        "UPDATE store_paths SET created_at = '2000-01-01 00:00:00' WHERE hash_part IN ({})",
+        old.join(", ")
+    ));
+    // A pin with a lifetime ends on its own.
+    cli.run_ok(&["pin", "main", "short", &y.app, "--keep", "1s"]);
+    server.admin(&["update-cache", "main", "--retention", "1d"]);
+    let paths = || -> i64 { cache_info(&server, &token, "main")["paths"].as_i64().unwrap() };
+    support::wait_until(Duration::from_secs(30), "retention to remove x's closure", || paths() == 4);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(paths(), 4, "nothing else goes");
+    let mut server = server;
+    server.restart();
+    assert!(narinfo(&server, "main", &x.app).is_none() && narinfo(&server, "main", &x.dep).is_none());
+    assert!(narinfo(&server, "main", &y.dep).is_some(), "an old path a new one needs stays");
+    assert!(narinfo(&server, "main", &z.app).is_some(), "a pinned closure stays");
+    assert_closed(&server, "main", &[&x, &y, &z]);
+    let pins = cli.run_ok(&["pin", "list", "main"]);
+    assert!(pins.contains("keep") && !pins.contains("short"), "an expired pin is gone: {pins}");
+    substitute(&server, &keys, "main", &y);
 }

@@ -80,6 +80,10 @@ enum Command {
         /// Print the summary as JSON on standard output.
         #[arg(long)]
         json: bool,
+        /// Once pushed, pin the one path given under this name (moving the pin if it exists),
+        /// so eviction and retention keep its closure: e.g. `--pin release`.
+        #[arg(long, value_name = "NAME")]
+        pin: Option<String>,
         #[command(flatten)]
         options: PushArgs,
     },
@@ -199,8 +203,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let me = client.whoami().await?;
             println!("{} (token {:?}) on {}", me.user, me.token, client.base_url());
         }
-        Command::Push { cache, paths, stdin, no_deps, json, options } => {
-            return push_command(client(cli.url, cli.token)?, cache, paths, stdin, no_deps, json, options).await;
+        Command::Push { cache, paths, stdin, no_deps, json, pin, options } => {
+            let what = PushWhat { paths, stdin, no_deps, pin };
+            return push_command(client(cli.url, cli.token)?, cache, what, json, options).await;
         }
         Command::WatchStore { cache, options } => {
             check_cache_name(&cache)?;
@@ -353,16 +358,29 @@ fn load_signing_key(file: Option<PathBuf>) -> anyhow::Result<SecretKey> {
     SecretKey::parse(&text).context("invalid signing key (expected the output of `nix key generate-secret`)")
 }
 
+/// What `push` pushes: paths from arguments or standard input, with or without their
+/// dependencies, and the pin to set on the pushed path.
+struct PushWhat {
+    paths: Vec<String>,
+    stdin: bool,
+    no_deps: bool,
+    pin: Option<String>,
+}
+
 async fn push_command(
     client: ApiClient,
     cache: String,
-    mut args: Vec<String>,
-    stdin: bool,
-    no_deps: bool,
+    what: PushWhat,
     json: bool,
     options: PushArgs,
 ) -> anyhow::Result<ExitCode> {
+    let PushWhat { paths: mut args, stdin, no_deps, pin } = what;
     check_cache_name(&cache)?;
+    if let Some(name) = &pin
+        && !hibernation::api::is_valid_pin_name(name)
+    {
+        bail!("invalid pin name {name:?}: {}", hibernation::api::PIN_NAME_RULE);
+    }
     let key = load_signing_key(options.key)?;
     if stdin || args.iter().any(|a| a == "-") {
         args.retain(|a| a != "-");
@@ -377,9 +395,20 @@ async fn push_command(
         bail!("nothing to push: give store paths as arguments or on standard input with --stdin");
     }
     let roots = args.iter().map(|a| resolve_argument(a)).collect::<anyhow::Result<Vec<_>>>()?;
+    let pinned = match (&pin, roots.as_slice()) {
+        (None, _) => None,
+        (Some(_), [root]) => Some(root.full_path()),
+        (Some(_), _) => bail!("--pin names one path: give exactly one"),
+    };
     let local = tokio::task::spawn_blocking(move || query_paths(&roots, !no_deps)).await??;
     let options = PushOptions { cache, jobs: options.jobs.max(1), key, force: options.force };
     let summary = push(&client, &options, local).await?;
+    if let (Some(name), Some(store_path)) = (&pin, pinned)
+        && summary.failed == 0
+    {
+        client.put_pin(&options.cache, name, &PinRequest { store_path, expires_in_seconds: None }).await?;
+        eprintln!("pinned it as {name}");
+    }
     if json {
         println!("{}", serde_json::to_string(&summary)?);
     }

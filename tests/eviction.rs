@@ -248,29 +248,40 @@ fn a_push_keeps_the_paths_it_references(backend: Backend) {
     substitute(&server, &keys, "main", &x);
 }
 
-/// `nix copy --to` a cache at its quota: room is made when each narinfo commits (the NAR
-/// arrives before anything says what it needs), and the copied closure is complete.
+/// `nix copy --to` a cache at its quota, under each policy: room is made when each narinfo
+/// commits (the NAR arrives before anything says what it needs), and the copied closure is
+/// complete.
 fn nix_copy_evicts_too(backend: Backend) {
     let (server, keys, token, cli) = start(backend);
     let tag = unique_tag("copy");
     let [a, b, c] = ["a", "b", "c"].map(|n| Closure::build(&format!("{tag}-{n}")));
     push(&cli, &keys, "main", &a);
     let one = stored_bytes(&server, &token, "main");
-    push(&cli, &keys, "main", &b);
-    server.admin(&["update-cache", "main", "--quota-gib", &gib(one * 5 / 2), "--quota-policy", "oldest"]);
-    std::thread::sleep(Duration::from_secs(5)); // the server's cached cache row expires, and MIN_AGE passes
+    let quota = gib(one * 5 / 2);
+    for policy in ["lru", "lfu", "oldest"] {
+        let args = ["--public", "--no-upstream", "--public-key", &keys.public, "--quota-gib", &quota];
+        server.admin(&[&["create-cache", policy][..], &args[..], &["--quota-policy", policy][..]].concat());
+        push(&cli, &keys, policy, &a);
+        push(&cli, &keys, policy, &b);
+    }
+    std::thread::sleep(MIN_AGE);
     let nix = NixClient::new();
     nix.write_netrc("127.0.0.1", &token);
-    let url = format!("{}?compression=zstd&secret-key={}", server.cache_url("main"), keys.secret_path());
-    let out = nix.run(&["nix", "copy", "--to", &url, &c.app]);
-    assert!(out.status.success(), "{}", support::output_text(&out));
+    for policy in ["lru", "lfu", "oldest"] {
+        let url = format!("{}?compression=zstd&secret-key={}", server.cache_url(policy), keys.secret_path());
+        let out = nix.run(&["nix", "copy", "--to", &url, &c.app]);
+        assert!(out.status.success(), "{policy}: {}", support::output_text(&out));
+    }
     let mut server = server;
     server.restart();
-    assert!(narinfo(&server, "main", &a.app).is_none(), "the oldest top-level path goes");
-    assert!(narinfo(&server, "main", &b.app).is_some());
-    assert!(stored_bytes(&server, &token, "main") <= one * 5 / 2);
-    assert_closed(&server, "main", &[&a, &b, &c]);
-    substitute(&server, &keys, "main", &c);
+    for policy in ["lru", "lfu", "oldest"] {
+        // Nothing was downloaded: every policy takes the path pushed first.
+        assert!(narinfo(&server, policy, &a.app).is_none(), "{policy}: the first top-level path goes");
+        assert!(narinfo(&server, policy, &b.app).is_some(), "{policy}");
+        assert!(stored_bytes(&server, &token, policy) <= one * 5 / 2, "{policy}");
+        assert_closed(&server, policy, &[&a, &b, &c]);
+        substitute(&server, &keys, policy, &c);
+    }
 }
 
 /// Retention removes what nobody used for longer than the cache keeps it, top-level paths

@@ -15,9 +15,11 @@ use super::{AnyConnection, DbResult};
 const BATCH: usize = 500;
 
 /// No path of the same cache references this one (the outer query's `store_paths` row).
+/// CROSS JOIN: SQLite then looks the references up by name first (an index) and their
+/// paths by id; left to itself it walked every path of the cache for each candidate.
 const NOTHING_REFERENCES_IT: &str = "NOT EXISTS (SELECT 1 FROM path_references r \
-     JOIN store_paths o ON o.id = r.store_path_id \
-     WHERE o.cache_id = store_paths.cache_id AND o.id <> store_paths.id \
+     CROSS JOIN store_paths o WHERE o.id = r.store_path_id \
+     AND o.cache_id = store_paths.cache_id AND o.id <> store_paths.id \
      AND r.reference = store_paths.hash_part || '-' || store_paths.name)";
 /// When a path was last used: its last download, or its push when never downloaded.
 const LAST_USED: &str = "COALESCE(store_paths.last_accessed_at, store_paths.created_at)";
@@ -100,14 +102,42 @@ pub fn referrers(
     base_name: &str,
     limit: i64,
 ) -> DbResult<Vec<String>> {
-    Ok(path_references::table
-        .inner_join(store_paths::table)
+    let rows = referrer_rows(conn, cache_id, path_id, base_name, Some(limit))?;
+    Ok(rows.into_iter().map(|(_, _, name)| name).collect())
+}
+
+/// (id, hash part, name) of the other paths in the cache that reference `base_name`. In two
+/// steps, references by name then paths by id, each through an index: as one join, SQLite
+/// without statistics walked every path of the cache instead.
+fn referrer_rows(
+    conn: &mut AnyConnection,
+    cache_id: i64,
+    path_id: i64,
+    base_name: &str,
+    limit: Option<i64>,
+) -> DbResult<Vec<(i64, String, String)>> {
+    let ids: Vec<i64> = path_references::table
         .filter(path_references::reference.eq(base_name))
-        .filter(store_paths::cache_id.eq(cache_id))
-        .filter(store_paths::id.ne(path_id))
-        .select(store_paths::name)
-        .limit(limit)
-        .load(conn)?)
+        .select(path_references::store_path_id)
+        .load(conn)?;
+    let mut rows = Vec::new();
+    for chunk in ids.chunks(BATCH) {
+        rows.extend(
+            store_paths::table
+                .filter(store_paths::id.eq_any(chunk))
+                .filter(store_paths::cache_id.eq(cache_id))
+                .filter(store_paths::id.ne(path_id))
+                .select((store_paths::id, store_paths::hash_part, store_paths::name))
+                .load::<(i64, String, String)>(conn)?,
+        );
+        if limit.is_some_and(|l| rows.len() as i64 >= l) {
+            break;
+        }
+    }
+    if let Some(limit) = limit {
+        rows.truncate(limit.max(0) as usize);
+    }
+    Ok(rows)
 }
 
 /// Marks the NARs among `nar_ids` that no path uses as unreferenced from `now` (the start of
@@ -448,14 +478,8 @@ fn remove_closure_of_referrers(
             .optional()?;
         let Some((id, nar_id)) = found else { continue };
         doomed.push((id, nar_id));
-        let referrers: Vec<(String, String)> = path_references::table
-            .inner_join(store_paths::table)
-            .filter(path_references::reference.eq(&name))
-            .filter(store_paths::cache_id.eq(cache_id))
-            .filter(store_paths::id.ne(id))
-            .select((store_paths::hash_part, store_paths::name))
-            .load(conn)?;
-        frontier.extend(referrers.into_iter().map(|(h, n)| format!("{h}-{n}")));
+        let referrers = referrer_rows(conn, cache_id, id, &name, None)?;
+        frontier.extend(referrers.into_iter().map(|(_, h, n)| format!("{h}-{n}")));
     }
     let ids: Vec<i64> = doomed.iter().map(|(id, _)| *id).collect();
     let nar_ids: Vec<i64> = doomed.iter().map(|(_, nar)| *nar).collect();
@@ -473,4 +497,14 @@ pub fn delete_unused_nar(conn: &mut AnyConnection, id: i64) -> DbResult<bool> {
         .filter(diesel::dsl::not(diesel::dsl::exists(store_paths::table.filter(store_paths::nar_id.eq(nars::id)))))
         .execute(conn)?
         > 0)
+}
+
+/// Lets SQLite refresh the statistics its query planner uses (PostgreSQL's autovacuum does
+/// its own); cheap when nothing changed much.
+pub fn refresh_statistics(conn: &mut AnyConnection) -> DbResult<()> {
+    use diesel::connection::SimpleConnection;
+    if let AnyConnection::Sqlite(sqlite) = conn {
+        sqlite.batch_execute("PRAGMA optimize")?;
+    }
+    Ok(())
 }

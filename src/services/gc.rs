@@ -88,6 +88,7 @@ async fn run(db: &Db, storage: &Storage, grace: chrono::Duration, dry_run: bool)
     let cutoff = started - grace;
     let mut report = Report { dry_run, ..Report::default() };
     if !dry_run {
+        db.read(lifecycle::refresh_statistics).await?;
         db.write(move |c| lifecycle::mark_unused_nars(c, started)).await?;
     }
     collect_unused_nars(db, storage, cutoff, &mut report).await?;

@@ -1,8 +1,8 @@
 //! `hibernation-server admin fsck` on local disk and S3, SQLite and PostgreSQL: it finds a
 //! flipped byte, a deleted object, an orphan object and a path whose reference is gone;
 //! `--repair` leaves a cache every path of which substitutes with stock Nix. A process killed
-//! during eviction or garbage collection leaves nothing fsck calls damage once a server runs
-//! again.
+//! during eviction or garbage collection (an admin command, or the server itself) leaves
+//! nothing fsck calls damage once a server runs again.
 
 #[macro_use]
 mod support;
@@ -14,7 +14,11 @@ use std::time::Duration;
 use support::nix::{nix, run_ok};
 use support::{Backend, Cli, Closure, Keys, NixClient, Server, output_text, unique_tag};
 
-on_full_matrix!(finds_and_repairs_damage, killed_eviction_and_gc_leave_no_damage);
+on_full_matrix!(
+    finds_and_repairs_damage,
+    killed_eviction_and_gc_leave_no_damage,
+    a_server_killed_mid_work_leaves_no_damage
+);
 
 fn push(cli: &Cli, keys: &Keys, cache: &str, path: &str) {
     cli.run_ok(&["push", cache, "--jobs", "8", "--key", keys.secret_path(), path]);
@@ -142,6 +146,17 @@ fn kill_when(mut child: std::process::Child, what: &str, progressed: impl Fn() -
     child.wait().unwrap();
 }
 
+/// A path of `bytes` random (incompressible) bytes.
+fn random_path(tag: &str, bytes: usize) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let expr = format!(
+        r#"derivation {{ name = "random-{tag}"; system = builtins.currentSystem; builder = "/bin/sh"; args = ["-c" "/usr/bin/head -c {bytes} /dev/urandom > $out"]; }}"#
+    );
+    let file = dir.path().join("random.nix");
+    std::fs::write(&file, expr).unwrap();
+    run_ok(nix(&["nix-build", "--no-out-link", file.to_str().unwrap()]))
+}
+
 fn killed_eviction_and_gc_leave_no_damage(backend: Backend) {
     let mut server = Server::start_with_env(backend, &[("GC_GRACE", "0s"), ("EVICTION_MIN_AGE", "0s")]);
     let keys = Keys::generate("fsck-2");
@@ -185,4 +200,67 @@ fn killed_eviction_and_gc_leave_no_damage(backend: Backend) {
     server.admin(&["update-cache", "main", "--quota-gib", "none"]);
     push(&cli, &keys, "main", paths.last().unwrap());
     substitutes(&server, &keys, "main", &[paths.last().unwrap()]);
+}
+
+/// The server itself killed while a push makes room (eviction in the request), and while it
+/// collects garbage (the collection every server runs as it starts): once it runs again,
+/// fsck finds nothing.
+fn a_server_killed_mid_work_leaves_no_damage(backend: Backend) {
+    let mut server = Server::start_with_env(backend, &[("GC_GRACE", "0s"), ("EVICTION_MIN_AGE", "0s")]);
+    let keys = Keys::generate("fsck-3");
+    let token = server.bootstrap(&keys, true);
+    let cli = Cli::new();
+    cli.login(&server, &token);
+    // Built once per machine (the tag is fixed): a thousand small paths, and one of 100 KB.
+    let paths = many_paths("server-kill-v1", 1000);
+    push(&cli, &keys, "main", paths.last().unwrap());
+    let info =
+        |server: &Server| -> serde_json::Value { server.get("/api/v1/caches/main", Some(&token)).json().unwrap() };
+    let (all, used) = (info(&server)["paths"].as_i64().unwrap(), info(&server)["stored_bytes"].as_i64().unwrap());
+    // Room for a tiny path more: the 100 KB path needs about 800 small paths evicted, in
+    // rounds of 100, 200, 400 and the rest.
+    let quota = format!("{:.12}", (used + 200) as f64 / (1u64 << 30) as f64);
+    server.admin(&["update-cache", "main", "--quota-gib", &quota, "--quota-policy", "oldest"]);
+    std::thread::sleep(Duration::from_secs(5)); // the server's cached cache row expires
+    let big = random_path("server-kill-big-v1", 100_000);
+    // It fails when the server dies under it.
+    let mut pushing = cli
+        .command(&["push", "main", "--key", keys.secret_path(), &big])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while info(&server)["paths"].as_i64().unwrap() >= all {
+        assert!(pushing.try_wait().unwrap().is_none(), "the push ended before eviction was seen");
+        assert!(std::time::Instant::now() < deadline, "no eviction");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(pushing.try_wait().unwrap().is_none(), "the push ended before the server could be killed");
+    server.stop();
+    let _ = pushing.wait();
+    server.resume();
+    let (code, out) = fsck(&server, &[]);
+    assert_eq!(code, 0, "a server killed during eviction leaves every closure whole: {out}");
+    assert!(out.contains("0 objects no row owns"), "{out}");
+
+    // Everything is evicted (all NARs due at once), then the collection the server runs as it
+    // starts is killed part way.
+    server.admin(&["update-cache", "main", "--quota-gib", "0.000000001"]);
+    let nar_files = |server: &Server| std::fs::read_dir(server.object_dir().join("nar")).unwrap().count();
+    server.stop();
+    let stored = nar_files(&server);
+    server.resume();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while nar_files(&server) == stored {
+        assert!(std::time::Instant::now() < deadline, "no collection");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    server.stop();
+    assert!(nar_files(&server) > 0, "killed part way");
+    server.resume();
+    support::wait_until(Duration::from_secs(60), "the restarted server's garbage collection", || {
+        let (code, out) = fsck(&server, &[]);
+        code == 0 && out.contains("checked 0 NARs") && out.contains("0 objects no row owns")
+    });
 }

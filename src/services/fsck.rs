@@ -14,7 +14,7 @@ use super::gc;
 use super::push::delete_stored;
 use crate::db::lifecycle::{self, NewReclaim};
 use crate::db::models::{Cache, Nar};
-use crate::db::{Db, now};
+use crate::db::{Db, Exclusive, now};
 use crate::storage::Storage;
 
 const PAGE: i64 = 200;
@@ -100,8 +100,37 @@ pub struct Options {
     pub grace: chrono::Duration,
 }
 
+/// Objects younger than this may be uploads between storing their object and recording
+/// their row: not reported as orphans.
+const UPLOAD_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Checks (and with `repair`, repairs) the storage; `progress(done, total)` after each NAR.
+/// Garbage collection deletes rows before their objects, so fsck and a collection must not
+/// overlap: fsck holds the same lock, waiting for a running collection to finish.
 pub async fn run(db: &Db, storage: &Storage, options: &Options, progress: impl Fn(u64, u64)) -> anyhow::Result<Report> {
+    let lock = wait_for_collections(db).await?;
+    let result = check(db, storage, options, progress).await;
+    let _ = tokio::task::spawn_blocking(move || drop(lock)).await;
+    result
+}
+
+async fn wait_for_collections(db: &Db) -> anyhow::Result<crate::db::ExclusiveLock> {
+    let mut told = false;
+    loop {
+        let locking = db.clone();
+        let taken = tokio::task::spawn_blocking(move || locking.try_exclusive(Exclusive::GarbageCollection)).await??;
+        if let Some(lock) = taken {
+            return Ok(lock);
+        }
+        if !told {
+            eprintln!("waiting for a garbage collection to finish (it deletes rows before objects)");
+            told = true;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+async fn check(db: &Db, storage: &Storage, options: &Options, progress: impl Fn(u64, u64)) -> anyhow::Result<Report> {
     let mut report = Report::default();
     let cache_id = options.cache.as_ref().map(|c| c.id);
     let total = db.read(move |c| lifecycle::count_nars(c, cache_id)).await? as u64;
@@ -122,7 +151,7 @@ pub async fn run(db: &Db, storage: &Storage, options: &Options, progress: impl F
         }
     }
     report.broken = broken_closures(db, cache_id).await?;
-    let all_orphans = gc::find_orphans(db, storage, std::time::SystemTime::now()).await?;
+    let all_orphans = gc::find_orphans(db, storage, std::time::SystemTime::now() - UPLOAD_WINDOW).await?;
     report.orphans = all_orphans.len() as u64;
     report.orphan_bytes = all_orphans.iter().map(|o| o.size).sum();
     if options.repair {

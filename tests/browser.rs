@@ -1,5 +1,6 @@
 //! The dashboard in a real browser (chromium through chromedriver): setup, sign-in, a cache,
-//! a token, a pushed path seen and deleted, and a user without access who sees nothing.
+//! a token, a pushed path seen and deleted, and a user without access who sees nothing; at
+//! phone size, every page without sideways scrolling, errors in place, and an ended session.
 
 mod support;
 
@@ -69,9 +70,9 @@ fn setup_cache_token_push_browse_delete_and_access() {
     browser.wait_until("both paths are listed", |html| html.contains("app-browser") && html.contains("dep-browser"));
     assert_eq!(browser.text("#path-count"), "2 paths");
     browser.type_into("#path-search", "dep-");
-    browser.wait_until("the search shows only dep", |html| html.contains("1 paths") && !html.contains("app-browser"));
+    browser.wait_until("the search shows only dep", |html| html.contains(">1 path<") && !html.contains("app-browser"));
     browser.type_into("#path-search", "app-");
-    browser.wait_until("the search shows only app", |html| html.contains("1 paths") && !html.contains("dep-browser"));
+    browser.wait_until("the search shows only app", |html| html.contains(">1 path<") && !html.contains("dep-browser"));
     browser.click(".delete-path");
     browser.accept_alert();
     browser.wait_until("the app row is gone", |html| !html.contains("app-browser"));
@@ -79,7 +80,7 @@ fn setup_cache_token_push_browse_delete_and_access() {
     let hash = &closure.app[11..43];
     assert_eq!(server.get(&format!("/api/nix/main/{hash}.narinfo"), Some(&token)).status(), 404);
     browser.goto(&format!("{site}/caches/main"));
-    browser.wait_until("only dep is left", |html| html.contains("1 paths") && html.contains("dep-browser"));
+    browser.wait_until("only dep is left", |html| html.contains(">1 path<") && html.contains("dep-browser"));
 
     // A user without access, created on the users page, sees neither the cache nor its paths.
     browser.goto(&format!("{site}/users"));
@@ -144,4 +145,89 @@ fn a_cli_login_is_approved_or_denied_by_typing_its_code() {
     browser.wait_until("the denial is confirmed", |html| html.contains("Login denied"));
     let (status, text) = login.finish();
     assert!(!status.success() && text.contains("denied"), "{text}");
+}
+
+/// At phone size no page scrolls sideways; an error answer shows where the user acted; a
+/// session that ended sends the whole window to sign-in and back.
+#[test]
+fn phone_layout_errors_in_place_and_expired_sessions() {
+    let keys = Keys::generate("browser-phone");
+    let closure = Closure::build("browser-phone");
+    let server = Server::start(Backend::Sqlite);
+    let browser = Browser::start("phone");
+    let site = server.url();
+    browser.goto(&format!("{site}/setup"));
+    browser.type_into("#setup_code", &server.setup_code());
+    browser.type_into("#name", "Ada");
+    browser.type_into("#email", ADMIN_EMAIL);
+    browser.type_into("#password", ADMIN_PASSWORD);
+    browser.click("#create-admin");
+    browser.wait_until("the overview shows", |html| html.contains("id=\"stat-caches\""));
+    server.admin(&["create-cache", "main", "--no-upstream", "--public-key", &keys.public, "--quota-gib", "1"]);
+    let token = server.admin(&["create-token", ADMIN_EMAIL, "--name", "ci"]);
+    let cli = Cli::new();
+    cli.login(&server, &token);
+    cli.run_ok(&["push", "main", "--key", keys.secret_path(), "--pin", "release", &closure.app]);
+
+    browser.resize(390, 844);
+    for page in [
+        "/",
+        "/caches",
+        "/caches/main",
+        "/caches/main/settings",
+        "/tokens",
+        "/users",
+        "/groups",
+        "/settings",
+        "/account",
+    ] {
+        browser.goto(&format!("{site}{page}"));
+        browser.element("main");
+        let label = if page == "/" { "overview".to_string() } else { page.trim_start_matches('/').replace('/', "-") };
+        browser.screenshot(&format!("phone-{label}"));
+        assert!(
+            browser.horizontal_overflow() <= 0,
+            "{page} scrolls sideways by {} px at 390 px",
+            browser.horizontal_overflow()
+        );
+    }
+
+    // Deleting a path another path needs: the refusal shows in its row.
+    browser.goto(&format!("{site}/caches/main"));
+    let dep_hash = &closure.dep[11..43];
+    browser.click(&format!("form[hx-post$=\"/paths/{dep_hash}/delete\"] button"));
+    browser.accept_alert();
+    browser.wait_until("the refusal in the row", |html| html.contains("Other paths need this one"));
+
+    // Sorting has a real URL: the address follows, and opening it shows the same table.
+    browser.click("#path-table th:nth-child(2) a");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !browser.url().contains("sort=size") {
+        assert!(std::time::Instant::now() < deadline, "the address did not follow: {}", browser.url());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let sorted = browser.url();
+    browser.goto(&sorted);
+    browser.wait_until("the sorted page", |html| html.contains("id=\"nix-conf\"") && html.contains("path-row"));
+    assert_eq!(browser.url(), sorted);
+    // A whole store path finds its path.
+    browser.type_into("#path-search", &closure.app);
+    browser.wait_until("one path found", |html| html.contains(">1 path<"));
+
+    // The session ends elsewhere (signed out on another device): the next search sends the
+    // whole window to sign-in, and signing in comes back to the cache.
+    server.sql("DELETE FROM sessions");
+    browser.type_into("#path-search", "app");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !browser.url().contains("/sign-in?next=/caches/main") {
+        assert!(std::time::Instant::now() < deadline, "not sent to sign-in: {}", browser.url());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!browser.source().contains("id=\"paths\""), "a whole sign-in page, not a table with a form in it");
+    browser.type_into("#email", ADMIN_EMAIL);
+    browser.type_into("#password", ADMIN_PASSWORD);
+    browser.click("#sign-in");
+    browser.wait_until("back on the cache page", |html| html.contains("id=\"nix-conf\""));
+    // Where the user was: the cache page with the search the address had.
+    assert!(browser.url().contains("/caches/main?q="), "{}", browser.url());
 }

@@ -117,7 +117,8 @@ pub struct PathRow {
     pub access_count: i64,
 }
 
-/// One page of a cache's paths whose name or hash contains `search`.
+/// One page of a cache's paths whose name or hash contains `search` (a base name,
+/// `<hash>-<name>`, finds that path).
 pub fn paths_page(
     conn: &mut AnyConnection,
     cache_id: i64,
@@ -128,7 +129,12 @@ pub fn paths_page(
 ) -> DbResult<(Vec<PathRow>, i64)> {
     let filtered = || {
         let mut q = store_paths::table.inner_join(nars::table).filter(store_paths::cache_id.eq(cache_id)).into_boxed();
-        if !search.is_empty() {
+        let base_name_hash = search.get(..32).filter(|hash| {
+            search.as_bytes().get(32) == Some(&b'-') && hibernation::nix::store_path::is_hash_part(hash)
+        });
+        if let Some(hash) = base_name_hash {
+            q = q.filter(store_paths::hash_part.eq(hash.to_string()));
+        } else if !search.is_empty() {
             let pattern = format!("%{}%", search.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
             q = q.filter(
                 store_paths::name

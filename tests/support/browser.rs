@@ -115,6 +115,22 @@ impl Browser {
         self.call(reqwest::Method::GET, &format!("/element/{id}/text"), None).as_str().unwrap_or_default().to_string()
     }
 
+    /// Resizes the browser window (e.g. 390 x 844, a phone).
+    pub fn resize(&self, width: u32, height: u32) {
+        self.call(reqwest::Method::POST, "/window/rect", Some(json!({"width": width, "height": height})));
+    }
+
+    /// Runs `script` in the page and returns what it returns.
+    pub fn execute(&self, script: &str) -> Value {
+        self.call(reqwest::Method::POST, "/execute/sync", Some(json!({"script": script, "args": []})))
+    }
+
+    /// How far the page is wider than the window, in CSS pixels (0: no sideways scrolling).
+    pub fn horizontal_overflow(&self) -> i64 {
+        let script = "return document.documentElement.scrollWidth - document.documentElement.clientWidth;";
+        self.execute(script).as_i64().unwrap_or(i64::MAX)
+    }
+
     pub fn accept_alert(&self) {
         let deadline = Instant::now() + Duration::from_secs(5);
         while self.call(reqwest::Method::POST, "/alert/accept", Some(json!({}))).get("error").is_some() {

@@ -323,15 +323,21 @@ impl PathsPartial {
         format!("{} ({} stored)", human_bytes(row.nar_size), human_bytes(row.file_size))
     }
 
+    /// What is being searched for, to show in the search box.
+    fn search(&self) -> String {
+        self.query.q()
+    }
+
     fn has_next(&self) -> bool {
         (self.query.page() + 1) * PAGE_SIZE < self.total
     }
 
-    /// Query string of this listing with another sort or page.
+    /// The query string of the table sorted by `sort` at `page` (the same sort again flips
+    /// its direction): `/caches/<name>?<it>` is the page, `/caches/<name>/paths?<it>` the table.
     fn link(&self, sort: &str, page: i64) -> String {
         let desc =
             if sort == self.query.sort() && page == self.query.page() { !self.query.desc() } else { self.query.desc() };
-        format!("/caches/{}/paths?q={}&sort={sort}&desc={desc}&page={page}", self.cache, urlencode(&self.query.q()))
+        format!("q={}&sort={sort}&desc={desc}&page={page}", urlencode(&self.query.q()))
     }
 }
 
@@ -363,8 +369,10 @@ pub struct PathQuery {
 }
 
 impl PathQuery {
+    /// The search: a whole store path (`/nix/store/<hash>-<name>`) searches for its base name.
     fn q(&self) -> String {
-        self.q.clone().unwrap_or_default().trim().chars().take(100).collect()
+        let q = self.q.as_deref().unwrap_or_default().trim();
+        q.strip_prefix("/nix/store/").unwrap_or(q).chars().take(100).collect()
     }
     fn sort(&self) -> &str {
         SortKey::parse(self.sort.as_deref().unwrap_or("created")).name()
@@ -383,7 +391,12 @@ async fn load_paths(state: &AppState, cache_id: i64, query: &PathQuery) -> Resul
 }
 
 #[handler]
-pub async fn show(req: &Request, state: Data<&Arc<AppState>>, Path(name): Path<String>) -> Response {
+pub async fn show(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    Path(name): Path<String>,
+    Query(query): Query<PathQuery>,
+) -> Response {
     let user = match signed_in(&state, req).await {
         Ok(user) => user,
         Err(response) => return response,
@@ -393,7 +406,6 @@ pub async fn show(req: &Request, state: Data<&Arc<AppState>>, Path(name): Path<S
         Ok(None) => return not_found(&state, req, &user, &name),
         Err(e) => return unavailable(&state, req, &user, e),
     };
-    let query = PathQuery::default();
     let (rows, total) = match load_paths(&state, cache.id, &query).await {
         Ok(found) => found,
         Err(e) => return unavailable(&state, req, &user, e),
@@ -440,6 +452,11 @@ pub async fn paths_table(
         Ok(user) => user,
         Err(response) => return response,
     };
+    // Opened directly (a bookmark, a reload of a pushed URL, no JavaScript): the whole page.
+    if req.headers().get("HX-Request").is_none() {
+        let query_string = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+        return super::redirect(&format!("/caches/{name}{query_string}"));
+    }
     let (cache, access) = match readable(&state, &user, &name).await {
         Ok(Some((cache, access, _))) => (cache, access),
         Ok(None) => return not_found(&state, req, &user, &name),

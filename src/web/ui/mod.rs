@@ -228,8 +228,50 @@ pub async fn signed_in(state: &Arc<AppState>, req: &Request) -> Result<User, Res
     if sessions::needs_setup(&state.db).await.map_err(failure)? {
         return Err(redirect("/setup"));
     }
-    let Some(token) = cookie(req, SESSION_COOKIE) else { return Err(redirect("/sign-in")) };
-    sessions::user_for_session(&state.db, &token).await.map_err(failure)?.ok_or_else(|| redirect("/sign-in"))
+    let Some(token) = cookie(req, SESSION_COOKIE) else { return Err(to_sign_in(req)) };
+    sessions::user_for_session(&state.db, &token).await.map_err(failure)?.ok_or_else(|| to_sign_in(req))
+}
+
+/// `text` as a query value: what would end or change it (`&`, `#`, `+`, `%`, spaces and
+/// anything not printable ASCII) percent-encoded, the rest (`/`, `?`, `=`) left readable.
+fn query_value(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'&' | b'#' | b'+' | b'%' => out.push_str(&format!("%{byte:02X}")),
+            b if b.is_ascii_graphic() => out.push(b as char),
+            b => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Sends a request without a (valid) session to sign-in, and back to where it was after.
+/// An htmx request gets the whole window sent there (`HX-Redirect`), never a sign-in page
+/// swapped into a table.
+fn to_sign_in(req: &Request) -> Response {
+    let is_htmx = req.headers().get("HX-Request").is_some_and(|v| v == "true");
+    let here = if is_htmx {
+        // The page the user is on, not the fragment it asked for.
+        req.headers()
+            .get("HX-Current-URL")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|url| reqwest::Url::parse(url).ok())
+            .map(|url| match url.query() {
+                Some(query) => format!("{}?{query}", url.path()),
+                None => url.path().to_string(),
+            })
+    } else {
+        (req.method() == poem::http::Method::GET).then(|| req.uri().to_string())
+    };
+    let target = match here.filter(|h| h != "/") {
+        Some(here) => format!("/sign-in?next={}", query_value(&here)),
+        None => "/sign-in".to_string(),
+    };
+    if is_htmx {
+        return Response::builder().status(StatusCode::UNAUTHORIZED).header("HX-Redirect", target).finish();
+    }
+    redirect(&target)
 }
 
 /// A signed-in user whose form carries the right CSRF token, or the response to send instead.
@@ -301,4 +343,16 @@ pub fn csrf_refusal(state: &AppState, req: &Request, user: Option<&User>, submit
 /// Bytes as KiB/MiB/GiB, the one unit style used everywhere in the dashboard.
 pub fn human_bytes(bytes: i64) -> String {
     hibernation::format::human_bytes(bytes.max(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::query_value;
+
+    #[test]
+    fn query_values_keep_paths_readable_and_escape_separators() {
+        assert_eq!(query_value("/caches/main"), "/caches/main");
+        assert_eq!(query_value("/caches/main?sort=size&page=2"), "/caches/main?sort=size%26page=2");
+        assert_eq!(query_value("/a b#c+d%"), "/a%20b%23c%2Bd%25");
+    }
 }

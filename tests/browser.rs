@@ -106,18 +106,23 @@ fn setup_cache_token_push_browse_delete_and_access() {
     assert!(!browser.source().contains("dep-browser"));
 }
 
-#[test]
-fn a_cli_login_is_approved_or_denied_by_typing_its_code() {
-    let server = Server::start(Backend::Sqlite);
-    let browser = Browser::start("cli-login");
-    let site = server.url();
-    browser.goto(&format!("{site}/setup"));
+/// Sets up a fresh server through its setup page, signed in as its first administrator.
+fn set_up_administrator(browser: &Browser, server: &Server) {
+    browser.goto(&format!("{}/setup", server.url()));
     browser.type_into("#setup_code", &server.setup_code());
     browser.type_into("#name", "Ada");
     browser.type_into("#email", ADMIN_EMAIL);
     browser.type_into("#password", ADMIN_PASSWORD);
     browser.click("#create-admin");
     browser.wait_until("the overview shows", |html| html.contains("id=\"stat-caches\""));
+}
+
+#[test]
+fn a_cli_login_is_approved_or_denied_by_typing_its_code() {
+    let server = Server::start(Backend::Sqlite);
+    let browser = Browser::start("cli-login");
+    let site = server.url();
+    set_up_administrator(&browser, &server);
 
     // Approve: the page the CLI opened, the code from the terminal, a read-only token.
     let cli = Cli::new();
@@ -156,13 +161,7 @@ fn phone_layout_errors_in_place_and_expired_sessions() {
     let server = Server::start(Backend::Sqlite);
     let browser = Browser::start("phone");
     let site = server.url();
-    browser.goto(&format!("{site}/setup"));
-    browser.type_into("#setup_code", &server.setup_code());
-    browser.type_into("#name", "Ada");
-    browser.type_into("#email", ADMIN_EMAIL);
-    browser.type_into("#password", ADMIN_PASSWORD);
-    browser.click("#create-admin");
-    browser.wait_until("the overview shows", |html| html.contains("id=\"stat-caches\""));
+    set_up_administrator(&browser, &server);
     server.admin(&["create-cache", "main", "--no-upstream", "--public-key", &keys.public, "--quota-gib", "1"]);
     let token = server.admin(&["create-token", ADMIN_EMAIL, "--name", "ci"]);
     let cli = Cli::new();

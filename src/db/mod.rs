@@ -113,8 +113,24 @@ impl Db {
         let _guard = self.sqlite_write_lock.as_ref().map(|l| l.lock().unwrap_or_else(|e| e.into_inner()));
         let mut conn = self.conn()?;
         use diesel::Connection;
-        conn.transaction(|c| work(c))
+        conn.transaction(|c| {
+            take_sqlite_write_lock(c)?;
+            work(c)
+        })
     }
+}
+
+/// On SQLite, makes a write transaction hold the write lock from its first statement (as
+/// `BEGIN IMMEDIATE` would). A transaction that reads first and writes later cannot wait
+/// for the lock: when another process (an admin command beside the server) committed in
+/// between, SQLite fails it at once with "database is locked". A write that matches nothing
+/// takes the lock, waiting up to `busy_timeout` like any other.
+fn take_sqlite_write_lock(conn: &mut AnyConnection) -> DbResult<()> {
+    use diesel::connection::SimpleConnection;
+    if let AnyConnection::Sqlite(sqlite) = conn {
+        sqlite.batch_execute("UPDATE caches SET id = id WHERE 0")?;
+    }
+    Ok(())
 }
 
 /// The current time as stored in every timestamp column (naive UTC).

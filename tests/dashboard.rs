@@ -925,6 +925,11 @@ fn storage_lifecycle_is_set_and_shown_on_the_cache_pages() {
     assert_eq!(location(&created), "/caches/main");
     let page = web.get("/caches/main").text().unwrap();
     assert!(page.contains("evict the least frequently used paths"), "the policy chosen at creation");
+    assert!(page.contains("<a href=\"/caches\" aria-current=\"page\">Caches</a>"), "the nav marks where the user is");
+    assert!(page.contains("href=\"/static/favicon.svg\""));
+    let icon = server.get("/static/favicon.svg", None);
+    assert_eq!(icon.status(), 200);
+    assert_eq!(icon.headers()["content-type"], "image/svg+xml");
     assert!(page.contains("No pins.") && page.contains("Unused paths are kept."));
 
     // Settings: a bad policy or retention is refused next to its field, nothing changed.
@@ -974,6 +979,8 @@ fn storage_lifecycle_is_set_and_shown_on_the_cache_pages() {
     let out = cli.run(&["push", "main", "--key", keys.secret_path(), &other.app]);
     assert!(!out.status.success());
     assert!(support::output_text(&out).contains("what is left is pinned"), "{}", support::output_text(&out));
+    // Sizes too small for GiB are said in a unit that shows them.
+    assert!(support::output_text(&out).contains(" KiB of its "), "{}", support::output_text(&out));
     assert_eq!(location(&web.post("/caches/main/pins/release/delete", &[("csrf", &csrf)])), "/caches/main#storage");
     assert!(web.get("/caches/main").text().unwrap().contains("No pins."));
     // Unpinned, the old closure is evicted for the new one, and the page says so.

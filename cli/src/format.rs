@@ -14,15 +14,22 @@ pub fn human_bytes(bytes: u64) -> String {
 
 pub const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
-/// Quotas are always shown in GiB, so sizes and limits compare at a glance.
+/// Quotas are shown in GiB, so sizes and limits compare at a glance; amounts too small for
+/// that (under 0.01 GiB) in the unit that shows them.
 pub fn gib(bytes: u64) -> String {
     let value = bytes as f64 / GIB;
     if bytes > 0 && value < 0.01 {
-        return "< 0.01 GiB".to_string();
+        return human_bytes(bytes);
     }
     let text = format!("{value:.2}");
     let text = text.trim_end_matches('0').trim_end_matches('.');
     format!("{text} GiB")
+}
+
+/// A quota as a number of GiB for a form field: exact enough to submit again unchanged.
+pub fn gib_number(bytes: u64) -> String {
+    let text = format!("{:.9}", bytes as f64 / GIB);
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// A lifetime such as `90d`, `12h`, `30m`, `45s` or `45` (seconds), in seconds.
@@ -64,7 +71,8 @@ mod tests {
         assert_eq!(gib(10 * 1024 * 1024 * 1024), "10 GiB");
         assert_eq!(gib(512 * 1024 * 1024), "0.5 GiB");
         assert_eq!(gib(0), "0 GiB");
-        assert_eq!(gib(1000), "< 0.01 GiB");
+        assert_eq!(gib(1000), "1000 B");
+        assert_eq!(gib(27 * 1024), "27.0 KiB");
         assert_eq!(parse_gib("0.5"), Some(512 * 1024 * 1024));
         assert_eq!(parse_gib(" 2 "), Some(2 * 1024 * 1024 * 1024));
         for bad in ["", "-1", "0", "lots", "inf", "NaN"] {

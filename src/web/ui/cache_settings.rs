@@ -16,7 +16,6 @@ use crate::services::access::Access;
 use crate::services::push::delete_stored;
 use crate::web::AppState;
 use hibernation::api::Upstream;
-use hibernation::format::gib;
 
 #[derive(Template)]
 #[template(path = "cache_settings.html")]
@@ -125,7 +124,7 @@ pub async fn show(req: &Request, state: Data<&Arc<AppState>>, Path(name): Path<S
         layout: Layout::new(req, Some(&user)),
         is_public: cache.is_public,
         priority: cache.priority.to_string(),
-        quota: cache.quota_bytes.map(|q| gib(q.max(0) as u64).trim_end_matches(" GiB").to_string()).unwrap_or_default(),
+        quota: cache.quota_bytes.map(|q| hibernation::format::gib_number(q.max(0) as u64)).unwrap_or_default(),
         quota_policy: cache.quota_policy.clone(),
         retention_days: cache.retention_seconds.map(|s| (s / 86_400).to_string()).unwrap_or_default(),
         policies: QuotaPolicy::ALL,

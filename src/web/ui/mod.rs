@@ -99,6 +99,8 @@ pub struct Layout {
     pub user: Option<String>,
     pub is_admin: bool,
     pub csrf: String,
+    /// The nav entry of the page shown ("/", "/caches", ...), marked as the current one.
+    pub section: String,
     /// The CSRF cookie must be set on this response (the browser had none).
     new_csrf: bool,
 }
@@ -107,12 +109,19 @@ impl Layout {
     pub fn new(req: &Request, user: Option<&User>) -> Self {
         let existing = expected_csrf(req);
         let new_csrf = existing.is_none();
+        let first = req.uri().path().split('/').nth(1).unwrap_or_default();
         Self {
             user: user.map(|u| u.name.clone()),
             is_admin: user.is_some_and(|u| u.is_admin),
             csrf: existing.unwrap_or_else(random_id),
+            section: format!("/{first}"),
             new_csrf,
         }
+    }
+
+    /// `aria-current="page"` for the nav link of this page's section.
+    pub fn current(&self, href: &str) -> &'static str {
+        if self.section == href { "aria-current=\"page\"" } else { "" }
     }
 }
 
@@ -129,7 +138,7 @@ fn expected_csrf(req: &Request) -> Option<String> {
 /// The page for URLs that match no route (the cache protocol answers its own 404s).
 pub fn not_found_page() -> Response {
     let page = MessagePage {
-        layout: Layout { user: None, is_admin: false, csrf: String::new(), new_csrf: false },
+        layout: Layout { user: None, is_admin: false, csrf: String::new(), section: String::new(), new_csrf: false },
         heading: "Page not found".into(),
         message: "There is nothing at this address.".into(),
     };

@@ -989,3 +989,15 @@ fn storage_lifecycle_is_set_and_shown_on_the_cache_pages() {
     assert!(page.contains("Last eviction: "), "the last eviction is shown");
     assert!(web.get("/").text().unwrap().contains("reclaimed by garbage collection"));
 }
+
+#[test]
+fn forgot_password_says_when_no_mail_can_be_sent() {
+    let server = Server::start(Backend::Sqlite);
+    let web = WebClient::new(&server);
+    web.setup_admin();
+    let anonymous = WebClient::new(&server);
+    let page = anonymous.get("/forgot-password").text().unwrap();
+    assert!(page.contains("id=\"no-mail\"") && !page.contains("id=\"send-reset\""), "{page}");
+    // Revoking a token and deleting a user ask first.
+    assert!(web.get("/users").text().unwrap().contains("return confirm("));
+}

@@ -162,11 +162,19 @@ pub async fn reset_password(
 struct ForgotPage {
     layout: Layout,
     sent: bool,
+    /// No mail server is set up: no reset link can be sent, and the page says so.
+    no_mail: bool,
+}
+
+/// Whether mail can be sent (from the environment or the settings page).
+async fn mail_configured(state: &AppState) -> bool {
+    matches!(crate::services::mail::current(&state.db, state.config.smtp.as_ref()).await, Ok(Some(_)))
 }
 
 #[handler]
 pub async fn forgot_page(req: &Request, state: Data<&Arc<AppState>>) -> Response {
-    let page = ForgotPage { layout: Layout::new(req, None), sent: false };
+    let no_mail = !mail_configured(&state).await;
+    let page = ForgotPage { layout: Layout::new(req, None), sent: false, no_mail };
     render(&state, StatusCode::OK, &page.layout, &page)
 }
 
@@ -194,6 +202,8 @@ pub async fn forgot(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
         };
         user_links::request_reset(&worker.db, smtp.as_ref(), &worker.config.site_url, &peer, &form.email).await;
     });
-    let page = ForgotPage { layout: Layout::new(req, None), sent: true };
+    // Whether mail is set up is no secret (the form says so): only accounts are.
+    let no_mail = !mail_configured(&state).await;
+    let page = ForgotPage { layout: Layout::new(req, None), sent: true, no_mail };
     render(&state, StatusCode::OK, &page.layout, &page)
 }

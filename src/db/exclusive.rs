@@ -74,6 +74,13 @@ pub fn try_file(database: &str, what: Exclusive) -> DbResult<Option<ExclusiveLoc
     Ok(locked.then_some(ExclusiveLock { inner: Held::File(file) }))
 }
 
+impl ExclusiveLock {
+    /// Releases the lock off the async runtime (on PostgreSQL that is a query).
+    pub async fn release(self) {
+        let _ = tokio::task::spawn_blocking(move || drop(self)).await;
+    }
+}
+
 impl Drop for ExclusiveLock {
     fn drop(&mut self) {
         if let Held::Postgres { conn, key } = &mut self.inner {

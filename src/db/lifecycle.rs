@@ -173,24 +173,21 @@ pub fn pinned_closure(conn: &mut AnyConnection, cache_id: i64, now: NaiveDateTim
         .load(conn)?;
     let mut seen_hashes: HashSet<String> = HashSet::new();
     let mut kept = HashSet::new();
-    let mut frontier: Vec<String> = roots.iter().filter_map(|b| b.get(..32)).map(str::to_string).collect();
+    // Base names: the pinned paths, then the references of the last round's paths.
+    let mut frontier = roots;
     while !frontier.is_empty() {
-        frontier.retain(|h| seen_hashes.insert(h.clone()));
-        let mut next = Vec::new();
-        for chunk in frontier.chunks(BATCH) {
-            let ids: Vec<i64> = store_paths::table
-                .filter(store_paths::cache_id.eq(cache_id))
-                .filter(store_paths::hash_part.eq_any(chunk))
-                .select(store_paths::id)
-                .load(conn)?;
-            kept.extend(ids.iter().copied());
-            let references: Vec<String> = path_references::table
-                .filter(path_references::store_path_id.eq_any(&ids))
-                .select(path_references::reference)
-                .load(conn)?;
-            next.extend(references.iter().filter_map(|r| r.get(..32)).map(str::to_string));
+        frontier.retain(|b| b.get(..32).is_some_and(|hash| seen_hashes.insert(hash.to_string())));
+        let ids: Vec<i64> = path_ids(conn, cache_id, &frontier)?.into_iter().collect();
+        kept.extend(ids.iter().copied());
+        frontier = Vec::new();
+        for chunk in ids.chunks(BATCH) {
+            frontier.extend(
+                path_references::table
+                    .filter(path_references::store_path_id.eq_any(chunk))
+                    .select(path_references::reference)
+                    .load::<String>(conn)?,
+            );
         }
-        frontier = next;
     }
     Ok(kept)
 }

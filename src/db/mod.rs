@@ -100,12 +100,15 @@ impl Db {
     }
 
     /// Takes the lock if no process (here or on another replica) holds it; it is held
-    /// until the returned guard drops, or the process ends. Blocking.
-    pub fn try_exclusive(&self, what: Exclusive) -> DbResult<Option<ExclusiveLock>> {
-        match &self.sqlite_file {
+    /// until [`ExclusiveLock::release`] (or a drop), or the process ends.
+    pub async fn try_exclusive(&self, what: Exclusive) -> DbResult<Option<ExclusiveLock>> {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || match &db.sqlite_file {
             Some(file) => exclusive::try_file(file, what),
-            None => exclusive::try_postgres(self.conn()?, what),
-        }
+            None => exclusive::try_postgres(db.conn()?, what),
+        })
+        .await
+        .map_err(|e| DbError::Task(e.to_string()))?
     }
 
     /// The synchronous form of [`Db::write`], for the admin commands.

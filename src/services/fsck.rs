@@ -4,7 +4,6 @@
 //! with what references it (so no client is ever served a path it cannot fetch), the broken
 //! NARs, and orphans older than the grace period.
 
-use std::collections::HashSet;
 use std::io::{self, Read};
 
 use hibernation::nix::Compression;
@@ -110,16 +109,14 @@ const UPLOAD_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 pub async fn run(db: &Db, storage: &Storage, options: &Options, progress: impl Fn(u64, u64)) -> anyhow::Result<Report> {
     let lock = wait_for_collections(db).await?;
     let result = check(db, storage, options, progress).await;
-    let _ = tokio::task::spawn_blocking(move || drop(lock)).await;
+    lock.release().await;
     result
 }
 
 async fn wait_for_collections(db: &Db) -> anyhow::Result<crate::db::ExclusiveLock> {
     let mut told = false;
     loop {
-        let locking = db.clone();
-        let taken = tokio::task::spawn_blocking(move || locking.try_exclusive(Exclusive::GarbageCollection)).await??;
-        if let Some(lock) = taken {
+        if let Some(lock) = db.try_exclusive(Exclusive::GarbageCollection).await? {
             return Ok(lock);
         }
         if !told {
@@ -279,8 +276,6 @@ async fn repair(db: &Db, storage: &Storage, options: &Options, report: &mut Repo
     }
     let stored_before = std::time::SystemTime::from((now() - options.grace).and_utc());
     let old_orphans = gc::find_orphans(db, storage, stored_before).await?;
-    let keys: Vec<&str> = old_orphans.iter().map(|o| o.key.as_str()).collect();
-    let failed: HashSet<String> = storage.delete_each(&keys).await.into_iter().map(|(k, _)| k).collect();
-    report.deleted_orphans = keys.iter().filter(|k| !failed.contains(**k)).count() as u64;
+    report.deleted_orphans = gc::delete_orphans(storage, &old_orphans).await;
     Ok(())
 }

@@ -68,14 +68,9 @@ pub enum GcError {
 
 /// One garbage collection run. `grace` protects what was unused or stored only recently.
 pub async fn collect(db: &Db, storage: &Storage, grace: chrono::Duration, dry_run: bool) -> Result<Report, GcError> {
-    let locking = db.clone();
-    let lock = tokio::task::spawn_blocking(move || locking.try_exclusive(Exclusive::GarbageCollection))
-        .await
-        .map_err(|e| crate::db::DbError::Task(e.to_string()))??
-        .ok_or(GcError::Busy)?;
+    let lock = db.try_exclusive(Exclusive::GarbageCollection).await?.ok_or(GcError::Busy)?;
     let result = run(db, storage, grace, dry_run).await;
-    // Unlocking is a query on PostgreSQL: off the runtime.
-    let _ = tokio::task::spawn_blocking(move || drop(lock)).await;
+    lock.release().await;
     let report = result?;
     if !dry_run {
         record(db, &report).await;
@@ -159,16 +154,25 @@ async fn sweep_orphans(
 ) -> Result<(), GcError> {
     let orphans = find_orphans(db, storage, stored_before).await?;
     if !report.dry_run {
-        for chunk in orphans.chunks(1000) {
-            let keys: Vec<&str> = chunk.iter().map(|o| o.key.as_str()).collect();
-            for (key, e) in storage.delete_each(&keys).await {
-                tracing::warn!("could not delete the orphan object {key}: {e}");
-            }
-        }
+        delete_orphans(storage, &orphans).await;
     }
     report.orphans = orphans.len() as u64;
     report.orphan_bytes = orphans.iter().map(|o| o.size).sum();
     Ok(())
+}
+
+/// Deletes orphan objects, a thousand per trip; returns how many went (failures are logged).
+pub async fn delete_orphans(storage: &Storage, orphans: &[StoredObject]) -> u64 {
+    let mut deleted = 0;
+    for chunk in orphans.chunks(1000) {
+        let keys: Vec<&str> = chunk.iter().map(|o| o.key.as_str()).collect();
+        let failed = storage.delete_each(&keys).await;
+        for (key, e) in &failed {
+            tracing::warn!("could not delete the orphan object {key}: {e}");
+        }
+        deleted += (keys.len() - failed.len()) as u64;
+    }
+    deleted
 }
 
 /// The key of the object that owns `key`: a listing (`<nar key>.ls`) belongs to its NAR.

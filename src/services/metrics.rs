@@ -166,8 +166,6 @@ pub fn received(cache: &str, bytes: u64) {
     counter!(BYTES_RECEIVED, "cache" => cache.to_string()).increment(bytes);
 }
 
-/// An upload refused; `cache` is the name of an existing cache, or empty (callers choose
-/// names freely, and a name that is no cache must not become a series).
 /// Eviction or retention removed paths from a cache.
 pub fn reclaimed(cache: &str, kind: &'static str, paths: u64, bytes: u64) {
     counter!(RECLAIMED_PATHS, "cache" => cache.to_string(), "kind" => kind).increment(paths);
@@ -189,6 +187,8 @@ pub fn set_fsck(findings: i64, at_unix: i64) {
     gauge!(FSCK_LAST_RUN).set(at_unix as f64);
 }
 
+/// An upload refused; `cache` is the name of an existing cache, or empty (callers choose
+/// names freely, and a name that is no cache must not become a series).
 pub fn rejected(cache: &str, reason: &'static str) {
     counter!(REJECTED, "cache" => cache.to_string(), "reason" => reason).increment(1);
 }

@@ -453,7 +453,7 @@ pub async fn paths_table(
         Err(response) => return response,
     };
     // Opened directly (a bookmark, a reload of a pushed URL, no JavaScript): the whole page.
-    if req.headers().get("HX-Request").is_none() {
+    if !super::is_htmx(req) {
         let query_string = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
         return super::redirect(&format!("/caches/{name}{query_string}"));
     }

@@ -255,11 +255,16 @@ fn query_value(text: &str) -> String {
     out
 }
 
+/// Whether htmx sent the request (it wants a fragment, not a page).
+pub fn is_htmx(req: &Request) -> bool {
+    req.headers().get("HX-Request").is_some_and(|v| v == "true")
+}
+
 /// Sends a request without a (valid) session to sign-in, and back to where it was after.
 /// An htmx request gets the whole window sent there (`HX-Redirect`), never a sign-in page
 /// swapped into a table.
 fn to_sign_in(req: &Request) -> Response {
-    let is_htmx = req.headers().get("HX-Request").is_some_and(|v| v == "true");
+    let is_htmx = is_htmx(req);
     let here = if is_htmx {
         // The page the user is on, not the fragment it asked for.
         req.headers()

@@ -42,7 +42,7 @@ fn an_invitation_arrives_and_its_link_works_once() {
     assert!(settings.contains("id=\"smtp-locked\""), "SMTP_* variables lock the settings");
     assert!(settings.contains("value=\"127.0.0.1\"") && settings.contains("disabled"));
 
-    let sent = invite(&admin, "Grace", "grace@example.com").text().unwrap();
+    let sent = admin.follow(invite(&admin, "Grace", "grace@example.com"));
     assert!(sent.contains("Invitation sent to grace@example.com"), "{sent}");
     let message = mail.wait_for("grace@example.com", 1);
     assert!(message.contains("Subject: You are invited to Hibernation"), "{message}");
@@ -79,7 +79,7 @@ fn an_expired_invitation_is_refused() {
     let server = start_with_mail(&mail);
     let admin = WebClient::new(&server);
     admin.setup_admin();
-    assert_eq!(invite(&admin, "Late", "late@example.com").status(), 200);
+    assert_eq!(invite(&admin, "Late", "late@example.com").status(), 303);
     let path = path_of(&server, &link_in(&mail.wait_for("late@example.com", 1), "/invite/"));
     server.sql("UPDATE user_links SET expires_at = '2000-01-01 00:00:00'");
     let late = WebClient::new(&server);
@@ -96,7 +96,7 @@ fn an_expired_invitation_is_refused() {
     let resend = users.split("action=\"/users/").find(|s| s.contains("/reinvite")).unwrap();
     let id = resend.split('/').next().unwrap();
     let csrf = csrf_in(&users);
-    let sent = admin.post(&format!("/users/{id}/reinvite"), &[("csrf", &csrf)]).text().unwrap();
+    let sent = admin.follow(admin.post(&format!("/users/{id}/reinvite"), &[("csrf", &csrf)]));
     assert!(sent.contains("Invitation sent again to late@example.com"), "{sent}");
     let fresh = path_of(&server, &link_in(&mail.wait_for("late@example.com", 2), "/invite/"));
     assert_ne!(fresh, path);
@@ -115,7 +115,7 @@ fn an_administrator_who_has_not_accepted_the_invitation_does_not_count() {
     let csrf = admin.csrf("/users");
     let invited = admin
         .post("/users/invite", &[("csrf", &csrf), ("name", "Hope"), ("email", "hope@example.com"), ("admin", "on")]);
-    assert_eq!(invited.status(), 200);
+    assert_eq!(invited.status(), 303);
     let users = admin.get("/users").text().unwrap();
     let row = users.split("<tr>").find(|r| r.contains(ADMIN_EMAIL)).unwrap();
     let id = row.split("/users/").nth(1).unwrap().split('/').next().unwrap();
@@ -171,7 +171,12 @@ fn mail_settings_from_the_dashboard_and_the_test_mail() {
     // Without mail settings an invitation is refused and nobody is created.
     let refused = invite(&admin, "Early", "early@example.com");
     assert_eq!(refused.status(), 422);
-    assert!(refused.text().unwrap().contains("mail is not set up"));
+    let refused = refused.text().unwrap();
+    assert!(refused.contains("mail is not set up"));
+    assert!(
+        refused.contains("value=\"early@example.com\"") && refused.contains("value=\"Early\""),
+        "the form keeps its input"
+    );
     assert!(!admin.get("/users").text().unwrap().contains("early@example.com"));
 
     let csrf = admin.csrf("/settings");
@@ -185,12 +190,12 @@ fn mail_settings_from_the_dashboard_and_the_test_mail() {
     assert_eq!(bad.status(), 422);
     assert!(bad.text().unwrap().contains("id=\"from-error\""));
     form.push(("from", "Team cache <cache@example.com>"));
-    let saved = admin.post("/settings", &form);
-    assert_eq!(saved.status(), 200);
-    assert!(saved.text().unwrap().contains("Mail settings saved"));
+    let saved = admin.follow(admin.post("/settings", &form));
+    assert!(saved.contains("Mail settings saved"));
+    assert!(!admin.get("/settings").text().unwrap().contains("Mail settings saved"), "a notice shows once");
 
-    let tested = admin.post("/settings/test-mail", &[("csrf", &csrf)]);
-    assert!(tested.text().unwrap().contains(&format!("A test mail was sent to {ADMIN_EMAIL}")));
+    let tested = admin.follow(admin.post("/settings/test-mail", &[("csrf", &csrf)]));
+    assert!(tested.contains(&format!("A test mail was sent to {ADMIN_EMAIL}")));
     let message = mail.wait_for(ADMIN_EMAIL, 1);
     assert!(message.contains("Subject: Hibernation test mail"), "{message}");
     assert!(
@@ -200,15 +205,15 @@ fn mail_settings_from_the_dashboard_and_the_test_mail() {
     );
 
     // Invitations now go out through the saved settings.
-    assert_eq!(invite(&admin, "Early", "early@example.com").status(), 200);
+    assert_eq!(invite(&admin, "Early", "early@example.com").status(), 303);
     mail.wait_for("early@example.com", 1);
 
     // A server that does not answer: the test mail says so.
     let closed = support::free_port().to_string();
     let mut broken = form.clone();
     broken[2] = ("port", closed.as_str());
-    assert_eq!(admin.post("/settings", &broken).status(), 200);
-    let failed = admin.post("/settings/test-mail", &[("csrf", &csrf)]).text().unwrap();
+    assert_eq!(admin.post("/settings", &broken).status(), 303);
+    let failed = admin.follow(admin.post("/settings/test-mail", &[("csrf", &csrf)]));
     assert!(failed.contains("The test mail failed"), "{failed}");
 }
 
@@ -245,7 +250,7 @@ fn database_logging_never_writes_secrets() {
         ("password", secret),
         ("from", "Team cache <cache@example.com>"),
     ];
-    assert_eq!(admin.post("/settings", &form).status(), 200);
+    assert_eq!(admin.post("/settings", &form).status(), 303);
     let log = server.log();
     assert!(log.contains("hibernation::sql") && log.contains("smtp_settings"), "statements are logged");
     assert!(!log.contains(secret), "the SMTP password is in the log");

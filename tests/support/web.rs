@@ -33,6 +33,14 @@ impl<'a> WebClient<'a> {
         self.http.post(format!("{}{path}", self.server.url())).form(form).send().unwrap()
     }
 
+    /// The page an action's redirect (303) leads to, as the browser would show it next: with
+    /// the action's one-time notice.
+    pub fn follow(&self, response: Response) -> String {
+        assert_eq!(response.status(), 303, "not a redirect: {}", response.text().unwrap_or_default());
+        let to = location(&response).to_string();
+        self.get(&to).text().unwrap()
+    }
+
     /// Fetches `page` and returns its CSRF token (setting the cookie on first visit).
     pub fn csrf(&self, page: &str) -> String {
         csrf_in(&self.get(page).text().unwrap())

@@ -8,7 +8,7 @@ use poem::web::{Data, Form};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
-use super::{FormError, Layout, SESSION_COOKIE, cookie, render, signed_in, signed_in_form, unavailable};
+use super::{FormError, Layout, SESSION_COOKIE, cookie, done, render, signed_in, signed_in_form, unavailable};
 use crate::db::models::User;
 use crate::db::{is_unique_violation, users};
 use crate::services::auth::hash_token;
@@ -22,22 +22,21 @@ struct AccountPage {
     name: String,
     email: String,
     login: String,
-    saved: bool,
     error: FormError,
 }
 
-fn page(state: &AppState, req: &Request, user: &User, name: String, saved: bool, error: FormError) -> Response {
+fn page(state: &AppState, req: &Request, user: &User, name: String, error: FormError) -> Response {
     let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     let email = user.email.clone().unwrap_or_default();
     let login = user.login.clone();
-    let page = AccountPage { layout: Layout::new(req, Some(user)), name, email, login, saved, error };
+    let page = AccountPage { layout: Layout::new(req, Some(user)), name, email, login, error };
     render(state, status, &page.layout, &page)
 }
 
 #[handler]
 pub async fn show(req: &Request, state: Data<&Arc<AppState>>) -> Response {
     match signed_in(&state, req).await {
-        Ok(user) => page(&state, req, &user, user.name.clone(), false, FormError::default()),
+        Ok(user) => page(&state, req, &user, user.name.clone(), FormError::default()),
         Err(response) => response,
     }
 }
@@ -62,7 +61,7 @@ pub async fn update(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
     };
     let name = form.name.trim().to_string();
     if let Some(error) = crate::services::display_name_error(&name) {
-        return page(&state, req, &user, form.name, false, FormError::new("name", error));
+        return page(&state, req, &user, form.name, FormError::new("name", error));
     }
     let new_hash = if form.new_password.is_empty() {
         None
@@ -74,13 +73,12 @@ pub async fn update(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
                 req,
                 &user,
                 name,
-                false,
                 FormError::new("current_password", "This is not your current password."),
             );
         }
         if form.new_password.chars().count() < passwords::MIN_LENGTH {
             let text = format!("Use at least {} characters.", passwords::MIN_LENGTH);
-            return page(&state, req, &user, name, false, FormError::new("new_password", text));
+            return page(&state, req, &user, name, FormError::new("new_password", text));
         }
         Some(passwords::hash_async(&form.new_password).await)
     };
@@ -101,12 +99,12 @@ pub async fn update(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
         })
         .await;
     match saved {
-        Ok(()) => {
-            let updated = User { name: name.clone(), ..user };
-            page(&state, req, &updated, name, true, FormError::default())
+        Ok(()) if changes_password => {
+            done(&state, "/account", "Saved. Your new password is in force; your other sessions were signed out.")
         }
+        Ok(()) => done(&state, "/account", "Saved."),
         Err(e) if is_unique_violation(&e) => {
-            page(&state, req, &user, name, false, FormError::new("name", "Another user has this name."))
+            page(&state, req, &user, name, FormError::new("name", "Another user has this name."))
         }
         Err(e) => unavailable(&state, req, &user, e),
     }

@@ -9,7 +9,7 @@ use poem::{Request, Response, handler};
 use serde::Deserialize;
 
 use super::caches::{CacheForm, not_found, readable};
-use super::{CsrfOnly, FormError, Layout, csrf_refusal, message, redirect, render, signed_in, unavailable};
+use super::{CsrfOnly, FormError, Layout, csrf_refusal, done, message, moved, render, signed_in, unavailable};
 use crate::db::models::{Cache, GrantLevel, QuotaPolicy, User};
 use crate::db::{DbError, browse, groups, is_unique_violation, users};
 use crate::services::access::Access;
@@ -22,15 +22,9 @@ use hibernation::api::Upstream;
 struct SettingsPage {
     layout: Layout,
     cache: Cache,
-    is_public: bool,
-    priority: String,
-    quota: String,
-    quota_policy: String,
-    retention_days: String,
+    /// What the settings form shows: the cache's settings, or what was typed before an error.
+    values: CacheForm,
     policies: [QuotaPolicy; 4],
-    keys: String,
-    upstreams: String,
-    allow_force: bool,
     can_delete: bool,
     can_edit_upstreams: bool,
     error: FormError,
@@ -44,6 +38,55 @@ struct SettingsPage {
     group_candidates: Vec<(i64, String)>,
     /// The rights a grant can give, for the form and its explanation.
     levels: [GrantLevel; 3],
+}
+
+/// The settings form filled in with what the cache has now.
+async fn current_values(state: &AppState, cache: &Cache, keys: Vec<String>) -> Result<CacheForm, DbError> {
+    let cache_id = cache.id;
+    let upstreams = state.db.read(move |c| crate::db::upstreams::list(c, cache_id)).await?;
+    Ok(CacheForm {
+        csrf: String::new(),
+        name: cache.name.clone(),
+        public: cache.is_public.then(|| "on".to_string()),
+        priority: cache.priority.to_string(),
+        quota: cache.quota_bytes.map(|q| hibernation::format::gib_number(q.max(0) as u64)).unwrap_or_default(),
+        keys: keys.join("\n"),
+        upstreams: upstreams.iter().map(Upstream::to_line).collect::<Vec<_>>().join("\n"),
+        allow_force: cache.allow_force_push.then(|| "on".to_string()),
+        quota_policy: cache.quota_policy.clone(),
+        retention_days: cache.retention_seconds.map(|s| (s / 86_400).to_string()).unwrap_or_default(),
+    })
+}
+
+/// The settings page; with an error, 422 and the error next to its field.
+async fn settings_page(
+    state: &AppState,
+    req: &Request,
+    user: &User,
+    cache: Cache,
+    values: CacheForm,
+    error: FormError,
+) -> Response {
+    let lists = match access_lists(state, cache.id).await {
+        Ok(lists) => lists,
+        Err(e) => return unavailable(state, req, user, e),
+    };
+    let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    let page = SettingsPage {
+        layout: Layout::new(req, Some(user)),
+        cache,
+        values,
+        policies: QuotaPolicy::ALL,
+        can_delete: user.is_admin,
+        can_edit_upstreams: user.is_admin,
+        error,
+        grants: lists.grants,
+        candidates: lists.candidates,
+        group_grants: lists.group_grants,
+        group_candidates: lists.group_candidates,
+        levels: GrantLevel::ALL,
+    };
+    render(state, status, &page.layout, &page)
 }
 
 struct AccessLists {
@@ -100,11 +143,11 @@ async fn editable_form(
     req: &Request,
     name: &str,
     csrf: &str,
-) -> Result<(User, Cache), Response> {
-    let (user, cache, _) = editable(state, req, name).await?;
+) -> Result<(User, Cache, Vec<String>), Response> {
+    let (user, cache, keys) = editable(state, req, name).await?;
     match csrf_refusal(state, req, Some(&user), csrf) {
         Some(refused) => Err(refused),
-        None => Ok((user, cache)),
+        None => Ok((user, cache, keys)),
     }
 }
 
@@ -114,34 +157,10 @@ pub async fn show(req: &Request, state: Data<&Arc<AppState>>, Path(name): Path<S
         Ok(found) => found,
         Err(response) => return response,
     };
-    let cache_id = cache.id;
-    let found = state.db.read(move |c| crate::db::upstreams::list(c, cache_id)).await;
-    let (lists, upstreams) = match (access_lists(&state, cache.id).await, found) {
-        (Ok(lists), Ok(upstreams)) => (lists, upstreams),
-        (Err(e), _) | (_, Err(e)) => return unavailable(&state, req, &user, e),
-    };
-    let page = SettingsPage {
-        layout: Layout::new(req, Some(&user)),
-        is_public: cache.is_public,
-        priority: cache.priority.to_string(),
-        quota: cache.quota_bytes.map(|q| hibernation::format::gib_number(q.max(0) as u64)).unwrap_or_default(),
-        quota_policy: cache.quota_policy.clone(),
-        retention_days: cache.retention_seconds.map(|s| (s / 86_400).to_string()).unwrap_or_default(),
-        policies: QuotaPolicy::ALL,
-        keys: keys.join("\n"),
-        upstreams: upstreams.iter().map(Upstream::to_line).collect::<Vec<_>>().join("\n"),
-        allow_force: cache.allow_force_push,
-        can_delete: user.is_admin,
-        can_edit_upstreams: user.is_admin,
-        cache,
-        error: FormError::default(),
-        grants: lists.grants,
-        candidates: lists.candidates,
-        group_grants: lists.group_grants,
-        group_candidates: lists.group_candidates,
-        levels: GrantLevel::ALL,
-    };
-    render(&state, StatusCode::OK, &page.layout, &page)
+    match current_values(&state, &cache, keys).await {
+        Ok(values) => settings_page(&state, req, &user, cache, values, FormError::default()).await,
+        Err(e) => unavailable(&state, req, &user, e),
+    }
 }
 
 #[handler]
@@ -151,7 +170,7 @@ pub async fn update(
     Path(name): Path<String>,
     Form(form): Form<CacheForm>,
 ) -> Response {
-    let (user, cache) = match editable_form(&state, req, &name, &form.csrf).await {
+    let (user, cache, _) = match editable_form(&state, req, &name, &form.csrf).await {
         Ok(found) => found,
         Err(response) => return response,
     };
@@ -159,34 +178,7 @@ pub async fn update(
     let new_name = Some(form.name.trim()).filter(|n| !n.is_empty()).unwrap_or(&cache.name).to_string();
     let settings = match form.validate(&new_name, user.is_admin) {
         Ok(valid) => valid,
-        Err(error) => {
-            let lists = match access_lists(&state, cache.id).await {
-                Ok(lists) => lists,
-                Err(e) => return unavailable(&state, req, &user, e),
-            };
-            let page = SettingsPage {
-                layout: Layout::new(req, Some(&user)),
-                is_public: form.public.is_some(),
-                priority: form.priority,
-                quota: form.quota,
-                quota_policy: form.quota_policy,
-                retention_days: form.retention_days,
-                policies: QuotaPolicy::ALL,
-                keys: form.keys,
-                upstreams: form.upstreams,
-                allow_force: form.allow_force.is_some(),
-                can_delete: user.is_admin,
-                can_edit_upstreams: user.is_admin,
-                cache,
-                error,
-                grants: lists.grants,
-                candidates: lists.candidates,
-                group_grants: lists.group_grants,
-                group_candidates: lists.group_candidates,
-                levels: GrantLevel::ALL,
-            };
-            return render(&state, StatusCode::UNPROCESSABLE_ENTITY, &page.layout, &page);
-        }
+        Err(error) => return settings_page(&state, req, &user, cache, form, error).await,
     };
     let (id, renamed) = (cache.id, new_name.clone());
     let saved = state
@@ -206,11 +198,11 @@ pub async fn update(
             {
                 tracing::warn!("could not evict from cache {new_name} to fit its quota: {e}");
             }
-            redirect(&format!("/caches/{new_name}"))
+            moved(&state, req, &format!("/caches/{new_name}"), "Settings saved.")
         }
         Err(e) if is_unique_violation(&e) => {
-            let text = format!("A cache named {new_name:?} exists. Nothing was changed.");
-            message(&state, req, Some(&user), StatusCode::CONFLICT, "Name taken", &text)
+            let error = FormError::new("name", format!("A cache named {new_name} exists. Nothing was changed."));
+            settings_page(&state, req, &user, cache, form, error).await
         }
         Err(e) => unavailable(&state, req, &user, e),
     }
@@ -226,7 +218,7 @@ pub struct ConfirmForm {
 }
 
 async fn destroy(state: &Arc<AppState>, req: &Request, name: &str, form: ConfirmForm, whole_cache: bool) -> Response {
-    let (user, cache) = match editable_form(state, req, name, &form.csrf).await {
+    let (user, cache, keys) = match editable_form(state, req, name, &form.csrf).await {
         Ok(found) => found,
         Err(response) => return response,
     };
@@ -241,8 +233,13 @@ async fn destroy(state: &Arc<AppState>, req: &Request, name: &str, form: Confirm
         );
     }
     if form.confirm.trim() != cache.name {
-        let text = format!("Type the cache name ({}) to confirm. Nothing was changed.", cache.name);
-        return message(state, req, Some(&user), StatusCode::UNPROCESSABLE_ENTITY, "Not confirmed", &text);
+        let field = if whole_cache { "confirm-delete" } else { "confirm-clear" };
+        let error =
+            FormError::new(field, format!("Type the cache name ({}) to confirm. Nothing was changed.", cache.name));
+        return match current_values(state, &cache, keys).await {
+            Ok(values) => settings_page(state, req, &user, cache, values, error).await,
+            Err(e) => unavailable(state, req, &user, e),
+        };
     }
     let id = cache.id;
     let result =
@@ -258,8 +255,11 @@ async fn destroy(state: &Arc<AppState>, req: &Request, name: &str, form: Confirm
             for key in keys {
                 delete_stored(&state.storage, &key).await;
             }
-            let back = if whole_cache { "/caches".to_string() } else { format!("/caches/{}", cache.name) };
-            redirect(&back)
+            if whole_cache {
+                moved(state, req, "/caches", &format!("Cache {} deleted.", cache.name))
+            } else {
+                moved(state, req, &format!("/caches/{}", cache.name), &format!("Every path of {} removed.", cache.name))
+            }
         }
         Err(e) => unavailable(state, req, &user, e),
     }
@@ -308,7 +308,7 @@ pub struct GrantForm {
 /// Grants a user or group read or push access. The granter holds push access (needed to
 /// get here), so nobody grants more than they hold.
 async fn apply_grant(state: &Arc<AppState>, req: &Request, name: &str, form: GrantForm, grantee: Grantee) -> Response {
-    let (user, cache) = match editable_form(state, req, name, &form.csrf).await {
+    let (user, cache, _) = match editable_form(state, req, name, &form.csrf).await {
         Ok(found) => found,
         Err(response) => return response,
     };
@@ -335,7 +335,7 @@ async fn apply_grant(state: &Arc<AppState>, req: &Request, name: &str, form: Gra
     match granted {
         Ok(true) => {
             state.hot.forget_rights();
-            redirect(&format!("/caches/{}/settings", cache.name))
+            done(state, &format!("/caches/{}/settings", cache.name), &format!("Access granted: {}.", level.name()))
         }
         Ok(false) => {
             message(state, req, Some(&user), StatusCode::UNPROCESSABLE_ENTITY, "Not found", "Choose from the list.")
@@ -345,7 +345,7 @@ async fn apply_grant(state: &Arc<AppState>, req: &Request, name: &str, form: Gra
 }
 
 async fn apply_revoke(state: &Arc<AppState>, req: &Request, name: &str, csrf: &str, grantee: Grantee) -> Response {
-    let (user, cache) = match editable_form(state, req, name, csrf).await {
+    let (user, cache, _) = match editable_form(state, req, name, csrf).await {
         Ok(found) => found,
         Err(response) => return response,
     };
@@ -360,7 +360,7 @@ async fn apply_revoke(state: &Arc<AppState>, req: &Request, name: &str, csrf: &s
     match revoked {
         Ok(()) => {
             state.hot.forget_rights();
-            redirect(&format!("/caches/{}/settings", cache.name))
+            done(state, &format!("/caches/{}/settings", cache.name), "Access revoked.")
         }
         Err(e) => unavailable(state, req, &user, e),
     }

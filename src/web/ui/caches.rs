@@ -53,6 +53,14 @@ struct CachesPage {
     policies: [QuotaPolicy; 4],
 }
 
+impl CachesPage {
+    /// A key name for the help text: the typed cache name, or the site's host name.
+    fn key_name(&self) -> String {
+        let name = self.form.name.trim();
+        format!("{}-1", if name.is_empty() { "cache" } else { name })
+    }
+}
+
 pub fn not_found(state: &AppState, req: &Request, user: &User, name: &str) -> Response {
     message(
         state,
@@ -260,7 +268,7 @@ pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
         })
         .await;
     match created {
-        Ok(_) => super::redirect(&format!("/caches/{}", form.name)),
+        Ok(_) => super::moved(&state, req, &format!("/caches/{}", form.name), &format!("Cache {} created.", form.name)),
         Err(e) if is_unique_violation(&e) => {
             list_page(&state, req, &user, form, FormError::new("name", "A cache with this name exists.")).await
         }
@@ -397,24 +405,37 @@ pub async fn show(
     Path(name): Path<String>,
     Query(query): Query<PathQuery>,
 ) -> Response {
-    let user = match signed_in(&state, req).await {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
-    let (cache, access, keys) = match readable(&state, &user, &name).await {
+    match signed_in(&state, req).await {
+        Ok(user) => cache_page(&state, req, &user, &name, query, None).await,
+        Err(response) => response,
+    }
+}
+
+/// The cache page; with `attempt`, a refused pin shown in its form (422).
+pub async fn cache_page(
+    state: &Arc<AppState>,
+    req: &Request,
+    user: &User,
+    name: &str,
+    query: PathQuery,
+    attempt: Option<super::storage::PinAttempt>,
+) -> Response {
+    let (cache, access, keys) = match readable(state, user, name).await {
         Ok(Some(found)) => found,
-        Ok(None) => return not_found(&state, req, &user, &name),
-        Err(e) => return unavailable(&state, req, &user, e),
+        Ok(None) => return not_found(state, req, user, name),
+        Err(e) => return unavailable(state, req, user, e),
     };
-    let (rows, total) = match load_paths(&state, cache.id, &query).await {
+    let (rows, total) = match load_paths(state, cache.id, &query).await {
         Ok(found) => found,
-        Err(e) => return unavailable(&state, req, &user, e),
+        Err(e) => return unavailable(state, req, user, e),
     };
-    let storage = match super::storage::StorageCard::load(&state, &cache).await {
+    let mut storage = match super::storage::StorageCard::load(state, &cache).await {
         Ok(card) => card,
-        Err(e) => return unavailable(&state, req, &user, e),
+        Err(e) => return unavailable(state, req, user, e),
     };
-    let layout = Layout::new(req, Some(&user));
+    let status = if attempt.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    storage.attempt = attempt;
+    let layout = Layout::new(req, Some(user));
     let site = state.config.site_url.clone();
     let host = site.split("://").nth(1).unwrap_or(&site).split(['/', ':']).next().unwrap_or_default().to_string();
     let paths = PathsPartial {
@@ -437,7 +458,7 @@ pub async fn show(
         storage,
         layout,
     };
-    render(&state, StatusCode::OK, &page.layout, &page)
+    render(state, status, &page.layout, &page)
 }
 
 /// The path table alone, for htmx search, sort and paging.

@@ -8,9 +8,7 @@ use poem::web::{Data, Form, Path};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
-use super::{
-    CsrfOnly, FormError, Layout, message, redirect, render, signed_in_admin, signed_in_admin_form, unavailable,
-};
+use super::{CsrfOnly, FormError, Layout, done, message, render, signed_in_admin, signed_in_admin_form, unavailable};
 use crate::db::groups::{self, Group, GroupPermissions};
 use crate::db::models::User;
 use crate::db::{is_refused_rollback, is_unique_violation, users};
@@ -104,7 +102,7 @@ pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
     match state.db.write(move |c| groups::create(c, &n, permissions)).await {
         Ok(()) => {
             state.hot.forget_rights();
-            redirect("/groups")
+            done(&state, "/groups", &format!("Group {name} created."))
         }
         Err(e) if is_unique_violation(&e) => {
             page(&state, req, &user, name, FormError::new("name", "A group with this name exists.")).await
@@ -136,7 +134,7 @@ pub async fn add_member(
     match state.db.write(move |c| groups::add_member(c, id, member)).await {
         Ok(()) => {
             state.hot.forget_rights();
-            redirect("/groups")
+            done(&state, "/groups", "Member added.")
         }
         Err(e) => unavailable(&state, req, &user, e),
     }
@@ -156,7 +154,7 @@ pub async fn remove_member(
     match state.db.write(move |c| groups::keeping_an_administrator(c, |c| groups::remove_member(c, id, member))).await {
         Ok(()) => {
             state.hot.forget_rights();
-            redirect("/groups")
+            done(&state, "/groups", "Member removed.")
         }
         Err(e) if is_refused_rollback(&e) => last_admin(&state, req, &user),
         Err(e) => unavailable(&state, req, &user, e),
@@ -177,7 +175,7 @@ pub async fn delete(
     match state.db.write(move |c| groups::keeping_an_administrator(c, |c| groups::delete(c, id))).await {
         Ok(()) => {
             state.hot.forget_rights();
-            redirect("/groups")
+            done(&state, "/groups", "Group deleted.")
         }
         Err(e) if is_refused_rollback(&e) => last_admin(&state, req, &user),
         Err(e) => unavailable(&state, req, &user, e),

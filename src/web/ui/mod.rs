@@ -18,6 +18,7 @@ mod users;
 use std::sync::Arc;
 
 use askama::Template;
+use base64::Engine;
 use poem::http::{StatusCode, header};
 use poem::{Request, Response, Route, get, post};
 
@@ -27,6 +28,8 @@ use crate::services::{random_id, sessions};
 
 pub const SESSION_COOKIE: &str = "hibernation_session";
 pub const CSRF_COOKIE: &str = "hibernation_csrf";
+/// A one-time message for the next page ("Token revoked."), set by [`done`].
+const NOTICE_COOKIE: &str = "hibernation_notice";
 
 pub fn routes() -> Route {
     Route::new()
@@ -101,6 +104,8 @@ pub struct Layout {
     pub csrf: String,
     /// The nav entry of the page shown ("/", "/caches", ...), marked as the current one.
     pub section: String,
+    /// What the last action did, shown once at the top of the page.
+    pub notice: Option<String>,
     /// The CSRF cookie must be set on this response (the browser had none).
     new_csrf: bool,
 }
@@ -115,6 +120,7 @@ impl Layout {
             is_admin: user.is_some_and(|u| u.is_admin),
             csrf: existing.unwrap_or_else(random_id),
             section: format!("/{first}"),
+            notice: cookie(req, NOTICE_COOKIE).and_then(|value| decode_notice(&value)),
             new_csrf,
         }
     }
@@ -138,7 +144,14 @@ fn expected_csrf(req: &Request) -> Option<String> {
 /// The page for URLs that match no route (the cache protocol answers its own 404s).
 pub fn not_found_page() -> Response {
     let page = MessagePage {
-        layout: Layout { user: None, is_admin: false, csrf: String::new(), section: String::new(), new_csrf: false },
+        layout: Layout {
+            user: None,
+            is_admin: false,
+            csrf: String::new(),
+            section: String::new(),
+            notice: None,
+            new_csrf: false,
+        },
         heading: "Page not found".into(),
         message: "There is nothing at this address.".into(),
     };
@@ -187,6 +200,11 @@ pub fn render(state: &AppState, status: StatusCode, layout: &Layout, page: &impl
                 let value = cookie_header(state, CSRF_COOKIE, &layout.csrf, 7 * 24 * 3600, "Strict");
                 response.headers_mut().append(header::SET_COOKIE, value.parse().expect("cookie header"));
             }
+            if layout.notice.is_some() {
+                // Shown once: a reload or the next page does not repeat it.
+                let value = cookie_header(state, NOTICE_COOKIE, "", 0, "Lax");
+                response.headers_mut().append(header::SET_COOKIE, value.parse().expect("cookie header"));
+            }
             response
         }
         Err(e) => {
@@ -198,6 +216,37 @@ pub fn render(state: &AppState, status: StatusCode, layout: &Layout, page: &impl
 
 pub fn redirect(to: &str) -> Response {
     Response::builder().status(StatusCode::SEE_OTHER).header(header::LOCATION, to).finish()
+}
+
+/// The answer to an action that worked: back to the page `to`, which shows `notice` once.
+/// A plain form gets post/redirect/get (a reload does not repeat the action); an htmx form's
+/// request follows the redirect and swaps the page's new `<main>` in place.
+pub fn done(state: &AppState, to: &str, notice: &str) -> Response {
+    let value = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(notice);
+    let mut response = redirect(to);
+    let cookie = cookie_header(state, NOTICE_COOKIE, &value, 60, "Lax");
+    response.headers_mut().append(header::SET_COOKIE, cookie.parse().expect("cookie header"));
+    response
+}
+
+/// Like [`done`] for an action after which the user is on another page (a cache created,
+/// renamed or deleted): htmx loads that page and puts its address in the location bar.
+pub fn moved(state: &AppState, req: &Request, to: &str, notice: &str) -> Response {
+    let mut response = done(state, to, notice);
+    if is_htmx(req) {
+        response.set_status(StatusCode::OK);
+        response.headers_mut().remove(header::LOCATION);
+        if let Ok(location) = poem::http::HeaderValue::from_str(to) {
+            response.headers_mut().insert("HX-Location", location);
+        }
+    }
+    response
+}
+
+/// The notice a cookie carries; anything that does not decode to short text is dropped.
+fn decode_notice(value: &str) -> Option<String> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(value).ok()?;
+    String::from_utf8(bytes).ok().filter(|text| !text.is_empty() && text.len() <= 500)
 }
 
 #[derive(Template)]
@@ -218,7 +267,16 @@ pub fn message(
     text: &str,
 ) -> Response {
     let page = MessagePage { layout: Layout::new(req, user), heading: heading.into(), message: text.into() };
-    render(state, status, &page.layout, &page)
+    let mut response = render(state, status, &page.layout, &page);
+    if is_htmx(req) {
+        // Whatever the request meant to update (a table row, a search result), the message
+        // takes the page's main area.
+        let headers = response.headers_mut();
+        headers.insert("HX-Retarget", poem::http::HeaderValue::from_static("main"));
+        headers.insert("HX-Reselect", poem::http::HeaderValue::from_static("main"));
+        headers.insert("HX-Reswap", poem::http::HeaderValue::from_static("outerHTML"));
+    }
+    response
 }
 
 /// A signed-in user, or the response that sends the browser to setup or sign-in.
@@ -361,7 +419,19 @@ pub fn human_bytes(bytes: i64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::query_value;
+    use super::{decode_notice, query_value};
+    use base64::Engine;
+
+    #[test]
+    fn notices_round_trip_and_junk_is_dropped() {
+        let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("Token “ci” revoked; 2 left.");
+        assert!(encoded.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "cookie-safe");
+        assert_eq!(decode_notice(&encoded).as_deref(), Some("Token “ci” revoked; 2 left."));
+        assert_eq!(decode_notice("not base64!"), None);
+        assert_eq!(decode_notice(""), None);
+        let long = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("x".repeat(501));
+        assert_eq!(decode_notice(&long), None);
+    }
 
     #[test]
     fn query_values_keep_paths_readable_and_escape_separators() {

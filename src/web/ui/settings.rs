@@ -9,7 +9,7 @@ use poem::web::{Data, Form};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
-use super::{CsrfOnly, FormError, Layout, render, signed_in_admin, signed_in_admin_form, unavailable};
+use super::{CsrfOnly, FormError, Layout, done, render, signed_in_admin, signed_in_admin_form, unavailable};
 use crate::db::mail as stored;
 use crate::db::models::User;
 use crate::services::mail::{self, Security, SmtpSettings};
@@ -73,7 +73,6 @@ struct SettingsPage {
     form: SmtpForm,
     locked: bool,
     error: FormError,
-    notice: Option<String>,
     admin_email: String,
     securities: [(&'static str, &'static str); 3],
 }
@@ -83,14 +82,7 @@ const SECURITIES: [(&str, &str); 3] =
 
 const REFUSAL: &str = "Only administrators change settings.";
 
-async fn page(
-    state: &AppState,
-    req: &Request,
-    user: &User,
-    form: Option<SmtpForm>,
-    error: FormError,
-    notice: Option<String>,
-) -> Response {
+async fn page(state: &AppState, req: &Request, user: &User, form: Option<SmtpForm>, error: FormError) -> Response {
     let current = match mail::current(&state.db, state.config.smtp.as_ref()).await {
         Ok(current) => current,
         Err(e) => return unavailable(state, req, user, e),
@@ -107,7 +99,6 @@ async fn page(
         form,
         locked,
         error,
-        notice,
         admin_email: user.email.clone().unwrap_or_default(),
         securities: SECURITIES,
     };
@@ -117,7 +108,7 @@ async fn page(
 #[handler]
 pub async fn show(req: &Request, state: Data<&Arc<AppState>>) -> Response {
     match signed_in_admin(&state, req, REFUSAL).await {
-        Ok(user) => page(&state, req, &user, None, FormError::default(), None).await,
+        Ok(user) => page(&state, req, &user, None, FormError::default()).await,
         Err(response) => response,
     }
 }
@@ -130,7 +121,7 @@ pub async fn save(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<S
     };
     if state.config.smtp.is_some() {
         let note = "Nothing was changed: SMTP_* environment variables set the mail settings.";
-        return page(&state, req, &user, None, FormError::new("host", note), None).await;
+        return page(&state, req, &user, None, FormError::new("host", note)).await;
     }
     let saved = match state.db.read(stored::smtp).await {
         Ok(saved) => saved.and_then(|s| s.password),
@@ -138,11 +129,11 @@ pub async fn save(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<S
     };
     let settings = match form.validate(saved) {
         Ok(settings) => settings,
-        Err(error) => return page(&state, req, &user, Some(form), error, None).await,
+        Err(error) => return page(&state, req, &user, Some(form), error).await,
     };
     let row = settings.to_stored();
     match state.db.write(move |c| stored::save_smtp(c, &row)).await {
-        Ok(()) => page(&state, req, &user, None, FormError::default(), Some("Mail settings saved.".into())).await,
+        Ok(()) => done(&state, "/settings", "Mail settings saved."),
         Err(e) => unavailable(&state, req, &user, e),
     }
 }
@@ -154,8 +145,7 @@ pub async fn test_mail(req: &Request, state: Data<&Arc<AppState>>, Form(form): F
         Err(response) => return response,
     };
     let Some(to) = user.email.clone() else {
-        let note = "Your account has no email address to send the test to.".to_string();
-        return page(&state, req, &user, None, FormError::default(), Some(note)).await;
+        return done(&state, "/settings", "Your account has no email address to send the test to.");
     };
     let notice = match mail::current(&state.db, state.config.smtp.as_ref()).await {
         Ok(Some((settings, _))) => {
@@ -168,5 +158,5 @@ pub async fn test_mail(req: &Request, state: Data<&Arc<AppState>>, Form(form): F
         Ok(None) => mail::MailError::NotConfigured.to_string(),
         Err(e) => return unavailable(&state, req, &user, e),
     };
-    page(&state, req, &user, None, FormError::default(), Some(notice)).await
+    done(&state, "/settings", &notice)
 }

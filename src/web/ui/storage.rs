@@ -9,8 +9,8 @@ use poem::web::{Data, Form, Path};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
-use super::caches::{not_found, readable};
-use super::{message, redirect, signed_in_form, unavailable};
+use super::caches::{PathQuery, cache_page, not_found, readable};
+use super::{done, message, signed_in_form, unavailable};
 use crate::db::models::{Cache, Reclaim, User};
 use crate::db::{DbError, lifecycle};
 use crate::services::access::Access;
@@ -28,6 +28,15 @@ pub struct StorageCard {
     pub pins: Vec<PinInfo>,
     /// The latest eviction and retention run of this cache, and the latest garbage collection.
     pub reclaims: Vec<String>,
+    /// A pin that was refused, shown again in the form with its error.
+    pub attempt: Option<PinAttempt>,
+}
+
+/// What was typed into the pin form, and why it was refused.
+pub struct PinAttempt {
+    pub pin: String,
+    pub store_path: String,
+    pub error: String,
 }
 
 impl StorageCard {
@@ -56,7 +65,16 @@ impl StorageCard {
             retention_days: cache.retention_seconds.map(|s| s / 86_400),
             pins,
             reclaims: reclaims.iter().map(Self::describe).collect(),
+            attempt: None,
         })
+    }
+
+    pub fn typed_pin(&self) -> &str {
+        self.attempt.as_ref().map_or("", |a| a.pin.as_str())
+    }
+
+    pub fn typed_path(&self) -> &str {
+        self.attempt.as_ref().map_or("", |a| a.store_path.as_str())
     }
 
     /// "Last eviction: 3 paths (1.2 MiB) at 2026-11-30 10:00 UTC".
@@ -113,12 +131,14 @@ pub async fn pin(
         Ok(found) => found,
         Err(response) => return response,
     };
-    match pins::pin(&state.db, &cache, form.pin.trim(), form.store_path.trim(), None).await {
-        Ok(_) => redirect(&format!("/caches/{name}#storage")),
+    let pin_name = form.pin.trim();
+    match pins::pin(&state.db, &cache, pin_name, form.store_path.trim(), None).await {
+        Ok(_) => done(&state, &format!("/caches/{name}#storage"), &format!("Pinned {pin_name}.")),
         Err(pins::PinError::Db(e)) => unavailable(&state, req, &user, e),
         Err(e) => {
-            let text = format!("{e}. Nothing was changed.");
-            message(&state, req, Some(&user), StatusCode::UNPROCESSABLE_ENTITY, "Not pinned", &text)
+            let attempt =
+                PinAttempt { pin: form.pin, store_path: form.store_path, error: format!("{e}. Nothing was changed.") };
+            cache_page(&state, req, &user, &name, PathQuery::default(), Some(attempt)).await
         }
     }
 }
@@ -135,7 +155,9 @@ pub async fn unpin(
         Err(response) => return response,
     };
     match pins::unpin(&state.db, &cache, &pin_name).await {
-        Ok(()) | Err(pins::PinError::NoSuchPin { .. }) => redirect(&format!("/caches/{name}#storage")),
+        Ok(()) | Err(pins::PinError::NoSuchPin { .. }) => {
+            done(&state, &format!("/caches/{name}#storage"), &format!("Pin {pin_name} removed."))
+        }
         Err(pins::PinError::Db(e)) => unavailable(&state, req, &user, e),
         Err(e) => message(&state, req, Some(&user), StatusCode::UNPROCESSABLE_ENTITY, "Not removed", &e.to_string()),
     }

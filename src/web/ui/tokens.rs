@@ -9,7 +9,7 @@ use poem::web::{Data, Form, Path};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
-use super::{CsrfOnly, Layout, redirect, render, signed_in, signed_in_form, unavailable};
+use super::{CsrfOnly, Layout, done, render, signed_in, signed_in_form, unavailable};
 use crate::db::models::{ApiToken, User};
 use crate::db::users::TokenScope;
 use crate::db::{AnyConnection, DbResult, caches, is_unique_violation, now, users};
@@ -205,7 +205,7 @@ pub async fn revoke(
     match state.db.write(move |c| users::revoke_token_by_id(c, id, token_id)).await {
         Ok(_) => {
             state.hot.forget_rights();
-            redirect("/tokens")
+            done(&state, "/tokens", "Token revoked: anything using it stops working now.")
         }
         Err(e) => unavailable(&state, req, &user, e),
     }

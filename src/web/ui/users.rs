@@ -8,9 +8,7 @@ use poem::web::{Data, Form, Path};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
-use super::{
-    CsrfOnly, FormError, Layout, message, redirect, render, signed_in_admin, signed_in_admin_form, unavailable,
-};
+use super::{CsrfOnly, FormError, Layout, done, message, render, signed_in_admin, signed_in_admin_form, unavailable};
 use crate::db::models::User;
 use crate::db::{groups, is_refused_rollback, is_unique_violation, users};
 use crate::services::mail::{self, SmtpSettings};
@@ -23,34 +21,53 @@ use crate::web::AppState;
 struct UsersPage {
     layout: Layout,
     users: Vec<User>,
+    /// What was typed into the form that failed (`error` says which), shown again.
     name: String,
     email: String,
+    admin: bool,
     error: FormError,
-    notice: Option<String>,
     invite_days: i64,
+}
+
+impl UsersPage {
+    /// What the invite form shows in `field` ("name" or "email"): what was typed, after an
+    /// invitation that failed.
+    fn invited(&self, field: &str) -> &str {
+        match (self.error.at("invite"), field) {
+            (None, _) => "",
+            (Some(_), "name") => &self.name,
+            (Some(_), _) => &self.email,
+        }
+    }
+
+    /// What the new-user form shows in `field`, after a creation that failed.
+    fn created(&self, field: &str) -> &str {
+        match (self.error.is_some() && self.error.at("invite").is_none(), field) {
+            (false, _) => "",
+            (true, "name") => &self.name,
+            (true, _) => &self.email,
+        }
+    }
+}
+
+/// What a failed form had in it.
+#[derive(Default)]
+struct Typed {
+    name: String,
+    email: String,
+    admin: bool,
 }
 
 const REFUSAL: &str = "Only administrators manage users.";
 
-async fn page(state: &AppState, req: &Request, user: &User, name: String, email: String, error: FormError) -> Response {
-    page_with_notice(state, req, user, name, email, error, None).await
-}
-
-async fn page_with_notice(
-    state: &AppState,
-    req: &Request,
-    user: &User,
-    name: String,
-    email: String,
-    error: FormError,
-    notice: Option<String>,
-) -> Response {
+async fn page(state: &AppState, req: &Request, user: &User, typed: Typed, error: FormError) -> Response {
     match state.db.read(users::list).await {
         Ok(all) => {
             let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
             let invite_days = crate::services::user_links::INVITE_LIFETIME.num_days();
             let layout = Layout::new(req, Some(user));
-            let page = UsersPage { layout, users: all, name, email, error, notice, invite_days };
+            let Typed { name, email, admin } = typed;
+            let page = UsersPage { layout, users: all, name, email, admin, error, invite_days };
             render(state, status, &page.layout, &page)
         }
         Err(e) => unavailable(state, req, user, e),
@@ -60,7 +77,7 @@ async fn page_with_notice(
 #[handler]
 pub async fn list(req: &Request, state: Data<&Arc<AppState>>) -> Response {
     match signed_in_admin(&state, req, REFUSAL).await {
-        Ok(user) => page(&state, req, &user, String::new(), String::new(), FormError::default()).await,
+        Ok(user) => page(&state, req, &user, Typed::default(), FormError::default()).await,
         Err(response) => response,
     }
 }
@@ -77,6 +94,12 @@ pub struct CreateForm {
     password: String,
     #[serde(default)]
     admin: Option<String>,
+}
+
+impl CreateForm {
+    fn typed(&self) -> Typed {
+        Typed { name: self.name.clone(), email: self.email.clone(), admin: self.admin.is_some() }
+    }
 }
 
 #[handler]
@@ -96,7 +119,7 @@ pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
         FormError::default()
     };
     if error.is_some() {
-        return page(&state, req, &user, form.name, form.email, error).await;
+        return page(&state, req, &user, form.typed(), error).await;
     }
     let (hash, admin) = (passwords::hash_async(&form.password).await, form.admin.is_some());
     let (n, e) = (name.clone(), email.clone());
@@ -104,9 +127,9 @@ pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
         .db
         .write(move |c| users::create_with_password(c, users::NewIdentity { login: &e, name: &n }, &e, &hash, admin));
     match created.await {
-        Ok(_) => redirect("/users"),
+        Ok(_) => done(&state, "/users", &format!("{name} can sign in now.")),
         Err(e) if is_unique_violation(&e) => {
-            page(&state, req, &user, name, email, FormError::new("name", "A user with this name or email exists."))
+            page(&state, req, &user, form.typed(), FormError::new("name", "A user with this name or email exists."))
                 .await
         }
         Err(e) => unavailable(&state, req, &user, e),
@@ -134,7 +157,7 @@ pub async fn invite(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
         form.admin.is_some(),
     )
     .await;
-    invitation_page(&state, req, &user, invited, "Invitation sent to").await
+    invitation_page(&state, req, &user, invited, "Invitation sent to", form.typed()).await
 }
 
 /// The mail settings in force, or the page saying the database failed.
@@ -151,16 +174,13 @@ async fn invitation_page(
     req: &Request,
     user: &User,
     result: Result<User, LinkError>,
-    done: &str,
+    what: &str,
+    typed: Typed,
 ) -> Response {
-    let (name, email) = (String::new(), String::new());
     match result {
-        Ok(invited) => {
-            let note = format!("{done} {}.", invited.email.unwrap_or_default());
-            page_with_notice(state, req, user, name, email, FormError::default(), Some(note)).await
-        }
+        Ok(invited) => done(state, "/users", &format!("{what} {}.", invited.email.unwrap_or_default())),
         Err(LinkError::Db(e)) => unavailable(state, req, user, e),
-        Err(e) => page(state, req, user, name, email, FormError::new("invite", e.to_string())).await,
+        Err(e) => page(state, req, user, typed, FormError::new("invite", e.to_string())).await,
     }
 }
 
@@ -180,7 +200,7 @@ pub async fn reinvite(
         Err(response) => return response,
     };
     let sent = user_links::reinvite(&state.db, smtp.as_ref(), &state.config.site_url, &user.name, id).await;
-    invitation_page(&state, req, &user, sent, "Invitation sent again to").await
+    invitation_page(&state, req, &user, sent, "Invitation sent again to", Typed::default()).await
 }
 
 #[handler]
@@ -197,7 +217,7 @@ pub async fn delete(
     match state.db.write(move |c| groups::keeping_an_administrator(c, |c| users::delete(c, id))).await {
         Ok(()) => {
             state.hot.forget_rights();
-            redirect("/users")
+            done(&state, "/users", "User deleted. Their tokens and sessions no longer work.")
         }
         Err(e) if is_refused_rollback(&e) => message(
             &state,

@@ -548,7 +548,7 @@ fn overview_shows_traffic_and_recent_pushes(backend: Backend) {
 
     // Counters are written in batches every few seconds.
     let expected =
-        format!("2 narinfo hits, 1 misses, {} of NARs served", hibernation::format::human_bytes(nar.len() as u64));
+        format!("2 narinfo hits, 1 miss, {} of NARs served", hibernation::format::human_bytes(nar.len() as u64));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     let mut page = String::new();
     while std::time::Instant::now() < deadline {
@@ -559,7 +559,7 @@ fn overview_shows_traffic_and_recent_pushes(backend: Backend) {
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
     assert!(page.contains(&expected), "{page}");
-    assert!(page.contains("id=\"traffic-chart\"") && page.contains("2 hits, 1 misses"));
+    assert!(page.contains("id=\"traffic-chart\"") && page.contains("2 hits, 1 miss"));
     assert!(page.contains(&closure.app[11..]) && page.contains(&closure.dep[11..]), "recent pushes");
     // The path's own access counter moved too.
     let paths = web.get("/caches/main?sort=accesses").text().unwrap();

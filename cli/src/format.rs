@@ -1,5 +1,10 @@
 //! Human-readable numbers shared by the CLI and the dashboard.
 
+/// "1 path", "2 paths": `n` and the noun that fits it.
+pub fn count(n: i64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Bytes in binary units (B, KiB, MiB, GiB, TiB) with one decimal.
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -52,6 +52,19 @@ pub fn totals(conn: &mut AnyConnection, cache_ids: Option<&[i64]>) -> DbResult<T
     })
 }
 
+/// A fingerprint of these caches' contents (`None`: all): it changes whenever a path is
+/// added or removed, so a live dashboard view can tell, cheaply and from any replica,
+/// whether it needs drawing again.
+pub fn contents_stamp(conn: &mut AnyConnection, cache_ids: Option<&[i64]>) -> DbResult<String> {
+    let mut paths = store_paths::table.into_boxed();
+    if let Some(ids) = cache_ids {
+        paths = paths.filter(store_paths::cache_id.eq_any(ids.to_vec()));
+    }
+    let (count, newest): (i64, Option<i64>) =
+        paths.select((count_star(), diesel::dsl::max(store_paths::id))).first(conn)?;
+    Ok(format!("{count}-{}", newest.unwrap_or(0)))
+}
+
 /// Bytes of the cache's NAR files that other caches use too: storage deduplication saves.
 pub fn shared_bytes(conn: &mut AnyConnection, cache_id: i64) -> DbResult<i64> {
     let own = store_paths::table.filter(store_paths::cache_id.eq(cache_id)).select(store_paths::nar_id);

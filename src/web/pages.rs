@@ -7,6 +7,7 @@ use poem::{Response, handler};
 
 const ASSETS: &[(&str, &str, &str)] = &[
     ("htmx-2.0.11.min.js", "text/javascript; charset=utf-8", include_str!("../../static/htmx-2.0.11.min.js")),
+    ("dashboard.js", "text/javascript; charset=utf-8", include_str!("../../static/dashboard.js")),
     ("style.css", "text/css; charset=utf-8", include_str!("../../static/style.css")),
     ("favicon.svg", "image/svg+xml", include_str!("../../static/favicon.svg")),
 ];

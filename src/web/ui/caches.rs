@@ -324,6 +324,9 @@ struct PathsPartial {
     total: i64,
     query: PathQuery,
     can_delete: bool,
+    /// The cache's contents stamp when this table was drawn: the table asks every few
+    /// seconds whether it changed (see `browse::contents_stamp`).
+    stamp: String,
 }
 
 impl PathsPartial {
@@ -346,6 +349,12 @@ impl PathsPartial {
         let desc =
             if sort == self.query.sort() && page == self.query.page() { !self.query.desc() } else { self.query.desc() };
         format!("q={}&sort={sort}&desc={desc}&page={page}", urlencode(&self.query.q()))
+    }
+
+    /// The query string of this very table (search, sort, direction and page).
+    fn here(&self) -> String {
+        let query = &self.query;
+        format!("q={}&sort={}&desc={}&page={}", urlencode(&query.q()), query.sort(), query.desc(), query.page())
     }
 }
 
@@ -374,6 +383,8 @@ pub struct PathQuery {
     sort: Option<String>,
     desc: Option<bool>,
     page: Option<i64>,
+    /// A live table's stamp: unchanged contents answer 204 and the table stays as it is.
+    live: Option<String>,
 }
 
 impl PathQuery {
@@ -393,9 +404,21 @@ impl PathQuery {
     }
 }
 
-async fn load_paths(state: &AppState, cache_id: i64, query: &PathQuery) -> Result<(Vec<PathRow>, i64), DbError> {
+/// One page of the path table, its total and the cache's contents stamp.
+async fn load_paths(
+    state: &AppState,
+    cache_id: i64,
+    query: &PathQuery,
+) -> Result<(Vec<PathRow>, i64, String), DbError> {
     let (q, sort, desc, page) = (query.q(), SortKey::parse(query.sort()), query.desc(), query.page());
-    state.db.read(move |c| browse::paths_page(c, cache_id, &q, sort, desc, page)).await
+    state
+        .db
+        .read(move |c| {
+            let stamp = browse::contents_stamp(c, Some(&[cache_id]))?;
+            let (rows, total) = browse::paths_page(c, cache_id, &q, sort, desc, page)?;
+            Ok((rows, total, stamp))
+        })
+        .await
 }
 
 #[handler]
@@ -425,7 +448,7 @@ pub async fn cache_page(
         Ok(None) => return not_found(state, req, user, name),
         Err(e) => return unavailable(state, req, user, e),
     };
-    let (rows, total) = match load_paths(state, cache.id, &query).await {
+    let (rows, total, stamp) = match load_paths(state, cache.id, &query).await {
         Ok(found) => found,
         Err(e) => return unavailable(state, req, user, e),
     };
@@ -445,6 +468,7 @@ pub async fn cache_page(
         total,
         query,
         can_delete: access == Access::Manage,
+        stamp,
     };
     let page = CachePage {
         url: crate::services::cache_info::substituter_url(&site, &cache.name),
@@ -483,8 +507,16 @@ pub async fn paths_table(
         Ok(None) => return not_found(&state, req, &user, &name),
         Err(e) => return unavailable(&state, req, &user, e),
     };
+    if let Some(seen) = &query.live {
+        let cache_id = cache.id;
+        match state.db.read(move |c| browse::contents_stamp(c, Some(&[cache_id]))).await {
+            Ok(stamp) if stamp == *seen => return StatusCode::NO_CONTENT.into_response(),
+            Ok(_) => {}
+            Err(e) => return unavailable(&state, req, &user, e),
+        }
+    }
     match load_paths(&state, cache.id, &query).await {
-        Ok((rows, total)) => {
+        Ok((rows, total, stamp)) => {
             let layout = Layout::new(req, Some(&user));
             let partial = PathsPartial {
                 csrf: layout.csrf.clone(),
@@ -493,6 +525,7 @@ pub async fn paths_table(
                 total,
                 query,
                 can_delete: access == Access::Manage,
+                stamp,
             };
             render(&state, StatusCode::OK, &layout, &partial)
         }

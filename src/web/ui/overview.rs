@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use askama::Template;
 use poem::http::StatusCode;
-use poem::web::Data;
-use poem::{Request, Response, handler};
+use poem::web::{Data, Query};
+use poem::{IntoResponse, Request, Response, handler};
 
 use super::{Layout, human_bytes, render, signed_in, unavailable};
 use crate::db::browse::{self, Totals};
@@ -18,10 +18,14 @@ use chrono::{Duration, NaiveDateTime};
 const CHART_HOURS: i64 = 24;
 const CHART_HEIGHT: f64 = 120.0;
 const BAR_WIDTH: i64 = 24;
+/// Room left of the bars for the y axis labels.
+const CHART_LEFT: i64 = 44;
 
 /// One hour of the traffic chart, already in SVG coordinates.
 pub struct Bar {
     pub x: i64,
+    /// The hour under the bar, on every sixth bar ("06:00").
+    pub tick: Option<String>,
     pub hit_y: f64,
     pub hit_height: f64,
     pub miss_y: f64,
@@ -35,12 +39,36 @@ struct OverviewPage {
     layout: Layout,
     totals: Totals,
     bars: Vec<Bar>,
+    /// Requests in the busiest hour: the top of the y axis.
+    peak: i64,
     hits: i64,
     misses: i64,
     served: String,
     recent: Vec<(String, String, String)>,
-    /// Bytes garbage collection deleted from storage in the last 30 days (all caches).
+    /// Bytes garbage collection deleted from storage in the last 30 days (all caches; shown
+    /// to administrators only, as it counts storage shared with caches others cannot see).
     reclaimed: i64,
+    /// What the page showed when drawn (see [`stamp`]): it asks every few seconds whether
+    /// that changed, and redraws itself when it did.
+    stamp: String,
+}
+
+/// A fingerprint of what the overview shows: the visible caches' contents and this hour's
+/// traffic. Cheap, and from the database, so any replica answers the same.
+fn stamp(conn: &mut crate::db::AnyConnection, ids: Option<&[i64]>) -> crate::db::DbResult<String> {
+    let contents = browse::contents_stamp(conn, ids)?;
+    let this_hour: Vec<_> = traffic::hourly(conn, ids, traffic::current_hour())?;
+    let (hits, misses, bytes) = this_hour.iter().fold((0, 0, 0), |(h, m, b), (_, d)| {
+        (h + d.narinfo_hits, m + d.narinfo_misses, b + d.nar_bytes)
+    });
+    let caches = browse::caches_by_ids(conn, ids)?.len();
+    Ok(format!("{contents}-{caches}-{hits}-{misses}-{bytes}"))
+}
+
+#[derive(serde::Deserialize)]
+pub struct LiveQuery {
+    /// The stamp the page was drawn with: unchanged answers 204 and nothing is redrawn.
+    live: Option<String>,
 }
 
 /// Stacked bars of narinfo hits (bottom) and misses (top) for each of the last 24 hours.
@@ -61,12 +89,18 @@ fn chart(hourly: &[(NaiveDateTime, TrafficDelta)], now_hour: NaiveDateTime) -> V
             let hit_height = hits as f64 / peak * CHART_HEIGHT;
             let miss_height = misses as f64 / peak * CHART_HEIGHT;
             Bar {
-                x: i as i64 * BAR_WIDTH,
+                x: CHART_LEFT + i as i64 * BAR_WIDTH,
+                tick: (i % 6 == 0).then(|| hour.format("%H:00").to_string()),
                 hit_y: CHART_HEIGHT - hit_height,
                 hit_height,
                 miss_y: CHART_HEIGHT - hit_height - miss_height,
                 miss_height,
-                label: format!("{} UTC: {hits} hits, {misses} misses", hour.format("%H:00")),
+                label: format!(
+                    "{} UTC: {}, {}",
+                    hour.format("%H:00"),
+                    hibernation::format::count(hits, "hit", "hits"),
+                    hibernation::format::count(misses, "miss", "misses")
+                ),
             }
         })
         .collect()
@@ -84,15 +118,35 @@ impl OverviewPage {
     fn reclaimed(&self) -> String {
         human_bytes(self.reclaimed)
     }
+
+    /// "1 miss", "2 misses".
+    fn count(n: &i64, one: &str, many: &str) -> String {
+        hibernation::format::count(*n, one, many)
+    }
 }
 
 #[handler]
-pub async fn overview(req: &Request, state: Data<&Arc<AppState>>) -> Response {
+pub async fn overview(req: &Request, state: Data<&Arc<AppState>>, Query(query): Query<LiveQuery>) -> Response {
     let user = match signed_in(&state, req).await {
         Ok(user) => user,
         Err(response) => return response,
     };
     let caller = Caller::session(&user);
+    if let Some(seen) = query.live {
+        let caller = caller.clone();
+        let current = state
+            .db
+            .read(move |c| {
+                let ids = readable_cache_ids(c, &caller)?;
+                stamp(c, ids.as_deref())
+            })
+            .await;
+        match current {
+            Ok(current) if current == seen => return StatusCode::NO_CONTENT.into_response(),
+            Ok(_) => {}
+            Err(e) => return unavailable(&state, req, &user, e),
+        }
+    }
     let now_hour = traffic::current_hour();
     let since = now_hour - Duration::hours(CHART_HOURS - 1);
     let loaded = state
@@ -104,21 +158,24 @@ pub async fn overview(req: &Request, state: Data<&Arc<AppState>>) -> Response {
                 traffic::hourly(c, ids.as_deref(), since)?,
                 traffic::recent_pushes(c, ids.as_deref(), 10)?,
                 crate::db::lifecycle::reclaimed_bytes_since(c, crate::db::now() - Duration::days(30), "gc")?,
+                stamp(c, ids.as_deref())?,
             ))
         })
         .await;
     match loaded {
-        Ok((totals, hourly, recent, reclaimed)) => {
+        Ok((totals, hourly, recent, reclaimed, stamp)) => {
             let sum = |f: fn(&TrafficDelta) -> i64| hourly.iter().map(|(_, d)| f(d)).sum::<i64>();
             let page = OverviewPage {
                 layout: Layout::new(req, Some(&user)),
                 totals,
                 bars: chart(&hourly, now_hour),
+                peak: hourly.iter().map(|(_, d)| d.narinfo_hits + d.narinfo_misses).max().unwrap_or(0),
                 hits: sum(|d| d.narinfo_hits),
                 misses: sum(|d| d.narinfo_misses),
                 served: human_bytes(sum(|d| d.nar_bytes)),
                 recent: recent.into_iter().map(|(c, p, at)| (c, p, at.format("%Y-%m-%d %H:%M").to_string())).collect(),
                 reclaimed,
+                stamp,
             };
             render(&state, StatusCode::OK, &page.layout, &page)
         }
@@ -142,6 +199,6 @@ mod tests {
         assert_eq!(last.miss_y, 0.0);
         assert_eq!(bars[22].hit_height, CHART_HEIGHT / 4.0);
         assert_eq!(bars[0].hit_height, 0.0);
-        assert!(last.label.starts_with("12:00 UTC: 3 hits, 1 misses"));
+        assert!(last.label.starts_with("12:00 UTC: 3 hits, 1 miss"));
     }
 }

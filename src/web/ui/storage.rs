@@ -17,7 +17,7 @@ use crate::services::access::Access;
 use crate::services::pins;
 use crate::web::AppState;
 use hibernation::api::PinInfo;
-use hibernation::format::human_bytes;
+use hibernation::format::{count, human_bytes};
 
 /// What the card shows.
 pub struct StorageCard {
@@ -82,10 +82,15 @@ impl StorageCard {
         let at = reclaim.at.format("%Y-%m-%d %H:%M UTC");
         let bytes = human_bytes(reclaim.bytes.max(0) as u64);
         match reclaim.kind.as_str() {
-            "eviction" => format!("Last eviction: {} paths ({bytes}) at {at}", reclaim.paths),
-            "retention" => format!("Last retention run: {} unused paths ({bytes}) at {at}", reclaim.paths),
-            "gc" => format!("Last garbage collection (all caches): {} objects ({bytes}) at {at}", reclaim.objects),
-            other => format!("{other}: {} paths at {at}", reclaim.paths),
+            "eviction" => format!("Last eviction: {} ({bytes}) at {at}", count(reclaim.paths, "path", "paths")),
+            "retention" => {
+                format!("Last retention run: {} ({bytes}) at {at}", count(reclaim.paths, "unused path", "unused paths"))
+            }
+            "gc" => {
+                let objects = count(reclaim.objects, "object", "objects");
+                format!("Last garbage collection (all caches): {objects} ({bytes}) at {at}")
+            }
+            other => format!("{other}: {} at {at}", count(reclaim.paths, "path", "paths")),
         }
     }
 }

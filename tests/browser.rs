@@ -230,3 +230,150 @@ fn phone_layout_errors_in_place_and_expired_sessions() {
     // Where the user was: the cache page with the search the address had.
     assert!(browser.url().contains("/caches/main?q="), "{}", browser.url());
 }
+
+#[test]
+fn actions_answer_in_place_at_desktop_size() {
+    actions_answer_in_place("in-place-desktop", None);
+}
+
+#[test]
+fn actions_answer_in_place_at_phone_size() {
+    actions_answer_in_place("in-place-phone", Some((390, 844)));
+}
+
+/// Clicks `button`, accepts the confirmation, and waits for `notice` at the top of the page,
+/// which must not have reloaded.
+fn act_in_place(browser: &Browser, button: &str, confirm: bool, notice: &str) {
+    browser.mark_document();
+    browser.click(button);
+    if confirm {
+        browser.accept_alert();
+    }
+    browser.wait_until(notice, |html| html.contains("id=\"notice\"") && html.contains(notice));
+    assert!(browser.same_document(), "{button} reloaded the page instead of answering in place");
+}
+
+/// Every list action of the dashboard answers in place (no page load), says what it did
+/// once, shows errors at the form with what was typed, and the overview and the cache page
+/// follow pushes live; at phone size no page scrolls sideways on the way.
+fn actions_answer_in_place(name: &str, size: Option<(u32, u32)>) {
+    let keys = Keys::generate(name);
+    let first = Closure::build(&format!("{name}-a"));
+    let second = Closure::build(&format!("{name}-b"));
+    let server = Server::start(Backend::Sqlite);
+    let browser = Browser::start(name);
+    let site = server.url();
+    if let Some((width, height)) = size {
+        browser.resize(width, height);
+    }
+    let no_overflow = |page: &str| {
+        let overflow = browser.horizontal_overflow();
+        assert!(size.is_none() || overflow <= 0, "{page} scrolls sideways by {overflow} px");
+    };
+    set_up_administrator(&browser, &server);
+    server.admin(&["create-cache", "main", "--no-upstream", "--public-key", &keys.public]);
+
+    // Tokens: the secret shows in place with a copy button; revoking asks, then says so once.
+    browser.goto(&format!("{site}/tokens"));
+    browser.type_into("#token-name", "ci");
+    browser.mark_document();
+    browser.click("#create-token");
+    browser.wait_until("the secret", |html| html.contains("id=\"new-token\""));
+    assert!(browser.same_document());
+    let token = browser.text("#new-token");
+    assert!(token.starts_with("hib_"), "{token}");
+    browser.click(".snippet button.copy");
+    browser.wait_until("the copy is confirmed", |html| html.contains(">Copied<"));
+    no_overflow("/tokens with a new token");
+    act_in_place(&browser, ".revoke-token", true, "Token revoked");
+    assert!(browser.text("#tokens").contains("revoked"));
+    browser.goto(&format!("{site}/tokens"));
+    browser.element("#tokens");
+    assert!(!browser.source().contains("id=\"notice\""), "a notice shows once");
+    assert!(!browser.source().contains(&token), "the secret shows once");
+
+    // Users: an invitation without mail fails at its form, keeping what was typed; a user is
+    // created in place.
+    browser.goto(&format!("{site}/users"));
+    browser.type_into("#invite-name", "Grace");
+    browser.type_into("#invite-email", "grace@example.com");
+    browser.mark_document();
+    browser.click("#send-invite");
+    browser.wait_until("the invitation error", |html| html.contains("id=\"invite-error\""));
+    assert!(browser.same_document());
+    assert_eq!(browser.value("#invite-email"), "grace@example.com");
+    assert_eq!(browser.value("#invite-name"), "Grace");
+    browser.type_into("#name", "Bob");
+    browser.type_into("#email", "bob@example.com");
+    browser.type_into("#password", "bob's password");
+    act_in_place(&browser, "#create-user", false, "Bob can sign in now.");
+    assert!(browser.text("#users").contains("bob@example.com"));
+    no_overflow("/users");
+
+    // Groups: create, add and remove a member, in place.
+    browser.goto(&format!("{site}/groups"));
+    browser.type_into("#group-name", "builders");
+    act_in_place(&browser, "#create-group", false, "Group builders created.");
+    browser.choose(".add-member select", "Bob");
+    act_in_place(&browser, ".add-member button", false, "Member added.");
+    assert!(browser.text(".group table").contains("Bob"));
+    act_in_place(&browser, ".group table button", false, "Member removed.");
+    no_overflow("/groups");
+
+    // Cache access: grant and revoke in place; a wrong confirmation is an error at its field.
+    browser.goto(&format!("{site}/caches/main/settings"));
+    browser.choose("#grant-user", "Bob");
+    act_in_place(&browser, "#grant-access", false, "Access granted");
+    assert!(browser.text("#grants").contains("Bob"));
+    act_in_place(&browser, "#grants button", false, "Access revoked.");
+    assert!(!browser.source().contains("id=\"grants\"><tr>"), "no grant left");
+    browser.type_into("#confirm-clear", "mian");
+    browser.mark_document();
+    browser.click("#clear-cache button");
+    browser.wait_until("the confirmation error", |html| html.contains("id=\"confirm-clear-error\""));
+    assert!(browser.same_document());
+    assert_eq!(browser.value("#confirm-clear"), "", "nothing typed there is worth keeping");
+    no_overflow("/caches/main/settings");
+
+    // The cache page follows pushes live: the path appears without a reload.
+    browser.goto(&format!("{site}/caches/main"));
+    browser.element("#path-count");
+    browser.mark_document();
+    let cli = Cli::new();
+    cli.login(&server, &server.admin(&["create-token", ADMIN_EMAIL, "--name", "cli"]));
+    cli.run_ok(&["push", "main", "--key", keys.secret_path(), &first.app]);
+    let first_name = first.app[44..].to_string();
+    browser.wait_up_to(std::time::Duration::from_secs(15), "the pushed path appears", |html| {
+        html.contains(&first_name) && html.contains(">2 paths<")
+    });
+    assert!(browser.same_document(), "the table updated in place");
+
+    // Pins: a path that is not there is an error at the form, keeping its input; a pin is
+    // set and removed in place.
+    browser.type_into("#pin-name", "release");
+    browser.type_into("#pin-path", "/nix/store/00000000000000000000000000000000-missing");
+    browser.mark_document();
+    browser.click("#pin-button");
+    browser.wait_until("the pin error", |html| html.contains("id=\"pin-error\""));
+    assert!(browser.same_document());
+    assert_eq!(browser.value("#pin-name"), "release");
+    browser.type_into("#pin-path", &first.app);
+    act_in_place(&browser, "#pin-button", false, "Pinned release.");
+    assert!(browser.text("#pins").contains(&first_name));
+    act_in_place(&browser, ".remove-pin", true, "Pin release removed.");
+    assert!(browser.source().contains("id=\"no-pins\""));
+    no_overflow("/caches/main");
+
+    // The overview follows pushes live too.
+    browser.goto(&format!("{site}/"));
+    browser.wait_until("two paths counted", |html| html.contains("id=\"stat-paths\">2<"));
+    browser.mark_document();
+    cli.run_ok(&["push", "main", "--key", keys.secret_path(), &second.app]);
+    let second_name = second.app[44..].to_string();
+    browser.wait_up_to(std::time::Duration::from_secs(15), "the push shows on the overview", |html| {
+        html.contains(&second_name) && html.contains("id=\"stat-paths\">4<")
+    });
+    assert!(browser.same_document(), "the overview updated in place");
+    browser.screenshot("overview-live");
+    no_overflow("/");
+}

@@ -125,6 +125,36 @@ impl Browser {
         self.call(reqwest::Method::POST, "/execute/sync", Some(json!({"script": script, "args": []})))
     }
 
+    /// The current value of an input (what the user sees in it).
+    pub fn value(&self, css: &str) -> String {
+        self.element(css);
+        let script = format!("return document.querySelector({}).value;", serde_json::to_string(css).unwrap());
+        self.execute(&script).as_str().unwrap_or_default().to_string()
+    }
+
+    /// Chooses the option of the `<select>` at `css` whose label contains `label`.
+    pub fn choose(&self, css: &str, label: &str) {
+        self.element(css);
+        let script = format!(
+            "const s = document.querySelector({}); const o = [...s.options].find(o => o.text.includes({}));
+             if (!o) return false; s.value = o.value; return true;",
+            serde_json::to_string(css).unwrap(),
+            serde_json::to_string(label).unwrap()
+        );
+        assert_eq!(self.execute(&script), serde_json::Value::Bool(true), "no option {label} in {css}");
+    }
+
+    /// Marks the loaded document, so [`Browser::same_document`] can tell an in-place update
+    /// from a page load.
+    pub fn mark_document(&self) {
+        self.execute("window.__hibernation_mark = true; return true;");
+    }
+
+    /// Whether the document marked last is still the one shown (nothing reloaded it).
+    pub fn same_document(&self) -> bool {
+        self.execute("return window.__hibernation_mark === true;").as_bool().unwrap_or(false)
+    }
+
     /// How far the page is wider than the window, in CSS pixels (0: no sideways scrolling).
     pub fn horizontal_overflow(&self) -> i64 {
         let script = "return document.documentElement.scrollWidth - document.documentElement.clientWidth;";
@@ -141,7 +171,12 @@ impl Browser {
 
     /// Waits up to five seconds until the page source satisfies `check`.
     pub fn wait_until(&self, what: &str, check: impl Fn(&str) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        self.wait_up_to(Duration::from_secs(5), what, check)
+    }
+
+    /// Waits up to `limit` until the page source satisfies `check`.
+    pub fn wait_up_to(&self, limit: Duration, what: &str, check: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + limit;
         while !check(&self.source()) {
             assert!(Instant::now() < deadline, "timed out waiting until {what} on {}", self.url());
             std::thread::sleep(Duration::from_millis(50));

@@ -58,9 +58,9 @@ struct OverviewPage {
 fn stamp(conn: &mut crate::db::AnyConnection, ids: Option<&[i64]>) -> crate::db::DbResult<String> {
     let contents = browse::contents_stamp(conn, ids)?;
     let this_hour: Vec<_> = traffic::hourly(conn, ids, traffic::current_hour())?;
-    let (hits, misses, bytes) = this_hour.iter().fold((0, 0, 0), |(h, m, b), (_, d)| {
-        (h + d.narinfo_hits, m + d.narinfo_misses, b + d.nar_bytes)
-    });
+    let (hits, misses, bytes) = this_hour
+        .iter()
+        .fold((0, 0, 0), |(h, m, b), (_, d)| (h + d.narinfo_hits, m + d.narinfo_misses, b + d.nar_bytes));
     let caches = browse::caches_by_ids(conn, ids)?.len();
     Ok(format!("{contents}-{caches}-{hits}-{misses}-{bytes}"))
 }

@@ -129,6 +129,13 @@ fn a_cli_login_is_approved_or_denied_by_typing_its_code() {
     let login = PendingLogin::start(&cli, &server);
     browser.goto(&format!("{site}/cli-login"));
     browser.type_into("#login-code", &login.code().to_lowercase());
+    browser.click("#check-login");
+    // Before approving: which machine asks, from where, when.
+    browser.wait_until("the request is shown", |html| html.contains("id=\"login-request\""));
+    assert_eq!(browser.text("#request-code"), login.code());
+    assert!(browser.text("#request-machine").starts_with("hibernation on "), "{}", browser.text("#request-machine"));
+    assert_eq!(browser.text("#request-address"), "127.0.0.1");
+    assert!(browser.text("#request-time").contains("just now"), "{}", browser.text("#request-time"));
     browser.click("#permission option[value=read]");
     browser.screenshot("cli-login");
     browser.click("#approve-login");
@@ -145,7 +152,13 @@ fn a_cli_login_is_approved_or_denied_by_typing_its_code() {
     let other = Cli::new();
     let login = PendingLogin::start(&other, &server);
     browser.goto(&format!("{site}/cli-login"));
+    browser.type_into("#login-code", "0000-0000");
+    browser.click("#check-login");
+    browser.wait_until("an unknown code is an error at the field", |html| html.contains("id=\"code-error\""));
+    assert_eq!(browser.value("#login-code"), "0000-0000", "the code typed stays");
     browser.type_into("#login-code", &login.code());
+    browser.click("#check-login");
+    browser.wait_until("the request is shown", |html| html.contains("id=\"login-request\""));
     browser.click("#deny-login");
     browser.wait_until("the denial is confirmed", |html| html.contains("Login denied"));
     let (status, text) = login.finish();
@@ -189,6 +202,7 @@ fn phone_layout_errors_in_place_and_expired_sessions() {
             "{page} scrolls sideways by {} px at 390 px",
             browser.horizontal_overflow()
         );
+        assert_eq!(browser.unlabelled_controls(), Vec::<String>::new(), "inputs without a label on {page}");
     }
 
     // Deleting a path another path needs: the refusal shows in its row.
@@ -376,4 +390,18 @@ fn actions_answer_in_place(name: &str, size: Option<(u32, u32)>) {
     assert!(browser.same_document(), "the overview updated in place");
     browser.screenshot("overview-live");
     no_overflow("/");
+
+    // A screenshot of every signed-in page for people to look at (target/browser-screenshots).
+    for page in ["/caches", "/caches/main", "/caches/main/settings", "/tokens", "/users", "/groups", "/settings"] {
+        browser.goto(&format!("{site}{page}"));
+        browser.element("main");
+        browser.screenshot(&page.trim_start_matches('/').replace('/', "-"));
+        no_overflow(page);
+        assert_eq!(browser.unlabelled_controls(), Vec::<String>::new(), "inputs without a label on {page}");
+    }
+    for page in ["/account", "/cli-login"] {
+        browser.goto(&format!("{site}{page}"));
+        browser.element("main");
+        browser.screenshot(page.trim_start_matches('/'));
+    }
 }

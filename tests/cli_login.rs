@@ -31,6 +31,17 @@ fn approving_in_the_dashboard_logs_the_cli_in_with_a_scoped_token() {
     let html = page.text().unwrap();
     assert!(!html.contains(&code), "the page does not give the code away: the user types it");
     let csrf = csrf_in(&html);
+    // The first step shows what the code would approve: the machine, its address, when.
+    let checked = web.post("/cli-login", &[("csrf", &csrf), ("code", &code.to_lowercase())]);
+    assert_eq!(checked.status(), 200);
+    let checked = checked.text().unwrap();
+    assert!(checked.contains(&format!("<code id=\"request-code\">{code}</code>")), "{checked}");
+    assert!(checked.contains("id=\"request-machine\">hibernation on ") && checked.contains(">127.0.0.1<"), "{checked}");
+    let unknown = web.post("/cli-login", &[("csrf", &csrf), ("code", "ZZZZ-ZZZZ")]);
+    assert_eq!(unknown.status(), 422);
+    let unknown = unknown.text().unwrap();
+    assert!(unknown.contains("id=\"code-error\"") && unknown.contains("value=\"ZZZZ-ZZZZ\""), "{unknown}");
+    assert!(!unknown.contains("id=\"login-request\""));
     // A wrong code approves nothing.
     let wrong = web.post("/cli-login/approve", &[("csrf", &csrf), ("code", "AAAA-AAAA"), ("days", "30")]);
     assert_eq!(wrong.status(), 422);

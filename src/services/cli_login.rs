@@ -17,8 +17,9 @@ const MAX_OPEN_PER_PEER: i64 = 10;
 /// Open requests in all: only a bound on the table. High enough that filling it takes ten
 /// thousand addresses, so a few clients cannot lock everyone else out of `hibernation login`.
 const MAX_OPEN: i64 = 100_000;
-/// Letters and digits that cannot be mistaken for each other.
-const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+/// Codes are 40 random bits in Crockford's base32: digits and upper-case letters without
+/// I, L, O and U, so nothing can be misread, and typing O for 0 or I/L for 1 still works.
+const CODE_ENCODING: base32::Encoding = base32::CROCKFORD;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliLoginError {
@@ -34,14 +35,14 @@ pub enum CliLoginError {
 
 /// A code such as `K7PX-Q2MD`, easy to compare between the terminal and the page.
 fn new_code() -> String {
-    let mut rng = rand::rng();
-    let chars: String = (0..8).map(|_| CODE_ALPHABET[rng.random_range(0..CODE_ALPHABET.len())] as char).collect();
+    let bits: [u8; 5] = rand::rng().random();
+    let chars = CODE_ENCODING.encode(&bits);
     format!("{}-{}", &chars[..4], &chars[4..])
 }
 
 pub fn is_code(text: &str) -> bool {
     text.len() == 9
-        && text.bytes().enumerate().all(|(i, b)| if i == 4 { b == b'-' } else { CODE_ALPHABET.contains(&b) })
+        && text.bytes().enumerate().all(|(i, b)| if i == 4 { b == b'-' } else { CODE_ENCODING.alphabet().contains(&b) })
 }
 
 /// Opens a request. The approval page does not name the code: the user types it from their
@@ -105,10 +106,28 @@ pub async fn poll(db: &Db, poll_secret: &str) -> Result<CliLoginState, CliLoginE
     .await?
 }
 
-/// The code as people type it: upper case, the dash optional.
+/// The code as people type it: any case, the dash and spaces optional, O for 0 and I or L
+/// for 1. Anything that is not a code comes back unchanged (and matches no request).
 pub fn normalize_code(typed: &str) -> String {
-    let chars: String = typed.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_uppercase();
-    if chars.len() == 8 { format!("{}-{}", &chars[..4], &chars[4..]) } else { chars }
+    let chars: String = typed.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    match CODE_ENCODING.decode(&chars) {
+        Ok(bits) if chars.len() == 8 => {
+            let canonical = CODE_ENCODING.encode(&bits);
+            format!("{}-{}", &canonical[..4], &canonical[4..])
+        }
+        _ => chars.to_ascii_uppercase(),
+    }
+}
+
+/// The open request with this code (unexpired, not yet answered), so the approval page can
+/// show what is being approved: which machine, from which address, when.
+pub async fn pending(db: &Db, typed_code: &str) -> Result<Option<crate::db::models::CliLogin>, DbError> {
+    let code = normalize_code(typed_code);
+    if !is_code(&code) {
+        return Ok(None);
+    }
+    let found = db.read(move |c| cli_logins::find_by_code(c, &code)).await?;
+    Ok(found.filter(|request| request.approved_by.is_none() && request.expires_at > now()))
 }
 
 /// Approves the open request with this code; returns the requester's name, or `None` when
@@ -153,10 +172,14 @@ mod tests {
             let code = new_code();
             assert!(is_code(&code), "{code}");
         }
-        for bad in ["", "ABCD-EFG", "ABCD-EFGHI", "abcd-efgh", "ABCD_EFGH", "ABCD-EFG0", "<scr-ipt>"] {
+        for bad in ["", "ABCD-EFG", "ABCD-EFGHI", "abcd-efgh", "ABCD_EFGH", "ABCD-EFGU", "ABCD-EFGI", "<scr-ipt>"] {
             assert!(!is_code(bad), "{bad}");
         }
         assert_eq!(normalize_code(" k7px q2md "), "K7PX-Q2MD");
         assert_eq!(normalize_code("k7px-q2md"), "K7PX-Q2MD");
+        // Crockford: the letters people mistake for digits read as those digits.
+        assert_eq!(normalize_code("O1IL-0000"), "0111-0000");
+        assert_eq!(normalize_code("<script>"), "SCRIPT");
+        assert!(!is_code(&normalize_code("UUUU-UUUU")), "U is not in the alphabet");
     }
 }

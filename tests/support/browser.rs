@@ -144,6 +144,19 @@ impl Browser {
         assert_eq!(self.execute(&script), serde_json::Value::Bool(true), "no option {label} in {css}");
     }
 
+    /// The form controls on the page a screen reader could not name (no label, no
+    /// aria-label), as `tag#id name=...` descriptions.
+    pub fn unlabelled_controls(&self) -> Vec<String> {
+        let script = "return [...document.querySelectorAll('input, select, textarea')]
+            .filter(e => e.type !== 'hidden' && e.labels.length === 0 && !e.getAttribute('aria-label'))
+            .map(e => e.tagName.toLowerCase() + '#' + e.id + ' name=' + e.name);";
+        let found = self.execute(script);
+        found
+            .as_array()
+            .map(|a| a.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect())
+            .unwrap_or_default()
+    }
+
     /// Marks the loaded document, so [`Browser::same_document`] can tell an in-place update
     /// from a page load.
     pub fn mark_document(&self) {

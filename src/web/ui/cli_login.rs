@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::tokens::{TokenChoice, scopable_caches};
 use super::{Layout, message, redirect, render, signed_in, signed_in_form, unavailable};
-use crate::db::models::User;
+use crate::db::models::{CliLogin, User};
 use crate::services::auth::Caller;
 use crate::services::cli_login;
 use crate::web::AppState;
@@ -21,17 +21,57 @@ use crate::web::AppState;
 struct ApprovalPage {
     layout: Layout,
     caches: Vec<String>,
+    /// The request the typed code belongs to: the second step shows it before approving.
+    request: Option<RequestView>,
+    /// What was typed into the code field.
+    code: String,
     error: Option<String>,
 }
 
-async fn approval_page(state: &AppState, req: &Request, user: &User, error: Option<String>) -> Response {
+/// What the user is about to approve, so a request someone else started (a phishing link
+/// with their code) can be told from one's own.
+struct RequestView {
+    code: String,
+    client_name: String,
+    address: String,
+    /// "2026-11-30 12:00 UTC (3 minutes ago)".
+    requested: String,
+    expires_in_minutes: i64,
+}
+
+impl RequestView {
+    fn of(request: CliLogin) -> Self {
+        let age = (crate::db::now() - request.created_at).num_minutes().max(0);
+        let ago = match age {
+            0 => "just now".to_string(),
+            n => format!("{} ago", hibernation::format::count(n, "minute", "minutes")),
+        };
+        Self {
+            code: request.code,
+            client_name: request.client_name,
+            address: request.peer,
+            requested: format!("{} UTC ({ago})", request.created_at.format("%Y-%m-%d %H:%M")),
+            expires_in_minutes: (request.expires_at - crate::db::now()).num_minutes().max(0) + 1,
+        }
+    }
+}
+
+async fn approval_page(
+    state: &AppState,
+    req: &Request,
+    user: &User,
+    request: Option<CliLogin>,
+    code: String,
+    error: Option<String>,
+) -> Response {
     let owner = user.clone();
     let caches = match state.db.read(move |c| scopable_caches(c, &owner)).await {
         Ok(caches) => caches,
         Err(e) => return unavailable(state, req, user, e),
     };
     let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
-    let page = ApprovalPage { layout: Layout::new(req, Some(user)), caches, error };
+    let request = request.map(RequestView::of);
+    let page = ApprovalPage { layout: Layout::new(req, Some(user)), caches, request, code, error };
     render(state, status, &page.layout, &page)
 }
 
@@ -41,12 +81,34 @@ const UNKNOWN_CODE: &str =
 #[handler]
 pub async fn show(req: &Request, state: Data<&Arc<AppState>>) -> Response {
     match signed_in(&state, req).await {
-        Ok(user) => approval_page(&state, req, &user, None).await,
+        Ok(user) => approval_page(&state, req, &user, None, String::new(), None).await,
         // Come back here after signing in.
         Err(_) if !crate::services::sessions::needs_setup(&state.db).await.unwrap_or(true) => {
             redirect("/sign-in?next=/cli-login")
         }
         Err(response) => response,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CodeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    code: String,
+}
+
+/// The first step: the typed code, answered with what it would approve.
+#[handler]
+pub async fn check(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<CodeForm>) -> Response {
+    let user = match signed_in_form(&state, req, &form.csrf).await {
+        Ok(user) => user,
+        Err(response) => return response,
+    };
+    match cli_login::pending(&state.db, &form.code).await {
+        Ok(Some(request)) => approval_page(&state, req, &user, Some(request), form.code, None).await,
+        Ok(None) => approval_page(&state, req, &user, None, form.code, Some(UNKNOWN_CODE.into())).await,
+        Err(e) => unavailable(&state, req, &user, e),
     }
 }
 
@@ -69,7 +131,10 @@ pub async fn approve(req: &Request, state: Data<&Arc<AppState>>, Form(form): For
     let (caller, choice) = (Caller::session(&user), form.choice);
     let chosen = match state.db.read(move |c| choice.resolve(c, &caller)).await {
         Ok(Ok(chosen)) => chosen,
-        Ok(Err(refusal)) => return approval_page(&state, req, &user, Some(refusal.into())).await,
+        Ok(Err(refusal)) => {
+            let request = cli_login::pending(&state.db, &form.code).await.ok().flatten();
+            return approval_page(&state, req, &user, request, form.code, Some(refusal.into())).await;
+        }
         Err(e) => return unavailable(&state, req, &user, e),
     };
     let approved =
@@ -85,7 +150,7 @@ pub async fn approve(req: &Request, state: Data<&Arc<AppState>>, Form(form): For
                 "{client_name} receives its token in a moment: go back to your terminal. You can revoke it on the API tokens page."
             ),
         ),
-        Ok(None) => approval_page(&state, req, &user, Some(UNKNOWN_CODE.into())).await,
+        Ok(None) => approval_page(&state, req, &user, None, form.code, Some(UNKNOWN_CODE.into())).await,
         Err(e) => unavailable(&state, req, &user, e),
     }
 }
@@ -105,7 +170,7 @@ pub async fn deny(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<A
             "Login denied",
             "The request was refused; the CLI that asked gets no token.",
         ),
-        Ok(false) => approval_page(&state, req, &user, Some(UNKNOWN_CODE.into())).await,
+        Ok(false) => approval_page(&state, req, &user, None, form.code, Some(UNKNOWN_CODE.into())).await,
         Err(e) => unavailable(&state, req, &user, e),
     }
 }

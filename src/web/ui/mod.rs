@@ -66,7 +66,7 @@ pub fn routes() -> Route {
         .at("/groups/:id/delete", post(groups::delete))
         .at("/tokens", get(tokens::list).post(tokens::create))
         .at("/tokens/:id/revoke", post(tokens::revoke))
-        .at("/cli-login", get(cli_login::show))
+        .at("/cli-login", get(cli_login::show).post(cli_login::check))
         .at("/cli-login/approve", post(cli_login::approve))
         .at("/cli-login/deny", post(cli_login::deny))
 }

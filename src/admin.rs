@@ -8,7 +8,7 @@ use clap::Subcommand;
 use hibernation::api::Upstream;
 use hibernation::nix::PublicKey;
 
-use crate::config::Config;
+use crate::config::{Config, parse_lifetime};
 use crate::db::models::{GrantLevel, QuotaPolicy};
 use crate::db::{Db, caches, is_unique_violation, now, users};
 use crate::services::{CACHE_NAME_RULE, auth, is_valid_cache_name, passwords};
@@ -163,13 +163,6 @@ impl LifecycleArgs {
 fn parse_quota(text: &str) -> anyhow::Result<i64> {
     Ok(hibernation::format::parse_gib(text)
         .with_context(|| format!("invalid quota {text:?}: give a size in GiB such as 50 or 0.5"))? as i64)
-}
-
-pub fn parse_lifetime(text: &str) -> anyhow::Result<Duration> {
-    use hibernation::format::{LIFETIME_RULE, parse_lifetime_seconds};
-    let seconds =
-        parse_lifetime_seconds(text).with_context(|| format!("invalid lifetime {text:?}: {LIFETIME_RULE}"))?;
-    Ok(Duration::seconds(seconds))
 }
 
 fn validate_keys(keys: &[String]) -> anyhow::Result<()> {

@@ -70,7 +70,7 @@ fn lifecycle_from_env() -> anyhow::Result<Lifecycle> {
     let defaults = Lifecycle::default();
     let duration = |name: &str, default: chrono::Duration| -> anyhow::Result<chrono::Duration> {
         match var(name) {
-            Some(text) => crate::admin::parse_lifetime(text.trim())
+            Some(text) => parse_lifetime(text.trim())
                 .with_context(|| format!("{name} must be a duration such as 1h, 30m or 45s, got {text:?}")),
             None => Ok(default),
         }
@@ -327,4 +327,12 @@ mod tests {
             assert!(err.contains("MAX_NAR_SIZE"), "{bad:?}: {err}");
         }
     }
+}
+
+/// A lifetime such as `90d`, `12h`, `30m` or `45s` (admin options and environment).
+pub fn parse_lifetime(text: &str) -> anyhow::Result<chrono::Duration> {
+    use hibernation::format::{LIFETIME_RULE, parse_lifetime_seconds};
+    let seconds =
+        parse_lifetime_seconds(text).with_context(|| format!("invalid lifetime {text:?}: {LIFETIME_RULE}"))?;
+    Ok(chrono::Duration::seconds(seconds))
 }

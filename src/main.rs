@@ -3,6 +3,7 @@
 mod admin;
 mod config;
 mod db;
+mod random;
 mod services;
 mod storage;
 mod web;

@@ -50,7 +50,7 @@ pub fn is_code(text: &str) -> bool {
 pub async fn start(db: &Db, site_url: &str, peer: &str, client_name: &str) -> Result<CliLoginStarted, CliLoginError> {
     let client_name: String = client_name.trim().chars().filter(|c| !c.is_control()).take(100).collect();
     let client_name = if client_name.is_empty() { "hibernation CLI".to_string() } else { client_name };
-    let (code, poll_secret) = (new_code(), format!("{}{}", super::random_id(), super::random_id()));
+    let (code, poll_secret) = (new_code(), format!("{}{}", crate::random::random_id(), crate::random::random_id()));
     let (stored_code, secret_hash, peer) = (code.clone(), hash_token(&poll_secret), peer.to_string());
     let expires_at = now() + LIFETIME;
     db.write(move |c| {

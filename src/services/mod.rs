@@ -18,19 +18,12 @@ pub mod passwords;
 pub mod pins;
 pub mod presence;
 pub mod push;
+pub mod push_error;
 pub mod quota;
 pub mod receive;
 pub mod sessions;
 pub mod upstream;
 pub mod user_links;
-
-use rand::Rng;
-
-/// 128 random bits as hex, for upload ids and similar unguessable names.
-pub fn random_id() -> String {
-    let bytes: [u8; 16] = rand::rng().random();
-    hex::encode(bytes)
-}
 
 pub use hibernation::api::{CACHE_NAME_RULE, is_valid_cache_name};
 

@@ -7,7 +7,8 @@ use hibernation::api::PathUpload;
 use hibernation::nix::{Compression, NarHash, NarInfo};
 
 use super::auth::Caller;
-use super::push::{self, NarSource, PushError, PushableCache, delete_stored, store_received};
+use super::push::{self, NarSource, PushableCache, delete_stored, store_received};
+use super::push_error::PushError;
 use super::quota::{self, QuotaCheck};
 use super::receive::{self, read_ahead, receive_nar};
 use crate::db::models::PendingNar;
@@ -150,7 +151,7 @@ pub async fn accept_log(
     let mut file = tokio::fs::File::from_std(upload.file.try_clone().map_err(PushError::Storage)?);
     tokio::io::copy(&mut body, &mut file).await.map_err(receive::classify_body_error)?;
     file.sync_all().await.map_err(PushError::Storage)?;
-    let key = format!("log/{}/{drv}.{}", cache.id, super::random_id());
+    let key = format!("log/{}/{drv}.{}", cache.id, crate::random::random_id());
     storage.commit(upload, &key, None).await.map_err(PushError::Storage)?;
     let (drv, stored) = (drv.to_string(), key.clone());
     let cache_id = cache.id;

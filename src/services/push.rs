@@ -6,82 +6,19 @@
 //! upload only when the caller can read a cache that holds it (proof of possession).
 
 use std::collections::HashSet;
-use std::io;
 
 use hibernation::api::{PathUpload, PlanAction, PushPlanRequest, PushPlanResponse};
 use hibernation::nix::{Compression, NarHash, PublicKey, StorePath, signing};
 
 use super::access::{Access, readable_cache_ids};
 use super::auth::Caller;
+use super::push_error::PushError;
 use super::quota::{self, QuotaCheck};
 use super::receive::ReceivedNar;
 use super::upstream::UpstreamChecker;
 use crate::db::models::{Cache, NewNar, NewStorePath, PendingNar};
 use crate::db::{Db, DbError, caches, is_unique_violation, now, paths, uploads, upstreams};
 use crate::storage::Storage;
-
-#[derive(Debug, thiserror::Error)]
-pub enum PushError {
-    #[error("cache {0:?} does not exist")]
-    CacheNotFound(String),
-    #[error("you may not push to cache {0:?}")]
-    Forbidden(String),
-    #[error("{0}")]
-    InvalidInput(String),
-    #[error("{0}")]
-    BadSignature(String),
-    #[error("{path} references paths that are not in the cache yet: {}", missing.join(", "))]
-    MissingReferences { path: String, missing: Vec<String> },
-    #[error("the NAR of {0} must be uploaded")]
-    UploadRequired(String),
-    #[error("the uploaded NAR does not match the narinfo: {0}")]
-    NarMismatch(String),
-    #[error("the uploaded NAR is malformed: {0}")]
-    MalformedNar(String),
-    #[error("the upload was interrupted: {0}")]
-    Interrupted(String),
-    #[error(
-        "cache {0:?} does not allow --force: paths its upstream caches serve are not stored again (an administrator can allow it in the cache settings)"
-    )]
-    ForceNotAllowed(String),
-    #[error(
-        "{0} references paths the cache lacks, and an upstream cache that may hold them cannot be reached; try again later"
-    )]
-    UpstreamUnreachable(String),
-    #[error("cache {cache:?} is full: it holds {used} of its {quota} quota, and this NAR needs {needed} more; {why}")]
-    OverQuota { cache: String, used: String, quota: String, needed: String, why: &'static str },
-    #[error("{0}")]
-    TooLarge(String),
-    #[error(transparent)]
-    Db(#[from] DbError),
-    #[error("storage error: {0}")]
-    Storage(io::Error),
-    #[error("{0}")]
-    Internal(String),
-}
-
-impl PushError {
-    /// A short name for metrics (`rejected uploads by reason`).
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::CacheNotFound(_) => "cache_not_found",
-            Self::Forbidden(_) | Self::ForceNotAllowed(_) => "forbidden",
-            Self::InvalidInput(_) => "invalid",
-            Self::BadSignature(_) => "bad_signature",
-            Self::MissingReferences { .. } => "missing_references",
-            Self::UploadRequired(_) => "upload_required",
-            Self::NarMismatch(_) => "nar_mismatch",
-            Self::MalformedNar(_) => "malformed_nar",
-            Self::Interrupted(_) => "interrupted",
-            Self::UpstreamUnreachable(_) => "upstream_unreachable",
-            Self::OverQuota { .. } => "over_quota",
-            Self::TooLarge(_) => "too_large",
-            Self::Db(_) => "database",
-            Self::Storage(_) => "storage",
-            Self::Internal(_) => "internal",
-        }
-    }
-}
 
 fn invalid(msg: impl Into<String>) -> PushError {
     PushError::InvalidInput(msg.into())
@@ -289,7 +226,7 @@ pub enum NarSource {
 
 /// The storage key of a new NAR object: unique per upload, so uploads never collide.
 pub fn new_nar_key(nar_hash: &NarHash, compression: Compression) -> String {
-    format!("nar/{}.{}.nar{}", nar_hash.to_nix32(), super::random_id(), compression.extension())
+    format!("nar/{}.{}.nar{}", nar_hash.to_nix32(), crate::random::random_id(), compression.extension())
 }
 
 /// Where the `.ls` listing of a stored NAR lives.

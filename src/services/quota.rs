@@ -3,7 +3,7 @@
 //! needs.
 
 use super::eviction;
-use super::push::PushError;
+use super::push_error::PushError;
 use crate::db::models::Cache;
 use crate::db::{Db, caches};
 

@@ -9,7 +9,7 @@ use hibernation::nix::nar::{HashingReader, NarError, validate};
 use hibernation::nix::{Compression, NarHash};
 use sha2::{Digest, Sha256};
 
-use super::push::PushError;
+use super::push_error::PushError;
 use crate::storage::{PendingUpload, Storage};
 
 /// A verified NAR in a temporary file, not yet visible.

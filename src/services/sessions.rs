@@ -54,7 +54,7 @@ pub async fn new_session(db: &Db, user_id: i64) -> Result<String, DbError> {
 
 /// A new setup code such as `3f9a-1c2b-77de-0a41` (64 random bits).
 fn new_setup_code() -> String {
-    let hex = super::random_id();
+    let hex = crate::random::random_id();
     [&hex[0..4], &hex[4..8], &hex[8..12], &hex[12..16]].join("-")
 }
 

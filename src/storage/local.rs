@@ -11,7 +11,7 @@ use super::BlobReader;
 /// (the directory entry is the caller's to sync).
 fn write_durably(target: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write;
-    let temp = target.with_extension(format!("tmp-{}", crate::services::random_id()));
+    let temp = target.with_extension(format!("tmp-{}", crate::random::random_id()));
     let mut file = std::fs::File::create(&temp)?;
     file.write_all(bytes)?;
     file.sync_data()?;

@@ -84,7 +84,7 @@ impl Storage {
     }
 
     pub fn begin_upload(&self) -> io::Result<PendingUpload> {
-        let path = self.spool.join(format!("{}.part", crate::services::random_id()));
+        let path = self.spool.join(format!("{}.part", crate::random::random_id()));
         let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
         Ok(PendingUpload { path, file, committed: false })
     }
@@ -186,7 +186,7 @@ impl Storage {
 fn prepare_spool(root: &Path) -> anyhow::Result<PathBuf> {
     let spool = root.join(TMP_DIR);
     std::fs::create_dir_all(&spool).with_context(|| format!("STORAGE_PATH {} cannot be created", root.display()))?;
-    let probe = spool.join(format!(".write-probe-{}", crate::services::random_id()));
+    let probe = spool.join(format!(".write-probe-{}", crate::random::random_id()));
     std::fs::write(&probe, b"ok")
         .and_then(|_| std::fs::read(&probe))
         .and_then(|data| if data == b"ok" { Ok(()) } else { Err(io::Error::other("read back different bytes")) })

@@ -50,7 +50,7 @@ impl S3Storage {
             bucket = bucket.with_path_style();
         }
         let storage = Self { bucket: Arc::from(bucket), http: reqwest::Client::new() };
-        let probe = format!("tmp/.probe-{}", crate::services::random_id());
+        let probe = format!("tmp/.probe-{}", crate::random::random_id());
         let check = async {
             storage.put_bytes(&probe, b"ok".to_vec()).await?;
             storage.delete(&probe).await

@@ -4,7 +4,7 @@ use poem::http::{StatusCode, header};
 use poem::{Response, error::ResponseError};
 
 use crate::services::auth::AuthError;
-use crate::services::push::PushError;
+use crate::services::push_error::PushError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -83,7 +83,7 @@ impl ResponseError for AppError {
 
 /// A short random id that ties an error answer to its log line.
 pub fn incident_id() -> String {
-    crate::services::random_id()[..12].to_string()
+    crate::random::random_id()[..12].to_string()
 }
 
 /// A storage fault as a 503: the detail is logged under an id, the client is told to retry.

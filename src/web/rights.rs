@@ -7,7 +7,8 @@ use crate::db::caches;
 use crate::db::models::Cache;
 use crate::services::access::{Access, access_to};
 use crate::services::auth::hash_token;
-use crate::services::push::{PushError, PushableCache, push_decision};
+use crate::services::push::{PushableCache, push_decision};
+use crate::services::push_error::PushError;
 
 /// The cache named `name`, if it exists.
 pub async fn find_cache(state: &AppState, name: &str) -> Result<Option<Cache>, AppError> {

@@ -10,6 +10,7 @@ mod cli_login;
 mod groups;
 mod links;
 mod overview;
+mod pins;
 mod settings;
 mod storage;
 mod tokens;
@@ -24,7 +25,8 @@ use poem::{Request, Response, Route, get, post};
 
 use super::AppState;
 use crate::db::models::User;
-use crate::services::{random_id, sessions};
+use crate::random::random_id;
+use crate::services::sessions;
 
 pub const SESSION_COOKIE: &str = "hibernation_session";
 pub const CSRF_COOKIE: &str = "hibernation_csrf";
@@ -48,8 +50,8 @@ pub fn routes() -> Route {
         .at("/caches/:name/group-access", post(cache_settings::grant_group))
         .at("/caches/:name/group-access/:group/revoke", post(cache_settings::revoke_group))
         .at("/caches/:name/delete", post(cache_settings::delete_cache))
-        .at("/caches/:name/pins", post(storage::pin))
-        .at("/caches/:name/pins/:pin/delete", post(storage::unpin))
+        .at("/caches/:name/pins", post(pins::pin))
+        .at("/caches/:name/pins/:pin/delete", post(pins::unpin))
         .at("/account", get(account::show).post(account::update))
         .at("/users", get(users::list).post(users::create))
         .at("/users/invite", post(users::invite))

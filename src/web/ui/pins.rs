@@ -1,0 +1,89 @@
+//! Pins from the cache page's storage card: set, moved and removed by those who may push.
+
+use std::sync::Arc;
+
+use poem::http::StatusCode;
+use poem::web::{Data, Form, Path};
+use poem::{Request, Response, handler};
+use serde::Deserialize;
+
+use super::caches::{PathQuery, cache_page, not_found, readable};
+use super::storage::PinAttempt;
+use super::{done, message, signed_in_form, unavailable};
+use crate::db::models::{Cache, User};
+use crate::services::access::Access;
+use crate::services::pins;
+use crate::web::AppState;
+
+#[derive(Deserialize)]
+pub struct PinForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    pin: String,
+    #[serde(default)]
+    store_path: String,
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// The user and the cache, if they may push to it; the response to send otherwise.
+async fn pushable(state: &Arc<AppState>, req: &Request, name: &str, csrf: &str) -> Result<(User, Cache), Response> {
+    let user = signed_in_form(state, req, csrf).await?;
+    match readable(state, &user, name).await {
+        Ok(Some((cache, access, _))) if access >= Access::Push => Ok((user, cache)),
+        Ok(Some(_)) => {
+            let text = "Pins need the right to push to this cache.";
+            Err(message(state, req, Some(&user), StatusCode::FORBIDDEN, "Not allowed", text))
+        }
+        Ok(None) => Err(not_found(state, req, &user, name)),
+        Err(e) => Err(unavailable(state, req, &user, e)),
+    }
+}
+
+#[handler]
+pub async fn pin(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    Path(name): Path<String>,
+    Form(form): Form<PinForm>,
+) -> Response {
+    let (user, cache) = match pushable(&state, req, &name, &form.csrf).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let pin_name = form.pin.trim();
+    match pins::pin(&state.db, &cache, pin_name, form.store_path.trim(), None).await {
+        Ok(_) => done(&state, &format!("/caches/{name}#storage"), &format!("Pinned {pin_name}.")),
+        Err(pins::PinError::Db(e)) => unavailable(&state, req, &user, e),
+        Err(e) => {
+            let attempt =
+                PinAttempt { pin: form.pin, store_path: form.store_path, error: format!("{e}. Nothing was changed.") };
+            cache_page(&state, req, &user, &name, PathQuery::default(), Some(attempt)).await
+        }
+    }
+}
+
+#[handler]
+pub async fn unpin(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    Path((name, pin_name)): Path<(String, String)>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let (user, cache) = match pushable(&state, req, &name, &form.csrf).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    match pins::unpin(&state.db, &cache, &pin_name).await {
+        Ok(()) | Err(pins::PinError::NoSuchPin { .. }) => {
+            done(&state, &format!("/caches/{name}#storage"), &format!("Pin {pin_name} removed."))
+        }
+        Err(pins::PinError::Db(e)) => unavailable(&state, req, &user, e),
+        Err(e) => message(&state, req, Some(&user), StatusCode::UNPROCESSABLE_ENTITY, "Not removed", &e.to_string()),
+    }
+}

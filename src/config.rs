@@ -312,6 +312,14 @@ fn s3_from_env() -> anyhow::Result<Option<S3Config>> {
     }))
 }
 
+/// A lifetime such as `90d`, `12h`, `30m` or `45s` (admin options and environment).
+pub fn parse_lifetime(text: &str) -> anyhow::Result<chrono::Duration> {
+    use hibernation::format::{LIFETIME_RULE, parse_lifetime_seconds};
+    let seconds =
+        parse_lifetime_seconds(text).with_context(|| format!("invalid lifetime {text:?}: {LIFETIME_RULE}"))?;
+    Ok(chrono::Duration::seconds(seconds))
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_size;
@@ -327,12 +335,4 @@ mod tests {
             assert!(err.contains("MAX_NAR_SIZE"), "{bad:?}: {err}");
         }
     }
-}
-
-/// A lifetime such as `90d`, `12h`, `30m` or `45s` (admin options and environment).
-pub fn parse_lifetime(text: &str) -> anyhow::Result<chrono::Duration> {
-    use hibernation::format::{LIFETIME_RULE, parse_lifetime_seconds};
-    let seconds =
-        parse_lifetime_seconds(text).with_context(|| format!("invalid lifetime {text:?}: {LIFETIME_RULE}"))?;
-    Ok(chrono::Duration::seconds(seconds))
 }

@@ -4,11 +4,12 @@ use std::sync::Arc;
 
 use askama::Template;
 use poem::http::StatusCode;
-use poem::web::{Data, Form};
+use poem::web::Data;
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
-use super::{FormError, Layout, SESSION_COOKIE, cookie, done, render, signed_in, signed_in_form, unavailable};
+use super::extract::{CheckedForm, SignedIn, carries_csrf};
+use super::{FormError, Layout, SESSION_COOKIE, cookie, done, render, unavailable};
 use crate::db::models::User;
 use crate::db::{is_unique_violation, users};
 use crate::services::auth::hash_token;
@@ -34,11 +35,8 @@ fn page(state: &AppState, req: &Request, user: &User, name: String, error: FormE
 }
 
 #[handler]
-pub async fn show(req: &Request, state: Data<&Arc<AppState>>) -> Response {
-    match signed_in(&state, req).await {
-        Ok(user) => page(&state, req, &user, user.name.clone(), FormError::default()),
-        Err(response) => response,
-    }
+pub async fn show(req: &Request, state: Data<&Arc<AppState>>, SignedIn(user): SignedIn) -> Response {
+    page(&state, req, &user, user.name.clone(), FormError::default())
 }
 
 #[derive(Deserialize)]
@@ -54,11 +52,11 @@ pub struct AccountForm {
 }
 
 #[handler]
-pub async fn update(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<AccountForm>) -> Response {
-    let user = match signed_in_form(&state, req, &form.csrf).await {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
+pub async fn update(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    CheckedForm { user, form }: CheckedForm<AccountForm>,
+) -> Response {
     let name = form.name.trim().to_string();
     if let Some(error) = crate::services::display_name_error(&name) {
         return page(&state, req, &user, form.name, FormError::new("name", error));
@@ -109,3 +107,5 @@ pub async fn update(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
         Err(e) => unavailable(&state, req, &user, e),
     }
 }
+
+carries_csrf!(AccountForm);

@@ -4,12 +4,13 @@ use std::sync::Arc;
 
 use askama::Template;
 use poem::http::{StatusCode, header};
-use poem::web::{Data, Form, Query};
+use poem::web::{Data, Query};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
+use super::extract::{AnonymousForm, carries_csrf};
 use super::{
-    CsrfOnly, FormError, Layout, SESSION_COOKIE, clear_session_cookie, cookie, csrf_refusal, message, redirect, render,
+    CsrfOnly, FormError, Layout, SESSION_COOKIE, clear_session_cookie, cookie, message, redirect, render,
     session_cookie,
 };
 use crate::services::sessions::{self, FieldError, SetupError, SignInError};
@@ -61,10 +62,11 @@ pub async fn setup_page(req: &Request, state: Data<&Arc<AppState>>) -> Response 
 }
 
 #[handler]
-pub async fn setup(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<SetupForm>) -> Response {
-    if let Some(refused) = csrf_refusal(&state, req, None, &form.csrf) {
-        return refused;
-    }
+pub async fn setup(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    AnonymousForm(form): AnonymousForm<SetupForm>,
+) -> Response {
     match sessions::setup_admin(&state.db, &form.setup_code, &form.name, &form.email, &form.password).await {
         Ok(token) => {
             let mut response = redirect("/");
@@ -139,10 +141,11 @@ pub async fn sign_in_page(
 }
 
 #[handler]
-pub async fn sign_in(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<SignInForm>) -> Response {
-    if let Some(refused) = csrf_refusal(&state, req, None, &form.csrf) {
-        return refused;
-    }
+pub async fn sign_in(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    AnonymousForm(form): AnonymousForm<SignInForm>,
+) -> Response {
     let peer = crate::web::client_address::client_address(&state.config.trusted_proxies, req);
     let (status, error) = match sessions::sign_in(&state.db, &peer, &form.email, &form.password).await {
         Ok(token) => {
@@ -164,10 +167,11 @@ pub async fn sign_in(req: &Request, state: Data<&Arc<AppState>>, Form(form): For
 }
 
 #[handler]
-pub async fn sign_out(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<CsrfOnly>) -> Response {
-    if let Some(refused) = csrf_refusal(&state, req, None, &form.csrf) {
-        return refused;
-    }
+pub async fn sign_out(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    AnonymousForm(_): AnonymousForm<CsrfOnly>,
+) -> Response {
     if let Some(token) = cookie(req, SESSION_COOKIE)
         && let Err(e) = sessions::sign_out(&state.db, &token).await
     {
@@ -177,3 +181,5 @@ pub async fn sign_out(req: &Request, state: Data<&Arc<AppState>>, Form(form): Fo
     response.headers_mut().append(header::SET_COOKIE, clear_session_cookie(&state).parse().unwrap());
     response
 }
+
+carries_csrf!(SetupForm, SignInForm);

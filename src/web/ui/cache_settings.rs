@@ -4,12 +4,13 @@ use std::sync::Arc;
 
 use askama::Template;
 use poem::http::StatusCode;
-use poem::web::{Data, Form, Path};
+use poem::web::{Data, Path};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
 use super::caches::{CacheForm, not_found, readable};
-use super::{CsrfOnly, FormError, Layout, csrf_refusal, done, message, moved, render, signed_in, unavailable};
+use super::extract::{CheckedForm, SignedIn, carries_csrf};
+use super::{CsrfOnly, FormError, Layout, done, message, moved, render, unavailable};
 use crate::db::models::{Cache, GrantLevel, QuotaPolicy, User};
 use crate::db::{DbError, browse, groups, is_unique_violation, users};
 use crate::services::access::Access;
@@ -119,41 +120,36 @@ async fn access_lists(state: &AppState, cache_id: i64) -> Result<AccessLists, Db
         .await
 }
 
-/// The signed-in user and the cache, when the user may change it.
-async fn editable(state: &Arc<AppState>, req: &Request, name: &str) -> Result<(User, Cache, Vec<String>), Response> {
-    let user = signed_in(state, req).await?;
-    match readable(state, &user, name).await {
-        Ok(Some((cache, Access::Manage, keys))) => Ok((user, cache, keys)),
+/// The cache and its public keys, when `user` may change it; the response to send otherwise.
+async fn editable(
+    state: &Arc<AppState>,
+    req: &Request,
+    user: &User,
+    name: &str,
+) -> Result<(Cache, Vec<String>), Response> {
+    match readable(state, user, name).await {
+        Ok(Some((cache, Access::Manage, keys))) => Ok((cache, keys)),
         Ok(Some(_)) => Err(message(
             state,
             req,
-            Some(&user),
+            Some(user),
             StatusCode::FORBIDDEN,
             "Not allowed",
             "Changing this cache needs the manage right on it.",
         )),
-        Ok(None) => Err(not_found(state, req, &user, name)),
-        Err(e) => Err(unavailable(state, req, &user, e)),
-    }
-}
-
-/// Like [`editable`], for a form that must carry the right CSRF token.
-async fn editable_form(
-    state: &Arc<AppState>,
-    req: &Request,
-    name: &str,
-    csrf: &str,
-) -> Result<(User, Cache, Vec<String>), Response> {
-    let (user, cache, keys) = editable(state, req, name).await?;
-    match csrf_refusal(state, req, Some(&user), csrf) {
-        Some(refused) => Err(refused),
-        None => Ok((user, cache, keys)),
+        Ok(None) => Err(not_found(state, req, user, name)),
+        Err(e) => Err(unavailable(state, req, user, e)),
     }
 }
 
 #[handler]
-pub async fn show(req: &Request, state: Data<&Arc<AppState>>, Path(name): Path<String>) -> Response {
-    let (user, cache, keys) = match editable(&state, req, &name).await {
+pub async fn show(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    Path(name): Path<String>,
+    SignedIn(user): SignedIn,
+) -> Response {
+    let (cache, keys) = match editable(&state, req, &user, &name).await {
         Ok(found) => found,
         Err(response) => return response,
     };
@@ -168,9 +164,9 @@ pub async fn update(
     req: &Request,
     state: Data<&Arc<AppState>>,
     Path(name): Path<String>,
-    Form(form): Form<CacheForm>,
+    CheckedForm { user, form }: CheckedForm<CacheForm>,
 ) -> Response {
-    let (user, cache, _) = match editable_form(&state, req, &name, &form.csrf).await {
+    let (cache, _) = match editable(&state, req, &user, &name).await {
         Ok(found) => found,
         Err(response) => return response,
     };
@@ -217,8 +213,15 @@ pub struct ConfirmForm {
     confirm: String,
 }
 
-async fn destroy(state: &Arc<AppState>, req: &Request, name: &str, form: ConfirmForm, whole_cache: bool) -> Response {
-    let (user, cache, keys) = match editable_form(state, req, name, &form.csrf).await {
+async fn destroy(
+    state: &Arc<AppState>,
+    req: &Request,
+    user: User,
+    name: &str,
+    form: ConfirmForm,
+    whole_cache: bool,
+) -> Response {
+    let (cache, keys) = match editable(state, req, &user, name).await {
         Ok(found) => found,
         Err(response) => return response,
     };
@@ -270,9 +273,9 @@ pub async fn clear(
     req: &Request,
     state: Data<&Arc<AppState>>,
     Path(name): Path<String>,
-    Form(form): Form<ConfirmForm>,
+    CheckedForm { user, form }: CheckedForm<ConfirmForm>,
 ) -> Response {
-    destroy(&state, req, &name, form, false).await
+    destroy(&state, req, user, &name, form, false).await
 }
 
 #[handler]
@@ -280,9 +283,9 @@ pub async fn delete_cache(
     req: &Request,
     state: Data<&Arc<AppState>>,
     Path(name): Path<String>,
-    Form(form): Form<ConfirmForm>,
+    CheckedForm { user, form }: CheckedForm<ConfirmForm>,
 ) -> Response {
-    destroy(&state, req, &name, form, true).await
+    destroy(&state, req, user, &name, form, true).await
 }
 
 /// Who a grant is for.
@@ -307,8 +310,15 @@ pub struct GrantForm {
 
 /// Grants a user or group read or push access. The granter holds push access (needed to
 /// get here), so nobody grants more than they hold.
-async fn apply_grant(state: &Arc<AppState>, req: &Request, name: &str, form: GrantForm, grantee: Grantee) -> Response {
-    let (user, cache, _) = match editable_form(state, req, name, &form.csrf).await {
+async fn apply_grant(
+    state: &Arc<AppState>,
+    req: &Request,
+    user: User,
+    name: &str,
+    form: GrantForm,
+    grantee: Grantee,
+) -> Response {
+    let (cache, _) = match editable(state, req, &user, name).await {
         Ok(found) => found,
         Err(response) => return response,
     };
@@ -344,8 +354,8 @@ async fn apply_grant(state: &Arc<AppState>, req: &Request, name: &str, form: Gra
     }
 }
 
-async fn apply_revoke(state: &Arc<AppState>, req: &Request, name: &str, csrf: &str, grantee: Grantee) -> Response {
-    let (user, cache, _) = match editable_form(state, req, name, csrf).await {
+async fn apply_revoke(state: &Arc<AppState>, req: &Request, user: User, name: &str, grantee: Grantee) -> Response {
+    let (cache, _) = match editable(state, req, &user, name).await {
         Ok(found) => found,
         Err(response) => return response,
     };
@@ -371,10 +381,10 @@ pub async fn grant(
     req: &Request,
     state: Data<&Arc<AppState>>,
     Path(name): Path<String>,
-    Form(form): Form<GrantForm>,
+    CheckedForm { user, form }: CheckedForm<GrantForm>,
 ) -> Response {
     let grantee = Grantee::User(form.user_id.unwrap_or_default());
-    apply_grant(&state, req, &name, form, grantee).await
+    apply_grant(&state, req, user, &name, form, grantee).await
 }
 
 #[handler]
@@ -382,9 +392,9 @@ pub async fn revoke(
     req: &Request,
     state: Data<&Arc<AppState>>,
     Path((name, target)): Path<(String, i64)>,
-    Form(form): Form<CsrfOnly>,
+    CheckedForm { user, .. }: CheckedForm<CsrfOnly>,
 ) -> Response {
-    apply_revoke(&state, req, &name, &form.csrf, Grantee::User(target)).await
+    apply_revoke(&state, req, user, &name, Grantee::User(target)).await
 }
 
 #[handler]
@@ -392,10 +402,10 @@ pub async fn grant_group(
     req: &Request,
     state: Data<&Arc<AppState>>,
     Path(name): Path<String>,
-    Form(form): Form<GrantForm>,
+    CheckedForm { user, form }: CheckedForm<GrantForm>,
 ) -> Response {
     let grantee = Grantee::Group(form.group_id.unwrap_or_default());
-    apply_grant(&state, req, &name, form, grantee).await
+    apply_grant(&state, req, user, &name, form, grantee).await
 }
 
 #[handler]
@@ -403,7 +413,9 @@ pub async fn revoke_group(
     req: &Request,
     state: Data<&Arc<AppState>>,
     Path((name, group)): Path<(String, i64)>,
-    Form(form): Form<CsrfOnly>,
+    CheckedForm { user, .. }: CheckedForm<CsrfOnly>,
 ) -> Response {
-    apply_revoke(&state, req, &name, &form.csrf, Grantee::Group(group)).await
+    apply_revoke(&state, req, user, &name, Grantee::Group(group)).await
 }
+
+carries_csrf!(ConfirmForm, GrantForm);

@@ -7,11 +7,12 @@ use hibernation::api::Upstream;
 use hibernation::nix::PublicKey;
 use hibernation::nix::store_path::is_hash_part;
 use poem::http::StatusCode;
-use poem::web::{Data, Form, Html, Path, Query};
+use poem::web::{Data, Html, Path, Query};
 use poem::{IntoResponse, Request, Response, handler};
 use serde::Deserialize;
 
-use super::{CsrfOnly, FormError, Layout, human_bytes, message, render, signed_in, signed_in_form, unavailable};
+use super::extract::{CheckedForm, SignedIn, carries_csrf};
+use super::{CsrfOnly, FormError, Layout, human_bytes, message, render, unavailable};
 use crate::db::browse::{self, DeleteOutcome, PAGE_SIZE, PathRow, SortKey};
 use crate::db::caches::CacheSettings;
 use crate::db::models::{Cache, QuotaPolicy, User};
@@ -124,24 +125,10 @@ async fn list_page(state: &AppState, req: &Request, user: &User, form: CacheForm
 }
 
 #[handler]
-pub async fn list(req: &Request, state: Data<&Arc<AppState>>) -> Response {
-    match signed_in(&state, req).await {
-        Ok(user) => {
-            list_page(
-                &state,
-                req,
-                &user,
-                CacheForm {
-                    priority: "41".into(),
-                    upstreams: Upstream::default_upstream().to_line(),
-                    ..Default::default()
-                },
-                FormError::default(),
-            )
-            .await
-        }
-        Err(response) => response,
-    }
+pub async fn list(req: &Request, state: Data<&Arc<AppState>>, SignedIn(user): SignedIn) -> Response {
+    let defaults =
+        CacheForm { priority: "41".into(), upstreams: Upstream::default_upstream().to_line(), ..Default::default() };
+    list_page(&state, req, &user, defaults, FormError::default()).await
 }
 
 /// The fields of the create and the settings forms of a cache.
@@ -242,11 +229,11 @@ impl CacheForm {
 }
 
 #[handler]
-pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<CacheForm>) -> Response {
-    let user = match signed_in_form(&state, req, &form.csrf).await {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
+pub async fn create(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    CheckedForm { user, form }: CheckedForm<CacheForm>,
+) -> Response {
     if !may_create_caches(&state, &user).await {
         let text = "Only administrators and members of a group allowed to create caches create them.";
         return message(&state, req, Some(&user), StatusCode::FORBIDDEN, "Not allowed", text);
@@ -427,11 +414,9 @@ pub async fn show(
     state: Data<&Arc<AppState>>,
     Path(name): Path<String>,
     Query(query): Query<PathQuery>,
+    SignedIn(user): SignedIn,
 ) -> Response {
-    match signed_in(&state, req).await {
-        Ok(user) => cache_page(&state, req, &user, &name, query, None).await,
-        Err(response) => response,
-    }
+    cache_page(&state, req, &user, &name, query, None).await
 }
 
 /// The cache page; with `attempt`, a refused pin shown in its form (422).
@@ -492,11 +477,8 @@ pub async fn paths_table(
     state: Data<&Arc<AppState>>,
     Path(name): Path<String>,
     Query(query): Query<PathQuery>,
+    SignedIn(user): SignedIn,
 ) -> Response {
-    let user = match signed_in(&state, req).await {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
     // Opened directly (a bookmark, a reload of a pushed URL, no JavaScript): the whole page.
     if !super::is_htmx(req) {
         let query_string = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
@@ -539,12 +521,8 @@ pub async fn delete_path(
     req: &Request,
     state: Data<&Arc<AppState>>,
     Path((name, hash)): Path<(String, String)>,
-    Form(form): Form<CsrfOnly>,
+    CheckedForm { user, .. }: CheckedForm<CsrfOnly>,
 ) -> Response {
-    let user = match signed_in_form(&state, req, &form.csrf).await {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
     let cache = match readable(&state, &user, &name).await {
         Ok(Some((cache, Access::Manage, _))) => cache,
         Ok(Some(_)) => {
@@ -580,3 +558,5 @@ pub async fn delete_path(
         Err(e) => unavailable(&state, req, &user, e),
     }
 }
+
+carries_csrf!(CacheForm);

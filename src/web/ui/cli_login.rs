@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use askama::Template;
 use poem::http::StatusCode;
-use poem::web::{Data, Form};
+use poem::web::Data;
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
+use super::extract::{CheckedForm, SignedIn, carries_csrf};
 use super::tokens::{TokenChoice, scopable_caches};
-use super::{Layout, message, redirect, render, signed_in, signed_in_form, unavailable};
+use super::{Layout, message, render, unavailable};
 use crate::db::models::{CliLogin, User};
 use crate::services::auth::Caller;
 use crate::services::cli_login;
@@ -79,15 +80,8 @@ const UNKNOWN_CODE: &str =
     "No open login request has this code. Check the code in your terminal, or run `hibernation login` again.";
 
 #[handler]
-pub async fn show(req: &Request, state: Data<&Arc<AppState>>) -> Response {
-    match signed_in(&state, req).await {
-        Ok(user) => approval_page(&state, req, &user, None, String::new(), None).await,
-        // Come back here after signing in.
-        Err(_) if !crate::services::sessions::needs_setup(&state.db).await.unwrap_or(true) => {
-            redirect("/sign-in?next=/cli-login")
-        }
-        Err(response) => response,
-    }
+pub async fn show(req: &Request, state: Data<&Arc<AppState>>, SignedIn(user): SignedIn) -> Response {
+    approval_page(&state, req, &user, None, String::new(), None).await
 }
 
 #[derive(Deserialize)]
@@ -100,11 +94,11 @@ pub struct CodeForm {
 
 /// The first step: the typed code, answered with what it would approve.
 #[handler]
-pub async fn check(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<CodeForm>) -> Response {
-    let user = match signed_in_form(&state, req, &form.csrf).await {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
+pub async fn check(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    CheckedForm { user, form }: CheckedForm<CodeForm>,
+) -> Response {
     match cli_login::pending(&state.db, &form.code).await {
         Ok(Some(request)) => approval_page(&state, req, &user, Some(request), form.code, None).await,
         Ok(None) => approval_page(&state, req, &user, None, form.code, Some(UNKNOWN_CODE.into())).await,
@@ -123,11 +117,11 @@ pub struct AnswerForm {
 }
 
 #[handler]
-pub async fn approve(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<AnswerForm>) -> Response {
-    let user = match signed_in_form(&state, req, &form.csrf).await {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
+pub async fn approve(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    CheckedForm { user, form }: CheckedForm<AnswerForm>,
+) -> Response {
     let (caller, choice) = (Caller::session(&user), form.choice);
     let chosen = match state.db.read(move |c| choice.resolve(c, &caller)).await {
         Ok(Ok(chosen)) => chosen,
@@ -156,11 +150,11 @@ pub async fn approve(req: &Request, state: Data<&Arc<AppState>>, Form(form): For
 }
 
 #[handler]
-pub async fn deny(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<AnswerForm>) -> Response {
-    let user = match signed_in_form(&state, req, &form.csrf).await {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
+pub async fn deny(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    CheckedForm { user, form }: CheckedForm<AnswerForm>,
+) -> Response {
     match cli_login::deny(&state.db, &form.code).await {
         Ok(true) => message(
             &state,
@@ -174,3 +168,5 @@ pub async fn deny(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<A
         Err(e) => unavailable(&state, req, &user, e),
     }
 }
+
+carries_csrf!(CodeForm, AnswerForm);

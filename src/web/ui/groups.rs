@@ -4,11 +4,12 @@ use std::sync::Arc;
 
 use askama::Template;
 use poem::http::StatusCode;
-use poem::web::{Data, Form, Path};
+use poem::web::{Data, Path};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
-use super::{CsrfOnly, FormError, Layout, done, message, render, signed_in_admin, signed_in_admin_form, unavailable};
+use super::extract::{AdminForm, Administrator, carries_csrf};
+use super::{CsrfOnly, FormError, Layout, done, message, render, unavailable};
 use crate::db::groups::{self, Group, GroupPermissions};
 use crate::db::models::User;
 use crate::db::{is_refused_rollback, is_unique_violation, users};
@@ -63,14 +64,9 @@ fn last_admin(state: &AppState, req: &Request, user: &User) -> Response {
     message(state, req, Some(user), StatusCode::CONFLICT, "Not changed", text)
 }
 
-const REFUSAL: &str = "Only administrators manage groups.";
-
 #[handler]
-pub async fn list(req: &Request, state: Data<&Arc<AppState>>) -> Response {
-    match signed_in_admin(&state, req, REFUSAL).await {
-        Ok(user) => page(&state, req, &user, String::new(), FormError::default()).await,
-        Err(response) => response,
-    }
+pub async fn list(req: &Request, state: Data<&Arc<AppState>>, Administrator(user): Administrator) -> Response {
+    page(&state, req, &user, String::new(), FormError::default()).await
 }
 
 #[derive(Deserialize)]
@@ -86,11 +82,11 @@ pub struct CreateForm {
 }
 
 #[handler]
-pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<CreateForm>) -> Response {
-    let user = match signed_in_admin_form(&state, req, &form.csrf, REFUSAL).await {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
+pub async fn create(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    AdminForm { user, form }: AdminForm<CreateForm>,
+) -> Response {
     let name = form.name.trim().to_string();
     if name.is_empty() || name.len() > 100 {
         return page(&state, req, &user, form.name, FormError::new("name", "Enter a name of 1 to 100 characters."))
@@ -124,12 +120,8 @@ pub async fn add_member(
     req: &Request,
     state: Data<&Arc<AppState>>,
     Path(id): Path<i64>,
-    Form(form): Form<MemberForm>,
+    AdminForm { user, form }: AdminForm<MemberForm>,
 ) -> Response {
-    let user = match signed_in_admin_form(&state, req, &form.csrf, REFUSAL).await {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
     let member = form.user_id;
     match state.db.write(move |c| groups::add_member(c, id, member)).await {
         Ok(()) => {
@@ -145,12 +137,8 @@ pub async fn remove_member(
     req: &Request,
     state: Data<&Arc<AppState>>,
     Path((id, member)): Path<(i64, i64)>,
-    Form(form): Form<CsrfOnly>,
+    AdminForm { user, .. }: AdminForm<CsrfOnly>,
 ) -> Response {
-    let user = match signed_in_admin_form(&state, req, &form.csrf, REFUSAL).await {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
     match state.db.write(move |c| groups::keeping_an_administrator(c, |c| groups::remove_member(c, id, member))).await {
         Ok(()) => {
             state.hot.forget_rights();
@@ -166,12 +154,8 @@ pub async fn delete(
     req: &Request,
     state: Data<&Arc<AppState>>,
     Path(id): Path<i64>,
-    Form(form): Form<CsrfOnly>,
+    AdminForm { user, .. }: AdminForm<CsrfOnly>,
 ) -> Response {
-    let user = match signed_in_admin_form(&state, req, &form.csrf, REFUSAL).await {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
     match state.db.write(move |c| groups::keeping_an_administrator(c, |c| groups::delete(c, id))).await {
         Ok(()) => {
             state.hot.forget_rights();
@@ -181,3 +165,5 @@ pub async fn delete(
         Err(e) => unavailable(&state, req, &user, e),
     }
 }
+
+carries_csrf!(CreateForm, MemberForm);

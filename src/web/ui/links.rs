@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use askama::Template;
 use poem::http::{StatusCode, header};
-use poem::web::{Data, Form, Path};
+use poem::web::{Data, Path};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
-use super::{Layout, csrf_refusal, message, redirect, render, session_cookie};
+use super::extract::{AnonymousForm, carries_csrf};
+use super::{Layout, message, redirect, render, session_cookie};
 use crate::db::mail::LinkPurpose;
 use crate::db::models::User;
 use crate::services::{passwords, sessions, user_links};
@@ -93,9 +94,6 @@ pub struct PasswordForm {
 }
 
 async fn complete(state: &AppState, req: &Request, purpose: LinkPurpose, secret: &str, form: PasswordForm) -> Response {
-    if let Some(refused) = csrf_refusal(state, req, None, &form.csrf) {
-        return refused;
-    }
     match user_links::complete(&state.db, purpose, secret, &form.password).await {
         // An accepted invitation signs the person in; after a reset they sign in anew.
         Ok(Some(user)) if purpose == LinkPurpose::Invite => match sessions::new_session(&state.db, user.id).await {
@@ -137,7 +135,7 @@ pub async fn accept_invite(
     req: &Request,
     state: Data<&Arc<AppState>>,
     Path(secret): Path<String>,
-    Form(form): Form<PasswordForm>,
+    AnonymousForm(form): AnonymousForm<PasswordForm>,
 ) -> Response {
     complete(&state, req, LinkPurpose::Invite, &secret, form).await
 }
@@ -152,7 +150,7 @@ pub async fn reset_password(
     req: &Request,
     state: Data<&Arc<AppState>>,
     Path(secret): Path<String>,
-    Form(form): Form<PasswordForm>,
+    AnonymousForm(form): AnonymousForm<PasswordForm>,
 ) -> Response {
     complete(&state, req, LinkPurpose::Reset, &secret, form).await
 }
@@ -189,10 +187,11 @@ pub struct ForgotForm {
 /// Always the same answer, sent before any lookup or mail, so that neither the text nor
 /// the timing tells whether an address has an account.
 #[handler]
-pub async fn forgot(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<ForgotForm>) -> Response {
-    if let Some(refused) = csrf_refusal(&state, req, None, &form.csrf) {
-        return refused;
-    }
+pub async fn forgot(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    AnonymousForm(form): AnonymousForm<ForgotForm>,
+) -> Response {
     let worker = state.clone();
     let peer = crate::web::client_address::client_address(&state.config.trusted_proxies, req);
     tokio::spawn(async move {
@@ -207,3 +206,5 @@ pub async fn forgot(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
     let page = ForgotPage { layout: Layout::new(req, None), sent: true, no_mail };
     render(&state, StatusCode::OK, &page.layout, &page)
 }
+
+carries_csrf!(PasswordForm, ForgotForm);

@@ -7,6 +7,7 @@ mod auth;
 mod cache_settings;
 mod caches;
 mod cli_login;
+mod extract;
 mod groups;
 mod links;
 mod overview;
@@ -79,6 +80,7 @@ pub struct CsrfOnly {
     #[serde(default)]
     pub csrf: String,
 }
+extract::carries_csrf!(CsrfOnly);
 
 /// A form's error, shown next to the field it is about.
 #[derive(Debug, Default)]
@@ -346,39 +348,6 @@ fn to_sign_in(req: &Request) -> Response {
         return Response::builder().status(StatusCode::UNAUTHORIZED).header("HX-Redirect", target).finish();
     }
     redirect(&target)
-}
-
-/// A signed-in user whose form carries the right CSRF token, or the response to send instead.
-pub async fn signed_in_form(state: &Arc<AppState>, req: &Request, csrf: &str) -> Result<User, Response> {
-    let user = signed_in(state, req).await?;
-    match csrf_refusal(state, req, Some(&user), csrf) {
-        Some(refused) => Err(refused),
-        None => Ok(user),
-    }
-}
-
-/// The signed-in administrator, or the response to send instead; `refusal` tells others
-/// what only administrators may do.
-pub async fn signed_in_admin(state: &Arc<AppState>, req: &Request, refusal: &str) -> Result<User, Response> {
-    let user = signed_in(state, req).await?;
-    match admin_refusal(state, req, &user, refusal) {
-        Some(refused) => Err(refused),
-        None => Ok(user),
-    }
-}
-
-/// Like [`signed_in_admin`], for a form that must carry the right CSRF token.
-pub async fn signed_in_admin_form(
-    state: &Arc<AppState>,
-    req: &Request,
-    csrf: &str,
-    refusal: &str,
-) -> Result<User, Response> {
-    let user = signed_in_form(state, req, csrf).await?;
-    match admin_refusal(state, req, &user, refusal) {
-        Some(refused) => Err(refused),
-        None => Ok(user),
-    }
 }
 
 /// The 403 page for a user who is not an administrator.

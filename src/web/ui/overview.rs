@@ -7,7 +7,8 @@ use poem::http::StatusCode;
 use poem::web::{Data, Query};
 use poem::{IntoResponse, Request, Response, handler};
 
-use super::{Layout, human_bytes, render, signed_in, unavailable};
+use super::extract::SignedIn;
+use super::{Layout, human_bytes, render, unavailable};
 use crate::db::browse::{self, Totals};
 use crate::db::traffic::{self, TrafficDelta};
 use crate::services::access::readable_cache_ids;
@@ -126,11 +127,12 @@ impl OverviewPage {
 }
 
 #[handler]
-pub async fn overview(req: &Request, state: Data<&Arc<AppState>>, Query(query): Query<LiveQuery>) -> Response {
-    let user = match signed_in(&state, req).await {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
+pub async fn overview(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    Query(query): Query<LiveQuery>,
+    SignedIn(user): SignedIn,
+) -> Response {
     let caller = Caller::session(&user);
     if let Some(seen) = query.live {
         let caller = caller.clone();

@@ -3,13 +3,14 @@
 use std::sync::Arc;
 
 use poem::http::StatusCode;
-use poem::web::{Data, Form, Path};
+use poem::web::{Data, Path};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
 use super::caches::{PathQuery, cache_page, not_found, readable};
+use super::extract::{CheckedForm, carries_csrf};
 use super::storage::PinAttempt;
-use super::{done, message, signed_in_form, unavailable};
+use super::{CsrfOnly, done, message, unavailable};
 use crate::db::models::{Cache, User};
 use crate::services::access::Access;
 use crate::services::pins;
@@ -25,23 +26,18 @@ pub struct PinForm {
     store_path: String,
 }
 
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
+carries_csrf!(PinForm);
 
-/// The user and the cache, if they may push to it; the response to send otherwise.
-async fn pushable(state: &Arc<AppState>, req: &Request, name: &str, csrf: &str) -> Result<(User, Cache), Response> {
-    let user = signed_in_form(state, req, csrf).await?;
-    match readable(state, &user, name).await {
-        Ok(Some((cache, access, _))) if access >= Access::Push => Ok((user, cache)),
+/// The cache, if `user` may push to it; the response to send otherwise.
+async fn pushable(state: &Arc<AppState>, req: &Request, user: &User, name: &str) -> Result<Cache, Response> {
+    match readable(state, user, name).await {
+        Ok(Some((cache, access, _))) if access >= Access::Push => Ok(cache),
         Ok(Some(_)) => {
             let text = "Pins need the right to push to this cache.";
-            Err(message(state, req, Some(&user), StatusCode::FORBIDDEN, "Not allowed", text))
+            Err(message(state, req, Some(user), StatusCode::FORBIDDEN, "Not allowed", text))
         }
-        Ok(None) => Err(not_found(state, req, &user, name)),
-        Err(e) => Err(unavailable(state, req, &user, e)),
+        Ok(None) => Err(not_found(state, req, user, name)),
+        Err(e) => Err(unavailable(state, req, user, e)),
     }
 }
 
@@ -50,10 +46,10 @@ pub async fn pin(
     req: &Request,
     state: Data<&Arc<AppState>>,
     Path(name): Path<String>,
-    Form(form): Form<PinForm>,
+    CheckedForm { user, form }: CheckedForm<PinForm>,
 ) -> Response {
-    let (user, cache) = match pushable(&state, req, &name, &form.csrf).await {
-        Ok(found) => found,
+    let cache = match pushable(&state, req, &user, &name).await {
+        Ok(cache) => cache,
         Err(response) => return response,
     };
     let pin_name = form.pin.trim();
@@ -73,10 +69,10 @@ pub async fn unpin(
     req: &Request,
     state: Data<&Arc<AppState>>,
     Path((name, pin_name)): Path<(String, String)>,
-    Form(form): Form<CsrfForm>,
+    CheckedForm { user, .. }: CheckedForm<CsrfOnly>,
 ) -> Response {
-    let (user, cache) = match pushable(&state, req, &name, &form.csrf).await {
-        Ok(found) => found,
+    let cache = match pushable(&state, req, &user, &name).await {
+        Ok(cache) => cache,
         Err(response) => return response,
     };
     match pins::unpin(&state.db, &cache, &pin_name).await {

@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use askama::Template;
 use poem::http::StatusCode;
-use poem::web::{Data, Form};
+use poem::web::Data;
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
-use super::{CsrfOnly, FormError, Layout, done, render, signed_in_admin, signed_in_admin_form, unavailable};
+use super::extract::{AdminForm, Administrator, carries_csrf};
+use super::{CsrfOnly, FormError, Layout, done, render, unavailable};
 use crate::db::mail as stored;
 use crate::db::models::User;
 use crate::services::mail::{self, Security, SmtpSettings};
@@ -80,8 +81,6 @@ struct SettingsPage {
 const SECURITIES: [(&str, &str); 3] =
     [("starttls", "STARTTLS (port 587)"), ("tls", "TLS (port 465)"), ("none", "none (a relay on a trusted network)")];
 
-const REFUSAL: &str = "Only administrators change settings.";
-
 async fn page(state: &AppState, req: &Request, user: &User, form: Option<SmtpForm>, error: FormError) -> Response {
     let current = match mail::current(&state.db, state.config.smtp.as_ref()).await {
         Ok(current) => current,
@@ -106,19 +105,16 @@ async fn page(state: &AppState, req: &Request, user: &User, form: Option<SmtpFor
 }
 
 #[handler]
-pub async fn show(req: &Request, state: Data<&Arc<AppState>>) -> Response {
-    match signed_in_admin(&state, req, REFUSAL).await {
-        Ok(user) => page(&state, req, &user, None, FormError::default()).await,
-        Err(response) => response,
-    }
+pub async fn show(req: &Request, state: Data<&Arc<AppState>>, Administrator(user): Administrator) -> Response {
+    page(&state, req, &user, None, FormError::default()).await
 }
 
 #[handler]
-pub async fn save(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<SmtpForm>) -> Response {
-    let user = match signed_in_admin_form(&state, req, &form.csrf, REFUSAL).await {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
+pub async fn save(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    AdminForm { user, form }: AdminForm<SmtpForm>,
+) -> Response {
     if state.config.smtp.is_some() {
         let note = "Nothing was changed: SMTP_* environment variables set the mail settings.";
         return page(&state, req, &user, None, FormError::new("host", note)).await;
@@ -139,11 +135,11 @@ pub async fn save(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<S
 }
 
 #[handler]
-pub async fn test_mail(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<CsrfOnly>) -> Response {
-    let user = match signed_in_admin_form(&state, req, &form.csrf, REFUSAL).await {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
+pub async fn test_mail(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    AdminForm { user, .. }: AdminForm<CsrfOnly>,
+) -> Response {
     let Some(to) = user.email.clone() else {
         return done(&state, "/settings", "Your account has no email address to send the test to.");
     };
@@ -160,3 +156,5 @@ pub async fn test_mail(req: &Request, state: Data<&Arc<AppState>>, Form(form): F
     };
     done(&state, "/settings", &notice)
 }
+
+carries_csrf!(SmtpForm);

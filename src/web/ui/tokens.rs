@@ -5,11 +5,12 @@ use std::sync::Arc;
 use askama::Template;
 use chrono::{Duration, NaiveDateTime};
 use poem::http::StatusCode;
-use poem::web::{Data, Form, Path};
+use poem::web::{Data, Path};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
-use super::{CsrfOnly, Layout, done, render, signed_in, signed_in_form, unavailable};
+use super::extract::{CheckedForm, SignedIn, carries_csrf};
+use super::{CsrfOnly, Layout, done, render, unavailable};
 use crate::db::models::{ApiToken, User};
 use crate::db::users::TokenScope;
 use crate::db::{AnyConnection, DbResult, caches, is_unique_violation, now, users};
@@ -80,11 +81,8 @@ async fn page(
 }
 
 #[handler]
-pub async fn list(req: &Request, state: Data<&Arc<AppState>>) -> Response {
-    match signed_in(&state, req).await {
-        Ok(user) => page(&state, req, &user, None, String::new(), None).await,
-        Err(response) => response,
-    }
+pub async fn list(req: &Request, state: Data<&Arc<AppState>>, SignedIn(user): SignedIn) -> Response {
+    page(&state, req, &user, None, String::new(), None).await
 }
 
 /// The expiry and scope fields of a new token (the tokens page and the CLI login page).
@@ -154,11 +152,11 @@ pub struct CreateForm {
 }
 
 #[handler]
-pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<CreateForm>) -> Response {
-    let user = match signed_in_form(&state, req, &form.csrf).await {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
+pub async fn create(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    CheckedForm { user, form }: CheckedForm<CreateForm>,
+) -> Response {
     let name = form.name.trim().to_string();
     if name.is_empty() || name.len() > 100 {
         return page(&state, req, &user, None, form.name, Some("Enter a name of 1 to 100 characters.".into())).await;
@@ -195,12 +193,8 @@ pub async fn revoke(
     req: &Request,
     state: Data<&Arc<AppState>>,
     Path(token_id): Path<i64>,
-    Form(form): Form<CsrfOnly>,
+    CheckedForm { user, .. }: CheckedForm<CsrfOnly>,
 ) -> Response {
-    let user = match signed_in_form(&state, req, &form.csrf).await {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
     let id = user.id;
     match state.db.write(move |c| users::revoke_token_by_id(c, id, token_id)).await {
         Ok(_) => {
@@ -210,3 +204,5 @@ pub async fn revoke(
         Err(e) => unavailable(&state, req, &user, e),
     }
 }
+
+carries_csrf!(CreateForm);

@@ -4,11 +4,12 @@ use std::sync::Arc;
 
 use askama::Template;
 use poem::http::StatusCode;
-use poem::web::{Data, Form, Path};
+use poem::web::{Data, Path};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
-use super::{CsrfOnly, FormError, Layout, done, message, render, signed_in_admin, signed_in_admin_form, unavailable};
+use super::extract::{AdminForm, Administrator, carries_csrf};
+use super::{CsrfOnly, FormError, Layout, done, message, render, unavailable};
 use crate::db::models::User;
 use crate::db::{groups, is_refused_rollback, is_unique_violation, users};
 use crate::services::mail::{self, SmtpSettings};
@@ -58,8 +59,6 @@ struct Typed {
     admin: bool,
 }
 
-const REFUSAL: &str = "Only administrators manage users.";
-
 async fn page(state: &AppState, req: &Request, user: &User, typed: Typed, error: FormError) -> Response {
     match state.db.read(users::list).await {
         Ok(all) => {
@@ -75,11 +74,8 @@ async fn page(state: &AppState, req: &Request, user: &User, typed: Typed, error:
 }
 
 #[handler]
-pub async fn list(req: &Request, state: Data<&Arc<AppState>>) -> Response {
-    match signed_in_admin(&state, req, REFUSAL).await {
-        Ok(user) => page(&state, req, &user, Typed::default(), FormError::default()).await,
-        Err(response) => response,
-    }
+pub async fn list(req: &Request, state: Data<&Arc<AppState>>, Administrator(user): Administrator) -> Response {
+    page(&state, req, &user, Typed::default(), FormError::default()).await
 }
 
 #[derive(Deserialize)]
@@ -103,11 +99,11 @@ impl CreateForm {
 }
 
 #[handler]
-pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<CreateForm>) -> Response {
-    let user = match signed_in_admin_form(&state, req, &form.csrf, REFUSAL).await {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
+pub async fn create(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    AdminForm { user, form }: AdminForm<CreateForm>,
+) -> Response {
     let (name, email) = (form.name.trim().to_string(), form.email.trim().to_ascii_lowercase());
     let error = if let Some(error) = crate::services::display_name_error(&name) {
         FormError::new("name", error)
@@ -138,11 +134,11 @@ pub async fn create(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form
 
 #[handler]
 /// The create form without a password: the invited person chooses it.
-pub async fn invite(req: &Request, state: Data<&Arc<AppState>>, Form(form): Form<CreateForm>) -> Response {
-    let user = match signed_in_admin_form(&state, req, &form.csrf, REFUSAL).await {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
+pub async fn invite(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    AdminForm { user, form }: AdminForm<CreateForm>,
+) -> Response {
     let smtp = match smtp_settings(&state, req, &user).await {
         Ok(smtp) => smtp,
         Err(response) => return response,
@@ -189,12 +185,8 @@ pub async fn reinvite(
     req: &Request,
     state: Data<&Arc<AppState>>,
     Path(id): Path<i64>,
-    Form(form): Form<CsrfOnly>,
+    AdminForm { user, .. }: AdminForm<CsrfOnly>,
 ) -> Response {
-    let user = match signed_in_admin_form(&state, req, &form.csrf, REFUSAL).await {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
     let smtp = match smtp_settings(&state, req, &user).await {
         Ok(smtp) => smtp,
         Err(response) => return response,
@@ -208,12 +200,8 @@ pub async fn delete(
     req: &Request,
     state: Data<&Arc<AppState>>,
     Path(id): Path<i64>,
-    Form(form): Form<CsrfOnly>,
+    AdminForm { user, .. }: AdminForm<CsrfOnly>,
 ) -> Response {
-    let user = match signed_in_admin_form(&state, req, &form.csrf, REFUSAL).await {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
     match state.db.write(move |c| groups::keeping_an_administrator(c, |c| users::delete(c, id))).await {
         Ok(()) => {
             state.hot.forget_rights();
@@ -230,3 +218,5 @@ pub async fn delete(
         Err(e) => unavailable(&state, req, &user, e),
     }
 }
+
+carries_csrf!(CreateForm);

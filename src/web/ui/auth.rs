@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::extract::{AnonymousForm, carries_csrf};
 use super::{
-    CsrfOnly, FormError, Layout, SESSION_COOKIE, clear_session_cookie, cookie, message, redirect, render,
+    CsrfOnly, Failure, FormError, Layout, SESSION_COOKIE, clear_session_cookie, cookie, redirect, render,
     session_cookie,
 };
 use crate::services::sessions::{self, FieldError, SetupError, SignInError};
@@ -39,8 +39,7 @@ pub struct SetupForm {
 }
 
 fn db_failure(state: &AppState, req: &Request, e: impl std::fmt::Display) -> Response {
-    tracing::error!("dashboard: {e}");
-    message(state, req, None, StatusCode::SERVICE_UNAVAILABLE, "Try again", "The database is not reachable right now.")
+    Failure::Unavailable(e.to_string()).page(state, req, None)
 }
 
 #[handler]

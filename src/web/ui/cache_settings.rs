@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::caches::{CacheForm, not_found, readable};
 use super::extract::{CheckedForm, SignedIn, carries_csrf};
-use super::{CsrfOnly, FormError, Layout, done, message, moved, render, unavailable};
+use super::{CsrfOnly, Failure, FormError, Layout, done, moved, render, unavailable};
 use crate::db::models::{Cache, GrantLevel, QuotaPolicy, User};
 use crate::db::{DbError, browse, groups, is_unique_violation, users};
 use crate::services::access::Access;
@@ -129,14 +129,10 @@ async fn editable(
 ) -> Result<(Cache, Vec<String>), Response> {
     match readable(state, user, name).await {
         Ok(Some((cache, Access::Manage, keys))) => Ok((cache, keys)),
-        Ok(Some(_)) => Err(message(
-            state,
-            req,
-            Some(user),
-            StatusCode::FORBIDDEN,
-            "Not allowed",
-            "Changing this cache needs the manage right on it.",
-        )),
+        Ok(Some(_)) => {
+            let text = "Changing this cache needs the manage right on it.".into();
+            Err(Failure::Forbidden(text).page(state, req, Some(user)))
+        }
         Ok(None) => Err(not_found(state, req, user, name)),
         Err(e) => Err(unavailable(state, req, user, e)),
     }
@@ -226,14 +222,7 @@ async fn destroy(
         Err(response) => return response,
     };
     if whole_cache && !user.is_admin {
-        return message(
-            state,
-            req,
-            Some(&user),
-            StatusCode::FORBIDDEN,
-            "Not allowed",
-            "Only administrators delete caches.",
-        );
+        return Failure::Forbidden("Only administrators delete caches.".into()).page(state, req, Some(&user));
     }
     if form.confirm.trim() != cache.name {
         let field = if whole_cache { "confirm-delete" } else { "confirm-clear" };
@@ -323,8 +312,8 @@ async fn apply_grant(
         Err(response) => return response,
     };
     let Some(level) = GrantLevel::parse(&form.permission) else {
-        let text = "Choose read, push or manage.";
-        return message(state, req, Some(&user), StatusCode::UNPROCESSABLE_ENTITY, "Not a right", text);
+        let text = "Choose read, push or manage.".into();
+        return Failure::Invalid { heading: "Not a right", text }.page(state, req, Some(&user));
     };
     let id = cache.id;
     let granted = state
@@ -348,7 +337,8 @@ async fn apply_grant(
             done(state, &format!("/caches/{}/settings", cache.name), &format!("Access granted: {}.", level.name()))
         }
         Ok(false) => {
-            message(state, req, Some(&user), StatusCode::UNPROCESSABLE_ENTITY, "Not found", "Choose from the list.")
+            let text = "Choose from the list.".into();
+            Failure::Invalid { heading: "Not found", text }.page(state, req, Some(&user))
         }
         Err(e) => unavailable(state, req, &user, e),
     }

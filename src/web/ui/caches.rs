@@ -12,7 +12,7 @@ use poem::{IntoResponse, Request, Response, handler};
 use serde::Deserialize;
 
 use super::extract::{CheckedForm, SignedIn, carries_csrf};
-use super::{CsrfOnly, FormError, Layout, human_bytes, message, render, unavailable};
+use super::{CsrfOnly, Failure, FormError, Layout, human_bytes, render, unavailable};
 use crate::db::browse::{self, DeleteOutcome, PAGE_SIZE, PathRow, SortKey};
 use crate::db::caches::CacheSettings;
 use crate::db::models::{Cache, QuotaPolicy, User};
@@ -63,14 +63,7 @@ impl CachesPage {
 }
 
 pub fn not_found(state: &AppState, req: &Request, user: &User, name: &str) -> Response {
-    message(
-        state,
-        req,
-        Some(user),
-        StatusCode::NOT_FOUND,
-        "Not found",
-        &format!("There is no cache named {name:?} that you can see."),
-    )
+    Failure::NoSuchCache(name.to_string()).page(state, req, Some(user))
 }
 
 /// Administrators, and members of a group holding the permission, create caches.
@@ -235,8 +228,8 @@ pub async fn create(
     CheckedForm { user, form }: CheckedForm<CacheForm>,
 ) -> Response {
     if !may_create_caches(&state, &user).await {
-        let text = "Only administrators and members of a group allowed to create caches create them.";
-        return message(&state, req, Some(&user), StatusCode::FORBIDDEN, "Not allowed", text);
+        let text = "Only administrators and members of a group allowed to create caches create them.".into();
+        return Failure::Forbidden(text).page(&state, req, Some(&user));
     }
     let settings = match form.validate(&form.name, user.is_admin) {
         Ok(valid) => valid,
@@ -526,14 +519,8 @@ pub async fn delete_path(
     let cache = match readable(&state, &user, &name).await {
         Ok(Some((cache, Access::Manage, _))) => cache,
         Ok(Some(_)) => {
-            return message(
-                &state,
-                req,
-                Some(&user),
-                StatusCode::FORBIDDEN,
-                "Not allowed",
-                "You may not change this cache.",
-            );
+            let text = "Deleting paths needs the manage right on this cache.".into();
+            return Failure::Forbidden(text).page(&state, req, Some(&user));
         }
         Ok(None) => return not_found(&state, req, &user, &name),
         Err(e) => return unavailable(&state, req, &user, e),

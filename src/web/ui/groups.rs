@@ -9,7 +9,7 @@ use poem::{Request, Response, handler};
 use serde::Deserialize;
 
 use super::extract::{AdminForm, Administrator, carries_csrf};
-use super::{CsrfOnly, FormError, Layout, done, message, render, unavailable};
+use super::{CsrfOnly, Failure, FormError, Layout, done, render, unavailable};
 use crate::db::groups::{self, Group, GroupPermissions};
 use crate::db::models::User;
 use crate::db::{is_refused_rollback, is_unique_violation, users};
@@ -60,8 +60,8 @@ async fn page(state: &AppState, req: &Request, user: &User, name: String, error:
 }
 
 fn last_admin(state: &AppState, req: &Request, user: &User) -> Response {
-    let text = "That would leave no administrator. Make someone else an administrator first.";
-    message(state, req, Some(user), StatusCode::CONFLICT, "Not changed", text)
+    let text = "That would leave no administrator. Make someone else an administrator first.".into();
+    Failure::Conflict { heading: "Not changed", text }.page(state, req, Some(user))
 }
 
 #[handler]

@@ -10,7 +10,7 @@ use poem::{Request, Response, handler};
 use serde::Deserialize;
 
 use super::extract::{AnonymousForm, carries_csrf};
-use super::{Layout, message, redirect, render, session_cookie};
+use super::{Failure, Layout, message, redirect, render, session_cookie};
 use crate::db::mail::LinkPurpose;
 use crate::db::models::User;
 use crate::services::{passwords, sessions, user_links};
@@ -42,19 +42,11 @@ fn action(purpose: LinkPurpose, secret: &str) -> String {
 }
 
 fn invalid_link(state: &AppState, req: &Request) -> Response {
-    message(
-        state,
-        req,
-        None,
-        StatusCode::GONE,
-        "This link no longer works",
-        "It was used already, or it expired. Ask an administrator for a new invitation, or ask for a new reset link.",
-    )
+    Failure::LinkGone.page(state, req, None)
 }
 
 fn failure(state: &AppState, req: &Request, e: impl std::fmt::Display) -> Response {
-    tracing::error!("mailed link: {e}");
-    message(state, req, None, StatusCode::SERVICE_UNAVAILABLE, "Try again", "The database is not reachable right now.")
+    Failure::Unavailable(format!("mailed link: {e}")).page(state, req, None)
 }
 
 fn password_page(

@@ -8,6 +8,7 @@ mod cache_settings;
 mod caches;
 mod cli_login;
 mod extract;
+mod failure;
 mod groups;
 mod links;
 mod overview;
@@ -28,6 +29,7 @@ use super::AppState;
 use crate::db::models::User;
 use crate::random::random_id;
 use crate::services::sessions;
+pub use failure::Failure;
 
 pub const SESSION_COOKIE: &str = "hibernation_session";
 pub const CSRF_COOKIE: &str = "hibernation_csrf";
@@ -285,17 +287,7 @@ pub fn message(
 
 /// A signed-in user, or the response that sends the browser to setup or sign-in.
 pub async fn signed_in(state: &Arc<AppState>, req: &Request) -> Result<User, Response> {
-    let failure = |e: crate::db::DbError| {
-        tracing::error!("session lookup failed: {e}");
-        message(
-            state,
-            req,
-            None,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Try again",
-            "The database is not reachable right now.",
-        )
-    };
+    let failure = |e: crate::db::DbError| Failure::from(e).page(state, req, None);
     if sessions::needs_setup(&state.db).await.map_err(failure)? {
         return Err(redirect("/setup"));
     }
@@ -352,34 +344,19 @@ fn to_sign_in(req: &Request) -> Response {
 
 /// The 403 page for a user who is not an administrator.
 fn admin_refusal(state: &AppState, req: &Request, user: &User, refusal: &str) -> Option<Response> {
-    (!user.is_admin).then(|| message(state, req, Some(user), StatusCode::FORBIDDEN, "Not allowed", refusal))
+    (!user.is_admin).then(|| Failure::Forbidden(refusal.into()).page(state, req, Some(user)))
 }
 
 /// The page shown when the database failed; the details go to the log.
 pub fn unavailable(state: &AppState, req: &Request, user: &User, e: crate::db::DbError) -> Response {
-    tracing::error!("dashboard: {e}");
-    message(
-        state,
-        req,
-        Some(user),
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Try again",
-        "The database is not reachable right now.",
-    )
+    Failure::from(e).page(state, req, Some(user))
 }
 
 /// The refusal of a state-changing request whose form token is not the expected one.
 pub fn csrf_refusal(state: &AppState, req: &Request, user: Option<&User>, submitted: &str) -> Option<Response> {
     match expected_csrf(req) {
         Some(expected) if !submitted.is_empty() && expected == submitted => None,
-        _ => Some(message(
-            state,
-            req,
-            user,
-            StatusCode::FORBIDDEN,
-            "Form expired",
-            "This form is out of date or did not come from this site. Reload the page and try again.",
-        )),
+        _ => Some(Failure::FormExpired.page(state, req, user)),
     }
 }
 

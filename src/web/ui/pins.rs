@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use poem::http::StatusCode;
 use poem::web::{Data, Path};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
@@ -10,7 +9,7 @@ use serde::Deserialize;
 use super::caches::{PathQuery, cache_page, not_found, readable};
 use super::extract::{CheckedForm, carries_csrf};
 use super::storage::PinAttempt;
-use super::{CsrfOnly, done, message, unavailable};
+use super::{CsrfOnly, Failure, done, unavailable};
 use crate::db::models::{Cache, User};
 use crate::services::access::Access;
 use crate::services::pins;
@@ -33,8 +32,8 @@ async fn pushable(state: &Arc<AppState>, req: &Request, user: &User, name: &str)
     match readable(state, user, name).await {
         Ok(Some((cache, access, _))) if access >= Access::Push => Ok(cache),
         Ok(Some(_)) => {
-            let text = "Pins need the right to push to this cache.";
-            Err(message(state, req, Some(user), StatusCode::FORBIDDEN, "Not allowed", text))
+            let text = "Pins need the right to push to this cache.".into();
+            Err(Failure::Forbidden(text).page(state, req, Some(user)))
         }
         Ok(None) => Err(not_found(state, req, user, name)),
         Err(e) => Err(unavailable(state, req, user, e)),
@@ -80,6 +79,6 @@ pub async fn unpin(
             done(&state, &format!("/caches/{name}#storage"), &format!("Pin {pin_name} removed."))
         }
         Err(pins::PinError::Db(e)) => unavailable(&state, req, &user, e),
-        Err(e) => message(&state, req, Some(&user), StatusCode::UNPROCESSABLE_ENTITY, "Not removed", &e.to_string()),
+        Err(e) => Failure::Invalid { heading: "Not removed", text: e.to_string() }.page(&state, req, Some(&user)),
     }
 }

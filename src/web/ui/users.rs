@@ -9,7 +9,7 @@ use poem::{Request, Response, handler};
 use serde::Deserialize;
 
 use super::extract::{AdminForm, Administrator, carries_csrf};
-use super::{CsrfOnly, FormError, Layout, done, message, render, unavailable};
+use super::{CsrfOnly, Failure, FormError, Layout, done, render, unavailable};
 use crate::db::models::User;
 use crate::db::{groups, is_refused_rollback, is_unique_violation, users};
 use crate::services::mail::{self, SmtpSettings};
@@ -207,14 +207,10 @@ pub async fn delete(
             state.hot.forget_rights();
             done(&state, "/users", "User deleted. Their tokens and sessions no longer work.")
         }
-        Err(e) if is_refused_rollback(&e) => message(
-            &state,
-            req,
-            Some(&user),
-            StatusCode::CONFLICT,
-            "Not deleted",
-            "This is the last administrator. Make someone else an administrator first.",
-        ),
+        Err(e) if is_refused_rollback(&e) => {
+            let text = "This is the last administrator. Make someone else an administrator first.".into();
+            Failure::Conflict { heading: "Not deleted", text }.page(&state, req, Some(&user))
+        }
         Err(e) => unavailable(&state, req, &user, e),
     }
 }

@@ -5,13 +5,12 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use chrono::Duration;
 use clap::Subcommand;
-use hibernation::api::Upstream;
-use hibernation::nix::PublicKey;
 
 use crate::config::{Config, parse_lifetime};
 use crate::db::models::{GrantLevel, QuotaPolicy};
 use crate::db::{Db, caches, is_unique_violation, now, users};
-use crate::services::{CACHE_NAME_RULE, auth, is_valid_cache_name, passwords};
+use crate::services::caches as cache_rules;
+use crate::services::{auth, passwords};
 
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
@@ -160,18 +159,6 @@ impl LifecycleArgs {
     }
 }
 
-fn parse_quota(text: &str) -> anyhow::Result<i64> {
-    Ok(hibernation::format::parse_gib(text)
-        .with_context(|| format!("invalid quota {text:?}: give a size in GiB such as 50 or 0.5"))? as i64)
-}
-
-fn validate_keys(keys: &[String]) -> anyhow::Result<()> {
-    for key in keys {
-        PublicKey::parse(key).with_context(|| format!("invalid public key {key:?}"))?;
-    }
-    Ok(())
-}
-
 /// Logins name users in commands: no spaces or control characters, so they cannot be mistaken.
 fn is_valid_login(login: &str) -> bool {
     !login.is_empty() && login.len() <= 254 && !login.chars().any(|c| c.is_whitespace() || c.is_control())
@@ -181,11 +168,7 @@ pub fn run(db: &Db, config: &Config, command: AdminCommand) -> anyhow::Result<Ex
     match command {
         AdminCommand::Fsck { cache, repair } => return fsck(db, config, cache, repair),
         AdminCommand::UpdateCache { name, quota_gib, lifecycle } => {
-            let quota = match quota_gib.as_deref() {
-                None => None,
-                Some("none") => Some(None),
-                Some(text) => Some(Some(parse_quota(text)?)),
-            };
+            let quota = quota_gib.as_deref().map(cache_rules::parse_quota_gib).transpose()?;
             let change = caches::LifecycleChange {
                 quota_bytes: quota,
                 quota_policy: lifecycle.policy(),
@@ -257,20 +240,13 @@ pub fn run(db: &Db, config: &Config, command: AdminCommand) -> anyhow::Result<Ex
             allow_force_push,
             lifecycle,
         } => {
-            if !is_valid_cache_name(&name) {
-                bail!("invalid cache name {name:?}: {CACHE_NAME_RULE}");
-            }
-            validate_keys(&public_keys)?;
-            let quota_bytes = quota_gib.as_deref().map(parse_quota).transpose()?;
+            cache_rules::check_name(&name)?;
+            let public_keys = cache_rules::check_keys(public_keys.iter().map(String::as_str))?;
+            let quota_bytes = cache_rules::parse_quota_gib(quota_gib.as_deref().unwrap_or_default())?;
             let upstreams = match (no_upstream, upstreams.is_empty()) {
                 (true, _) => Some(Vec::new()),
                 (false, true) => None,
-                (false, false) => Some(
-                    upstreams
-                        .iter()
-                        .map(|line| Upstream::parse_line(line).map_err(|e| anyhow::anyhow!("invalid --upstream: {e}")))
-                        .collect::<anyhow::Result<_>>()?,
-                ),
+                (false, false) => Some(cache_rules::parse_upstreams(upstreams.iter().map(String::as_str))?),
             };
             let settings = caches::CacheSettings {
                 is_public: public,
@@ -282,12 +258,11 @@ pub fn run(db: &Db, config: &Config, command: AdminCommand) -> anyhow::Result<Ex
                 quota_policy: lifecycle.policy().unwrap_or(QuotaPolicy::Refuse),
                 retention_seconds: lifecycle.retention_seconds()?.flatten(),
             };
-            db.write_blocking(|c| caches::create(c, &name, &settings))
-                .map_err(|e| unique_or(e, format!("cache {name:?} already exists")))?;
+            tokio::runtime::Runtime::new()?.block_on(cache_rules::create(db, None, &name, settings))?;
             println!("created {} cache {name}", if public { "public" } else { "private" });
         }
         AdminCommand::AddKey { cache, public_key } => {
-            validate_keys(std::slice::from_ref(&public_key))?;
+            cache_rules::check_keys([public_key.as_str()])?;
             db.write_blocking(|c| {
                 let found = caches::find_by_name(c, &cache)?;
                 found.map(|found| caches::add_key(c, found.id, &public_key)).transpose()

@@ -4,6 +4,7 @@ pub mod access;
 pub mod access_log;
 pub mod auth;
 pub mod cache_info;
+pub mod caches;
 pub mod cli_login;
 pub mod eviction;
 pub mod fsck;

@@ -12,9 +12,9 @@ use super::caches::{CacheForm, not_found, readable};
 use super::extract::{CheckedForm, SignedIn, carries_csrf};
 use super::{CsrfOnly, Failure, FormError, Layout, done, moved, render, unavailable};
 use crate::db::models::{Cache, GrantLevel, QuotaPolicy, User};
-use crate::db::{DbError, browse, groups, is_unique_violation, users};
+use crate::db::{DbError, groups, users};
 use crate::services::access::Access;
-use crate::services::push::delete_stored;
+use crate::services::caches::{self as cache_rules, CacheError};
 use crate::web::AppState;
 use hibernation::api::Upstream;
 
@@ -43,8 +43,7 @@ struct SettingsPage {
 
 /// The settings form filled in with what the cache has now.
 async fn current_values(state: &AppState, cache: &Cache, keys: Vec<String>) -> Result<CacheForm, DbError> {
-    let cache_id = cache.id;
-    let upstreams = state.db.read(move |c| crate::db::upstreams::list(c, cache_id)).await?;
+    let upstreams = cache_rules::upstreams_of(&state.db, cache.id).await?;
     Ok(CacheForm {
         csrf: String::new(),
         name: cache.name.clone(),
@@ -172,31 +171,14 @@ pub async fn update(
         Ok(valid) => valid,
         Err(error) => return settings_page(&state, req, &user, cache, form, error).await,
     };
-    let (id, renamed) = (cache.id, new_name.clone());
-    let saved = state
-        .db
-        .write(move |c| {
-            browse::update_cache(c, id, &settings)?;
-            crate::db::caches::rename(c, id, &renamed)
-        })
-        .await;
-    match saved {
-        Ok(()) => {
-            state.hot.forget_cache(cache.id, &cache.name);
-            // A lowered quota under an evicting policy makes room at once.
-            let lookup = new_name.clone();
-            if let Ok(Some(updated)) = state.db.read(move |c| crate::db::caches::find_by_name(c, &lookup)).await
-                && let Err(e) = crate::services::eviction::fit_quota(&state.db, &updated).await
-            {
-                tracing::warn!("could not evict from cache {new_name} to fit its quota: {e}");
-            }
-            moved(&state, req, &format!("/caches/{new_name}"), "Settings saved.")
-        }
-        Err(e) if is_unique_violation(&e) => {
+    // A lowered quota under an evicting policy makes room at once.
+    match cache_rules::update(&state.db, &state.hot, &cache, &new_name, settings).await {
+        Ok(_) => moved(&state, req, &format!("/caches/{new_name}"), "Settings saved."),
+        Err(CacheError::NameTaken(_)) => {
             let error = FormError::new("name", format!("A cache named {new_name} exists. Nothing was changed."));
             settings_page(&state, req, &user, cache, form, error).await
         }
-        Err(e) => unavailable(&state, req, &user, e),
+        Err(CacheError::Db(e)) => unavailable(&state, req, &user, e),
     }
 }
 
@@ -233,20 +215,8 @@ async fn destroy(
             Err(e) => unavailable(state, req, &user, e),
         };
     }
-    let id = cache.id;
-    let result =
-        state
-            .db
-            .write(move |c| {
-                if whole_cache { browse::delete_cache(c, id) } else { browse::clear_cache(c, id).map(|()| Vec::new()) }
-            })
-            .await;
-    match result {
-        Ok(keys) => {
-            state.hot.forget_cache(cache.id, &cache.name);
-            for key in keys {
-                delete_stored(&state.storage, &key).await;
-            }
+    match cache_rules::destroy(&state.db, &state.hot, &state.storage, &cache, whole_cache).await {
+        Ok(()) => {
             if whole_cache {
                 moved(state, req, "/caches", &format!("Cache {} deleted.", cache.name))
             } else {

@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use askama::Template;
 use hibernation::api::Upstream;
-use hibernation::nix::PublicKey;
 use hibernation::nix::store_path::is_hash_part;
 use poem::http::StatusCode;
 use poem::web::{Data, Html, Path, Query};
@@ -16,11 +15,11 @@ use super::{CsrfOnly, Failure, FormError, Layout, human_bytes, render, unavailab
 use crate::db::browse::{self, DeleteOutcome, PAGE_SIZE, PathRow, SortKey};
 use crate::db::caches::CacheSettings;
 use crate::db::models::{Cache, QuotaPolicy, User};
-use crate::db::{DbError, caches, is_unique_violation, users};
+use crate::db::{DbError, caches};
 use crate::services::access::readable_cache_ids;
 use crate::services::access::{Access, access_to};
 use crate::services::auth::Caller;
-use crate::services::{CACHE_NAME_RULE, is_valid_cache_name};
+use crate::services::caches::{self as cache_rules, CacheError};
 use crate::web::AppState;
 use hibernation::format::gib;
 
@@ -68,11 +67,7 @@ pub fn not_found(state: &AppState, req: &Request, user: &User, name: &str) -> Re
 
 /// Administrators, and members of a group holding the permission, create caches.
 async fn may_create_caches(state: &AppState, user: &User) -> bool {
-    if user.is_admin {
-        return true;
-    }
-    let id = user.id;
-    state.db.read(move |c| crate::db::groups::may_create_caches(c, id)).await.unwrap_or(false)
+    cache_rules::may_create(&state.db, user).await.unwrap_or(false)
 }
 
 async fn visible_caches(state: &AppState, user: &User) -> Result<Vec<CacheRow>, DbError> {
@@ -157,36 +152,22 @@ impl CacheForm {
     /// quota in GiB (empty for none), the public keys, one per line, and, for administrators
     /// (`may_set_upstreams`), the upstreams and `--force`; otherwise those are left as they are.
     pub fn validate(&self, name: &str, may_set_upstreams: bool) -> Result<CacheSettings, FormError> {
-        if !is_valid_cache_name(name) {
-            return Err(FormError::new("name", format!("Invalid name: {CACHE_NAME_RULE}.")));
-        }
+        let error = |e: cache_rules::SettingError| FormError::new(e.field, e.message);
+        cache_rules::check_name(name).map_err(error)?;
         let priority: i32 =
             self.priority.trim().parse().map_err(|_| FormError::new("priority", "Enter a whole number, e.g. 41."))?;
         if !(0..=1000).contains(&priority) {
             return Err(FormError::new("priority", "Use a priority from 0 to 1000."));
         }
-        let keys: Vec<String> =
-            self.keys.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
+        let keys = cache_rules::check_keys(self.keys.lines()).map_err(error)?;
         if keys.is_empty() {
             return Err(FormError::new(
                 "keys",
                 "Add at least one public key (from `nix key convert-secret-to-public`).",
             ));
         }
-        for key in &keys {
-            PublicKey::parse(key).map_err(|e| FormError::new("keys", format!("{key}: {e}")))?;
-        }
-        let quota_bytes = match self.quota.trim() {
-            "" => None,
-            text => Some(hibernation::format::parse_gib(text).ok_or_else(|| {
-                FormError::new("quota", "Enter a size in GiB, e.g. 50, or leave it empty for no limit.")
-            })? as i64),
-        };
-        let quota_policy = match self.quota_policy.trim() {
-            "" => QuotaPolicy::Refuse,
-            text => QuotaPolicy::parse(text)
-                .ok_or_else(|| FormError::new("quota_policy", "Choose refuse, lru, lfu or oldest."))?,
-        };
+        let quota_bytes = cache_rules::parse_quota_gib(&self.quota).map_err(error)?;
+        let quota_policy = cache_rules::parse_policy(&self.quota_policy).map_err(error)?;
         let retention_seconds = match self.retention_days.trim() {
             "" => None,
             text => match text.parse::<i64>() {
@@ -197,14 +178,10 @@ impl CacheForm {
         // Upstream URLs make the server send requests, and --force overrides them: both
         // are an administrator's decision.
         let (upstreams, allow_force_push) = if may_set_upstreams {
-            let upstreams = self
-                .upstreams
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(|line| Upstream::parse_line(line).map_err(|e| FormError::new("upstreams", e)))
-                .collect::<Result<Vec<_>, _>>()?;
-            (Some(upstreams), Some(self.allow_force.is_some()))
+            (
+                Some(cache_rules::parse_upstreams(self.upstreams.lines()).map_err(error)?),
+                Some(self.allow_force.is_some()),
+            )
         } else {
             (None, None)
         };
@@ -235,24 +212,13 @@ pub async fn create(
         Ok(valid) => valid,
         Err(error) => return list_page(&state, req, &user, form, error).await,
     };
-    let (name, creator, admin) = (form.name.clone(), user.id, user.is_admin);
-    let created = state
-        .db
-        .write(move |c| {
-            let cache = caches::create(c, &name, &settings)?;
-            // Whoever creates a cache may push to it and manage it.
-            if !admin {
-                users::grant(c, cache.id, creator, crate::db::models::GrantLevel::Manage)?;
-            }
-            Ok(cache)
-        })
-        .await;
-    match created {
+    // Whoever creates a cache may push to it and manage it.
+    match cache_rules::create(&state.db, Some(&user), &form.name, settings).await {
         Ok(_) => super::moved(&state, req, &format!("/caches/{}", form.name), &format!("Cache {} created.", form.name)),
-        Err(e) if is_unique_violation(&e) => {
+        Err(CacheError::NameTaken(_)) => {
             list_page(&state, req, &user, form, FormError::new("name", "A cache with this name exists.")).await
         }
-        Err(e) => unavailable(&state, req, &user, e),
+        Err(CacheError::Db(e)) => unavailable(&state, req, &user, e),
     }
 }
 
@@ -483,8 +449,7 @@ pub async fn paths_table(
         Err(e) => return unavailable(&state, req, &user, e),
     };
     if let Some(seen) = &query.live {
-        let cache_id = cache.id;
-        match state.db.read(move |c| browse::contents_stamp(c, Some(&[cache_id]))).await {
+        match cache_rules::contents_stamp(&state.db, cache.id).await {
             Ok(stamp) if stamp == *seen => return StatusCode::NO_CONTENT.into_response(),
             Ok(_) => {}
             Err(e) => return unavailable(&state, req, &user, e),
@@ -528,13 +493,9 @@ pub async fn delete_path(
     if !is_hash_part(&hash) {
         return not_found(&state, req, &user, &name);
     }
-    let (cache_id, hash_for_cache) = (cache.id, hash.clone());
     let row = |text: String| Html(ErrorRow { text }.render().unwrap_or_default()).into_response();
-    match state.db.write(move |c| browse::delete_path(c, cache_id, &hash)).await {
-        Ok(DeleteOutcome::Deleted) => {
-            state.hot.forget_narinfo(cache_id, &hash_for_cache);
-            Html(String::new()).into_response()
-        }
+    match cache_rules::delete_path(&state.db, &state.hot, cache.id, &hash).await {
+        Ok(DeleteOutcome::Deleted) => Html(String::new()).into_response(),
         Ok(DeleteOutcome::NotFound) => row("This path was already deleted.".into()),
         Ok(DeleteOutcome::StillNeeded(names)) => {
             let names = names.join(", ");

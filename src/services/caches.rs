@@ -1,0 +1,210 @@
+//! Creating, changing, clearing and deleting caches, for the dashboard and the admin CLI
+//! alike: one set of rules for names, keys, quotas and upstreams, and the operations that
+//! apply them (with the in-memory caches forgotten and storage tidied as each needs).
+
+use hibernation::api::{CACHE_NAME_RULE, Upstream, is_valid_cache_name};
+use hibernation::nix::PublicKey;
+
+use super::hot_cache::HotCache;
+use super::push::delete_stored;
+use crate::db::browse::{self, DeleteOutcome};
+use crate::db::caches::CacheSettings;
+use crate::db::models::{Cache, GrantLevel, QuotaPolicy, User};
+use crate::db::{Db, DbError, caches, groups, is_unique_violation, upstreams, users};
+use crate::storage::Storage;
+
+/// A setting that breaks a rule: which field, and what to do instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl SettingError {
+    fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self { field, message: message.into() }
+    }
+}
+
+impl std::fmt::Display for SettingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for SettingError {}
+
+pub fn check_name(name: &str) -> Result<(), SettingError> {
+    if is_valid_cache_name(name) {
+        Ok(())
+    } else {
+        Err(SettingError::new("name", format!("Invalid cache name {name:?}: {CACHE_NAME_RULE}.")))
+    }
+}
+
+/// Public keys, one per entry (blank entries dropped), each a valid `name:base64` key.
+pub fn check_keys<'a>(keys: impl IntoIterator<Item = &'a str>) -> Result<Vec<String>, SettingError> {
+    let keys: Vec<String> = keys.into_iter().map(str::trim).filter(|k| !k.is_empty()).map(str::to_string).collect();
+    for key in &keys {
+        PublicKey::parse(key).map_err(|e| SettingError::new("keys", format!("Invalid public key {key}: {e}")))?;
+    }
+    Ok(keys)
+}
+
+/// A quota in GiB (`50`, `0.5`); empty or `none` for no quota.
+pub fn parse_quota_gib(text: &str) -> Result<Option<i64>, SettingError> {
+    match text.trim() {
+        "" | "none" => Ok(None),
+        text => hibernation::format::parse_gib(text).map(|bytes| Some(bytes as i64)).ok_or_else(|| {
+            SettingError::new("quota", format!("Invalid quota {text:?}: give a size in GiB such as 50 or 0.5."))
+        }),
+    }
+}
+
+/// Upstream caches, one `<url> <public key>...` per entry (blank entries dropped).
+pub fn parse_upstreams<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<Vec<Upstream>, SettingError> {
+    lines
+        .into_iter()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            Upstream::parse_line(line).map_err(|e| SettingError::new("upstreams", format!("Invalid upstream: {e}")))
+        })
+        .collect()
+}
+
+/// A quota policy by name; empty for the default (refuse).
+pub fn parse_policy(text: &str) -> Result<QuotaPolicy, SettingError> {
+    match text.trim() {
+        "" => Ok(QuotaPolicy::Refuse),
+        text => QuotaPolicy::parse(text)
+            .ok_or_else(|| SettingError::new("quota_policy", "Choose refuse, lru, lfu or oldest.")),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("a cache named {0:?} exists")]
+    NameTaken(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Whether `user` may create caches: administrators and members of a group allowed to.
+pub async fn may_create(db: &Db, user: &User) -> Result<bool, DbError> {
+    if user.is_admin {
+        return Ok(true);
+    }
+    let id = user.id;
+    db.read(move |c| groups::may_create_caches(c, id)).await
+}
+
+/// Creates a cache. A creator who is not an administrator gets the manage right on it;
+/// `None` (the admin CLI) grants nothing.
+pub async fn create(db: &Db, creator: Option<&User>, name: &str, settings: CacheSettings) -> Result<Cache, CacheError> {
+    let (owned, manager) = (name.to_string(), creator.filter(|u| !u.is_admin).map(|u| u.id));
+    let created = db
+        .write(move |c| {
+            let cache = caches::create(c, &owned, &settings)?;
+            if let Some(user_id) = manager {
+                users::grant(c, cache.id, user_id, GrantLevel::Manage)?;
+            }
+            Ok(cache)
+        })
+        .await;
+    created.map_err(|e| if is_unique_violation(&e) { CacheError::NameTaken(name.to_string()) } else { e.into() })
+}
+
+/// Changes a cache's settings and name, then evicts at once if a lowered quota asks for it
+/// under an evicting policy. Returns the cache as it is now.
+pub async fn update(
+    db: &Db,
+    hot: &HotCache,
+    cache: &Cache,
+    new_name: &str,
+    settings: CacheSettings,
+) -> Result<Cache, CacheError> {
+    let (id, renamed) = (cache.id, new_name.to_string());
+    let saved = db
+        .write(move |c| {
+            browse::update_cache(c, id, &settings)?;
+            caches::rename(c, id, &renamed)?;
+            caches::find_by_name(c, &renamed)
+        })
+        .await;
+    let updated = match saved {
+        Ok(Some(updated)) => updated,
+        // Deleted in the meantime.
+        Ok(None) => return Err(CacheError::Db(DbError::Query(diesel::result::Error::NotFound))),
+        Err(e) if is_unique_violation(&e) => return Err(CacheError::NameTaken(new_name.to_string())),
+        Err(e) => return Err(e.into()),
+    };
+    hot.forget_cache(cache.id, &cache.name);
+    if let Err(e) = super::eviction::fit_quota(db, &updated).await {
+        tracing::warn!("could not evict from cache {new_name} to fit its quota: {e}");
+    }
+    Ok(updated)
+}
+
+/// Removes every path of the cache (`whole_cache`: and the cache itself). NAR files go to
+/// garbage collection; a deleted cache's pending uploads and build logs are deleted here.
+pub async fn destroy(
+    db: &Db,
+    hot: &HotCache,
+    storage: &Storage,
+    cache: &Cache,
+    whole_cache: bool,
+) -> Result<(), DbError> {
+    let id = cache.id;
+    let logs =
+        db.write(move |c| {
+            if whole_cache { browse::delete_cache(c, id) } else { browse::clear_cache(c, id).map(|()| Vec::new()) }
+        })
+        .await?;
+    hot.forget_cache(cache.id, &cache.name);
+    for key in logs {
+        delete_stored(storage, &key).await;
+    }
+    Ok(())
+}
+
+/// Deletes one path unless other paths in the cache need it.
+pub async fn delete_path(db: &Db, hot: &HotCache, cache_id: i64, hash_part: &str) -> Result<DeleteOutcome, DbError> {
+    let hash = hash_part.to_string();
+    let outcome = db.write(move |c| browse::delete_path(c, cache_id, &hash)).await?;
+    if matches!(outcome, DeleteOutcome::Deleted) {
+        hot.forget_narinfo(cache_id, hash_part);
+    }
+    Ok(outcome)
+}
+
+/// The cache's upstreams, as configured.
+pub async fn upstreams_of(db: &Db, cache_id: i64) -> Result<Vec<Upstream>, DbError> {
+    db.read(move |c| upstreams::list(c, cache_id)).await
+}
+
+/// The cache's contents stamp (see [`browse::contents_stamp`]).
+pub async fn contents_stamp(db: &Db, cache_id: i64) -> Result<String, DbError> {
+    db.read(move |c| browse::contents_stamp(c, Some(&[cache_id]))).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_checked_with_the_field_they_are_about() {
+        assert!(check_name("main").is_ok());
+        assert_eq!(check_name("Not Valid").unwrap_err().field, "name");
+        assert_eq!(check_keys(["", "  "]).unwrap(), Vec::<String>::new());
+        assert_eq!(check_keys(["nonsense"]).unwrap_err().field, "keys");
+        assert_eq!(parse_quota_gib("").unwrap(), None);
+        assert_eq!(parse_quota_gib("none").unwrap(), None);
+        assert_eq!(parse_quota_gib("1").unwrap(), Some(1 << 30));
+        assert_eq!(parse_quota_gib("lots").unwrap_err().field, "quota");
+        assert_eq!(parse_policy("").unwrap(), QuotaPolicy::Refuse);
+        assert_eq!(parse_policy("lru").unwrap(), QuotaPolicy::Lru);
+        assert_eq!(parse_policy("fifo").unwrap_err().field, "quota_policy");
+        assert_eq!(parse_upstreams(["ftp://x key"]).unwrap_err().field, "upstreams");
+    }
+}

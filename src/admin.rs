@@ -7,6 +7,7 @@ use chrono::Duration;
 use clap::Subcommand;
 
 use crate::config::{Config, parse_lifetime};
+use crate::db::ids::{CacheId, UserId};
 use crate::db::models::{GrantLevel, QuotaPolicy};
 use crate::db::{Db, caches, is_unique_violation, now, users};
 use crate::services::caches as cache_rules;
@@ -281,7 +282,7 @@ pub fn run(db: &Db, config: &Config, command: AdminCommand) -> anyhow::Result<Ex
                 let (Some(u), Some(k)) = (users::find_by_login(c, &user)?, caches::find_by_name(c, &cache)?) else {
                     return Ok(false);
                 };
-                users::grant(c, k.id, u.id, level)?;
+                users::grant(c, CacheId(k.id), UserId(u.id), level)?;
                 Ok(true)
             })?
             .then_some(())

@@ -1,5 +1,6 @@
 //! Pending `hibernation login` requests waiting for approval in the dashboard.
 
+use super::ids::{CacheId, UserId};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
@@ -54,8 +55,8 @@ pub fn find_by_poll_secret_hash(conn: &mut AnyConnection, hash: &str) -> DbResul
 pub fn approve(
     conn: &mut AnyConnection,
     code: &str,
-    user_id: i64,
-    scope_cache_id: Option<i64>,
+    UserId(user_id): UserId,
+    scope_cache_id: Option<CacheId>,
     can_push: bool,
     token_expires_at: Option<NaiveDateTime>,
 ) -> DbResult<bool> {
@@ -67,7 +68,7 @@ pub fn approve(
     )
     .set((
         cli_logins::approved_by.eq(Some(user_id)),
-        cli_logins::scope_cache_id.eq(scope_cache_id),
+        cli_logins::scope_cache_id.eq(scope_cache_id.map(|CacheId(id)| id)),
         cli_logins::can_push.eq(can_push),
         cli_logins::token_expires_at.eq(token_expires_at),
     ))

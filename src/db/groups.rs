@@ -1,5 +1,6 @@
 //! Groups: members, the global permission to create caches, and per-cache grants.
 
+use super::ids::{CacheId, GroupId, UserId};
 use diesel::prelude::*;
 
 use super::models::GrantLevel;
@@ -92,7 +93,7 @@ pub fn members(conn: &mut AnyConnection, group_id: i64) -> DbResult<Vec<(i64, St
     Ok(rows.into_iter().map(|(id, name, login)| (id, super::users::labelled(&name, &login))).collect())
 }
 
-pub fn add_member(conn: &mut AnyConnection, group_id: i64, user_id: i64) -> DbResult<()> {
+pub fn add_member(conn: &mut AnyConnection, GroupId(group_id): GroupId, UserId(user_id): UserId) -> DbResult<()> {
     diesel::delete(group_members::table.find((group_id, user_id))).execute(conn)?;
     diesel::insert_into(group_members::table)
         .values((group_members::group_id.eq(group_id), group_members::user_id.eq(user_id)))
@@ -100,7 +101,7 @@ pub fn add_member(conn: &mut AnyConnection, group_id: i64, user_id: i64) -> DbRe
     Ok(())
 }
 
-pub fn remove_member(conn: &mut AnyConnection, group_id: i64, user_id: i64) -> DbResult<()> {
+pub fn remove_member(conn: &mut AnyConnection, GroupId(group_id): GroupId, UserId(user_id): UserId) -> DbResult<()> {
     diesel::delete(group_members::table.find((group_id, user_id))).execute(conn)?;
     Ok(())
 }
@@ -122,7 +123,11 @@ pub fn may_create_caches(conn: &mut AnyConnection, user_id: i64) -> DbResult<boo
 }
 
 /// The strongest grant the user's groups hold on a cache, if any.
-pub fn permission_via_groups(conn: &mut AnyConnection, cache_id: i64, user_id: i64) -> DbResult<Option<GrantLevel>> {
+pub fn permission_via_groups(
+    conn: &mut AnyConnection,
+    CacheId(cache_id): CacheId,
+    UserId(user_id): UserId,
+) -> DbResult<Option<GrantLevel>> {
     let ids = group_ids_of(conn, user_id)?;
     let grants: Vec<(bool, bool)> = group_cache_permissions::table
         .filter(group_cache_permissions::cache_id.eq(cache_id))
@@ -141,7 +146,12 @@ pub fn cache_ids_via_groups(conn: &mut AnyConnection, user_id: i64) -> DbResult<
         .load(conn)?)
 }
 
-pub fn grant(conn: &mut AnyConnection, cache_id: i64, group_id: i64, level: GrantLevel) -> DbResult<()> {
+pub fn grant(
+    conn: &mut AnyConnection,
+    CacheId(cache_id): CacheId,
+    GroupId(group_id): GroupId,
+    level: GrantLevel,
+) -> DbResult<()> {
     let (can_push, can_manage) = level.columns();
     diesel::delete(group_cache_permissions::table.find((cache_id, group_id))).execute(conn)?;
     diesel::insert_into(group_cache_permissions::table)
@@ -155,7 +165,7 @@ pub fn grant(conn: &mut AnyConnection, cache_id: i64, group_id: i64, level: Gran
     Ok(())
 }
 
-pub fn revoke(conn: &mut AnyConnection, cache_id: i64, group_id: i64) -> DbResult<()> {
+pub fn revoke(conn: &mut AnyConnection, CacheId(cache_id): CacheId, GroupId(group_id): GroupId) -> DbResult<()> {
     diesel::delete(group_cache_permissions::table.find((cache_id, group_id))).execute(conn)?;
     Ok(())
 }

@@ -9,6 +9,7 @@ pub mod cli_logins;
 mod connection;
 mod exclusive;
 pub mod groups;
+pub mod ids;
 pub mod lifecycle;
 pub mod mail;
 pub mod models;

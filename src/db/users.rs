@@ -1,5 +1,6 @@
 //! Users, per-cache permissions and API tokens.
 
+use super::ids::{CacheId, TokenId, UserId};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
@@ -109,7 +110,7 @@ pub fn grants_on(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<(i64, 
         .collect())
 }
 
-pub fn revoke_grant(conn: &mut AnyConnection, cache_id: i64, user_id: i64) -> DbResult<()> {
+pub fn revoke_grant(conn: &mut AnyConnection, CacheId(cache_id): CacheId, UserId(user_id): UserId) -> DbResult<()> {
     diesel::delete(cache_permissions::table.find((cache_id, user_id))).execute(conn)?;
     Ok(())
 }
@@ -153,7 +154,11 @@ pub fn token_scopes_of(
 }
 
 /// Revokes one of the user's tokens by id; returns how many were revoked (0 or 1).
-pub fn revoke_token_by_id(conn: &mut AnyConnection, user_id: i64, token_id: i64) -> DbResult<usize> {
+pub fn revoke_token_by_id(
+    conn: &mut AnyConnection,
+    UserId(user_id): UserId,
+    TokenId(token_id): TokenId,
+) -> DbResult<usize> {
     Ok(diesel::update(
         api_tokens::table
             .filter(api_tokens::id.eq(token_id))
@@ -179,7 +184,12 @@ pub fn find_by_login(conn: &mut AnyConnection, login: &str) -> DbResult<Option<U
 }
 
 /// Grants `level` on the cache; replaces an earlier grant.
-pub fn grant(conn: &mut AnyConnection, cache_id: i64, user_id: i64, level: GrantLevel) -> DbResult<()> {
+pub fn grant(
+    conn: &mut AnyConnection,
+    CacheId(cache_id): CacheId,
+    UserId(user_id): UserId,
+    level: GrantLevel,
+) -> DbResult<()> {
     let (can_push, can_manage) = level.columns();
     diesel::delete(cache_permissions::table.find((cache_id, user_id))).execute(conn)?;
     diesel::insert_into(cache_permissions::table)
@@ -194,14 +204,18 @@ pub fn grant(conn: &mut AnyConnection, cache_id: i64, user_id: i64, level: Grant
 }
 
 /// The strongest grant the user or one of their groups holds on the cache, if any.
-pub fn permission(conn: &mut AnyConnection, cache_id: i64, user_id: i64) -> DbResult<Option<GrantLevel>> {
+pub fn permission(
+    conn: &mut AnyConnection,
+    CacheId(cache_id): CacheId,
+    UserId(user_id): UserId,
+) -> DbResult<Option<GrantLevel>> {
     let own: Option<(bool, bool)> = cache_permissions::table
         .find((cache_id, user_id))
         .select((cache_permissions::can_push, cache_permissions::can_manage))
         .first(conn)
         .optional()?;
     let own = own.map(|(push, manage)| GrantLevel::from_columns(push, manage));
-    let via_groups = super::groups::permission_via_groups(conn, cache_id, user_id)?;
+    let via_groups = super::groups::permission_via_groups(conn, CacheId(cache_id), UserId(user_id))?;
     Ok(own.max(via_groups))
 }
 

@@ -1,6 +1,7 @@
 //! Who may read from and push to which cache.
 
 use super::auth::Caller;
+use crate::db::ids::{CacheId, UserId};
 use crate::db::models::{Cache, GrantLevel};
 use crate::db::{AnyConnection, DbResult, users};
 
@@ -28,7 +29,7 @@ impl From<GrantLevel> for Access {
 pub fn access_to(conn: &mut AnyConnection, caller: Option<&Caller>, cache: &Cache) -> DbResult<Access> {
     let granted = match caller {
         Some(c) if c.is_admin => Access::Manage,
-        Some(c) => users::permission(conn, cache.id, c.user_id)?.map_or(Access::None, Access::from),
+        Some(c) => users::permission(conn, CacheId(cache.id), UserId(c.user_id))?.map_or(Access::None, Access::from),
         None => Access::None,
     };
     let scoped = match caller {

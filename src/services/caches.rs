@@ -9,6 +9,7 @@ use super::hot_cache::HotCache;
 use super::push::delete_stored;
 use crate::db::browse::{self, DeleteOutcome};
 use crate::db::caches::CacheSettings;
+use crate::db::ids::{CacheId, UserId};
 use crate::db::models::{Cache, GrantLevel, QuotaPolicy, User};
 use crate::db::{Db, DbError, caches, groups, is_unique_violation, upstreams, users};
 use crate::storage::Storage;
@@ -102,12 +103,12 @@ pub async fn may_create(db: &Db, user: &User) -> Result<bool, DbError> {
 /// Creates a cache. A creator who is not an administrator gets the manage right on it;
 /// `None` (the admin CLI) grants nothing.
 pub async fn create(db: &Db, creator: Option<&User>, name: &str, settings: CacheSettings) -> Result<Cache, CacheError> {
-    let (owned, manager) = (name.to_string(), creator.filter(|u| !u.is_admin).map(|u| u.id));
+    let (owned, manager) = (name.to_string(), creator.filter(|u| !u.is_admin).map(|u| UserId(u.id)));
     let created = db
         .write(move |c| {
             let cache = caches::create(c, &owned, &settings)?;
             if let Some(user_id) = manager {
-                users::grant(c, cache.id, user_id, GrantLevel::Manage)?;
+                users::grant(c, CacheId(cache.id), user_id, GrantLevel::Manage)?;
             }
             Ok(cache)
         })

@@ -8,6 +8,7 @@ use hibernation::api::{CliLoginStarted, CliLoginState};
 use rand::Rng;
 
 use super::auth::{hash_token, issue_token};
+use crate::db::ids::{CacheId, UserId};
 use crate::db::users::TokenScope;
 use crate::db::{Db, DbError, cli_logins, now, users};
 
@@ -135,8 +136,8 @@ pub async fn pending(db: &Db, typed_code: &str) -> Result<Option<crate::db::mode
 pub async fn approve(
     db: &Db,
     typed_code: &str,
-    user_id: i64,
-    scope_cache_id: Option<i64>,
+    user: UserId,
+    scope: Option<CacheId>,
     can_push: bool,
     token_expires_at: Option<NaiveDateTime>,
 ) -> Result<Option<String>, DbError> {
@@ -146,7 +147,7 @@ pub async fn approve(
     }
     db.write(move |c| {
         let Some(request) = cli_logins::find_by_code(c, &code)? else { return Ok(None) };
-        let approved = cli_logins::approve(c, &code, user_id, scope_cache_id, can_push, token_expires_at)?;
+        let approved = cli_logins::approve(c, &code, user, scope, can_push, token_expires_at)?;
         Ok(approved.then_some(request.client_name))
     })
     .await

@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod access_log;
+pub mod accounts;
 pub mod auth;
 pub mod cache_info;
 pub mod caches;
@@ -9,6 +10,8 @@ pub mod cli_login;
 pub mod eviction;
 pub mod fsck;
 pub mod gc;
+pub mod grants;
+pub mod groups;
 pub mod hot_cache;
 pub mod janitor;
 pub mod mail;
@@ -23,6 +26,7 @@ pub mod push_error;
 pub mod quota;
 pub mod receive;
 pub mod sessions;
+pub mod tokens;
 pub mod upstream;
 pub mod user_links;
 

@@ -11,10 +11,12 @@ use serde::Deserialize;
 use super::caches::{CacheForm, not_found, readable};
 use super::extract::{CheckedForm, SignedIn, carries_csrf};
 use super::{CsrfOnly, Failure, FormError, Layout, done, moved, render, unavailable};
+use crate::db::DbError;
+use crate::db::ids::{CacheId, GroupId, UserId};
 use crate::db::models::{Cache, GrantLevel, QuotaPolicy, User};
-use crate::db::{DbError, groups, users};
 use crate::services::access::Access;
 use crate::services::caches::{self as cache_rules, CacheError};
+use crate::services::grants::{self, Grantee};
 use crate::web::AppState;
 use hibernation::api::Upstream;
 
@@ -67,7 +69,7 @@ async fn settings_page(
     values: CacheForm,
     error: FormError,
 ) -> Response {
-    let lists = match access_lists(state, cache.id).await {
+    let lists = match grants::access_lists(&state.db, CacheId(cache.id)).await {
         Ok(lists) => lists,
         Err(e) => return unavailable(state, req, user, e),
     };
@@ -87,36 +89,6 @@ async fn settings_page(
         levels: GrantLevel::ALL,
     };
     render(state, status, &page.layout, &page)
-}
-
-struct AccessLists {
-    grants: Vec<(i64, String, GrantLevel)>,
-    candidates: Vec<(i64, String)>,
-    group_grants: Vec<(i64, String, GrantLevel)>,
-    group_candidates: Vec<(i64, String)>,
-}
-
-/// Grants on the cache, and the users and groups who have none (administrators see
-/// everything anyway).
-async fn access_lists(state: &AppState, cache_id: i64) -> Result<AccessLists, DbError> {
-    state
-        .db
-        .read(move |c| {
-            let grants = users::grants_on(c, cache_id)?;
-            let candidates = users::list(c)?
-                .into_iter()
-                .filter(|u| !u.is_admin && !grants.iter().any(|(id, _, _)| *id == u.id))
-                .map(|u| (u.id, users::labelled(&u.name, &u.login)))
-                .collect();
-            let group_grants = groups::grants_on(c, cache_id)?;
-            let group_candidates = groups::list(c)?
-                .into_iter()
-                .filter(|g| !group_grants.iter().any(|(id, _, _)| *id == g.id))
-                .map(|g| (g.id, g.name))
-                .collect();
-            Ok(AccessLists { grants, candidates, group_grants, group_candidates })
-        })
-        .await
 }
 
 /// The cache and its public keys, when `user` may change it; the response to send otherwise.
@@ -247,13 +219,6 @@ pub async fn delete_cache(
     destroy(&state, req, user, &name, form, true).await
 }
 
-/// Who a grant is for.
-#[derive(Clone, Copy)]
-enum Grantee {
-    User(i64),
-    Group(i64),
-}
-
 #[derive(Deserialize)]
 pub struct GrantForm {
     #[serde(default)]
@@ -285,25 +250,9 @@ async fn apply_grant(
         let text = "Choose read, push or manage.".into();
         return Failure::Invalid { heading: "Not a right", text }.page(state, req, Some(&user));
     };
-    let id = cache.id;
-    let granted = state
-        .db
-        .write(move |c| {
-            let exists = match grantee {
-                Grantee::User(target) => users::list(c)?.iter().any(|u| u.id == target),
-                Grantee::Group(target) => groups::list(c)?.iter().any(|g| g.id == target),
-            };
-            match (exists, grantee) {
-                (true, Grantee::User(target)) => users::grant(c, id, target, level)?,
-                (true, Grantee::Group(target)) => groups::grant(c, id, target, level)?,
-                (false, _) => {}
-            }
-            Ok(exists)
-        })
-        .await;
+    let granted = grants::grant(&state.db, &state.hot, CacheId(cache.id), grantee, level).await;
     match granted {
         Ok(true) => {
-            state.hot.forget_rights();
             done(state, &format!("/caches/{}/settings", cache.name), &format!("Access granted: {}.", level.name()))
         }
         Ok(false) => {
@@ -319,19 +268,9 @@ async fn apply_revoke(state: &Arc<AppState>, req: &Request, user: User, name: &s
         Ok(found) => found,
         Err(response) => return response,
     };
-    let id = cache.id;
-    let revoked = state
-        .db
-        .write(move |c| match grantee {
-            Grantee::User(target) => users::revoke_grant(c, id, target),
-            Grantee::Group(target) => groups::revoke(c, id, target),
-        })
-        .await;
+    let revoked = grants::revoke(&state.db, &state.hot, CacheId(cache.id), grantee).await;
     match revoked {
-        Ok(()) => {
-            state.hot.forget_rights();
-            done(state, &format!("/caches/{}/settings", cache.name), "Access revoked.")
-        }
+        Ok(()) => done(state, &format!("/caches/{}/settings", cache.name), "Access revoked."),
         Err(e) => unavailable(state, req, &user, e),
     }
 }
@@ -343,7 +282,7 @@ pub async fn grant(
     Path(name): Path<String>,
     CheckedForm { user, form }: CheckedForm<GrantForm>,
 ) -> Response {
-    let grantee = Grantee::User(form.user_id.unwrap_or_default());
+    let grantee = Grantee::User(UserId(form.user_id.unwrap_or_default()));
     apply_grant(&state, req, user, &name, form, grantee).await
 }
 
@@ -354,7 +293,7 @@ pub async fn revoke(
     Path((name, target)): Path<(String, i64)>,
     CheckedForm { user, .. }: CheckedForm<CsrfOnly>,
 ) -> Response {
-    apply_revoke(&state, req, user, &name, Grantee::User(target)).await
+    apply_revoke(&state, req, user, &name, Grantee::User(UserId(target))).await
 }
 
 #[handler]
@@ -364,7 +303,7 @@ pub async fn grant_group(
     Path(name): Path<String>,
     CheckedForm { user, form }: CheckedForm<GrantForm>,
 ) -> Response {
-    let grantee = Grantee::Group(form.group_id.unwrap_or_default());
+    let grantee = Grantee::Group(GroupId(form.group_id.unwrap_or_default()));
     apply_grant(&state, req, user, &name, form, grantee).await
 }
 
@@ -375,7 +314,7 @@ pub async fn revoke_group(
     Path((name, group)): Path<(String, i64)>,
     CheckedForm { user, .. }: CheckedForm<CsrfOnly>,
 ) -> Response {
-    apply_revoke(&state, req, user, &name, Grantee::Group(group)).await
+    apply_revoke(&state, req, user, &name, Grantee::Group(GroupId(group))).await
 }
 
 carries_csrf!(ConfirmForm, GrantForm);

@@ -10,11 +10,11 @@ use poem::{Request, Response, handler};
 use serde::Deserialize;
 
 use super::extract::{CheckedForm, SignedIn, carries_csrf};
-use super::tokens::{TokenChoice, scopable_caches};
 use super::{Layout, message, render, unavailable};
+use crate::db::ids::UserId;
 use crate::db::models::{CliLogin, User};
-use crate::services::auth::Caller;
 use crate::services::cli_login;
+use crate::services::tokens::{self, TokenChoice, TokenError};
 use crate::web::AppState;
 
 #[derive(Template)]
@@ -65,8 +65,7 @@ async fn approval_page(
     code: String,
     error: Option<String>,
 ) -> Response {
-    let owner = user.clone();
-    let caches = match state.db.read(move |c| scopable_caches(c, &owner)).await {
+    let caches = match tokens::scopable_caches(&state.db, user).await {
         Ok(caches) => caches,
         Err(e) => return unavailable(state, req, user, e),
     };
@@ -122,17 +121,17 @@ pub async fn approve(
     state: Data<&Arc<AppState>>,
     CheckedForm { user, form }: CheckedForm<AnswerForm>,
 ) -> Response {
-    let (caller, choice) = (Caller::session(&user), form.choice);
-    let chosen = match state.db.read(move |c| choice.resolve(c, &caller)).await {
-        Ok(Ok(chosen)) => chosen,
-        Ok(Err(refusal)) => {
+    let chosen = match form.choice.resolve(&state.db, &user).await {
+        Ok(chosen) => chosen,
+        Err(TokenError::Db(e)) => return unavailable(&state, req, &user, e),
+        Err(refused) => {
             let request = cli_login::pending(&state.db, &form.code).await.ok().flatten();
-            return approval_page(&state, req, &user, request, form.code, Some(refusal.into())).await;
+            return approval_page(&state, req, &user, request, form.code, Some(refused.to_string())).await;
         }
-        Err(e) => return unavailable(&state, req, &user, e),
     };
     let approved =
-        cli_login::approve(&state.db, &form.code, user.id, chosen.cache_id, !chosen.read_only, chosen.expires_at).await;
+        cli_login::approve(&state.db, &form.code, UserId(user.id), chosen.cache, !chosen.read_only, chosen.expires_at)
+            .await;
     match approved {
         Ok(Some(client_name)) => message(
             &state,

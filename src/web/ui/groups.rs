@@ -10,46 +10,23 @@ use serde::Deserialize;
 
 use super::extract::{AdminForm, Administrator, carries_csrf};
 use super::{CsrfOnly, Failure, FormError, Layout, done, render, unavailable};
-use crate::db::groups::{self, Group, GroupPermissions};
+use crate::db::groups::GroupPermissions;
+use crate::db::ids::{GroupId, UserId};
 use crate::db::models::User;
-use crate::db::{is_refused_rollback, is_unique_violation, users};
+use crate::services::groups::{self as group_service, GroupError};
 use crate::web::AppState;
-
-pub struct GroupView {
-    pub group: Group,
-    pub members: Vec<(i64, String)>,
-    /// Users who are not members yet.
-    pub others: Vec<(i64, String)>,
-}
 
 #[derive(Template)]
 #[template(path = "groups.html")]
 struct GroupsPage {
     layout: Layout,
-    groups: Vec<GroupView>,
+    groups: Vec<group_service::GroupView>,
     name: String,
     error: FormError,
 }
 
 async fn page(state: &AppState, req: &Request, user: &User, name: String, error: FormError) -> Response {
-    let loaded = state
-        .db
-        .read(|c| {
-            let everyone = users::list(c)?;
-            let mut views = Vec::new();
-            for group in groups::list(c)? {
-                let members = groups::members(c, group.id)?;
-                let others = everyone
-                    .iter()
-                    .filter(|u| !members.iter().any(|(id, _)| *id == u.id))
-                    .map(|u| (u.id, users::labelled(&u.name, &u.login)))
-                    .collect();
-                views.push(GroupView { group, members, others });
-            }
-            Ok(views)
-        })
-        .await;
-    match loaded {
+    match group_service::list(&state.db).await {
         Ok(views) => {
             let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
             let page = GroupsPage { layout: Layout::new(req, Some(user)), groups: views, name, error };
@@ -59,9 +36,23 @@ async fn page(state: &AppState, req: &Request, user: &User, name: String, error:
     }
 }
 
-fn last_admin(state: &AppState, req: &Request, user: &User) -> Response {
-    let text = "That would leave no administrator. Make someone else an administrator first.".into();
-    Failure::Conflict { heading: "Not changed", text }.page(state, req, Some(user))
+/// The answer to a change of groups: back to the list with `notice`, or why not.
+fn answer(state: &AppState, req: &Request, user: &User, result: Result<(), GroupError>, notice: &str) -> Response {
+    match result {
+        Ok(()) => done(state, "/groups", notice),
+        Err(GroupError::LastAdministrator) => {
+            let text = "That would leave no administrator. Make someone else an administrator first.".into();
+            Failure::Conflict { heading: "Not changed", text }.page(state, req, Some(user))
+        }
+        Err(GroupError::NameTaken) => {
+            Failure::Invalid { heading: "Not changed", text: GroupError::NameTaken.to_string() }.page(
+                state,
+                req,
+                Some(user),
+            )
+        }
+        Err(GroupError::Db(e)) => unavailable(state, req, user, e),
+    }
 }
 
 #[handler]
@@ -94,16 +85,11 @@ pub async fn create(
     }
     let permissions =
         GroupPermissions { create_caches: form.create_caches.is_some(), administer: form.administer.is_some() };
-    let n = name.clone();
-    match state.db.write(move |c| groups::create(c, &n, permissions)).await {
-        Ok(()) => {
-            state.hot.forget_rights();
-            done(&state, "/groups", &format!("Group {name} created."))
-        }
-        Err(e) if is_unique_violation(&e) => {
+    match group_service::create(&state.db, &state.hot, &name, permissions).await {
+        Err(GroupError::NameTaken) => {
             page(&state, req, &user, name, FormError::new("name", "A group with this name exists.")).await
         }
-        Err(e) => unavailable(&state, req, &user, e),
+        result => answer(&state, req, &user, result, &format!("Group {name} created.")),
     }
 }
 
@@ -122,14 +108,8 @@ pub async fn add_member(
     Path(id): Path<i64>,
     AdminForm { user, form }: AdminForm<MemberForm>,
 ) -> Response {
-    let member = form.user_id;
-    match state.db.write(move |c| groups::add_member(c, id, member)).await {
-        Ok(()) => {
-            state.hot.forget_rights();
-            done(&state, "/groups", "Member added.")
-        }
-        Err(e) => unavailable(&state, req, &user, e),
-    }
+    let added = group_service::add_member(&state.db, &state.hot, GroupId(id), UserId(form.user_id)).await;
+    answer(&state, req, &user, added, "Member added.")
 }
 
 #[handler]
@@ -139,14 +119,8 @@ pub async fn remove_member(
     Path((id, member)): Path<(i64, i64)>,
     AdminForm { user, .. }: AdminForm<CsrfOnly>,
 ) -> Response {
-    match state.db.write(move |c| groups::keeping_an_administrator(c, |c| groups::remove_member(c, id, member))).await {
-        Ok(()) => {
-            state.hot.forget_rights();
-            done(&state, "/groups", "Member removed.")
-        }
-        Err(e) if is_refused_rollback(&e) => last_admin(&state, req, &user),
-        Err(e) => unavailable(&state, req, &user, e),
-    }
+    let removed = group_service::remove_member(&state.db, &state.hot, GroupId(id), UserId(member)).await;
+    answer(&state, req, &user, removed, "Member removed.")
 }
 
 #[handler]
@@ -156,14 +130,8 @@ pub async fn delete(
     Path(id): Path<i64>,
     AdminForm { user, .. }: AdminForm<CsrfOnly>,
 ) -> Response {
-    match state.db.write(move |c| groups::keeping_an_administrator(c, |c| groups::delete(c, id))).await {
-        Ok(()) => {
-            state.hot.forget_rights();
-            done(&state, "/groups", "Group deleted.")
-        }
-        Err(e) if is_refused_rollback(&e) => last_admin(&state, req, &user),
-        Err(e) => unavailable(&state, req, &user, e),
-    }
+    let deleted = group_service::delete(&state.db, &state.hot, GroupId(id)).await;
+    answer(&state, req, &user, deleted, "Group deleted.")
 }
 
 carries_csrf!(CreateForm, MemberForm);

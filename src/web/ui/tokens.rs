@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use askama::Template;
-use chrono::{Duration, NaiveDateTime};
 use poem::http::StatusCode;
 use poem::web::{Data, Path};
 use poem::{Request, Response, handler};
@@ -11,12 +10,10 @@ use serde::Deserialize;
 
 use super::extract::{CheckedForm, SignedIn, carries_csrf};
 use super::{CsrfOnly, Layout, done, render, unavailable};
+use crate::db::ids::{TokenId, UserId};
 use crate::db::models::{ApiToken, User};
-use crate::db::users::TokenScope;
-use crate::db::{AnyConnection, DbResult, caches, is_unique_violation, now, users};
-use crate::services::access::readable_cache_ids;
-use crate::services::access::{Access, access_to};
-use crate::services::auth::{Caller, issue_token};
+use crate::db::now;
+use crate::services::tokens::{self, TokenChoice, TokenError, TokenList};
 use crate::web::AppState;
 
 #[derive(Template)]
@@ -64,13 +61,8 @@ async fn page(
     name: String,
     error: Option<String>,
 ) -> Response {
-    let (id, owner) = (user.id, user.clone());
-    let loaded = state
-        .db
-        .read(move |c| Ok((users::tokens_of(c, id)?, scopable_caches(c, &owner)?, users::token_scopes_of(c, id)?)))
-        .await;
-    match loaded {
-        Ok((tokens, caches, scopes)) => {
+    match tokens::list(&state.db, user).await {
+        Ok(TokenList { tokens, caches, scopes }) => {
             let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
             let page =
                 TokensPage { layout: Layout::new(req, Some(user)), tokens, created, name, error, caches, scopes };
@@ -83,62 +75,6 @@ async fn page(
 #[handler]
 pub async fn list(req: &Request, state: Data<&Arc<AppState>>, SignedIn(user): SignedIn) -> Response {
     page(&state, req, &user, None, String::new(), None).await
-}
-
-/// The expiry and scope fields of a new token (the tokens page and the CLI login page).
-#[derive(Deserialize)]
-pub struct TokenChoice {
-    /// Days until expiry; 0 (or nothing) means never. Text, because a flattened form field
-    /// reaches serde as a string.
-    #[serde(default)]
-    pub days: String,
-    /// One cache the token is limited to; empty for all of the user's caches.
-    #[serde(default)]
-    pub cache: String,
-    /// "push" or "read".
-    #[serde(default)]
-    pub permission: String,
-}
-
-/// A checked [`TokenChoice`].
-pub struct ChosenScope {
-    pub cache_id: Option<i64>,
-    pub read_only: bool,
-    pub expires_at: Option<NaiveDateTime>,
-}
-
-impl TokenChoice {
-    /// Checks the choice for `caller`; the error is a message for the form.
-    pub fn resolve(&self, conn: &mut AnyConnection, caller: &Caller) -> DbResult<Result<ChosenScope, &'static str>> {
-        let days = match self.days.trim() {
-            "" => 0,
-            text => text.parse::<i64>().unwrap_or(-1),
-        };
-        if !(0..=3650).contains(&days) {
-            return Ok(Err("Choose an expiry."));
-        }
-        let cache_name = self.cache.trim();
-        let cache_id = if cache_name.is_empty() {
-            None
-        } else {
-            // Only a cache the user can see may scope a token.
-            match caches::find_by_name(conn, cache_name)? {
-                Some(cache) if access_to(conn, Some(caller), &cache)? != Access::None => Some(cache.id),
-                _ => return Ok(Err("Choose one of your caches.")),
-            }
-        };
-        Ok(Ok(ChosenScope {
-            cache_id,
-            read_only: self.permission == "read",
-            expires_at: (days > 0).then(|| now() + Duration::days(days)),
-        }))
-    }
-}
-
-/// The names of the caches `user` can scope a token to.
-pub fn scopable_caches(conn: &mut AnyConnection, user: &User) -> DbResult<Vec<String>> {
-    let ids = readable_cache_ids(conn, &Caller::session(user))?;
-    Ok(crate::db::browse::caches_by_ids(conn, ids.as_deref())?.into_iter().map(|c| c.name).collect())
 }
 
 #[derive(Deserialize)]
@@ -157,34 +93,10 @@ pub async fn create(
     state: Data<&Arc<AppState>>,
     CheckedForm { user, form }: CheckedForm<CreateForm>,
 ) -> Response {
-    let name = form.name.trim().to_string();
-    if name.is_empty() || name.len() > 100 {
-        return page(&state, req, &user, None, form.name, Some("Enter a name of 1 to 100 characters.".into())).await;
-    }
-    let (id, lookup, choice) = (user.id, name.clone(), form.choice);
-    let caller = Caller::session(&user);
-    let created = state
-        .db
-        .write(move |c| {
-            let chosen = match choice.resolve(c, &caller)? {
-                Ok(chosen) => chosen,
-                Err(refusal) => return Ok(Err(refusal)),
-            };
-            let scope = TokenScope { cache_ids: chosen.cache_id.map(|id| vec![id]), read_only: chosen.read_only };
-            issue_token(c, id, &lookup, chosen.expires_at, &scope).map(Ok)
-        })
-        .await;
-    let created = match created {
-        Ok(Err(refusal)) => return page(&state, req, &user, None, name, Some(refusal.into())).await,
-        Ok(Ok(secret)) => Ok(secret),
-        Err(e) => Err(e),
-    };
-    match created {
+    match tokens::create(&state.db, &user, &form.name, form.choice).await {
         Ok(secret) => page(&state, req, &user, Some(secret), String::new(), None).await,
-        Err(e) if is_unique_violation(&e) => {
-            page(&state, req, &user, None, name, Some("You already have a token with this name.".into())).await
-        }
-        Err(e) => unavailable(&state, req, &user, e),
+        Err(TokenError::Db(e)) => unavailable(&state, req, &user, e),
+        Err(refused) => page(&state, req, &user, None, form.name, Some(refused.to_string())).await,
     }
 }
 
@@ -195,12 +107,8 @@ pub async fn revoke(
     Path(token_id): Path<i64>,
     CheckedForm { user, .. }: CheckedForm<CsrfOnly>,
 ) -> Response {
-    let id = user.id;
-    match state.db.write(move |c| users::revoke_token_by_id(c, id, token_id)).await {
-        Ok(_) => {
-            state.hot.forget_rights();
-            done(&state, "/tokens", "Token revoked: anything using it stops working now.")
-        }
+    match tokens::revoke(&state.db, &state.hot, UserId(user.id), TokenId(token_id)).await {
+        Ok(_) => done(&state, "/tokens", "Token revoked: anything using it stops working now."),
         Err(e) => unavailable(&state, req, &user, e),
     }
 }

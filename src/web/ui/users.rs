@@ -10,10 +10,10 @@ use serde::Deserialize;
 
 use super::extract::{AdminForm, Administrator, carries_csrf};
 use super::{CsrfOnly, Failure, FormError, Layout, done, render, unavailable};
+use crate::db::ids::UserId;
 use crate::db::models::User;
-use crate::db::{groups, is_refused_rollback, is_unique_violation, users};
+use crate::services::accounts::{self, AccountError, NewAccount};
 use crate::services::mail::{self, SmtpSettings};
-use crate::services::passwords;
 use crate::services::user_links::{self, LinkError};
 use crate::web::AppState;
 
@@ -60,7 +60,7 @@ struct Typed {
 }
 
 async fn page(state: &AppState, req: &Request, user: &User, typed: Typed, error: FormError) -> Response {
-    match state.db.read(users::list).await {
+    match accounts::list(&state.db).await {
         Ok(all) => {
             let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
             let invite_days = crate::services::user_links::INVITE_LIFETIME.num_days();
@@ -104,31 +104,17 @@ pub async fn create(
     state: Data<&Arc<AppState>>,
     AdminForm { user, form }: AdminForm<CreateForm>,
 ) -> Response {
-    let (name, email) = (form.name.trim().to_string(), form.email.trim().to_ascii_lowercase());
-    let error = if let Some(error) = crate::services::display_name_error(&name) {
-        FormError::new("name", error)
-    } else if !email.contains('@') {
-        FormError::new("email", "Enter a valid email address.")
-    } else if form.password.chars().count() < passwords::MIN_LENGTH {
-        FormError::new("password", format!("Use at least {} characters.", passwords::MIN_LENGTH))
-    } else {
-        FormError::default()
-    };
-    if error.is_some() {
-        return page(&state, req, &user, form.typed(), error).await;
-    }
-    let (hash, admin) = (passwords::hash_async(&form.password).await, form.admin.is_some());
-    let (n, e) = (name.clone(), email.clone());
-    let created = state
-        .db
-        .write(move |c| users::create_with_password(c, users::NewIdentity { login: &e, name: &n }, &e, &hash, admin));
-    match created.await {
-        Ok(_) => done(&state, "/users", &format!("{name} can sign in now.")),
-        Err(e) if is_unique_violation(&e) => {
-            page(&state, req, &user, form.typed(), FormError::new("name", "A user with this name or email exists."))
-                .await
+    let account =
+        NewAccount { name: &form.name, email: &form.email, password: &form.password, admin: form.admin.is_some() };
+    match accounts::create(&state.db, account).await {
+        Ok(created) => done(&state, "/users", &format!("{} can sign in now.", created.name)),
+        Err(AccountError::Db(e)) => unavailable(&state, req, &user, e),
+        Err(AccountError::Field(name, text)) => {
+            page(&state, req, &user, form.typed(), FormError::new(name, text)).await
         }
-        Err(e) => unavailable(&state, req, &user, e),
+        Err(e @ AccountError::LastAdministrator) => {
+            Failure::Conflict { heading: "Not created", text: e.to_string() }.page(&state, req, Some(&user))
+        }
     }
 }
 
@@ -202,16 +188,16 @@ pub async fn delete(
     Path(id): Path<i64>,
     AdminForm { user, .. }: AdminForm<CsrfOnly>,
 ) -> Response {
-    match state.db.write(move |c| groups::keeping_an_administrator(c, |c| users::delete(c, id))).await {
-        Ok(()) => {
-            state.hot.forget_rights();
-            done(&state, "/users", "User deleted. Their tokens and sessions no longer work.")
-        }
-        Err(e) if is_refused_rollback(&e) => {
+    match accounts::delete(&state.db, &state.hot, UserId(id)).await {
+        Ok(()) => done(&state, "/users", "User deleted. Their tokens and sessions no longer work."),
+        Err(AccountError::LastAdministrator) => {
             let text = "This is the last administrator. Make someone else an administrator first.".into();
             Failure::Conflict { heading: "Not deleted", text }.page(&state, req, Some(&user))
         }
-        Err(e) => unavailable(&state, req, &user, e),
+        Err(AccountError::Db(e)) => unavailable(&state, req, &user, e),
+        Err(AccountError::Field(_, text)) => {
+            Failure::Invalid { heading: "Not deleted", text }.page(&state, req, Some(&user))
+        }
     }
 }
 

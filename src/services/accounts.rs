@@ -1,0 +1,121 @@
+//! User accounts as administrators and their owners change them: creating one with a
+//! password, changing one's name and password, deleting one (never the last administrator).
+
+use super::hot_cache::HotCache;
+use super::passwords;
+use crate::db::ids::UserId;
+use crate::db::mail::LinkPurpose;
+use crate::db::models::User;
+use crate::db::{Db, DbError, groups, is_refused_rollback, is_unique_violation, users};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// A field breaks a rule: which one, and what to do instead.
+    #[error("{1}")]
+    Field(&'static str, String),
+    #[error("that would leave no administrator; make someone else an administrator first")]
+    LastAdministrator,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+fn field(name: &'static str, message: impl Into<String>) -> AccountError {
+    AccountError::Field(name, message.into())
+}
+
+fn check_password(field_name: &'static str, password: &str) -> Result<(), AccountError> {
+    if password.chars().count() < passwords::MIN_LENGTH {
+        return Err(field(field_name, format!("Use at least {} characters.", passwords::MIN_LENGTH)));
+    }
+    Ok(())
+}
+
+pub async fn list(db: &Db) -> Result<Vec<User>, DbError> {
+    db.read(users::list).await
+}
+
+/// A new account that signs in with its email address (also its login) and `password`.
+pub struct NewAccount<'a> {
+    pub name: &'a str,
+    pub email: &'a str,
+    pub password: &'a str,
+    pub admin: bool,
+}
+
+pub async fn create(db: &Db, account: NewAccount<'_>) -> Result<User, AccountError> {
+    let (name, email) = (account.name.trim().to_string(), account.email.trim().to_ascii_lowercase());
+    if let Some(error) = super::display_name_error(&name) {
+        return Err(field("name", error));
+    }
+    if !email.contains('@') {
+        return Err(field("email", "Enter a valid email address."));
+    }
+    check_password("password", account.password)?;
+    let (hash, admin) = (passwords::hash_async(account.password).await, account.admin);
+    let created = db
+        .write(move |c| {
+            users::create_with_password(c, users::NewIdentity { login: &email, name: &name }, &email, &hash, admin)
+        })
+        .await;
+    match created {
+        Err(e) if is_unique_violation(&e) => Err(field("name", "A user with this name or email exists.")),
+        other => Ok(other?),
+    }
+}
+
+/// A change of one's own account: a new name, and a new password when `new_password` is
+/// not empty (proven with the current one).
+pub struct AccountChange<'a> {
+    pub name: &'a str,
+    pub current_password: &'a str,
+    pub new_password: &'a str,
+    /// The hash of the session the change comes from, which stays signed in.
+    pub this_session: String,
+}
+
+/// Applies the change; returns whether the password changed.
+pub async fn update(db: &Db, user: &User, change: AccountChange<'_>) -> Result<bool, AccountError> {
+    let name = change.name.trim().to_string();
+    if let Some(error) = super::display_name_error(&name) {
+        return Err(field("name", error));
+    }
+    let new_hash = if change.new_password.is_empty() {
+        None
+    } else {
+        if !passwords::verify_async(change.current_password, user.password_hash.as_deref()).await {
+            return Err(field("current_password", "This is not your current password."));
+        }
+        check_password("new_password", change.new_password)?;
+        Some(passwords::hash_async(change.new_password).await)
+    };
+    let (id, changes_password, this_session) = (user.id, new_hash.is_some(), change.this_session);
+    let saved = db
+        .write(move |c| {
+            users::update_account(c, id, &name, new_hash.as_deref())?;
+            if changes_password {
+                // A reset link mailed earlier must not undo the password just chosen, and
+                // whoever is signed in elsewhere (perhaps with the old password) is signed out.
+                crate::db::mail::retire_links(c, id, LinkPurpose::Reset)?;
+                crate::db::sessions::delete_others(c, id, &this_session)?;
+            }
+            Ok(())
+        })
+        .await;
+    match saved {
+        Ok(()) => Ok(changes_password),
+        Err(e) if is_unique_violation(&e) => Err(field("name", "Another user has this name.")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deletes the account with its tokens and sessions, unless it is the last administrator.
+pub async fn delete(db: &Db, hot: &HotCache, UserId(id): UserId) -> Result<(), AccountError> {
+    match db.write(move |c| groups::keeping_an_administrator(c, |c| users::delete(c, id))).await {
+        Ok(()) => {
+            hot.forget_rights();
+            Ok(())
+        }
+        Err(e) if is_refused_rollback(&e) => Err(AccountError::LastAdministrator),
+        Err(e) => Err(e.into()),
+    }
+}

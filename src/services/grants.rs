@@ -1,0 +1,82 @@
+//! Who may use a cache beyond its public reads: grants to users and groups, and the lists
+//! the settings page offers. A change takes effect at once (remembered rights forgotten).
+
+use super::hot_cache::HotCache;
+use crate::db::ids::{CacheId, GroupId, UserId};
+use crate::db::models::GrantLevel;
+use crate::db::{Db, DbError, groups, users};
+
+/// Who a grant is for.
+#[derive(Debug, Clone, Copy)]
+pub enum Grantee {
+    User(UserId),
+    Group(GroupId),
+}
+
+/// Grants `level` on the cache, replacing an earlier grant; false when the user or group
+/// does not exist.
+pub async fn grant(
+    db: &Db,
+    hot: &HotCache,
+    cache: CacheId,
+    grantee: Grantee,
+    level: GrantLevel,
+) -> Result<bool, DbError> {
+    let granted = db
+        .write(move |c| {
+            let exists = match grantee {
+                Grantee::User(UserId(id)) => users::find(c, id)?.is_some(),
+                Grantee::Group(GroupId(id)) => groups::list(c)?.iter().any(|g| g.id == id),
+            };
+            match (exists, grantee) {
+                (true, Grantee::User(user)) => users::grant(c, cache, user, level)?,
+                (true, Grantee::Group(group)) => groups::grant(c, cache, group, level)?,
+                (false, _) => {}
+            }
+            Ok(exists)
+        })
+        .await?;
+    hot.forget_rights();
+    Ok(granted)
+}
+
+pub async fn revoke(db: &Db, hot: &HotCache, cache: CacheId, grantee: Grantee) -> Result<(), DbError> {
+    db.write(move |c| match grantee {
+        Grantee::User(user) => users::revoke_grant(c, cache, user),
+        Grantee::Group(group) => groups::revoke(c, cache, group),
+    })
+    .await?;
+    hot.forget_rights();
+    Ok(())
+}
+
+/// The grants on a cache and who could be granted access next.
+pub struct AccessLists {
+    /// Users granted access: (id, name, level).
+    pub grants: Vec<(i64, String, GrantLevel)>,
+    /// Users who could be granted access (administrators can do everything anyway).
+    pub candidates: Vec<(i64, String)>,
+    /// Groups granted access: (id, name, level).
+    pub group_grants: Vec<(i64, String, GrantLevel)>,
+    /// Groups that could be granted access.
+    pub group_candidates: Vec<(i64, String)>,
+}
+
+pub async fn access_lists(db: &Db, CacheId(cache_id): CacheId) -> Result<AccessLists, DbError> {
+    db.read(move |c| {
+        let grants = users::grants_on(c, cache_id)?;
+        let candidates = users::list(c)?
+            .into_iter()
+            .filter(|u| !u.is_admin && !grants.iter().any(|(id, _, _)| *id == u.id))
+            .map(|u| (u.id, users::labelled(&u.name, &u.login)))
+            .collect();
+        let group_grants = groups::grants_on(c, cache_id)?;
+        let group_candidates = groups::list(c)?
+            .into_iter()
+            .filter(|g| !group_grants.iter().any(|(id, _, _)| *id == g.id))
+            .map(|g| (g.id, g.name))
+            .collect();
+        Ok(AccessLists { grants, candidates, group_grants, group_candidates })
+    })
+    .await
+}

@@ -1,0 +1,150 @@
+//! API tokens made in the dashboard (the tokens page and the CLI login approval): the
+//! scope a user may give one, creating it (the secret is returned once), listing, revoking.
+
+use std::collections::HashMap;
+
+use chrono::{Duration, NaiveDateTime};
+use serde::Deserialize;
+
+use super::access::{Access, access_to, readable_cache_ids};
+use super::auth::{Caller, issue_token};
+use super::hot_cache::HotCache;
+use crate::db::ids::{CacheId, TokenId, UserId};
+use crate::db::models::{ApiToken, User};
+use crate::db::users::TokenScope;
+use crate::db::{AnyConnection, Db, DbError, DbResult, browse, caches, is_unique_violation, now, users};
+
+/// The expiry and scope fields of a new token, as a form sends them.
+#[derive(Deserialize)]
+pub struct TokenChoice {
+    /// Days until expiry; 0 (or nothing) means never. Text, because a flattened form field
+    /// reaches serde as a string.
+    #[serde(default)]
+    pub days: String,
+    /// One cache the token is limited to; empty for all of the user's caches.
+    #[serde(default)]
+    pub cache: String,
+    /// "push" or "read".
+    #[serde(default)]
+    pub permission: String,
+}
+
+/// A checked [`TokenChoice`].
+pub struct ChosenScope {
+    pub cache: Option<CacheId>,
+    pub read_only: bool,
+    pub expires_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The choice or the name is not acceptable; the text says what to change.
+    #[error("{0}")]
+    Invalid(&'static str),
+    #[error("You already have a token with this name.")]
+    NameTaken,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl TokenChoice {
+    /// Checks the choice for `caller`; the error is a message for the form.
+    fn resolve_with(&self, conn: &mut AnyConnection, caller: &Caller) -> DbResult<Result<ChosenScope, &'static str>> {
+        let days = match self.days.trim() {
+            "" => 0,
+            text => text.parse::<i64>().unwrap_or(-1),
+        };
+        if !(0..=3650).contains(&days) {
+            return Ok(Err("Choose an expiry."));
+        }
+        let cache_name = self.cache.trim();
+        let cache = if cache_name.is_empty() {
+            None
+        } else {
+            // Only a cache the user can see may scope a token.
+            match caches::find_by_name(conn, cache_name)? {
+                Some(cache) if access_to(conn, Some(caller), &cache)? != Access::None => Some(CacheId(cache.id)),
+                _ => return Ok(Err("Choose one of your caches.")),
+            }
+        };
+        Ok(Ok(ChosenScope {
+            cache,
+            read_only: self.permission == "read",
+            expires_at: (days > 0).then(|| now() + Duration::days(days)),
+        }))
+    }
+
+    /// Checks the choice for `user`.
+    pub async fn resolve(self, db: &Db, user: &User) -> Result<ChosenScope, TokenError> {
+        let caller = Caller::session(user);
+        match db.read(move |c| self.resolve_with(c, &caller)).await? {
+            Ok(chosen) => Ok(chosen),
+            Err(refusal) => Err(TokenError::Invalid(refusal)),
+        }
+    }
+}
+
+/// The names of the caches `user` can scope a token to.
+fn scopable_caches_with(conn: &mut AnyConnection, user: &User) -> DbResult<Vec<String>> {
+    let ids = readable_cache_ids(conn, &Caller::session(user))?;
+    Ok(browse::caches_by_ids(conn, ids.as_deref())?.into_iter().map(|c| c.name).collect())
+}
+
+pub async fn scopable_caches(db: &Db, user: &User) -> Result<Vec<String>, DbError> {
+    let owner = user.clone();
+    db.read(move |c| scopable_caches_with(c, &owner)).await
+}
+
+/// A user's tokens, newest first, with what the tokens page needs beside them.
+pub struct TokenList {
+    pub tokens: Vec<ApiToken>,
+    /// Caches the user can scope a new token to.
+    pub caches: Vec<String>,
+    /// Cache names of each cache-scoped token, by token id.
+    pub scopes: HashMap<i64, Vec<String>>,
+}
+
+pub async fn list(db: &Db, user: &User) -> Result<TokenList, DbError> {
+    let (id, owner) = (user.id, user.clone());
+    db.read(move |c| {
+        Ok(TokenList {
+            tokens: users::tokens_of(c, id)?,
+            caches: scopable_caches_with(c, &owner)?,
+            scopes: users::token_scopes_of(c, id)?,
+        })
+    })
+    .await
+}
+
+/// Creates a token named `name` (1 to 100 characters) for `user`; returns its secret, which
+/// is never shown again.
+pub async fn create(db: &Db, user: &User, name: &str, choice: TokenChoice) -> Result<String, TokenError> {
+    let name = name.trim().to_string();
+    if name.is_empty() || name.len() > 100 {
+        return Err(TokenError::Invalid("Enter a name of 1 to 100 characters."));
+    }
+    let (owner, caller) = (user.id, Caller::session(user));
+    let created = db
+        .write(move |c| {
+            let chosen = match choice.resolve_with(c, &caller)? {
+                Ok(chosen) => chosen,
+                Err(refusal) => return Ok(Err(TokenError::Invalid(refusal))),
+            };
+            let scope = TokenScope { cache_ids: chosen.cache.map(|CacheId(id)| vec![id]), read_only: chosen.read_only };
+            issue_token(c, owner, &name, chosen.expires_at, &scope).map(Ok)
+        })
+        .await;
+    match created {
+        Ok(result) => result,
+        Err(e) if is_unique_violation(&e) => Err(TokenError::NameTaken),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Revokes one of `owner`'s tokens; it stops working at once, on every replica within the
+/// rights cache's lifetime. False when there was no such active token.
+pub async fn revoke(db: &Db, hot: &HotCache, owner: UserId, token: TokenId) -> Result<bool, DbError> {
+    let revoked = db.write(move |c| users::revoke_token_by_id(c, owner, token)).await?;
+    hot.forget_rights();
+    Ok(revoked > 0)
+}

@@ -107,6 +107,17 @@ pub async fn current(db: &Db, from_env: Option<&SmtpSettings>) -> Result<Option<
     Ok(stored.and_then(SmtpSettings::from_stored).map(|s| (s, false)))
 }
 
+/// The SMTP password saved in the database, kept when the settings form leaves it empty.
+pub async fn saved_password(db: &Db) -> Result<Option<String>, DbError> {
+    Ok(db.read(mail::smtp).await?.and_then(|s| s.password))
+}
+
+/// Saves the mail settings an administrator entered on the settings page.
+pub async fn save(db: &Db, settings: &SmtpSettings) -> Result<(), DbError> {
+    let row = settings.to_stored();
+    db.write(move |c| mail::save_smtp(c, &row)).await
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
     #[error("mail is not set up: an administrator enters the SMTP server on the settings page")]

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod cache_info;
 pub mod caches;
 pub mod cli_login;
+pub mod dashboard;
 pub mod eviction;
 pub mod fsck;
 pub mod gc;

@@ -12,14 +12,13 @@ use serde::Deserialize;
 
 use super::extract::{CheckedForm, SignedIn, carries_csrf};
 use super::{CsrfOnly, Failure, FormError, Layout, human_bytes, render, unavailable};
-use crate::db::browse::{self, DeleteOutcome, PAGE_SIZE, PathRow, SortKey};
+use crate::db::DbError;
+use crate::db::browse::{DeleteOutcome, PAGE_SIZE, PathRow, SortKey};
 use crate::db::caches::CacheSettings;
 use crate::db::models::{Cache, QuotaPolicy, User};
-use crate::db::{DbError, caches};
-use crate::services::access::readable_cache_ids;
-use crate::services::access::{Access, access_to};
-use crate::services::auth::Caller;
+use crate::services::access::Access;
 use crate::services::caches::{self as cache_rules, CacheError};
+use crate::services::dashboard::{self, CacheSummary, PathsPage};
 use crate::web::AppState;
 use hibernation::format::gib;
 
@@ -71,25 +70,17 @@ async fn may_create_caches(state: &AppState, user: &User) -> bool {
 }
 
 async fn visible_caches(state: &AppState, user: &User) -> Result<Vec<CacheRow>, DbError> {
-    let caller = Caller::session(user);
-    state
-        .db
-        .read(move |c| {
-            let ids = readable_cache_ids(c, &caller)?;
-            let mut rows = Vec::new();
-            for cache in browse::caches_by_ids(c, ids.as_deref())? {
-                let (paths, bytes) = browse::cache_sizes(c, cache.id)?;
-                rows.push(CacheRow {
-                    name: cache.name,
-                    is_public: cache.is_public,
-                    paths,
-                    bytes,
-                    quota_bytes: cache.quota_bytes,
-                });
-            }
-            Ok(rows)
+    let summaries = dashboard::visible_caches(&state.db, user).await?;
+    Ok(summaries
+        .into_iter()
+        .map(|CacheSummary { cache, paths, bytes }| CacheRow {
+            name: cache.name,
+            is_public: cache.is_public,
+            paths,
+            bytes,
+            quota_bytes: cache.quota_bytes,
         })
-        .await
+        .collect())
 }
 
 async fn list_page(state: &AppState, req: &Request, user: &User, form: CacheForm, error: FormError) -> Response {
@@ -222,26 +213,13 @@ pub async fn create(
     }
 }
 
-/// The cache, if the user may read it.
+/// The cache, if the user may read it, with their access and its public keys.
 pub async fn readable(
     state: &AppState,
     user: &User,
     name: &str,
 ) -> Result<Option<(Cache, Access, Vec<String>)>, DbError> {
-    let (name, user) = (name.to_string(), user.clone());
-    state
-        .db
-        .read(move |c| {
-            let Some(cache) = caches::find_by_name(c, &name)? else { return Ok(None) };
-            let caller = crate::services::auth::Caller::session(&user);
-            let access = access_to(c, Some(&caller), &cache)?;
-            if access == Access::None {
-                return Ok(None);
-            }
-            let keys = caches::public_keys(c, cache.id)?;
-            Ok(Some((cache, access, keys)))
-        })
-        .await
+    dashboard::readable(&state.db, user, name).await
 }
 
 #[derive(Template)]
@@ -356,15 +334,10 @@ async fn load_paths(
     cache_id: i64,
     query: &PathQuery,
 ) -> Result<(Vec<PathRow>, i64, String), DbError> {
-    let (q, sort, desc, page) = (query.q(), SortKey::parse(query.sort()), query.desc(), query.page());
-    state
-        .db
-        .read(move |c| {
-            let stamp = browse::contents_stamp(c, Some(&[cache_id]))?;
-            let (rows, total) = browse::paths_page(c, cache_id, &q, sort, desc, page)?;
-            Ok((rows, total, stamp))
-        })
-        .await
+    let (sort, desc, page) = (SortKey::parse(query.sort()), query.desc(), query.page());
+    let PathsPage { rows, total, stamp } =
+        dashboard::paths_page(&state.db, cache_id, query.q(), sort, desc, page).await?;
+    Ok((rows, total, stamp))
 }
 
 #[handler]

@@ -9,10 +9,9 @@ use poem::{IntoResponse, Request, Response, handler};
 
 use super::extract::SignedIn;
 use super::{Layout, human_bytes, render, unavailable};
-use crate::db::browse::{self, Totals};
+use crate::db::browse::Totals;
 use crate::db::traffic::{self, TrafficDelta};
-use crate::services::access::readable_cache_ids;
-use crate::services::auth::Caller;
+use crate::services::dashboard::{self, Overview};
 use crate::web::AppState;
 use chrono::{Duration, NaiveDateTime};
 
@@ -49,21 +48,9 @@ struct OverviewPage {
     /// Bytes garbage collection deleted from storage in the last 30 days (all caches; shown
     /// to administrators only, as it counts storage shared with caches others cannot see).
     reclaimed: i64,
-    /// What the page showed when drawn (see [`stamp`]): it asks every few seconds whether
-    /// that changed, and redraws itself when it did.
+    /// What the page showed when drawn (see `dashboard::overview_stamp`): it asks every few
+    /// seconds whether that changed, and redraws itself when it did.
     stamp: String,
-}
-
-/// A fingerprint of what the overview shows: the visible caches' contents and this hour's
-/// traffic. Cheap, and from the database, so any replica answers the same.
-fn stamp(conn: &mut crate::db::AnyConnection, ids: Option<&[i64]>) -> crate::db::DbResult<String> {
-    let contents = browse::contents_stamp(conn, ids)?;
-    let this_hour: Vec<_> = traffic::hourly(conn, ids, traffic::current_hour())?;
-    let (hits, misses, bytes) = this_hour
-        .iter()
-        .fold((0, 0, 0), |(h, m, b), (_, d)| (h + d.narinfo_hits, m + d.narinfo_misses, b + d.nar_bytes));
-    let caches = browse::caches_by_ids(conn, ids)?.len();
-    Ok(format!("{contents}-{caches}-{hits}-{misses}-{bytes}"))
 }
 
 #[derive(serde::Deserialize)]
@@ -133,17 +120,8 @@ pub async fn overview(
     Query(query): Query<LiveQuery>,
     SignedIn(user): SignedIn,
 ) -> Response {
-    let caller = Caller::session(&user);
     if let Some(seen) = query.live {
-        let caller = caller.clone();
-        let current = state
-            .db
-            .read(move |c| {
-                let ids = readable_cache_ids(c, &caller)?;
-                stamp(c, ids.as_deref())
-            })
-            .await;
-        match current {
+        match dashboard::overview_stamp(&state.db, &user).await {
             Ok(current) if current == seen => return StatusCode::NO_CONTENT.into_response(),
             Ok(_) => {}
             Err(e) => return unavailable(&state, req, &user, e),
@@ -151,21 +129,8 @@ pub async fn overview(
     }
     let now_hour = traffic::current_hour();
     let since = now_hour - Duration::hours(CHART_HOURS - 1);
-    let loaded = state
-        .db
-        .read(move |c| {
-            let ids = readable_cache_ids(c, &caller)?;
-            Ok((
-                browse::totals(c, ids.as_deref())?,
-                traffic::hourly(c, ids.as_deref(), since)?,
-                traffic::recent_pushes(c, ids.as_deref(), 10)?,
-                crate::db::lifecycle::reclaimed_bytes_since(c, crate::db::now() - Duration::days(30), "gc")?,
-                stamp(c, ids.as_deref())?,
-            ))
-        })
-        .await;
-    match loaded {
-        Ok((totals, hourly, recent, reclaimed, stamp)) => {
+    match dashboard::overview(&state.db, &user, since).await {
+        Ok(Overview { totals, hourly, recent, reclaimed, stamp }) => {
             let sum = |f: fn(&TrafficDelta) -> i64| hourly.iter().map(|(_, d)| f(d)).sum::<i64>();
             let page = OverviewPage {
                 layout: Layout::new(req, Some(&user)),

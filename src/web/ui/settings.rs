@@ -11,7 +11,6 @@ use serde::Deserialize;
 
 use super::extract::{AdminForm, Administrator, carries_csrf};
 use super::{CsrfOnly, FormError, Layout, done, render, unavailable};
-use crate::db::mail as stored;
 use crate::db::models::User;
 use crate::services::mail::{self, Security, SmtpSettings};
 use crate::web::AppState;
@@ -119,16 +118,15 @@ pub async fn save(
         let note = "Nothing was changed: SMTP_* environment variables set the mail settings.";
         return page(&state, req, &user, None, FormError::new("host", note)).await;
     }
-    let saved = match state.db.read(stored::smtp).await {
-        Ok(saved) => saved.and_then(|s| s.password),
+    let saved = match mail::saved_password(&state.db).await {
+        Ok(saved) => saved,
         Err(e) => return unavailable(&state, req, &user, e),
     };
     let settings = match form.validate(saved) {
         Ok(settings) => settings,
         Err(error) => return page(&state, req, &user, Some(form), error).await,
     };
-    let row = settings.to_stored();
-    match state.db.write(move |c| stored::save_smtp(c, &row)).await {
+    match mail::save(&state.db, &settings).await {
         Ok(()) => done(&state, "/settings", "Mail settings saved."),
         Err(e) => unavailable(&state, req, &user, e),
     }

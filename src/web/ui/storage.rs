@@ -1,8 +1,8 @@
 //! The cache page's storage card: the quota policy and retention in force, the pins, and
 //! what eviction, retention and garbage collection last reclaimed.
 
+use crate::db::DbError;
 use crate::db::models::{Cache, Reclaim};
-use crate::db::{DbError, lifecycle};
 use crate::services::pins;
 use crate::web::AppState;
 use hibernation::api::PinInfo;
@@ -35,16 +35,7 @@ impl StorageCard {
             Err(pins::PinError::Db(e)) => return Err(e),
             Err(_) => Vec::new(),
         };
-        let cache_id = cache.id;
-        let reclaims = state
-            .db
-            .read(move |c| {
-                let mut found = lifecycle::latest_reclaims(c, Some(cache_id))?;
-                found.retain(|r| r.kind != "fsck");
-                found.extend(lifecycle::latest_reclaims(c, None)?.into_iter().filter(|r| r.kind == "gc"));
-                Ok(found)
-            })
-            .await?;
+        let reclaims = crate::services::dashboard::latest_reclaims(&state.db, cache.id).await?;
         Ok(Self {
             policy: cache.policy().describe(),
             quota: match cache.quota_bytes {

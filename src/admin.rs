@@ -11,7 +11,7 @@ use crate::db::ids::{CacheId, UserId};
 use crate::db::models::{GrantLevel, QuotaPolicy};
 use crate::db::{Db, caches, is_unique_violation, now, users};
 use crate::services::caches as cache_rules;
-use crate::services::{auth, passwords};
+use crate::services::{auth, grants, passwords};
 
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
@@ -278,15 +278,13 @@ pub fn run(db: &Db, config: &Config, command: AdminCommand) -> anyhow::Result<Ex
                 (true, false) => GrantLevel::Push,
                 (false, false) => GrantLevel::Read,
             };
-            db.write_blocking(|c| {
-                let (Some(u), Some(k)) = (users::find_by_login(c, &user)?, caches::find_by_name(c, &cache)?) else {
-                    return Ok(false);
-                };
-                users::grant(c, CacheId(k.id), UserId(u.id), level)?;
-                Ok(true)
-            })?
-            .then_some(())
-            .with_context(|| format!("user {user:?} or cache {cache:?} does not exist"))?;
+            let found =
+                db.write_blocking(|c| Ok((users::find_by_login(c, &user)?, caches::find_by_name(c, &cache)?)))?;
+            let (Some(u), Some(k)) = found else {
+                bail!("user {user:?} or cache {cache:?} does not exist");
+            };
+            let grantee = grants::Grantee::User(UserId(u.id));
+            tokio::runtime::Runtime::new()?.block_on(grants::grant(db, None, CacheId(k.id), grantee, level))?;
             println!("granted {} on {cache} to {user}", level.describe());
         }
         AdminCommand::CreateToken { user, name, expires_in, caches: cache_names, read_only } => {

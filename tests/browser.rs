@@ -75,7 +75,8 @@ fn setup_cache_token_push_browse_delete_and_access() {
     browser.wait_until("the search shows only app", |html| html.contains(">1 path<") && !html.contains("dep-browser"));
     browser.click(".delete-path");
     browser.accept_alert();
-    browser.wait_until("the app row is gone", |html| !html.contains("app-browser"));
+    browser
+        .wait_until("the app row says it is gone", |html| !html.contains("app-browser") && html.contains(">Deleted.<"));
     assert!(app_name.contains("browser"));
     let hash = &closure.app[11..43];
     assert_eq!(server.get(&format!("/api/nix/main/{hash}.narinfo"), Some(&token)).status(), 404);
@@ -289,6 +290,12 @@ fn actions_answer_in_place(name: &str, size: Option<(u32, u32)>) {
 
     // Tokens: the secret shows in place with a copy button; revoking asks, then says so once.
     browser.goto(&format!("{site}/tokens"));
+    let contrast = browser.execute(
+        "const c = getComputedStyle(document.querySelector('#token-name')).borderTopColor.match(/\\d+/g).map(Number);
+         const l = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+         return 1.05 / (0.2126 * l(c[0]) + 0.7152 * l(c[1]) + 0.0722 * l(c[2]) + 0.05);",
+    );
+    assert!(contrast.as_f64().unwrap() >= 3.0, "input borders need 3:1 against white, got {contrast}");
     browser.type_into("#token-name", "ci");
     browser.mark_document();
     browser.click("#create-token");
@@ -333,6 +340,8 @@ fn actions_answer_in_place(name: &str, size: Option<(u32, u32)>) {
     assert!(browser.text(".group table").contains("Bob"));
     act_in_place(&browser, ".group table button", false, "Member removed.");
     no_overflow("/groups");
+    act_in_place(&browser, ".group form[hx-post$=\"/delete\"] button", true, "Group deleted.");
+    assert!(!browser.source().contains("class=\"card group\""), "no group left");
 
     // Cache access: grant and revoke in place; a wrong confirmation is an error at its field.
     browser.goto(&format!("{site}/caches/main/settings"));
@@ -390,6 +399,14 @@ fn actions_answer_in_place(name: &str, size: Option<(u32, u32)>) {
     assert!(browser.same_document(), "the overview updated in place");
     browser.screenshot("overview-live");
     no_overflow("/");
+
+    // Deleting a user asks first, then answers in place.
+    browser.goto(&format!("{site}/users"));
+    let bob_row = browser.execute(
+        "return [...document.querySelectorAll('#users tr')].findIndex(r => r.textContent.includes('bob@example.com')) + 1;",
+    );
+    act_in_place(&browser, &format!("#users tr:nth-child({bob_row}) .delete-user"), true, "User deleted.");
+    assert!(!browser.text("#users").contains("bob@example.com"));
 
     // A screenshot of every signed-in page for people to look at (target/browser-screenshots).
     for page in ["/caches", "/caches/main", "/caches/main/settings", "/tokens", "/users", "/groups", "/settings"] {

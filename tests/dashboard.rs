@@ -588,7 +588,11 @@ fn users_and_per_cache_access() {
     assert!(!bob.get("/caches").text().unwrap().contains("/caches/main"), "no access yet");
     assert_eq!(bob.get("/caches/main").status(), 404);
     assert_eq!(bob.get("/users").status(), 403, "users are managed by administrators");
-    assert!(!bob.get("/").text().unwrap().contains("href=\"/users\""));
+    let overview = bob.get("/").text().unwrap();
+    assert!(!overview.contains("href=\"/users\""));
+    // Totals count only what bob can see; storage reclaimed across caches is not his to see.
+    assert!(overview.contains("id=\"stat-caches\">0</b>caches"), "{overview}");
+    assert!(!overview.contains("reclaimed by garbage collection"));
 
     // Read access: bob sees the cache but cannot change it.
     let settings = admin.get("/caches/main/settings").text().unwrap();
@@ -597,6 +601,7 @@ fn users_and_per_cache_access() {
     let granted = admin.post("/caches/main/access", &[("csrf", &csrf), ("user_id", &bob_id), ("permission", "read")]);
     assert_eq!(location(&granted), "/caches/main/settings");
     assert_eq!(bob.get("/caches/main").status(), 200);
+    assert!(bob.get("/").text().unwrap().contains("id=\"stat-caches\">1</b>cache<"), "one cache, singular");
     assert_eq!(bob.get("/caches/main/settings").status(), 403);
     let bob_csrf = bob.csrf("/caches/main");
     let escalate =

@@ -14,10 +14,11 @@ pub enum Grantee {
 }
 
 /// Grants `level` on the cache, replacing an earlier grant; false when the user or group
-/// does not exist.
+/// does not exist. `hot`: the serving process's remembered rights, forgotten at once (the
+/// admin CLI has none; servers notice within the rights cache's lifetime).
 pub async fn grant(
     db: &Db,
-    hot: &HotCache,
+    hot: Option<&HotCache>,
     cache: CacheId,
     grantee: Grantee,
     level: GrantLevel,
@@ -36,7 +37,9 @@ pub async fn grant(
             Ok(exists)
         })
         .await?;
-    hot.forget_rights();
+    if let Some(hot) = hot {
+        hot.forget_rights();
+    }
     Ok(granted)
 }
 

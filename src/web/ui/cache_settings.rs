@@ -250,7 +250,7 @@ async fn apply_grant(
         let text = "Choose read, push or manage.".into();
         return Failure::Invalid { heading: "Not a right", text }.page(state, req, Some(&user));
     };
-    let granted = grants::grant(&state.db, &state.hot, CacheId(cache.id), grantee, level).await;
+    let granted = grants::grant(&state.db, Some(&state.hot), CacheId(cache.id), grantee, level).await;
     match granted {
         Ok(true) => {
             done(state, &format!("/caches/{}/settings", cache.name), &format!("Access granted: {}.", level.name()))

@@ -468,7 +468,9 @@ pub async fn delete_path(
     }
     let row = |text: String| Html(ErrorRow { text }.render().unwrap_or_default()).into_response();
     match cache_rules::delete_path(&state.db, &state.hot, cache.id, &hash).await {
-        Ok(DeleteOutcome::Deleted) => Html(String::new()).into_response(),
+        Ok(DeleteOutcome::Deleted) => {
+            Html("<tr class=\"deleted\"><td colspan=\"6\" class=\"muted\">Deleted.</td></tr>").into_response()
+        }
         Ok(DeleteOutcome::NotFound) => row("This path was already deleted.".into()),
         Ok(DeleteOutcome::StillNeeded(names)) => {
             let names = names.join(", ");

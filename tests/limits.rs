@@ -119,16 +119,21 @@ fn oversized_and_compressed_bodies_cost_no_memory() {
 
     // Narinfos in a Content-Encoding decode as they stream, to at most 1 MiB; without push
     // rights nothing is decoded at all.
-    let client = reqwest::blocking::Client::new();
-    let narinfo_url = format!("{}/00000000000000000000000000000000.narinfo", server.cache_url("main"));
+    // Sent raw: the server refuses before the end of the body, which a normal client may
+    // report as a reset connection instead of the answer.
+    let narinfo_path = "/api/nix/main/00000000000000000000000000000000.narinfo";
     for (encoding, bomb) in [("zstd", zstd_bomb(4 << 30)), ("xz", xz_bomb(512 << 20))] {
         assert!(bomb.len() < 4 << 20, "{encoding} bomb is small: {}", bomb.len());
         let put = |auth: Option<&str>| {
-            let mut request = client.put(&narinfo_url).header("content-encoding", encoding).body(bomb.clone());
-            if let Some(auth) = auth {
-                request = request.basic_auth("nix", Some(auth));
+            let basic = auth.map(|token| {
+                use base64::Engine;
+                format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("nix:{token}")))
+            });
+            let mut headers = vec![("Content-Encoding", encoding)];
+            if let Some(basic) = &basic {
+                headers.push(("Authorization", basic.as_str()));
             }
-            error_of(request.send().unwrap())
+            send_raw(&server, &format!("PUT {narinfo_path}"), &headers, &bomb)
         };
         assert_eq!(put(None).0, 401);
         assert_eq!(put(Some(&reader)).0, 403);

@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use support::{Backend, Keys, NixClient, RawUpload, Server, error_of, output_text};
+use support::{Backend, Keys, NixClient, RawUpload, Server, output_text};
 
 on_every_backend!(uploads_past_max_nar_size_max_log_size_and_the_quota_are_refused);
 

@@ -30,6 +30,8 @@ pub struct Config {
     pub trusted_proxies: Vec<crate::web::client_address::Network>,
     /// Mail settings from SMTP_* variables; they lock the dashboard's mail settings.
     pub smtp: Option<crate::services::mail::SmtpSettings>,
+    /// Single sign-on from OIDC_* variables.
+    pub oidc: Option<crate::services::oidc::OidcSettings>,
     /// Set when NARs go to S3; `storage_path` then only holds temporary upload files.
     pub s3: Option<S3Config>,
     pub limits: Limits,
@@ -188,6 +190,7 @@ impl Config {
                 .unwrap_or(false),
             metrics: metrics_from_env(port)?,
             smtp: smtp_from_env()?,
+            oidc: oidc_from_env()?,
             trusted_proxies: match var("TRUSTED_PROXIES") {
                 Some(list) => list
                     .split(',')
@@ -230,6 +233,44 @@ impl Config {
         url.set_host(Some(&format!("{cache}.{}", self.site_host()))).ok()?;
         Some(url.as_str().trim_end_matches('/').to_string())
     }
+}
+
+/// Single sign-on is on when OIDC_ISSUER_URL is set; then the client id and secret are
+/// required, and a partial set is an error, never a silent fallback to passwords only.
+fn oidc_from_env() -> anyhow::Result<Option<crate::services::oidc::OidcSettings>> {
+    const OTHERS: [&str; 7] = [
+        "OIDC_CLIENT_ID",
+        "OIDC_CLIENT_SECRET",
+        "OIDC_SCOPES",
+        "OIDC_GROUPS_CLAIM",
+        "OIDC_CREATE_USERS",
+        "OIDC_ONLY",
+        "OIDC_NAME",
+    ];
+    let Some(issuer_url) = var("OIDC_ISSUER_URL") else {
+        if let Some(name) = OTHERS.into_iter().find(|n| var(n).is_some()) {
+            bail!("{name} is set but OIDC_ISSUER_URL is not: set OIDC_ISSUER_URL too (or unset every OIDC_ variable)");
+        }
+        return Ok(None);
+    };
+    if !issuer_url.starts_with("https://") && !issuer_url.starts_with("http://") {
+        bail!(
+            "OIDC_ISSUER_URL must be the provider's URL, e.g. https://id.example.com/realms/main, got {issuer_url:?}"
+        );
+    }
+    let required = |name: &str| var(name).with_context(|| format!("{name} is required with OIDC_ISSUER_URL"));
+    let flag = |name: &str| var(name).map(|v| parse_bool(name, &v)).transpose().map(Option::unwrap_or_default);
+    let scopes = var("OIDC_SCOPES").unwrap_or_else(|| "email profile".to_string());
+    Ok(Some(crate::services::oidc::OidcSettings {
+        issuer_url: issuer_url.trim_end_matches('/').to_string(),
+        client_id: required("OIDC_CLIENT_ID")?,
+        client_secret: required("OIDC_CLIENT_SECRET")?,
+        scopes: scopes.split([' ', ',']).filter(|s| !s.is_empty() && *s != "openid").map(str::to_string).collect(),
+        groups_claim: var("OIDC_GROUPS_CLAIM"),
+        create_users: flag("OIDC_CREATE_USERS")?,
+        only: flag("OIDC_ONLY")?,
+        display_name: var("OIDC_NAME").unwrap_or_else(|| "single sign-on".to_string()),
+    }))
 }
 
 fn smtp_from_env() -> anyhow::Result<Option<crate::services::mail::SmtpSettings>> {

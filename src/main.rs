@@ -130,6 +130,18 @@ async fn serve(config: config::Config, db: db::Db) -> anyhow::Result<()> {
         None => None,
     };
     let metrics_port = config.metrics.as_ref().and_then(|m| m.port);
+    let sso = match &config.oidc {
+        Some(settings) => {
+            let sso = services::oidc::Sso::new(settings.clone(), &config.site_url)?;
+            tracing::info!(
+                "single sign-on through {}; register {} as its redirect URL",
+                settings.issuer_url,
+                sso.redirect_url()
+            );
+            Some(sso)
+        }
+        None => None,
+    };
     let state = Arc::new(web::AppState {
         db: db.clone(),
         storage,
@@ -139,6 +151,7 @@ async fn serve(config: config::Config, db: db::Db) -> anyhow::Result<()> {
         presence,
         upstreams: Default::default(),
         metrics,
+        sso,
     });
     if let Some(metrics_port) = metrics_port {
         let listener = std::net::TcpListener::bind(("0.0.0.0", metrics_port))

@@ -13,6 +13,7 @@ pub mod ids;
 pub mod lifecycle;
 pub mod mail;
 pub mod models;
+pub mod oidc;
 pub mod paths;
 pub mod schema;
 pub mod sessions;

@@ -119,6 +119,17 @@ diesel::table! {
         created_at -> Timestamp,
         email -> Nullable<Text>,
         login -> Text,
+        oidc_subject -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    oidc_flows (state) {
+        state -> Text,
+        nonce -> Text,
+        pkce_verifier -> Text,
+        next_path -> Text,
+        expires_at -> Timestamp,
     }
 }
 

@@ -45,6 +45,11 @@ pub fn create_invited(conn: &mut AnyConnection, name: &str, email: &str, is_admi
     create_with_email(conn, NewIdentity { login: email, name }, email, None, is_admin)
 }
 
+/// A user who signs in through the identity provider only (no password).
+pub fn create_sso(conn: &mut AnyConnection, who: NewIdentity<'_>, email: &str) -> DbResult<User> {
+    create_with_email(conn, who, email, None, false)
+}
+
 fn create_with_email(
     conn: &mut AnyConnection,
     who: NewIdentity<'_>,

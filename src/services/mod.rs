@@ -19,6 +19,7 @@ pub mod mail;
 pub mod metrics;
 pub mod narinfo;
 pub mod nix_upload;
+pub mod oidc;
 pub mod passwords;
 pub mod pins;
 pub mod presence;

@@ -39,6 +39,8 @@ pub struct AppState {
     pub upstreams: crate::services::upstream::UpstreamChecker,
     /// Set when METRICS_ENABLED is on.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Set when OIDC_ISSUER_URL is.
+    pub sso: Option<crate::services::oidc::Sso>,
 }
 
 pub fn routes(state: Arc<AppState>) -> poem::endpoint::BoxEndpoint<'static, poem::Response> {

@@ -96,6 +96,29 @@ struct SignInPage {
     error: Option<String>,
     /// Where to go after signing in.
     next: String,
+    /// The single sign-on button's name for the provider, when single sign-on is on.
+    sso: Option<String>,
+    /// False when single sign-on is the only way in.
+    passwords: bool,
+}
+
+impl SignInPage {
+    fn new(state: &AppState, req: &Request, email: String, error: Option<String>, next: String) -> Self {
+        let sso = state.sso.as_ref().map(|sso| sso.settings.display_name.clone());
+        let passwords = !state.sso.as_ref().is_some_and(|sso| sso.settings.only);
+        Self { layout: Layout::new(req, None), email, error, next, sso, passwords }
+    }
+
+    /// The link that starts single sign-on and comes back to `next`.
+    fn sso_link(&self) -> String {
+        format!("/oidc/start?next={}", super::query_value(&self.next))
+    }
+}
+
+/// Whether password sign-in and resets are off (OIDC_ONLY): administrators still have the
+/// admin CLI to get in.
+pub fn passwords_off(state: &AppState) -> bool {
+    state.sso.as_ref().is_some_and(|sso| sso.settings.only)
 }
 
 #[derive(Deserialize)]
@@ -116,7 +139,7 @@ pub struct NextQuery {
 
 /// A local path to return to after signing in; anything else (another site, `//host`)
 /// becomes the overview.
-fn local_path(next: &str) -> &str {
+pub fn local_path(next: &str) -> &str {
     let local =
         next.starts_with('/') && !next.starts_with("//") && next.bytes().all(|b| b.is_ascii_graphic() && b != b'\\');
     if local { next } else { "/" }
@@ -132,7 +155,7 @@ pub async fn sign_in_page(
         Ok(true) => redirect("/setup"),
         Ok(false) => {
             let next = local_path(&next).to_string();
-            let page = SignInPage { layout: Layout::new(req, None), email: String::new(), error: None, next };
+            let page = SignInPage::new(&state, req, String::new(), None, next);
             render(&state, StatusCode::OK, &page.layout, &page)
         }
         Err(e) => db_failure(&state, req, e),
@@ -145,6 +168,10 @@ pub async fn sign_in(
     state: Data<&Arc<AppState>>,
     AnonymousForm(form): AnonymousForm<SignInForm>,
 ) -> Response {
+    if passwords_off(&state) {
+        let text = "Password sign-in is off here: sign in with single sign-on.".into();
+        return Failure::Forbidden(text).page(&state, req, None);
+    }
     let peer = crate::web::client_address::client_address(&state.config.trusted_proxies, req);
     let (status, error) = match sessions::sign_in(&state.db, &peer, &form.email, &form.password).await {
         Ok(token) => {
@@ -157,7 +184,7 @@ pub async fn sign_in(
         Err(e @ SignInError::Invalid) => (StatusCode::UNAUTHORIZED, e.to_string()),
     };
     let next = local_path(&form.next).to_string();
-    let page = SignInPage { layout: Layout::new(req, None), email: form.email, error: Some(error), next };
+    let page = SignInPage::new(&state, req, form.email, Some(error), next);
     let mut response = render(&state, status, &page.layout, &page);
     if status == StatusCode::TOO_MANY_REQUESTS {
         response.headers_mut().insert(header::RETRY_AFTER, "900".parse().unwrap());

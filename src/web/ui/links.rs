@@ -41,6 +41,12 @@ fn action(purpose: LinkPurpose, secret: &str) -> String {
     }
 }
 
+/// Password resets are off when single sign-on is the only way in.
+fn sso_only(state: &AppState, req: &Request) -> Response {
+    let text = "Passwords are not used here: sign in with single sign-on, where your password is reset too.".into();
+    Failure::Forbidden(text).page(state, req, None)
+}
+
 fn invalid_link(state: &AppState, req: &Request) -> Response {
     Failure::LinkGone.page(state, req, None)
 }
@@ -163,6 +169,9 @@ async fn mail_configured(state: &AppState) -> bool {
 
 #[handler]
 pub async fn forgot_page(req: &Request, state: Data<&Arc<AppState>>) -> Response {
+    if super::auth::passwords_off(&state) {
+        return sso_only(&state, req);
+    }
     let no_mail = !mail_configured(&state).await;
     let page = ForgotPage { layout: Layout::new(req, None), sent: false, no_mail };
     render(&state, StatusCode::OK, &page.layout, &page)
@@ -184,6 +193,9 @@ pub async fn forgot(
     state: Data<&Arc<AppState>>,
     AnonymousForm(form): AnonymousForm<ForgotForm>,
 ) -> Response {
+    if super::auth::passwords_off(&state) {
+        return sso_only(&state, req);
+    }
     let worker = state.clone();
     let peer = crate::web::client_address::client_address(&state.config.trusted_proxies, req);
     tokio::spawn(async move {

@@ -11,6 +11,7 @@ mod extract;
 mod failure;
 mod groups;
 mod links;
+mod oidc;
 mod overview;
 mod pins;
 mod settings;
@@ -42,6 +43,8 @@ pub fn routes() -> Route {
         .at("/setup", get(auth::setup_page).post(auth::setup))
         .at("/sign-in", get(auth::sign_in_page).post(auth::sign_in))
         .at("/sign-out", post(auth::sign_out))
+        .at("/oidc/start", get(oidc::start))
+        .at("/oidc/callback", get(oidc::callback))
         .at("/caches", get(caches::list).post(caches::create))
         .at("/caches/:name", get(caches::show))
         .at("/caches/:name/paths", get(caches::paths_table))
@@ -297,7 +300,7 @@ pub async fn signed_in(state: &Arc<AppState>, req: &Request) -> Result<User, Res
 
 /// `text` as a query value: what would end or change it (`&`, `#`, `+`, `%`, spaces and
 /// anything not printable ASCII) percent-encoded, the rest (`/`, `?`, `=`) left readable.
-fn query_value(text: &str) -> String {
+pub fn query_value(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         match byte {

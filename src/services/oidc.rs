@@ -1,0 +1,284 @@
+//! Single sign-on with OpenID Connect: the authorization code flow with PKCE, `state` and
+//! `nonce`, every pending sign-in in the database (any replica finishes a flow another
+//! started). People are matched by the provider's `sub`, else linked by a verified email
+//! address to an existing account on their first sign-in, else created when allowed. Their
+//! name and email refresh at every sign-in, and with a groups claim their memberships of
+//! local groups follow it.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use openidconnect::{
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, Scope, TokenResponse,
+};
+
+use super::hot_cache::HotCache;
+use crate::db::ids::UserId;
+use crate::db::models::User;
+use crate::db::oidc::{self as rows, Flow};
+use crate::db::{Db, DbError, groups, is_refused_rollback, now, users};
+
+/// How long a sign-in may stay at the identity provider.
+const FLOW_LIFETIME: chrono::Duration = chrono::Duration::minutes(10);
+/// How long discovered provider metadata (endpoints, keys) is used before asking again.
+const METADATA_LIFETIME: Duration = Duration::from_secs(600);
+
+/// OIDC_* settings.
+#[derive(Debug, Clone)]
+pub struct OidcSettings {
+    pub issuer_url: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Scopes asked for besides `openid` (OIDC_SCOPES, default `email profile`).
+    pub scopes: Vec<String>,
+    /// The claim listing the user's groups (OIDC_GROUPS_CLAIM); unset: no group sync.
+    pub groups_claim: Option<String>,
+    /// Whether people without an account get one at their first sign-in (OIDC_CREATE_USERS).
+    pub create_users: bool,
+    /// Whether single sign-on is the only way in (OIDC_ONLY): no password sign-in or reset.
+    pub only: bool,
+    /// What the sign-in button calls the provider (OIDC_NAME).
+    pub display_name: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SsoError {
+    #[error("the identity provider cannot be reached or answered nonsense: {0}")]
+    Provider(String),
+    #[error("single sign-on is set up wrong: {0}")]
+    Misconfigured(String),
+    #[error("this sign-in expired or was already used; sign in again")]
+    UnknownFlow,
+    #[error("the identity provider refused the sign-in: {0}")]
+    Refused(String),
+    #[error("the identity provider's answer failed verification: {0}")]
+    Invalid(String),
+    #[error("there is no account for {0} here; ask an administrator to create one")]
+    NoAccount(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// The single sign-on of one server process.
+pub struct Sso {
+    pub settings: OidcSettings,
+    redirect_url: String,
+    http: openidconnect::reqwest::Client,
+    metadata: Mutex<Option<(Instant, CoreProviderMetadata)>>,
+}
+
+/// What the provider says about the person signing in.
+struct Identity {
+    subject: String,
+    email: Option<String>,
+    email_verified: bool,
+    name: Option<String>,
+    groups: Option<Vec<String>>,
+}
+
+impl Sso {
+    pub fn new(settings: OidcSettings, site_url: &str) -> anyhow::Result<Self> {
+        let http = openidconnect::reqwest::ClientBuilder::new()
+            // Following redirects would let the provider's answers point us anywhere.
+            .redirect(openidconnect::reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(15))
+            .build()?;
+        let redirect_url = format!("{}/oidc/callback", site_url.trim_end_matches('/'));
+        Ok(Self { settings, redirect_url, http, metadata: Mutex::new(None) })
+    }
+
+    /// The callback URL to register at the identity provider.
+    pub fn redirect_url(&self) -> &str {
+        &self.redirect_url
+    }
+
+    async fn provider_metadata(&self) -> Result<CoreProviderMetadata, SsoError> {
+        if let Some((at, metadata)) = self.metadata.lock().expect("metadata lock").as_ref()
+            && at.elapsed() < METADATA_LIFETIME
+        {
+            return Ok(metadata.clone());
+        }
+        let issuer = IssuerUrl::new(self.settings.issuer_url.clone())
+            .map_err(|e| SsoError::Misconfigured(format!("OIDC_ISSUER_URL: {e}")))?;
+        let metadata = CoreProviderMetadata::discover_async(issuer, &self.http)
+            .await
+            .map_err(|e| SsoError::Provider(format!("discovery at {}: {e}", self.settings.issuer_url)))?;
+        *self.metadata.lock().expect("metadata lock") = Some((Instant::now(), metadata.clone()));
+        Ok(metadata)
+    }
+
+    /// Starts a sign-in: records it and returns the provider's URL to send the browser to.
+    pub async fn begin(&self, db: &Db, next_path: &str) -> Result<String, SsoError> {
+        let metadata = self.provider_metadata().await?;
+        let redirect = RedirectUrl::new(self.redirect_url.clone())
+            .map_err(|e| SsoError::Misconfigured(format!("SITE_URL: {e}")))?;
+        let client = CoreClient::from_provider_metadata(
+            metadata,
+            ClientId::new(self.settings.client_id.clone()),
+            Some(ClientSecret::new(self.settings.client_secret.clone())),
+        )
+        .set_redirect_uri(redirect);
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let mut request =
+            client.authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random);
+        for scope in &self.settings.scopes {
+            request = request.add_scope(Scope::new(scope.clone()));
+        }
+        let (url, state, nonce) = request.set_pkce_challenge(challenge).url();
+        let flow = Flow {
+            state: state.secret().clone(),
+            nonce: nonce.secret().clone(),
+            pkce_verifier: verifier.secret().clone(),
+            next_path: next_path.to_string(),
+            expires_at: now() + FLOW_LIFETIME,
+        };
+        db.write(move |c| rows::insert_flow(c, &flow)).await?;
+        Ok(url.to_string())
+    }
+
+    /// Finishes a sign-in the provider sent back: the user signed in, and where to go next.
+    pub async fn finish(&self, db: &Db, hot: &HotCache, code: &str, state: &str) -> Result<(User, String), SsoError> {
+        let state = state.to_string();
+        let flow = db.write(move |c| rows::take_flow(c, &state)).await?.ok_or(SsoError::UnknownFlow)?;
+        let identity = self.verified_identity(code, &flow).await?;
+        let user = self.account_for(db, hot, identity).await?;
+        Ok((user, flow.next_path))
+    }
+
+    /// Exchanges the code and verifies the ID token: signature (the provider's keys),
+    /// issuer, audience, expiry and nonce.
+    async fn verified_identity(&self, code: &str, flow: &Flow) -> Result<Identity, SsoError> {
+        let metadata = self.provider_metadata().await?;
+        let redirect = RedirectUrl::new(self.redirect_url.clone())
+            .map_err(|e| SsoError::Misconfigured(format!("SITE_URL: {e}")))?;
+        let client = CoreClient::from_provider_metadata(
+            metadata,
+            ClientId::new(self.settings.client_id.clone()),
+            Some(ClientSecret::new(self.settings.client_secret.clone())),
+        )
+        .set_redirect_uri(redirect);
+        let request = client
+            .exchange_code(AuthorizationCode::new(code.to_string()))
+            .map_err(|e| SsoError::Misconfigured(format!("the provider has no token endpoint: {e}")))?;
+        let response = request
+            .set_pkce_verifier(PkceCodeVerifier::new(flow.pkce_verifier.clone()))
+            .request_async(&self.http)
+            .await
+            .map_err(|e| match e {
+                openidconnect::RequestTokenError::ServerResponse(answer) => SsoError::Refused(format!(
+                    "{}{} (check OIDC_CLIENT_ID and OIDC_CLIENT_SECRET)",
+                    answer.error(),
+                    answer.error_description().map(|d| format!(": {d}")).unwrap_or_default()
+                )),
+                other => SsoError::Provider(format!("the token request failed: {other}")),
+            })?;
+        let id_token = response.id_token().ok_or_else(|| SsoError::Invalid("no ID token in the answer".into()))?;
+        let claims = id_token
+            .claims(&client.id_token_verifier(), &Nonce::new(flow.nonce.clone()))
+            .map_err(|e| SsoError::Invalid(e.to_string()))?;
+        // The groups claim has a configurable name: read it from the verified token's payload.
+        let groups = match &self.settings.groups_claim {
+            Some(claim) => Some(claim_strings(&id_token.to_string(), claim)),
+            None => None,
+        };
+        Ok(Identity {
+            subject: claims.subject().to_string(),
+            email: claims.email().map(|e| e.to_string().trim().to_ascii_lowercase()),
+            email_verified: claims.email_verified().unwrap_or(false),
+            name: claims.name().and_then(|n| n.get(None)).map(|n| n.to_string()),
+            groups,
+        })
+    }
+
+    /// The account for this identity: by subject, else linked by verified email, else new
+    /// (when allowed); its name and email refreshed and its groups synced.
+    async fn account_for(&self, db: &Db, hot: &HotCache, identity: Identity) -> Result<User, SsoError> {
+        let create = self.settings.create_users;
+        let found = db
+            .write(move |c| {
+                let by_subject = rows::find_by_subject(c, &identity.subject)?;
+                let user = match (by_subject, &identity.email) {
+                    (Some(user), _) => user,
+                    (None, Some(email)) if identity.email_verified => match users::find_by_email(c, email)? {
+                        Some(user) => {
+                            rows::set_subject(c, UserId(user.id), &identity.subject)?;
+                            user
+                        }
+                        None if create => create_account(c, &identity, email)?,
+                        None => return Ok(Err(identity.email.clone().unwrap_or(identity.subject.clone()))),
+                    },
+                    (None, _) => return Ok(Err(identity.email.clone().unwrap_or(identity.subject.clone()))),
+                };
+                let name = identity
+                    .name
+                    .clone()
+                    .filter(|n| super::display_name_error(n).is_none())
+                    .unwrap_or(user.name.clone());
+                let email = identity.email.as_deref().filter(|_| identity.email_verified);
+                rows::refresh_profile(c, UserId(user.id), &name, email)?;
+                Ok(Ok((user.id, identity.groups)))
+            })
+            .await?;
+        let (user_id, groups) = found.map_err(SsoError::NoAccount)?;
+        if let Some(names) = groups {
+            let synced = db
+                .write(move |c| {
+                    groups::keeping_an_administrator(c, |c| rows::sync_memberships(c, UserId(user_id), &names))
+                })
+                .await;
+            match synced {
+                Ok(true) => hot.forget_rights(),
+                Ok(false) => {}
+                Err(e) if is_refused_rollback(&e) => {
+                    tracing::warn!("group sync for user {user_id} skipped: it would leave no administrator")
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        db.read(move |c| users::find(c, user_id))
+            .await?
+            .ok_or_else(|| SsoError::Db(DbError::Query(diesel::result::Error::NotFound)))
+    }
+}
+
+/// A new account for a person the provider vouches for: their email is their login.
+fn create_account(conn: &mut crate::db::AnyConnection, identity: &Identity, email: &str) -> crate::db::DbResult<User> {
+    let name =
+        identity.name.clone().filter(|n| super::display_name_error(n).is_none()).unwrap_or_else(|| email.to_string());
+    let user = users::create_sso(conn, users::NewIdentity { login: email, name: &name }, email)?;
+    rows::set_subject(conn, UserId(user.id), &identity.subject)?;
+    Ok(user)
+}
+
+/// The strings of claim `name` in a JWT's payload (an array of strings, or one string);
+/// empty when it is missing. The token must have been verified already.
+fn claim_strings(jwt: &str, name: &str) -> Vec<String> {
+    let payload = jwt.split('.').nth(1).unwrap_or_default();
+    let decoded =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).unwrap_or_default();
+    let claims: serde_json::Value = serde_json::from_slice(&decoded).unwrap_or_default();
+    match &claims[name] {
+        serde_json::Value::Array(items) => items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+        serde_json::Value::String(one) => vec![one.clone()],
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::claim_strings;
+    use base64::Engine;
+
+    #[test]
+    fn group_claims_are_read_as_lists_or_single_strings() {
+        let token =
+            |payload: &str| format!("e30.{}.sig", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload));
+        assert_eq!(claim_strings(&token(r#"{"groups":["a","b",3]}"#), "groups"), ["a", "b"]);
+        assert_eq!(claim_strings(&token(r#"{"roles":"admin"}"#), "roles"), ["admin"]);
+        assert!(claim_strings(&token(r#"{}"#), "groups").is_empty());
+        assert!(claim_strings("garbage", "groups").is_empty());
+    }
+}

@@ -1,0 +1,92 @@
+//! Single sign-on's two stops: `/oidc/start` sends the browser to the identity provider,
+//! `/oidc/callback` takes it back, signs the person in and returns them where they were.
+
+use std::sync::Arc;
+
+use poem::http::{StatusCode, header};
+use poem::web::{Data, Query};
+use poem::{Request, Response, handler};
+use serde::Deserialize;
+
+use super::auth::local_path;
+use super::{message, redirect, session_cookie};
+use crate::services::oidc::SsoError;
+use crate::services::sessions;
+use crate::web::AppState;
+
+#[derive(Deserialize)]
+pub struct StartQuery {
+    #[serde(default)]
+    next: String,
+}
+
+/// The page for a sign-in that could not be done; the details go to the log too.
+fn failed(state: &AppState, req: &Request, e: &SsoError) -> Response {
+    let status = match e {
+        SsoError::Provider(_) | SsoError::Misconfigured(_) => {
+            tracing::error!("single sign-on: {e}");
+            StatusCode::BAD_GATEWAY
+        }
+        SsoError::Db(_) => {
+            tracing::error!("single sign-on: {e}");
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        _ => {
+            tracing::warn!("single sign-on refused: {e}");
+            StatusCode::FORBIDDEN
+        }
+    };
+    let text = format!("{}. Try again, or ask an administrator.", capitalized(&e.to_string()));
+    message(state, req, None, status, "Single sign-on failed", &text)
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
+fn not_set_up(state: &AppState, req: &Request) -> Response {
+    message(state, req, None, StatusCode::NOT_FOUND, "Not found", "Single sign-on is not set up on this server.")
+}
+
+#[handler]
+pub async fn start(req: &Request, state: Data<&Arc<AppState>>, Query(query): Query<StartQuery>) -> Response {
+    let Some(sso) = &state.sso else { return not_set_up(&state, req) };
+    match sso.begin(&state.db, local_path(&query.next)).await {
+        Ok(url) => redirect(&url),
+        Err(e) => failed(&state, req, &e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CallbackQuery {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+#[handler]
+pub async fn callback(req: &Request, state: Data<&Arc<AppState>>, Query(query): Query<CallbackQuery>) -> Response {
+    let Some(sso) = &state.sso else { return not_set_up(&state, req) };
+    if let Some(error) = query.error {
+        let detail = query.error_description.map(|d| format!("{error}: {d}")).unwrap_or(error);
+        return failed(&state, req, &SsoError::Refused(detail));
+    }
+    let (user, next) = match sso.finish(&state.db, &state.hot, &query.code, &query.state).await {
+        Ok(done) => done,
+        Err(e) => return failed(&state, req, &e),
+    };
+    match sessions::new_session(&state.db, user.id).await {
+        Ok(token) => {
+            let mut response = redirect(local_path(&next));
+            response.headers_mut().append(header::SET_COOKIE, session_cookie(&state, &token).parse().expect("cookie"));
+            response
+        }
+        Err(e) => failed(&state, req, &SsoError::Db(e)),
+    }
+}

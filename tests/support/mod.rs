@@ -5,6 +5,7 @@
 
 pub mod browser;
 pub mod nix;
+pub mod oidc;
 pub mod postgres;
 pub mod s3;
 pub mod smtp;

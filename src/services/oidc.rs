@@ -180,10 +180,7 @@ impl Sso {
             .claims(&client.id_token_verifier(), &Nonce::new(flow.nonce.clone()))
             .map_err(|e| SsoError::Invalid(e.to_string()))?;
         // The groups claim has a configurable name: read it from the verified token's payload.
-        let groups = match &self.settings.groups_claim {
-            Some(claim) => Some(claim_strings(&id_token.to_string(), claim)),
-            None => None,
-        };
+        let groups = self.settings.groups_claim.as_ref().map(|claim| claim_strings(&id_token.to_string(), claim));
         Ok(Identity {
             subject: claims.subject().to_string(),
             email: claims.email().map(|e| e.to_string().trim().to_ascii_lowercase()),

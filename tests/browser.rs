@@ -422,3 +422,34 @@ fn actions_answer_in_place(name: &str, size: Option<(u32, u32)>) {
         browser.screenshot(page.trim_start_matches('/'));
     }
 }
+
+/// Single sign-on in a real browser: the sign-in page's button, the provider's own login and
+/// consent pages, and back to the page the person was going to, signed in to a new account.
+#[test]
+fn signing_in_through_the_identity_provider() {
+    use support::oidc::{IdentityProvider, server_env};
+    let port = IdentityProvider::reserve_port();
+    let env = server_env(port, &[("OIDC_CREATE_USERS", "true")]);
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = Server::start_with_env(Backend::Sqlite, &pairs);
+    let people = serde_json::json!({"lin-7": {"email": "lin@example.com", "email_verified": true, "name": "Lin"}});
+    let _provider = IdentityProvider::start(port, &server.url(), people);
+    let browser = Browser::start("sso");
+    let site = server.url();
+    set_up_administrator(&browser, &server);
+    browser.click("nav button");
+    browser.wait_until("signed out", |html| html.contains("id=\"sso-sign-in\""));
+
+    browser.goto(&format!("{site}/caches"));
+    browser.wait_until("the sign-in page", |html| html.contains("Sign in with Test ID"));
+    browser.screenshot("sign-in");
+    browser.click("#sso-sign-in");
+    browser.type_into("input[name=login]", "lin-7");
+    browser.type_into("input[name=password]", "anything");
+    browser.click("button.login-submit");
+    browser.wait_until("the provider's consent page", |html| html.contains("name=\"prompt\" value=\"consent\""));
+    browser.click("button.login-submit");
+    browser.wait_until("back on the caches page, signed in", |html| html.contains("<h1>Caches</h1>"));
+    assert!(browser.url().ends_with("/caches"), "{}", browser.url());
+    assert_eq!(browser.text("#account-link"), "Lin");
+}

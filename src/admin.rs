@@ -11,7 +11,7 @@ use crate::db::ids::{CacheId, UserId};
 use crate::db::models::{GrantLevel, QuotaPolicy};
 use crate::db::{Db, caches, is_unique_violation, now, users};
 use crate::services::caches as cache_rules;
-use crate::services::{auth, grants, passwords};
+use crate::services::{auth, grants, passwords, trusted_publishing};
 
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
@@ -126,6 +126,24 @@ pub enum AdminCommand {
         #[arg(long)]
         name: String,
     },
+    /// Trusted publishing: let CI trade ID tokens from an issuer for short-lived tokens on
+    /// this cache, when every --claim matches (e.g. GitHub Actions:
+    /// `--issuer https://token.actions.githubusercontent.com --claim repository=acme/app
+    /// --claim ref=refs/heads/main --push`). Without --push the tokens only read.
+    Trust {
+        cache: String,
+        #[arg(long)]
+        issuer: String,
+        /// A condition `claim=value` the token must meet; repeat for more (at least one).
+        #[arg(long = "claim", value_name = "CLAIM=VALUE", required = true)]
+        claims: Vec<String>,
+        #[arg(long)]
+        push: bool,
+    },
+    /// List a cache's trusted publishing rules.
+    TrustRules { cache: String },
+    /// Remove a trusted publishing rule (its number from trust-rules).
+    Untrust { cache: String, rule: i64 },
 }
 
 /// Quota policy and retention, as `create-cache` and `update-cache` take them.
@@ -158,6 +176,10 @@ impl LifecycleArgs {
             }
         }
     }
+}
+
+fn find_cache(db: &Db, name: &str) -> anyhow::Result<crate::db::models::Cache> {
+    db.write_blocking(|c| caches::find_by_name(c, name))?.with_context(|| format!("cache {name:?} does not exist"))
 }
 
 /// Logins name users in commands: no spaces or control characters, so they cannot be mistaken.
@@ -305,6 +327,28 @@ pub fn run(db: &Db, config: &Config, command: AdminCommand) -> anyhow::Result<Ex
                 .map_err(|e| unique_or(e, format!("user {user:?} already has a token named {name:?}")))?
                 .with_context(|| format!("user {user:?} does not exist"))?;
             println!("{token}");
+        }
+        AdminCommand::Trust { cache, issuer, claims, push } => {
+            let cache_row = find_cache(db, &cache)?;
+            let conditions = trusted_publishing::parse_conditions(claims.iter().map(String::as_str))?;
+            trusted_publishing::check_issuer(&issuer)?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(trusted_publishing::trust(db, CacheId(cache_row.id), &issuer, &conditions, push))?;
+            println!("cache {cache} trusts tokens from {issuer} for {}", if push { "push" } else { "read" });
+        }
+        AdminCommand::TrustRules { cache } => {
+            let cache_row = find_cache(db, &cache)?;
+            for rule in db.write_blocking(|c| crate::db::trust::rules_of(c, CacheId(cache_row.id)))? {
+                let right = if rule.can_push { "push" } else { "read" };
+                println!("{}\t{}\t{right}\t{}", rule.id, rule.issuer, rule.conditions);
+            }
+        }
+        AdminCommand::Untrust { cache, rule } => {
+            let cache_row = find_cache(db, &cache)?;
+            if !db.write_blocking(|c| crate::db::trust::remove_rule(c, CacheId(cache_row.id), rule))? {
+                bail!("cache {cache:?} has no rule {rule}");
+            }
+            println!("removed rule {rule} of cache {cache}");
         }
         AdminCommand::RevokeToken { user, name } => {
             let revoked = db.write_blocking(|c| match users::find_by_login(c, &user)? {

@@ -152,6 +152,7 @@ async fn serve(config: config::Config, db: db::Db) -> anyhow::Result<()> {
         upstreams: Default::default(),
         metrics,
         sso,
+        issuer_keys: Default::default(),
     });
     if let Some(metrics_port) = metrics_port {
         let listener = std::net::TcpListener::bind(("0.0.0.0", metrics_port))

@@ -166,6 +166,25 @@ impl CacheInfo {
     }
 }
 
+/// `POST /api/v1/oidc/token`: trusted publishing, an OpenID Connect ID token from CI (its
+/// audience the server's URL) traded for a short-lived API token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OidcTokenRequest {
+    pub token: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OidcTokenResponse {
+    /// The API token (`hib_...`).
+    pub token: String,
+    /// When it stops working (RFC 3339, UTC).
+    pub expires_at: String,
+    /// The caches it reaches.
+    pub caches: Vec<String>,
+    /// Whether it may push (else read only).
+    pub push: bool,
+}
+
 /// `POST /api/v1/cli-login`: a login request the user approves in the dashboard.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CliLoginStart {

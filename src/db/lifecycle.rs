@@ -369,6 +369,7 @@ pub fn prune_expired(conn: &mut AnyConnection, now: NaiveDateTime, traffic_befor
     pruned += diesel::delete(traffic_hourly::table.filter(traffic_hourly::hour.lt(traffic_before))).execute(conn)?;
     pruned += super::cli_logins::delete_expired(conn)?;
     pruned += super::oidc::delete_expired_flows(conn)?;
+    pruned += super::trust::delete_expired_used(conn)?;
     pruned += delete_expired_pins(conn, now)?;
     pruned += diesel::delete(reclaims::table.filter(reclaims::at.lt(traffic_before))).execute(conn)?;
     Ok(pruned)

@@ -19,6 +19,7 @@ pub mod schema;
 pub mod sessions;
 pub mod setup;
 pub mod traffic;
+pub mod trust;
 pub mod uploads;
 pub mod upstreams;
 pub mod users;

@@ -124,6 +124,24 @@ diesel::table! {
 }
 
 diesel::table! {
+    trust_rules (id) {
+        id -> BigInt,
+        cache_id -> BigInt,
+        issuer -> Text,
+        conditions -> Text,
+        can_push -> Bool,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    used_id_tokens (token_hash) {
+        token_hash -> Text,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     oidc_flows (state) {
         state -> Text,
         nonce -> Text,
@@ -210,6 +228,7 @@ diesel::joinable!(api_tokens -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     pins,
+    trust_rules,
     reclaims,
     user_groups,
     group_members,
@@ -319,3 +338,4 @@ diesel::table! {
 }
 
 diesel::joinable!(pins -> caches (cache_id));
+diesel::joinable!(trust_rules -> caches (cache_id));

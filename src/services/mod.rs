@@ -29,6 +29,7 @@ pub mod quota;
 pub mod receive;
 pub mod sessions;
 pub mod tokens;
+pub mod trusted_publishing;
 pub mod upstream;
 pub mod user_links;
 

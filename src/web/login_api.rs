@@ -2,12 +2,25 @@
 
 use std::sync::Arc;
 
-use hibernation::api::{CliLoginPoll, CliLoginStart, CliLoginStarted, CliLoginState};
+use hibernation::api::{
+    CliLoginPoll, CliLoginStart, CliLoginStarted, CliLoginState, OidcTokenRequest, OidcTokenResponse,
+};
 use poem::web::{Data, Json};
 use poem::{Body, Request, handler};
 
 use super::{AppError, AppState};
 use crate::services::cli_login::{self, CliLoginError};
+use crate::services::trusted_publishing::{self, ExchangeError};
+
+impl From<ExchangeError> for AppError {
+    fn from(e: ExchangeError) -> Self {
+        match e {
+            ExchangeError::Refused(why) => Self::Unauthorized(format!("the ID token is refused: {why}")),
+            ExchangeError::Issuer(why) => Self::Unavailable(why),
+            ExchangeError::Db(e) => e.into(),
+        }
+    }
+}
 
 impl From<CliLoginError> for AppError {
     fn from(e: CliLoginError) -> Self {
@@ -38,4 +51,12 @@ pub async fn start(req: &Request, state: Data<&Arc<AppState>>, body: Body) -> Re
 pub async fn poll(state: Data<&Arc<AppState>>, body: Body) -> Result<Json<CliLoginState>, AppError> {
     let request: CliLoginPoll = json_body(body).await?;
     Ok(Json(cli_login::poll(&state.db, &request.poll_secret).await?))
+}
+
+/// Trusted publishing: an ID token from CI for a short-lived API token.
+#[handler]
+pub async fn oidc_token(state: Data<&Arc<AppState>>, body: Body) -> Result<Json<OidcTokenResponse>, AppError> {
+    let request: OidcTokenRequest = json_body(body).await?;
+    let audience = state.config.site_url.trim_end_matches('/');
+    Ok(Json(trusted_publishing::exchange(&state.db, &state.issuer_keys, audience, &request.token).await?))
 }

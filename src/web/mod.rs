@@ -41,6 +41,8 @@ pub struct AppState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Set when OIDC_ISSUER_URL is.
     pub sso: Option<crate::services::oidc::Sso>,
+    /// The keys of issuers that trusted publishing rules name.
+    pub issuer_keys: crate::services::trusted_publishing::IssuerKeys,
 }
 
 pub fn routes(state: Arc<AppState>) -> poem::endpoint::BoxEndpoint<'static, poem::Response> {
@@ -53,6 +55,7 @@ pub fn routes(state: Arc<AppState>) -> poem::endpoint::BoxEndpoint<'static, poem
         .at("/whoami", get(push_api::whoami))
         .at("/cli-login", poem::post(login_api::start))
         .at("/cli-login/poll", poem::post(login_api::poll))
+        .at("/oidc/token", poem::post(login_api::oidc_token))
         .at("/caches", get(push_api::list_caches))
         .at("/caches/:cache", get(push_api::show_cache))
         .at("/caches/:cache/push-plan", poem::post(push_api::push_plan))

@@ -212,6 +212,28 @@ impl Server {
         }
     }
 
+    /// The number a `SELECT COUNT(*) AS n ...` query returns.
+    pub fn count(&self, query: &str) -> i64 {
+        use diesel::{Connection, RunQueryDsl};
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let rows: Vec<Count> = match &self.postgres {
+            Some(pg) => {
+                let mut conn = diesel::PgConnection::establish(&pg.url).unwrap();
+                diesel::sql_query(query).load(&mut conn).unwrap()
+            }
+            None => {
+                let path = self.dir.path().join("hibernation.db");
+                let mut conn = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+                diesel::sql_query(query).load(&mut conn).unwrap()
+            }
+        };
+        rows.first().map_or(0, |row| row.n)
+    }
+
     /// Holds the garbage-collection lock as another server process collecting would, until
     /// the returned guard drops.
     pub fn hold_gc_lock(&self) -> Box<dyn std::any::Any> {

@@ -1,0 +1,2 @@
+DROP TABLE used_id_tokens;
+DROP TABLE trust_rules;

@@ -122,7 +122,7 @@ pub fn rule_matches(rule: &TrustRule, claims: &Value) -> bool {
     conditions.iter().all(|(claim, wanted)| match &claims[claim.as_str()] {
         Value::String(value) => value == wanted,
         Value::Null => false,
-        other => *wanted == other.to_string(),
+        other => serde_json::from_str::<Value>(wanted).is_ok_and(|value| value == *other),
     })
 }
 

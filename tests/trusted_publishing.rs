@@ -139,3 +139,44 @@ fn ci_trades_an_id_token_for_a_scoped_token_and_pushes_with_it() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!((answer["caches"].clone(), answer["push"].clone()), (json!(["docs"]), json!(false)));
 }
+
+/// `hibernation login --oidc` in a GitHub Actions job (the token service's environment
+/// variables) and with a given ID token, then a push with what it saved.
+#[test]
+fn the_cli_logs_in_with_an_id_token_from_github_actions_or_given() {
+    let keys = Keys::generate("trusted-cli");
+    let closure = Closure::build("trusted-cli");
+    let server = Server::start(Backend::Sqlite);
+    let actions = json!({"request_token": "actions-request-token", "claims": {"repository": "acme/app", "ref": "refs/heads/main"}});
+    let provider =
+        IdentityProvider::start_with_actions(IdentityProvider::reserve_port(), &server.url(), json!({}), actions);
+    server.admin(&["create-cache", "main", "--no-upstream", "--public-key", &keys.public]);
+    server.admin(&["trust", "main", "--issuer", &provider.issuer(), "--claim", "repository=acme/app", "--push"]);
+
+    // In GitHub Actions: the token service's URL and request token are in the environment.
+    let cli = Cli::new();
+    let out = cli
+        .command(&["login", &server.url(), "--oidc"])
+        .env("ACTIONS_ID_TOKEN_REQUEST_URL", format!("{}/actions/id-token?api-version=2.0", provider.issuer()))
+        .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "actions-request-token")
+        .output()
+        .unwrap();
+    let text = support::output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("by trusted publishing: may push to main until"), "{text}");
+    cli.run_ok(&["push", "main", "--key", keys.secret_path(), &closure.app]);
+
+    // Outside GitHub Actions, without a token: a clear error.
+    let bare = Cli::new();
+    let out = bare.command(&["login", &server.url(), "--oidc"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(support::output_text(&out).contains("permissions: id-token: write"));
+
+    // A given token; a refused one says why.
+    let given = provider.mint(json!({"aud": server.url(), "repository": "acme/app", "jti": "given"}), json!({}));
+    let other = Cli::new();
+    assert!(other.run_ok(&["login", &server.url(), "--oidc", "--id-token", &given]).contains("may push to main"));
+    let out = Cli::new().command(&["login", &server.url(), "--oidc", "--id-token", &given]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(support::output_text(&out).contains("exchanged already"), "{}", support::output_text(&out));
+}

@@ -10,6 +10,7 @@ use hibernation::api::{CACHE_NAME_RULE, CacheInfo, PinRequest, is_valid_cache_na
 use hibernation::client::config::Config;
 use hibernation::client::http::ApiClient;
 use hibernation::client::login::login_in_browser;
+use hibernation::client::oidc::IdTokenSource;
 use hibernation::client::push::{PushOptions, format_summary, push};
 use hibernation::client::store::{query_paths, resolve_argument};
 use hibernation::client::use_cache;
@@ -62,6 +63,23 @@ enum Command {
         /// Use the browser even when standard input is not a terminal.
         #[arg(long)]
         browser: bool,
+        /// Trusted publishing from CI: trade the job's OpenID Connect ID token for a
+        /// short-lived token (GitHub Actions: needs `permissions: id-token: write`; elsewhere
+        /// give the token with --id-token or --id-token-file). A cache must trust the issuer.
+        #[arg(long, conflicts_with = "browser")]
+        oidc: bool,
+        /// The ID token for --oidc.
+        #[arg(
+            long,
+            requires = "oidc",
+            conflicts_with = "id_token_file",
+            env = "HIBERNATION_ID_TOKEN",
+            hide_env_values = true
+        )]
+        id_token: Option<String>,
+        /// A file holding the ID token for --oidc.
+        #[arg(long, requires = "oidc")]
+        id_token_file: Option<std::path::PathBuf>,
     },
     /// Show who the saved token belongs to.
     Whoami,
@@ -197,7 +215,15 @@ fn check_cache_name(cache: &str) -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Login { server, browser } => login(server.or(cli.url), cli.token, browser).await?,
+        Command::Login { server, oidc: true, id_token, id_token_file, .. } => {
+            let source = match (id_token, id_token_file) {
+                (Some(token), _) => IdTokenSource::Given(token),
+                (None, Some(file)) => IdTokenSource::File(file),
+                (None, None) => IdTokenSource::GitHubActions,
+            };
+            login_with_id_token(server.or(cli.url), source).await?
+        }
+        Command::Login { server, browser, .. } => login(server.or(cli.url), cli.token, browser).await?,
         Command::Whoami => {
             let client = client(cli.url, cli.token)?;
             let me = client.whoami().await?;
@@ -275,6 +301,23 @@ async fn login(server: Option<String>, token: Option<String>, browser: bool) -> 
     };
     let path = Config { url: Some(server.clone()), token: Some(token) }.save()?;
     println!("logged in to {server} as {user}; saved to {}", path.display());
+    Ok(())
+}
+
+/// `login --oidc`: an ID token from CI for a short-lived token, saved like any other.
+async fn login_with_id_token(server: Option<String>, source: IdTokenSource) -> anyhow::Result<()> {
+    let server = server.context("give the server URL: `hibernation login https://cache.example.com --oidc`")?;
+    let audience = server.trim_end_matches('/').to_string();
+    let id_token = hibernation::client::oidc::id_token(source, &audience).await?;
+    let exchanged = hibernation::client::oidc::exchange(&ApiClient::new(&server, None)?, &id_token).await?;
+    let path = Config { url: Some(server.clone()), token: Some(exchanged.token) }.save()?;
+    let right = if exchanged.push { "push to" } else { "read" };
+    println!(
+        "logged in to {server} by trusted publishing: may {right} {} until {}; saved to {}",
+        exchanged.caches.join(", "),
+        exchanged.expires_at,
+        path.display()
+    );
     Ok(())
 }
 

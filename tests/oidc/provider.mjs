@@ -58,4 +58,22 @@ provider.use(async (ctx, next) => {
   ctx.body = token;
 });
 
+// Test only: GET /actions/id-token?audience=... with "Authorization: bearer <token>" answers
+// like GitHub Actions' token service ({"value": "<ID token>"}) for a job with the claims in
+// config.actions.claims, when the bearer token is config.actions.request_token.
+provider.use(async (ctx, next) => {
+  if (ctx.path !== "/actions/id-token" || ctx.method !== "GET") return next();
+  const actions = config.actions;
+  if (!actions || ctx.get("authorization").toLowerCase() !== `bearer ${actions.request_token}`.toLowerCase()) {
+    ctx.status = 401;
+    ctx.body = { message: "bad request token" };
+    return;
+  }
+  const now = Math.floor(Date.now() / 1000);
+  const value = await new SignJWT({ iss: issuer, iat: now, exp: now + 300, aud: ctx.query.audience, ...actions.claims })
+    .setProtectedHeader({ alg: "RS256", kid, typ: "JWT" })
+    .sign(privateKey);
+  ctx.body = { count: 1, value };
+});
+
 provider.listen(config.port, "127.0.0.1", () => console.log(`listening ${issuer}`));

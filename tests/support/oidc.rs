@@ -30,8 +30,15 @@ impl IdentityProvider {
     /// Starts the provider on `port` for a server at `site` with these people:
     /// `{"<sub>": {"email": ..., "email_verified": true, "name": ..., "groups": [...]}}`.
     pub fn start(port: u16, site: &str, accounts: Value) -> Self {
+        Self::start_with_actions(port, site, accounts, Value::Null)
+    }
+
+    /// Like [`IdentityProvider::start`], also answering like GitHub Actions' token service
+    /// at `/actions/id-token` (`actions`: `{"request_token": ..., "claims": {...}}`).
+    pub fn start_with_actions(port: u16, site: &str, accounts: Value, actions: Value) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = json!({
+            "actions": actions,
             "port": port,
             "clients": [{
                 "client_id": CLIENT_ID,

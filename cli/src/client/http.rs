@@ -149,6 +149,13 @@ impl ApiClient {
         self.send(self.maybe_authed(self.http.get(self.url(&path))), &path).await
     }
 
+    /// Trusted publishing: an ID token for a short-lived API token.
+    pub async fn exchange_id_token(&self, id_token: &str) -> Result<crate::api::OidcTokenResponse, ClientError> {
+        let path = format!("{API_PREFIX}/oidc/token");
+        let body = crate::api::OidcTokenRequest { token: id_token.to_string() };
+        self.send(self.http.post(self.url(&path)).json(&body), &path).await
+    }
+
     pub async fn start_cli_login(&self, client_name: &str) -> Result<CliLoginStarted, ClientError> {
         let path = format!("{API_PREFIX}/cli-login");
         let body = CliLoginStart { client_name: client_name.to_string() };

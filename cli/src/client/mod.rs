@@ -6,6 +6,7 @@ pub mod config;
 pub mod http;
 pub mod login;
 pub mod nar_stream;
+pub mod oidc;
 pub mod push;
 pub mod store;
 pub mod use_cache;

@@ -86,7 +86,7 @@ fn default_nix_parses_and_builds_both_programs() {
 fn the_action_documents_its_inputs_and_fails_on_errors() {
     let action = yaml("action.yml");
     let readme = repo_file("README.md");
-    for (input, required) in [("url", true), ("token", true), ("signing-key", false)] {
+    for (input, required) in [("url", true), ("token", false), ("signing-key", false)] {
         let spec = &action["inputs"][input];
         assert!(spec["description"].as_str().is_some_and(|d| d.len() > 20), "{input} is described");
         assert_eq!(spec["required"].as_bool(), Some(required), "{input}");
@@ -149,4 +149,44 @@ fn the_action_logs_in_exports_the_key_and_pushes_work_afterwards() {
     assert!(!out.status.success());
     assert!(output_text(&out).contains("the server rejected the token"), "{}", output_text(&out));
     assert!(!other_env.exists(), "nothing exported after a failure");
+}
+
+/// Without a token the action logs in by trusted publishing, with the ID token GitHub's
+/// token service gives the job.
+#[test]
+fn the_action_logs_in_by_trusted_publishing_without_a_token() {
+    use support::oidc::IdentityProvider;
+    let keys = Keys::generate("action-oidc");
+    let server = Server::start(Backend::Sqlite);
+    let actions = serde_json::json!({"request_token": "job-request-token", "claims": {"repository": "acme/app"}});
+    let provider = IdentityProvider::start_with_actions(
+        IdentityProvider::reserve_port(),
+        &server.url(),
+        serde_json::json!({}),
+        actions,
+    );
+    server.admin(&["create-cache", "main", "--no-upstream", "--public-key", &keys.public]);
+    server.admin(&["trust", "main", "--issuer", &provider.issuer(), "--claim", "repository=acme/app", "--push"]);
+    let cli = Cli::new();
+    let github_env = cli.dir.path().join("github-env");
+    let action = yaml("action.yml");
+    let script = action["runs"]["steps"][1]["run"].as_str().unwrap().to_string();
+    let bin_dir = binary("hibernation").parent().unwrap().to_path_buf();
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .env("PATH", format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap()))
+        .env("HIBERNATION_CONFIG", cli.dir.path().join("config.json"))
+        .env("HIBERNATION_ACTION_URL", server.url())
+        .env("HIBERNATION_ACTION_TOKEN", "")
+        .env("HIBERNATION_ACTION_SIGNING_KEY", "")
+        .env("GITHUB_ENV", &github_env)
+        .env("ACTIONS_ID_TOKEN_REQUEST_URL", format!("{}/actions/id-token?api-version=2.0", provider.issuer()))
+        .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "job-request-token")
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("by trusted publishing: may push to main"), "{text}");
+    assert!(cli.run_ok(&["whoami"]).contains("Trusted publishing"));
 }

@@ -338,14 +338,16 @@ pub fn run(db: &Db, config: &Config, command: AdminCommand) -> anyhow::Result<Ex
         }
         AdminCommand::TrustRules { cache } => {
             let cache_row = find_cache(db, &cache)?;
-            for rule in db.write_blocking(|c| crate::db::trust::rules_of(c, CacheId(cache_row.id)))? {
+            let runtime = tokio::runtime::Runtime::new()?;
+            for rule in runtime.block_on(trusted_publishing::rules(db, CacheId(cache_row.id)))? {
                 let right = if rule.can_push { "push" } else { "read" };
                 println!("{}\t{}\t{right}\t{}", rule.id, rule.issuer, rule.conditions);
             }
         }
         AdminCommand::Untrust { cache, rule } => {
             let cache_row = find_cache(db, &cache)?;
-            if !db.write_blocking(|c| crate::db::trust::remove_rule(c, CacheId(cache_row.id), rule))? {
+            let runtime = tokio::runtime::Runtime::new()?;
+            if !runtime.block_on(trusted_publishing::untrust(db, CacheId(cache_row.id), rule))? {
                 bail!("cache {cache:?} has no rule {rule}");
             }
             println!("removed rule {rule} of cache {cache}");

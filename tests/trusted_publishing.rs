@@ -180,3 +180,63 @@ fn the_cli_logs_in_with_an_id_token_from_github_actions_or_given() {
     assert!(!out.status.success());
     assert!(support::output_text(&out).contains("exchanged already"), "{}", support::output_text(&out));
 }
+
+/// A cache's managers set trusted publishing up on its settings page: a bad rule is an
+/// error at the form with what was typed kept, a good one works at once, removing it ends it.
+#[test]
+fn managers_trust_ci_on_the_settings_page() {
+    use support::web::{WebClient, csrf_in, location};
+    let server = Server::start(Backend::Sqlite);
+    let provider = IdentityProvider::start(IdentityProvider::reserve_port(), &server.url(), json!({}));
+    let admin = WebClient::new(&server);
+    admin.setup_admin();
+    server.admin(&["create-cache", "main", "--no-upstream"]);
+    server.create_user_with_password("carol", "carol@example.com", "carol's password");
+    server.admin(&["grant", "carol", "main", "--manage"]);
+    let carol = WebClient::new(&server);
+    assert_eq!(carol.sign_in("carol@example.com", "carol's password").status(), 303);
+    let page = carol.get("/caches/main/settings").text().unwrap();
+    assert!(page.contains("id=\"no-trust-rules\""));
+    let csrf = csrf_in(&page);
+
+    let unconditional = carol.post(
+        "/caches/main/trust",
+        &[("csrf", &csrf), ("issuer", &provider.issuer()), ("conditions", ""), ("permission", "push")],
+    );
+    assert_eq!(unconditional.status(), 422);
+    let text = unconditional.text().unwrap();
+    assert!(text.contains("id=\"trust-error\"") && text.contains("at least one condition"), "{text}");
+    assert!(text.contains(&format!("value=\"{}\"", provider.issuer())), "the issuer typed stays");
+    let plain_http = carol.post(
+        "/caches/main/trust",
+        &[
+            ("csrf", &csrf),
+            ("issuer", "http://ci.example.com"),
+            ("conditions", "repository=acme/app"),
+            ("permission", "push"),
+        ],
+    );
+    assert!(plain_http.text().unwrap().contains("must be an https URL"));
+
+    let added = carol.post(
+        "/caches/main/trust",
+        &[
+            ("csrf", &csrf),
+            ("issuer", &provider.issuer()),
+            ("conditions", "repository=acme/app\nref=refs/heads/main"),
+            ("permission", "push"),
+        ],
+    );
+    let page = carol.follow(added);
+    assert!(page.contains("ref = refs/heads/main, repository = acme/app") && page.contains("may now push"), "{page}");
+    let job = json!({"aud": server.url(), "repository": "acme/app", "ref": "refs/heads/main"});
+    let (status, answer) = exchange(&server, &provider.mint(job.clone(), json!({})));
+    assert_eq!((status, answer["caches"].clone()), (200, json!(["main"])), "{answer}");
+
+    let rule = page.split("/caches/main/trust/").nth(1).unwrap().split('/').next().unwrap().to_string();
+    let removed = carol.post(&format!("/caches/main/trust/{rule}/remove"), &[("csrf", &csrf)]);
+    assert_eq!(location(&removed), "/caches/main/settings#trust");
+    let mut again = job;
+    again["jti"] = json!("again");
+    refused(&server, &provider.mint(again, json!({})), "no cache trusts tokens from");
+}

@@ -277,6 +277,15 @@ pub async fn trust(
     db.write(move |c| trust::add_rule(c, cache, &issuer, &conditions, push)).await
 }
 
+pub async fn rules(db: &Db, cache: CacheId) -> Result<Vec<TrustRule>, DbError> {
+    db.read(move |c| trust::rules_of(c, cache)).await
+}
+
+/// Removes a rule of the cache; false when it has none with this id.
+pub async fn untrust(db: &Db, cache: CacheId, rule: i64) -> Result<bool, DbError> {
+    db.write(move |c| trust::remove_rule(c, cache, rule)).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

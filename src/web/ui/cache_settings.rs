@@ -41,10 +41,13 @@ struct SettingsPage {
     group_candidates: Vec<(i64, String)>,
     /// The rights a grant can give, for the form and its explanation.
     levels: [GrantLevel; 3],
+    /// Trusted publishing: the cache's rules, and the add form (with its error).
+    rules: Vec<super::trust::RuleView>,
+    trust: super::trust::TrustDraft,
 }
 
 /// The settings form filled in with what the cache has now.
-async fn current_values(state: &AppState, cache: &Cache, keys: Vec<String>) -> Result<CacheForm, DbError> {
+pub(super) async fn current_values(state: &AppState, cache: &Cache, keys: Vec<String>) -> Result<CacheForm, DbError> {
     let upstreams = cache_rules::upstreams_of(&state.db, cache.id).await?;
     Ok(CacheForm {
         csrf: String::new(),
@@ -69,11 +72,29 @@ async fn settings_page(
     values: CacheForm,
     error: FormError,
 ) -> Response {
+    settings_page_with(state, req, user, cache, values, error, super::trust::TrustDraft::default()).await
+}
+
+/// The settings page with the trusted publishing form as given (typed values, error).
+pub(super) async fn settings_page_with(
+    state: &AppState,
+    req: &Request,
+    user: &User,
+    cache: Cache,
+    values: CacheForm,
+    error: FormError,
+    trust: super::trust::TrustDraft,
+) -> Response {
     let lists = match grants::access_lists(&state.db, CacheId(cache.id)).await {
         Ok(lists) => lists,
         Err(e) => return unavailable(state, req, user, e),
     };
-    let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    let rules = match super::trust::rules(state, &cache).await {
+        Ok(rules) => rules,
+        Err(e) => return unavailable(state, req, user, e),
+    };
+    let failed = error.is_some() || trust.error.is_some();
+    let status = if failed { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     let page = SettingsPage {
         layout: Layout::new(req, Some(user)),
         cache,
@@ -87,12 +108,14 @@ async fn settings_page(
         group_grants: lists.group_grants,
         group_candidates: lists.group_candidates,
         levels: GrantLevel::ALL,
+        rules,
+        trust,
     };
     render(state, status, &page.layout, &page)
 }
 
 /// The cache and its public keys, when `user` may change it; the response to send otherwise.
-async fn editable(
+pub(super) async fn editable(
     state: &Arc<AppState>,
     req: &Request,
     user: &User,

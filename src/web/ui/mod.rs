@@ -17,6 +17,7 @@ mod pins;
 mod settings;
 mod storage;
 mod tokens;
+mod trust;
 mod users;
 
 use std::sync::Arc;
@@ -56,6 +57,8 @@ pub fn routes() -> Route {
         .at("/caches/:name/group-access", post(cache_settings::grant_group))
         .at("/caches/:name/group-access/:group/revoke", post(cache_settings::revoke_group))
         .at("/caches/:name/delete", post(cache_settings::delete_cache))
+        .at("/caches/:name/trust", post(trust::add))
+        .at("/caches/:name/trust/:rule/remove", post(trust::remove))
         .at("/caches/:name/pins", post(pins::pin))
         .at("/caches/:name/pins/:pin/delete", post(pins::unpin))
         .at("/account", get(account::show).post(account::update))

@@ -144,6 +144,9 @@ pub enum AdminCommand {
     TrustRules { cache: String },
     /// Remove a trusted publishing rule (its number from trust-rules).
     Untrust { cache: String, rule: i64 },
+    /// Remove the single sign-on settings saved on the settings page: the way back in when a
+    /// single-sign-on-only setup does not work (OIDC_* variables are not affected).
+    ResetSso,
 }
 
 /// Quota policy and retention, as `create-cache` and `update-cache` take them.
@@ -351,6 +354,18 @@ pub fn run(db: &Db, config: &Config, command: AdminCommand) -> anyhow::Result<Ex
                 bail!("cache {cache:?} has no rule {rule}");
             }
             println!("removed rule {rule} of cache {cache}");
+        }
+        AdminCommand::ResetSso => {
+            let handle = crate::services::oidc::SsoHandle::new(None, &config.site_url)?;
+            let removed = tokio::runtime::Runtime::new()?.block_on(handle.reset(db))?;
+            println!(
+                "{}",
+                if removed {
+                    "removed the single sign-on settings: password sign-in works again"
+                } else {
+                    "no single sign-on settings were saved on the settings page"
+                }
+            );
         }
         AdminCommand::RevokeToken { user, name } => {
             let revoked = db.write_blocking(|c| match users::find_by_login(c, &user)? {

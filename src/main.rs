@@ -130,18 +130,14 @@ async fn serve(config: config::Config, db: db::Db) -> anyhow::Result<()> {
         None => None,
     };
     let metrics_port = config.metrics.as_ref().and_then(|m| m.port);
-    let sso = match &config.oidc {
-        Some(settings) => {
-            let sso = services::oidc::Sso::new(settings.clone(), &config.site_url)?;
-            tracing::info!(
-                "single sign-on through {}; register {} as its redirect URL",
-                settings.issuer_url,
-                sso.redirect_url()
-            );
-            Some(sso)
-        }
-        None => None,
-    };
+    let sso = services::oidc::SsoHandle::new(config.oidc.clone(), &config.site_url)?;
+    if let Some(settings) = &config.oidc {
+        tracing::info!(
+            "single sign-on through {}; register {} as its redirect URL",
+            settings.issuer_url,
+            sso.redirect_url()
+        );
+    }
     let state = Arc::new(web::AppState {
         db: db.clone(),
         storage,

@@ -197,3 +197,67 @@ fn a_provider_out_of_reach_or_a_wrong_secret_is_a_clear_error() {
     // A replayed callback (the same state again) is refused too.
     assert_eq!(location(&anonymous.get("/")), "/sign-in");
 }
+
+/// Single sign-on set up on the settings page (no OIDC_* variables): checked at save, on at
+/// once, single-sign-on-only honoured, and `admin reset-sso` as the way back in.
+#[test]
+fn single_sign_on_from_the_settings_page_and_the_way_back_in() {
+    let server = Server::start(Backend::Sqlite);
+    let admin = WebClient::new(&server);
+    admin.setup_admin();
+    let page = admin.get("/settings").text().unwrap();
+    assert!(page.contains(&format!("<code id=\"sso-callback\">{}/oidc/callback</code>", server.url())), "{page}");
+    assert!(!page.contains("id=\"sso-on\"") && !page.contains("id=\"sso-locked\""));
+    let csrf = support::web::csrf_in(&page);
+
+    let port = IdentityProvider::reserve_port();
+    let issuer = IdentityProvider::issuer_for(port);
+    let mut form = vec![
+        ("csrf", csrf.as_str()),
+        ("issuer_url", issuer.as_str()),
+        ("client_id", support::oidc::CLIENT_ID),
+        ("scopes", "email profile"),
+        ("display_name", "Company ID"),
+        ("sso_only", "on"),
+    ];
+    let missing = admin.post("/settings/sso", &form);
+    assert_eq!(missing.status(), 422);
+    let text = missing.text().unwrap();
+    assert!(text.contains("id=\"client_secret-error\"") && text.contains(&format!("value=\"{issuer}\"")), "{text}");
+    form.push(("client_secret", support::oidc::CLIENT_SECRET));
+    let saved = admin.follow(admin.post("/settings/sso", &form));
+    assert!(saved.contains("id=\"sso-on\"") && saved.contains("admin reset-sso"), "{saved}");
+    assert!(!saved.contains(support::oidc::CLIENT_SECRET), "the secret is never shown back");
+
+    let _provider = IdentityProvider::start(
+        port,
+        &server.url(),
+        json!({"ada-sub": {"email": ADMIN_EMAIL, "email_verified": true, "name": "Ada"}}),
+    );
+    let visitor = WebClient::new(&server);
+    let sign_in = visitor.get("/sign-in").text().unwrap();
+    assert!(sign_in.contains("Sign in with Company ID") && !sign_in.contains("id=\"sign-in\""), "only SSO: {sign_in}");
+    assert_eq!(location(&sign_in_through_provider(&visitor, "ada-sub")), "/caches");
+
+    // The way back in when the provider fails: the admin CLI removes the saved settings; the
+    // server reads them again within seconds.
+    assert!(server.admin(&["reset-sso"]).contains("password sign-in works again"));
+    support::wait_until(std::time::Duration::from_secs(10), "password sign-in to come back", || {
+        WebClient::new(&server).get("/sign-in").text().unwrap().contains("id=\"sign-in\"")
+    });
+    assert_eq!(WebClient::new(&server).sign_in(ADMIN_EMAIL, support::web::ADMIN_PASSWORD).status(), 303);
+}
+
+#[test]
+fn settings_from_the_environment_lock_the_form() {
+    let port = IdentityProvider::reserve_port();
+    let server = server_with_sso(port, &[]);
+    let admin = WebClient::new(&server);
+    admin.setup_admin();
+    let page = admin.get("/settings").text().unwrap();
+    assert!(page.contains("id=\"sso-locked\"") && page.contains("id=\"sso-on\""), "{page}");
+    let csrf = support::web::csrf_in(&page);
+    let refused = admin.post("/settings/sso", &[("csrf", &csrf), ("issuer_url", "https://elsewhere.example.com")]);
+    assert_eq!(refused.status(), 422);
+    assert!(refused.text().unwrap().contains("OIDC_* environment variables set single sign-on"));
+}

@@ -6,7 +6,7 @@ use diesel::prelude::*;
 
 use super::ids::UserId;
 use super::models::User;
-use super::schema::{group_members, oidc_flows, user_groups, users};
+use super::schema::{group_members, oidc_flows, sso_settings, user_groups, users};
 use super::{AnyConnection, DbResult, now};
 
 /// A sign-in sent to the identity provider and not back yet.
@@ -92,4 +92,46 @@ pub fn sync_memberships(conn: &mut AnyConnection, UserId(user): UserId, names: &
             .execute(conn)?;
     }
     Ok(!removed.is_empty() || !added.is_empty())
+}
+
+/// Single sign-on settings saved on the settings page.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = sso_settings)]
+pub struct StoredSso {
+    pub issuer_url: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub scopes: String,
+    pub groups_claim: Option<String>,
+    pub create_users: bool,
+    pub sso_only: bool,
+    pub display_name: String,
+}
+
+pub fn sso_settings(conn: &mut AnyConnection) -> DbResult<Option<StoredSso>> {
+    Ok(sso_settings::table.find(1i64).select(StoredSso::as_select()).first(conn).optional()?)
+}
+
+pub fn save_sso_settings(conn: &mut AnyConnection, settings: &StoredSso) -> DbResult<()> {
+    diesel::delete(sso_settings::table).execute(conn)?;
+    diesel::insert_into(sso_settings::table)
+        .values((
+            sso_settings::id.eq(1i64),
+            sso_settings::issuer_url.eq(&settings.issuer_url),
+            sso_settings::client_id.eq(&settings.client_id),
+            sso_settings::client_secret.eq(&settings.client_secret),
+            sso_settings::scopes.eq(&settings.scopes),
+            sso_settings::groups_claim.eq(&settings.groups_claim),
+            sso_settings::create_users.eq(settings.create_users),
+            sso_settings::sso_only.eq(settings.sso_only),
+            sso_settings::display_name.eq(&settings.display_name),
+            sso_settings::updated_at.eq(now()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Removes the saved settings (single sign-on off unless OIDC_* variables set it).
+pub fn delete_sso_settings(conn: &mut AnyConnection) -> DbResult<bool> {
+    Ok(diesel::delete(sso_settings::table).execute(conn)? > 0)
 }

@@ -142,6 +142,21 @@ diesel::table! {
 }
 
 diesel::table! {
+    sso_settings (id) {
+        id -> BigInt,
+        issuer_url -> Text,
+        client_id -> Text,
+        client_secret -> Text,
+        scopes -> Text,
+        groups_claim -> Nullable<Text>,
+        create_users -> Bool,
+        sso_only -> Bool,
+        display_name -> Text,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     oidc_flows (state) {
         state -> Text,
         nonce -> Text,

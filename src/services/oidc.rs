@@ -5,7 +5,7 @@
 //! name and email refresh at every sign-in, and with a groups claim their memberships of
 //! local groups follow it.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -18,7 +18,7 @@ use openidconnect::{
 use super::hot_cache::HotCache;
 use crate::db::ids::UserId;
 use crate::db::models::User;
-use crate::db::oidc::{self as rows, Flow};
+use crate::db::oidc::{self as rows, Flow, StoredSso};
 use crate::db::{Db, DbError, groups, is_refused_rollback, now, users};
 
 /// How long a sign-in may stay at the identity provider.
@@ -62,6 +62,135 @@ pub enum SsoError {
     Db(#[from] DbError),
 }
 
+/// How long settings saved on the settings page are used before reading them again (every
+/// replica follows a change within this).
+const SETTINGS_LIFETIME: Duration = Duration::from_secs(5);
+
+impl OidcSettings {
+    fn from_stored(stored: StoredSso) -> Self {
+        Self {
+            issuer_url: stored.issuer_url,
+            client_id: stored.client_id,
+            client_secret: stored.client_secret,
+            scopes: stored.scopes.split_whitespace().map(str::to_string).collect(),
+            groups_claim: stored.groups_claim,
+            create_users: stored.create_users,
+            only: stored.sso_only,
+            display_name: stored.display_name,
+        }
+    }
+}
+
+/// The single sign-on in force: from OIDC_* variables (fixed, and the settings page shows
+/// them locked), else the settings page's, read from the database at most every few seconds.
+pub struct SsoHandle {
+    site_url: String,
+    from_env: Option<Arc<Sso>>,
+    saved: Mutex<Option<(Instant, Option<(StoredSso, Arc<Sso>)>)>>,
+}
+
+impl SsoHandle {
+    pub fn new(from_env: Option<OidcSettings>, site_url: &str) -> anyhow::Result<Self> {
+        let from_env = from_env.map(|settings| Sso::new(settings, site_url)).transpose()?.map(Arc::new);
+        Ok(Self { site_url: site_url.to_string(), from_env, saved: Mutex::new(None) })
+    }
+
+    /// Whether OIDC_* variables set single sign-on (the settings page cannot change it).
+    pub fn locked(&self) -> bool {
+        self.from_env.is_some()
+    }
+
+    /// The callback URL to register at the identity provider.
+    pub fn redirect_url(&self) -> String {
+        format!("{}/oidc/callback", self.site_url.trim_end_matches('/'))
+    }
+
+    /// The settings in force, if single sign-on is on.
+    pub async fn current(&self, db: &Db) -> Result<Option<Arc<Sso>>, DbError> {
+        if let Some(sso) = &self.from_env {
+            return Ok(Some(sso.clone()));
+        }
+        if let Some((at, saved)) = self.saved.lock().expect("sso lock").as_ref()
+            && at.elapsed() < SETTINGS_LIFETIME
+        {
+            return Ok(saved.as_ref().map(|(_, sso)| sso.clone()));
+        }
+        let stored = db.read(rows::sso_settings).await?;
+        let mut saved = self.saved.lock().expect("sso lock");
+        let previous = saved.take().and_then(|(_, s)| s);
+        let current = match (stored, previous) {
+            // Unchanged: keep the one with its discovered metadata.
+            (Some(stored), Some((before, sso))) if stored == before => Some((stored, sso)),
+            (Some(stored), _) => match Sso::new(OidcSettings::from_stored(stored.clone()), &self.site_url) {
+                Ok(sso) => Some((stored, Arc::new(sso))),
+                Err(e) => {
+                    tracing::error!("single sign-on settings cannot be used: {e}");
+                    None
+                }
+            },
+            (None, _) => None,
+        };
+        let answer = current.as_ref().map(|(_, sso)| sso.clone());
+        *saved = Some((Instant::now(), current));
+        Ok(answer)
+    }
+
+    /// Forgets the settings read last (after saving new ones here).
+    pub fn forget(&self) {
+        *self.saved.lock().expect("sso lock") = None;
+    }
+
+    /// The settings saved on the settings page (the form shows them; the secret is never
+    /// shown back).
+    pub async fn saved(&self, db: &Db) -> Result<Option<StoredSso>, DbError> {
+        db.read(rows::sso_settings).await
+    }
+
+    /// Saves settings entered on the settings page: checked, with an empty secret keeping
+    /// the saved one. The error names the field.
+    pub async fn save(&self, db: &Db, mut settings: StoredSso) -> Result<Result<(), (&'static str, String)>, DbError> {
+        if settings.client_secret.is_empty() {
+            settings.client_secret = self.saved(db).await?.map(|s| s.client_secret).unwrap_or_default();
+        }
+        if let Err(problem) = check(&settings) {
+            return Ok(Err(problem));
+        }
+        db.write(move |c| rows::save_sso_settings(c, &settings)).await?;
+        self.forget();
+        Ok(Ok(()))
+    }
+
+    /// Removes the settings page's settings (the admin CLI's way back in after a
+    /// single-sign-on-only setup that does not work).
+    pub async fn reset(&self, db: &Db) -> Result<bool, DbError> {
+        let removed = db.write(rows::delete_sso_settings).await?;
+        self.forget();
+        Ok(removed)
+    }
+}
+
+/// What is wrong with settings entered on the settings page, by field.
+fn check(settings: &StoredSso) -> Result<(), (&'static str, String)> {
+    let issuer = &settings.issuer_url;
+    if !(issuer.starts_with("https://")
+        || issuer.starts_with("http://127.0.0.1")
+        || issuer.starts_with("http://localhost"))
+        || IssuerUrl::new(issuer.clone()).is_err()
+    {
+        return Err(("issuer_url", "Enter the provider's issuer URL, e.g. https://id.example.com/realms/main.".into()));
+    }
+    if settings.client_id.trim().is_empty() {
+        return Err(("client_id", "Enter the client ID registered at the provider.".into()));
+    }
+    if settings.client_secret.is_empty() {
+        return Err(("client_secret", "Enter the client secret registered at the provider.".into()));
+    }
+    if settings.display_name.trim().is_empty() || settings.display_name.len() > 60 {
+        return Err(("display_name", "Name the provider for the sign-in button (1 to 60 characters).".into()));
+    }
+    Ok(())
+}
+
 /// The single sign-on of one server process.
 pub struct Sso {
     pub settings: OidcSettings,
@@ -88,11 +217,6 @@ impl Sso {
             .build()?;
         let redirect_url = format!("{}/oidc/callback", site_url.trim_end_matches('/'));
         Ok(Self { settings, redirect_url, http, metadata: Mutex::new(None) })
-    }
-
-    /// The callback URL to register at the identity provider.
-    pub fn redirect_url(&self) -> &str {
-        &self.redirect_url
     }
 
     async fn provider_metadata(&self) -> Result<CoreProviderMetadata, SsoError> {

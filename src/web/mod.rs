@@ -39,8 +39,8 @@ pub struct AppState {
     pub upstreams: crate::services::upstream::UpstreamChecker,
     /// Set when METRICS_ENABLED is on.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
-    /// Set when OIDC_ISSUER_URL is.
-    pub sso: Option<crate::services::oidc::Sso>,
+    /// Single sign-on, from OIDC_* variables or the settings page.
+    pub sso: crate::services::oidc::SsoHandle,
     /// The keys of issuers that trusted publishing rules name.
     pub issuer_keys: crate::services::trusted_publishing::IssuerKeys,
 }

@@ -103,9 +103,13 @@ struct SignInPage {
 }
 
 impl SignInPage {
-    fn new(state: &AppState, req: &Request, email: String, error: Option<String>, next: String) -> Self {
-        let sso = state.sso.as_ref().map(|sso| sso.settings.display_name.clone());
-        let passwords = !state.sso.as_ref().is_some_and(|sso| sso.settings.only);
+    async fn new(state: &AppState, req: &Request, email: String, error: Option<String>, next: String) -> Self {
+        let current = state.sso.current(&state.db).await.unwrap_or_else(|e| {
+            tracing::error!("single sign-on settings cannot be read: {e}");
+            None
+        });
+        let sso = current.as_ref().map(|sso| sso.settings.display_name.clone());
+        let passwords = !current.as_ref().is_some_and(|sso| sso.settings.only);
         Self { layout: Layout::new(req, None), email, error, next, sso, passwords }
     }
 
@@ -115,10 +119,10 @@ impl SignInPage {
     }
 }
 
-/// Whether password sign-in and resets are off (OIDC_ONLY): administrators still have the
-/// admin CLI to get in.
-pub fn passwords_off(state: &AppState) -> bool {
-    state.sso.as_ref().is_some_and(|sso| sso.settings.only)
+/// Whether password sign-in and resets are off (single sign-on only): administrators still
+/// have the admin CLI to get in (`admin reset-sso`).
+pub async fn passwords_off(state: &AppState) -> bool {
+    state.sso.current(&state.db).await.ok().flatten().is_some_and(|sso| sso.settings.only)
 }
 
 #[derive(Deserialize)]
@@ -155,7 +159,7 @@ pub async fn sign_in_page(
         Ok(true) => redirect("/setup"),
         Ok(false) => {
             let next = local_path(&next).to_string();
-            let page = SignInPage::new(&state, req, String::new(), None, next);
+            let page = SignInPage::new(&state, req, String::new(), None, next).await;
             render(&state, StatusCode::OK, &page.layout, &page)
         }
         Err(e) => db_failure(&state, req, e),
@@ -168,7 +172,7 @@ pub async fn sign_in(
     state: Data<&Arc<AppState>>,
     AnonymousForm(form): AnonymousForm<SignInForm>,
 ) -> Response {
-    if passwords_off(&state) {
+    if passwords_off(&state).await {
         let text = "Password sign-in is off here: sign in with single sign-on.".into();
         return Failure::Forbidden(text).page(&state, req, None);
     }
@@ -184,7 +188,7 @@ pub async fn sign_in(
         Err(e @ SignInError::Invalid) => (StatusCode::UNAUTHORIZED, e.to_string()),
     };
     let next = local_path(&form.next).to_string();
-    let page = SignInPage::new(&state, req, form.email, Some(error), next);
+    let page = SignInPage::new(&state, req, form.email, Some(error), next).await;
     let mut response = render(&state, status, &page.layout, &page);
     if status == StatusCode::TOO_MANY_REQUESTS {
         response.headers_mut().insert(header::RETRY_AFTER, "900".parse().unwrap());

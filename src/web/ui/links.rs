@@ -169,7 +169,7 @@ async fn mail_configured(state: &AppState) -> bool {
 
 #[handler]
 pub async fn forgot_page(req: &Request, state: Data<&Arc<AppState>>) -> Response {
-    if super::auth::passwords_off(&state) {
+    if super::auth::passwords_off(&state).await {
         return sso_only(&state, req);
     }
     let no_mail = !mail_configured(&state).await;
@@ -193,7 +193,7 @@ pub async fn forgot(
     state: Data<&Arc<AppState>>,
     AnonymousForm(form): AnonymousForm<ForgotForm>,
 ) -> Response {
-    if super::auth::passwords_off(&state) {
+    if super::auth::passwords_off(&state).await {
         return sso_only(&state, req);
     }
     let worker = state.clone();

@@ -68,6 +68,7 @@ pub fn routes() -> Route {
         .at("/users/:id/delete", post(users::delete))
         .at("/settings", get(settings::show).post(settings::save))
         .at("/settings/test-mail", post(settings::test_mail))
+        .at("/settings/sso", post(settings::save_sso))
         .at("/invite/:secret", get(links::invite_page).post(links::accept_invite))
         .at("/reset/:secret", get(links::reset_page).post(links::reset_password))
         .at("/forgot-password", get(links::forgot_page).post(links::forgot))

@@ -51,7 +51,11 @@ fn not_set_up(state: &AppState, req: &Request) -> Response {
 
 #[handler]
 pub async fn start(req: &Request, state: Data<&Arc<AppState>>, Query(query): Query<StartQuery>) -> Response {
-    let Some(sso) = &state.sso else { return not_set_up(&state, req) };
+    let sso = match state.sso.current(&state.db).await {
+        Ok(Some(sso)) => sso,
+        Ok(None) => return not_set_up(&state, req),
+        Err(e) => return failed(&state, req, &SsoError::Db(e)),
+    };
     match sso.begin(&state.db, local_path(&query.next)).await {
         Ok(url) => redirect(&url),
         Err(e) => failed(&state, req, &e),
@@ -72,7 +76,11 @@ pub struct CallbackQuery {
 
 #[handler]
 pub async fn callback(req: &Request, state: Data<&Arc<AppState>>, Query(query): Query<CallbackQuery>) -> Response {
-    let Some(sso) = &state.sso else { return not_set_up(&state, req) };
+    let sso = match state.sso.current(&state.db).await {
+        Ok(Some(sso)) => sso,
+        Ok(None) => return not_set_up(&state, req),
+        Err(e) => return failed(&state, req, &SsoError::Db(e)),
+    };
     if let Some(error) = query.error {
         let detail = query.error_description.map(|d| format!("{error}: {d}")).unwrap_or(error);
         return failed(&state, req, &SsoError::Refused(detail));

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::extract::{AdminForm, Administrator, carries_csrf};
 use super::{CsrfOnly, FormError, Layout, done, render, unavailable};
 use crate::db::models::User;
+use crate::db::oidc::StoredSso;
 use crate::services::mail::{self, Security, SmtpSettings};
 use crate::web::AppState;
 
@@ -66,6 +67,76 @@ impl SmtpForm {
     }
 }
 
+/// The single sign-on form (see `services::oidc`).
+#[derive(Default, Deserialize)]
+pub struct SsoForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    issuer_url: String,
+    #[serde(default)]
+    client_id: String,
+    /// Empty keeps the saved one; never shown back.
+    #[serde(default)]
+    client_secret: String,
+    #[serde(default)]
+    scopes: String,
+    #[serde(default)]
+    groups_claim: String,
+    #[serde(default)]
+    create_users: Option<String>,
+    #[serde(default)]
+    sso_only: Option<String>,
+    #[serde(default)]
+    display_name: String,
+}
+
+impl SsoForm {
+    fn of(stored: StoredSso) -> Self {
+        Self {
+            issuer_url: stored.issuer_url,
+            client_id: stored.client_id,
+            scopes: stored.scopes,
+            groups_claim: stored.groups_claim.unwrap_or_default(),
+            create_users: stored.create_users.then(|| "on".into()),
+            sso_only: stored.sso_only.then(|| "on".into()),
+            display_name: stored.display_name,
+            ..Default::default()
+        }
+    }
+
+    fn stored(&self) -> StoredSso {
+        let trimmed = |s: &str| s.trim().to_string();
+        StoredSso {
+            issuer_url: trimmed(&self.issuer_url).trim_end_matches('/').to_string(),
+            client_id: trimmed(&self.client_id),
+            client_secret: self.client_secret.clone(),
+            scopes: self
+                .scopes
+                .split([' ', ','])
+                .filter(|s| !s.is_empty() && *s != "openid")
+                .collect::<Vec<_>>()
+                .join(" "),
+            groups_claim: Some(trimmed(&self.groups_claim)).filter(|c| !c.is_empty()),
+            create_users: self.create_users.is_some(),
+            sso_only: self.sso_only.is_some(),
+            display_name: trimmed(&self.display_name),
+        }
+    }
+}
+
+/// The single sign-on part of the page.
+struct SsoSection {
+    form: SsoForm,
+    error: FormError,
+    /// OIDC_* variables set it: the form is shown disabled.
+    locked: bool,
+    /// Whether single sign-on is on now.
+    enabled: bool,
+    /// The redirect URL to register at the provider.
+    callback: String,
+}
+
 #[derive(Template)]
 #[template(path = "settings.html")]
 struct SettingsPage {
@@ -73,6 +144,7 @@ struct SettingsPage {
     form: SmtpForm,
     locked: bool,
     error: FormError,
+    sso: SsoSection,
     admin_email: String,
     securities: [(&'static str, &'static str); 3],
 }
@@ -81,6 +153,60 @@ const SECURITIES: [(&str, &str); 3] =
     [("starttls", "STARTTLS (port 587)"), ("tls", "TLS (port 465)"), ("none", "none (a relay on a trusted network)")];
 
 async fn page(state: &AppState, req: &Request, user: &User, form: Option<SmtpForm>, error: FormError) -> Response {
+    page_with(state, req, user, form, error, None).await
+}
+
+/// The settings page; `sso` is the single sign-on form as typed, with its error.
+async fn page_with(
+    state: &AppState,
+    req: &Request,
+    user: &User,
+    form: Option<SmtpForm>,
+    error: FormError,
+    sso: Option<(SsoForm, FormError)>,
+) -> Response {
+    let handle = &state.sso;
+    let (enabled, saved) = match (handle.current(&state.db).await, handle.saved(&state.db).await) {
+        (Ok(current), Ok(saved)) => (current, saved),
+        (Err(e), _) | (_, Err(e)) => return unavailable(state, req, user, e),
+    };
+    let (sso, locked_error) = match (sso, state.sso.locked()) {
+        // Locked: the form shows the environment's settings, with the refusal.
+        (Some((_, error)), true) => (None, error),
+        (sso, _) => (sso, FormError::default()),
+    };
+    let sso = match (sso, &state.config.oidc) {
+        (Some((form, error)), None) => {
+            SsoSection { form, error, locked: false, enabled: enabled.is_some(), callback: handle.redirect_url() }
+        }
+        (_, Some(env)) => SsoSection {
+            form: SsoForm {
+                issuer_url: env.issuer_url.clone(),
+                client_id: env.client_id.clone(),
+                scopes: env.scopes.join(" "),
+                groups_claim: env.groups_claim.clone().unwrap_or_default(),
+                create_users: env.create_users.then(|| "on".into()),
+                sso_only: env.only.then(|| "on".into()),
+                display_name: env.display_name.clone(),
+                ..Default::default()
+            },
+            error: locked_error,
+            locked: true,
+            enabled: true,
+            callback: handle.redirect_url(),
+        },
+        (None, None) => SsoSection {
+            form: saved.map(SsoForm::of).unwrap_or_else(|| SsoForm {
+                scopes: "email profile".into(),
+                display_name: "single sign-on".into(),
+                ..Default::default()
+            }),
+            error: FormError::default(),
+            locked: false,
+            enabled: enabled.is_some(),
+            callback: handle.redirect_url(),
+        },
+    };
     let current = match mail::current(&state.db, state.config.smtp.as_ref()).await {
         Ok(current) => current,
         Err(e) => return unavailable(state, req, user, e),
@@ -91,12 +217,13 @@ async fn page(state: &AppState, req: &Request, user: &User, form: Option<SmtpFor
         (_, Some((settings, _))) => SmtpForm::of(settings),
         (_, None) => SmtpForm { security: "starttls".into(), ..Default::default() },
     };
-    let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    let status = if error.is_some() || sso.error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     let page = SettingsPage {
         layout: Layout::new(req, Some(user)),
         form,
         locked,
         error,
+        sso,
         admin_email: user.email.clone().unwrap_or_default(),
         securities: SECURITIES,
     };
@@ -156,3 +283,32 @@ pub async fn test_mail(
 }
 
 carries_csrf!(SmtpForm);
+
+#[handler]
+pub async fn save_sso(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    AdminForm { user, form }: AdminForm<SsoForm>,
+) -> Response {
+    if state.sso.locked() {
+        let note =
+            FormError::new("issuer_url", "Nothing was changed: OIDC_* environment variables set single sign-on.");
+        return page_with(&state, req, &user, None, FormError::default(), Some((form, note))).await;
+    }
+    let turning_on_only = form.sso_only.is_some();
+    match state.sso.save(&state.db, form.stored()).await {
+        Ok(Ok(())) if turning_on_only => done(
+            &state,
+            "/settings",
+            "Single sign-on saved. Password sign-in is off: if the provider fails, `hibernation-server admin reset-sso` turns it back on.",
+        ),
+        Ok(Ok(())) => done(&state, "/settings", "Single sign-on saved."),
+        Ok(Err((field, message))) => {
+            page_with(&state, req, &user, None, FormError::default(), Some((form, FormError::new(field, message))))
+                .await
+        }
+        Err(e) => unavailable(&state, req, &user, e),
+    }
+}
+
+carries_csrf!(SsoForm);

@@ -86,8 +86,12 @@ impl OidcSettings {
 pub struct SsoHandle {
     site_url: String,
     from_env: Option<Arc<Sso>>,
-    saved: Mutex<Option<(Instant, Option<(StoredSso, Arc<Sso>)>)>>,
+    saved: Mutex<Option<SavedSso>>,
 }
+
+/// When the settings page's settings were read, and what they were (with the single
+/// sign-on built from them), if any.
+type SavedSso = (Instant, Option<(StoredSso, Arc<Sso>)>);
 
 impl SsoHandle {
     pub fn new(from_env: Option<OidcSettings>, site_url: &str) -> anyhow::Result<Self> {

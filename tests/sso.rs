@@ -261,3 +261,32 @@ fn settings_from_the_environment_lock_the_form() {
     assert_eq!(refused.status(), 422);
     assert!(refused.text().unwrap().contains("OIDC_* environment variables set single sign-on"));
 }
+
+/// Group sync never removes the last administrator: the provider's groups leave out the one
+/// group that makes its only member an administrator, and the membership stays.
+#[test]
+fn group_sync_keeps_the_last_administrator() {
+    let port = IdentityProvider::reserve_port();
+    let server = server_with_sso(port, &[("OIDC_SCOPES", "email profile groups"), ("OIDC_GROUPS_CLAIM", "groups")]);
+    let ada = WebClient::new(&server);
+    ada.setup_admin();
+    server.create_user_with_password("grace", "grace@example.com", "grace's password");
+    let csrf = ada.csrf("/groups");
+    assert_eq!(ada.post("/groups", &[("csrf", &csrf), ("name", "admins"), ("administer", "on")]).status(), 303);
+    let groups = ada.get("/groups").text().unwrap();
+    let group_id = groups.split("action=\"/groups/").nth(1).unwrap().split('/').next().unwrap().to_string();
+    let select = groups.split("name=\"user_id\"").nth(1).unwrap();
+    let grace_id = select.split("<option value=\"").skip(1).find(|o| o.contains("grace")).unwrap().split('"').next().unwrap();
+    assert_eq!(ada.post(&format!("/groups/{group_id}/members"), &[("csrf", &csrf), ("user_id", grace_id)]).status(), 303);
+    // Grace is now the only administrator.
+    server.sql(&format!("UPDATE users SET is_admin = false WHERE email = '{}'", ADMIN_EMAIL));
+    let _provider = IdentityProvider::start(
+        port,
+        &server.url(),
+        json!({"grace-sub": {"email": "grace@example.com", "email_verified": true, "name": "Grace", "groups": []}}),
+    );
+    let grace = WebClient::new(&server);
+    assert_eq!(location(&sign_in_through_provider(&grace, "grace-sub")), "/caches");
+    assert_eq!(grace.get("/users").status(), 200, "still an administrator");
+    assert!(server.log().contains("group sync for user"), "the skipped sync is logged");
+}

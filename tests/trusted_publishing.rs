@@ -240,3 +240,22 @@ fn managers_trust_ci_on_the_settings_page() {
     again["jti"] = json!("again");
     refused(&server, &provider.mint(again, json!({})), "no cache trusts tokens from");
 }
+
+/// The issuer rotates its signing key: a token signed with the new key is accepted once the
+/// server fetches the keys again (it does for a key id it does not know, at most every 5 s).
+#[test]
+fn a_rotated_issuer_key_is_fetched_again() {
+    let server = Server::start(Backend::Sqlite);
+    let port = IdentityProvider::reserve_port();
+    let provider = IdentityProvider::start(port, &server.url(), json!({}));
+    server.admin(&["create-cache", "main", "--no-upstream"]);
+    server.admin(&["trust", "main", "--issuer", &provider.issuer(), "--claim", "repository=acme/app"]);
+    let job = |n: u32| json!({"aud": server.url(), "repository": "acme/app", "jti": format!("job {n}")});
+    assert_eq!(exchange(&server, &provider.mint(job(1), json!({}))).0, 200, "the first key is fetched");
+    drop(provider);
+    // The same issuer, a new key (each start makes one).
+    let rotated = IdentityProvider::start(port, &server.url(), json!({}));
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    let (status, answer) = exchange(&server, &rotated.mint(job(2), json!({})));
+    assert_eq!(status, 200, "{answer}");
+}

@@ -26,7 +26,7 @@ pub const TOKEN_LIFETIME: chrono::Duration = chrono::Duration::minutes(30);
 /// How long an issuer's published keys are used before asking again.
 const KEYS_LIFETIME: Duration = Duration::from_secs(600);
 /// An unknown key id makes us fetch the issuer's keys again, at most this often.
-const REFETCH_AFTER: Duration = Duration::from_secs(30);
+const REFETCH_AFTER: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExchangeError {

@@ -30,13 +30,20 @@ fn attribute(html: &str, after: &str, attribute: &str) -> Option<String> {
 /// form takes any password, then the consent), starting from `/oidc/start?next=/caches`.
 /// Returns the server's answer to the provider's redirect back.
 fn sign_in_through_provider(web: &WebClient, login: &str) -> Response {
+    let back = callback_for(web, login);
+    web.http.get(back).send().unwrap()
+}
+
+/// Like [`sign_in_through_provider`], but stops at the URL the provider sends the browser
+/// back to.
+fn callback_for(web: &WebClient, login: &str) -> reqwest::Url {
     let site = web.server.url();
     let start = web.get("/oidc/start?next=/caches");
     assert_eq!(start.status(), 303, "{}", start.text().unwrap_or_default());
     let mut url = reqwest::Url::parse(location(&start)).unwrap();
     for _ in 0..12 {
         if url.as_str().starts_with(&site) {
-            return web.http.get(url).send().unwrap();
+            return url;
         }
         let answer = web.http.get(url.clone()).send().unwrap();
         let answer = if answer.status().is_redirection() {
@@ -276,8 +283,12 @@ fn group_sync_keeps_the_last_administrator() {
     let groups = ada.get("/groups").text().unwrap();
     let group_id = groups.split("action=\"/groups/").nth(1).unwrap().split('/').next().unwrap().to_string();
     let select = groups.split("name=\"user_id\"").nth(1).unwrap();
-    let grace_id = select.split("<option value=\"").skip(1).find(|o| o.contains("grace")).unwrap().split('"').next().unwrap();
-    assert_eq!(ada.post(&format!("/groups/{group_id}/members"), &[("csrf", &csrf), ("user_id", grace_id)]).status(), 303);
+    let grace_id =
+        select.split("<option value=\"").skip(1).find(|o| o.contains("grace")).unwrap().split('"').next().unwrap();
+    assert_eq!(
+        ada.post(&format!("/groups/{group_id}/members"), &[("csrf", &csrf), ("user_id", grace_id)]).status(),
+        303
+    );
     // Grace is now the only administrator.
     server.sql(&format!("UPDATE users SET is_admin = false WHERE email = '{}'", ADMIN_EMAIL));
     let _provider = IdentityProvider::start(
@@ -289,4 +300,27 @@ fn group_sync_keeps_the_last_administrator() {
     assert_eq!(location(&sign_in_through_provider(&grace, "grace-sub")), "/caches");
     assert_eq!(grace.get("/users").status(), 200, "still an administrator");
     assert!(server.log().contains("group sync for user"), "the skipped sync is logged");
+}
+
+/// A sign-in finishes only in the browser that started it: a callback URL sent to someone
+/// else (login CSRF) signs nobody in, and the flow is gone after.
+#[test]
+fn a_callback_opened_in_another_browser_signs_nobody_in() {
+    let port = IdentityProvider::reserve_port();
+    let server = server_with_sso(port, &[]);
+    WebClient::new(&server).setup_admin();
+    let _provider = IdentityProvider::start(
+        port,
+        &server.url(),
+        json!({"ada-sub": {"email": ADMIN_EMAIL, "email_verified": true, "name": "Ada"}}),
+    );
+    let attacker = WebClient::new(&server);
+    let url = callback_for(&attacker, "ada-sub");
+    let victim = WebClient::new(&server);
+    let answer = victim.http.get(url.clone()).send().unwrap();
+    assert_eq!(answer.status(), 403);
+    assert!(answer.text().unwrap().contains("started in another browser"));
+    assert_eq!(location(&victim.get("/")), "/sign-in", "the victim is not signed in");
+    let replay = attacker.http.get(url).send().unwrap();
+    assert_eq!(replay.status(), 403, "each sign-in finishes once");
 }

@@ -17,6 +17,7 @@ pub struct Flow {
     pub nonce: String,
     pub pkce_verifier: String,
     pub next_path: String,
+    pub browser_hash: String,
     pub expires_at: NaiveDateTime,
 }
 
@@ -27,6 +28,7 @@ pub fn insert_flow(conn: &mut AnyConnection, flow: &Flow) -> DbResult<()> {
             oidc_flows::nonce.eq(&flow.nonce),
             oidc_flows::pkce_verifier.eq(&flow.pkce_verifier),
             oidc_flows::next_path.eq(&flow.next_path),
+            oidc_flows::browser_hash.eq(&flow.browser_hash),
             oidc_flows::expires_at.eq(flow.expires_at),
         ))
         .execute(conn)?;

@@ -162,6 +162,7 @@ diesel::table! {
         nonce -> Text,
         pkce_verifier -> Text,
         next_path -> Text,
+        browser_hash -> Text,
         expires_at -> Timestamp,
     }
 }

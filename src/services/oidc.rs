@@ -52,6 +52,8 @@ pub enum SsoError {
     Misconfigured(String),
     #[error("this sign-in expired or was already used; sign in again")]
     UnknownFlow,
+    #[error("this sign-in was started in another browser; sign in again from here")]
+    OtherBrowser,
     #[error("the identity provider refused the sign-in: {0}")]
     Refused(String),
     #[error("the identity provider's answer failed verification: {0}")]
@@ -238,8 +240,9 @@ impl Sso {
         Ok(metadata)
     }
 
-    /// Starts a sign-in: records it and returns the provider's URL to send the browser to.
-    pub async fn begin(&self, db: &Db, next_path: &str) -> Result<String, SsoError> {
+    /// Starts a sign-in: records it and returns the provider's URL to send the browser to,
+    /// and a secret the browser must keep (a cookie) and show when it comes back.
+    pub async fn begin(&self, db: &Db, next_path: &str) -> Result<(String, String), SsoError> {
         let metadata = self.provider_metadata().await?;
         let redirect = RedirectUrl::new(self.redirect_url.clone())
             .map_err(|e| SsoError::Misconfigured(format!("SITE_URL: {e}")))?;
@@ -256,21 +259,34 @@ impl Sso {
             request = request.add_scope(Scope::new(scope.clone()));
         }
         let (url, state, nonce) = request.set_pkce_challenge(challenge).url();
+        let browser_secret = crate::random::random_id();
         let flow = Flow {
             state: state.secret().clone(),
             nonce: nonce.secret().clone(),
             pkce_verifier: verifier.secret().clone(),
             next_path: next_path.to_string(),
+            browser_hash: super::auth::hash_token(&browser_secret),
             expires_at: now() + FLOW_LIFETIME,
         };
         db.write(move |c| rows::insert_flow(c, &flow)).await?;
-        Ok(url.to_string())
+        Ok((url.to_string(), browser_secret))
     }
 
-    /// Finishes a sign-in the provider sent back: the user signed in, and where to go next.
-    pub async fn finish(&self, db: &Db, hot: &HotCache, code: &str, state: &str) -> Result<(User, String), SsoError> {
+    /// Finishes a sign-in the provider sent back to the browser holding `browser_secret`
+    /// (from [`Sso::begin`]): the user signed in, and where to go next.
+    pub async fn finish(
+        &self,
+        db: &Db,
+        hot: &HotCache,
+        code: &str,
+        state: &str,
+        browser_secret: &str,
+    ) -> Result<(User, String), SsoError> {
         let state = state.to_string();
         let flow = db.write(move |c| rows::take_flow(c, &state)).await?.ok_or(SsoError::UnknownFlow)?;
+        if flow.browser_hash != super::auth::hash_token(browser_secret) {
+            return Err(SsoError::OtherBrowser);
+        }
         let identity = self.verified_identity(code, &flow).await?;
         let user = self.account_for(db, hot, identity).await?;
         Ok((user, flow.next_path))

@@ -9,6 +9,9 @@ CREATE TABLE oidc_flows (
     nonce TEXT NOT NULL,
     pkce_verifier TEXT NOT NULL,
     next_path TEXT NOT NULL,
+    -- SHA-256 of a secret kept in the browser that started the sign-in (a cookie): a
+    -- callback URL sent to someone else cannot sign them in as the sender.
+    browser_hash TEXT NOT NULL,
     expires_at TIMESTAMP NOT NULL
 );
 CREATE INDEX oidc_flows_expires_at ON oidc_flows (expires_at);

@@ -9,7 +9,10 @@ use poem::{Request, Response, handler};
 use serde::Deserialize;
 
 use super::auth::local_path;
-use super::{message, redirect, session_cookie};
+use super::{cookie, message, redirect, session_cookie};
+
+/// The cookie binding a sign-in to the browser that started it.
+const SSO_COOKIE: &str = "hibernation_sso";
 use crate::services::oidc::SsoError;
 use crate::services::sessions;
 use crate::web::AppState;
@@ -57,7 +60,15 @@ pub async fn start(req: &Request, state: Data<&Arc<AppState>>, Query(query): Que
         Err(e) => return failed(&state, req, &SsoError::Db(e)),
     };
     match sso.begin(&state.db, local_path(&query.next)).await {
-        Ok(url) => redirect(&url),
+        Ok((url, browser_secret)) => {
+            let mut response = redirect(&url);
+            // Lax: the provider's redirect back is a top-level navigation from another site.
+            let secure = if state.config.site_url.starts_with("https://") { "; Secure" } else { "" };
+            let cookie =
+                format!("{SSO_COOKIE}={browser_secret}; Path=/oidc; HttpOnly; SameSite=Lax; Max-Age=600{secure}");
+            response.headers_mut().append(header::SET_COOKIE, cookie.parse().expect("cookie"));
+            response
+        }
         Err(e) => failed(&state, req, &e),
     }
 }
@@ -85,7 +96,8 @@ pub async fn callback(req: &Request, state: Data<&Arc<AppState>>, Query(query): 
         let detail = query.error_description.map(|d| format!("{error}: {d}")).unwrap_or(error);
         return failed(&state, req, &SsoError::Refused(detail));
     }
-    let (user, next) = match sso.finish(&state.db, &state.hot, &query.code, &query.state).await {
+    let browser_secret = cookie(req, SSO_COOKIE).unwrap_or_default();
+    let (user, next) = match sso.finish(&state.db, &state.hot, &query.code, &query.state, &browser_secret).await {
         Ok(done) => done,
         Err(e) => return failed(&state, req, &e),
     };

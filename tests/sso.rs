@@ -13,9 +13,13 @@ use support::{Backend, Server};
 
 /// A server pointed at a provider on `port` (started afterwards, with the server's URL).
 fn server_with_sso(port: u16, extra: &[(&'static str, &'static str)]) -> Server {
+    server_with_sso_on(Backend::Sqlite, port, extra)
+}
+
+fn server_with_sso_on(backend: Backend, port: u16, extra: &[(&'static str, &'static str)]) -> Server {
     let env = server_env(port, extra);
     let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    Server::start_with_env(Backend::Sqlite, &pairs)
+    Server::start_with_env(backend, &pairs)
 }
 
 /// The value of `attribute="..."` after `after` in `html`.
@@ -64,8 +68,18 @@ fn callback_for(web: &WebClient, login: &str) -> reqwest::Url {
 
 #[test]
 fn signing_in_links_by_verified_email_refreshes_the_profile_and_syncs_groups() {
+    links_refreshes_and_syncs(Backend::Sqlite);
+}
+
+#[test]
+fn signing_in_on_postgres() {
+    links_refreshes_and_syncs(Backend::Postgres);
+}
+
+fn links_refreshes_and_syncs(backend: Backend) {
     let port = IdentityProvider::reserve_port();
-    let server = server_with_sso(port, &[("OIDC_SCOPES", "email profile groups"), ("OIDC_GROUPS_CLAIM", "groups")]);
+    let server =
+        server_with_sso_on(backend, port, &[("OIDC_SCOPES", "email profile groups"), ("OIDC_GROUPS_CLAIM", "groups")]);
     let admin = WebClient::new(&server);
     admin.setup_admin();
     server.create_user_with_password("grace", "grace@example.com", "grace's password");

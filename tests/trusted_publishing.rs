@@ -33,9 +33,18 @@ fn b64(bytes: &[u8]) -> String {
 
 #[test]
 fn ci_trades_an_id_token_for_a_scoped_token_and_pushes_with_it() {
+    trades_and_pushes(Backend::Sqlite);
+}
+
+#[test]
+fn ci_trades_an_id_token_on_postgres() {
+    trades_and_pushes(Backend::Postgres);
+}
+
+fn trades_and_pushes(backend: Backend) {
     let keys = Keys::generate("trusted-1");
     let closure = Closure::build("trusted");
-    let server = Server::start(Backend::Sqlite);
+    let server = Server::start(backend);
     let provider = IdentityProvider::start(IdentityProvider::reserve_port(), &server.url(), json!({}));
     let issuer = provider.issuer();
     for cache in ["main", "docs", "other"] {

@@ -338,3 +338,22 @@ fn a_callback_opened_in_another_browser_signs_nobody_in() {
     let replay = attacker.http.get(url).send().unwrap();
     assert_eq!(replay.status(), 403, "each sign-in finishes once");
 }
+
+/// Anyone may start a sign-in, so the table of sign-ins under way is bounded: past 10,000
+/// open ones a start is refused (503) and nothing is stored.
+#[test]
+fn sign_ins_under_way_are_bounded() {
+    let port = IdentityProvider::reserve_port();
+    let server = server_with_sso(port, &[]);
+    WebClient::new(&server).setup_admin();
+    let _provider = IdentityProvider::start(port, &server.url(), json!({}));
+    server.sql(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000) \
+         INSERT INTO oidc_flows (state, nonce, pkce_verifier, next_path, browser_hash, expires_at) \
+         SELECT 'state-' || i, 'n', 'v', '/', 'h', '2999-01-01 00:00:00' FROM n",
+    );
+    let refused = WebClient::new(&server).get("/oidc/start");
+    assert_eq!(refused.status(), 503);
+    assert!(refused.text().unwrap().contains("many sign-ins are under way"));
+    assert_eq!(server.count("SELECT COUNT(*) AS n FROM oidc_flows"), 10_000, "nothing more was stored");
+}

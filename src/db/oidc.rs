@@ -43,6 +43,11 @@ pub fn take_flow(conn: &mut AnyConnection, state: &str) -> DbResult<Option<Flow>
     Ok(found.filter(|flow| taken == 1 && flow.expires_at > now()))
 }
 
+/// Sign-ins under way (not expired).
+pub fn count_open_flows(conn: &mut AnyConnection) -> DbResult<i64> {
+    Ok(oidc_flows::table.filter(oidc_flows::expires_at.gt(now())).count().get_result(conn)?)
+}
+
 /// Deletes flows that were never finished.
 pub fn delete_expired_flows(conn: &mut AnyConnection) -> DbResult<usize> {
     Ok(diesel::delete(oidc_flows::table.filter(oidc_flows::expires_at.le(now()))).execute(conn)?)

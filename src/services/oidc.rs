@@ -23,6 +23,8 @@ use crate::db::{Db, DbError, groups, is_refused_rollback, now, users};
 
 /// How long a sign-in may stay at the identity provider.
 const FLOW_LIFETIME: chrono::Duration = chrono::Duration::minutes(10);
+/// Sign-ins under way at once, at most: only a bound on the table (anyone may start one).
+const MAX_OPEN_FLOWS: i64 = 10_000;
 /// How long discovered provider metadata (endpoints, keys) is used before asking again.
 const METADATA_LIFETIME: Duration = Duration::from_secs(600);
 
@@ -52,6 +54,8 @@ pub enum SsoError {
     Misconfigured(String),
     #[error("this sign-in expired or was already used; sign in again")]
     UnknownFlow,
+    #[error("too many sign-ins are under way; try again in a few minutes")]
+    Busy,
     #[error("this sign-in was started in another browser; sign in again from here")]
     OtherBrowser,
     #[error("the identity provider refused the sign-in: {0}")]
@@ -268,7 +272,17 @@ impl Sso {
             browser_hash: super::auth::hash_token(&browser_secret),
             expires_at: now() + FLOW_LIFETIME,
         };
-        db.write(move |c| rows::insert_flow(c, &flow)).await?;
+        let recorded = db
+            .write(move |c| {
+                if rows::count_open_flows(c)? >= MAX_OPEN_FLOWS {
+                    return Ok(false);
+                }
+                rows::insert_flow(c, &flow).map(|()| true)
+            })
+            .await?;
+        if !recorded {
+            return Err(SsoError::Busy);
+        }
         Ok((url.to_string(), browser_secret))
     }
 

@@ -30,7 +30,7 @@ fn failed(state: &AppState, req: &Request, e: &SsoError) -> Response {
             tracing::error!("single sign-on: {e}");
             StatusCode::BAD_GATEWAY
         }
-        SsoError::Db(_) => {
+        SsoError::Db(_) | SsoError::Busy => {
             tracing::error!("single sign-on: {e}");
             StatusCode::SERVICE_UNAVAILABLE
         }

@@ -73,6 +73,14 @@ fn first_run_leads_to_setup_then_sign_in() {
     let csrf = intruder.csrf("/sign-in");
     assert_eq!(location(&intruder.post("/cli-login/approve", &[("csrf", &csrf), ("code", "AAAA-AAAA")])), "/sign-in");
     assert_eq!(server.get("/static/style.css", None).status(), 200);
+    // Pages name their assets with a fingerprint, so an upgrade's new ones are fetched.
+    let page = intruder.get("/sign-in").text().unwrap();
+    let versioned = page.split("href=\"").find(|s| s.starts_with("/static/style.css?v=")).unwrap();
+    let url = versioned.split('"').next().unwrap();
+    assert!(url.len() > "/static/style.css?v=".len(), "{url}");
+    let css = server.get(url, None);
+    assert_eq!(css.status(), 200);
+    assert!(css.text().unwrap().contains("--input-line"), "the stylesheet itself");
 }
 
 #[test]
@@ -935,7 +943,7 @@ fn storage_lifecycle_is_set_and_shown_on_the_cache_pages() {
     let page = web.get("/caches/main").text().unwrap();
     assert!(page.contains("evict the least frequently used paths"), "the policy chosen at creation");
     assert!(page.contains("<a href=\"/caches\" aria-current=\"page\">Caches</a>"), "the nav marks where the user is");
-    assert!(page.contains("href=\"/static/favicon.svg\""));
+    assert!(page.contains("href=\"/static/favicon.svg?v="));
     let icon = server.get("/static/favicon.svg", None);
     assert_eq!(icon.status(), 200);
     assert_eq!(icon.headers()["content-type"], "image/svg+xml");

@@ -138,6 +138,11 @@ impl Layout {
         }
     }
 
+    /// The assets' fingerprint for their URLs (see `pages::asset_version`).
+    pub fn assets(&self) -> &'static str {
+        crate::web::pages::asset_version()
+    }
+
     /// `aria-current="page"` for the nav link of this page's section.
     pub fn current(&self, href: &str) -> &'static str {
         if self.section == href { "aria-current=\"page\"" } else { "" }

@@ -25,6 +25,8 @@ use crate::db::{Db, DbError, is_unique_violation, now};
 pub const TOKEN_LIFETIME: chrono::Duration = chrono::Duration::minutes(30);
 /// How long an issuer's published keys are used before asking again.
 const KEYS_LIFETIME: Duration = Duration::from_secs(600);
+/// The largest discovery document or key set read from an issuer.
+const MAX_DOCUMENT: usize = 1 << 20;
 /// An unknown key id makes us fetch the issuer's keys again, at most this often.
 const REFETCH_AFTER: Duration = Duration::from_secs(5);
 
@@ -54,34 +56,33 @@ impl IssuerKeys {
     async fn fetch(&self, issuer: &str) -> Result<JwkSet, ExchangeError> {
         let fail = |e: &dyn std::fmt::Display| ExchangeError::Issuer(format!("{issuer}: {e}"));
         let discovery = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
-        let metadata: Value = self
-            .http
-            .get(&discovery)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| fail(&e))?
-            .bytes()
-            .await
-            .map_err(|e| fail(&e))
-            .and_then(|body| serde_json::from_slice(&body).map_err(|e| fail(&e)))?;
+        let metadata: Value = self.get_json(&discovery).await.map_err(|e| fail(&e))?;
         let jwks_uri =
             metadata["jwks_uri"].as_str().ok_or_else(|| fail(&"its discovery document names no jwks_uri"))?;
-        let keys: JwkSet = self
+        let keys: JwkSet = self.get_json(jwks_uri).await.map_err(|e| fail(&e))?;
+        self.keys.lock().expect("keys lock").insert(issuer.to_string(), (Instant::now(), keys.clone()));
+        Ok(keys)
+    }
+
+    /// A JSON document from an issuer, read up to [`MAX_DOCUMENT`] bytes (a trusted issuer
+    /// is still not trusted with this server's memory).
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, String> {
+        let mut response = self
             .http
-            .get(jwks_uri)
+            .get(url)
             .timeout(Duration::from_secs(10))
             .send()
             .await
             .and_then(|r| r.error_for_status())
-            .map_err(|e| fail(&e))?
-            .bytes()
-            .await
-            .map_err(|e| fail(&e))
-            .and_then(|body| serde_json::from_slice(&body).map_err(|e| fail(&e)))?;
-        self.keys.lock().expect("keys lock").insert(issuer.to_string(), (Instant::now(), keys.clone()));
-        Ok(keys)
+            .map_err(|e| e.to_string())?;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+            if body.len() + chunk.len() > MAX_DOCUMENT {
+                return Err(format!("{url} answered more than {MAX_DOCUMENT} bytes"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&body).map_err(|e| format!("{url}: {e}"))
     }
 
     /// The issuer's key with this id: from memory, else fetched (again, if the key is new

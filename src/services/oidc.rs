@@ -201,6 +201,17 @@ fn check(settings: &StoredSso) -> Result<(), (&'static str, String)> {
     Ok(())
 }
 
+/// A client made from discovered metadata: its authorization endpoint is known, its token
+/// and user info endpoints are whatever the provider published.
+type ProviderClient = CoreClient<
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointMaybeSet,
+    openidconnect::EndpointMaybeSet,
+>;
+
 /// The single sign-on of one server process.
 pub struct Sso {
     pub settings: OidcSettings,
@@ -244,18 +255,23 @@ impl Sso {
         Ok(metadata)
     }
 
-    /// Starts a sign-in: records it and returns the provider's URL to send the browser to,
-    /// and a secret the browser must keep (a cookie) and show when it comes back.
-    pub async fn begin(&self, db: &Db, next_path: &str) -> Result<(String, String), SsoError> {
+    /// The client for this server at the provider, from its (discovered) metadata.
+    async fn client(&self) -> Result<ProviderClient, SsoError> {
         let metadata = self.provider_metadata().await?;
         let redirect = RedirectUrl::new(self.redirect_url.clone())
             .map_err(|e| SsoError::Misconfigured(format!("SITE_URL: {e}")))?;
-        let client = CoreClient::from_provider_metadata(
+        Ok(CoreClient::from_provider_metadata(
             metadata,
             ClientId::new(self.settings.client_id.clone()),
             Some(ClientSecret::new(self.settings.client_secret.clone())),
         )
-        .set_redirect_uri(redirect);
+        .set_redirect_uri(redirect))
+    }
+
+    /// Starts a sign-in: records it and returns the provider's URL to send the browser to,
+    /// and a secret the browser must keep (a cookie) and show when it comes back.
+    pub async fn begin(&self, db: &Db, next_path: &str) -> Result<(String, String), SsoError> {
+        let client = self.client().await?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut request =
             client.authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random);
@@ -309,15 +325,7 @@ impl Sso {
     /// Exchanges the code and verifies the ID token: signature (the provider's keys),
     /// issuer, audience, expiry and nonce.
     async fn verified_identity(&self, code: &str, flow: &Flow) -> Result<Identity, SsoError> {
-        let metadata = self.provider_metadata().await?;
-        let redirect = RedirectUrl::new(self.redirect_url.clone())
-            .map_err(|e| SsoError::Misconfigured(format!("SITE_URL: {e}")))?;
-        let client = CoreClient::from_provider_metadata(
-            metadata,
-            ClientId::new(self.settings.client_id.clone()),
-            Some(ClientSecret::new(self.settings.client_secret.clone())),
-        )
-        .set_redirect_uri(redirect);
+        let client = self.client().await?;
         let request = client
             .exchange_code(AuthorizationCode::new(code.to_string()))
             .map_err(|e| SsoError::Misconfigured(format!("the provider has no token endpoint: {e}")))?;

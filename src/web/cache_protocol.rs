@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use hibernation::http::{ByteRange, byte_range};
 use hibernation::nix::store_path::is_hash_part;
 use poem::http::{Method, StatusCode, header};
 use poem::web::{Data, Path};
@@ -170,10 +171,10 @@ async fn serve_nar(
     };
     let len = stored.file_size as u64;
     let range = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok());
-    let (status, start, end) = match parse_range(range, len) {
-        RangeRequest::Full => (StatusCode::OK, 0, len),
-        RangeRequest::Partial(start, end) => (StatusCode::PARTIAL_CONTENT, start, end),
-        RangeRequest::Unsatisfiable => {
+    let (status, start, end) = match byte_range(range, len) {
+        ByteRange::Full => (StatusCode::OK, 0, len),
+        ByteRange::Partial(start, end) => (StatusCode::PARTIAL_CONTENT, start, end),
+        ByteRange::Unsatisfiable => {
             return Ok(Some(
                 Response::builder()
                     .status(StatusCode::RANGE_NOT_SATISFIABLE)
@@ -247,74 +248,6 @@ async fn read_nar(state: &AppState, stored: &Nar, status: StatusCode, start: u64
 /// large chunks keep syscalls rare.
 fn stream(reader: crate::storage::BlobReader) -> Body {
     Body::from_bytes_stream(tokio_util::io::ReaderStream::with_capacity(reader, STREAM_CHUNK))
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum RangeRequest {
-    Full,
-    /// Half-open byte range `[start, end)`.
-    Partial(u64, u64),
-    Unsatisfiable,
-}
-
-/// Parses a single `bytes=` range; several ranges or other units get the whole file.
-fn parse_range(header: Option<&str>, len: u64) -> RangeRequest {
-    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
-        return RangeRequest::Full;
-    };
-    if spec.contains(',') {
-        return RangeRequest::Full;
-    }
-    let Some((first, last)) = spec.split_once('-') else {
-        return RangeRequest::Unsatisfiable;
-    };
-    let (first, last) = (first.trim(), last.trim());
-    let parsed = if first.is_empty() {
-        // Suffix range: the last N bytes.
-        match last.parse::<u64>() {
-            Ok(0) | Err(_) => None,
-            Ok(n) => Some((len.saturating_sub(n), len)),
-        }
-    } else {
-        match (first.parse::<u64>(), last) {
-            (Ok(start), "") => Some((start, len)),
-            // A last position past the end means "to the end" (RFC 9110 §14.1.2).
-            (Ok(start), last) => {
-                last.parse::<u64>().ok().filter(|l| *l >= start).map(|l| (start, l.saturating_add(1).min(len)))
-            }
-            _ => None,
-        }
-    };
-    match parsed {
-        Some((start, end)) if start < len && start < end => RangeRequest::Partial(start, end),
-        _ => RangeRequest::Unsatisfiable,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_single_byte_ranges() {
-        assert_eq!(parse_range(None, 100), RangeRequest::Full);
-        assert_eq!(parse_range(Some("bytes=0-9"), 100), RangeRequest::Partial(0, 10));
-        assert_eq!(parse_range(Some("bytes=90-"), 100), RangeRequest::Partial(90, 100));
-        assert_eq!(parse_range(Some("bytes=90-200"), 100), RangeRequest::Partial(90, 100));
-        assert_eq!(parse_range(Some("bytes=0-18446744073709551615"), 100), RangeRequest::Partial(0, 100));
-        assert_eq!(parse_range(Some("bytes=5-18446744073709551614"), 100), RangeRequest::Partial(5, 100));
-        assert_eq!(parse_range(Some("bytes=-10"), 100), RangeRequest::Partial(90, 100));
-        assert_eq!(parse_range(Some("bytes=-500"), 100), RangeRequest::Partial(0, 100));
-        assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), RangeRequest::Full);
-        assert_eq!(parse_range(Some("items=0-1"), 100), RangeRequest::Full);
-    }
-
-    #[test]
-    fn refuses_unsatisfiable_ranges() {
-        for bad in ["bytes=100-", "bytes=200-300", "bytes=5-2", "bytes=-0", "bytes=x-1", "bytes=5"] {
-            assert_eq!(parse_range(Some(bad), 100), RangeRequest::Unsatisfiable, "{bad}");
-        }
-    }
 }
 
 /// `log/<drv>`: a build log stored with `nix store copy-log`, read by `nix log`.

@@ -1,34 +1,19 @@
 //! Credentials from the `Authorization` header: an API token as a Bearer token, or as the
 //! password of HTTP Basic (the user name is ignored, so a netrc line works with stock Nix).
 
-use base64::Engine;
+use hibernation::http::credentials_token;
 use poem::Request;
 use poem::http::header;
 
 use super::{AppError, AppState};
 use crate::services::auth::{AuthError, Caller, authenticate, hash_token};
 
-fn token_from_header(value: &str) -> Option<String> {
-    let (scheme, rest) = value.trim().split_once(' ')?;
-    let rest = rest.trim();
-    if scheme.eq_ignore_ascii_case("bearer") {
-        return Some(rest.to_string());
-    }
-    if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = base64::engine::general_purpose::STANDARD.decode(rest).ok()?;
-        let text = String::from_utf8(decoded).ok()?;
-        let (_, password) = text.split_once(':')?;
-        return Some(password.to_string());
-    }
-    None
-}
-
 /// The token the request carries, if any; an error if the header is there but unusable.
 pub fn optional_token(req: &Request) -> Result<Option<String>, AppError> {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let token = value.to_str().ok().and_then(token_from_header).filter(|t| !t.is_empty()).ok_or_else(|| {
+    let token = value.to_str().ok().and_then(credentials_token).filter(|t| !t.is_empty()).ok_or_else(|| {
         AppError::Unauthorized(
             "unsupported Authorization header: send the API token as Bearer or as the Basic password".into(),
         )
@@ -67,21 +52,4 @@ pub fn required_token(req: &Request) -> Result<String, AppError> {
 
 pub async fn required_caller(state: &AppState, req: &Request) -> Result<Caller, AppError> {
     Ok(caller_of(state, &required_token(req)?).await?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_bearer_and_basic_passwords() {
-        assert_eq!(token_from_header("Bearer hib_abc").as_deref(), Some("hib_abc"));
-        assert_eq!(token_from_header("bearer  hib_abc ").as_deref(), Some("hib_abc"));
-        let basic = base64::engine::general_purpose::STANDARD.encode("anyone:hib_abc");
-        assert_eq!(token_from_header(&format!("Basic {basic}")).as_deref(), Some("hib_abc"));
-        let empty_user = base64::engine::general_purpose::STANDARD.encode(":hib_abc");
-        assert_eq!(token_from_header(&format!("Basic {empty_user}")).as_deref(), Some("hib_abc"));
-        assert_eq!(token_from_header("Digest x"), None);
-        assert_eq!(token_from_header("Basic !!!"), None);
-    }
 }

@@ -120,13 +120,17 @@ impl Server {
 
     /// A server with extra environment; `{port}` in a value becomes the server's port.
     pub fn start_with_env(backend: Backend, env: &[(&str, &str)]) -> Self {
+        Self::start_with_storage(backend, env, backend.s3().then(S3Server::start))
+    }
+
+    /// [`Server::start_with_env`] on an S3 server the caller started (None: local storage).
+    pub fn start_with_storage(backend: Backend, env: &[(&str, &str)], s3: Option<S3Server>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let postgres = backend.postgres().then(Postgres::start);
         let db_url = match &postgres {
             Some(pg) => pg.url.clone(),
             None => format!("sqlite:{}/hibernation.db?mode=rwc", dir.path().display()),
         };
-        let s3 = backend.s3().then(S3Server::start);
         let port = free_port();
         let extra_env = env.iter().map(|(k, v)| (k.to_string(), v.replace("{port}", &port.to_string()))).collect();
         let mut server = Self { child: spawn_placeholder(), dir, port, db_url, postgres, s3, extra_env };
@@ -146,11 +150,15 @@ impl Server {
             db_url: self.db_url.clone(),
             postgres: None,
             s3: None,
-            extra_env: self.extra_env.clone(),
+            // The shared S3 server's settings go with it, so a restart keeps them.
+            extra_env: self
+                .extra_env
+                .iter()
+                .cloned()
+                .chain(s3.env().into_iter().map(|(k, v)| (k.to_string(), v)))
+                .collect(),
         };
-        let log = std::fs::File::create(other.log_path()).unwrap();
-        other.child = other.command(None).envs(s3.env()).stdout(Stdio::null()).stderr(log).spawn().unwrap();
-        other.wait_ready();
+        other.launch();
         other
     }
 

@@ -83,6 +83,18 @@ impl Postgres {
     }
 }
 
+impl Postgres {
+    /// Stops the server (fast shutdown: open connections are ended) and starts it again with
+    /// the same options, as an upgrade or a crash-restart would.
+    pub fn restart(&self) {
+        let data = self.dir.path().join("data").display().to_string();
+        // With its log file, or the new server would hold this command's output pipe open.
+        let log = self.dir.path().join("log").display().to_string();
+        let args = ["-D", &data, "-l", &log, "-m", "fast", "-w", "restart"].map(String::from);
+        run(&mut pg_command("pg_ctl", &args), "pg_ctl restart");
+    }
+}
+
 impl Drop for Postgres {
     fn drop(&mut self) {
         let data = self.dir.path().join("data").display().to_string();

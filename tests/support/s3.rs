@@ -28,7 +28,11 @@ fn s3s_binary() -> PathBuf {
 
 impl S3Server {
     pub fn start() -> Self {
-        let dir = tempfile::Builder::new().prefix("hib-s3").tempdir().unwrap();
+        Self::start_in(tempfile::Builder::new().prefix("hib-s3").tempdir().unwrap())
+    }
+
+    /// Serves the bucket from `dir` (a small filesystem, for a test that fills it).
+    pub fn start_in(dir: tempfile::TempDir) -> Self {
         std::fs::create_dir_all(dir.path().join(BUCKET)).unwrap();
         let mut server = Self { port: super::free_port(), dir, child: None };
         server.resume();

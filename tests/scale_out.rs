@@ -102,6 +102,26 @@ fn an_s3_outage_is_a_clear_retryable_error_and_leaves_nothing_visible() {
 }
 
 #[test]
+fn a_database_outage_is_a_clear_retryable_error_and_the_server_recovers_by_itself() {
+    let keys = Keys::generate("pg-outage-1");
+    let server = Server::start(Backend::Postgres);
+    let token = server.bootstrap(&keys, false);
+    let postgres = server.postgres.as_ref().unwrap();
+    postgres.stop();
+    // A token this process has not seen yet must be looked up in the database.
+    let response = server.get("/api/v1/caches/main", Some(&token));
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "5");
+    let (_, error) = support::error_of(response);
+    assert!(error.starts_with("the database is unavailable; try again later (request id "), "{error}");
+
+    postgres.start_again();
+    support::wait_until(Duration::from_secs(30), "the server answers again", || {
+        server.get("/api/v1/caches/main", Some(&token)).status() == 200
+    });
+}
+
+#[test]
 fn a_server_killed_mid_upload_leaves_nothing_visible() {
     let keys = Keys::generate("crash-1");
     let closure = Closure::build("crash");

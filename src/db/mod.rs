@@ -41,6 +41,26 @@ pub enum DbError {
     Task(String),
 }
 
+impl DbError {
+    /// The database cannot be reached (down, restarting, every connection busy, a connection
+    /// cut mid-query): worth retrying, unlike a query the database refused.
+    pub fn is_unavailable(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match self {
+            Self::Pool(_) => true,
+            Self::Query(Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)) => true,
+            Self::Query(Error::DatabaseError(DatabaseErrorKind::Unknown, info)) => {
+                let message = info.message();
+                // PostgreSQL ending sessions (restart, failover) and lost connections.
+                ["terminating connection", "server closed the connection", "connection to server", "could not connect"]
+                    .iter()
+                    .any(|m| message.contains(m))
+            }
+            Self::Query(_) | Self::Task(_) => false,
+        }
+    }
+}
+
 pub type DbResult<T> = Result<T, DbError>;
 
 /// A pool of connections plus, on SQLite, a lock that serialises writers (SQLite allows one

@@ -95,6 +95,11 @@ pub fn storage_unavailable(detail: &dyn std::fmt::Display) -> AppError {
 
 impl From<crate::db::DbError> for AppError {
     fn from(e: crate::db::DbError) -> Self {
+        if e.is_unavailable() {
+            let id = incident_id();
+            tracing::warn!(request_id = id, "database unavailable: {e}");
+            return Self::Unavailable(format!("the database is unavailable; try again later (request id {id})"));
+        }
         Self::Internal(e.to_string())
     }
 }
@@ -121,7 +126,7 @@ impl From<PushError> for AppError {
             }
             PushError::Interrupted(_) => Self::BadRequest(msg),
             PushError::OverQuota { .. } | PushError::TooLarge(_) => Self::TooLarge(msg),
-            PushError::Db(_) => Self::Internal(msg),
+            PushError::Db(e) => e.into(),
             PushError::Storage(e) => storage_unavailable(&e),
             PushError::UpstreamUnreachable(_) => Self::Unavailable(msg),
             PushError::Internal(_) => Self::Internal(msg),

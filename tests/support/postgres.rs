@@ -8,6 +8,8 @@ const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 pub struct Postgres {
     pub url: String,
     dir: tempfile::TempDir,
+    /// The server's options (port, socket directory, durability), for every start.
+    options: String,
 }
 
 fn is_root() -> bool {
@@ -75,23 +77,36 @@ impl Postgres {
         run(
             &mut pg_command(
                 "pg_ctl",
-                &["-D".into(), data, "-l".into(), log, "-o".into(), options, "-w".into(), "start".into()],
+                &["-D".into(), data, "-l".into(), log, "-o".into(), options.clone(), "-w".into(), "start".into()],
             ),
             "pg_ctl start",
         );
-        Self { url: format!("postgres://postgres@127.0.0.1:{port}/postgres"), dir }
+        Self { url: format!("postgres://postgres@127.0.0.1:{port}/postgres"), dir, options }
     }
 }
 
 impl Postgres {
+    fn control(&self, action: &str) {
+        let data = self.dir.path().join("data").display().to_string();
+        // With its log file, or a started server would hold this command's output pipe open.
+        let log = self.dir.path().join("log").display().to_string();
+        let args = ["-D", &data, "-l", &log, "-o", &self.options, "-m", "fast", "-w", action].map(String::from);
+        run(&mut pg_command("pg_ctl", &args), &format!("pg_ctl {action}"));
+    }
+
     /// Stops the server (fast shutdown: open connections are ended) and starts it again with
     /// the same options, as an upgrade or a crash-restart would.
     pub fn restart(&self) {
-        let data = self.dir.path().join("data").display().to_string();
-        // With its log file, or the new server would hold this command's output pipe open.
-        let log = self.dir.path().join("log").display().to_string();
-        let args = ["-D", &data, "-l", &log, "-m", "fast", "-w", "restart"].map(String::from);
-        run(&mut pg_command("pg_ctl", &args), "pg_ctl restart");
+        self.control("restart");
+    }
+
+    /// Stops the server until [`Postgres::start_again`].
+    pub fn stop(&self) {
+        self.control("stop");
+    }
+
+    pub fn start_again(&self) {
+        self.control("start");
     }
 }
 

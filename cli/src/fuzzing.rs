@@ -7,8 +7,11 @@
 use crate::http::{ByteRange, byte_range, credentials_token};
 use crate::nix::{NarHash, NarInfo, PublicKey, SecretKey, StorePath, base32, content_address, nar};
 
+/// A fuzz target's check: panics when a property fails.
+pub type Check = fn(&[u8]);
+
 /// The targets by name, as `cargo fuzz run <name>` knows them.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Check)] = &[
     ("nar", nar),
     ("narinfo", narinfo),
     ("store_path", store_path),

@@ -116,7 +116,7 @@ impl Load<'_> {
     /// replicas in turn. Pushers start at overlapping roots, so the same paths race.
     pub fn pusher(&self, index: usize) {
         let cache = if index % 4 < 2 { STORED_CACHE } else { CHURN_CACHE };
-        let use_cli = index % 2 == 0;
+        let use_cli = index.is_multiple_of(2);
         let cli = Cli::new();
         let nix = NixClient::new();
         nix.write_netrc("127.0.0.1", &self.token);
@@ -161,7 +161,7 @@ impl Load<'_> {
                 if let Some(root) = self.stored.settled(dice.roll()) {
                     self.substitute(&nix, &self.roots[root], round, first);
                 }
-            } else if dice.roll() % 5 == 0 {
+            } else if dice.roll().is_multiple_of(5) {
                 let hash = random_hash_part(&mut dice);
                 self.retrying(Operation::NarinfoMiss, first, |replica| {
                     let url = format!("{replica}/api/nix/{STORED_CACHE}/{hash}.narinfo");

@@ -88,8 +88,13 @@ impl Record {
         let mut tallies = self.tallies.lock().unwrap();
         let tally = tallies.entry(operation).or_default();
         *tally.failures.entry(failure.kind()).or_default() += 1;
-        if !failure.is_retryable() || tally.examples.len() < 3 {
-            tally.examples.push(format!("{failure:?}"));
+        // The first of each kind (a client's own message is its kind), and every one that is
+        // never allowed.
+        let example = format!("{failure:?}");
+        let kind_seen = tally.examples.iter().any(|e| e.split('(').next() == example.split('(').next());
+        if !failure.is_retryable() || !kind_seen || (matches!(failure, Failure::Client(_)) && tally.examples.len() < 6)
+        {
+            tally.examples.push(example);
         }
     }
 
@@ -118,6 +123,16 @@ impl Record {
             }
         }
         found
+    }
+
+    /// A few of the failed attempts of each operation, as their clients saw them.
+    pub fn examples(&self) -> Vec<(&'static str, Vec<String>)> {
+        let tallies = self.tallies.lock().unwrap();
+        tallies
+            .iter()
+            .filter(|(_, t)| !t.examples.is_empty())
+            .map(|(operation, t)| (operation.label(), t.examples.iter().take(4).cloned().collect()))
+            .collect()
     }
 
     /// Markdown rows: operation, succeeded, failed attempts by kind, p50, p99.

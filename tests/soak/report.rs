@@ -38,6 +38,13 @@ pub fn render(report: &Report) -> String {
     for [operation, succeeded, failures, p50, p99] in report.record.rows() {
         let _ = writeln!(out, "| {operation} | {succeeded} | {failures} | {p50} | {p99} |");
     }
+    let _ = writeln!(out, "\nSome failed attempts, as their clients saw them:\n");
+    for (operation, examples) in report.record.examples() {
+        for example in examples {
+            let shown: String = example.chars().take(300).collect();
+            let _ = writeln!(out, "- {operation}: `{}`", shown.replace('`', "'"));
+        }
+    }
     let _ = writeln!(out, "\n| fault | what happened |");
     let _ = writeln!(out, "|---|---|");
     for fault in report.faults {

@@ -50,7 +50,13 @@ fn every_nar_the_reader_accepts_unpacks_with_nix_and_serialises_back_byte_for_by
             .unwrap_or_else(|e| panic!("{}: accepted here, refused by nix-store --restore: {e}", file.display()));
         let mut again = Vec::new();
         dump_path(&root, &mut again).unwrap();
-        assert!(again == nar, "{}: re-serialised to different bytes ({} vs {})", file.display(), again.len(), nar.len());
+        assert!(
+            again == nar,
+            "{}: re-serialised to different bytes ({} vs {})",
+            file.display(),
+            again.len(),
+            nar.len()
+        );
     }
     assert!(accepted >= 8, "only {accepted} valid NARs in fuzz/corpus/nar and the fixtures: run fuzz/seed");
 }

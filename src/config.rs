@@ -42,6 +42,21 @@ pub struct Config {
     pub lifecycle: Lifecycle,
 }
 
+impl Config {
+    /// Which database the server runs on, for people (the first-run page).
+    pub fn describe_database(&self) -> String {
+        crate::db::DbUrl::parse(&self.db_url).map_or_else(|e| e.to_string(), |url| url.describe())
+    }
+
+    /// Where NARs are stored, for people (the first-run page).
+    pub fn describe_storage(&self) -> String {
+        match &self.s3 {
+            Some(s3) => format!("S3, bucket {} at {}", s3.bucket, s3.host),
+            None => format!("local disk, under {}", self.storage_path.display()),
+        }
+    }
+}
+
 /// Timing of the storage lifecycle (eviction, retention, garbage collection).
 #[derive(Debug, Clone, Copy)]
 pub struct Lifecycle {

@@ -306,12 +306,30 @@ fn actions_answer_in_place(name: &str, size: Option<(u32, u32)>) {
     browser.click(".snippet button.copy");
     browser.wait_until("the copy is confirmed", |html| html.contains(">Copied<"));
     no_overflow("/tokens with a new token");
+    // Renamed in place; then a new secret, shown in place, and the old one is dead.
+    browser.click("details.token-actions summary");
+    browser.type_into(".edit-token input[name=name]", "deploy");
+    act_in_place(&browser, ".edit-token button[type=submit]", false, "Token changed.");
+    assert!(browser.text("#tokens").contains("deploy"));
+    browser.click("details.token-actions summary");
+    no_overflow("/tokens with a token's actions open");
+    browser.mark_document();
+    browser.click(".regenerate-token");
+    browser.accept_alert();
+    browser.wait_until("the new secret", |html| html.contains("New secret for deploy"));
+    assert!(browser.same_document());
+    let renewed = browser.text("#new-token");
+    assert!(renewed.starts_with("hib_") && renewed != token, "{renewed}");
+    assert_eq!(server.get("/api/v1/whoami", Some(&token)).status(), 401);
+    assert_eq!(server.get("/api/v1/whoami", Some(&renewed)).status(), 200);
     act_in_place(&browser, ".revoke-token", true, "Token revoked");
     assert!(browser.text("#tokens").contains("revoked"));
     browser.goto(&format!("{site}/tokens"));
     browser.element("#tokens");
     assert!(!browser.source().contains("id=\"notice\""), "a notice shows once");
-    assert!(!browser.source().contains(&token), "the secret shows once");
+    assert!(!browser.source().contains(&renewed), "the secret shows once");
+    act_in_place(&browser, "#delete-ended button", true, "Deleted 1 ended token.");
+    assert!(!browser.text("#tokens").contains("deploy"));
 
     // Users: an invitation without mail fails at its form, keeping what was typed; a user is
     // created in place.

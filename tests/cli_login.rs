@@ -64,7 +64,9 @@ fn approving_in_the_dashboard_logs_the_cli_in_with_a_scoped_token() {
     let list = cli.run_ok(&["cache", "list"]);
     assert!(list.contains("main") && !list.contains("other") && list.contains("read"), "{list}");
     let tokens = web.get("/tokens").text().unwrap();
-    assert!(tokens.contains(&format!("({code})")), "the token is listed under the user");
+    // Named after the machine and the time of the login.
+    let named = tokens.split("<td>").find(|cell| cell.starts_with("hibernation on ")).unwrap_or_default();
+    assert!(named.contains(", 20") && named.contains(" UTC<"), "the token is listed under the user: {tokens}");
 
     // The request is gone: a second approval finds nothing.
     let again = web.post("/cli-login/approve", &[("csrf", &csrf), ("code", &code), ("days", "30")]);

@@ -21,6 +21,27 @@ const PAGES: [&str; 10] = [
 ];
 
 #[test]
+fn first_run_names_the_database_and_storage_before_anything_is_created() {
+    for backend in [Backend::Sqlite, Backend::PostgresS3] {
+        let server = Server::start(backend);
+        let page = WebClient::new(&server).get("/setup").text().unwrap();
+        let shown =
+            |id: &str| page.split(&format!("id=\"{id}\">")).nth(1).unwrap().split('<').next().unwrap().to_string();
+        let (database, storage) = (shown("backend-database"), shown("backend-storage"));
+        if backend == Backend::Sqlite {
+            assert_eq!(database, format!("SQLite, in the file {}/hibernation.db", server.dir.path().display()));
+            assert_eq!(storage, format!("local disk, under {}", server.storage_path().display()));
+        } else {
+            let port = server.db_url.rsplit(':').next().unwrap().split('/').next().unwrap();
+            assert_eq!(database, format!("PostgreSQL, database postgres on 127.0.0.1:{port}"));
+            let s3 = server.s3.as_ref().unwrap();
+            assert_eq!(storage, format!("S3, bucket hibernation at http://127.0.0.1:{}", s3.port));
+            assert!(!page.contains("hibernation-test-secret"), "no S3 secret on the page");
+        }
+    }
+}
+
+#[test]
 fn first_run_leads_to_setup_then_sign_in() {
     let server = Server::start(Backend::Sqlite);
     let web = WebClient::new(&server);
@@ -137,6 +158,9 @@ fn every_state_changing_route_checks_csrf() {
         ("/caches".into(), vec![("name", "second"), ("priority", "41"), ("keys", &keys.public)]),
         ("/tokens".into(), vec![("name", "second"), ("days", "30")]),
         (format!("/tokens/{token_id}/revoke"), vec![]),
+        (format!("/tokens/{token_id}/edit"), vec![("name", "renamed"), ("days", "30")]),
+        (format!("/tokens/{token_id}/regenerate"), vec![]),
+        ("/tokens/delete-ended".into(), vec![]),
         ("/caches/main/paths/00000000000000000000000000000000/delete".into(), vec![]),
         ("/caches/main/settings".into(), vec![("priority", "1"), ("keys", &keys.public)]),
         ("/caches/main/clear".into(), vec![("confirm", "main")]),

@@ -49,6 +49,27 @@ impl DbUrl {
     }
 }
 
+impl DbUrl {
+    /// Which database this is, for people (the first-run page): the SQLite file, or the
+    /// PostgreSQL host and database without credentials.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Sqlite(uri) => format!("SQLite, in the file {}", sqlite_file(uri)),
+            Self::Postgres(url) => {
+                let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+                // Credentials end at the last '@' before the path.
+                let location = rest.split(['/', '?']).next().unwrap_or_default();
+                let host = location.rsplit_once('@').map_or(location, |(_, host)| host);
+                let database = rest.split_once('/').map(|(_, db)| db.split('?').next().unwrap_or_default());
+                match database.filter(|d| !d.is_empty()) {
+                    Some(database) => format!("PostgreSQL, database {database} on {host}"),
+                    None => format!("PostgreSQL on {host}"),
+                }
+            }
+        }
+    }
+}
+
 /// The file path in an SQLite `file:` URI (without its query).
 pub fn sqlite_file(uri: &str) -> String {
     let path = uri.strip_prefix("file:").unwrap_or(uri);
@@ -128,6 +149,17 @@ impl diesel::r2d2::ManageConnection for Manager {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn databases_are_described_without_credentials() {
+        let pg = DbUrl::parse("postgres://hib:s3cret@db.internal:5432/cache?sslmode=require").unwrap();
+        assert_eq!(pg.describe(), "PostgreSQL, database cache on db.internal:5432");
+        assert!(!pg.describe().contains("s3cret"));
+        let odd = DbUrl::parse("postgresql://user:p@ss@db/").unwrap();
+        assert_eq!(odd.describe(), "PostgreSQL on db");
+        let sqlite = DbUrl::Sqlite("file:/var/lib/hibernation/db.sqlite?mode=rwc".into());
+        assert_eq!(sqlite.describe(), "SQLite, in the file /var/lib/hibernation/db.sqlite");
+    }
 
     #[test]
     fn logged_queries_leave_out_bind_values() {

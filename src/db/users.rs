@@ -174,6 +174,63 @@ pub fn revoke_token_by_id(
     .execute(conn)?)
 }
 
+/// The name of one of the user's tokens that still works (neither revoked nor expired).
+fn working_token_name(
+    conn: &mut AnyConnection,
+    UserId(user_id): UserId,
+    TokenId(token_id): TokenId,
+) -> DbResult<Option<String>> {
+    Ok(api_tokens::table
+        .filter(api_tokens::id.eq(token_id))
+        .filter(api_tokens::user_id.eq(user_id))
+        .filter(api_tokens::revoked_at.is_null())
+        .filter(api_tokens::expires_at.is_null().or(api_tokens::expires_at.gt(now())))
+        .select(api_tokens::name)
+        .first(conn)
+        .optional()?)
+}
+
+/// Renames one of the user's working tokens and sets its expiry; its scope stays. False when
+/// there is no such working token.
+pub fn edit_token(
+    conn: &mut AnyConnection,
+    owner: UserId,
+    token: TokenId,
+    name: &str,
+    expires_at: Option<NaiveDateTime>,
+) -> DbResult<bool> {
+    if working_token_name(conn, owner, token)?.is_none() {
+        return Ok(false);
+    }
+    diesel::update(api_tokens::table.find(token.0))
+        .set((api_tokens::name.eq(name), api_tokens::expires_at.eq(expires_at)))
+        .execute(conn)?;
+    Ok(true)
+}
+
+/// Gives one of the user's working tokens a new secret (its hash): the old secret matches
+/// nothing from this commit on. The token's name, or None when there is no such token.
+pub fn replace_token_secret(
+    conn: &mut AnyConnection,
+    owner: UserId,
+    token: TokenId,
+    token_hash: &str,
+) -> DbResult<Option<String>> {
+    let Some(name) = working_token_name(conn, owner, token)? else { return Ok(None) };
+    diesel::update(api_tokens::table.find(token.0)).set(api_tokens::token_hash.eq(token_hash)).execute(conn)?;
+    Ok(Some(name))
+}
+
+/// Deletes the user's tokens that no longer work (expired or revoked); how many went.
+pub fn delete_ended_tokens(conn: &mut AnyConnection, UserId(user_id): UserId) -> DbResult<usize> {
+    Ok(diesel::delete(
+        api_tokens::table
+            .filter(api_tokens::user_id.eq(user_id))
+            .filter(api_tokens::revoked_at.is_not_null().or(api_tokens::expires_at.le(now()))),
+    )
+    .execute(conn)?)
+}
+
 pub fn find(conn: &mut AnyConnection, user_id: i64) -> DbResult<Option<User>> {
     Ok(users::table.find(user_id).select(User::as_select()).first(conn).optional()?)
 }

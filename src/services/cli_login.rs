@@ -100,7 +100,12 @@ pub async fn poll(db: &Db, poll_secret: &str) -> Result<CliLoginState, CliLoginE
             return Ok(Err(CliLoginError::Unknown));
         }
         let scope = TokenScope { cache_ids: request.scope_cache_id.map(|id| vec![id]), read_only: !request.can_push };
-        let name = format!("{} ({})", request.client_name, request.code);
+        // Named after the machine and the time, as people recognise it in their token list;
+        // the code tells two logins of one machine within a minute apart.
+        let mut name = format!("{}, {} UTC", request.client_name, now().format("%Y-%m-%d %H:%M"));
+        if users::tokens_of(c, user.id)?.iter().any(|t| t.name == name) {
+            name = format!("{name} ({})", request.code);
+        }
         let token = issue_token(c, user.id, &name, request.token_expires_at, &scope)?;
         Ok(Ok(CliLoginState::Approved { token, user: user.name }))
     })

@@ -7,7 +7,7 @@ use chrono::{Duration, NaiveDateTime};
 use serde::Deserialize;
 
 use super::access::{Access, access_to, readable_cache_ids};
-use super::auth::{Caller, issue_token};
+use super::auth::{Caller, generate_token, hash_token, issue_token};
 use super::hot_cache::HotCache;
 use crate::db::ids::{CacheId, TokenId, UserId};
 use crate::db::models::{ApiToken, User};
@@ -47,16 +47,35 @@ pub enum TokenError {
     Db(#[from] DbError),
 }
 
+/// The expiry a form's "days" field asks for: None for never (0 or nothing), else that many
+/// days from now, up to ten years; the error is a message for the form.
+fn expiry_in_days(days: &str) -> Result<Option<NaiveDateTime>, &'static str> {
+    let days = match days.trim() {
+        "" => 0,
+        text => text.parse::<i64>().unwrap_or(-1),
+    };
+    if !(0..=3650).contains(&days) {
+        return Err("Choose an expiry.");
+    }
+    Ok((days > 0).then(|| now() + Duration::days(days)))
+}
+
+/// A token name as forms give it: trimmed, 1 to 100 characters.
+fn token_name(name: &str) -> Result<String, TokenError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(TokenError::Invalid("Enter a name of 1 to 100 characters."));
+    }
+    Ok(name.to_string())
+}
+
 impl TokenChoice {
     /// Checks the choice for `caller`; the error is a message for the form.
     fn resolve_with(&self, conn: &mut AnyConnection, caller: &Caller) -> DbResult<Result<ChosenScope, &'static str>> {
-        let days = match self.days.trim() {
-            "" => 0,
-            text => text.parse::<i64>().unwrap_or(-1),
+        let expires_at = match expiry_in_days(&self.days) {
+            Ok(expires_at) => expires_at,
+            Err(refusal) => return Ok(Err(refusal)),
         };
-        if !(0..=3650).contains(&days) {
-            return Ok(Err("Choose an expiry."));
-        }
         let cache_name = self.cache.trim();
         let cache = if cache_name.is_empty() {
             None
@@ -67,11 +86,7 @@ impl TokenChoice {
                 _ => return Ok(Err("Choose one of your caches.")),
             }
         };
-        Ok(Ok(ChosenScope {
-            cache,
-            read_only: self.permission == "read",
-            expires_at: (days > 0).then(|| now() + Duration::days(days)),
-        }))
+        Ok(Ok(ChosenScope { cache, read_only: self.permission == "read", expires_at }))
     }
 
     /// Checks the choice for `user`.
@@ -119,10 +134,7 @@ pub async fn list(db: &Db, user: &User) -> Result<TokenList, DbError> {
 /// Creates a token named `name` (1 to 100 characters) for `user`; returns its secret, which
 /// is never shown again.
 pub async fn create(db: &Db, user: &User, name: &str, choice: TokenChoice) -> Result<String, TokenError> {
-    let name = name.trim().to_string();
-    if name.is_empty() || name.len() > 100 {
-        return Err(TokenError::Invalid("Enter a name of 1 to 100 characters."));
-    }
+    let name = token_name(name)?;
     let (owner, caller) = (user.id, Caller::session(user));
     let created = db
         .write(move |c| {
@@ -147,4 +159,38 @@ pub async fn revoke(db: &Db, hot: &HotCache, owner: UserId, token: TokenId) -> R
     let revoked = db.write(move |c| users::revoke_token_by_id(c, owner, token)).await?;
     hot.forget_rights();
     Ok(revoked > 0)
+}
+
+/// Renames one of `owner`'s working tokens and sets its expiry (`days` as a new token's form
+/// gives it). Its scope never changes. False when there is no such working token.
+pub async fn edit(db: &Db, owner: UserId, token: TokenId, name: &str, days: &str) -> Result<bool, TokenError> {
+    let name = token_name(name)?;
+    let expires_at = expiry_in_days(days).map_err(TokenError::Invalid)?;
+    match db.write(move |c| users::edit_token(c, owner, token, &name, expires_at)).await {
+        Ok(edited) => Ok(edited),
+        Err(e) if is_unique_violation(&e) => Err(TokenError::NameTaken),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A new secret for one of `owner`'s working tokens, with the same name, scope and expiry:
+/// the old secret stops working at once here, and on other replicas within the rights
+/// cache's lifetime, as a revocation does. The name and the new secret (shown once), or None
+/// when there is no such working token.
+pub async fn regenerate(
+    db: &Db,
+    hot: &HotCache,
+    owner: UserId,
+    token: TokenId,
+) -> Result<Option<(String, String)>, DbError> {
+    let secret = generate_token();
+    let hash = hash_token(&secret);
+    let renamed = db.write(move |c| users::replace_token_secret(c, owner, token, &hash)).await?;
+    hot.forget_rights();
+    Ok(renamed.map(|name| (name, secret)))
+}
+
+/// Deletes `owner`'s tokens that no longer work (expired or revoked); how many went.
+pub async fn delete_ended(db: &Db, owner: UserId) -> Result<usize, DbError> {
+    db.write(move |c| users::delete_ended_tokens(c, owner)).await
 }

@@ -20,6 +20,9 @@ use crate::web::AppState;
 #[template(path = "setup.html")]
 struct SetupPage {
     layout: Layout,
+    /// What this server runs on, so the administrator sees it before going on.
+    database: String,
+    storage: String,
     /// As typed, kept when another field needs correcting.
     setup_code: String,
     name: String,
@@ -48,6 +51,8 @@ pub async fn setup_page(req: &Request, state: Data<&Arc<AppState>>) -> Response 
         Ok(true) => {
             let page = SetupPage {
                 layout: Layout::new(req, None),
+                database: state.config.describe_database(),
+                storage: state.config.describe_storage(),
                 setup_code: String::new(),
                 name: String::new(),
                 email: String::new(),
@@ -77,6 +82,8 @@ pub async fn setup(
             let error = FormError::new(field, message);
             let page = SetupPage {
                 layout: Layout::new(req, None),
+                database: state.config.describe_database(),
+                storage: state.config.describe_storage(),
                 setup_code: form.setup_code,
                 name: form.name,
                 email: form.email,

@@ -1,4 +1,6 @@
-//! API tokens: create (the secret is shown once), list with last use, revoke.
+//! API tokens: create (the secret is shown once), list with scope, expiry and last use,
+//! rename and change the expiry, regenerate (a new secret, shown once), revoke, and delete
+//! the ones that no longer work.
 
 use std::sync::Arc;
 
@@ -21,16 +23,35 @@ use crate::web::AppState;
 struct TokensPage {
     layout: Layout,
     tokens: Vec<ApiToken>,
-    created: Option<String>,
+    /// A secret to show once: of a new token, or a regenerated one.
+    created: Option<Secret>,
     name: String,
     error: Option<String>,
+    /// An edit that was refused: the token and what to change.
+    edit_error: Option<(i64, String)>,
     /// Caches the user can scope a token to.
     caches: Vec<String>,
     /// Cache names of each cache-scoped token, by token id.
     scopes: std::collections::HashMap<i64, Vec<String>>,
 }
 
+/// A secret shown once, and whose it is.
+struct Secret {
+    value: String,
+    /// "Your new token", or "New secret for ci".
+    heading: String,
+}
+
 impl TokensPage {
+    fn edit_error_for(&self, token: &ApiToken) -> Option<&str> {
+        self.edit_error.as_ref().filter(|(id, _)| *id == token.id).map(|(_, e)| e.as_str())
+    }
+
+    /// Tokens that no longer work (revoked or expired), which one action deletes.
+    fn ended_count(&self) -> usize {
+        self.tokens.iter().filter(|t| self.status(t) != "active").count()
+    }
+
     /// Which caches a token reaches.
     fn scope(&self, token: &ApiToken) -> String {
         if !token.cache_scoped {
@@ -53,19 +74,23 @@ impl TokensPage {
     }
 }
 
-async fn page(
-    state: &AppState,
-    req: &Request,
-    user: &User,
-    created: Option<String>,
+/// What the page shows beside the list: a secret once, a refused form with its message.
+#[derive(Default)]
+struct Shown {
+    created: Option<Secret>,
     name: String,
     error: Option<String>,
-) -> Response {
+    edit_error: Option<(i64, String)>,
+}
+
+async fn page(state: &AppState, req: &Request, user: &User, shown: Shown) -> Response {
+    let Shown { created, name, error, edit_error } = shown;
     match tokens::list(&state.db, user).await {
         Ok(TokenList { tokens, caches, scopes }) => {
-            let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
-            let page =
-                TokensPage { layout: Layout::new(req, Some(user)), tokens, created, name, error, caches, scopes };
+            let refused = error.is_some() || edit_error.is_some();
+            let status = if refused { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+            let layout = Layout::new(req, Some(user));
+            let page = TokensPage { layout, tokens, created, name, error, edit_error, caches, scopes };
             render(state, status, &page.layout, &page)
         }
         Err(e) => unavailable(state, req, user, e),
@@ -74,7 +99,7 @@ async fn page(
 
 #[handler]
 pub async fn list(req: &Request, state: Data<&Arc<AppState>>, SignedIn(user): SignedIn) -> Response {
-    page(&state, req, &user, None, String::new(), None).await
+    page(&state, req, &user, Shown::default()).await
 }
 
 #[derive(Deserialize)]
@@ -94,9 +119,15 @@ pub async fn create(
     CheckedForm { user, form }: CheckedForm<CreateForm>,
 ) -> Response {
     match tokens::create(&state.db, &user, &form.name, form.choice).await {
-        Ok(secret) => page(&state, req, &user, Some(secret), String::new(), None).await,
+        Ok(value) => {
+            let created = Some(Secret { value, heading: "Your new token".into() });
+            page(&state, req, &user, Shown { created, ..Shown::default() }).await
+        }
         Err(TokenError::Db(e)) => unavailable(&state, req, &user, e),
-        Err(refused) => page(&state, req, &user, None, form.name, Some(refused.to_string())).await,
+        Err(refused) => {
+            page(&state, req, &user, Shown { name: form.name, error: Some(refused.to_string()), ..Shown::default() })
+                .await
+        }
     }
 }
 
@@ -113,4 +144,71 @@ pub async fn revoke(
     }
 }
 
-carries_csrf!(CreateForm);
+#[derive(Deserialize)]
+pub struct EditForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    days: String,
+}
+
+#[handler]
+pub async fn edit(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    Path(token_id): Path<i64>,
+    CheckedForm { user, form }: CheckedForm<EditForm>,
+) -> Response {
+    match tokens::edit(&state.db, UserId(user.id), TokenId(token_id), &form.name, &form.days).await {
+        Ok(true) => done(&state, "/tokens", "Token changed."),
+        Ok(false) => gone(&state, req, &user).await,
+        Err(TokenError::Db(e)) => unavailable(&state, req, &user, e),
+        Err(refused) => {
+            let edit_error = Some((token_id, refused.to_string()));
+            page(&state, req, &user, Shown { edit_error, ..Shown::default() }).await
+        }
+    }
+}
+
+/// The answer to an action on a token that no longer works (revoked or expired meanwhile).
+async fn gone(state: &AppState, req: &Request, user: &User) -> Response {
+    let error = Some("That token no longer works: revoked or expired.".to_string());
+    page(state, req, user, Shown { error, ..Shown::default() }).await
+}
+
+#[handler]
+pub async fn regenerate(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    Path(token_id): Path<i64>,
+    CheckedForm { user, .. }: CheckedForm<CsrfOnly>,
+) -> Response {
+    match tokens::regenerate(&state.db, &state.hot, UserId(user.id), TokenId(token_id)).await {
+        Ok(Some((name, value))) => {
+            let heading = format!("New secret for {name}: the old one stopped working");
+            page(&state, req, &user, Shown { created: Some(Secret { value, heading }), ..Shown::default() }).await
+        }
+        Ok(None) => gone(&state, req, &user).await,
+        Err(e) => unavailable(&state, req, &user, e),
+    }
+}
+
+#[handler]
+pub async fn delete_ended(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    CheckedForm { user, .. }: CheckedForm<CsrfOnly>,
+) -> Response {
+    match tokens::delete_ended(&state.db, UserId(user.id)).await {
+        Ok(n) => done(
+            &state,
+            "/tokens",
+            &format!("Deleted {}.", hibernation::format::count(n as i64, "ended token", "ended tokens")),
+        ),
+        Err(e) => unavailable(&state, req, &user, e),
+    }
+}
+
+carries_csrf!(CreateForm, EditForm);

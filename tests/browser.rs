@@ -358,6 +358,20 @@ fn actions_answer_in_place(name: &str, size: Option<(u32, u32)>) {
     assert!(browser.text(".group table").contains("Bob"));
     act_in_place(&browser, ".group table button", false, "Member removed.");
     no_overflow("/groups");
+
+    // Bob's own page: rights on a cache granted and taken away, a group joined, in place.
+    let bob = server.count("SELECT id AS n FROM users WHERE email = 'bob@example.com'");
+    browser.goto(&format!("{site}/users/{bob}"));
+    assert_eq!(browser.value("#email"), "bob@example.com");
+    browser.choose("#permission", "push:");
+    act_in_place(&browser, "#grant", false, "Granted push.");
+    assert!(browser.text("#user-grants").contains("main"));
+    no_overflow("a user's page");
+    act_in_place(&browser, ".revoke-access", true, "Access removed.");
+    assert!(browser.text("#user-grants").contains("No cache granted directly."));
+    act_in_place(&browser, "#join-group button", false, "Added to the group.");
+    assert!(browser.text("#user-groups").contains("builders"));
+    browser.goto(&format!("{site}/groups"));
     act_in_place(&browser, ".group form[hx-post$=\"/delete\"] button", true, "Group deleted.");
     assert!(!browser.source().contains("class=\"card group\""), "no group left");
 

@@ -115,6 +115,25 @@ pub fn grants_on(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<(i64, 
         .collect())
 }
 
+/// The caches a user has been granted access to: (cache id, cache name, level).
+pub fn grants_of(conn: &mut AnyConnection, UserId(user_id): UserId) -> DbResult<Vec<(i64, String, GrantLevel)>> {
+    use super::schema::caches;
+    let rows: Vec<(i64, String, bool, bool)> = cache_permissions::table
+        .inner_join(caches::table)
+        .filter(cache_permissions::user_id.eq(user_id))
+        .order(caches::name)
+        .select((caches::id, caches::name, cache_permissions::can_push, cache_permissions::can_manage))
+        .load(conn)?;
+    Ok(rows.into_iter().map(|(id, name, push, manage)| (id, name, GrantLevel::from_columns(push, manage))).collect())
+}
+
+/// An administrator's change of a user's display name and email address (how they sign in
+/// with a password); the login stays.
+pub fn set_profile(conn: &mut AnyConnection, UserId(user_id): UserId, name: &str, email: &str) -> DbResult<()> {
+    diesel::update(users::table.find(user_id)).set((users::name.eq(name), users::email.eq(email))).execute(conn)?;
+    Ok(())
+}
+
 pub fn revoke_grant(conn: &mut AnyConnection, CacheId(cache_id): CacheId, UserId(user_id): UserId) -> DbResult<()> {
     diesel::delete(cache_permissions::table.find((cache_id, user_id))).execute(conn)?;
     Ok(())

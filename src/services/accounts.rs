@@ -1,10 +1,12 @@
 //! User accounts as administrators and their owners change them: creating one with a
-//! password, changing one's name and password, deleting one (never the last administrator).
+//! password, changing one's name and password, an administrator's view and change of one
+//! account (name, email, password), deleting one (never the last administrator).
 
 use super::hot_cache::HotCache;
 use super::passwords;
 use crate::db::ids::UserId;
 use crate::db::mail::LinkPurpose;
+use crate::db::models::GrantLevel;
 use crate::db::models::User;
 use crate::db::{Db, DbError, groups, is_refused_rollback, is_unique_violation, users};
 
@@ -118,4 +120,74 @@ pub async fn delete(db: &Db, hot: &HotCache, UserId(id): UserId) -> Result<(), A
         Err(e) if is_refused_rollback(&e) => Err(AccountError::LastAdministrator),
         Err(e) => Err(e.into()),
     }
+}
+
+/// One account as an administrator sees it: its groups and its rights per cache.
+pub struct UserDetail {
+    pub user: User,
+    /// Groups the user is in, and the others: (id, name).
+    pub groups: Vec<(i64, String)>,
+    pub other_groups: Vec<(i64, String)>,
+    /// Caches the user was granted access to: (id, name, level).
+    pub grants: Vec<(i64, String, GrantLevel)>,
+    /// Caches without a grant to the user: (id, name).
+    pub other_caches: Vec<(i64, String)>,
+}
+
+pub async fn detail(db: &Db, UserId(id): UserId) -> Result<Option<UserDetail>, DbError> {
+    db.read(move |c| {
+        let Some(user) = users::find(c, id)? else { return Ok(None) };
+        let (mut member_of, mut other_groups) = (Vec::new(), Vec::new());
+        for group in groups::list(c)? {
+            let is_member = groups::members(c, group.id)?.iter().any(|(member, _)| *member == id);
+            if is_member { &mut member_of } else { &mut other_groups }.push((group.id, group.name));
+        }
+        let grants = users::grants_of(c, UserId(id))?;
+        let other_caches = crate::db::browse::caches_by_ids(c, None)?
+            .into_iter()
+            .filter(|cache| !grants.iter().any(|(granted, _, _)| *granted == cache.id))
+            .map(|cache| (cache.id, cache.name))
+            .collect();
+        Ok(Some(UserDetail { user, groups: member_of, other_groups, grants, other_caches }))
+    })
+    .await
+}
+
+/// An administrator sets someone's name and email address (which they sign in with).
+pub async fn set_profile(db: &Db, user: UserId, name: &str, email: &str) -> Result<(), AccountError> {
+    let (name, email) = (name.trim().to_string(), email.trim().to_ascii_lowercase());
+    if let Some(error) = super::display_name_error(&name) {
+        return Err(field("name", error));
+    }
+    if !email.contains('@') || email.contains(['\r', '\n', ' ']) {
+        return Err(field("email", "Enter a valid email address."));
+    }
+    match db.write(move |c| users::set_profile(c, user, &name, &email)).await {
+        Ok(()) => Ok(()),
+        Err(e) if is_unique_violation(&e) => Err(field("email", "Another user has this email address.")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// An administrator sets someone's password: every session of theirs ends (but
+/// `keep_session`, the administrator's own when they set their own), and reset links mailed
+/// earlier stop working.
+pub async fn set_password(
+    db: &Db,
+    UserId(id): UserId,
+    password: &str,
+    keep_session: Option<String>,
+) -> Result<(), AccountError> {
+    check_password("password", password)?;
+    let hash = passwords::hash_async(password).await;
+    db.write(move |c| {
+        users::set_password(c, id, &hash)?;
+        crate::db::mail::retire_links(c, id, LinkPurpose::Reset)?;
+        match &keep_session {
+            Some(keep) => crate::db::sessions::delete_others(c, id, keep),
+            None => crate::db::sessions::delete_for_user(c, id),
+        }
+    })
+    .await?;
+    Ok(())
 }

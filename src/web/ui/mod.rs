@@ -18,6 +18,7 @@ mod settings;
 mod storage;
 mod tokens;
 mod trust;
+mod user_page;
 mod users;
 
 use std::sync::Arc;
@@ -66,6 +67,13 @@ pub fn routes() -> Route {
         .at("/users/invite", post(users::invite))
         .at("/users/:id/reinvite", post(users::reinvite))
         .at("/users/:id/delete", post(users::delete))
+        .at("/users/:id", get(user_page::show))
+        .at("/users/:id/profile", post(user_page::profile))
+        .at("/users/:id/password", post(user_page::password))
+        .at("/users/:id/groups", post(user_page::join_group))
+        .at("/users/:id/groups/:group/remove", post(user_page::leave_group))
+        .at("/users/:id/access", post(user_page::grant))
+        .at("/users/:id/access/:cache/revoke", post(user_page::revoke))
         .at("/settings", get(settings::show).post(settings::save))
         .at("/settings/test-mail", post(settings::test_mail))
         .at("/settings/sso", post(settings::save_sso))

@@ -1,0 +1,219 @@
+//! One user's page (administrators only): their name and email, a new password (their
+//! sessions end), their groups, their rights per cache, and deleting them. Every change
+//! keeps an administrator (groups) and takes effect at once (remembered rights forgotten).
+
+use std::sync::Arc;
+
+use askama::Template;
+use poem::http::StatusCode;
+use poem::web::{Data, Path};
+use poem::{Request, Response, handler};
+use serde::Deserialize;
+
+use super::extract::{AdminForm, Administrator, carries_csrf};
+use super::{CsrfOnly, Failure, FormError, Layout, SESSION_COOKIE, cookie, done, render, unavailable};
+use crate::db::ids::{CacheId, GroupId, UserId};
+use crate::db::models::{GrantLevel, User};
+use crate::services::accounts::{self, AccountError, UserDetail};
+use crate::services::auth::hash_token;
+use crate::services::grants::{self, Grantee};
+use crate::services::groups::{self, GroupError};
+use crate::web::AppState;
+
+#[derive(Template)]
+#[template(path = "user.html")]
+struct UserPage {
+    layout: Layout,
+    detail: UserDetail,
+    /// What the profile form had when it was refused.
+    name: String,
+    email: String,
+    error: FormError,
+    levels: [GrantLevel; 3],
+}
+
+fn address(user: &User) -> &str {
+    user.email.as_deref().unwrap_or_default()
+}
+
+/// The page for user `id`; `typed` is a refused profile form's (name, email).
+async fn page(
+    state: &AppState,
+    req: &Request,
+    admin: &User,
+    id: i64,
+    typed: Option<(String, String)>,
+    error: FormError,
+) -> Response {
+    match accounts::detail(&state.db, UserId(id)).await {
+        Ok(Some(detail)) => {
+            let (name, email) = typed.unwrap_or_else(|| (detail.user.name.clone(), address(&detail.user).to_string()));
+            let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+            let layout = Layout::new(req, Some(admin));
+            let page = UserPage { layout, detail, name, email, error, levels: GrantLevel::ALL };
+            render(state, status, &page.layout, &page)
+        }
+        Ok(None) => super::not_found_page(),
+        Err(e) => unavailable(state, req, admin, e),
+    }
+}
+
+fn back(id: i64) -> String {
+    format!("/users/{id}")
+}
+
+#[handler]
+pub async fn show(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    Path(id): Path<i64>,
+    Administrator(admin): Administrator,
+) -> Response {
+    page(&state, req, &admin, id, None, FormError::default()).await
+}
+
+#[derive(Deserialize)]
+pub struct ProfileForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    email: String,
+}
+
+#[handler]
+pub async fn profile(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    Path(id): Path<i64>,
+    AdminForm { user, form }: AdminForm<ProfileForm>,
+) -> Response {
+    match accounts::set_profile(&state.db, UserId(id), &form.name, &form.email).await {
+        Ok(()) => done(&state, &back(id), "Name and email address saved."),
+        Err(AccountError::Field(field, text)) => {
+            page(&state, req, &user, id, Some((form.name, form.email)), FormError::new(field, text)).await
+        }
+        Err(e) => account_failure(&state, req, &user, e),
+    }
+}
+
+fn account_failure(state: &AppState, req: &Request, admin: &User, e: AccountError) -> Response {
+    match e {
+        AccountError::Db(e) => unavailable(state, req, admin, e),
+        other => Failure::Conflict { heading: "Not changed", text: other.to_string() }.page(state, req, Some(admin)),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    password: String,
+}
+
+#[handler]
+pub async fn password(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    Path(id): Path<i64>,
+    AdminForm { user, form }: AdminForm<PasswordForm>,
+) -> Response {
+    // Setting one's own password here keeps this session, as the account page does.
+    let keep = (id == user.id).then(|| cookie(req, SESSION_COOKIE).map(|t| hash_token(&t))).flatten();
+    match accounts::set_password(&state.db, UserId(id), &form.password, keep).await {
+        Ok(()) => done(&state, &back(id), "Password set. Their other sessions have ended."),
+        Err(AccountError::Field(field, text)) => page(&state, req, &user, id, None, FormError::new(field, text)).await,
+        Err(e) => account_failure(&state, req, &user, e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct GroupForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    group_id: i64,
+}
+
+fn group_outcome(
+    state: &AppState,
+    req: &Request,
+    admin: &User,
+    id: i64,
+    changed: Result<(), GroupError>,
+    notice: &str,
+) -> Response {
+    match changed {
+        Ok(()) => done(state, &back(id), notice),
+        Err(GroupError::Db(e)) => unavailable(state, req, admin, e),
+        Err(other) => {
+            Failure::Conflict { heading: "Not changed", text: other.to_string() }.page(state, req, Some(admin))
+        }
+    }
+}
+
+#[handler]
+pub async fn join_group(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    Path(id): Path<i64>,
+    AdminForm { user, form }: AdminForm<GroupForm>,
+) -> Response {
+    let joined = groups::add_member(&state.db, &state.hot, GroupId(form.group_id), UserId(id)).await;
+    group_outcome(&state, req, &user, id, joined, "Added to the group.")
+}
+
+#[handler]
+pub async fn leave_group(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    Path((id, group_id)): Path<(i64, i64)>,
+    AdminForm { user, .. }: AdminForm<CsrfOnly>,
+) -> Response {
+    let left = groups::remove_member(&state.db, &state.hot, GroupId(group_id), UserId(id)).await;
+    group_outcome(&state, req, &user, id, left, "Removed from the group.")
+}
+
+#[derive(Deserialize)]
+pub struct GrantForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    cache_id: i64,
+    #[serde(default)]
+    permission: String,
+}
+
+#[handler]
+pub async fn grant(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    Path(id): Path<i64>,
+    AdminForm { user, form }: AdminForm<GrantForm>,
+) -> Response {
+    let Some(level) = GrantLevel::parse(&form.permission) else {
+        return page(&state, req, &user, id, None, FormError::new("permission", "Choose read, push or manage.")).await;
+    };
+    match grants::grant(&state.db, Some(&state.hot), CacheId(form.cache_id), Grantee::User(UserId(id)), level).await {
+        Ok(true) => done(&state, &back(id), &format!("Granted {}.", level.name())),
+        Ok(false) => super::not_found_page(),
+        Err(e) => unavailable(&state, req, &user, e),
+    }
+}
+
+#[handler]
+pub async fn revoke(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    Path((id, cache_id)): Path<(i64, i64)>,
+    AdminForm { user, .. }: AdminForm<CsrfOnly>,
+) -> Response {
+    match grants::revoke(&state.db, &state.hot, CacheId(cache_id), Grantee::User(UserId(id))).await {
+        Ok(()) => done(&state, &back(id), "Access removed."),
+        Err(e) => unavailable(&state, req, &user, e),
+    }
+}
+
+carries_csrf!(ProfileForm, PasswordForm, GroupForm, GrantForm);

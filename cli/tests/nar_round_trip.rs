@@ -3,11 +3,12 @@
 //! the fuzzer kept (`fuzz/corpus/nar`, most of which are malformed on purpose) and the NARs
 //! `nix-store --dump` made for the fixtures.
 
-use std::io::Write;
+mod support;
+
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
 use hibernation::nix::nar::{dump_path, validate};
+use support::restore_with_nix;
 
 fn corpus() -> Vec<PathBuf> {
     let fuzz = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
@@ -19,21 +20,6 @@ fn corpus() -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
-}
-
-/// Unpacks `nar` with stock Nix into a new directory; the restored root, or Nix's complaint.
-fn restore_with_nix(nar: &[u8], dir: &tempfile::TempDir) -> Result<PathBuf, String> {
-    let root = dir.path().join("root");
-    let mut child = Command::new("nix-store")
-        .arg("--restore")
-        .arg(&root)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("nix-store runs (the test command installs nix-bin)");
-    child.stdin.take().unwrap().write_all(nar).unwrap();
-    let out = child.wait_with_output().unwrap();
-    if out.status.success() { Ok(root) } else { Err(String::from_utf8_lossy(&out.stderr).into_owned()) }
 }
 
 #[test]

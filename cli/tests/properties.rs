@@ -1,6 +1,9 @@
 //! Round-trip properties of the Nix formats, over generated inputs: Nix base32 decodes what it
 //! encodes for every length, a rendered narinfo parses back to the same value, and every NAR
-//! the writer produces is accepted by the reader and describes the tree it came from.
+//! the writer produces is accepted by the reader, describes the tree it came from, and
+//! unpacked by stock Nix serialises back to the very same bytes.
+
+mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -39,6 +42,12 @@ proptest! {
         let mut again = Vec::new();
         dump_path(&root, &mut again).unwrap();
         prop_assert_eq!(NarHash::digest(&again), NarHash::digest(&nar));
+        // Stock Nix unpacks it, and the unpacked tree serialises back to the same bytes.
+        let unpacked = tempfile::tempdir().unwrap();
+        let restored = support::restore_with_nix(&nar, &unpacked).unwrap();
+        let mut round_trip = Vec::new();
+        dump_path(&restored, &mut round_trip).unwrap();
+        prop_assert!(round_trip == nar, "re-serialised to {} bytes, not the {} Nix unpacked", round_trip.len(), nar.len());
         // Any truncation is refused.
         for cut in [1, nar.len() / 2, nar.len() - 1] {
             prop_assert!(validate(&nar[..cut]).is_err(), "a NAR cut at {} of {} was accepted", cut, nar.len());

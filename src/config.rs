@@ -221,10 +221,7 @@ impl Config {
             s3: s3_from_env()?,
             limits: limits_from_env()?,
             client_timeout: match var("CLIENT_TIMEOUT") {
-                Some(text) => match text.trim().parse::<u64>() {
-                    Ok(seconds) if seconds > 0 => std::time::Duration::from_secs(seconds),
-                    _ => bail!("CLIENT_TIMEOUT must be a number of seconds above zero, got {text:?}"),
-                },
+                Some(text) => client_timeout(&text)?,
                 None => std::time::Duration::from_secs(60),
             },
             lifecycle: lifecycle_from_env()?,
@@ -369,6 +366,14 @@ fn s3_from_env() -> anyhow::Result<Option<S3Config>> {
 }
 
 /// A lifetime such as `90d`, `12h`, `30m` or `45s` (admin options and environment).
+/// CLIENT_TIMEOUT: seconds (`60`) or a duration like the other timings (`60s`, `2m`).
+fn client_timeout(text: &str) -> anyhow::Result<std::time::Duration> {
+    match hibernation::format::parse_lifetime_seconds(text) {
+        Some(seconds) if seconds > 0 => Ok(std::time::Duration::from_secs(seconds as u64)),
+        _ => bail!("CLIENT_TIMEOUT must be a duration above zero such as 60, 60s or 2m, got {text:?}"),
+    }
+}
+
 pub fn parse_lifetime(text: &str) -> anyhow::Result<chrono::Duration> {
     use hibernation::format::{LIFETIME_RULE, parse_lifetime_seconds};
     let seconds =
@@ -378,7 +383,18 @@ pub fn parse_lifetime(text: &str) -> anyhow::Result<chrono::Duration> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{client_timeout, parse_size};
+
+    #[test]
+    fn client_timeouts_take_seconds_or_durations() {
+        assert_eq!(client_timeout("60").unwrap().as_secs(), 60);
+        assert_eq!(client_timeout("15s").unwrap().as_secs(), 15);
+        assert_eq!(client_timeout(" 2m ").unwrap().as_secs(), 120);
+        for bad in ["0", "0s", "", "soon", "-5", "5w"] {
+            let error = client_timeout(bad).unwrap_err().to_string();
+            assert!(error.contains("CLIENT_TIMEOUT must be a duration above zero"), "{bad}: {error}");
+        }
+    }
 
     #[test]
     fn sizes_take_binary_units() {

@@ -53,7 +53,7 @@ fn soak() {
         // Nix 2.8 retries a failed upload with the body it already sent (empty): the server
         // waits CLIENT_TIMEOUT for bytes that never come. Shorter than the default 60 s, so
         // the retries of this run fit in an operation's deadline.
-        ("CLIENT_TIMEOUT", "15"),
+        ("CLIENT_TIMEOUT", "15s"),
     ];
     let mut first = Server::start_with_storage(Backend::PostgresS3, &env, Some(s3));
     let token = first.bootstrap(&keys, false);

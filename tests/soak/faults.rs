@@ -40,7 +40,7 @@ impl SmallFilesystem {
         loop {
             match file.write_all(&chunk) {
                 Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(libc_enospc()) => break,
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
                 Err(e) => return Err(e),
             }
         }
@@ -48,10 +48,6 @@ impl SmallFilesystem {
         let _ = file.write_all(&chunk[..4096]);
         Ok(filler)
     }
-}
-
-fn libc_enospc() -> i32 {
-    28
 }
 
 impl Drop for SmallFilesystem {
@@ -104,6 +100,14 @@ impl Watch {
         }
     }
 
+    /// Samples every 250 ms until `at`.
+    fn sample_until(&mut self, at: Instant, replicas: [&Server; 2]) {
+        while Instant::now() < at {
+            self.sample(replicas);
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
     /// A replica's lifetime ends: what it answered joins the totals.
     fn lifetime_ended(&mut self, replica: usize, log: String) {
         for (status, n) in std::mem::take(&mut self.last_scrape[replica]) {
@@ -144,11 +148,7 @@ pub fn supervise(
     let start = Instant::now();
     let outage = Duration::from_secs(10).min(duration / 6);
     let wait_until = |fraction: f64, first: &Server, second: &Server, watch: &mut Watch| {
-        let at = start + duration.mul_f64(fraction);
-        while Instant::now() < at {
-            watch.sample([first, second]);
-            std::thread::sleep(Duration::from_millis(250));
-        }
+        watch.sample_until(start + duration.mul_f64(fraction), [first, second]);
     };
     let mut faults = Vec::new();
     // SOAK_FAULTS picks faults by name (kill, postgres, s3, full), to find which one a
@@ -160,7 +160,7 @@ pub fn supervise(
     if enabled("kill") {
         watch.sample([first, second]);
         let log = second.log();
-        println!("killing replica 2 at {}", chrono_now());
+        println!("killing replica 2 at {}", chrono::Utc::now().format("%H:%M:%S%.3f"));
         second.stop();
         watch.lifetime_ended(1, log);
         std::thread::sleep(Duration::from_secs(2));
@@ -186,10 +186,7 @@ pub fn supervise(
     if enabled("s3") {
         first.s3.as_mut().expect("the soak runs on S3").stop();
         let stopped = Instant::now();
-        while stopped.elapsed() < outage {
-            watch.sample([first, second]);
-            std::thread::sleep(Duration::from_millis(250));
-        }
+        watch.sample_until(stopped + outage, [first, second]);
         first.s3.as_mut().unwrap().resume();
         faults.push(Fault {
             name: "S3 server stopped",
@@ -203,10 +200,7 @@ pub fn supervise(
             Ok(fs) => match fs.fill() {
                 Ok(filler) => {
                     let filled = Instant::now();
-                    while filled.elapsed() < outage / 2 {
-                        watch.sample([first, second]);
-                        std::thread::sleep(Duration::from_millis(250));
-                    }
+                    watch.sample_until(filled + outage / 2, [first, second]);
                     std::fs::remove_file(&filler).unwrap();
                     format!("S3's filesystem (tmpfs) full for {:.1} s, then freed", filled.elapsed().as_secs_f64())
                 }
@@ -219,9 +213,4 @@ pub fn supervise(
 
     wait_until(1.0, first, second, watch);
     faults
-}
-
-fn chrono_now() -> String {
-    let out = Command::new("date").args(["-u", "+%H:%M:%S.%N"]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

@@ -38,8 +38,20 @@ async fn page(state: &AppState, req: &Request, user: &User, name: String, error:
 
 /// The answer to a change of groups: back to the list with `notice`, or why not.
 fn answer(state: &AppState, req: &Request, user: &User, result: Result<(), GroupError>, notice: &str) -> Response {
+    answer_at(state, req, user, result, "/groups", notice)
+}
+
+/// The answer to a change of groups made on page `to` (the groups list, a user's page).
+pub(super) fn answer_at(
+    state: &AppState,
+    req: &Request,
+    user: &User,
+    result: Result<(), GroupError>,
+    to: &str,
+    notice: &str,
+) -> Response {
     match result {
-        Ok(()) => done(state, "/groups", notice),
+        Ok(()) => done(state, to, notice),
         Err(GroupError::LastAdministrator) => {
             let text = "That would leave no administrator. Make someone else an administrator first.".into();
             Failure::Conflict { heading: "Not changed", text }.page(state, req, Some(user))

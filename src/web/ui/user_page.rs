@@ -17,7 +17,7 @@ use crate::db::models::{GrantLevel, User};
 use crate::services::accounts::{self, AccountError, UserDetail};
 use crate::services::auth::hash_token;
 use crate::services::grants::{self, Grantee};
-use crate::services::groups::{self, GroupError};
+use crate::services::groups;
 use crate::web::AppState;
 
 #[derive(Template)]
@@ -137,23 +137,6 @@ pub struct GroupForm {
     group_id: i64,
 }
 
-fn group_outcome(
-    state: &AppState,
-    req: &Request,
-    admin: &User,
-    id: i64,
-    changed: Result<(), GroupError>,
-    notice: &str,
-) -> Response {
-    match changed {
-        Ok(()) => done(state, &back(id), notice),
-        Err(GroupError::Db(e)) => unavailable(state, req, admin, e),
-        Err(other) => {
-            Failure::Conflict { heading: "Not changed", text: other.to_string() }.page(state, req, Some(admin))
-        }
-    }
-}
-
 #[handler]
 pub async fn join_group(
     req: &Request,
@@ -162,7 +145,7 @@ pub async fn join_group(
     AdminForm { user, form }: AdminForm<GroupForm>,
 ) -> Response {
     let joined = groups::add_member(&state.db, &state.hot, GroupId(form.group_id), UserId(id)).await;
-    group_outcome(&state, req, &user, id, joined, "Added to the group.")
+    super::groups::answer_at(&state, req, &user, joined, &back(id), "Added to the group.")
 }
 
 #[handler]
@@ -173,7 +156,7 @@ pub async fn leave_group(
     AdminForm { user, .. }: AdminForm<CsrfOnly>,
 ) -> Response {
     let left = groups::remove_member(&state.db, &state.hot, GroupId(group_id), UserId(id)).await;
-    group_outcome(&state, req, &user, id, left, "Removed from the group.")
+    super::groups::answer_at(&state, req, &user, left, &back(id), "Removed from the group.")
 }
 
 #[derive(Deserialize)]

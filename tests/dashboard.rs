@@ -777,7 +777,7 @@ fn administrators_can_come_from_a_group_and_one_always_remains() {
     ada.post("/users", &[("csrf", &csrf), ("name", "Bob"), ("email", "bob@example.com"), ("password", "bob password")]);
     assert_eq!(location(&ada.post("/groups", &[("csrf", &csrf), ("name", "admins"), ("administer", "on")])), "/groups");
     let groups = ada.get("/groups").text().unwrap();
-    assert!(groups.contains("Members are administrators."));
+    assert!(groups.contains("Members are administrators (every permission)."));
     let (group_id, bob_id) = first_group_and_user(&groups, "Bob");
     ada.post(&format!("/groups/{group_id}/members"), &[("csrf", &csrf), ("user_id", &bob_id)]);
 

@@ -1,6 +1,9 @@
-//! Groups: members, the global permission to create caches, and per-cache grants.
+//! Groups: members, the global permissions they give, and per-cache grants.
+
+use std::collections::HashMap;
 
 use super::ids::{CacheId, GroupId, UserId};
+use super::permissions::Permissions;
 use diesel::prelude::*;
 
 use super::models::GrantLevel;
@@ -11,53 +14,64 @@ use super::{AnyConnection, DbResult, now};
 pub struct Group {
     pub id: i64,
     pub name: String,
-    pub can_create_caches: bool,
-    pub can_administer: bool,
+    #[diesel(deserialize_as = i64)]
+    pub permissions: Permissions,
 }
 
-/// Global permissions a group gives its members.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct GroupPermissions {
-    pub create_caches: bool,
-    pub administer: bool,
-}
-
-pub fn create(conn: &mut AnyConnection, name: &str, permissions: GroupPermissions) -> DbResult<()> {
+pub fn create(conn: &mut AnyConnection, name: &str, permissions: Permissions) -> DbResult<()> {
     diesel::insert_into(user_groups::table)
         .values((
             user_groups::name.eq(name),
-            user_groups::can_create_caches.eq(permissions.create_caches),
-            user_groups::can_administer.eq(permissions.administer),
+            user_groups::permissions.eq(permissions.bits()),
             user_groups::created_at.eq(now()),
         ))
         .execute(conn)?;
     Ok(())
 }
 
-/// Is the user an administrator through one of their groups?
-pub fn administers(conn: &mut AnyConnection, user_id: i64) -> DbResult<bool> {
-    let ids = group_ids_of(conn, user_id)?;
-    Ok(user_groups::table
-        .filter(user_groups::id.eq_any(ids))
-        .filter(user_groups::can_administer.eq(true))
-        .select(user_groups::id)
-        .first::<i64>(conn)
-        .optional()?
-        .is_some())
+pub fn set_permissions(conn: &mut AnyConnection, GroupId(group_id): GroupId, permissions: Permissions) -> DbResult<()> {
+    diesel::update(user_groups::table.find(group_id))
+        .set(user_groups::permissions.eq(permissions.bits()))
+        .execute(conn)?;
+    Ok(())
 }
 
-/// How many users are administrators, by their own flag or through a group.
+pub fn find(conn: &mut AnyConnection, GroupId(group_id): GroupId) -> DbResult<Option<Group>> {
+    Ok(user_groups::table
+        .find(group_id)
+        .select((user_groups::id, user_groups::name, user_groups::permissions))
+        .first(conn)
+        .optional()?)
+}
+
+/// What the user's groups give them: the union of their permissions.
+pub fn permissions_of(conn: &mut AnyConnection, UserId(user_id): UserId) -> DbResult<Permissions> {
+    let held: Vec<i64> = group_members::table
+        .inner_join(user_groups::table)
+        .filter(group_members::user_id.eq(user_id))
+        .select(user_groups::permissions)
+        .load(conn)?;
+    Ok(held.into_iter().map(Permissions::from).fold(Permissions::NONE, Permissions::union))
+}
+
+/// How many users are administrators (hold every permission, by their own flag or through
+/// their groups) and can act as themselves.
 pub fn administrator_count(conn: &mut AnyConnection) -> DbResult<usize> {
-    let mut ids: Vec<i64> = users::table.filter(users::is_admin.eq(true)).select(users::id).load(conn)?;
-    ids.extend(
-        group_members::table
-            .inner_join(user_groups::table)
-            .filter(user_groups::can_administer.eq(true))
-            .select(group_members::user_id)
-            .load::<i64>(conn)?,
-    );
-    ids.sort_unstable();
-    ids.dedup();
+    let mut held: HashMap<i64, Permissions> = users::table
+        .filter(users::is_admin.eq(true))
+        .select(users::id)
+        .load::<i64>(conn)?
+        .into_iter()
+        .map(|id| (id, Permissions::ALL))
+        .collect();
+    let memberships: Vec<(i64, i64)> = group_members::table
+        .inner_join(user_groups::table)
+        .select((group_members::user_id, user_groups::permissions))
+        .load(conn)?;
+    for (user, bits) in memberships {
+        let entry = held.entry(user).or_default();
+        *entry = entry.union(Permissions::from(bits));
+    }
     // Someone invited by mail who has not chosen a password yet cannot act as anyone.
     let pending: Vec<i64> = super::schema::user_links::table
         .inner_join(users::table)
@@ -65,14 +79,13 @@ pub fn administrator_count(conn: &mut AnyConnection) -> DbResult<usize> {
         .filter(users::password_hash.is_null())
         .select(users::id)
         .load(conn)?;
-    ids.retain(|id| !pending.contains(id));
-    Ok(ids.len())
+    Ok(held.iter().filter(|(id, set)| set.is_all() && !pending.contains(id)).count())
 }
 
 pub fn list(conn: &mut AnyConnection) -> DbResult<Vec<Group>> {
     Ok(user_groups::table
         .order(user_groups::name)
-        .select((user_groups::id, user_groups::name, user_groups::can_create_caches, user_groups::can_administer))
+        .select((user_groups::id, user_groups::name, user_groups::permissions))
         .load(conn)?)
 }
 
@@ -108,18 +121,6 @@ pub fn remove_member(conn: &mut AnyConnection, GroupId(group_id): GroupId, UserI
 
 fn group_ids_of(conn: &mut AnyConnection, user_id: i64) -> DbResult<Vec<i64>> {
     Ok(group_members::table.filter(group_members::user_id.eq(user_id)).select(group_members::group_id).load(conn)?)
-}
-
-/// Does any of the user's groups hold the permission to create caches?
-pub fn may_create_caches(conn: &mut AnyConnection, user_id: i64) -> DbResult<bool> {
-    let ids = group_ids_of(conn, user_id)?;
-    Ok(user_groups::table
-        .filter(user_groups::id.eq_any(ids))
-        .filter(user_groups::can_create_caches.eq(true))
-        .select(user_groups::id)
-        .first::<i64>(conn)
-        .optional()?
-        .is_some())
 }
 
 /// The strongest grant the user's groups hold on a cache, if any.

@@ -15,6 +15,7 @@ pub mod mail;
 pub mod models;
 pub mod oidc;
 pub mod paths;
+pub mod permissions;
 pub mod schema;
 pub mod sessions;
 pub mod setup;

@@ -5,6 +5,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::permissions::{Permission, Permissions};
 use super::schema::*;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -136,12 +137,26 @@ pub struct User {
     pub id: i64,
     /// The display name, which its owner may change.
     pub name: String,
-    pub is_admin: bool,
+    /// All of them for an administrator by their own flag (`users.is_admin`); what their
+    /// groups give is added by `users::with_group_rights`.
+    #[diesel(column_name = is_admin, deserialize_as = bool)]
+    pub permissions: Permissions,
     pub password_hash: Option<String>,
     pub created_at: NaiveDateTime,
     pub email: Option<String>,
     /// Unique and never changed: how administrators and grant forms name the user.
     pub login: String,
+}
+
+impl User {
+    /// Holds every permission.
+    pub fn is_admin(&self) -> bool {
+        self.permissions.is_all()
+    }
+
+    pub fn holds(&self, permission: Permission) -> bool {
+        self.permissions.holds(permission)
+    }
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]

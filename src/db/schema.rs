@@ -195,9 +195,8 @@ diesel::table! {
     user_groups (id) {
         id -> BigInt,
         name -> Text,
-        can_create_caches -> Bool,
         created_at -> Timestamp,
-        can_administer -> Bool,
+        permissions -> BigInt,
     }
 }
 

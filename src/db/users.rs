@@ -93,10 +93,10 @@ pub fn delete(conn: &mut AnyConnection, user_id: i64) -> DbResult<()> {
     Ok(())
 }
 
-/// Marks the user as an administrator when one of their groups makes them one.
+/// Adds what the user's groups give them to their own permissions.
 pub fn with_group_rights(conn: &mut AnyConnection, mut user: User) -> DbResult<User> {
-    if !user.is_admin {
-        user.is_admin = super::groups::administers(conn, user.id)?;
+    if !user.is_admin() {
+        user.permissions = user.permissions.union(super::groups::permissions_of(conn, UserId(user.id))?);
     }
     Ok(user)
 }

@@ -8,6 +8,7 @@ use crate::db::ids::UserId;
 use crate::db::mail::LinkPurpose;
 use crate::db::models::GrantLevel;
 use crate::db::models::User;
+use crate::db::permissions::Permissions;
 use crate::db::{Db, DbError, groups, is_refused_rollback, is_unique_violation, users};
 
 #[derive(Debug, thiserror::Error)]
@@ -32,8 +33,9 @@ fn check_password(field_name: &'static str, password: &str) -> Result<(), Accoun
     Ok(())
 }
 
+/// Every account, with the permissions their groups give them.
 pub async fn list(db: &Db) -> Result<Vec<User>, DbError> {
-    db.read(users::list).await
+    db.read(|c| users::list(c)?.into_iter().map(|user| users::with_group_rights(c, user)).collect()).await
 }
 
 /// A new account that signs in with its email address (also its login) and `password`.
@@ -137,6 +139,7 @@ pub struct UserDetail {
 pub async fn detail(db: &Db, UserId(id): UserId) -> Result<Option<UserDetail>, DbError> {
     db.read(move |c| {
         let Some(user) = users::find(c, id)? else { return Ok(None) };
+        let user = users::with_group_rights(c, user)?;
         let (mut member_of, mut other_groups) = (Vec::new(), Vec::new());
         for group in groups::list(c)? {
             let is_member = groups::members(c, group.id)?.iter().any(|(member, _)| *member == id);
@@ -149,6 +152,19 @@ pub async fn detail(db: &Db, UserId(id): UserId) -> Result<Option<UserDetail>, D
             .map(|cache| (cache.id, cache.name))
             .collect();
         Ok(Some(UserDetail { user, groups: member_of, other_groups, grants, other_caches }))
+    })
+    .await
+}
+
+/// What `target` holds that `actor` does not, if anything: nobody changes an account that
+/// holds more than they do (setting an administrator's password would make anyone who may
+/// edit users an administrator). `None` also for a user who does not exist.
+pub async fn beyond_reach(db: &Db, actor: &User, UserId(target): UserId) -> Result<Option<Permissions>, DbError> {
+    let actor = actor.permissions;
+    db.read(move |c| {
+        let Some(user) = users::find(c, target)? else { return Ok(None) };
+        let held = users::with_group_rights(c, user)?.permissions;
+        Ok((!actor.covers(held)).then_some(held))
     })
     .await
 }

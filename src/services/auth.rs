@@ -5,6 +5,7 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 use sha2::{Digest, Sha256};
 
+use crate::db::permissions::Permissions;
 use crate::db::users::TokenScope;
 use crate::db::{AnyConnection, Db, DbError, DbResult, now, users};
 
@@ -17,7 +18,8 @@ const LAST_USED_RESOLUTION: Duration = Duration::minutes(1);
 pub struct Caller {
     pub user_id: i64,
     pub user_name: String,
-    pub is_admin: bool,
+    /// The user's global permissions (a token's scope narrows only cache rights).
+    pub permissions: Permissions,
     pub token_name: String,
     /// The token's limits; a dashboard session has none.
     pub scope: TokenScope,
@@ -26,12 +28,16 @@ pub struct Caller {
 }
 
 impl Caller {
+    pub fn is_admin(&self) -> bool {
+        self.permissions.is_all()
+    }
+
     /// The signed-in dashboard user, with all of their own rights.
     pub fn session(user: &crate::db::models::User) -> Self {
         Self {
             user_id: user.id,
             user_name: user.name.clone(),
-            is_admin: user.is_admin,
+            permissions: user.permissions,
             token_name: String::new(),
             scope: TokenScope::default(),
             expires_at: None,
@@ -104,7 +110,7 @@ pub async fn authenticate(db: &Db, token: &str) -> Result<Caller, AuthError> {
     Ok(Caller {
         user_id: user.id,
         user_name: user.name,
-        is_admin: user.is_admin,
+        permissions: user.permissions,
         token_name: token.name,
         scope,
         expires_at: token.expires_at,

@@ -11,7 +11,7 @@ use crate::db::browse::{self, DeleteOutcome};
 use crate::db::caches::CacheSettings;
 use crate::db::ids::{CacheId, UserId};
 use crate::db::models::{Cache, GrantLevel, QuotaPolicy, User};
-use crate::db::{Db, DbError, caches, groups, is_unique_violation, upstreams, users};
+use crate::db::{Db, DbError, caches, is_unique_violation, upstreams, users};
 use crate::storage::Storage;
 
 /// A setting that breaks a rule: which field, and what to do instead.
@@ -91,19 +91,10 @@ pub enum CacheError {
     Db(#[from] DbError),
 }
 
-/// Whether `user` may create caches: administrators and members of a group allowed to.
-pub async fn may_create(db: &Db, user: &User) -> Result<bool, DbError> {
-    if user.is_admin {
-        return Ok(true);
-    }
-    let id = user.id;
-    db.read(move |c| groups::may_create_caches(c, id)).await
-}
-
 /// Creates a cache. A creator who is not an administrator gets the manage right on it;
 /// `None` (the admin CLI) grants nothing.
 pub async fn create(db: &Db, creator: Option<&User>, name: &str, settings: CacheSettings) -> Result<Cache, CacheError> {
-    let (owned, manager) = (name.to_string(), creator.filter(|u| !u.is_admin).map(|u| UserId(u.id)));
+    let (owned, manager) = (name.to_string(), creator.filter(|u| !u.is_admin()).map(|u| UserId(u.id)));
     let created = db
         .write(move |c| {
             let cache = caches::create(c, &owned, &settings)?;

@@ -1,10 +1,32 @@
 //! Who may use a cache beyond its public reads: grants to users and groups, and the lists
 //! the settings page offers. A change takes effect at once (remembered rights forgotten).
 
+use super::access::{Access, access_to};
+use super::auth::Caller;
 use super::hot_cache::HotCache;
 use crate::db::ids::{CacheId, GroupId, UserId};
-use crate::db::models::GrantLevel;
+use crate::db::models::{GrantLevel, User};
 use crate::db::{Db, DbError, groups, users};
+
+/// What `user` may do with the cache `cache` (by id); `None` when there is no such cache.
+/// Nobody grants more than this, nor takes away a grant above it.
+pub async fn access_of(db: &Db, user: &User, CacheId(cache): CacheId) -> Result<Option<Access>, DbError> {
+    let caller = Caller::session(user);
+    db.read(move |c| {
+        let Some(found) = crate::db::browse::caches_by_ids(c, Some(&[cache]))?.into_iter().find(|f| f.id == cache)
+        else {
+            return Ok(None);
+        };
+        access_to(c, Some(&caller), &found).map(Some)
+    })
+    .await
+}
+
+/// The grant given to the user directly on the cache, if any.
+pub async fn direct_grant(db: &Db, user: UserId, CacheId(cache): CacheId) -> Result<Option<GrantLevel>, DbError> {
+    let grants = db.read(move |c| users::grants_of(c, user)).await?;
+    Ok(grants.into_iter().find(|(id, _, _)| *id == cache).map(|(_, _, level)| level))
+}
 
 /// Who a grant is for.
 #[derive(Debug, Clone, Copy)]
@@ -70,7 +92,7 @@ pub async fn access_lists(db: &Db, CacheId(cache_id): CacheId) -> Result<AccessL
         let grants = users::grants_on(c, cache_id)?;
         let candidates = users::list(c)?
             .into_iter()
-            .filter(|u| !u.is_admin && !grants.iter().any(|(id, _, _)| *id == u.id))
+            .filter(|u| !u.is_admin() && !grants.iter().any(|(id, _, _)| *id == u.id))
             .map(|u| (u.id, users::labelled(&u.name, &u.login)))
             .collect();
         let group_grants = groups::grants_on(c, cache_id)?;

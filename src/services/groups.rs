@@ -1,10 +1,14 @@
-//! Groups of users: their global permissions (create caches, administer), members, and
-//! deletion. No change may leave the server without an administrator.
+//! Groups of users: the global permissions they give, members, and deletion.
+//!
+//! Two rules hold for every change: nobody changes a group that gives more than they hold
+//! themselves (its permissions, its members, its existence), nor gives a group more than
+//! they hold; and no change leaves the server without an administrator.
 
 use super::hot_cache::HotCache;
-use crate::db::groups::{self, Group, GroupPermissions};
+use crate::db::groups::{self, Group};
 use crate::db::ids::{GroupId, UserId};
-use crate::db::{Db, DbError, is_refused_rollback, is_unique_violation, users};
+use crate::db::permissions::Permissions;
+use crate::db::{AnyConnection, Db, DbError, DbResult, is_refused_rollback, is_unique_violation, users};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GroupError {
@@ -12,6 +16,10 @@ pub enum GroupError {
     NameTaken,
     #[error("that would leave no administrator; make someone else an administrator first")]
     LastAdministrator,
+    #[error("that group gives permissions you do not hold ({0}); only someone who holds them may change it")]
+    BeyondYourRights(String),
+    #[error("there is no such group")]
+    NotFound,
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -42,17 +50,20 @@ pub async fn list(db: &Db) -> Result<Vec<GroupView>, DbError> {
     .await
 }
 
+/// What a change found wrong before it changed anything.
+type Checked = Result<(), GroupError>;
+
 /// Runs a change to groups and forgets remembered rights after it, mapping a change that
 /// would leave no administrator to [`GroupError::LastAdministrator`].
 async fn change(
     db: &Db,
     hot: &HotCache,
-    apply: impl FnOnce(&mut crate::db::AnyConnection) -> crate::db::DbResult<()> + Send + 'static,
+    apply: impl FnOnce(&mut AnyConnection) -> DbResult<Checked> + Send + 'static,
 ) -> Result<(), GroupError> {
     match db.write(move |c| groups::keeping_an_administrator(c, apply)).await {
-        Ok(()) => {
+        Ok(checked) => {
             hot.forget_rights();
-            Ok(())
+            checked
         }
         Err(e) if is_refused_rollback(&e) => Err(GroupError::LastAdministrator),
         Err(e) if is_unique_violation(&e) => Err(GroupError::NameTaken),
@@ -60,19 +71,77 @@ async fn change(
     }
 }
 
-pub async fn create(db: &Db, hot: &HotCache, name: &str, permissions: GroupPermissions) -> Result<(), GroupError> {
+/// Runs `apply` on the group if `actor` holds everything it gives (checked in the same
+/// transaction, so a concurrent widening of the group cannot slip through).
+async fn change_group(
+    db: &Db,
+    hot: &HotCache,
+    actor: Permissions,
+    group: GroupId,
+    apply: impl FnOnce(&mut AnyConnection, &Group) -> DbResult<()> + Send + 'static,
+) -> Result<(), GroupError> {
+    change(db, hot, move |c| {
+        let Some(found) = groups::find(c, group)? else { return Ok(Err(GroupError::NotFound)) };
+        if !actor.covers(found.permissions) {
+            return Ok(Err(GroupError::BeyondYourRights(found.permissions.describe())));
+        }
+        apply(c, &found).map(Ok)
+    })
+    .await
+}
+
+/// The refusal of giving a group `wanted` when `actor` does not hold all of it.
+fn beyond(actor: Permissions, wanted: Permissions) -> Checked {
+    match actor.covers(wanted) {
+        true => Ok(()),
+        false => Err(GroupError::BeyondYourRights(wanted.describe())),
+    }
+}
+
+pub async fn create(
+    db: &Db,
+    hot: &HotCache,
+    actor: Permissions,
+    name: &str,
+    permissions: Permissions,
+) -> Result<(), GroupError> {
+    beyond(actor, permissions)?;
     let name = name.to_string();
-    change(db, hot, move |c| groups::create(c, &name, permissions)).await
+    change(db, hot, move |c| groups::create(c, &name, permissions).map(Ok)).await
 }
 
-pub async fn add_member(db: &Db, hot: &HotCache, group: GroupId, user: UserId) -> Result<(), GroupError> {
-    change(db, hot, move |c| groups::add_member(c, group, user)).await
+/// Changes what a group gives; the actor must hold both what it gave and what it will give.
+pub async fn set_permissions(
+    db: &Db,
+    hot: &HotCache,
+    actor: Permissions,
+    group: GroupId,
+    permissions: Permissions,
+) -> Result<(), GroupError> {
+    beyond(actor, permissions)?;
+    change_group(db, hot, actor, group, move |c, _| groups::set_permissions(c, group, permissions)).await
 }
 
-pub async fn remove_member(db: &Db, hot: &HotCache, group: GroupId, user: UserId) -> Result<(), GroupError> {
-    change(db, hot, move |c| groups::remove_member(c, group, user)).await
+pub async fn add_member(
+    db: &Db,
+    hot: &HotCache,
+    actor: Permissions,
+    group: GroupId,
+    user: UserId,
+) -> Result<(), GroupError> {
+    change_group(db, hot, actor, group, move |c, _| groups::add_member(c, group, user)).await
 }
 
-pub async fn delete(db: &Db, hot: &HotCache, GroupId(group): GroupId) -> Result<(), GroupError> {
-    change(db, hot, move |c| groups::delete(c, group)).await
+pub async fn remove_member(
+    db: &Db,
+    hot: &HotCache,
+    actor: Permissions,
+    group: GroupId,
+    user: UserId,
+) -> Result<(), GroupError> {
+    change_group(db, hot, actor, group, move |c, _| groups::remove_member(c, group, user)).await
+}
+
+pub async fn delete(db: &Db, hot: &HotCache, actor: Permissions, group: GroupId) -> Result<(), GroupError> {
+    change_group(db, hot, actor, group, move |c, _| groups::delete(c, group.0)).await
 }

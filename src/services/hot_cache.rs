@@ -254,7 +254,7 @@ mod tests {
             name: "Ann".into(),
             email: None,
             password_hash: None,
-            is_admin: false,
+            permissions: crate::db::permissions::Permissions::NONE,
             created_at: crate::db::now(),
         };
         let caller = Caller::session(&user);

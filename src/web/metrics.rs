@@ -91,7 +91,7 @@ pub async fn scrape(req: &Request, state: Data<&Arc<AppState>>) -> Result<Respon
     };
     match optional_caller(&state, req).await? {
         // Metrics name every cache: a token narrowed to some caches, or to reading, is not enough.
-        Some(caller) if caller.is_admin && caller.scope.is_unlimited() => Ok(text(exposition(&state, handle).await?)),
+        Some(caller) if caller.is_admin() && caller.scope.is_unlimited() => Ok(text(exposition(&state, handle).await?)),
         Some(_) => Err(AppError::Forbidden("metrics need an administrator's API token without a scope".into())),
         None => Err(AppError::Unauthorized("metrics need an administrator's API token (Bearer)".into())),
     }

@@ -8,6 +8,8 @@ use poem::web::{Data, Path};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
+use crate::db::permissions::Permission;
+
 use super::caches::{CacheForm, not_found, readable};
 use super::extract::{CheckedForm, SignedIn, carries_csrf};
 use super::{CsrfOnly, Failure, FormError, Layout, done, moved, render, unavailable};
@@ -100,8 +102,8 @@ pub(super) async fn settings_page_with(
         cache,
         values,
         policies: QuotaPolicy::ALL,
-        can_delete: user.is_admin,
-        can_edit_upstreams: user.is_admin,
+        can_delete: user.holds(Permission::ManageCaches),
+        can_edit_upstreams: user.holds(Permission::EditSettings),
         error,
         grants: lists.grants,
         candidates: lists.candidates,
@@ -162,7 +164,7 @@ pub async fn update(
     };
     // An empty name keeps the current one.
     let new_name = Some(form.name.trim()).filter(|n| !n.is_empty()).unwrap_or(&cache.name).to_string();
-    let settings = match form.validate(&new_name, user.is_admin) {
+    let settings = match form.validate(&new_name, user.holds(Permission::EditSettings)) {
         Ok(valid) => valid,
         Err(error) => return settings_page(&state, req, &user, cache, form, error).await,
     };
@@ -198,8 +200,12 @@ async fn destroy(
         Ok(found) => found,
         Err(response) => return response,
     };
-    if whole_cache && !user.is_admin {
-        return Failure::Forbidden("Only administrators delete caches.".into()).page(state, req, Some(&user));
+    if whole_cache && !user.holds(Permission::ManageCaches) {
+        return Failure::Forbidden("Only those who may manage every cache delete caches.".into()).page(
+            state,
+            req,
+            Some(&user),
+        );
     }
     if form.confirm.trim() != cache.name {
         let field = if whole_cache { "confirm-delete" } else { "confirm-clear" };

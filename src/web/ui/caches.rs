@@ -16,6 +16,7 @@ use crate::db::DbError;
 use crate::db::browse::{DeleteOutcome, PAGE_SIZE, PathRow, SortKey};
 use crate::db::caches::CacheSettings;
 use crate::db::models::{Cache, QuotaPolicy, User};
+use crate::db::permissions::Permission;
 use crate::services::access::Access;
 use crate::services::caches::{self as cache_rules, CacheError};
 use crate::services::dashboard::{self, CacheSummary, PathsPage};
@@ -64,11 +65,6 @@ pub fn not_found(state: &AppState, req: &Request, user: &User, name: &str) -> Re
     Failure::NoSuchCache(name.to_string()).page(state, req, Some(user))
 }
 
-/// Administrators, and members of a group holding the permission, create caches.
-async fn may_create_caches(state: &AppState, user: &User) -> bool {
-    cache_rules::may_create(&state.db, user).await.unwrap_or(false)
-}
-
 async fn visible_caches(state: &AppState, user: &User) -> Result<Vec<CacheRow>, DbError> {
     let summaries = dashboard::visible_caches(&state.db, user).await?;
     Ok(summaries
@@ -87,12 +83,12 @@ async fn list_page(state: &AppState, req: &Request, user: &User, form: CacheForm
     let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     match visible_caches(state, user).await {
         Ok(caches) => {
-            let can_create = may_create_caches(state, user).await;
+            let can_create = user.holds(Permission::CreateCaches);
             let page = CachesPage {
                 layout: Layout::new(req, Some(user)),
                 caches,
                 can_create,
-                can_edit_upstreams: user.is_admin,
+                can_edit_upstreams: user.holds(Permission::EditSettings),
                 form,
                 error,
                 policies: QuotaPolicy::ALL,
@@ -195,11 +191,11 @@ pub async fn create(
     state: Data<&Arc<AppState>>,
     CheckedForm { user, form }: CheckedForm<CacheForm>,
 ) -> Response {
-    if !may_create_caches(&state, &user).await {
-        let text = "Only administrators and members of a group allowed to create caches create them.".into();
+    if !user.holds(Permission::CreateCaches) {
+        let text = "Only members of a group allowed to create caches create them.".into();
         return Failure::Forbidden(text).page(&state, req, Some(&user));
     }
-    let settings = match form.validate(&form.name, user.is_admin) {
+    let settings = match form.validate(&form.name, user.holds(Permission::EditSettings)) {
         Ok(valid) => valid,
         Err(error) => return list_page(&state, req, &user, form, error).await,
     };

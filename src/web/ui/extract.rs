@@ -2,19 +2,22 @@
 //! as an argument and get the user (and the form) only when the check passed:
 //!
 //! - [`SignedIn`]: a signed-in user; anyone else is sent to setup or sign-in and back.
-//! - [`Administrator`]: a signed-in administrator; others get a 403 page.
-//! - [`CheckedForm`] / [`AdminForm`]: the same, with a form whose CSRF token is valid.
+//! - [`Holding<P>`]: a signed-in user holding the global permission `P` (see [`need`]);
+//!   others get a 403 page.
+//! - [`CheckedForm`] / [`HoldingForm`]: the same, with a form whose CSRF token is valid.
 //! - [`AnonymousForm`]: a form with a valid CSRF token from someone not signed in (setup,
 //!   sign-in, links from mails).
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use poem::web::Form;
 use poem::{FromRequest, Request, RequestBody};
 use serde::de::DeserializeOwned;
 
-use super::{admin_refusal, csrf_refusal, signed_in};
+use super::{Failure, csrf_refusal, signed_in};
 use crate::db::models::User;
+use crate::db::permissions::Permission;
 use crate::web::AppState;
 
 /// A form that carries the CSRF token its page was drawn with.
@@ -36,7 +39,36 @@ pub(crate) use carries_csrf;
 
 pub struct SignedIn(pub User);
 
-pub struct Administrator(pub User);
+/// A global permission a handler needs, as a type: `Holding<need::EditUsers>`.
+pub trait Need {
+    const PERMISSION: Permission;
+    /// The 403 page's text for someone without it.
+    const REFUSAL: &'static str;
+}
+
+/// The permissions handlers can need.
+pub mod need {
+    macro_rules! needs {
+        ($($name:ident: $refusal:literal),+ $(,)?) => {
+            $(pub struct $name;
+            impl super::Need for $name {
+                const PERMISSION: crate::db::permissions::Permission = crate::db::permissions::Permission::$name;
+                const REFUSAL: &'static str = $refusal;
+            })+
+        };
+    }
+    needs!(
+        ViewSettings: "Your groups do not give you the right to see the server settings.",
+        EditSettings: "Your groups do not give you the right to change the server settings.",
+        ViewGroups: "Your groups do not give you the right to see groups.",
+        EditGroups: "Your groups do not give you the right to change groups.",
+        ViewUsers: "Your groups do not give you the right to see users.",
+        EditUsers: "Your groups do not give you the right to change users.",
+    );
+}
+
+/// A signed-in user who holds the permission `P`.
+pub struct Holding<P: Need>(pub User, pub PhantomData<P>);
 
 /// A signed-in user's form with a valid CSRF token.
 pub struct CheckedForm<T> {
@@ -47,10 +79,11 @@ pub struct CheckedForm<T> {
 /// A form with a valid CSRF token, from anyone (the double-submit cookie before sign-in).
 pub struct AnonymousForm<T>(pub T);
 
-/// An administrator's form with a valid CSRF token.
-pub struct AdminForm<T> {
+/// The form, with a valid CSRF token, of a user who holds the permission `P`.
+pub struct HoldingForm<P: Need, T> {
     pub user: User,
     pub form: T,
+    needs: PhantomData<P>,
 }
 
 fn state(req: &Request) -> Arc<AppState> {
@@ -62,11 +95,12 @@ async fn user_of(req: &Request) -> poem::Result<User> {
     signed_in(&state(req), req).await.map_err(poem::Error::from_response)
 }
 
-fn administrator(req: &Request, user: User) -> poem::Result<User> {
-    match admin_refusal(&state(req), req, &user, "Only administrators can open this page or do this.") {
-        Some(refused) => Err(poem::Error::from_response(refused)),
-        None => Ok(user),
+fn holding<P: Need>(req: &Request, user: User) -> poem::Result<User> {
+    if user.holds(P::PERMISSION) {
+        return Ok(user);
     }
+    let refused = Failure::Forbidden(P::REFUSAL.into()).page(&state(req), req, Some(&user));
+    Err(poem::Error::from_response(refused))
 }
 
 /// The form in the body, if its CSRF token is the one this session's pages carry.
@@ -88,9 +122,9 @@ impl<'a> FromRequest<'a> for SignedIn {
     }
 }
 
-impl<'a> FromRequest<'a> for Administrator {
+impl<'a, P: Need + Send> FromRequest<'a> for Holding<P> {
     async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
-        administrator(req, user_of(req).await?).map(Self)
+        holding::<P>(req, user_of(req).await?).map(|user| Self(user, PhantomData))
     }
 }
 
@@ -102,11 +136,11 @@ impl<'a, T: DeserializeOwned + CarriesCsrf + Send> FromRequest<'a> for CheckedFo
     }
 }
 
-impl<'a, T: DeserializeOwned + CarriesCsrf + Send> FromRequest<'a> for AdminForm<T> {
+impl<'a, P: Need + Send, T: DeserializeOwned + CarriesCsrf + Send> FromRequest<'a> for HoldingForm<P, T> {
     async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
         let user = user_of(req).await?;
         let form = checked_form(req, body, Some(&user)).await?;
-        Ok(Self { user: administrator(req, user)?, form })
+        Ok(Self { user: holding::<P>(req, user)?, form, needs: PhantomData })
     }
 }
 

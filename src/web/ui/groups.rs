@@ -1,5 +1,7 @@
-//! Groups (administrators only): create with global permissions, members, delete.
+//! Groups: seen by those who may view groups; created, changed (global permissions,
+//! members) and deleted by those who may edit them, never beyond what they hold.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use askama::Template;
@@ -8,11 +10,11 @@ use poem::web::{Data, Path};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
-use super::extract::{AdminForm, Administrator, carries_csrf};
+use super::extract::{Holding, HoldingForm, carries_csrf, need};
 use super::{CsrfOnly, Failure, FormError, Layout, done, render, unavailable};
-use crate::db::groups::GroupPermissions;
 use crate::db::ids::{GroupId, UserId};
 use crate::db::models::User;
+use crate::db::permissions::{Permission, Permissions};
 use crate::services::groups::{self as group_service, GroupError};
 use crate::web::AppState;
 
@@ -23,13 +25,20 @@ struct GroupsPage {
     groups: Vec<group_service::GroupView>,
     name: String,
     error: FormError,
+    permissions: [Permission; 9],
 }
 
 async fn page(state: &AppState, req: &Request, user: &User, name: String, error: FormError) -> Response {
     match group_service::list(&state.db).await {
         Ok(views) => {
             let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
-            let page = GroupsPage { layout: Layout::new(req, Some(user)), groups: views, name, error };
+            let page = GroupsPage {
+                layout: Layout::new(req, Some(user)),
+                groups: views,
+                name,
+                error,
+                permissions: Permission::ALL,
+            };
             render(state, status, &page.layout, &page)
         }
         Err(e) => unavailable(state, req, user, e),
@@ -56,19 +65,18 @@ pub(super) fn answer_at(
             let text = "That would leave no administrator. Make someone else an administrator first.".into();
             Failure::Conflict { heading: "Not changed", text }.page(state, req, Some(user))
         }
-        Err(GroupError::NameTaken) => {
-            Failure::Invalid { heading: "Not changed", text: GroupError::NameTaken.to_string() }.page(
-                state,
-                req,
-                Some(user),
-            )
+        Err(e @ GroupError::BeyondYourRights(_)) => {
+            Failure::Forbidden(format!("Nothing was changed: {e}.")).page(state, req, Some(user))
+        }
+        Err(e @ (GroupError::NameTaken | GroupError::NotFound)) => {
+            Failure::Invalid { heading: "Not changed", text: e.to_string() }.page(state, req, Some(user))
         }
         Err(GroupError::Db(e)) => unavailable(state, req, user, e),
     }
 }
 
 #[handler]
-pub async fn list(req: &Request, state: Data<&Arc<AppState>>, Administrator(user): Administrator) -> Response {
+pub async fn list(req: &Request, state: Data<&Arc<AppState>>, Holding(user, _): Holding<need::ViewGroups>) -> Response {
     page(&state, req, &user, String::new(), FormError::default()).await
 }
 
@@ -78,31 +86,50 @@ pub struct CreateForm {
     csrf: String,
     #[serde(default)]
     name: String,
-    #[serde(default)]
-    create_caches: Option<String>,
-    #[serde(default)]
-    administer: Option<String>,
+    /// A checkbox per permission, named by its key.
+    #[serde(flatten)]
+    checked: HashMap<String, String>,
 }
 
 #[handler]
 pub async fn create(
     req: &Request,
     state: Data<&Arc<AppState>>,
-    AdminForm { user, form }: AdminForm<CreateForm>,
+    HoldingForm { user, form, .. }: HoldingForm<need::EditGroups, CreateForm>,
 ) -> Response {
     let name = form.name.trim().to_string();
     if name.is_empty() || name.len() > 100 {
         return page(&state, req, &user, form.name, FormError::new("name", "Enter a name of 1 to 100 characters."))
             .await;
     }
-    let permissions =
-        GroupPermissions { create_caches: form.create_caches.is_some(), administer: form.administer.is_some() };
-    match group_service::create(&state.db, &state.hot, &name, permissions).await {
+    let permissions = Permissions::from_form(&form.checked);
+    match group_service::create(&state.db, &state.hot, user.permissions, &name, permissions).await {
         Err(GroupError::NameTaken) => {
             page(&state, req, &user, name, FormError::new("name", "A group with this name exists.")).await
         }
         result => answer(&state, req, &user, result, &format!("Group {name} created.")),
     }
+}
+
+#[derive(Deserialize)]
+pub struct PermissionsForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(flatten)]
+    checked: HashMap<String, String>,
+}
+
+#[handler]
+pub async fn set_permissions(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    Path(id): Path<i64>,
+    HoldingForm { user, form, .. }: HoldingForm<need::EditGroups, PermissionsForm>,
+) -> Response {
+    let permissions = Permissions::from_form(&form.checked);
+    let changed =
+        group_service::set_permissions(&state.db, &state.hot, user.permissions, GroupId(id), permissions).await;
+    answer(&state, req, &user, changed, "Permissions changed.")
 }
 
 #[derive(Deserialize)]
@@ -118,9 +145,10 @@ pub async fn add_member(
     req: &Request,
     state: Data<&Arc<AppState>>,
     Path(id): Path<i64>,
-    AdminForm { user, form }: AdminForm<MemberForm>,
+    HoldingForm { user, form, .. }: HoldingForm<need::EditGroups, MemberForm>,
 ) -> Response {
-    let added = group_service::add_member(&state.db, &state.hot, GroupId(id), UserId(form.user_id)).await;
+    let added =
+        group_service::add_member(&state.db, &state.hot, user.permissions, GroupId(id), UserId(form.user_id)).await;
     answer(&state, req, &user, added, "Member added.")
 }
 
@@ -129,9 +157,10 @@ pub async fn remove_member(
     req: &Request,
     state: Data<&Arc<AppState>>,
     Path((id, member)): Path<(i64, i64)>,
-    AdminForm { user, .. }: AdminForm<CsrfOnly>,
+    HoldingForm { user, .. }: HoldingForm<need::EditGroups, CsrfOnly>,
 ) -> Response {
-    let removed = group_service::remove_member(&state.db, &state.hot, GroupId(id), UserId(member)).await;
+    let removed =
+        group_service::remove_member(&state.db, &state.hot, user.permissions, GroupId(id), UserId(member)).await;
     answer(&state, req, &user, removed, "Member removed.")
 }
 
@@ -140,10 +169,10 @@ pub async fn delete(
     req: &Request,
     state: Data<&Arc<AppState>>,
     Path(id): Path<i64>,
-    AdminForm { user, .. }: AdminForm<CsrfOnly>,
+    HoldingForm { user, .. }: HoldingForm<need::EditGroups, CsrfOnly>,
 ) -> Response {
-    let deleted = group_service::delete(&state.db, &state.hot, GroupId(id)).await;
+    let deleted = group_service::delete(&state.db, &state.hot, user.permissions, GroupId(id)).await;
     answer(&state, req, &user, deleted, "Group deleted.")
 }
 
-carries_csrf!(CreateForm, MemberForm);
+carries_csrf!(CreateForm, PermissionsForm, MemberForm);

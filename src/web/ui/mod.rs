@@ -30,6 +30,7 @@ use poem::{Request, Response, Route, get, post};
 
 use super::AppState;
 use crate::db::models::User;
+use crate::db::permissions::{Permission, Permissions};
 use crate::random::random_id;
 use crate::services::sessions;
 pub use failure::Failure;
@@ -81,6 +82,7 @@ pub fn routes() -> Route {
         .at("/reset/:secret", get(links::reset_page).post(links::reset_password))
         .at("/forgot-password", get(links::forgot_page).post(links::forgot))
         .at("/groups", get(groups::list).post(groups::create))
+        .at("/groups/:id/permissions", post(groups::set_permissions))
         .at("/groups/:id/members", post(groups::add_member))
         .at("/groups/:id/members/:user/remove", post(groups::remove_member))
         .at("/groups/:id/delete", post(groups::delete))
@@ -124,7 +126,8 @@ impl FormError {
 /// What every page's frame needs.
 pub struct Layout {
     pub user: Option<String>,
-    pub is_admin: bool,
+    /// The signed-in user's global permissions (which nav entries and figures they see).
+    pub permissions: Permissions,
     pub csrf: String,
     /// The nav entry of the page shown ("/", "/caches", ...), marked as the current one.
     pub section: String,
@@ -141,12 +144,45 @@ impl Layout {
         let first = req.uri().path().split('/').nth(1).unwrap_or_default();
         Self {
             user: user.map(|u| u.name.clone()),
-            is_admin: user.is_some_and(|u| u.is_admin),
+            permissions: user.map_or(Permissions::NONE, |u| u.permissions),
             csrf: existing.unwrap_or_else(random_id),
             section: format!("/{first}"),
             notice: cookie(req, NOTICE_COOKIE).and_then(|value| decode_notice(&value)),
             new_csrf,
         }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.permissions.is_all()
+    }
+
+    pub fn can_view_users(&self) -> bool {
+        self.permissions.holds(Permission::ViewUsers)
+    }
+
+    pub fn can_view_groups(&self) -> bool {
+        self.permissions.holds(Permission::ViewGroups)
+    }
+
+    pub fn can_edit_groups(&self) -> bool {
+        self.permissions.holds(Permission::EditGroups)
+    }
+
+    pub fn can_edit_users(&self) -> bool {
+        self.permissions.holds(Permission::EditUsers)
+    }
+
+    /// May the viewer change `user`'s account: they edit users and hold all `user` holds.
+    pub fn may_edit(&self, user: &User) -> bool {
+        self.can_edit_users() && self.permissions.covers(user.permissions)
+    }
+
+    pub fn can_edit_settings(&self) -> bool {
+        self.permissions.holds(Permission::EditSettings)
+    }
+
+    pub fn can_view_settings(&self) -> bool {
+        self.permissions.holds(Permission::ViewSettings)
     }
 
     /// The assets' fingerprint for their URLs (see `pages::asset_version`).
@@ -175,7 +211,7 @@ pub fn not_found_page() -> Response {
     let page = MessagePage {
         layout: Layout {
             user: None,
-            is_admin: false,
+            permissions: Permissions::NONE,
             csrf: String::new(),
             section: String::new(),
             notice: None,
@@ -363,11 +399,6 @@ fn to_sign_in(req: &Request) -> Response {
         return Response::builder().status(StatusCode::UNAUTHORIZED).header("HX-Redirect", target).finish();
     }
     redirect(&target)
-}
-
-/// The 403 page for a user who is not an administrator.
-fn admin_refusal(state: &AppState, req: &Request, user: &User, refusal: &str) -> Option<Response> {
-    (!user.is_admin).then(|| Failure::Forbidden(refusal.into()).page(state, req, Some(user)))
 }
 
 /// The page shown when the database failed; the details go to the log.

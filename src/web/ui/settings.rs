@@ -9,7 +9,7 @@ use poem::web::Data;
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
-use super::extract::{AdminForm, Administrator, carries_csrf};
+use super::extract::{Holding, HoldingForm, carries_csrf, need};
 use super::{CsrfOnly, FormError, Layout, done, render, unavailable};
 use crate::db::models::User;
 use crate::db::oidc::StoredSso;
@@ -231,7 +231,11 @@ async fn page_with(
 }
 
 #[handler]
-pub async fn show(req: &Request, state: Data<&Arc<AppState>>, Administrator(user): Administrator) -> Response {
+pub async fn show(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    Holding(user, _): Holding<need::ViewSettings>,
+) -> Response {
     page(&state, req, &user, None, FormError::default()).await
 }
 
@@ -239,7 +243,7 @@ pub async fn show(req: &Request, state: Data<&Arc<AppState>>, Administrator(user
 pub async fn save(
     req: &Request,
     state: Data<&Arc<AppState>>,
-    AdminForm { user, form }: AdminForm<SmtpForm>,
+    HoldingForm { user, form, .. }: HoldingForm<need::EditSettings, SmtpForm>,
 ) -> Response {
     if state.config.smtp.is_some() {
         let note = "Nothing was changed: SMTP_* environment variables set the mail settings.";
@@ -263,7 +267,7 @@ pub async fn save(
 pub async fn test_mail(
     req: &Request,
     state: Data<&Arc<AppState>>,
-    AdminForm { user, .. }: AdminForm<CsrfOnly>,
+    HoldingForm { user, .. }: HoldingForm<need::EditSettings, CsrfOnly>,
 ) -> Response {
     let Some(to) = user.email.clone() else {
         return done(&state, "/settings", "Your account has no email address to send the test to.");
@@ -288,7 +292,7 @@ carries_csrf!(SmtpForm);
 pub async fn save_sso(
     req: &Request,
     state: Data<&Arc<AppState>>,
-    AdminForm { user, form }: AdminForm<SsoForm>,
+    HoldingForm { user, form, .. }: HoldingForm<need::EditSettings, SsoForm>,
 ) -> Response {
     if state.sso.locked() {
         let note =

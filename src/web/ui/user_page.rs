@@ -1,6 +1,8 @@
-//! One user's page (administrators only): their name and email, a new password (their
-//! sessions end), their groups, their rights per cache, and deleting them. Every change
-//! keeps an administrator (groups) and takes effect at once (remembered rights forgotten).
+//! One user's page (for those who may view users; changes for those who may edit them):
+//! their name and email, a new password (their sessions end), their groups, their rights
+//! per cache, and deleting them. Nobody changes an account holding more than they do, or
+//! gives more than they hold; every change keeps an administrator (groups) and takes
+//! effect at once (remembered rights forgotten).
 
 use std::sync::Arc;
 
@@ -10,10 +12,11 @@ use poem::web::{Data, Path};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
-use super::extract::{AdminForm, Administrator, carries_csrf};
+use super::extract::{Holding, HoldingForm, carries_csrf, need};
 use super::{CsrfOnly, Failure, FormError, Layout, SESSION_COOKIE, cookie, done, render, unavailable};
 use crate::db::ids::{CacheId, GroupId, UserId};
 use crate::db::models::{GrantLevel, User};
+use crate::services::access::Access;
 use crate::services::accounts::{self, AccountError, UserDetail};
 use crate::services::auth::hash_token;
 use crate::services::grants::{self, Grantee};
@@ -30,6 +33,8 @@ struct UserPage {
     email: String,
     error: FormError,
     levels: [GrantLevel; 3],
+    /// The viewer may change this account (edits users, holds all the account holds).
+    editable: bool,
 }
 
 fn address(user: &User) -> &str {
@@ -50,7 +55,8 @@ async fn page(
             let (name, email) = typed.unwrap_or_else(|| (detail.user.name.clone(), address(&detail.user).to_string()));
             let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
             let layout = Layout::new(req, Some(admin));
-            let page = UserPage { layout, detail, name, email, error, levels: GrantLevel::ALL };
+            let editable = layout.may_edit(&detail.user);
+            let page = UserPage { layout, detail, name, email, error, levels: GrantLevel::ALL, editable };
             render(state, status, &page.layout, &page)
         }
         Ok(None) => super::not_found_page(),
@@ -62,12 +68,48 @@ fn back(id: i64) -> String {
     format!("/users/{id}")
 }
 
+/// The 403 page when `actor` may not change user `id`, who holds more than they do.
+pub(super) async fn out_of_reach(state: &AppState, req: &Request, actor: &User, id: i64) -> Option<Response> {
+    match accounts::beyond_reach(&state.db, actor, UserId(id)).await {
+        Ok(None) => None,
+        Ok(Some(held)) => {
+            let text = format!(
+                "This user holds permissions you do not ({}); only someone who holds them may change \
+                 this account. Nothing was changed.",
+                held.describe()
+            );
+            Some(Failure::Forbidden(text).page(state, req, Some(actor)))
+        }
+        Err(e) => Some(unavailable(state, req, actor, e)),
+    }
+}
+
+/// The 403 page when `actor` may do less than `needed` with the cache `cache`.
+async fn cache_out_of_reach(
+    state: &AppState,
+    req: &Request,
+    actor: &User,
+    cache: CacheId,
+    needed: Access,
+) -> Option<Response> {
+    match grants::access_of(&state.db, actor, cache).await {
+        Ok(Some(held)) if held >= needed => None,
+        Ok(Some(_)) => {
+            let text = "You cannot give or take away more than you may do with this cache yourself. \
+                        Nothing was changed.";
+            Some(Failure::Forbidden(text.into()).page(state, req, Some(actor)))
+        }
+        Ok(None) => Some(super::not_found_page()),
+        Err(e) => Some(unavailable(state, req, actor, e)),
+    }
+}
+
 #[handler]
 pub async fn show(
     req: &Request,
     state: Data<&Arc<AppState>>,
     Path(id): Path<i64>,
-    Administrator(admin): Administrator,
+    Holding(admin, _): Holding<need::ViewUsers>,
 ) -> Response {
     page(&state, req, &admin, id, None, FormError::default()).await
 }
@@ -87,8 +129,11 @@ pub async fn profile(
     req: &Request,
     state: Data<&Arc<AppState>>,
     Path(id): Path<i64>,
-    AdminForm { user, form }: AdminForm<ProfileForm>,
+    HoldingForm { user, form, .. }: HoldingForm<need::EditUsers, ProfileForm>,
 ) -> Response {
+    if let Some(refused) = out_of_reach(&state, req, &user, id).await {
+        return refused;
+    }
     match accounts::set_profile(&state.db, UserId(id), &form.name, &form.email).await {
         Ok(()) => done(&state, &back(id), "Name and email address saved."),
         Err(AccountError::Field(field, text)) => {
@@ -118,8 +163,11 @@ pub async fn password(
     req: &Request,
     state: Data<&Arc<AppState>>,
     Path(id): Path<i64>,
-    AdminForm { user, form }: AdminForm<PasswordForm>,
+    HoldingForm { user, form, .. }: HoldingForm<need::EditUsers, PasswordForm>,
 ) -> Response {
+    if let Some(refused) = out_of_reach(&state, req, &user, id).await {
+        return refused;
+    }
     // Setting one's own password here keeps this session, as the account page does.
     let keep = (id == user.id).then(|| cookie(req, SESSION_COOKIE).map(|t| hash_token(&t))).flatten();
     match accounts::set_password(&state.db, UserId(id), &form.password, keep).await {
@@ -142,9 +190,12 @@ pub async fn join_group(
     req: &Request,
     state: Data<&Arc<AppState>>,
     Path(id): Path<i64>,
-    AdminForm { user, form }: AdminForm<GroupForm>,
+    HoldingForm { user, form, .. }: HoldingForm<need::EditUsers, GroupForm>,
 ) -> Response {
-    let joined = groups::add_member(&state.db, &state.hot, GroupId(form.group_id), UserId(id)).await;
+    if let Some(refused) = out_of_reach(&state, req, &user, id).await {
+        return refused;
+    }
+    let joined = groups::add_member(&state.db, &state.hot, user.permissions, GroupId(form.group_id), UserId(id)).await;
     super::groups::answer_at(&state, req, &user, joined, &back(id), "Added to the group.")
 }
 
@@ -153,9 +204,12 @@ pub async fn leave_group(
     req: &Request,
     state: Data<&Arc<AppState>>,
     Path((id, group_id)): Path<(i64, i64)>,
-    AdminForm { user, .. }: AdminForm<CsrfOnly>,
+    HoldingForm { user, .. }: HoldingForm<need::EditUsers, CsrfOnly>,
 ) -> Response {
-    let left = groups::remove_member(&state.db, &state.hot, GroupId(group_id), UserId(id)).await;
+    if let Some(refused) = out_of_reach(&state, req, &user, id).await {
+        return refused;
+    }
+    let left = groups::remove_member(&state.db, &state.hot, user.permissions, GroupId(group_id), UserId(id)).await;
     super::groups::answer_at(&state, req, &user, left, &back(id), "Removed from the group.")
 }
 
@@ -174,11 +228,17 @@ pub async fn grant(
     req: &Request,
     state: Data<&Arc<AppState>>,
     Path(id): Path<i64>,
-    AdminForm { user, form }: AdminForm<GrantForm>,
+    HoldingForm { user, form, .. }: HoldingForm<need::EditUsers, GrantForm>,
 ) -> Response {
     let Some(level) = GrantLevel::parse(&form.permission) else {
         return page(&state, req, &user, id, None, FormError::new("permission", "Choose read, push or manage.")).await;
     };
+    if let Some(refused) = out_of_reach(&state, req, &user, id).await {
+        return refused;
+    }
+    if let Some(refused) = cache_out_of_reach(&state, req, &user, CacheId(form.cache_id), level.into()).await {
+        return refused;
+    }
     match grants::grant(&state.db, Some(&state.hot), CacheId(form.cache_id), Grantee::User(UserId(id)), level).await {
         Ok(true) => done(&state, &back(id), &format!("Granted {}.", level.name())),
         Ok(false) => super::not_found_page(),
@@ -191,8 +251,20 @@ pub async fn revoke(
     req: &Request,
     state: Data<&Arc<AppState>>,
     Path((id, cache_id)): Path<(i64, i64)>,
-    AdminForm { user, .. }: AdminForm<CsrfOnly>,
+    HoldingForm { user, .. }: HoldingForm<need::EditUsers, CsrfOnly>,
 ) -> Response {
+    if let Some(refused) = out_of_reach(&state, req, &user, id).await {
+        return refused;
+    }
+    match grants::direct_grant(&state.db, UserId(id), CacheId(cache_id)).await {
+        Ok(Some(level)) => {
+            if let Some(refused) = cache_out_of_reach(&state, req, &user, CacheId(cache_id), level.into()).await {
+                return refused;
+            }
+        }
+        Ok(None) => return done(&state, &back(id), "There was no such access."),
+        Err(e) => return unavailable(&state, req, &user, e),
+    }
     match grants::revoke(&state.db, &state.hot, CacheId(cache_id), Grantee::User(UserId(id))).await {
         Ok(()) => done(&state, &back(id), "Access removed."),
         Err(e) => unavailable(&state, req, &user, e),

@@ -8,7 +8,7 @@ use poem::web::{Data, Path};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
-use super::extract::{AdminForm, Administrator, carries_csrf};
+use super::extract::{Holding, HoldingForm, carries_csrf, need};
 use super::{CsrfOnly, Failure, FormError, Layout, done, render, unavailable};
 use crate::db::ids::UserId;
 use crate::db::models::User;
@@ -74,7 +74,7 @@ async fn page(state: &AppState, req: &Request, user: &User, typed: Typed, error:
 }
 
 #[handler]
-pub async fn list(req: &Request, state: Data<&Arc<AppState>>, Administrator(user): Administrator) -> Response {
+pub async fn list(req: &Request, state: Data<&Arc<AppState>>, Holding(user, _): Holding<need::ViewUsers>) -> Response {
     page(&state, req, &user, Typed::default(), FormError::default()).await
 }
 
@@ -98,12 +98,23 @@ impl CreateForm {
     }
 }
 
+/// Only an administrator makes someone an administrator.
+fn administrators_only(state: &AppState, req: &Request, user: &User, form: &CreateForm) -> Option<Response> {
+    (form.admin.is_some() && !user.is_admin()).then(|| {
+        let text = "Only administrators make someone an administrator. Nothing was created.".into();
+        Failure::Forbidden(text).page(state, req, Some(user))
+    })
+}
+
 #[handler]
 pub async fn create(
     req: &Request,
     state: Data<&Arc<AppState>>,
-    AdminForm { user, form }: AdminForm<CreateForm>,
+    HoldingForm { user, form, .. }: HoldingForm<need::EditUsers, CreateForm>,
 ) -> Response {
+    if let Some(refused) = administrators_only(&state, req, &user, &form) {
+        return refused;
+    }
     let account =
         NewAccount { name: &form.name, email: &form.email, password: &form.password, admin: form.admin.is_some() };
     match accounts::create(&state.db, account).await {
@@ -123,8 +134,11 @@ pub async fn create(
 pub async fn invite(
     req: &Request,
     state: Data<&Arc<AppState>>,
-    AdminForm { user, form }: AdminForm<CreateForm>,
+    HoldingForm { user, form, .. }: HoldingForm<need::EditUsers, CreateForm>,
 ) -> Response {
+    if let Some(refused) = administrators_only(&state, req, &user, &form) {
+        return refused;
+    }
     let smtp = match smtp_settings(&state, req, &user).await {
         Ok(smtp) => smtp,
         Err(response) => return response,
@@ -171,8 +185,11 @@ pub async fn reinvite(
     req: &Request,
     state: Data<&Arc<AppState>>,
     Path(id): Path<i64>,
-    AdminForm { user, .. }: AdminForm<CsrfOnly>,
+    HoldingForm { user, .. }: HoldingForm<need::EditUsers, CsrfOnly>,
 ) -> Response {
+    if let Some(refused) = super::user_page::out_of_reach(&state, req, &user, id).await {
+        return refused;
+    }
     let smtp = match smtp_settings(&state, req, &user).await {
         Ok(smtp) => smtp,
         Err(response) => return response,
@@ -186,8 +203,11 @@ pub async fn delete(
     req: &Request,
     state: Data<&Arc<AppState>>,
     Path(id): Path<i64>,
-    AdminForm { user, .. }: AdminForm<CsrfOnly>,
+    HoldingForm { user, .. }: HoldingForm<need::EditUsers, CsrfOnly>,
 ) -> Response {
+    if let Some(refused) = super::user_page::out_of_reach(&state, req, &user, id).await {
+        return refused;
+    }
     match accounts::delete(&state.db, &state.hot, UserId(id)).await {
         Ok(()) => done(&state, "/users", "User deleted. Their tokens and sessions no longer work."),
         Err(AccountError::LastAdministrator) => {

@@ -184,4 +184,31 @@ mod tests {
         assert!(err.contains("/nonexistent/dir does not exist"), "{err}");
         assert!(DbUrl::parse("mysql://x").is_err());
     }
+
+    #[test]
+    fn groups_keep_what_they_gave_when_permissions_became_bits() {
+        use diesel::connection::SimpleConnection;
+        let mut conn = diesel::SqliteConnection::establish(":memory:").unwrap();
+        let pending = conn.pending_migrations(SQLITE_MIGRATIONS).unwrap();
+        let (before, after): (Vec<_>, Vec<_>) =
+            pending.into_iter().partition(|m| m.name().to_string() < "2026-11-30-000005".to_string());
+        assert!(!before.is_empty() && !after.is_empty());
+        for migration in &before {
+            conn.run_migration(migration).unwrap();
+        }
+        conn.batch_execute(
+            "INSERT INTO user_groups (name, can_create_caches, can_administer, created_at) VALUES
+             ('builders', 1, 0, '2026-11-30 00:00:00'), ('admins', 0, 1, '2026-11-30 00:00:00'),
+             ('both', 1, 1, '2026-11-30 00:00:00'), ('none', 0, 0, '2026-11-30 00:00:00');",
+        )
+        .unwrap();
+        for migration in &after {
+            conn.run_migration(migration).unwrap();
+        }
+        use crate::db::schema::user_groups::dsl::*;
+        use diesel::prelude::*;
+        let bits: Vec<(String, i64)> = user_groups.select((name, permissions)).order(name).load(&mut conn).unwrap();
+        let expected = [("admins", 511), ("both", 511), ("builders", 64), ("none", 0)];
+        assert_eq!(bits, expected.map(|(n, b)| (n.to_string(), b)));
+    }
 }

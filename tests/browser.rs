@@ -352,7 +352,14 @@ fn actions_answer_in_place(name: &str, size: Option<(u32, u32)>) {
     // Groups: create, add and remove a member, in place.
     browser.goto(&format!("{site}/groups"));
     browser.type_into("#group-name", "builders");
+    browser.click("#new-group input[name=create_caches]");
     act_in_place(&browser, "#create-group", false, "Group builders created.");
+    assert!(browser.text(".group p.muted").contains("Members hold: create caches."));
+    // Its permissions change in place; what is ticked is what it gives.
+    browser.click(".group details summary");
+    browser.click(".group .permissions input[name=view_users]");
+    act_in_place(&browser, ".group .permissions button", false, "Permissions changed.");
+    assert!(browser.text(".group p.muted").contains("Members hold: view users, create caches."));
     browser.choose(".add-member select", "Bob");
     act_in_place(&browser, ".add-member button", false, "Member added.");
     assert!(browser.text(".group table").contains("Bob"));

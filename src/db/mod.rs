@@ -7,6 +7,7 @@ pub mod browse;
 pub mod caches;
 pub mod cli_logins;
 mod connection;
+pub mod email_changes;
 mod exclusive;
 pub mod groups;
 pub mod ids;

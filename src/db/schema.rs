@@ -120,6 +120,7 @@ diesel::table! {
         email -> Nullable<Text>,
         login -> Text,
         oidc_subject -> Nullable<Text>,
+        avatar -> Nullable<Binary>,
     }
 }
 
@@ -262,8 +263,23 @@ diesel::allow_tables_to_appear_in_same_query!(
     users,
     cache_permissions,
     api_tokens,
-    user_links
+    user_links,
+    email_changes
 );
+
+diesel::table! {
+    email_changes (user_id) {
+        user_id -> BigInt,
+        new_email -> Text,
+        old_code_hash -> Nullable<Text>,
+        new_code_hash -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        failed_tries -> BigInt,
+    }
+}
+
+diesel::joinable!(email_changes -> users (user_id));
 
 diesel::table! {
     pending_nars (id) {

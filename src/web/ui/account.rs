@@ -1,4 +1,5 @@
-//! The account page: change your name and password.
+//! The account page: change your name and password, and your email address (confirmed by
+//! codes mailed to the old and the new address).
 
 use std::sync::Arc;
 
@@ -9,10 +10,11 @@ use poem::{Request, Response, handler};
 use serde::Deserialize;
 
 use super::extract::{CheckedForm, SignedIn, carries_csrf};
-use super::{Failure, FormError, Layout, SESSION_COOKIE, cookie, done, render, unavailable};
+use super::{CsrfOnly, Failure, FormError, Layout, SESSION_COOKIE, cookie, done, render, unavailable};
 use crate::db::models::User;
 use crate::services::accounts::{self, AccountChange, AccountError};
 use crate::services::auth::hash_token;
+use crate::services::email_change::{self, ChangeRequest, Codes, EmailChangeError};
 use crate::web::AppState;
 
 #[derive(Template)]
@@ -22,20 +24,43 @@ struct AccountPage {
     name: String,
     email: String,
     login: String,
+    has_password: bool,
+    /// The address a change waits to be confirmed for.
+    pending_email: Option<String>,
+    /// What the change-of-address form had when it was refused.
+    new_email: String,
     error: FormError,
 }
 
-fn page(state: &AppState, req: &Request, user: &User, name: String, error: FormError) -> Response {
+/// What a refused form had typed, shown again.
+#[derive(Default)]
+struct Typed {
+    name: Option<String>,
+    new_email: String,
+}
+
+async fn page(state: &AppState, req: &Request, user: &User, typed: Typed, error: FormError) -> Response {
+    let pending_email = match email_change::pending(&state.db, user).await {
+        Ok(pending) => pending.map(|p| p.new_email),
+        Err(e) => return unavailable(state, req, user, e),
+    };
     let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
-    let email = user.email.clone().unwrap_or_default();
-    let login = user.login.clone();
-    let page = AccountPage { layout: Layout::new(req, Some(user)), name, email, login, error };
+    let page = AccountPage {
+        layout: Layout::new(req, Some(user)),
+        name: typed.name.unwrap_or_else(|| user.name.clone()),
+        email: user.email.clone().unwrap_or_default(),
+        login: user.login.clone(),
+        has_password: user.password_hash.is_some(),
+        pending_email,
+        new_email: typed.new_email,
+        error,
+    };
     render(state, status, &page.layout, &page)
 }
 
 #[handler]
 pub async fn show(req: &Request, state: Data<&Arc<AppState>>, SignedIn(user): SignedIn) -> Response {
-    page(&state, req, &user, user.name.clone(), FormError::default())
+    page(&state, req, &user, Typed::default(), FormError::default()).await
 }
 
 #[derive(Deserialize)]
@@ -67,7 +92,10 @@ pub async fn update(
             done(&state, "/account", "Saved. Your new password is in force; your other sessions were signed out.")
         }
         Ok(false) => done(&state, "/account", "Saved."),
-        Err(AccountError::Field(name, text)) => page(&state, req, &user, form.name, FormError::new(name, text)),
+        Err(AccountError::Field(name, text)) => {
+            let typed = Typed { name: Some(form.name), ..Typed::default() };
+            page(&state, req, &user, typed, FormError::new(name, text)).await
+        }
         Err(AccountError::Db(e)) => unavailable(&state, req, &user, e),
         Err(e @ AccountError::LastAdministrator) => {
             Failure::Conflict { heading: "Not changed", text: e.to_string() }.page(&state, req, Some(&user))
@@ -75,4 +103,85 @@ pub async fn update(
     }
 }
 
-carries_csrf!(AccountForm);
+#[derive(Deserialize)]
+pub struct EmailForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    new_email: String,
+    #[serde(default)]
+    email_password: String,
+}
+
+/// Asks for a change of address: codes go to the old and the new one.
+#[handler]
+pub async fn change_email(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    CheckedForm { user, form }: CheckedForm<EmailForm>,
+) -> Response {
+    let smtp = match super::users::smtp_settings(&state, req, &user).await {
+        Ok(smtp) => smtp,
+        Err(response) => return response,
+    };
+    let request = ChangeRequest { new_email: &form.new_email, current_password: &form.email_password };
+    match email_change::start(&state.db, smtp.as_ref(), &user, request).await {
+        Ok(()) => {
+            let to = match &user.email {
+                Some(old) => format!("{old} and {}", form.new_email.trim().to_ascii_lowercase()),
+                None => form.new_email.trim().to_ascii_lowercase(),
+            };
+            done(&state, "/account", &format!("Codes sent to {to}. Enter them below to change your address."))
+        }
+        Err(e) => email_refusal(&state, req, &user, e, form.new_email).await,
+    }
+}
+
+/// The account page with the refusal of a change of address at its field.
+async fn email_refusal(state: &AppState, req: &Request, user: &User, e: EmailChangeError, typed: String) -> Response {
+    let typed = Typed { new_email: typed, ..Typed::default() };
+    match e {
+        EmailChangeError::Db(e) => unavailable(state, req, user, e),
+        EmailChangeError::Field(name, text) => page(state, req, user, typed, FormError::new(name, text)).await,
+        other => page(state, req, user, typed, FormError::new("new_email", other.to_string())).await,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CodesForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    old_code: String,
+    #[serde(default)]
+    new_code: String,
+}
+
+#[handler]
+pub async fn confirm_email(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    CheckedForm { user, form }: CheckedForm<CodesForm>,
+) -> Response {
+    let codes = Codes { old_code: &form.old_code, new_code: &form.new_code };
+    match email_change::confirm(&state.db, &user, codes).await {
+        Ok(address) => {
+            done(&state, "/account", &format!("Your address is now {address}; sign in with it from now on."))
+        }
+        Err(e) => email_refusal(&state, req, &user, e, String::new()).await,
+    }
+}
+
+#[handler]
+pub async fn cancel_email(
+    req: &Request,
+    state: Data<&Arc<AppState>>,
+    CheckedForm { user, .. }: CheckedForm<CsrfOnly>,
+) -> Response {
+    match email_change::cancel(&state.db, &user).await {
+        Ok(()) => done(&state, "/account", "The change of address was cancelled; its codes no longer work."),
+        Err(e) => unavailable(&state, req, &user, e),
+    }
+}
+
+carries_csrf!(AccountForm, EmailForm, CodesForm);

@@ -157,7 +157,11 @@ pub async fn invite(
 }
 
 /// The mail settings in force, or the page saying the database failed.
-async fn smtp_settings(state: &AppState, req: &Request, user: &User) -> Result<Option<SmtpSettings>, Response> {
+pub(super) async fn smtp_settings(
+    state: &AppState,
+    req: &Request,
+    user: &User,
+) -> Result<Option<SmtpSettings>, Response> {
     match mail::current(&state.db, state.config.smtp.as_ref()).await {
         Ok(current) => Ok(current.map(|(settings, _)| settings)),
         Err(e) => Err(unavailable(state, req, user, e)),

@@ -1,0 +1,2 @@
+ALTER TABLE users DROP COLUMN avatar;
+DROP TABLE email_changes;

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use super::ids::{CacheId, GroupId, UserId};
+use super::models::User;
 use super::permissions::Permissions;
 use diesel::prelude::*;
 
@@ -94,16 +95,14 @@ pub fn delete(conn: &mut AnyConnection, group_id: i64) -> DbResult<()> {
     Ok(())
 }
 
-/// Member names of a group: (user id, name).
-/// Members as (id, label with their login).
-pub fn members(conn: &mut AnyConnection, group_id: i64) -> DbResult<Vec<(i64, String)>> {
-    let rows: Vec<(i64, String, String)> = group_members::table
+/// The members of a group, by login.
+pub fn members(conn: &mut AnyConnection, group_id: i64) -> DbResult<Vec<User>> {
+    Ok(group_members::table
         .inner_join(users::table)
         .filter(group_members::group_id.eq(group_id))
         .order(users::login)
-        .select((users::id, users::name, users::login))
-        .load(conn)?;
-    Ok(rows.into_iter().map(|(id, name, login)| (id, super::users::labelled(&name, &login))).collect())
+        .select(User::as_select())
+        .load(conn)?)
 }
 
 pub fn add_member(conn: &mut AnyConnection, GroupId(group_id): GroupId, UserId(user_id): UserId) -> DbResult<()> {

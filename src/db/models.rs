@@ -146,9 +146,18 @@ pub struct User {
     pub email: Option<String>,
     /// Unique and never changed: how administrators and grant forms name the user.
     pub login: String,
+    /// Whether they uploaded an avatar (the image itself is only read when it is served).
+    #[diesel(select_expression = users::avatar.is_not_null())]
+    #[diesel(select_expression_type = diesel::dsl::IsNotNull<users::avatar>)]
+    pub has_avatar: bool,
 }
 
 impl User {
+    /// The name with the login, as lists show people ("Ada (ada@example.com)").
+    pub fn label(&self) -> String {
+        super::users::labelled(&self.name, &self.login)
+    }
+
     /// Holds every permission.
     pub fn is_admin(&self) -> bool {
         self.permissions.is_all()

@@ -391,3 +391,13 @@ pub fn revoke_token(conn: &mut AnyConnection, user_id: i64, name: &str) -> DbRes
         .set(api_tokens::revoked_at.eq(now()))
         .execute(conn)?)
 }
+
+/// Stores (or, with `None`, removes) the user's avatar PNG.
+pub fn set_avatar(conn: &mut AnyConnection, UserId(user_id): UserId, png: Option<&[u8]>) -> DbResult<()> {
+    diesel::update(users::table.find(user_id)).set(users::avatar.eq(png)).execute(conn)?;
+    Ok(())
+}
+
+pub fn avatar(conn: &mut AnyConnection, UserId(user_id): UserId) -> DbResult<Option<Vec<u8>>> {
+    Ok(users::table.find(user_id).select(users::avatar).first::<Option<Vec<u8>>>(conn).optional()?.flatten())
+}

@@ -142,7 +142,7 @@ pub async fn detail(db: &Db, UserId(id): UserId) -> Result<Option<UserDetail>, D
         let user = users::with_group_rights(c, user)?;
         let (mut member_of, mut other_groups) = (Vec::new(), Vec::new());
         for group in groups::list(c)? {
-            let is_member = groups::members(c, group.id)?.iter().any(|(member, _)| *member == id);
+            let is_member = groups::members(c, group.id)?.iter().any(|member| member.id == id);
             if is_member { &mut member_of } else { &mut other_groups }.push((group.id, group.name));
         }
         let grants = users::grants_of(c, UserId(id))?;

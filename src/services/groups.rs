@@ -7,6 +7,7 @@
 use super::hot_cache::HotCache;
 use crate::db::groups::{self, Group};
 use crate::db::ids::{GroupId, UserId};
+use crate::db::models::User;
 use crate::db::permissions::Permissions;
 use crate::db::{AnyConnection, Db, DbError, DbResult, is_refused_rollback, is_unique_violation, users};
 
@@ -27,7 +28,7 @@ pub enum GroupError {
 /// A group with its members and the users who could join it.
 pub struct GroupView {
     pub group: Group,
-    pub members: Vec<(i64, String)>,
+    pub members: Vec<User>,
     /// Users who are not members yet.
     pub others: Vec<(i64, String)>,
 }
@@ -40,7 +41,7 @@ pub async fn list(db: &Db) -> Result<Vec<GroupView>, DbError> {
             let members = groups::members(c, group.id)?;
             let others = everyone
                 .iter()
-                .filter(|u| !members.iter().any(|(id, _)| *id == u.id))
+                .filter(|u| !members.iter().any(|member| member.id == u.id))
                 .map(|u| (u.id, users::labelled(&u.name, &u.login)))
                 .collect();
             views.push(GroupView { group, members, others });

@@ -256,6 +256,7 @@ mod tests {
             password_hash: None,
             permissions: crate::db::permissions::Permissions::NONE,
             created_at: crate::db::now(),
+            has_avatar: false,
         };
         let caller = Caller::session(&user);
         hot.remember_caller("live", &caller);

@@ -4,6 +4,7 @@ pub mod access;
 pub mod access_log;
 pub mod accounts;
 pub mod auth;
+pub mod avatars;
 pub mod cache_info;
 pub mod caches;
 pub mod cli_login;

@@ -33,6 +33,18 @@ impl<'a> WebClient<'a> {
         self.http.post(format!("{}{path}", self.server.url())).form(form).send().unwrap()
     }
 
+    /// Posts a multipart form: text `fields` and one file `(field, file name, bytes)`.
+    pub fn post_file(&self, path: &str, fields: &[(&str, &str)], file: (&str, &str, Vec<u8>)) -> Response {
+        let mut form = reqwest::blocking::multipart::Form::new();
+        for (name, value) in fields {
+            form = form.text(name.to_string(), value.to_string());
+        }
+        let (name, file_name, bytes) = file;
+        form = form
+            .part(name.to_string(), reqwest::blocking::multipart::Part::bytes(bytes).file_name(file_name.to_string()));
+        self.http.post(format!("{}{path}", self.server.url())).multipart(form).send().unwrap()
+    }
+
     /// The page an action's redirect (303) leads to, as the browser would show it next: with
     /// the action's one-time notice.
     pub fn follow(&self, response: Response) -> String {

@@ -9,6 +9,7 @@ use poem::web::Data;
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
+use super::avatar::AvatarTag;
 use super::extract::{CheckedForm, SignedIn, carries_csrf};
 use super::{CsrfOnly, Failure, FormError, Layout, SESSION_COOKIE, cookie, done, render, unavailable};
 use crate::db::models::User;
@@ -25,6 +26,9 @@ struct AccountPage {
     email: String,
     login: String,
     has_password: bool,
+    /// The user's avatar tag, large, and whether it is an uploaded picture.
+    avatar: String,
+    has_avatar: bool,
     /// The address a change waits to be confirmed for.
     pending_email: Option<String>,
     /// What the change-of-address form had when it was refused.
@@ -51,6 +55,8 @@ async fn page(state: &AppState, req: &Request, user: &User, typed: Typed, error:
         email: user.email.clone().unwrap_or_default(),
         login: user.login.clone(),
         has_password: user.password_hash.is_some(),
+        avatar: user.large_avatar(),
+        has_avatar: user.has_avatar,
         pending_email,
         new_email: typed.new_email,
         error,

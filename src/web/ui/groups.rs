@@ -10,6 +10,7 @@ use poem::web::{Data, Path};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
+use super::avatar::AvatarTag;
 use super::extract::{Holding, HoldingForm, carries_csrf, need};
 use super::{CsrfOnly, Failure, FormError, Layout, done, render, unavailable};
 use crate::db::ids::{GroupId, UserId};

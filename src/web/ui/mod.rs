@@ -4,6 +4,7 @@
 
 mod account;
 mod auth;
+mod avatar;
 mod cache_settings;
 mod caches;
 mod cli_login;
@@ -64,6 +65,9 @@ pub fn routes() -> Route {
         .at("/caches/:name/pins", post(pins::pin))
         .at("/caches/:name/pins/:pin/delete", post(pins::unpin))
         .at("/account", get(account::show).post(account::update))
+        .at("/account/avatar", post(avatar::upload))
+        .at("/account/avatar/remove", post(avatar::remove))
+        .at("/avatars/:id", get(avatar::serve))
         .at("/account/email", post(account::change_email))
         .at("/account/email/confirm", post(account::confirm_email))
         .at("/account/email/cancel", post(account::cancel_email))
@@ -129,6 +133,8 @@ impl FormError {
 /// What every page's frame needs.
 pub struct Layout {
     pub user: Option<String>,
+    /// The signed-in user's avatar tag (HTML) for the nav.
+    pub avatar: String,
     /// The signed-in user's global permissions (which nav entries and figures they see).
     pub permissions: Permissions,
     pub csrf: String,
@@ -147,6 +153,7 @@ impl Layout {
         let first = req.uri().path().split('/').nth(1).unwrap_or_default();
         Self {
             user: user.map(|u| u.name.clone()),
+            avatar: user.map(avatar::AvatarTag::avatar).unwrap_or_default(),
             permissions: user.map_or(Permissions::NONE, |u| u.permissions),
             csrf: existing.unwrap_or_else(random_id),
             section: format!("/{first}"),
@@ -214,6 +221,7 @@ pub fn not_found_page() -> Response {
     let page = MessagePage {
         layout: Layout {
             user: None,
+            avatar: String::new(),
             permissions: Permissions::NONE,
             csrf: String::new(),
             section: String::new(),

@@ -12,6 +12,7 @@ use poem::web::{Data, Path};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
+use super::avatar::AvatarTag;
 use super::extract::{Holding, HoldingForm, carries_csrf, need};
 use super::{CsrfOnly, Failure, FormError, Layout, SESSION_COOKIE, cookie, done, render, unavailable};
 use crate::db::ids::{CacheId, GroupId, UserId};

@@ -462,6 +462,52 @@ fn actions_answer_in_place(name: &str, size: Option<(u32, u32)>) {
     }
 }
 
+/// The account page at phone size: an avatar uploaded (shown in the nav at once), and the
+/// email address changed with the codes from the two mails, each answering in place.
+#[test]
+fn the_account_page_changes_avatar_and_address() {
+    let mail = support::smtp::MailServer::start();
+    let env = mail.env();
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = Server::start_with_env(Backend::Sqlite, &pairs);
+    let browser = Browser::start("account");
+    browser.resize(390, 844);
+    set_up_administrator(&browser, &server);
+    let site = server.url();
+    browser.goto(&format!("{site}/account"));
+    assert_eq!(browser.text("#account-link .initials"), "A", "initials before any picture");
+
+    let picture = server.dir.path().join("me.png");
+    image::RgbImage::from_fn(400, 300, |x, _| image::Rgb([(x % 256) as u8, 120, 200])).save(&picture).unwrap();
+    browser.attach("#picture", &picture);
+    browser.click("#upload-avatar");
+    browser.wait_until("the avatar in the nav", |html| {
+        html.contains("Your avatar was saved.") && html.contains("id=\"account-link\" aria-current=\"page\"><img")
+    });
+    let width = browser.execute(
+        "const img = document.querySelector('#account-link img'); return img.complete ? img.naturalWidth : 0;",
+    );
+    assert_eq!(width.as_i64(), Some(96), "the nav shows the server's small square");
+    assert!(browser.horizontal_overflow() <= 0);
+
+    browser.type_into("#new_email", "ada@example.org");
+    browser.type_into("#email_password", ADMIN_PASSWORD);
+    act_in_place(&browser, "#send-codes", false, "Codes sent to");
+    let old_code = support::smtp::code_in(&mail.wait_for(ADMIN_EMAIL, 1));
+    let new_code = support::smtp::code_in(&mail.wait_for("ada@example.org", 1));
+    browser.type_into("#old_code", &old_code);
+    browser.type_into("#new_code", "WRONG-CODE");
+    browser.mark_document();
+    browser.click("#confirm-email-button");
+    browser.wait_until("the code error", |html| html.contains("id=\"new-code-error\""));
+    assert!(browser.same_document());
+    browser.type_into("#old_code", &old_code);
+    browser.type_into("#new_code", &new_code);
+    act_in_place(&browser, "#confirm-email-button", false, "Your address is now ada@example.org");
+    assert!(browser.horizontal_overflow() <= 0);
+    assert_eq!(server.count("SELECT COUNT(*) AS n FROM users WHERE email = 'ada@example.org'"), 1);
+}
+
 /// Single sign-on in a real browser: the sign-in page's button, the provider's own login and
 /// consent pages, and back to the page the person was going to, signed in to a new account.
 #[test]

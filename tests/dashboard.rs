@@ -805,6 +805,9 @@ fn administrators_can_come_from_a_group_and_one_always_remains() {
     assert_eq!(leave.status(), 409);
     assert!(leave.text().unwrap().contains("no administrator"));
     assert_eq!(bob.post(&format!("/groups/{group_id}/delete"), &[("csrf", &bob_csrf)]).status(), 409);
+    let narrowed = bob.post(&format!("/groups/{group_id}/permissions"), &[("csrf", &bob_csrf), ("edit_users", "on")]);
+    assert_eq!(narrowed.status(), 409, "narrowing the only administrators' group is refused");
+    assert_eq!(server.count(&format!("SELECT permissions AS n FROM user_groups WHERE id = {group_id}")), 511);
     assert_eq!(bob.post(&format!("/users/{bob_id}/delete"), &[("csrf", &bob_csrf)]).status(), 409);
     assert_eq!(bob.get("/users").status(), 200, "still an administrator");
 }

@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::smtp::MailServer;
+use support::smtp::{MailServer, code_in};
 use support::web::{ADMIN_EMAIL, WebClient, csrf_in, location};
 use support::{Backend, Server};
 
@@ -24,16 +24,6 @@ fn signed_in_bob(server: &Server) -> (WebClient<'_>, String) {
     assert_eq!(bob.sign_in("bob@example.com", "bob password").status(), 303);
     let csrf = csrf_in(&bob.get("/account").text().unwrap());
     (bob, csrf)
-}
-
-/// The code in a mail: the line that is nothing but `XXXX-XXXX`.
-fn code_in(message: &str) -> String {
-    message
-        .lines()
-        .map(str::trim)
-        .find(|l| l.len() == 9 && l.as_bytes()[4] == b'-' && l.chars().all(|c| c == '-' || c.is_ascii_alphanumeric()))
-        .unwrap_or_else(|| panic!("no code in:\n{message}"))
-        .to_string()
 }
 
 fn bob_email(server: &Server, email: &str) -> i64 {

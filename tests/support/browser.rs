@@ -105,6 +105,16 @@ impl Browser {
         self.call(reqwest::Method::POST, &format!("/element/{id}/value"), Some(json!({"text": text})));
     }
 
+    /// Chooses the file at `path` in the file input `css`.
+    pub fn attach(&self, css: &str, path: &std::path::Path) {
+        let id = self.element(css);
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{id}/value"),
+            Some(json!({"text": path.to_str().unwrap()})),
+        );
+    }
+
     pub fn click(&self, css: &str) {
         let id = self.element(css);
         self.call(reqwest::Method::POST, &format!("/element/{id}/click"), Some(json!({})));

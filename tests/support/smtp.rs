@@ -99,3 +99,14 @@ pub fn link_in(message: &str, path: &str) -> String {
         .unwrap_or_else(|| panic!("no {path} link in:\n{message}"))
         .to_string()
 }
+
+/// The code in a mail (a change of address): the line that is nothing but `XXXX-XXXX`.
+#[allow(dead_code)]
+pub fn code_in(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .find(|l| l.len() == 9 && l.as_bytes()[4] == b'-' && l.chars().all(|c| c == '-' || c.is_ascii_alphanumeric()))
+        .unwrap_or_else(|| panic!("no code in:\n{message}"))
+        .to_string()
+}

@@ -191,7 +191,7 @@ mod tests {
         let mut conn = diesel::SqliteConnection::establish(":memory:").unwrap();
         let pending = conn.pending_migrations(SQLITE_MIGRATIONS).unwrap();
         let (before, after): (Vec<_>, Vec<_>) =
-            pending.into_iter().partition(|m| m.name().to_string() < "2026-11-30-000005".to_string());
+            pending.into_iter().partition(|m| m.name().to_string().as_str() < "2026-11-30-000005");
         assert!(!before.is_empty() && !after.is_empty());
         for migration in &before {
             conn.run_migration(migration).unwrap();

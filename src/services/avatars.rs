@@ -56,11 +56,18 @@ pub fn square_png(bytes: &[u8]) -> Result<Vec<u8>, AvatarError> {
     Ok(png)
 }
 
+/// Decodes at a time: each may take up to [`MAX_DECODE_BYTES`], so many uploads at once
+/// cannot add up to more than this many times that.
+const DECODES_AT_ONCE: usize = 2;
+static DECODES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(DECODES_AT_ONCE);
+
 /// Makes the avatar from the uploaded picture (off the async threads: decoding is CPU work)
 /// and stores it.
 pub async fn set(db: &Db, user: UserId, upload: Vec<u8>) -> Result<(), AvatarError> {
-    let png =
-        tokio::task::spawn_blocking(move || square_png(&upload)).await.map_err(|e| DbError::Task(e.to_string()))??;
+    let png = {
+        let _turn = DECODES.acquire().await.map_err(|e| DbError::Task(e.to_string()))?;
+        tokio::task::spawn_blocking(move || square_png(&upload)).await.map_err(|e| DbError::Task(e.to_string()))??
+    };
     db.write(move |c| users::set_avatar(c, user, Some(&png))).await?;
     Ok(())
 }

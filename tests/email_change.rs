@@ -8,7 +8,11 @@ use support::smtp::{MailServer, code_in};
 use support::web::{ADMIN_EMAIL, WebClient, csrf_in, location};
 use support::{Backend, Server};
 
-on_every_backend!(an_address_changes_only_with_both_codes, wrong_codes_end_the_change);
+on_every_backend!(
+    an_address_changes_only_with_both_codes,
+    wrong_codes_end_the_change,
+    an_old_address_is_free_for_someone_new
+);
 
 fn start(backend: Backend, mail: &MailServer) -> Server {
     let env = mail.env();
@@ -134,4 +138,29 @@ fn wrong_codes_end_the_change(backend: Backend) {
         .post("/account/email/confirm", &[("csrf", &admin_csrf), ("old_code", &old_code), ("new_code", &new_code)]);
     assert_eq!(other.status(), 422);
     assert_eq!(server.count(&format!("SELECT COUNT(*) AS n FROM users WHERE email = '{ADMIN_EMAIL}'")), 1);
+}
+
+fn an_old_address_is_free_for_someone_new(backend: Backend) {
+    let mail = MailServer::start();
+    let server = start(backend, &mail);
+    // Ada's login is her first address, and logins never change.
+    let ada = WebClient::new(&server);
+    assert_eq!(ada.sign_in(ADMIN_EMAIL, support::web::ADMIN_PASSWORD).status(), 303);
+    let csrf = csrf_in(&ada.get("/account").text().unwrap());
+    let form =
+        [("csrf", csrf.as_str()), ("new_email", "ada@example.org"), ("email_password", support::web::ADMIN_PASSWORD)];
+    assert_eq!(location(&ada.post("/account/email", &form)), "/account");
+    let (old_code, new_code) = (code_in(&mail.wait_for(ADMIN_EMAIL, 1)), code_in(&mail.wait_for("ada@example.org", 1)));
+    let codes = [("csrf", csrf.as_str()), ("old_code", &old_code), ("new_code", &new_code)];
+    assert_eq!(location(&ada.post("/account/email/confirm", &codes)), "/account");
+    // Her old address goes to a newcomer, who gets the next free login.
+    let created = ada.post(
+        "/users",
+        &[("csrf", &csrf), ("name", "Newcomer"), ("email", ADMIN_EMAIL), ("password", "newcomer password")],
+    );
+    assert_eq!(location(&created), "/users", "status {}", created.status());
+    let newcomer =
+        format!("SELECT COUNT(*) AS n FROM users WHERE email = '{ADMIN_EMAIL}' AND login = '{ADMIN_EMAIL}-2'");
+    assert_eq!(server.count(&newcomer), 1);
+    assert_eq!(WebClient::new(&server).sign_in(ADMIN_EMAIL, "newcomer password").status(), 303);
 }

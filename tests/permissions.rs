@@ -81,8 +81,13 @@ fn each_permission_opens_exactly_its_pages(backend: Backend) {
     let settings = carol.get("/settings").text().unwrap();
     assert!(settings.contains("id=\"read-only\"") && !settings.contains("id=\"save-smtp\""), "{settings}");
     let dave = user_id(&server, "dave");
+    server.admin(&["create-cache", "secret-vault", "--no-upstream"]);
+    let vault = server.count("SELECT id AS n FROM caches WHERE name = 'secret-vault'").to_string();
+    admin.post(&format!("/users/{dave}/access"), &[("csrf", &csrf), ("cache_id", &vault), ("permission", "read")]);
+    assert!(admin.get(&format!("/users/{dave}")).text().unwrap().contains("secret-vault"));
     let page = carol.get(&format!("/users/{dave}")).text().unwrap();
     assert!(page.contains("id=\"read-only\"") && !page.contains("id=\"set-password\""), "{page}");
+    assert!(!page.contains("secret-vault"), "seeing users does not reveal private caches");
     // ...and every change is refused, nothing saved.
     let users_before = server.count("SELECT COUNT(*) AS n FROM users");
     let refusals = [
@@ -100,7 +105,11 @@ fn each_permission_opens_exactly_its_pages(backend: Backend) {
     ];
     for refused in refusals {
         assert_eq!(refused.status(), 403);
-        assert!(refused.text().unwrap().contains("Your groups do not give you the right"));
+        let text = refused.text().unwrap();
+        assert!(
+            text.contains("Your groups do not give you the right") || text.contains("only administrators"),
+            "{text}"
+        );
     }
     assert_eq!(server.count("SELECT COUNT(*) AS n FROM users"), users_before);
     assert_eq!(server.count("SELECT COUNT(*) AS n FROM users WHERE name = 'Renamed'"), 0);
@@ -118,7 +127,17 @@ fn each_permission_opens_exactly_its_pages(backend: Backend) {
     let (erin, _) = signed_in(&server, "erin");
     assert_eq!(nav_links(&erin.get("/caches").text().unwrap()), ["/users", "/settings"]);
     assert_eq!(erin.get("/groups").status(), 403);
-    assert!(erin.get("/settings").text().unwrap().contains("id=\"save-smtp\""));
+    let settings = erin.get("/settings").text().unwrap();
+    assert!(settings.contains("id=\"send-test-mail\"") && !settings.contains("id=\"save-smtp\""), "{settings}");
+    // Mail and single sign-on decide who can sign in as whom: administrators only.
+    let erin_csrf = csrf_in(&settings);
+    for (path, field) in [("/settings", "host"), ("/settings/sso", "issuer_url")] {
+        let refused = erin.post(path, &[("csrf", &erin_csrf), (field, "evil.example.com")]);
+        assert_eq!(refused.status(), 403, "{path}");
+        assert!(refused.text().unwrap().contains("only administrators change them"));
+    }
+    assert_eq!(server.count("SELECT COUNT(*) AS n FROM sso_settings"), 0);
+    assert_eq!(server.count("SELECT COUNT(*) AS n FROM smtp_settings"), 0);
 }
 
 fn user_editors_never_reach_beyond_what_they_hold(backend: Backend) {
@@ -150,6 +169,27 @@ fn user_editors_never_reach_beyond_what_they_hold(backend: Backend) {
     assert_eq!(server.count("SELECT COUNT(*) AS n FROM users WHERE name = 'Mallory'"), 0);
 
     // Bob holds nothing: Erin changes him, but gives him nothing she does not hold.
+    let moved = erin
+        .post(&format!("/users/{bob}/profile"), &[("csrf", &erin_csrf), ("name", "Bob"), ("email", "ceo@example.com")]);
+    assert_eq!(moved.status(), 422, "only administrators set an address nobody proved");
+    assert!(moved.text().unwrap().contains("Only administrators change someone&#39;s address."));
+    let erin_id = user_id(&server, "erin");
+    let own = erin.post(
+        &format!("/users/{erin_id}/profile"),
+        &[("csrf", &erin_csrf), ("name", "Erin"), ("email", "elsewhere@example.com")],
+    );
+    assert_eq!(own.status(), 422);
+    assert!(own.text().unwrap().contains("on your account page"));
+    assert_eq!(
+        server.count("SELECT COUNT(*) AS n FROM users WHERE email IN ('ceo@example.com', 'elsewhere@example.com')"),
+        0
+    );
+    let with_password = erin.post(
+        "/users",
+        &[("csrf", &erin_csrf), ("name", "Pat"), ("email", "pat@example.com"), ("password", "long enough")],
+    );
+    assert_eq!(with_password.status(), 403);
+    assert!(!erin.get("/users").text().unwrap().contains("id=\"new-user\""));
     let renamed = erin.post(
         &format!("/users/{bob}/profile"),
         &[("csrf", &erin_csrf), ("name", "Robert"), ("email", "bob@example.com")],
@@ -190,6 +230,13 @@ fn user_editors_never_reach_beyond_what_they_hold(backend: Backend) {
     admin.post(&format!("/users/{bob}/access"), &[("csrf", &csrf), ("cache_id", &main), ("permission", "manage")]);
     let revoked = erin.post(&format!("/users/{bob}/access/{main}/revoke"), &[("csrf", &erin_csrf)]);
     assert_eq!(revoked.status(), 403, "a grant above Erin's own stays");
+    let lowered = grant("read");
+    assert_eq!(lowered.status(), 403, "nor is it changed to less");
+    let password =
+        erin.post(&format!("/users/{bob}/password"), &[("csrf", &erin_csrf), ("password", "taken over now")]);
+    assert_eq!(password.status(), 403, "Bob may manage main, Erin may not: his account is out of her reach");
+    assert!(password.text().unwrap().contains("rights on main"));
+    assert_eq!(WebClient::new(&server).sign_in("bob@example.com", "bob password").status(), 303);
     assert_eq!(server.count(&format!("SELECT COUNT(*) AS n FROM cache_permissions WHERE user_id = {bob}")), 1);
 }
 
@@ -230,7 +277,23 @@ fn group_editors_give_only_what_they_hold(backend: Backend) {
     }
     assert_eq!(bits("admins"), 511);
     assert_eq!(server.count(&format!("SELECT COUNT(*) AS n FROM group_members WHERE group_id = {admins}")), 0);
+    // A group with no global permissions but the manage right on a private cache: joining it
+    // would give Gina that cache.
+    server.admin(&["create-cache", "vault", "--no-upstream"]);
+    let vaulters = group(&server, &admin, &csrf, "vaulters", &[], &[]).to_string();
+    let granted =
+        admin.post("/caches/vault/group-access", &[("csrf", &csrf), ("group_id", &vaulters), ("permission", "manage")]);
+    assert_eq!(granted.status(), 303);
+    let joined = gina.post(&format!("/groups/{vaulters}/members"), &[("csrf", &gina_csrf), ("user_id", &gina_id)]);
+    assert_eq!(joined.status(), 403);
+    assert!(joined.text().unwrap().contains("rights on vault"));
+    assert_eq!(server.count(&format!("SELECT COUNT(*) AS n FROM group_members WHERE group_id = {vaulters}")), 0);
+    // Ada holds more than Gina: Gina neither adds her to nor removes her from a group.
     let builders = group_id(&server, "builders");
+    let ada = user_id(&server, ADMIN_EMAIL).to_string();
+    let added = gina.post(&format!("/groups/{builders}/members"), &[("csrf", &gina_csrf), ("user_id", &ada)]);
+    assert_eq!(added.status(), 403);
+    assert!(added.text().unwrap().contains("that user holds permissions you do not"));
     let widened =
         gina.post(&format!("/groups/{builders}/permissions"), &[("csrf", &gina_csrf), ("manage_caches", "on")]);
     assert_eq!(widened.status(), 403);

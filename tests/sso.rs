@@ -8,7 +8,7 @@ mod support;
 use reqwest::blocking::Response;
 use serde_json::json;
 use support::oidc::{IdentityProvider, server_env};
-use support::web::{ADMIN_EMAIL, WebClient, location};
+use support::web::{ADMIN_EMAIL, WebClient, csrf_in, location};
 use support::{Backend, Server};
 
 /// A server pointed at a provider on `port` (started afterwards, with the server's URL).
@@ -116,6 +116,11 @@ fn links_refreshes_and_syncs(backend: Backend) {
         account.contains("value=\"Grace Hopper\"") && account.contains("<code id=\"login\">grace</code>"),
         "{account}"
     );
+    // Her address comes from the provider (set again at every sign-in): not changed here.
+    let csrf = csrf_in(&account);
+    let refused = grace.post("/account/email", &[("csrf", &csrf), ("new_email", "grace@elsewhere.org")]);
+    assert_eq!(refused.status(), 422);
+    assert!(refused.text().unwrap().contains("comes from single sign-on"));
     // The groups claim made her a member of builders (readers untouched, unknown ignored).
     let groups = admin.get("/groups").text().unwrap();
     let builders = groups.split("id=\"group-").find(|g| g.contains("<h2>builders</h2>")).unwrap();

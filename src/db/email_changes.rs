@@ -58,8 +58,10 @@ pub fn cancel(conn: &mut AnyConnection, UserId(user_id): UserId) -> DbResult<()>
     Ok(())
 }
 
-/// Sets the new address and forgets the change (its codes cannot be used again).
+/// Sets the new address and forgets the change (its codes cannot be used again); reset
+/// links mailed to the old address stop working.
 pub fn finish(conn: &mut AnyConnection, UserId(user_id): UserId, new_email: &str) -> DbResult<()> {
     diesel::update(users::table.find(user_id)).set(users::email.eq(new_email)).execute(conn)?;
+    super::mail::retire_links(conn, user_id, super::mail::LinkPurpose::Reset)?;
     cancel(conn, UserId(user_id))
 }

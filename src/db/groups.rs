@@ -170,6 +170,19 @@ pub fn revoke(conn: &mut AnyConnection, CacheId(cache_id): CacheId, GroupId(grou
     Ok(())
 }
 
+/// A group's grants: (cache id, level).
+pub fn grants_of_group(conn: &mut AnyConnection, GroupId(group_id): GroupId) -> DbResult<Vec<(i64, GrantLevel)>> {
+    let rows: Vec<(i64, bool, bool)> = group_cache_permissions::table
+        .filter(group_cache_permissions::group_id.eq(group_id))
+        .select((
+            group_cache_permissions::cache_id,
+            group_cache_permissions::can_push,
+            group_cache_permissions::can_manage,
+        ))
+        .load(conn)?;
+    Ok(rows.into_iter().map(|(id, push, manage)| (id, GrantLevel::from_columns(push, manage))).collect())
+}
+
 /// Grants on a cache: (group id, group name, can push).
 pub fn grants_on(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<(i64, String, GrantLevel)>> {
     let rows: Vec<(i64, String, bool, bool)> = group_cache_permissions::table
@@ -188,10 +201,17 @@ pub fn grants_on(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<(i64, 
 
 /// Runs `change`, then undoes it (by failing the transaction with
 /// `RollbackTransaction`) if it left no administrator at all.
+///
+/// On PostgreSQL such changes take turns (the advisory lock first-run setup takes too):
+/// two administrators removing each other at once must not both see the other remain.
+/// SQLite runs one writer at a time anyway.
 pub fn keeping_an_administrator<T>(
     conn: &mut AnyConnection,
     change: impl FnOnce(&mut AnyConnection) -> DbResult<T>,
 ) -> DbResult<T> {
+    if let AnyConnection::Postgresql(pg) = conn {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(7305553001)").execute(pg)?;
+    }
     let result = change(conn)?;
     if administrator_count(conn)? == 0 {
         return Err(diesel::result::Error::RollbackTransaction.into());

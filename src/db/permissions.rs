@@ -74,7 +74,9 @@ impl Permission {
     pub fn label(self) -> &'static str {
         match self {
             Self::ViewSettings => "View server settings",
-            Self::EditSettings => "Edit server settings (mail, single sign-on, upstream caches)",
+            Self::EditSettings => {
+                "Edit server settings: upstream caches, test mails (mail and single sign-on stay with administrators)"
+            }
             Self::ViewGroups => "View groups",
             Self::EditGroups => "Edit groups and their members",
             Self::ViewUsers => "View users",

@@ -57,9 +57,12 @@ fn create_with_email(
     password_hash: Option<&str>,
     is_admin: bool,
 ) -> DbResult<User> {
+    // A login taken from an address may be held by someone who changed their address since
+    // (logins never change): the newcomer gets the first free `<address>-<n>`.
+    let login = if who.login == email { free_login(conn, who.login)? } else { who.login.to_string() };
     diesel::insert_into(users::table)
         .values((
-            users::login.eq(who.login),
+            users::login.eq(&login),
             users::name.eq(who.name),
             users::email.eq(email),
             users::password_hash.eq(password_hash),
@@ -67,7 +70,19 @@ fn create_with_email(
             users::created_at.eq(now()),
         ))
         .execute(conn)?;
-    find_by_login(conn, who.login)?.ok_or(diesel::result::Error::NotFound.into())
+    find_by_login(conn, &login)?.ok_or(diesel::result::Error::NotFound.into())
+}
+
+/// `wanted`, or `wanted-2`, `wanted-3`... whichever no user has.
+fn free_login(conn: &mut AnyConnection, wanted: &str) -> DbResult<String> {
+    let mut candidate = wanted.to_string();
+    for n in 2.. {
+        if find_by_login(conn, &candidate)?.is_none() {
+            break;
+        }
+        candidate = format!("{wanted}-{n}");
+    }
+    Ok(candidate)
 }
 
 pub fn set_password(conn: &mut AnyConnection, user_id: i64, password_hash: &str) -> DbResult<()> {
@@ -396,6 +411,12 @@ pub fn revoke_token(conn: &mut AnyConnection, user_id: i64, name: &str) -> DbRes
 pub fn set_avatar(conn: &mut AnyConnection, UserId(user_id): UserId, png: Option<&[u8]>) -> DbResult<()> {
     diesel::update(users::table.find(user_id)).set(users::avatar.eq(png)).execute(conn)?;
     Ok(())
+}
+
+/// Whether the account is linked to an identity at the single sign-on provider (which
+/// sets its name and address at every sign-in).
+pub fn is_sso_linked(conn: &mut AnyConnection, UserId(user_id): UserId) -> DbResult<bool> {
+    Ok(users::table.find(user_id).select(users::oidc_subject.is_not_null()).first(conn).optional()?.unwrap_or(false))
 }
 
 pub fn avatar(conn: &mut AnyConnection, UserId(user_id): UserId) -> DbResult<Option<Vec<u8>>> {

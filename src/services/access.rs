@@ -1,7 +1,7 @@
 //! Who may read from and push to which cache.
 
 use super::auth::Caller;
-use crate::db::ids::{CacheId, UserId};
+use crate::db::ids::{CacheId, GroupId, UserId};
 use crate::db::models::{Cache, GrantLevel};
 use crate::db::permissions::{Permission, Permissions};
 use crate::db::{AnyConnection, DbResult, users};
@@ -53,6 +53,50 @@ pub fn access_to(conn: &mut AnyConnection, caller: Option<&Caller>, cache: &Cach
         _ => granted,
     };
     Ok(if cache.is_public { scoped.max(Access::Read) } else { scoped })
+}
+
+/// The caches on which `target` may do more than `actor` (by their own grants or their
+/// groups'): their names. Global permissions are compared apart (`Permissions::covers`).
+pub fn caches_beyond(conn: &mut AnyConnection, actor: &Caller, target: &Caller) -> DbResult<Vec<String>> {
+    let ids = users::readable_cache_ids(conn, target.user_id)?;
+    let mut beyond = Vec::new();
+    for cache in crate::db::browse::caches_by_ids(conn, Some(&ids))? {
+        if access_to(conn, Some(target), &cache)? > access_to(conn, Some(actor), &cache)? {
+            beyond.push(cache.name);
+        }
+    }
+    Ok(beyond)
+}
+
+/// What user `target` holds beyond `actor`, described ("every permission (administrator)",
+/// "manage of vault"); `None` when nothing (or there is no such user). Nobody changes an
+/// account that holds more than they do: setting its password would give them all of it.
+pub fn user_beyond(conn: &mut AnyConnection, actor: &Caller, UserId(target): UserId) -> DbResult<Option<String>> {
+    let Some(user) = users::find(conn, target)? else { return Ok(None) };
+    let target = Caller::session(&users::with_group_rights(conn, user)?);
+    let mut beyond = Vec::new();
+    if !actor.permissions.covers(target.permissions) {
+        beyond.push(target.permissions.describe());
+    }
+    let caches = caches_beyond(conn, actor, &target)?;
+    if !caches.is_empty() {
+        beyond.push(format!("rights on {}", caches.join(", ")));
+    }
+    Ok((!beyond.is_empty()).then(|| beyond.join("; ")))
+}
+
+/// The caches on which a group's grants give more than `actor` may do: their names.
+pub fn group_grants_beyond(conn: &mut AnyConnection, actor: &Caller, group: GroupId) -> DbResult<Vec<String>> {
+    let granted = crate::db::groups::grants_of_group(conn, group)?;
+    let ids: Vec<i64> = granted.iter().map(|(id, _)| *id).collect();
+    let mut beyond = Vec::new();
+    for cache in crate::db::browse::caches_by_ids(conn, Some(&ids))? {
+        let Some((_, level)) = granted.iter().find(|(id, _)| *id == cache.id) else { continue };
+        if Access::from(*level) > access_to(conn, Some(actor), &cache)? {
+            beyond.push(cache.name);
+        }
+    }
+    Ok(beyond)
 }
 
 /// The caches whose contents the caller can read besides public ones; `None` means all.

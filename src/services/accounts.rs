@@ -8,7 +8,6 @@ use crate::db::ids::UserId;
 use crate::db::mail::LinkPurpose;
 use crate::db::models::GrantLevel;
 use crate::db::models::User;
-use crate::db::permissions::Permissions;
 use crate::db::{Db, DbError, groups, is_refused_rollback, is_unique_violation, users};
 
 #[derive(Debug, thiserror::Error)]
@@ -136,18 +135,26 @@ pub struct UserDetail {
     pub other_caches: Vec<(i64, String)>,
 }
 
-pub async fn detail(db: &Db, UserId(id): UserId) -> Result<Option<UserDetail>, DbError> {
+/// User `id` as `viewer` sees them: caches the viewer cannot read are left out (their grants
+/// on them as well), so seeing users does not reveal private caches' names.
+pub async fn detail(db: &Db, viewer: &User, UserId(id): UserId) -> Result<Option<UserDetail>, DbError> {
+    let viewer = super::auth::Caller::session(viewer);
     db.read(move |c| {
         let Some(user) = users::find(c, id)? else { return Ok(None) };
         let user = users::with_group_rights(c, user)?;
+        let readable = super::access::readable_cache_ids(c, &viewer)?;
+        let visible: Vec<i64> =
+            crate::db::browse::caches_by_ids(c, readable.as_deref())?.into_iter().map(|cache| cache.id).collect();
         let (mut member_of, mut other_groups) = (Vec::new(), Vec::new());
         for group in groups::list(c)? {
             let is_member = groups::members(c, group.id)?.iter().any(|member| member.id == id);
             if is_member { &mut member_of } else { &mut other_groups }.push((group.id, group.name));
         }
-        let grants = users::grants_of(c, UserId(id))?;
+        let mut grants = users::grants_of(c, UserId(id))?;
+        grants.retain(|(cache, _, _)| visible.contains(cache));
         let other_caches = crate::db::browse::caches_by_ids(c, None)?
             .into_iter()
+            .filter(|cache| visible.contains(&cache.id))
             .filter(|cache| !grants.iter().any(|(granted, _, _)| *granted == cache.id))
             .map(|cache| (cache.id, cache.name))
             .collect();
@@ -156,21 +163,23 @@ pub async fn detail(db: &Db, UserId(id): UserId) -> Result<Option<UserDetail>, D
     .await
 }
 
-/// What `target` holds that `actor` does not, if anything: nobody changes an account that
-/// holds more than they do (setting an administrator's password would make anyone who may
-/// edit users an administrator). `None` also for a user who does not exist.
-pub async fn beyond_reach(db: &Db, actor: &User, UserId(target): UserId) -> Result<Option<Permissions>, DbError> {
-    let actor = actor.permissions;
-    db.read(move |c| {
-        let Some(user) = users::find(c, target)? else { return Ok(None) };
-        let held = users::with_group_rights(c, user)?.permissions;
-        Ok((!actor.covers(held)).then_some(held))
-    })
-    .await
+/// What `target` holds beyond `actor`, if anything (see [`super::access::user_beyond`]).
+pub async fn beyond_reach(db: &Db, actor: &User, target: UserId) -> Result<Option<String>, DbError> {
+    let actor = super::auth::Caller::session(actor);
+    db.read(move |c| super::access::user_beyond(c, &actor, target)).await
 }
 
 /// An administrator sets someone's name and email address (which they sign in with).
-pub async fn set_profile(db: &Db, user: UserId, name: &str, email: &str) -> Result<(), AccountError> {
+/// Someone who may edit users sets another's name and, if `by_administrator`, address: an
+/// address nobody proved decides whose account a single sign-on links to, so only an
+/// administrator sets one (invitations prove theirs; people change their own with codes).
+pub async fn set_profile(
+    db: &Db,
+    user: UserId,
+    name: &str,
+    email: &str,
+    by_administrator: bool,
+) -> Result<(), AccountError> {
     let (name, email) = (name.trim().to_string(), email.trim().to_ascii_lowercase());
     if let Some(error) = super::display_name_error(&name) {
         return Err(field("name", error));
@@ -178,8 +187,17 @@ pub async fn set_profile(db: &Db, user: UserId, name: &str, email: &str) -> Resu
     if !email.contains('@') || email.contains(['\r', '\n', ' ']) {
         return Err(field("email", "Enter a valid email address."));
     }
-    match db.write(move |c| users::set_profile(c, user, &name, &email)).await {
-        Ok(()) => Ok(()),
+    // A change of address the user asked for themselves would undo this one: it ends.
+    let saved = db.write(move |c| {
+        let current = users::find(c, user.0)?.and_then(|u| u.email);
+        if !by_administrator && current.as_deref() != Some(email.as_str()) {
+            return Ok(Err(field("email", "Only administrators change someone's address.")));
+        }
+        users::set_profile(c, user, &name, &email)?;
+        crate::db::email_changes::cancel(c, user).map(Ok)
+    });
+    match saved.await {
+        Ok(checked) => checked,
         Err(e) if is_unique_violation(&e) => Err(field("email", "Another user has this email address.")),
         Err(e) => Err(e.into()),
     }

@@ -64,10 +64,14 @@ static DECODES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(DECOD
 /// Makes the avatar from the uploaded picture (off the async threads: decoding is CPU work)
 /// and stores it.
 pub async fn set(db: &Db, user: UserId, upload: Vec<u8>) -> Result<(), AvatarError> {
-    let png = {
-        let _turn = DECODES.acquire().await.map_err(|e| DbError::Task(e.to_string()))?;
-        tokio::task::spawn_blocking(move || square_png(&upload)).await.map_err(|e| DbError::Task(e.to_string()))??
-    };
+    let turn = DECODES.acquire().await.map_err(|e| DbError::Task(e.to_string()))?;
+    // The turn goes with the decode: a client that gives up does not free it early.
+    let png = tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        square_png(&upload)
+    })
+    .await
+    .map_err(|e| DbError::Task(e.to_string()))??;
     db.write(move |c| users::set_avatar(c, user, Some(&png))).await?;
     Ok(())
 }

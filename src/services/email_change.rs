@@ -82,25 +82,32 @@ pub async fn start(
     if user.email.as_deref() == Some(new_email.as_str()) {
         return Err(field("new_email", "That is your address already."));
     }
+    let (id, lookup, key) = (user.id, new_email.clone(), format!("email-change:{}", user.id));
+    // Counted before the password is checked, so a stolen session cannot guess it here
+    // faster than at sign-in.
+    db.write(move |c| {
+        if users::is_sso_linked(c, UserId(id))? {
+            return Ok(Err(field(
+                "new_email",
+                "Your address comes from single sign-on: change it at your identity provider.",
+            )));
+        }
+        if sessions::failures_since(c, &key, now() - START_WINDOW)? >= STARTS_PER_WINDOW {
+            return Ok(Err(field("new_email", "Too many changes asked for; try again in a quarter of an hour.")));
+        }
+        sessions::record_failure(c, &key)?;
+        if users::find_by_email(c, &lookup)?.is_some_and(|other| other.id != id) {
+            return Ok(Err(field("new_email", "Another account has this address.")));
+        }
+        Ok(Ok(()))
+    })
+    .await??;
     if user.password_hash.is_some()
         && !passwords::verify_async(request.current_password, user.password_hash.as_deref()).await
     {
         return Err(field("email_password", "That is not your current password."));
     }
     let smtp = smtp.ok_or(MailError::NotConfigured)?;
-    let (id, lookup, key) = (user.id, new_email.clone(), format!("email-change:{}", user.id));
-    let taken = db
-        .write(move |c| {
-            if sessions::failures_since(c, &key, now() - START_WINDOW)? >= STARTS_PER_WINDOW {
-                return Ok(Err(field("new_email", "Too many changes asked for; try again in a quarter of an hour.")));
-            }
-            sessions::record_failure(c, &key)?;
-            Ok(Ok(users::find_by_email(c, &lookup)?.is_some_and(|other| other.id != id)))
-        })
-        .await??;
-    if taken {
-        return Err(field("new_email", "Another account has this address."));
-    }
     let (new_code, old_code) = (new_code(), user.email.as_ref().map(|_| new_code()));
     let codes_new_hash = code_hash(id, "new", &new_code);
     let codes_old_hash = old_code.as_ref().map(|code| code_hash(id, "old", code));

@@ -22,12 +22,6 @@ pub async fn access_of(db: &Db, user: &User, CacheId(cache): CacheId) -> Result<
     .await
 }
 
-/// The grant given to the user directly on the cache, if any.
-pub async fn direct_grant(db: &Db, user: UserId, CacheId(cache): CacheId) -> Result<Option<GrantLevel>, DbError> {
-    let grants = db.read(move |c| users::grants_of(c, user)).await?;
-    Ok(grants.into_iter().find(|(id, _, _)| *id == cache).map(|(_, _, level)| level))
-}
-
 /// Who a grant is for.
 #[derive(Debug, Clone, Copy)]
 pub enum Grantee {

@@ -1,9 +1,12 @@
 //! Groups of users: the global permissions they give, members, and deletion.
 //!
 //! Two rules hold for every change: nobody changes a group that gives more than they hold
-//! themselves (its permissions, its members, its existence), nor gives a group more than
-//! they hold; and no change leaves the server without an administrator.
+//! themselves (global permissions or cache grants: its permissions, its members, its
+//! existence), nor gives a group more than they hold, nor adds or removes a member who holds
+//! more than they do; and no change leaves the server without an administrator.
 
+use super::access;
+use super::auth::Caller;
 use super::hot_cache::HotCache;
 use crate::db::groups::{self, Group};
 use crate::db::ids::{GroupId, UserId};
@@ -19,6 +22,8 @@ pub enum GroupError {
     LastAdministrator,
     #[error("that group gives permissions you do not hold ({0}); only someone who holds them may change it")]
     BeyondYourRights(String),
+    #[error("that user holds permissions you do not ({0}); only someone who holds them may change their groups")]
+    MemberBeyondYourRights(String),
     #[error("there is no such group")]
     NotFound,
     #[error(transparent)]
@@ -72,21 +77,42 @@ async fn change(
     }
 }
 
-/// Runs `apply` on the group if `actor` holds everything it gives (checked in the same
-/// transaction, so a concurrent widening of the group cannot slip through).
+/// Runs `apply` on the group if `actor` holds everything it gives, global permissions and
+/// cache grants (checked in the same transaction as the change).
 async fn change_group(
     db: &Db,
     hot: &HotCache,
-    actor: Permissions,
+    actor: &User,
     group: GroupId,
-    apply: impl FnOnce(&mut AnyConnection, &Group) -> DbResult<()> + Send + 'static,
+    apply: impl FnOnce(&mut AnyConnection, &Caller) -> DbResult<Checked> + Send + 'static,
 ) -> Result<(), GroupError> {
+    let actor = Caller::session(actor);
     change(db, hot, move |c| {
         let Some(found) = groups::find(c, group)? else { return Ok(Err(GroupError::NotFound)) };
-        if !actor.covers(found.permissions) {
+        if !actor.permissions.covers(found.permissions) {
             return Ok(Err(GroupError::BeyondYourRights(found.permissions.describe())));
         }
-        apply(c, &found).map(Ok)
+        let caches = access::group_grants_beyond(c, &actor, group)?;
+        if !caches.is_empty() {
+            return Ok(Err(GroupError::BeyondYourRights(format!("rights on {}", caches.join(", ")))));
+        }
+        apply(c, &actor)
+    })
+    .await
+}
+
+/// Changes `member`'s membership of `group` if they are within `actor`'s reach too.
+async fn change_membership(
+    db: &Db,
+    hot: &HotCache,
+    actor: &User,
+    group: GroupId,
+    member: UserId,
+    apply: impl FnOnce(&mut AnyConnection) -> DbResult<()> + Send + 'static,
+) -> Result<(), GroupError> {
+    change_group(db, hot, actor, group, move |c, actor| match access::user_beyond(c, actor, member)? {
+        Some(held) => Ok(Err(GroupError::MemberBeyondYourRights(held))),
+        None => apply(c).map(Ok),
     })
     .await
 }
@@ -102,11 +128,11 @@ fn beyond(actor: Permissions, wanted: Permissions) -> Checked {
 pub async fn create(
     db: &Db,
     hot: &HotCache,
-    actor: Permissions,
+    actor: &User,
     name: &str,
     permissions: Permissions,
 ) -> Result<(), GroupError> {
-    beyond(actor, permissions)?;
+    beyond(actor.permissions, permissions)?;
     let name = name.to_string();
     change(db, hot, move |c| groups::create(c, &name, permissions).map(Ok)).await
 }
@@ -115,34 +141,28 @@ pub async fn create(
 pub async fn set_permissions(
     db: &Db,
     hot: &HotCache,
-    actor: Permissions,
+    actor: &User,
     group: GroupId,
     permissions: Permissions,
 ) -> Result<(), GroupError> {
-    beyond(actor, permissions)?;
-    change_group(db, hot, actor, group, move |c, _| groups::set_permissions(c, group, permissions)).await
+    beyond(actor.permissions, permissions)?;
+    change_group(db, hot, actor, group, move |c, _| groups::set_permissions(c, group, permissions).map(Ok)).await
 }
 
-pub async fn add_member(
-    db: &Db,
-    hot: &HotCache,
-    actor: Permissions,
-    group: GroupId,
-    user: UserId,
-) -> Result<(), GroupError> {
-    change_group(db, hot, actor, group, move |c, _| groups::add_member(c, group, user)).await
+pub async fn add_member(db: &Db, hot: &HotCache, actor: &User, group: GroupId, user: UserId) -> Result<(), GroupError> {
+    change_membership(db, hot, actor, group, user, move |c| groups::add_member(c, group, user)).await
 }
 
 pub async fn remove_member(
     db: &Db,
     hot: &HotCache,
-    actor: Permissions,
+    actor: &User,
     group: GroupId,
     user: UserId,
 ) -> Result<(), GroupError> {
-    change_group(db, hot, actor, group, move |c, _| groups::remove_member(c, group, user)).await
+    change_membership(db, hot, actor, group, user, move |c| groups::remove_member(c, group, user)).await
 }
 
-pub async fn delete(db: &Db, hot: &HotCache, actor: Permissions, group: GroupId) -> Result<(), GroupError> {
-    change_group(db, hot, actor, group, move |c, _| groups::delete(c, group.0)).await
+pub async fn delete(db: &Db, hot: &HotCache, actor: &User, group: GroupId) -> Result<(), GroupError> {
+    change_group(db, hot, actor, group, move |c, _| groups::delete(c, group.0).map(Ok)).await
 }

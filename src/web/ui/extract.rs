@@ -17,7 +17,6 @@ use serde::de::DeserializeOwned;
 
 use super::{Failure, csrf_refusal, signed_in};
 use crate::db::models::User;
-use crate::db::permissions::Permission;
 use crate::web::AppState;
 
 /// A form that carries the CSRF token its page was drawn with.
@@ -41,7 +40,7 @@ pub struct SignedIn(pub User);
 
 /// A global permission a handler needs, as a type: `Holding<need::EditUsers>`.
 pub trait Need {
-    const PERMISSION: Permission;
+    fn held_by(user: &User) -> bool;
     /// The 403 page's text for someone without it.
     const REFUSAL: &'static str;
 }
@@ -52,7 +51,9 @@ pub mod need {
         ($($name:ident: $refusal:literal),+ $(,)?) => {
             $(pub struct $name;
             impl super::Need for $name {
-                const PERMISSION: crate::db::permissions::Permission = crate::db::permissions::Permission::$name;
+                fn held_by(user: &crate::db::models::User) -> bool {
+                    user.holds(crate::db::permissions::Permission::$name)
+                }
                 const REFUSAL: &'static str = $refusal;
             })+
         };
@@ -65,6 +66,18 @@ pub mod need {
         ViewUsers: "Your groups do not give you the right to see users.",
         EditUsers: "Your groups do not give you the right to change users.",
     );
+
+    /// Every permission: mail and single sign-on decide who can sign in as whom (a reset
+    /// link goes through the mail server, an identity provider vouches for anyone), so
+    /// changing them is an administrator's alone.
+    pub struct Everything;
+    impl super::Need for Everything {
+        fn held_by(user: &crate::db::models::User) -> bool {
+            user.is_admin()
+        }
+        const REFUSAL: &'static str =
+            "Mail and single sign-on decide who can sign in as whom: only administrators change them.";
+    }
 }
 
 /// A signed-in user who holds the permission `P`.
@@ -96,7 +109,7 @@ async fn user_of(req: &Request) -> poem::Result<User> {
 }
 
 fn holding<P: Need>(req: &Request, user: User) -> poem::Result<User> {
-    if user.holds(P::PERMISSION) {
+    if P::held_by(&user) {
         return Ok(user);
     }
     let refused = Failure::Forbidden(P::REFUSAL.into()).page(&state(req), req, Some(&user));

@@ -66,7 +66,7 @@ pub(super) fn answer_at(
             let text = "That would leave no administrator. Make someone else an administrator first.".into();
             Failure::Conflict { heading: "Not changed", text }.page(state, req, Some(user))
         }
-        Err(e @ GroupError::BeyondYourRights(_)) => {
+        Err(e @ (GroupError::BeyondYourRights(_) | GroupError::MemberBeyondYourRights(_))) => {
             Failure::Forbidden(format!("Nothing was changed: {e}.")).page(state, req, Some(user))
         }
         Err(e @ (GroupError::NameTaken | GroupError::NotFound)) => {
@@ -104,7 +104,7 @@ pub async fn create(
             .await;
     }
     let permissions = Permissions::from_form(&form.checked);
-    match group_service::create(&state.db, &state.hot, user.permissions, &name, permissions).await {
+    match group_service::create(&state.db, &state.hot, &user, &name, permissions).await {
         Err(GroupError::NameTaken) => {
             page(&state, req, &user, name, FormError::new("name", "A group with this name exists.")).await
         }
@@ -128,8 +128,7 @@ pub async fn set_permissions(
     HoldingForm { user, form, .. }: HoldingForm<need::EditGroups, PermissionsForm>,
 ) -> Response {
     let permissions = Permissions::from_form(&form.checked);
-    let changed =
-        group_service::set_permissions(&state.db, &state.hot, user.permissions, GroupId(id), permissions).await;
+    let changed = group_service::set_permissions(&state.db, &state.hot, &user, GroupId(id), permissions).await;
     answer(&state, req, &user, changed, "Permissions changed.")
 }
 
@@ -148,8 +147,7 @@ pub async fn add_member(
     Path(id): Path<i64>,
     HoldingForm { user, form, .. }: HoldingForm<need::EditGroups, MemberForm>,
 ) -> Response {
-    let added =
-        group_service::add_member(&state.db, &state.hot, user.permissions, GroupId(id), UserId(form.user_id)).await;
+    let added = group_service::add_member(&state.db, &state.hot, &user, GroupId(id), UserId(form.user_id)).await;
     answer(&state, req, &user, added, "Member added.")
 }
 
@@ -160,8 +158,7 @@ pub async fn remove_member(
     Path((id, member)): Path<(i64, i64)>,
     HoldingForm { user, .. }: HoldingForm<need::EditGroups, CsrfOnly>,
 ) -> Response {
-    let removed =
-        group_service::remove_member(&state.db, &state.hot, user.permissions, GroupId(id), UserId(member)).await;
+    let removed = group_service::remove_member(&state.db, &state.hot, &user, GroupId(id), UserId(member)).await;
     answer(&state, req, &user, removed, "Member removed.")
 }
 
@@ -172,7 +169,7 @@ pub async fn delete(
     Path(id): Path<i64>,
     HoldingForm { user, .. }: HoldingForm<need::EditGroups, CsrfOnly>,
 ) -> Response {
-    let deleted = group_service::delete(&state.db, &state.hot, user.permissions, GroupId(id)).await;
+    let deleted = group_service::delete(&state.db, &state.hot, &user, GroupId(id)).await;
     answer(&state, req, &user, deleted, "Group deleted.")
 }
 

@@ -191,6 +191,12 @@ impl Layout {
         self.permissions.holds(Permission::EditSettings)
     }
 
+    /// May the viewer change `group` (its permissions, members, existence): they edit groups
+    /// and hold all it gives globally (its cache grants are checked when they act).
+    pub fn may_change_group(&self, group: &crate::db::groups::Group) -> bool {
+        self.can_edit_groups() && self.permissions.covers(group.permissions)
+    }
+
     pub fn can_view_settings(&self) -> bool {
         self.permissions.holds(Permission::ViewSettings)
     }

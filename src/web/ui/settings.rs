@@ -243,7 +243,7 @@ pub async fn show(
 pub async fn save(
     req: &Request,
     state: Data<&Arc<AppState>>,
-    HoldingForm { user, form, .. }: HoldingForm<need::EditSettings, SmtpForm>,
+    HoldingForm { user, form, .. }: HoldingForm<need::Everything, SmtpForm>,
 ) -> Response {
     if state.config.smtp.is_some() {
         let note = "Nothing was changed: SMTP_* environment variables set the mail settings.";
@@ -292,7 +292,7 @@ carries_csrf!(SmtpForm);
 pub async fn save_sso(
     req: &Request,
     state: Data<&Arc<AppState>>,
-    HoldingForm { user, form, .. }: HoldingForm<need::EditSettings, SsoForm>,
+    HoldingForm { user, form, .. }: HoldingForm<need::Everything, SsoForm>,
 ) -> Response {
     if state.sso.locked() {
         let note =

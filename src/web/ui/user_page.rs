@@ -51,7 +51,7 @@ async fn page(
     typed: Option<(String, String)>,
     error: FormError,
 ) -> Response {
-    match accounts::detail(&state.db, UserId(id)).await {
+    match accounts::detail(&state.db, admin, UserId(id)).await {
         Ok(Some(detail)) => {
             let (name, email) = typed.unwrap_or_else(|| (detail.user.name.clone(), address(&detail.user).to_string()));
             let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
@@ -75,9 +75,8 @@ pub(super) async fn out_of_reach(state: &AppState, req: &Request, actor: &User, 
         Ok(None) => None,
         Ok(Some(held)) => {
             let text = format!(
-                "This user holds permissions you do not ({}); only someone who holds them may change \
-                 this account. Nothing was changed.",
-                held.describe()
+                "This user holds permissions you do not ({held}); only someone who holds them may change \
+                 this account. Nothing was changed."
             );
             Some(Failure::Forbidden(text).page(state, req, Some(actor)))
         }
@@ -135,7 +134,14 @@ pub async fn profile(
     if let Some(refused) = out_of_reach(&state, req, &user, id).await {
         return refused;
     }
-    match accounts::set_profile(&state.db, UserId(id), &form.name, &form.email).await {
+    // One's own address changes only with the codes to both addresses (a stolen session
+    // must not move the account to another mailbox).
+    if id == user.id && Some(form.email.trim().to_ascii_lowercase()) != user.email {
+        let error =
+            FormError::new("email", "Change your own address on your account page: a code goes to each address.");
+        return page(&state, req, &user, id, Some((form.name, form.email)), error).await;
+    }
+    match accounts::set_profile(&state.db, UserId(id), &form.name, &form.email, user.is_admin()).await {
         Ok(()) => done(&state, &back(id), "Name and email address saved."),
         Err(AccountError::Field(field, text)) => {
             page(&state, req, &user, id, Some((form.name, form.email)), FormError::new(field, text)).await
@@ -196,7 +202,7 @@ pub async fn join_group(
     if let Some(refused) = out_of_reach(&state, req, &user, id).await {
         return refused;
     }
-    let joined = groups::add_member(&state.db, &state.hot, user.permissions, GroupId(form.group_id), UserId(id)).await;
+    let joined = groups::add_member(&state.db, &state.hot, &user, GroupId(form.group_id), UserId(id)).await;
     super::groups::answer_at(&state, req, &user, joined, &back(id), "Added to the group.")
 }
 
@@ -210,7 +216,7 @@ pub async fn leave_group(
     if let Some(refused) = out_of_reach(&state, req, &user, id).await {
         return refused;
     }
-    let left = groups::remove_member(&state.db, &state.hot, user.permissions, GroupId(group_id), UserId(id)).await;
+    let left = groups::remove_member(&state.db, &state.hot, &user, GroupId(group_id), UserId(id)).await;
     super::groups::answer_at(&state, req, &user, left, &back(id), "Removed from the group.")
 }
 
@@ -254,17 +260,10 @@ pub async fn revoke(
     Path((id, cache_id)): Path<(i64, i64)>,
     HoldingForm { user, .. }: HoldingForm<need::EditUsers, CsrfOnly>,
 ) -> Response {
+    // Within reach, the user may do no more with any cache than the actor: no grant of
+    // theirs is above the actor's own.
     if let Some(refused) = out_of_reach(&state, req, &user, id).await {
         return refused;
-    }
-    match grants::direct_grant(&state.db, UserId(id), CacheId(cache_id)).await {
-        Ok(Some(level)) => {
-            if let Some(refused) = cache_out_of_reach(&state, req, &user, CacheId(cache_id), level.into()).await {
-                return refused;
-            }
-        }
-        Ok(None) => return done(&state, &back(id), "There was no such access."),
-        Err(e) => return unavailable(&state, req, &user, e),
     }
     match grants::revoke(&state.db, &state.hot, CacheId(cache_id), Grantee::User(UserId(id))).await {
         Ok(()) => done(&state, &back(id), "Access removed."),

@@ -107,13 +107,26 @@ fn administrators_only(state: &AppState, req: &Request, user: &User, form: &Crea
     })
 }
 
+/// Only an administrator creates an account with a password: its address is not proved, and
+/// single sign-on links accounts by address. Others invite (the invitation proves it).
+fn password_accounts_by_administrators(state: &AppState, req: &Request, user: &User) -> Option<Response> {
+    (!user.is_admin()).then(|| {
+        let text = "Only administrators create accounts with a password; invite people instead \
+                    (the invitation proves their address). Nothing was created."
+            .into();
+        Failure::Forbidden(text).page(state, req, Some(user))
+    })
+}
+
 #[handler]
 pub async fn create(
     req: &Request,
     state: Data<&Arc<AppState>>,
     HoldingForm { user, form, .. }: HoldingForm<need::EditUsers, CreateForm>,
 ) -> Response {
-    if let Some(refused) = administrators_only(&state, req, &user, &form) {
+    if let Some(refused) = administrators_only(&state, req, &user, &form)
+        .or_else(|| password_accounts_by_administrators(&state, req, &user))
+    {
         return refused;
     }
     let account =

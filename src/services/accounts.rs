@@ -8,7 +8,7 @@ use crate::db::ids::UserId;
 use crate::db::mail::LinkPurpose;
 use crate::db::models::GrantLevel;
 use crate::db::models::User;
-use crate::db::{Db, DbError, groups, is_refused_rollback, is_unique_violation, users};
+use crate::db::{Db, DbError, DbResult, groups, is_refused_rollback, is_unique_violation, users};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
@@ -17,12 +17,38 @@ pub enum AccountError {
     Field(&'static str, String),
     #[error("that would leave no administrator; make someone else an administrator first")]
     LastAdministrator,
+    /// The account holds what the one changing it does not (described).
+    #[error("this user holds permissions you do not ({0}); only someone who holds them may change this account")]
+    BeyondReach(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
 
 fn field(name: &'static str, message: impl Into<String>) -> AccountError {
     AccountError::Field(name, message.into())
+}
+
+/// Runs `change` on user `target` in one transaction with the check that `actor` holds all
+/// the target holds, so a concurrent widening of the target cannot slip in between.
+async fn within_reach<T: Send + 'static>(
+    db: &Db,
+    actor: &User,
+    target: UserId,
+    change: impl FnOnce(&mut crate::db::AnyConnection) -> DbResult<Result<T, AccountError>> + Send + 'static,
+) -> Result<T, AccountError> {
+    let actor = super::auth::Caller::session(actor);
+    let checked = db.write(move |c| {
+        groups::keeping_an_administrator(c, |c| match super::access::user_beyond(c, &actor, target)? {
+            Some(held) => Ok(Err(AccountError::BeyondReach(held))),
+            None => change(c),
+        })
+    });
+    match checked.await {
+        Ok(result) => result,
+        Err(e) if is_refused_rollback(&e) => Err(AccountError::LastAdministrator),
+        Err(e) if is_unique_violation(&e) => Err(field("email", "Another user has this email address.")),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn check_password(field_name: &'static str, password: &str) -> Result<(), AccountError> {
@@ -112,15 +138,10 @@ pub async fn update(db: &Db, user: &User, change: AccountChange<'_>) -> Result<b
 }
 
 /// Deletes the account with its tokens and sessions, unless it is the last administrator.
-pub async fn delete(db: &Db, hot: &HotCache, UserId(id): UserId) -> Result<(), AccountError> {
-    match db.write(move |c| groups::keeping_an_administrator(c, |c| users::delete(c, id))).await {
-        Ok(()) => {
-            hot.forget_rights();
-            Ok(())
-        }
-        Err(e) if is_refused_rollback(&e) => Err(AccountError::LastAdministrator),
-        Err(e) => Err(e.into()),
-    }
+pub async fn delete(db: &Db, hot: &HotCache, actor: &User, target: UserId) -> Result<(), AccountError> {
+    within_reach(db, actor, target, move |c| users::delete(c, target.0).map(Ok)).await?;
+    hot.forget_rights();
+    Ok(())
 }
 
 /// One account as an administrator sees it: its groups and its rights per cache.
@@ -173,13 +194,8 @@ pub async fn beyond_reach(db: &Db, actor: &User, target: UserId) -> Result<Optio
 /// Someone who may edit users sets another's name and, if `by_administrator`, address: an
 /// address nobody proved decides whose account a single sign-on links to, so only an
 /// administrator sets one (invitations prove theirs; people change their own with codes).
-pub async fn set_profile(
-    db: &Db,
-    user: UserId,
-    name: &str,
-    email: &str,
-    by_administrator: bool,
-) -> Result<(), AccountError> {
+pub async fn set_profile(db: &Db, actor: &User, user: UserId, name: &str, email: &str) -> Result<(), AccountError> {
+    let by_administrator = actor.is_admin();
     let (name, email) = (name.trim().to_string(), email.trim().to_ascii_lowercase());
     if let Some(error) = super::display_name_error(&name) {
         return Err(field("name", error));
@@ -188,19 +204,15 @@ pub async fn set_profile(
         return Err(field("email", "Enter a valid email address."));
     }
     // A change of address the user asked for themselves would undo this one: it ends.
-    let saved = db.write(move |c| {
+    within_reach(db, actor, user, move |c| {
         let current = users::find(c, user.0)?.and_then(|u| u.email);
         if !by_administrator && current.as_deref() != Some(email.as_str()) {
             return Ok(Err(field("email", "Only administrators change someone's address.")));
         }
         users::set_profile(c, user, &name, &email)?;
         crate::db::email_changes::cancel(c, user).map(Ok)
-    });
-    match saved.await {
-        Ok(checked) => checked,
-        Err(e) if is_unique_violation(&e) => Err(field("email", "Another user has this email address.")),
-        Err(e) => Err(e.into()),
-    }
+    })
+    .await
 }
 
 /// An administrator sets someone's password: every session of theirs ends (but
@@ -208,20 +220,22 @@ pub async fn set_profile(
 /// earlier stop working.
 pub async fn set_password(
     db: &Db,
-    UserId(id): UserId,
+    actor: &User,
+    target: UserId,
     password: &str,
     keep_session: Option<String>,
 ) -> Result<(), AccountError> {
     check_password("password", password)?;
     let hash = passwords::hash_async(password).await;
-    db.write(move |c| {
+    let id = target.0;
+    within_reach(db, actor, target, move |c| {
         users::set_password(c, id, &hash)?;
         crate::db::mail::retire_links(c, id, LinkPurpose::Reset)?;
         match &keep_session {
             Some(keep) => crate::db::sessions::delete_others(c, id, keep),
             None => crate::db::sessions::delete_for_user(c, id),
         }
+        .map(Ok)
     })
-    .await?;
-    Ok(())
+    .await
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::avatar::AvatarTag;
 use super::extract::{CheckedForm, SignedIn, carries_csrf};
-use super::{CsrfOnly, Failure, FormError, Layout, SESSION_COOKIE, cookie, done, render, unavailable};
+use super::{CsrfOnly, FormError, Layout, SESSION_COOKIE, cookie, done, render, unavailable};
 use crate::db::models::User;
 use crate::services::accounts::{self, AccountChange, AccountError};
 use crate::services::auth::hash_token;
@@ -102,10 +102,7 @@ pub async fn update(
             let typed = Typed { name: Some(form.name), ..Typed::default() };
             page(&state, req, &user, typed, FormError::new(name, text)).await
         }
-        Err(AccountError::Db(e)) => unavailable(&state, req, &user, e),
-        Err(e @ AccountError::LastAdministrator) => {
-            Failure::Conflict { heading: "Not changed", text: e.to_string() }.page(&state, req, Some(&user))
-        }
+        Err(e) => super::user_page::account_failure(&state, req, &user, e),
     }
 }
 

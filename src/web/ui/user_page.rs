@@ -73,15 +73,17 @@ fn back(id: i64) -> String {
 pub(super) async fn out_of_reach(state: &AppState, req: &Request, actor: &User, id: i64) -> Option<Response> {
     match accounts::beyond_reach(&state.db, actor, UserId(id)).await {
         Ok(None) => None,
-        Ok(Some(held)) => {
-            let text = format!(
-                "This user holds permissions you do not ({held}); only someone who holds them may change \
-                 this account. Nothing was changed."
-            );
-            Some(Failure::Forbidden(text).page(state, req, Some(actor)))
-        }
+        Ok(Some(held)) => Some(beyond_reach_page(state, req, actor, &held)),
         Err(e) => Some(unavailable(state, req, actor, e)),
     }
+}
+
+fn beyond_reach_page(state: &AppState, req: &Request, actor: &User, held: &str) -> Response {
+    let text = format!(
+        "This user holds permissions you do not ({held}); only someone who holds them may change this \
+         account. Nothing was changed."
+    );
+    Failure::Forbidden(text).page(state, req, Some(actor))
 }
 
 /// The 403 page when `actor` may do less than `needed` with the cache `cache`.
@@ -131,9 +133,6 @@ pub async fn profile(
     Path(id): Path<i64>,
     HoldingForm { user, form, .. }: HoldingForm<need::EditUsers, ProfileForm>,
 ) -> Response {
-    if let Some(refused) = out_of_reach(&state, req, &user, id).await {
-        return refused;
-    }
     // One's own address changes only with the codes to both addresses (a stolen session
     // must not move the account to another mailbox).
     if id == user.id && Some(form.email.trim().to_ascii_lowercase()) != user.email {
@@ -141,7 +140,7 @@ pub async fn profile(
             FormError::new("email", "Change your own address on your account page: a code goes to each address.");
         return page(&state, req, &user, id, Some((form.name, form.email)), error).await;
     }
-    match accounts::set_profile(&state.db, UserId(id), &form.name, &form.email, user.is_admin()).await {
+    match accounts::set_profile(&state.db, &user, UserId(id), &form.name, &form.email).await {
         Ok(()) => done(&state, &back(id), "Name and email address saved."),
         Err(AccountError::Field(field, text)) => {
             page(&state, req, &user, id, Some((form.name, form.email)), FormError::new(field, text)).await
@@ -150,9 +149,10 @@ pub async fn profile(
     }
 }
 
-fn account_failure(state: &AppState, req: &Request, admin: &User, e: AccountError) -> Response {
+pub(super) fn account_failure(state: &AppState, req: &Request, admin: &User, e: AccountError) -> Response {
     match e {
         AccountError::Db(e) => unavailable(state, req, admin, e),
+        AccountError::BeyondReach(held) => beyond_reach_page(state, req, admin, &held),
         other => Failure::Conflict { heading: "Not changed", text: other.to_string() }.page(state, req, Some(admin)),
     }
 }
@@ -172,12 +172,9 @@ pub async fn password(
     Path(id): Path<i64>,
     HoldingForm { user, form, .. }: HoldingForm<need::EditUsers, PasswordForm>,
 ) -> Response {
-    if let Some(refused) = out_of_reach(&state, req, &user, id).await {
-        return refused;
-    }
     // Setting one's own password here keeps this session, as the account page does.
     let keep = (id == user.id).then(|| cookie(req, SESSION_COOKIE).map(|t| hash_token(&t))).flatten();
-    match accounts::set_password(&state.db, UserId(id), &form.password, keep).await {
+    match accounts::set_password(&state.db, &user, UserId(id), &form.password, keep).await {
         Ok(()) => done(&state, &back(id), "Password set. Their other sessions have ended."),
         Err(AccountError::Field(field, text)) => page(&state, req, &user, id, None, FormError::new(field, text)).await,
         Err(e) => account_failure(&state, req, &user, e),

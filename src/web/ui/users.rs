@@ -133,13 +133,10 @@ pub async fn create(
         NewAccount { name: &form.name, email: &form.email, password: &form.password, admin: form.admin.is_some() };
     match accounts::create(&state.db, account).await {
         Ok(created) => done(&state, "/users", &format!("{} can sign in now.", created.name)),
-        Err(AccountError::Db(e)) => unavailable(&state, req, &user, e),
         Err(AccountError::Field(name, text)) => {
             page(&state, req, &user, form.typed(), FormError::new(name, text)).await
         }
-        Err(e @ AccountError::LastAdministrator) => {
-            Failure::Conflict { heading: "Not created", text: e.to_string() }.page(&state, req, Some(&user))
-        }
+        Err(e) => super::user_page::account_failure(&state, req, &user, e),
     }
 }
 
@@ -223,19 +220,16 @@ pub async fn delete(
     Path(id): Path<i64>,
     HoldingForm { user, .. }: HoldingForm<need::EditUsers, CsrfOnly>,
 ) -> Response {
-    if let Some(refused) = super::user_page::out_of_reach(&state, req, &user, id).await {
-        return refused;
-    }
-    match accounts::delete(&state.db, &state.hot, UserId(id)).await {
+    match accounts::delete(&state.db, &state.hot, &user, UserId(id)).await {
         Ok(()) => done(&state, "/users", "User deleted. Their tokens and sessions no longer work."),
         Err(AccountError::LastAdministrator) => {
             let text = "This is the last administrator. Make someone else an administrator first.".into();
             Failure::Conflict { heading: "Not deleted", text }.page(&state, req, Some(&user))
         }
-        Err(AccountError::Db(e)) => unavailable(&state, req, &user, e),
         Err(AccountError::Field(_, text)) => {
             Failure::Invalid { heading: "Not deleted", text }.page(&state, req, Some(&user))
         }
+        Err(e) => super::user_page::account_failure(&state, req, &user, e),
     }
 }
 

@@ -195,6 +195,11 @@ fn user_editors_never_reach_beyond_what_they_hold(backend: Backend) {
         &[("csrf", &erin_csrf), ("name", "Robert"), ("email", "bob@example.com")],
     );
     assert!(erin.follow(renamed).contains("Name and email address saved."));
+    let bob_page = erin.get(&format!("/users/{bob}")).text().unwrap();
+    assert!(
+        bob_page.contains(">readers</option>") && !bob_page.contains(">admins</option>"),
+        "only groups within reach are offered"
+    );
     let joined = erin.post(&format!("/users/{bob}/groups"), &[("csrf", &erin_csrf), ("group_id", &admins.to_string())]);
     assert_eq!(joined.status(), 403);
     assert!(joined.text().unwrap().contains("gives permissions you do not hold"));

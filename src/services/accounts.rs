@@ -4,6 +4,7 @@
 
 use super::hot_cache::HotCache;
 use super::passwords;
+use crate::db::groups::Group;
 use crate::db::ids::UserId;
 use crate::db::mail::LinkPurpose;
 use crate::db::models::GrantLevel;
@@ -148,8 +149,8 @@ pub async fn delete(db: &Db, hot: &HotCache, actor: &User, target: UserId) -> Re
 pub struct UserDetail {
     pub user: User,
     /// Groups the user is in, and the others: (id, name).
-    pub groups: Vec<(i64, String)>,
-    pub other_groups: Vec<(i64, String)>,
+    pub groups: Vec<Group>,
+    pub other_groups: Vec<Group>,
     /// Caches the user was granted access to: (id, name, level).
     pub grants: Vec<(i64, String, GrantLevel)>,
     /// Caches without a grant to the user: (id, name).
@@ -169,7 +170,7 @@ pub async fn detail(db: &Db, viewer: &User, UserId(id): UserId) -> Result<Option
         let (mut member_of, mut other_groups) = (Vec::new(), Vec::new());
         for group in groups::list(c)? {
             let is_member = groups::members(c, group.id)?.iter().any(|member| member.id == id);
-            if is_member { &mut member_of } else { &mut other_groups }.push((group.id, group.name));
+            if is_member { &mut member_of } else { &mut other_groups }.push(group);
         }
         let mut grants = users::grants_of(c, UserId(id))?;
         grants.retain(|(cache, _, _)| visible.contains(cache));

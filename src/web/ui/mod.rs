@@ -194,7 +194,13 @@ impl Layout {
     /// May the viewer change `group` (its permissions, members, existence): they edit groups
     /// and hold all it gives globally (its cache grants are checked when they act).
     pub fn may_change_group(&self, group: &crate::db::groups::Group) -> bool {
-        self.can_edit_groups() && self.permissions.covers(group.permissions)
+        self.can_edit_groups() && self.holds_all_of(group)
+    }
+
+    /// Does the viewer hold every global permission `group` gives (so may put someone in it
+    /// or take them out, on a user's page)?
+    pub fn holds_all_of(&self, group: &crate::db::groups::Group) -> bool {
+        self.permissions.covers(group.permissions)
     }
 
     pub fn can_view_settings(&self) -> bool {

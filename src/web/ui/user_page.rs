@@ -52,11 +52,14 @@ async fn page(
     error: FormError,
 ) -> Response {
     match accounts::detail(&state.db, admin, UserId(id)).await {
-        Ok(Some(detail)) => {
+        Ok(Some(mut detail)) => {
             let (name, email) = typed.unwrap_or_else(|| (detail.user.name.clone(), address(&detail.user).to_string()));
             let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
             let layout = Layout::new(req, Some(admin));
             let editable = layout.may_edit(&detail.user);
+            // Only groups the viewer may change are offered (their cache grants are checked
+            // when they act).
+            detail.other_groups.retain(|group| layout.holds_all_of(group));
             let page = UserPage { layout, detail, name, email, error, levels: GrantLevel::ALL, editable };
             render(state, status, &page.layout, &page)
         }

@@ -467,9 +467,7 @@ fn actions_answer_in_place(name: &str, size: Option<(u32, u32)>) {
 #[test]
 fn the_account_page_changes_avatar_and_address() {
     let mail = support::smtp::MailServer::start();
-    let env = mail.env();
-    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let server = Server::start_with_env(Backend::Sqlite, &pairs);
+    let server = mail.server(Backend::Sqlite);
     let browser = Browser::start("account");
     browser.resize(390, 844);
     set_up_administrator(&browser, &server);

@@ -15,9 +15,7 @@ on_every_backend!(
 );
 
 fn start(backend: Backend, mail: &MailServer) -> Server {
-    let env = mail.env();
-    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let server = Server::start_with_env(backend, &pairs);
+    let server = mail.server(backend);
     WebClient::new(&server).setup_admin();
     server.create_user_with_password("bob", "bob@example.com", "bob password");
     server

@@ -9,9 +9,7 @@ use support::web::{ADMIN_EMAIL, ADMIN_PASSWORD, WebClient, csrf_in, location};
 use support::{Backend, Server};
 
 fn start_with_mail(mail: &MailServer) -> Server {
-    let env = mail.env();
-    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    Server::start_with_env(Backend::Sqlite, &pairs)
+    mail.server(Backend::Sqlite)
 }
 
 /// The path part of a link the server mailed.

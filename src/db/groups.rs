@@ -199,19 +199,25 @@ pub fn grants_on(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<(i64, 
     Ok(rows.into_iter().map(|(id, name, push, manage)| (id, name, GrantLevel::from_columns(push, manage))).collect())
 }
 
+/// Makes this transaction wait for any other that changes who holds what (on PostgreSQL,
+/// with the advisory lock first-run setup takes too; SQLite runs one writer at a time
+/// anyway): a check of rights made in it stays true until it commits. Re-entrant.
+pub fn take_turns_with_rights_changes(conn: &mut AnyConnection) -> DbResult<()> {
+    if let AnyConnection::Postgresql(pg) = conn {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(7305553001)").execute(pg)?;
+    }
+    Ok(())
+}
+
 /// Runs `change`, then undoes it (by failing the transaction with
-/// `RollbackTransaction`) if it left no administrator at all.
-///
-/// On PostgreSQL such changes take turns (the advisory lock first-run setup takes too):
-/// two administrators removing each other at once must not both see the other remain.
-/// SQLite runs one writer at a time anyway.
+/// `RollbackTransaction`) if it left no administrator at all. Such changes take turns
+/// ([`take_turns_with_rights_changes`]): two administrators removing each other at once
+/// must not both see the other remain.
 pub fn keeping_an_administrator<T>(
     conn: &mut AnyConnection,
     change: impl FnOnce(&mut AnyConnection) -> DbResult<T>,
 ) -> DbResult<T> {
-    if let AnyConnection::Postgresql(pg) = conn {
-        diesel::sql_query("SELECT pg_advisory_xact_lock(7305553001)").execute(pg)?;
-    }
+    take_turns_with_rights_changes(conn)?;
     let result = change(conn)?;
     if administrator_count(conn)? == 0 {
         return Err(diesel::result::Error::RollbackTransaction.into());

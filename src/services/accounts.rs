@@ -30,7 +30,8 @@ fn field(name: &'static str, message: impl Into<String>) -> AccountError {
 }
 
 /// Runs `change` on user `target` in one transaction with the check that `actor` holds all
-/// the target holds, so a concurrent widening of the target cannot slip in between.
+/// the target holds, taking turns with other changes of rights, so a concurrent widening of
+/// the target cannot slip in between.
 async fn within_reach<T: Send + 'static>(
     db: &Db,
     actor: &User,
@@ -39,10 +40,11 @@ async fn within_reach<T: Send + 'static>(
 ) -> Result<T, AccountError> {
     let actor = super::auth::Caller::session(actor);
     let checked = db.write(move |c| {
-        groups::keeping_an_administrator(c, |c| match super::access::user_beyond(c, &actor, target)? {
+        groups::take_turns_with_rights_changes(c)?;
+        match super::access::user_beyond(c, &actor, target)? {
             Some(held) => Ok(Err(AccountError::BeyondReach(held))),
             None => change(c),
-        })
+        }
     });
     match checked.await {
         Ok(result) => result,
@@ -140,7 +142,10 @@ pub async fn update(db: &Db, user: &User, change: AccountChange<'_>) -> Result<b
 
 /// Deletes the account with its tokens and sessions, unless it is the last administrator.
 pub async fn delete(db: &Db, hot: &HotCache, actor: &User, target: UserId) -> Result<(), AccountError> {
-    within_reach(db, actor, target, move |c| users::delete(c, target.0).map(Ok)).await?;
+    within_reach(db, actor, target, move |c| {
+        groups::keeping_an_administrator(c, |c| users::delete(c, target.0)).map(Ok)
+    })
+    .await?;
     hot.forget_rights();
     Ok(())
 }

@@ -49,6 +49,14 @@ impl MailServer {
         std::fs::read_dir(self.dir.path().join("maildir/new")).unwrap().flatten().map(|e| e.path()).collect()
     }
 
+    /// A Hibernation server on `backend` that sends its mail here.
+    #[allow(dead_code)]
+    pub fn server(&self, backend: super::Backend) -> super::Server {
+        let env = self.env();
+        let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        super::Server::start_with_env(backend, &pairs)
+    }
+
     /// Every message received so far for `to`, raw.
     pub fn messages_to(&self, to: &str) -> Vec<String> {
         self.files()

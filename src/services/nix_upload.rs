@@ -101,17 +101,21 @@ pub async fn accept_narinfo(
         ca: info.ca.clone(),
         signatures: info.signatures.clone(),
     };
-    let verified = push::verify_path(db, None, cache, hash_part, upload).await?;
     // The NAR is named by the hash of the file; take it from FileHash, or from the URL.
     let file_hash = info
         .file_hash
         .or_else(|| parse_nar_file_name(info.url.rsplit('/').next()?).map(|(h, _)| h))
         .map(|h| h.to_nix32());
-    let (cache_id, lookup) = (verified.cache.id, file_hash.clone());
-    let pending = match lookup {
-        Some(h) => db.read(move |c| uploads::find_pending(c, cache_id, &h)).await?,
-        None => None,
+    let cache_id = cache.id;
+    let find_pending = async {
+        match file_hash {
+            Some(h) => db.read(move |c| uploads::find_pending(c, cache_id, &h)).await,
+            None => Ok(None),
+        }
     };
+    // Both look-ups at once: `nix copy` waits for this answer before its next upload.
+    let (verified, pending) = tokio::join!(push::verify_path(db, None, cache, hash_part, upload), find_pending);
+    let (verified, pending) = (verified?, pending?);
     if verified.already_present {
         // A concurrent `nix copy` committed the path first: the NAR this one sent is surplus.
         if let Some(pending) = pending {

@@ -143,27 +143,39 @@ pub async fn nar(
     // and pushed again through another process may have a new object, the old one
     // collected: then the database says where it is now.
     match serve_nar(&state, req, &cache, &nar_hash, true).await? {
-        Some(response) => Ok(response),
-        None => serve_nar(&state, req, &cache, &nar_hash, false).await?.ok_or_else(not_found),
+        ServedNar::Response(response) => Ok(response),
+        ServedNar::NotInCache => Err(not_found()),
+        ServedNar::Moved => match serve_nar(&state, req, &cache, &nar_hash, false).await? {
+            ServedNar::Response(response) => Ok(response),
+            ServedNar::NotInCache | ServedNar::Moved => Err(not_found()),
+        },
     }
 }
 
-/// Answers a NAR request; None when the NAR is not where it was found (not in the cache, or
-/// its remembered object is gone).
+/// How a NAR request went.
+enum ServedNar {
+    Response(Response),
+    /// The database says the cache has no such NAR (a HEAD before an upload, mostly).
+    NotInCache,
+    /// Its object is not where it was found: deleted, or pushed again through another process.
+    Moved,
+}
+
+/// Answers a NAR request, from where this process last found it when `remembered`.
 async fn serve_nar(
     state: &AppState,
     req: &Request,
     cache: &Cache,
     nar_hash: &str,
     remembered: bool,
-) -> Result<Option<Response>, AppError> {
+) -> Result<ServedNar, AppError> {
     let cache_id = cache.id;
     let (path_id, stored) = match state.hot.nar(cache_id, nar_hash).filter(|_| remembered) {
         Some(found) => found,
         None => {
             let lookup = nar_hash.to_string();
             let Some(found) = state.db.read(move |c| paths::nar_in_cache(c, cache_id, &lookup)).await? else {
-                return Ok(None);
+                return Ok(ServedNar::NotInCache);
             };
             state.hot.remember_nar(cache_id, nar_hash, found.clone());
             found
@@ -175,7 +187,7 @@ async fn serve_nar(
         ByteRange::Full => (StatusCode::OK, 0, len),
         ByteRange::Partial(start, end) => (StatusCode::PARTIAL_CONTENT, start, end),
         ByteRange::Unsatisfiable => {
-            return Ok(Some(
+            return Ok(ServedNar::Response(
                 Response::builder()
                     .status(StatusCode::RANGE_NOT_SATISFIABLE)
                     .header(header::CONTENT_RANGE, format!("bytes */{len}"))
@@ -193,14 +205,14 @@ async fn serve_nar(
         builder = builder.header(header::CONTENT_RANGE, format!("bytes {start}-{}/{len}", end - 1));
     }
     if req.method() == Method::HEAD {
-        return Ok(Some(builder.body(Body::empty())));
+        return Ok(ServedNar::Response(builder.body(Body::empty())));
     }
     let body = match read_nar(state, &stored, status, start, end).await {
         Ok(body) => body,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             // Deleted through another server process since this one remembered it.
             state.hot.forget_nars(cache_id);
-            return Ok(None);
+            return Ok(ServedNar::Moved);
         }
         Err(e) => {
             return Err(storage_unavailable(&format_args!(
@@ -211,7 +223,7 @@ async fn serve_nar(
     };
     state.access_log.record_nar(cache_id, path_id, end - start);
     metrics::nar_served(&cache.name, end - start);
-    Ok(Some(builder.body(body)))
+    Ok(ServedNar::Response(builder.body(body)))
 }
 
 /// The bytes `[start, end)` of a stored NAR. Most NARs of a closure are small: the smallest

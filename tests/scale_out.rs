@@ -233,3 +233,45 @@ fn replicas_remember_misses_and_access_only_for_a_few_seconds() {
         });
     }
 }
+
+/// A process remembers where it found a NAR; when the path is deleted, its NAR collected and
+/// the path pushed again through another process (a new object), the first process serves
+/// the new object: the remembered one is gone, so it asks the database again.
+#[test]
+fn a_nar_pushed_again_through_another_replica_is_served_from_its_new_object() {
+    let first = Server::start_with_env(Backend::PostgresS3, &[("GC_GRACE", "0s"), ("EVICTION_MIN_AGE", "0s")]);
+    let second = first.sibling();
+    let keys = Keys::generate("moved-1");
+    let token = first.bootstrap(&keys, false);
+    let cli = Cli::new();
+    cli.login(&second, &token);
+    // Larger than the NARs kept in memory (8 KiB), so serving it reads the object.
+    let path = support::nix::add_random_file(64 * 1024, 0x5851_f42d_4c95_7f2d, &support::unique_tag("moved"));
+    let push = || cli.run(&["push", "main", "--key", keys.secret_path(), &path]);
+    assert!(push().status.success());
+    let hash = &path["/nix/store/".len()..][..32];
+    let narinfo_url = format!("/api/nix/main/{hash}.narinfo");
+    // The first process learns of a path pushed through the second within seconds.
+    support::wait_until(Duration::from_secs(10), "the first process serves the narinfo", || {
+        first.get(&narinfo_url, Some(&token)).status() == 200
+    });
+    let narinfo = first.get(&narinfo_url, Some(&token)).text().unwrap();
+    let url = narinfo.lines().find_map(|l| l.strip_prefix("URL: ")).expect("a URL line").to_string();
+    let nar = format!("/api/nix/main/{url}");
+    let served = first.get(&nar, Some(&token));
+    assert_eq!(served.status(), 200);
+    let served = served.bytes().unwrap();
+    let objects_before = nar_objects(&first);
+
+    // Evicted (everything goes: the quota is next to nothing), then collected at once.
+    first.admin(&["update-cache", "main", "--quota-gib", "0.000000001", "--quota-policy", "oldest"]);
+    first.admin(&["update-cache", "main", "--quota-gib", "none"]);
+    first.admin(&["gc"]);
+    assert_eq!(second.get(&nar, Some(&token)).status(), 404, "the NAR is gone");
+    assert!(push().status.success(), "pushed again through the other process");
+    assert_ne!(nar_objects(&first), objects_before, "a new object");
+
+    let again = first.get(&nar, Some(&token));
+    assert_eq!(again.status(), 200, "served from the new object by the process that remembered the old one");
+    assert_eq!(again.bytes().unwrap(), served);
+}

@@ -36,8 +36,7 @@ fn collection_racing_pushes_on_two_replicas_loses_no_nar() {
     assert!(push_all(&cli).status.success());
     for round in 0..4 {
         // Everything is evicted: every NAR is unused, and due at once (GC_GRACE 0s).
-        first.admin(&["update-cache", "main", "--quota-gib", "0.000000001", "--quota-policy", "oldest"]);
-        first.admin(&["update-cache", "main", "--quota-gib", "none"]);
+        first.evict_everything("main");
         let collector = first.command(Some(&["admin", "gc"])).spawn().unwrap();
         let pushed = push_all(&cli);
         let collected = collector.wait_with_output().unwrap();

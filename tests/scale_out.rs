@@ -263,9 +263,8 @@ fn a_nar_pushed_again_through_another_replica_is_served_from_its_new_object() {
     let served = served.bytes().unwrap();
     let objects_before = nar_objects(&first);
 
-    // Evicted (everything goes: the quota is next to nothing), then collected at once.
-    first.admin(&["update-cache", "main", "--quota-gib", "0.000000001", "--quota-policy", "oldest"]);
-    first.admin(&["update-cache", "main", "--quota-gib", "none"]);
+    // Evicted, then collected at once (GC_GRACE 0s).
+    first.evict_everything("main");
     first.admin(&["gc"]);
     assert_eq!(second.get(&nar, Some(&token)).status(), 404, "the NAR is gone");
     assert!(push().status.success(), "pushed again through the other process");

@@ -339,6 +339,14 @@ impl Server {
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
+    /// Evicts every path of `cache` at once (a quota of next to nothing, oldest first), then
+    /// lifts the quota: their NARs become unused, due for collection after GC_GRACE.
+    #[allow(dead_code)]
+    pub fn evict_everything(&self, cache: &str) {
+        self.admin(&["update-cache", cache, "--quota-gib", "0.000000001", "--quota-policy", "oldest"]);
+        self.admin(&["update-cache", cache, "--quota-gib", "none"]);
+    }
+
     /// An administrator, a private cache `main` trusting `keys`, and an admin token. The cache
     /// has no upstream: cache.nixos.org cannot be reached from the test machines.
     pub fn bootstrap(&self, keys: &Keys, public: bool) -> String {

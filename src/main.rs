@@ -122,8 +122,9 @@ async fn serve(config: config::Config, db: db::Db) -> anyhow::Result<()> {
     tokio::spawn(access_log.clone().run(db.clone()));
     services::eviction::configure(config.lifecycle.eviction_min_age);
     tokio::spawn(services::janitor::run(db.clone(), storage.clone(), config.lifecycle));
+    let hot = Arc::new(services::hot_cache::HotCache::default());
     let presence = Arc::new(services::presence::PresenceFilter::default());
-    tokio::spawn(presence.clone().run(db.clone()));
+    tokio::spawn(presence.clone().run(db.clone(), hot.clone()));
     let port = config.port;
     let metrics = match &config.metrics {
         Some(settings) => Some(services::metrics::install(&settings.name)?),
@@ -143,7 +144,7 @@ async fn serve(config: config::Config, db: db::Db) -> anyhow::Result<()> {
         storage,
         config,
         access_log: access_log.clone(),
-        hot: Default::default(),
+        hot,
         presence,
         upstreams: Default::default(),
         metrics,

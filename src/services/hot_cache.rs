@@ -2,15 +2,17 @@
 //! database query in the steady state. Entries expire after a short time, which bounds how
 //! long another server process can act on something changed elsewhere:
 //! - a cache setting or a deleted path: [`CACHE_ROW_TTL`] and [`NARINFO_TTL`];
-//! - a path pushed through another process: visible there within [`MISS_TTL`] (at once on the
-//!   process that took the push, which forgets the miss); the presence filter, which answers
-//!   most misses, reads such paths more often than that (see `presence`);
+//! - a path pushed through another process: visible there within the presence filter's
+//!   refresh (see `presence`, which forgets the misses remembered for the paths it reads), and
+//!   at once on the process that took the push, which forgets the miss itself. [`MISS_TTL`]
+//!   bounds it should a refresh fail;
 //! - a revoked token, a removed grant, a deleted user: stops working everywhere within
 //!   [`ACCESS_TTL`] (at once on the process where it happened). An expired token stops at its
 //!   expiry everywhere.
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -59,6 +61,16 @@ impl<K: Eq + Hash, V: Clone> Expiring<K, V> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
 
+    fn remove_all<'a>(&self, keys: impl IntoIterator<Item = &'a K>)
+    where
+        K: 'a,
+    {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        for key in keys {
+            entries.remove(key);
+        }
+    }
+
     fn remove_where(&self, mut predicate: impl FnMut(&K) -> bool) {
         self.entries.lock().unwrap_or_else(|e| e.into_inner()).retain(|k, _| !predicate(k));
     }
@@ -73,6 +85,10 @@ impl<K: Eq + Hash, V: Clone> Expiring<K, V> {
     }
 }
 
+/// When a look-up began, in the count of paths made visible; see [`HotCache::misses_seen_at`].
+#[derive(Clone, Copy)]
+pub struct MissEpoch(u64);
+
 pub struct HotCache {
     caches: Expiring<String, Cache>,
     narinfos: Expiring<(i64, String), Arc<str>>,
@@ -80,8 +96,10 @@ pub struct HotCache {
     nars: Expiring<(i64, String), (i64, Nar)>,
     /// Storage key to the bytes of a small NAR (a NAR never changes under its key).
     small_nars: Expiring<String, bytes::Bytes>,
-    /// (cache name, hash part) of narinfos the cache did not have.
-    misses: Expiring<(String, String), ()>,
+    /// (cache id, hash part) of narinfos the cache did not have.
+    misses: Expiring<(i64, String), ()>,
+    /// Counts the times paths became visible here; see [`HotCache::misses_seen_at`].
+    visible_epoch: AtomicU64,
     /// (SHA-256 of a token, cache id) to what that token may do there.
     accesses: Expiring<(String, i64), Access>,
     /// SHA-256 of a token to who it authenticates.
@@ -96,6 +114,7 @@ impl Default for HotCache {
             nars: Expiring::new(NARINFO_TTL, MAX_NARINFOS),
             small_nars: Expiring::new(NARINFO_TTL, MAX_SMALL_NARS),
             misses: Expiring::new(MISS_TTL, MAX_MISSES),
+            visible_epoch: AtomicU64::new(0),
             accesses: Expiring::new(ACCESS_TTL, MAX_ACCESSES),
             callers: Expiring::new(ACCESS_TTL, MAX_ACCESSES),
         }
@@ -157,17 +176,38 @@ impl HotCache {
     }
 
     /// Did the cache lack this path a moment ago?
-    pub fn is_miss(&self, cache_name: &str, hash_part: &str) -> bool {
-        self.misses.get(&(cache_name.to_string(), hash_part.to_string())).is_some()
+    pub fn is_miss(&self, cache_id: i64, hash_part: &str) -> bool {
+        self.misses.get(&(cache_id, hash_part.to_string())).is_some()
     }
 
-    pub fn remember_miss(&self, cache_name: &str, hash_part: &str) {
-        self.misses.insert((cache_name.to_string(), hash_part.to_string()), ());
+    /// Taken before a path is looked up in the database: a miss read then is remembered only
+    /// if no path became visible meanwhile (otherwise a look-up that raced a push could keep
+    /// the path hidden after the push forgot its misses).
+    pub fn misses_seen_at(&self) -> MissEpoch {
+        MissEpoch(self.visible_epoch.load(Ordering::SeqCst))
     }
 
-    /// A path was pushed through this process: it is visible at once.
-    pub fn forget_miss(&self, cache_name: &str, hash_part: &str) {
-        self.misses.remove(&(cache_name.to_string(), hash_part.to_string()));
+    pub fn remember_miss(&self, cache_id: i64, hash_part: &str, looked_up: MissEpoch) {
+        let key = (cache_id, hash_part.to_string());
+        self.misses.insert(key.clone(), ());
+        // After the insert: a forget that bumped the epoch before this check is seen here,
+        // and one that bumps it after removes the entry itself.
+        if self.visible_epoch.load(Ordering::SeqCst) != looked_up.0 {
+            self.misses.remove(&key);
+        }
+    }
+
+    /// Paths became visible (pushed through this process, or read by the presence filter
+    /// from what other processes stored): they are no longer misses.
+    pub fn forget_misses<'a>(&self, paths: impl IntoIterator<Item = &'a (i64, String)>) {
+        self.visible_epoch.fetch_add(1, Ordering::SeqCst);
+        self.misses.remove_all(paths);
+    }
+
+    /// Any path may have become visible (the presence filter was loaded again).
+    pub fn forget_all_misses(&self) {
+        self.visible_epoch.fetch_add(1, Ordering::SeqCst);
+        self.misses.remove_where(|_| true);
     }
 
     pub fn access(&self, token_hash: &str, cache_id: i64) -> Option<Access> {
@@ -234,15 +274,30 @@ mod tests {
     #[test]
     fn misses_and_accesses_are_forgotten_when_they_change_here() {
         let hot = HotCache::default();
-        hot.remember_miss("main", "abc");
-        assert!(hot.is_miss("main", "abc") && !hot.is_miss("other", "abc"));
-        hot.forget_miss("main", "abc");
-        assert!(!hot.is_miss("main", "abc"));
+        hot.remember_miss(1, "abc", hot.misses_seen_at());
+        assert!(hot.is_miss(1, "abc") && !hot.is_miss(2, "abc"));
+        hot.forget_misses(&[(1, "abc".to_string())]);
+        assert!(!hot.is_miss(1, "abc"));
+        hot.remember_miss(1, "abc", hot.misses_seen_at());
+        hot.forget_all_misses();
+        assert!(!hot.is_miss(1, "abc"));
         hot.remember_access("tokenhash", 1, Access::Read);
         assert_eq!(hot.access("tokenhash", 1), Some(Access::Read));
         assert_eq!(hot.access("tokenhash", 2), None);
         hot.forget_rights();
         assert_eq!(hot.access("tokenhash", 1), None);
+    }
+
+    #[test]
+    fn a_miss_looked_up_before_a_path_became_visible_is_not_remembered() {
+        let hot = HotCache::default();
+        let looked_up = hot.misses_seen_at();
+        // The path is pushed (and its misses forgotten) while the database is asked.
+        hot.forget_misses(&[(1, "abc".to_string())]);
+        hot.remember_miss(1, "abc", looked_up);
+        assert!(!hot.is_miss(1, "abc"), "the stale answer would hide the pushed path");
+        hot.remember_miss(1, "abc", hot.misses_seen_at());
+        assert!(hot.is_miss(1, "abc"));
     }
 
     #[test]

@@ -10,9 +10,11 @@
 //! - paths stored through other processes are read every [`REFRESH`] (those stored after the
 //!   last one read), and every [`CATCH_UP`] the last [`OVERLAP`] of them are read again, so
 //!   that a commit that took a while or a replica whose clock is a little behind is not
-//!   skipped; until then this process answers them as absent (within the bound
-//!   [`super::hot_cache::MISS_TTL`] states for replicas; the catch-up within [`CATCH_UP`]);
-//! - until the first full load finishes, every path is a "maybe".
+//!   skipped; until then this process answers them as absent (the catch-up within
+//!   [`CATCH_UP`]). The misses remembered for the paths read are forgotten (see `hot_cache`),
+//!   so a path stored elsewhere is visible here within about [`REFRESH`];
+//! - until the first full load finishes, every path is a "maybe"; when it (or any rebuild)
+//!   finishes, every remembered miss is forgotten.
 //!
 //! Deleted paths stay in the filter (a "maybe" costs one query) until the next rebuild, which
 //! also happens when the filter has taken in as many paths as it was sized for.
@@ -25,6 +27,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::hot_cache::HotCache;
 use crate::db::paths::{self, StoredMark};
 use crate::db::{Db, DbError, now};
 
@@ -109,16 +112,27 @@ async fn load_all(db: &Db) -> Result<(Bloom, StoredMark), DbError> {
             bloom.insert(*cache_id, hash_part);
         }
     }
-    let mark = read_after(db, &bloom, (started - OVERLAP, 0)).await?;
+    let mark = read_after(db, &bloom, (started - OVERLAP, 0), None).await?;
     Ok((bloom, mark))
 }
 
-/// Adds the paths stored after `mark`, page by page; returns the mark of the last one.
-async fn read_after(db: &Db, bloom: &Bloom, mut mark: StoredMark) -> Result<StoredMark, DbError> {
+/// Adds the paths stored after `mark`, page by page, and forgets the misses remembered for
+/// them in `hot`; returns the mark of the last one.
+async fn read_after(
+    db: &Db,
+    bloom: &Bloom,
+    mut mark: StoredMark,
+    hot: Option<&HotCache>,
+) -> Result<StoredMark, DbError> {
     loop {
         let page = db.read(move |c| paths::keys_after_mark(c, mark, PAGE)).await?;
         for (_, _, cache_id, hash_part) in &page {
             bloom.insert(*cache_id, hash_part);
+        }
+        if let Some(hot) = hot.filter(|_| !page.is_empty()) {
+            let keys: Vec<(i64, String)> =
+                page.iter().map(|(_, _, cache_id, hash)| (*cache_id, hash.clone())).collect();
+            hot.forget_misses(&keys);
         }
         match page.last() {
             Some((at, id, _, _)) => mark = (*at, *id),
@@ -180,10 +194,11 @@ impl PresenceFilter {
         Ok(mark)
     }
 
-    /// Adds the paths stored after `mark` (through any process); returns the new mark.
-    async fn refresh(&self, db: &Db, mark: StoredMark) -> Result<StoredMark, DbError> {
+    /// Adds the paths stored after `mark` (through any process) and forgets the misses `hot`
+    /// remembered for them; returns the new mark.
+    async fn refresh(&self, db: &Db, mark: StoredMark, hot: &HotCache) -> Result<StoredMark, DbError> {
         match self.bloom() {
-            Some(bloom) => read_after(db, &bloom, mark).await,
+            Some(bloom) => read_after(db, &bloom, mark, Some(hot)).await,
             None => Ok(mark),
         }
     }
@@ -192,8 +207,9 @@ impl PresenceFilter {
         self.bloom().is_none_or(|bloom| bloom.is_full())
     }
 
-    /// Loads the filter, then keeps it current for the life of the process.
-    pub async fn run(self: Arc<Self>, db: Db) {
+    /// Loads the filter, then keeps it current for the life of the process, forgetting the
+    /// misses `hot` remembered for paths it learns were stored.
+    pub async fn run(self: Arc<Self>, db: Db, hot: Arc<HotCache>) {
         let mut tick = tokio::time::interval(REFRESH);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (mut built_at, mut caught_up_at) = (None::<Instant>, Instant::now());
@@ -204,12 +220,13 @@ impl PresenceFilter {
                 self.rebuild(&db).await.map(|rebuilt| {
                     built_at = Some(Instant::now());
                     mark = rebuilt;
+                    hot.forget_all_misses();
                 })
             } else if caught_up_at.elapsed() >= CATCH_UP {
                 caught_up_at = Instant::now();
-                self.refresh(&db, (now() - OVERLAP, 0)).await.map(|read| mark = mark.max(read))
+                self.refresh(&db, (now() - OVERLAP, 0), &hot).await.map(|read| mark = mark.max(read))
             } else {
-                self.refresh(&db, mark).await.map(|read| mark = read)
+                self.refresh(&db, mark, &hot).await.map(|read| mark = read)
             };
             if let Err(e) = result {
                 tracing::warn!("could not read the stored paths for the narinfo filter: {e}");
@@ -267,6 +284,26 @@ mod tests {
         assert!(!filter.may_contain(1, &hash_part(1)), "a rebuild drops what the database does not hold");
     }
 
+    #[tokio::test]
+    async fn misses_remembered_before_a_load_are_forgotten_when_it_finishes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&format!("sqlite:{}/db.sqlite?mode=rwc", dir.path().display()), false).unwrap();
+        let (filter, hot) = (Arc::new(PresenceFilter::default()), Arc::new(HotCache::default()));
+        // Before the first load every path is a "maybe", checked in the database and, when
+        // absent, remembered; the path may have been stored elsewhere since.
+        hot.remember_miss(1, &hash_part(1), hot.misses_seen_at());
+        let running = tokio::spawn(filter.clone().run(db.clone(), hot.clone()));
+        for _ in 0..500 {
+            if !filter.may_contain(1, &hash_part(1)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        running.abort();
+        assert!(!filter.may_contain(1, &hash_part(1)), "the filter was loaded");
+        assert!(!hot.is_miss(1, &hash_part(1)), "the load answers for every path now");
+    }
+
     fn store(db: &Db, id: i64, hash_part: &str, created_at: chrono::NaiveDateTime) {
         let (hash_part, at) = (hash_part.to_string(), created_at.format("%Y-%m-%d %H:%M:%S%.f").to_string());
         db.write_blocking(move |c| {
@@ -297,20 +334,23 @@ mod tests {
         })
         .unwrap();
         store(&db, 1, &hash_part(1), now() - chrono::Duration::days(30));
-        let filter = PresenceFilter::default();
+        let (filter, hot) = (PresenceFilter::default(), HotCache::default());
         let mark = filter.rebuild(&db).await.unwrap();
         assert!(filter.may_contain(1, &hash_part(1)), "an old path is loaded");
-        // Stored through another process after the load: read by the next refresh.
+        // Stored through another process after the load: read by the next refresh, which
+        // also forgets a miss remembered for it.
+        hot.remember_miss(1, &hash_part(2), hot.misses_seen_at());
         store(&db, 2, &hash_part(2), now());
         assert!(!filter.may_contain(1, &hash_part(2)));
-        let mark = filter.refresh(&db, mark).await.unwrap();
+        let mark = filter.refresh(&db, mark, &hot).await.unwrap();
         assert!(filter.may_contain(1, &hash_part(2)));
+        assert!(!hot.is_miss(1, &hash_part(2)), "a path stored elsewhere is no longer a remembered miss");
         // A commit that became visible late (its created_at is before the mark): skipped by
         // refreshes, read by the catch-up over the last OVERLAP.
         store(&db, 3, &hash_part(3), mark.0 - chrono::Duration::seconds(20));
-        filter.refresh(&db, mark).await.unwrap();
+        filter.refresh(&db, mark, &hot).await.unwrap();
         assert!(!filter.may_contain(1, &hash_part(3)));
-        filter.refresh(&db, (now() - OVERLAP, 0)).await.unwrap();
+        filter.refresh(&db, (now() - OVERLAP, 0), &hot).await.unwrap();
         assert!(filter.may_contain(1, &hash_part(3)), "the catch-up reads late commits");
     }
 }

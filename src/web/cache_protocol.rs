@@ -86,16 +86,16 @@ pub async fn narinfo(
     }
     // Misses are most of what Nix asks a second substituter: answered from the presence
     // filter, or remembered briefly (MISS_TTL) when the filter was not sure.
-    if !is_listing && (!state.presence.may_contain(cache.id, &hash) || state.hot.is_miss(&cache.name, &hash)) {
+    if !is_listing && (!state.presence.may_contain(cache.id, &hash) || state.hot.is_miss(cache.id, &hash)) {
         count_narinfo(&state, &cache, false);
         return Err(not_found());
     }
-    let (cache_id, lookup) = (cache.id, hash.clone());
+    let (cache_id, lookup, looked_up) = (cache.id, hash.clone(), state.hot.misses_seen_at());
     let entry = state.db.read(move |c| paths::find_entry(c, cache_id, &lookup)).await?;
     if !is_listing {
         count_narinfo(&state, &cache, entry.is_some());
         if entry.is_none() {
-            state.hot.remember_miss(&cache.name, &hash);
+            state.hot.remember_miss(cache.id, &hash, looked_up);
         }
     }
     let entry = entry.ok_or_else(not_found)?;

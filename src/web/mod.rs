@@ -33,7 +33,7 @@ pub struct AppState {
     pub storage: Storage,
     pub config: Config,
     pub access_log: Arc<crate::services::access_log::AccessLog>,
-    pub hot: crate::services::hot_cache::HotCache,
+    pub hot: Arc<crate::services::hot_cache::HotCache>,
     /// Which paths may be stored where: narinfo misses without a query.
     pub presence: Arc<crate::services::presence::PresenceFilter>,
     pub upstreams: crate::services::upstream::UpstreamChecker,

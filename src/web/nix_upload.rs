@@ -76,10 +76,11 @@ pub async fn put_file(
             .map_err(|_| AppError::BadRequest("the narinfo is not UTF-8 text".into()))?;
         // Known to the presence filter before the commit, so it is never answered as absent here.
         state.presence.add(cache.id, hash);
+        let cache_id = cache.id;
         let result = nix_upload::accept_narinfo(&state.db, &state.storage, &caller, cache, hash, &text).await;
         if result.is_ok() {
-            // Visible at once through this process (other processes within MISS_TTL).
-            state.hot.forget_miss(&name, hash);
+            // Visible at once through this process (other processes at their presence refresh).
+            state.hot.forget_misses(&[(cache_id, hash.to_string())]);
         }
         match &result {
             Ok(true) => {

@@ -104,10 +104,11 @@ pub async fn upload_path(
     if is_hash_part(&hash) {
         state.presence.add(pushable.id, &hash);
     }
+    let cache_id = pushable.id;
     let result = receive_path(&state, caller, pushable, &hash, upload, declared_length, body).await;
     if result.is_ok() {
-        // Visible at once through this process (other processes within MISS_TTL).
-        state.hot.forget_miss(&cache, &hash);
+        // Visible at once through this process (other processes at their presence refresh).
+        state.hot.forget_misses(&[(cache_id, hash.clone())]);
     }
     match &result {
         Ok(done) if done.created => {

@@ -14,7 +14,8 @@ use crate::support::{Cli, NixClient};
 /// How long one operation keeps retrying (the faults last up to 10 s each).
 const OPERATION_DEADLINE: Duration = Duration::from_secs(90);
 /// A path pushed through one replica is visible on the other within its presence filter's
-/// refresh (1 s); readers ask only for paths stored longer ago than this.
+/// refresh (1 s), also where a miss was remembered (a restarted replica before its first load);
+/// readers ask only for paths stored longer ago than this.
 const VISIBLE_EVERYWHERE_AFTER: Duration = Duration::from_secs(3);
 
 pub const STORED_CACHE: &str = "soak";

@@ -58,7 +58,7 @@ const CHUNKS_IN_FLIGHT: usize = 4;
 /// `max_nar_size` (MAX_NAR_SIZE) is refused as soon as it gets there.
 ///
 /// Two threads share the work, so an upload costs about the slower half instead of the sum:
-/// this one writes the body to a temporary file (made durable before returning) and hashes it;
+/// this one writes the body to a temporary file (made durable when committed) and hashes it;
 /// a second one decompresses, validates, hashes and lists the NAR.
 pub fn receive_nar(
     storage: &Storage,
@@ -109,7 +109,7 @@ enum StoreError {
     Failed(PushError),
 }
 
-/// Copies the body into `file` (durably) and to the NAR check, hashing it, up to `limit`
+/// Copies the body into `file` and to the NAR check, hashing it, up to `limit`
 /// bytes. Returns the hash and size of the body.
 fn store_body(
     mut body: impl Read,
@@ -143,21 +143,21 @@ fn store_body(
         hasher.update(&chunk);
         chunks.send(Bytes::from(chunk)).map_err(|_| StoreError::NarRejected)?;
     }
-    // The end of the body: the NAR check sees the end of its input.
+    // The end of the body: the NAR check sees the end of its input. The file is made durable
+    // when it is committed (a spool file that is uploaded elsewhere or refused never needs it).
     drop(chunks);
-    out.sync_data().map_err(|e| StoreError::Failed(PushError::Storage(e)))?;
     Ok((NarHash::from_hasher(hasher), count))
 }
 
 /// Starts writing the file to disk while the body still arrives, so that making it durable
-/// at the end waits for the last stretch only.
+/// when it is committed waits for the last stretch only.
 #[derive(Default)]
 struct WriteBack {
     started: u64,
 }
 
 impl WriteBack {
-    const STRETCH: u64 = 1 << 20;
+    const STRETCH: u64 = 256 << 10;
 
     fn wrote(&mut self, file: &std::fs::File, written: u64) {
         if written - self.started < Self::STRETCH {

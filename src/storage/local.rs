@@ -40,22 +40,31 @@ impl LocalStorage {
     /// Moves a finished temporary file into place (same filesystem: an atomic rename), with a
     /// small companion blob (a listing) written beside it, durably: the data first, then the
     /// directory entries, so that a crash never leaves a committed row pointing at a name the
-    /// disk forgot. Syncing data a receiver already synced costs next to nothing.
+    /// disk forgot. The upload's data and the companion's are synced at once, on two threads:
+    /// each waits for the disk, and this is the last thing an upload waits for.
     pub fn commit(&self, temp: &Path, file: std::fs::File, key: &str, beside: Option<(&str, &[u8])>) -> io::Result<()> {
-        file.sync_data()?;
         let target = self.path_of(key);
         let dir = target.parent().expect("keys name a file under the root");
         std::fs::create_dir_all(dir)?;
         let mut dirs = vec![dir.to_path_buf()];
-        if let Some((companion, bytes)) = beside {
-            let companion = self.path_of(companion);
-            let companion_dir = companion.parent().expect("keys name a file under the root");
-            if companion_dir != dir {
-                std::fs::create_dir_all(companion_dir)?;
-                dirs.push(companion_dir.to_path_buf());
+        let companion = match beside {
+            Some((companion, bytes)) => {
+                let companion = self.path_of(companion);
+                let companion_dir = companion.parent().expect("keys name a file under the root");
+                if companion_dir != dir {
+                    std::fs::create_dir_all(companion_dir)?;
+                    dirs.push(companion_dir.to_path_buf());
+                }
+                Some((companion, bytes))
             }
-            write_durably(&companion, bytes)?;
-        }
+            None => None,
+        };
+        std::thread::scope(|scope| {
+            let written = companion.map(|(path, bytes)| scope.spawn(move || write_durably(&path, bytes)));
+            let synced = file.sync_data();
+            let written = written.map_or(Ok(()), |w| w.join().unwrap_or_else(|_| Err(io::Error::other("panicked"))));
+            synced.and(written)
+        })?;
         std::fs::rename(temp, &target)?;
         dirs.iter().try_for_each(|d| sync_dir(d))
     }

@@ -219,6 +219,14 @@ fn replicas_remember_misses_and_access_only_for_a_few_seconds() {
     support::wait_until(3 * presence_refresh(), "the other replica serves the new path", || {
         second.get(&narinfo, Some(&token)).status() == 200
     });
+    // Its NAR with it: a client fetches it right after the narinfo (the presence filter
+    // answers NARs a cache lacks without a query; it never says no to a NAR whose narinfo
+    // it served).
+    let text = second.get(&narinfo, Some(&token)).text().unwrap();
+    let url = text.lines().find_map(|l| l.strip_prefix("URL: ")).expect("a URL line");
+    assert_eq!(second.get(&format!("/api/nix/main/{url}"), Some(&token)).status(), 200);
+    let absent_nar = format!("/api/nix/main/nar/{}.nar.zst", "1".repeat(52));
+    assert_eq!(second.get(&absent_nar, Some(&token)).status(), 404);
     // A process started later loads every stored path into its presence filter (which
     // answers misses without a query): the path is no miss there once the load is done.
     let third = first.sibling();

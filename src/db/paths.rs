@@ -157,32 +157,67 @@ pub fn count_all(conn: &mut AnyConnection) -> DbResult<i64> {
     Ok(store_paths::table.count().get_result(conn)?)
 }
 
-/// (id, cache id, hash part) of up to `limit` paths with ids above `after_id`, in id order:
-/// a page of every stored path.
-pub fn keys_after(conn: &mut AnyConnection, after_id: i64, limit: i64) -> DbResult<Vec<(i64, i64, String)>> {
-    Ok(store_paths::table
-        .filter(store_paths::id.gt(after_id))
-        .order(store_paths::id)
-        .limit(limit)
-        .select((store_paths::id, store_paths::cache_id, store_paths::hash_part))
-        .load(conn)?)
+pub fn count_nars(conn: &mut AnyConnection) -> DbResult<i64> {
+    Ok(nars::table.count().get_result(conn)?)
+}
+
+/// What the presence filter knows of a stored path: where it is in the order paths were
+/// stored, its cache and hash part, and the hashes its NAR is asked for by.
+#[derive(Debug, Clone, Queryable)]
+pub struct StoredKeys {
+    pub created_at: chrono::NaiveDateTime,
+    pub id: i64,
+    pub cache_id: i64,
+    pub hash_part: String,
+    pub file_hash: String,
+    pub nar_hash: String,
 }
 
 /// A position in the order paths were stored: (created_at, id).
 pub type StoredMark = (chrono::NaiveDateTime, i64);
 
-/// (created_at, id, cache id, hash part) of up to `limit` paths stored after `mark`, in that
-/// order (the `created_at` index serves it).
-pub fn keys_after_mark(
-    conn: &mut AnyConnection,
-    (at, id): StoredMark,
-    limit: i64,
-) -> DbResult<Vec<(chrono::NaiveDateTime, i64, i64, String)>> {
+impl StoredKeys {
+    pub fn mark(&self) -> StoredMark {
+        (self.created_at, self.id)
+    }
+}
+
+type StoredKeysColumns = (
+    store_paths::created_at,
+    store_paths::id,
+    store_paths::cache_id,
+    store_paths::hash_part,
+    nars::file_hash,
+    nars::nar_hash,
+);
+const STORED_KEYS: StoredKeysColumns = (
+    store_paths::created_at,
+    store_paths::id,
+    store_paths::cache_id,
+    store_paths::hash_part,
+    nars::file_hash,
+    nars::nar_hash,
+);
+
+/// Up to `limit` paths with ids above `after_id`, in id order: a page of every stored path.
+pub fn keys_after(conn: &mut AnyConnection, after_id: i64, limit: i64) -> DbResult<Vec<StoredKeys>> {
     Ok(store_paths::table
+        .inner_join(nars::table)
+        .filter(store_paths::id.gt(after_id))
+        .order(store_paths::id)
+        .limit(limit)
+        .select(STORED_KEYS)
+        .load(conn)?)
+}
+
+/// Up to `limit` paths stored after `mark`, in that order (the `created_at` index serves it).
+pub fn keys_after_mark(conn: &mut AnyConnection, (at, id): StoredMark, limit: i64) -> DbResult<Vec<StoredKeys>> {
+    Ok(store_paths::table
+        .inner_join(nars::table)
         .filter(store_paths::created_at.gt(at).or(store_paths::created_at.eq(at).and(store_paths::id.gt(id))))
         .order((store_paths::created_at, store_paths::id))
         .limit(limit)
-        .select((store_paths::created_at, store_paths::id, store_paths::cache_id, store_paths::hash_part))
+        .select(STORED_KEYS)
         .load(conn)?)
 }
 

@@ -7,6 +7,7 @@ use hibernation::api::PathUpload;
 use hibernation::nix::{Compression, NarHash, NarInfo};
 
 use super::auth::Caller;
+use super::presence::PresenceFilter;
 use super::push::{self, NarSource, PushableCache, delete_stored, store_received};
 use super::push_error::PushError;
 use super::quota::{self, QuotaCheck};
@@ -86,6 +87,7 @@ pub async fn accept_nar(
 pub async fn accept_narinfo(
     db: &Db,
     storage: &Storage,
+    presence: &PresenceFilter,
     caller: &Caller,
     cache: PushableCache,
     hash_part: &str,
@@ -135,7 +137,7 @@ pub async fn accept_narinfo(
         }
         None => NarSource::Attach(caller.clone()),
     };
-    push::commit(db, storage, verified, source).await
+    push::commit(db, storage, presence, verified, source).await
 }
 
 /// Stores a build log (`nix store copy-log --to`), keeping its transfer encoding. The body

@@ -1,12 +1,15 @@
-//! Which store paths may be in which cache: a Bloom filter over every stored (cache, hash
-//! part), so that a narinfo for a path a cache does not hold (most of what Nix asks a second
-//! substituter) is answered without a database query, however many different paths are asked
-//! for. "No" is certain; "maybe" is checked in the database (about 1% of absent paths).
+//! Which store paths and NARs may be in which cache: a Bloom filter over every stored (cache,
+//! hash part) and (cache, NAR file hash or NAR hash), so that a narinfo for a path a cache does
+//! not hold (most of what Nix asks a second substituter), and a NAR it does not hold (what
+//! `nix copy --to` asks before each upload), are answered without a database query, however
+//! many different ones are asked for. "No" is certain; "maybe" is checked in the database
+//! (about 1% of absent ones).
 //!
 //! The filter does not miss a path this process or another one stored, as long as replicas'
 //! clocks agree within [`OVERLAP`] and no commit takes longer than that (otherwise the path
 //! is found at the next rebuild, within [`REBUILD_EVERY`]):
-//! - a push through this process adds its path before committing it;
+//! - a push through this process adds its path and NAR before committing them (a NAR reused
+//!   from another path is added once the commit found it, or by the next refresh);
 //! - paths stored through other processes are read every [`REFRESH`] (those stored after the
 //!   last one read), and every [`CATCH_UP`] the last [`OVERLAP`] of them are read again, so
 //!   that a commit that took a while or a replica whose clock is a little behind is not
@@ -28,7 +31,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::hot_cache::HotCache;
-use crate::db::paths::{self, StoredMark};
+use crate::db::paths::{self, StoredKeys, StoredMark};
 use crate::db::{Db, DbError, now};
 
 /// How often paths stored through other processes are read.
@@ -41,11 +44,41 @@ const OVERLAP: chrono::Duration = chrono::Duration::minutes(1);
 const REBUILD_EVERY: Duration = Duration::from_secs(6 * 3600);
 /// Rows read per query while loading.
 const PAGE: i64 = 20_000;
-/// Room for this many paths at least, so a small server never rebuilds for growth.
+/// Room for this many keys at least, so a small server never rebuilds for growth.
 const MIN_CAPACITY: u64 = 100_000;
-/// Bits per path and probes per lookup: about 1% false "maybe".
+/// Bits per key and probes per lookup: about 1% false "maybe".
 const BITS_PER_PATH: u64 = 10;
 const PROBES: u64 = 7;
+
+/// What the filter holds: a path of a cache, or a NAR one of its paths uses, by either of its
+/// hashes (served NARs are named by their file hash, and looked up by NAR hash too).
+#[derive(Clone, Copy)]
+enum Key<'a> {
+    Path(i64, &'a str),
+    Nar(i64, &'a str),
+}
+
+impl Key<'_> {
+    fn owned(self) -> (bool, i64, String) {
+        match self {
+            Key::Path(cache_id, hash) => (true, cache_id, hash.to_string()),
+            Key::Nar(cache_id, hash) => (false, cache_id, hash.to_string()),
+        }
+    }
+
+    fn from_owned((is_path, cache_id, hash): &(bool, i64, String)) -> Key<'_> {
+        if *is_path { Key::Path(*cache_id, hash) } else { Key::Nar(*cache_id, hash) }
+    }
+}
+
+/// The keys of one stored path.
+fn keys_of(stored: &StoredKeys) -> [Key<'_>; 3] {
+    [
+        Key::Path(stored.cache_id, &stored.hash_part),
+        Key::Nar(stored.cache_id, &stored.file_hash),
+        Key::Nar(stored.cache_id, &stored.nar_hash),
+    ]
+}
 
 /// A fixed-size Bloom filter that any number of threads add to and read at once.
 struct Bloom {
@@ -55,17 +88,21 @@ struct Bloom {
 }
 
 impl Bloom {
-    fn with_capacity(paths: u64) -> Self {
-        let capacity = paths.max(MIN_CAPACITY);
+    fn with_capacity(keys: u64) -> Self {
+        let capacity = keys.max(MIN_CAPACITY);
         let words = (capacity * BITS_PER_PATH).div_ceil(64);
         Self { words: (0..words).map(|_| AtomicU64::new(0)).collect(), capacity, added: AtomicU64::new(0) }
     }
 
     /// The bit positions of a key: double hashing over two independent 64-bit hashes.
-    fn positions(&self, cache_id: i64, hash_part: &str) -> impl Iterator<Item = u64> + use<> {
+    fn positions(&self, key: Key<'_>) -> impl Iterator<Item = u64> + use<> {
+        let (kind, cache_id, text) = match key {
+            Key::Path(cache_id, hash) => (0u8, cache_id, hash),
+            Key::Nar(cache_id, hash) => (1u8, cache_id, hash),
+        };
         let hash = |seed: u64| {
             let mut hasher = DefaultHasher::new();
-            (seed, cache_id, hash_part).hash(&mut hasher);
+            (seed, kind, cache_id, text).hash(&mut hasher);
             hasher.finish()
         };
         let (first, step) = (hash(0x9e37_79b9), hash(0x85eb_ca6b) | 1);
@@ -75,9 +112,9 @@ impl Bloom {
 
     /// Adds a key; only keys that set a new bit count towards the capacity (reading the
     /// same paths again does not fill the filter).
-    fn insert(&self, cache_id: i64, hash_part: &str) {
+    fn insert(&self, key: Key<'_>) {
         let mut new = false;
-        for bit in self.positions(cache_id, hash_part) {
+        for bit in self.positions(key) {
             let mask = 1 << (bit % 64);
             new |= self.words[(bit / 64) as usize].fetch_or(mask, Ordering::Relaxed) & mask == 0;
         }
@@ -86,9 +123,12 @@ impl Bloom {
         }
     }
 
-    fn may_contain(&self, cache_id: i64, hash_part: &str) -> bool {
-        self.positions(cache_id, hash_part)
-            .all(|bit| self.words[(bit / 64) as usize].load(Ordering::Relaxed) & (1 << (bit % 64)) != 0)
+    fn insert_stored(&self, stored: &StoredKeys) {
+        keys_of(stored).into_iter().for_each(|key| self.insert(key));
+    }
+
+    fn may_contain(&self, key: Key<'_>) -> bool {
+        self.positions(key).all(|bit| self.words[(bit / 64) as usize].load(Ordering::Relaxed) & (1 << (bit % 64)) != 0)
     }
 
     fn is_full(&self) -> bool {
@@ -100,17 +140,16 @@ impl Bloom {
 /// read; returns the filter and the mark of the last path read.
 async fn load_all(db: &Db) -> Result<(Bloom, StoredMark), DbError> {
     let started = now();
-    let count = db.read(paths::count_all).await?;
-    // Room to grow to twice the size before a rebuild.
-    let bloom = Bloom::with_capacity(count as u64 * 2);
+    let (paths, nars) = db.read(|c| Ok((paths::count_all(c)?, paths::count_nars(c)?))).await?;
+    // A key per path and two per NAR (most NARs belong to one path; many paths may share one),
+    // with room to grow to twice the size before a rebuild.
+    let bloom = Bloom::with_capacity((paths + 2 * nars) as u64 * 2);
     let mut after = 0;
     loop {
         let page = db.read(move |c| paths::keys_after(c, after, PAGE)).await?;
-        let Some((last, _, _)) = page.last() else { break };
-        after = *last;
-        for (_, cache_id, hash_part) in &page {
-            bloom.insert(*cache_id, hash_part);
-        }
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        page.iter().for_each(|stored| bloom.insert_stored(stored));
     }
     let mark = read_after(db, &bloom, (started - OVERLAP, 0), None).await?;
     Ok((bloom, mark))
@@ -126,16 +165,13 @@ async fn read_after(
 ) -> Result<StoredMark, DbError> {
     loop {
         let page = db.read(move |c| paths::keys_after_mark(c, mark, PAGE)).await?;
-        for (_, _, cache_id, hash_part) in &page {
-            bloom.insert(*cache_id, hash_part);
-        }
+        page.iter().for_each(|stored| bloom.insert_stored(stored));
         if let Some(hot) = hot.filter(|_| !page.is_empty()) {
-            let keys: Vec<(i64, String)> =
-                page.iter().map(|(_, _, cache_id, hash)| (*cache_id, hash.clone())).collect();
+            let keys: Vec<(i64, String)> = page.iter().map(|s| (s.cache_id, s.hash_part.clone())).collect();
             hot.forget_misses(&keys);
         }
         match page.last() {
-            Some((at, id, _, _)) => mark = (*at, *id),
+            Some(last) => mark = last.mark(),
             None => return Ok(mark),
         }
         if page.len() < PAGE as usize {
@@ -148,8 +184,8 @@ async fn read_after(
 pub struct PresenceFilter {
     /// None until the first load: everything may be present.
     current: RwLock<Option<Arc<Bloom>>>,
-    /// Paths added while a rebuild was loading, replayed into the new filter.
-    during_rebuild: std::sync::Mutex<Option<Vec<(i64, String)>>>,
+    /// Keys added while a rebuild was loading, replayed into the new filter.
+    during_rebuild: std::sync::Mutex<Option<Vec<(bool, i64, String)>>>,
 }
 
 impl PresenceFilter {
@@ -159,16 +195,34 @@ impl PresenceFilter {
 
     /// False only when the cache certainly does not hold the path.
     pub fn may_contain(&self, cache_id: i64, hash_part: &str) -> bool {
-        self.bloom().is_none_or(|bloom| bloom.may_contain(cache_id, hash_part))
+        self.may_contain_key(Key::Path(cache_id, hash_part))
+    }
+
+    /// False only when no path of the cache uses a NAR with this file hash or NAR hash.
+    pub fn may_hold_nar(&self, cache_id: i64, hash: &str) -> bool {
+        self.may_contain_key(Key::Nar(cache_id, hash))
+    }
+
+    fn may_contain_key(&self, key: Key<'_>) -> bool {
+        self.bloom().is_none_or(|bloom| bloom.may_contain(key))
     }
 
     /// Records a path about to be stored (before its commit: an extra "maybe" is harmless).
-    pub fn add(&self, cache_id: i64, hash_part: &str) {
+    pub fn add_path(&self, cache_id: i64, hash_part: &str) {
+        self.add(Key::Path(cache_id, hash_part));
+    }
+
+    /// Records a NAR a path about to be stored uses, by one of its hashes.
+    pub fn add_nar(&self, cache_id: i64, hash: &str) {
+        self.add(Key::Nar(cache_id, hash));
+    }
+
+    fn add(&self, key: Key<'_>) {
         if let Some(bloom) = self.bloom() {
-            bloom.insert(cache_id, hash_part);
+            bloom.insert(key);
         }
         if let Some(pending) = self.during_rebuild.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            pending.push((cache_id, hash_part.to_string()));
+            pending.push(key.owned());
         }
     }
 
@@ -187,8 +241,8 @@ impl PresenceFilter {
     fn finish_rebuild(&self, loaded: Result<(Bloom, StoredMark), DbError>) -> Result<StoredMark, DbError> {
         let added_meanwhile = self.during_rebuild.lock().unwrap_or_else(|e| e.into_inner()).take();
         let (bloom, mark) = loaded?;
-        for (cache_id, hash_part) in added_meanwhile.unwrap_or_default() {
-            bloom.insert(cache_id, &hash_part);
+        for key in added_meanwhile.unwrap_or_default() {
+            bloom.insert(Key::from_owned(&key));
         }
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(bloom));
         Ok(mark)
@@ -247,22 +301,24 @@ mod tests {
     fn never_forgets_and_rarely_says_maybe_for_absent_paths() {
         let bloom = Bloom::with_capacity(50_000);
         for i in 0..50_000 {
-            bloom.insert(1, &hash_part(i));
+            bloom.insert(Key::Path(1, &hash_part(i)));
         }
-        assert!((0..50_000).all(|i| bloom.may_contain(1, &hash_part(i))), "no false negatives");
-        let false_maybes = (50_000..150_000).filter(|i| bloom.may_contain(1, &hash_part(*i))).count();
+        assert!((0..50_000).all(|i| bloom.may_contain(Key::Path(1, &hash_part(i)))), "no false negatives");
+        let false_maybes = (50_000..150_000).filter(|i| bloom.may_contain(Key::Path(1, &hash_part(*i)))).count();
         assert!(false_maybes < 2_000, "{false_maybes} of 100000 absent paths were a maybe");
-        // The same hash part in another cache is another key.
-        let other_cache = (0..10_000).filter(|i| bloom.may_contain(2, &hash_part(*i))).count();
+        // The same hash part in another cache, or as a NAR hash, is another key.
+        let other_cache = (0..10_000).filter(|i| bloom.may_contain(Key::Path(2, &hash_part(*i)))).count();
         assert!(other_cache < 200, "{other_cache}");
+        let as_nar = (0..10_000).filter(|i| bloom.may_contain(Key::Nar(1, &hash_part(*i)))).count();
+        assert!(as_nar < 200, "{as_nar}");
         assert!(!bloom.is_full());
     }
 
     #[test]
     fn before_the_first_load_everything_may_be_present() {
         let filter = PresenceFilter::default();
-        assert!(filter.may_contain(1, &hash_part(1)));
-        filter.add(1, &hash_part(1));
+        assert!(filter.may_contain(1, &hash_part(1)) && filter.may_hold_nar(1, &hash_part(1)));
+        filter.add_path(1, &hash_part(1));
         assert!(filter.may_contain(1, &hash_part(2)));
     }
 
@@ -273,15 +329,20 @@ mod tests {
         let filter = PresenceFilter::default();
         filter.rebuild(&db).await.unwrap();
         assert!(!filter.may_contain(1, &hash_part(1)), "an empty database holds nothing");
-        filter.add(1, &hash_part(1));
+        filter.add_path(1, &hash_part(1));
+        filter.add_nar(1, &hash_part(11));
         assert!(filter.may_contain(1, &hash_part(1)), "a path pushed here is present at once");
+        assert!(filter.may_hold_nar(1, &hash_part(11)), "and its NAR");
         // A push while the (empty) database is read again: the new filter has it.
         filter.begin_rebuild();
         let loaded = load_all(&db).await;
-        filter.add(1, &hash_part(2));
+        filter.add_path(1, &hash_part(2));
+        filter.add_nar(1, &hash_part(12));
         filter.finish_rebuild(loaded).unwrap();
-        assert!(filter.may_contain(1, &hash_part(2)));
+        assert!(filter.may_contain(1, &hash_part(2)) && filter.may_hold_nar(1, &hash_part(12)));
+        assert!(!filter.may_hold_nar(1, &hash_part(2)), "a path's key is not a NAR's");
         assert!(!filter.may_contain(1, &hash_part(1)), "a rebuild drops what the database does not hold");
+        assert!(!filter.may_hold_nar(1, &hash_part(11)));
     }
 
     #[tokio::test]
@@ -304,13 +365,19 @@ mod tests {
         assert!(!hot.is_miss(1, &hash_part(1)), "the load answers for every path now");
     }
 
+    /// Stores a path and its NAR (file hash `f<id>`, NAR hash `n<id>`) as another process would.
     fn store(db: &Db, id: i64, hash_part: &str, created_at: chrono::NaiveDateTime) {
         let (hash_part, at) = (hash_part.to_string(), created_at.format("%Y-%m-%d %H:%M:%S%.f").to_string());
         db.write_blocking(move |c| {
             use diesel::RunQueryDsl;
             diesel::sql_query(format!(
+                "INSERT INTO nars (id, nar_hash, nar_size, compression, file_hash, file_size, storage_key) \
+                 VALUES ({id}, 'n{id}', 1, 'none', 'f{id}', 1, 'k{id}')"
+            ))
+            .execute(c)?;
+            diesel::sql_query(format!(
                 "INSERT INTO store_paths (id, cache_id, nar_id, hash_part, name, signatures, created_at) \
-                 VALUES ({id}, 1, 1, '{hash_part}', 'x', '', '{at}')"
+                 VALUES ({id}, 1, {id}, '{hash_part}', 'x', '', '{at}')"
             ))
             .execute(c)?;
             Ok(())
@@ -325,11 +392,6 @@ mod tests {
         db.write_blocking(|c| {
             use diesel::RunQueryDsl;
             diesel::sql_query("INSERT INTO caches (id, name) VALUES (1, 'main')").execute(c)?;
-            diesel::sql_query(
-                "INSERT INTO nars (id, nar_hash, nar_size, compression, file_hash, file_size, storage_key) \
-                 VALUES (1, 'h', 1, 'none', 'f', 1, 'k')",
-            )
-            .execute(c)?;
             Ok(())
         })
         .unwrap();
@@ -337,13 +399,15 @@ mod tests {
         let (filter, hot) = (PresenceFilter::default(), HotCache::default());
         let mark = filter.rebuild(&db).await.unwrap();
         assert!(filter.may_contain(1, &hash_part(1)), "an old path is loaded");
+        assert!(filter.may_hold_nar(1, "f1") && filter.may_hold_nar(1, "n1"), "with its NAR's hashes");
+        assert!(!filter.may_hold_nar(2, "f1"), "in its own cache only");
         // Stored through another process after the load: read by the next refresh, which
         // also forgets a miss remembered for it.
         hot.remember_miss(1, &hash_part(2), hot.misses_seen_at());
         store(&db, 2, &hash_part(2), now());
-        assert!(!filter.may_contain(1, &hash_part(2)));
+        assert!(!filter.may_contain(1, &hash_part(2)) && !filter.may_hold_nar(1, "f2"));
         let mark = filter.refresh(&db, mark, &hot).await.unwrap();
-        assert!(filter.may_contain(1, &hash_part(2)));
+        assert!(filter.may_contain(1, &hash_part(2)) && filter.may_hold_nar(1, "f2") && filter.may_hold_nar(1, "n2"));
         assert!(!hot.is_miss(1, &hash_part(2)), "a path stored elsewhere is no longer a remembered miss");
         // A commit that became visible late (its created_at is before the mark): skipped by
         // refreshes, read by the catch-up over the last OVERLAP.

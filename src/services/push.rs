@@ -12,6 +12,7 @@ use hibernation::nix::{Compression, NarHash, PublicKey, StorePath, signing};
 
 use super::access::{Access, readable_cache_ids};
 use super::auth::Caller;
+use super::presence::PresenceFilter;
 use super::push_error::PushError;
 use super::quota::{self, QuotaCheck};
 use super::receive::ReceivedNar;
@@ -266,7 +267,17 @@ pub async fn delete_stored(storage: &Storage, key: &str) {
 /// the path and the hand-over of a pending upload are written in one transaction, and an
 /// object is deleted afterwards only when this commit owned it and no NAR row took it, so
 /// concurrent pushes of one path (on one server or several) never delete a live NAR.
-pub async fn commit(db: &Db, storage: &Storage, verified: VerifiedPath, source: NarSource) -> Result<bool, PushError> {
+///
+/// Its NAR is added to this process's presence filter before the commit, so that it is never
+/// answered as absent here once visible (callers add the path itself before verifying it: a
+/// path another process stored meanwhile is visible here at once too).
+pub async fn commit(
+    db: &Db,
+    storage: &Storage,
+    presence: &PresenceFilter,
+    verified: VerifiedPath,
+    source: NarSource,
+) -> Result<bool, PushError> {
     // A pending upload already counts against the quota (it was checked on arrival, and an
     // evicting cache makes room for it now); the size of a NAR to attach is looked up only
     // when the cache has a quota.
@@ -293,6 +304,13 @@ pub async fn commit(db: &Db, storage: &Storage, verified: VerifiedPath, source: 
         NarSource::Attach(caller) => (NarCandidate::Attach(caller), None),
     };
     let record = PathRecord::from(verified);
+    presence.add_nar(record.cache_id, &record.nar_hash);
+    match &candidate {
+        NarCandidate::New(new) => presence.add_nar(record.cache_id, &new.file_hash),
+        NarCandidate::Pending(pending) => presence.add_nar(record.cache_id, &pending.file_hash),
+        // Known once the commit found it (an instant later; the next refresh adds it too).
+        NarCandidate::Attach(_) => {}
+    }
     let mut attempts = 0;
     let outcome = loop {
         attempts += 1;
@@ -306,6 +324,9 @@ pub async fn commit(db: &Db, storage: &Storage, verified: VerifiedPath, source: 
     };
     match outcome {
         Ok(Ok(committed)) => {
+            if let Some(file_hash) = &committed.file_hash {
+                presence.add_nar(record.cache_id, file_hash);
+            }
             if let Some(key) = committed.unowned_key {
                 delete_stored(storage, &key).await;
             }
@@ -395,6 +416,8 @@ enum NarCandidate {
 
 struct Committed {
     created: bool,
+    /// The file hash of the NAR the new path uses.
+    file_hash: Option<String>,
     /// An object this commit owned that no row references: delete it after the commit.
     unowned_key: Option<String>,
 }
@@ -417,7 +440,7 @@ fn commit_in_transaction(
     wanted.push(record.base_name.clone());
     let present = paths::lock_present_base_names(c, record.cache_id, &wanted)?;
     if present.contains(&record.base_name) {
-        return Ok(Ok(Committed { created: false, unowned_key: release_candidate(c, candidate)? }));
+        return Ok(Ok(Committed { created: false, file_hash: None, unowned_key: release_candidate(c, candidate)? }));
     }
     let missing: Vec<String> = wanted
         .iter()
@@ -456,7 +479,7 @@ fn commit_in_transaction(
     new.nar_id = nar.id;
     paths::insert_path(c, &new, &record.references)?;
     let unowned_key = candidate_key.filter(|key| *key != nar.storage_key);
-    Ok(Ok(Committed { created: true, unowned_key }))
+    Ok(Ok(Committed { created: true, file_hash: Some(nar.file_hash.clone()), unowned_key }))
 }
 
 /// The object key this commit owns: a new upload's, or a pending upload's when this commit

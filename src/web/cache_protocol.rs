@@ -99,6 +99,10 @@ pub async fn narinfo(
         }
     }
     let entry = entry.ok_or_else(not_found)?;
+    // Found before the presence filter read it (stored through another process a moment ago,
+    // or a false "maybe"): its NAR must not be answered as absent once its narinfo is served.
+    state.presence.add_nar(cache.id, &entry.nar.file_hash);
+    state.presence.add_nar(cache.id, &entry.nar.nar_hash);
     if is_listing {
         let listing = state.storage.read(&listing_key(&entry.nar.storage_key), None).await.map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -172,6 +176,8 @@ async fn serve_nar(
     let cache_id = cache.id;
     let (path_id, stored) = match state.hot.nar(cache_id, nar_hash).filter(|_| remembered) {
         Some(found) => found,
+        // What `nix copy --to` asks before each upload: answered without a query.
+        None if !state.presence.may_hold_nar(cache_id, nar_hash) => return Ok(ServedNar::NotInCache),
         None => {
             let lookup = nar_hash.to_string();
             let Some(found) = state.db.read(move |c| paths::nar_in_cache(c, cache_id, &lookup)).await? else {

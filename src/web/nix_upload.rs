@@ -74,10 +74,12 @@ pub async fn put_file(
         let cache = pushable_cache_counted(&state, req, &name).await?;
         let text = String::from_utf8(read_decoded(req, body, NARINFO_LIMIT, "narinfo").await?)
             .map_err(|_| AppError::BadRequest("the narinfo is not UTF-8 text".into()))?;
-        // Known to the presence filter before the commit, so it is never answered as absent here.
-        state.presence.add(cache.id, hash);
+        // Known to the presence filter before the commit (or before finding that another
+        // process stored it), so it is never answered as absent here.
+        state.presence.add_path(cache.id, hash);
         let cache_id = cache.id;
-        let result = nix_upload::accept_narinfo(&state.db, &state.storage, &caller, cache, hash, &text).await;
+        let result =
+            nix_upload::accept_narinfo(&state.db, &state.storage, &state.presence, &caller, cache, hash, &text).await;
         if result.is_ok() {
             // Visible at once through this process (other processes at their presence refresh).
             state.hot.forget_misses(&[(cache_id, hash.to_string())]);

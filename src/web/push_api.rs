@@ -6,6 +6,7 @@ use base64::Engine;
 use hibernation::api::{
     CacheInfo, PATH_INFO_HEADER, PathUpload, PathUploaded, PushPlanRequest, PushPlanResponse, WhoAmI,
 };
+use hibernation::nix::store_path::is_hash_part;
 use poem::web::{Data, Json, Path};
 use poem::{Body, Request, handler};
 
@@ -21,7 +22,6 @@ use crate::services::push_error::PushError;
 use crate::services::receive::{Declared, read_ahead, receive_nar};
 use crate::services::{CACHE_NAME_RULE, is_valid_cache_name};
 use hibernation::nix::Compression;
-use hibernation::nix::store_path::is_hash_part;
 
 fn check_cache_name(name: &str) -> Result<(), AppError> {
     if is_valid_cache_name(name) {
@@ -100,9 +100,10 @@ pub async fn upload_path(
     let upload = path_upload_from_header(req)?;
     let declared_length =
         req.headers().get(poem::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    // Known to the presence filter before the commit, so it is never answered as absent here.
+    // Known to the presence filter before the commit (or before finding that another process
+    // stored it), so it is never answered as absent here.
     if is_hash_part(&hash) {
-        state.presence.add(pushable.id, &hash);
+        state.presence.add_path(pushable.id, &hash);
     }
     let cache_id = pushable.id;
     let result = receive_path(&state, caller, pushable, &hash, upload, declared_length, body).await;
@@ -152,6 +153,6 @@ async fn receive_path(
         let bytes = received.file_size;
         (NarSource::Uploaded(received), bytes)
     };
-    let created = push::commit(&state.db, &state.storage, verified, source).await?;
+    let created = push::commit(&state.db, &state.storage, &state.presence, verified, source).await?;
     Ok(PathUploaded { store_path, created, uploaded_bytes })
 }

@@ -482,10 +482,18 @@ fn the_account_page_changes_avatar_and_address() {
     browser.wait_until("the avatar in the nav", |html| {
         html.contains("Your avatar was saved.") && html.contains("id=\"account-link\" aria-current=\"page\"><img")
     });
-    let width = browser.execute(
-        "const img = document.querySelector('#account-link img'); return img.complete ? img.naturalWidth : 0;",
-    );
-    assert_eq!(width.as_i64(), Some(96), "the nav shows the server's small square");
+    // The picture loads after the nav is swapped in: wait for it rather than race it.
+    let loaded_width = || {
+        browser
+            .execute(
+                "const img = document.querySelector('#account-link img'); return img.complete ? img.naturalWidth : 0;",
+            )
+            .as_i64()
+    };
+    support::wait_until(std::time::Duration::from_secs(5), "the avatar in the nav has loaded", || {
+        loaded_width() != Some(0)
+    });
+    assert_eq!(loaded_width(), Some(96), "the nav shows the server's small square");
     assert!(browser.horizontal_overflow() <= 0);
 
     browser.type_into("#new_email", "ada@example.org");

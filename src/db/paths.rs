@@ -1,6 +1,6 @@
 //! Store paths per cache, their references, and the shared NAR blobs.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use diesel::prelude::*;
 
@@ -161,64 +161,72 @@ pub fn count_nars(conn: &mut AnyConnection) -> DbResult<i64> {
     Ok(nars::table.count().get_result(conn)?)
 }
 
-/// What the presence filter knows of a stored path: where it is in the order paths were
-/// stored, its cache and hash part, and the hashes its NAR is asked for by.
+/// A stored path as the presence filter knows it: where it is in the order paths were stored,
+/// its cache, hash part and NAR.
 #[derive(Debug, Clone, Queryable)]
-pub struct StoredKeys {
+pub struct StoredPath {
     pub created_at: chrono::NaiveDateTime,
     pub id: i64,
     pub cache_id: i64,
     pub hash_part: String,
-    pub file_hash: String,
-    pub nar_hash: String,
+    pub nar_id: i64,
 }
 
 /// A position in the order paths were stored: (created_at, id).
 pub type StoredMark = (chrono::NaiveDateTime, i64);
 
-impl StoredKeys {
+impl StoredPath {
     pub fn mark(&self) -> StoredMark {
         (self.created_at, self.id)
     }
 }
 
-type StoredKeysColumns = (
-    store_paths::created_at,
-    store_paths::id,
-    store_paths::cache_id,
-    store_paths::hash_part,
-    nars::file_hash,
-    nars::nar_hash,
-);
-const STORED_KEYS: StoredKeysColumns = (
-    store_paths::created_at,
-    store_paths::id,
-    store_paths::cache_id,
-    store_paths::hash_part,
-    nars::file_hash,
-    nars::nar_hash,
-);
+/// A page of stored paths, and the hashes their NARs are asked for by (file hash, NAR hash).
+#[derive(Debug, Default)]
+pub struct StoredPage {
+    pub paths: Vec<StoredPath>,
+    pub nars: HashMap<i64, (String, String)>,
+}
+
+type StoredPathColumns =
+    (store_paths::created_at, store_paths::id, store_paths::cache_id, store_paths::hash_part, store_paths::nar_id);
+const STORED_PATH: StoredPathColumns =
+    (store_paths::created_at, store_paths::id, store_paths::cache_id, store_paths::hash_part, store_paths::nar_id);
+
+/// The NARs of a page of paths, in a second query: joined, SQLite chose to walk the NARs
+/// and sort every path of each for every page (a million paths sharing one NAR: seconds).
+fn with_nars(conn: &mut AnyConnection, paths: Vec<StoredPath>) -> DbResult<StoredPage> {
+    let ids: HashSet<i64> = paths.iter().map(|p| p.nar_id).collect();
+    let nars = nars::table
+        .filter(nars::id.eq_any(ids.into_iter().collect::<Vec<_>>()))
+        .select((nars::id, nars::file_hash, nars::nar_hash))
+        .load::<(i64, String, String)>(conn)?
+        .into_iter()
+        .map(|(id, file_hash, nar_hash)| (id, (file_hash, nar_hash)))
+        .collect();
+    Ok(StoredPage { paths, nars })
+}
 
 /// Up to `limit` paths with ids above `after_id`, in id order: a page of every stored path.
-pub fn keys_after(conn: &mut AnyConnection, after_id: i64, limit: i64) -> DbResult<Vec<StoredKeys>> {
-    Ok(store_paths::table
-        .inner_join(nars::table)
+pub fn keys_after(conn: &mut AnyConnection, after_id: i64, limit: i64) -> DbResult<StoredPage> {
+    let paths = store_paths::table
         .filter(store_paths::id.gt(after_id))
         .order(store_paths::id)
         .limit(limit)
-        .select(STORED_KEYS)
-        .load(conn)?)
+        .select(STORED_PATH)
+        .load(conn)?;
+    with_nars(conn, paths)
 }
 
 /// Up to `limit` paths stored after `mark`, in that order (the `created_at` index serves it).
-pub fn keys_after_mark(conn: &mut AnyConnection, (at, id): StoredMark, limit: i64) -> DbResult<Vec<StoredKeys>> {
-    Ok(store_paths::table
-        .inner_join(nars::table)
+pub fn keys_after_mark(conn: &mut AnyConnection, (at, id): StoredMark, limit: i64) -> DbResult<StoredPage> {
+    let paths = store_paths::table
         .filter(store_paths::created_at.gt(at).or(store_paths::created_at.eq(at).and(store_paths::id.gt(id))))
         .order((store_paths::created_at, store_paths::id))
         .limit(limit)
-        .select(STORED_KEYS)
-        .load(conn)?)
+        .select(STORED_PATH)
+        .load(conn)?;
+    with_nars(conn, paths)
 }
 
 #[cfg(test)]
@@ -273,5 +281,37 @@ mod tests {
         .unwrap();
         let plan: Vec<String> = plan.into_iter().map(|s| s.detail).collect();
         assert!(plan.iter().any(|d| d.contains("store_paths_nar_cache")), "{plan:?}");
+    }
+
+    /// A page of paths for the presence filter, in store order, with each NAR's hashes once:
+    /// many paths sharing a NAR cost one entry (a million of them used to be walked and
+    /// sorted for every page when the NARs were joined in).
+    #[test]
+    fn pages_of_stored_paths_carry_their_nars_once() {
+        let mut conn = migrated();
+        let AnyConnection::Sqlite(sqlite) = &mut conn else { unreachable!() };
+        sqlite
+            .batch_execute(
+                "INSERT INTO caches (id, name) VALUES (1, 'one'), (2, 'two');
+                 INSERT INTO nars (id, nar_hash, nar_size, compression, file_hash, file_size, storage_key)
+                 VALUES (7, 'n7', 10, 'zstd', 'f7', 9, 'k7'), (8, 'n8', 10, 'zstd', 'f8', 9, 'k8');
+                 INSERT INTO store_paths (id, cache_id, nar_id, hash_part, name, signatures, created_at)
+                 VALUES (1, 1, 7, 'a', 'x', '', '2026-01-01 00:00:03'), (2, 2, 7, 'b', 'x', '', '2026-01-01 00:00:01'),
+                        (3, 1, 8, 'c', 'x', '', '2026-01-01 00:00:02');",
+            )
+            .unwrap();
+        let page = keys_after(&mut conn, 0, 2).unwrap();
+        let hashes: Vec<&str> = page.paths.iter().map(|p| p.hash_part.as_str()).collect();
+        assert_eq!(hashes, ["a", "b"], "id order, a page at a time");
+        assert_eq!(page.nars.len(), 1);
+        assert_eq!(page.nars[&7], ("f7".to_string(), "n7".to_string()));
+        let next = keys_after(&mut conn, 2, 2).unwrap();
+        assert_eq!((next.paths.len(), next.nars[&8].0.as_str()), (1, "f8"));
+
+        let start = (chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap().and_hms_opt(0, 0, 1).unwrap(), 2);
+        let later = keys_after_mark(&mut conn, start, 10).unwrap();
+        let hashes: Vec<&str> = later.paths.iter().map(|p| p.hash_part.as_str()).collect();
+        assert_eq!(hashes, ["c", "a"], "stored after the mark, in store order");
+        assert_eq!(later.nars.len(), 2);
     }
 }

@@ -31,7 +31,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::hot_cache::HotCache;
-use crate::db::paths::{self, StoredKeys, StoredMark};
+use crate::db::paths::{self, StoredMark, StoredPage};
 use crate::db::{Db, DbError, now};
 
 /// How often paths stored through other processes are read.
@@ -69,15 +69,6 @@ impl Key<'_> {
     fn from_owned((is_path, cache_id, hash): &(bool, i64, String)) -> Key<'_> {
         if *is_path { Key::Path(*cache_id, hash) } else { Key::Nar(*cache_id, hash) }
     }
-}
-
-/// The keys of one stored path.
-fn keys_of(stored: &StoredKeys) -> [Key<'_>; 3] {
-    [
-        Key::Path(stored.cache_id, &stored.hash_part),
-        Key::Nar(stored.cache_id, &stored.file_hash),
-        Key::Nar(stored.cache_id, &stored.nar_hash),
-    ]
 }
 
 /// A fixed-size Bloom filter that any number of threads add to and read at once.
@@ -123,8 +114,18 @@ impl Bloom {
         }
     }
 
-    fn insert_stored(&self, stored: &StoredKeys) {
-        keys_of(stored).into_iter().for_each(|key| self.insert(key));
+    /// Adds every path of a page, and the NARs they use (once per cache and NAR).
+    fn insert_page(&self, page: &StoredPage) {
+        let mut nars_seen = std::collections::HashSet::new();
+        for path in &page.paths {
+            self.insert(Key::Path(path.cache_id, &path.hash_part));
+            if nars_seen.insert((path.cache_id, path.nar_id))
+                && let Some((file_hash, nar_hash)) = page.nars.get(&path.nar_id)
+            {
+                self.insert(Key::Nar(path.cache_id, file_hash));
+                self.insert(Key::Nar(path.cache_id, nar_hash));
+            }
+        }
     }
 
     fn may_contain(&self, key: Key<'_>) -> bool {
@@ -147,9 +148,9 @@ async fn load_all(db: &Db) -> Result<(Bloom, StoredMark), DbError> {
     let mut after = 0;
     loop {
         let page = db.read(move |c| paths::keys_after(c, after, PAGE)).await?;
-        let Some(last) = page.last() else { break };
+        let Some(last) = page.paths.last() else { break };
         after = last.id;
-        page.iter().for_each(|stored| bloom.insert_stored(stored));
+        bloom.insert_page(&page);
     }
     let mark = read_after(db, &bloom, (started - OVERLAP, 0), None).await?;
     Ok((bloom, mark))
@@ -165,16 +166,16 @@ async fn read_after(
 ) -> Result<StoredMark, DbError> {
     loop {
         let page = db.read(move |c| paths::keys_after_mark(c, mark, PAGE)).await?;
-        page.iter().for_each(|stored| bloom.insert_stored(stored));
-        if let Some(hot) = hot.filter(|_| !page.is_empty()) {
-            let keys: Vec<(i64, String)> = page.iter().map(|s| (s.cache_id, s.hash_part.clone())).collect();
+        bloom.insert_page(&page);
+        if let Some(hot) = hot.filter(|_| !page.paths.is_empty()) {
+            let keys: Vec<(i64, String)> = page.paths.iter().map(|p| (p.cache_id, p.hash_part.clone())).collect();
             hot.forget_misses(&keys);
         }
-        match page.last() {
+        match page.paths.last() {
             Some(last) => mark = last.mark(),
             None => return Ok(mark),
         }
-        if page.len() < PAGE as usize {
+        if page.paths.len() < PAGE as usize {
             return Ok(mark);
         }
     }

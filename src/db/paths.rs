@@ -195,6 +195,7 @@ const STORED_PATH: StoredPathColumns =
 
 /// The NARs of a page of paths, in a second query: joined, SQLite chose to walk the NARs
 /// and sort every path of each for every page (a million paths sharing one NAR: seconds).
+/// A page's NAR ids are bound one by one on SQLite: pages stay under its 32,766 variables.
 fn with_nars(conn: &mut AnyConnection, paths: Vec<StoredPath>) -> DbResult<StoredPage> {
     let ids: HashSet<i64> = paths.iter().map(|p| p.nar_id).collect();
     let nars = nars::table

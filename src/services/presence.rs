@@ -42,7 +42,7 @@ const CATCH_UP: Duration = Duration::from_secs(15);
 const OVERLAP: chrono::Duration = chrono::Duration::minutes(1);
 /// A rebuild also drops deleted paths; done at least this often.
 const REBUILD_EVERY: Duration = Duration::from_secs(6 * 3600);
-/// Rows read per query while loading.
+/// Rows read per query while loading (a page binds up to this many NAR ids: SQLite allows 32,766).
 const PAGE: i64 = 20_000;
 /// Room for this many keys at least, so a small server never rebuilds for growth.
 const MIN_CAPACITY: u64 = 100_000;

@@ -61,6 +61,21 @@ impl DbError {
             Self::Query(_) | Self::Task(_) => false,
         }
     }
+
+    /// The database aborted the transaction to resolve a conflict with a concurrent one (a
+    /// deadlock, or a serialization failure): running it again is the remedy.
+    pub fn is_transient_conflict(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match self {
+            Self::Query(Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _)) => true,
+            // PostgreSQL's 40P01, which diesel does not classify (messages in English, as the
+            // connection's lc_messages is left at the server's default).
+            Self::Query(Error::DatabaseError(DatabaseErrorKind::Unknown, info)) => {
+                info.message().contains("deadlock detected")
+            }
+            _ => false,
+        }
+    }
 }
 
 pub type DbResult<T> = Result<T, DbError>;
@@ -177,4 +192,24 @@ pub fn is_unique_violation(e: &DbError) -> bool {
         e,
         DbError::Query(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::result::{DatabaseErrorKind, Error};
+
+    use super::DbError;
+
+    fn database_error(kind: DatabaseErrorKind, message: &str) -> DbError {
+        DbError::Query(Error::DatabaseError(kind, Box::new(message.to_string())))
+    }
+
+    #[test]
+    fn deadlocks_and_serialization_failures_are_worth_running_again() {
+        assert!(database_error(DatabaseErrorKind::Unknown, "deadlock detected").is_transient_conflict());
+        assert!(database_error(DatabaseErrorKind::SerializationFailure, "could not serialize").is_transient_conflict());
+        assert!(!database_error(DatabaseErrorKind::UniqueViolation, "duplicate key").is_transient_conflict());
+        assert!(!database_error(DatabaseErrorKind::Unknown, "syntax error").is_transient_conflict());
+        assert!(!database_error(DatabaseErrorKind::Unknown, "deadlock detected").is_unavailable());
+    }
 }

@@ -122,19 +122,28 @@ where
     let mut removed = Removed::default();
     let mut size = FIRST_ROUND;
     loop {
-        let choose = choose.clone();
-        let round = db
-            .write(move |c| {
-                let mut round = Removed::default();
-                for path in choose(c, removed, size)? {
-                    if lifecycle::remove_path(c, cache_id, &path, now())? {
-                        round.paths += 1;
-                        round.bytes += path.file_size;
+        let mut attempts = 0;
+        let round = loop {
+            attempts += 1;
+            let choose = choose.clone();
+            let result = db
+                .write(move |c| {
+                    let mut round = Removed::default();
+                    for path in choose(c, removed, size)? {
+                        if lifecycle::remove_path(c, cache_id, &path, now())? {
+                            round.paths += 1;
+                            round.bytes += path.file_size;
+                        }
                     }
-                }
-                Ok(round)
-            })
-            .await?;
+                    Ok(round)
+                })
+                .await;
+            match result {
+                // Chosen to end a deadlock with a concurrent commit: choose again.
+                Err(e) if attempts < 3 && e.is_transient_conflict() => continue,
+                other => break other?,
+            }
+        };
         if round.paths == 0 {
             return Ok(removed);
         }

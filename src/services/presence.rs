@@ -11,7 +11,8 @@
 //! - a push through this process adds its path and NAR before committing them (a NAR reused
 //!   from another path is added once the commit found it, or by the next refresh);
 //! - paths stored through other processes are read every [`REFRESH`] (those stored after the
-//!   last one read), and every [`CATCH_UP`] the last [`OVERLAP`] of them are read again, so
+//!   last one read, and within [`LATE_COMMIT`] before it: a commit's time is taken just
+//!   before it commits), and every [`CATCH_UP`] the last [`OVERLAP`] of them are read again, so
 //!   that a commit that took a while or a replica whose clock is a little behind is not
 //!   skipped; until then this process answers them as absent (the catch-up within
 //!   [`CATCH_UP`]). The misses remembered for the paths read are forgotten (see `hot_cache`),
@@ -40,6 +41,10 @@ pub const REFRESH: Duration = Duration::from_secs(1);
 /// differences between replicas).
 const CATCH_UP: Duration = Duration::from_secs(15);
 const OVERLAP: chrono::Duration = chrono::Duration::minutes(1);
+/// Every refresh also reads again the paths stored this long before the last one it read: a
+/// commit that became visible after a later one (it waited for locks under load) is found a
+/// second later, not at the next catch-up.
+const LATE_COMMIT: chrono::Duration = chrono::Duration::seconds(10);
 /// A rebuild also drops deleted paths; done at least this often.
 const REBUILD_EVERY: Duration = Duration::from_secs(6 * 3600);
 /// Rows read per query while loading (a page binds up to this many NAR ids: SQLite allows 32,766).
@@ -181,6 +186,11 @@ async fn read_after(
     }
 }
 
+/// Where a refresh after `mark` starts reading.
+fn refresh_from(mark: StoredMark) -> StoredMark {
+    (mark.0 - LATE_COMMIT, 0)
+}
+
 #[derive(Default)]
 pub struct PresenceFilter {
     /// None until the first load: everything may be present.
@@ -281,7 +291,7 @@ impl PresenceFilter {
                 caught_up_at = Instant::now();
                 self.refresh(&db, (now() - OVERLAP, 0), &hot).await.map(|read| mark = mark.max(read))
             } else {
-                self.refresh(&db, mark, &hot).await.map(|read| mark = read)
+                self.refresh(&db, refresh_from(mark), &hot).await.map(|read| mark = mark.max(read))
             };
             if let Err(e) = result {
                 tracing::warn!("could not read the stored paths for the narinfo filter: {e}");
@@ -410,10 +420,15 @@ mod tests {
         let mark = filter.refresh(&db, mark, &hot).await.unwrap();
         assert!(filter.may_contain(1, &hash_part(2)) && filter.may_hold_nar(1, "f2") && filter.may_hold_nar(1, "n2"));
         assert!(!hot.is_miss(1, &hash_part(2)), "a path stored elsewhere is no longer a remembered miss");
-        // A commit that became visible late (its created_at is before the mark): skipped by
-        // refreshes, read by the catch-up over the last OVERLAP.
+        // A commit that became visible a moment late (its created_at a few seconds before the
+        // mark): read by the next refresh.
+        store(&db, 4, &hash_part(4), mark.0 - chrono::Duration::seconds(3));
+        filter.refresh(&db, refresh_from(mark), &hot).await.unwrap();
+        assert!(filter.may_contain(1, &hash_part(4)), "a refresh reads commits a moment late");
+        // One that became visible long after (its created_at well before the mark): read by
+        // the catch-up over the last OVERLAP.
         store(&db, 3, &hash_part(3), mark.0 - chrono::Duration::seconds(20));
-        filter.refresh(&db, mark, &hot).await.unwrap();
+        filter.refresh(&db, refresh_from(mark), &hot).await.unwrap();
         assert!(!filter.may_contain(1, &hash_part(3)));
         filter.refresh(&db, (now() - OVERLAP, 0), &hot).await.unwrap();
         assert!(filter.may_contain(1, &hash_part(3)), "the catch-up reads late commits");

@@ -316,9 +316,10 @@ pub async fn commit(
         attempts += 1;
         let (record, candidate) = (record.clone(), candidate.clone());
         match db.write(move |c| commit_in_transaction(c, &record, &candidate)).await {
-            // A concurrent commit inserted the same NAR, or deleted the NAR this one reused:
-            // the next attempt sees what it did.
-            Err(e) if attempts < 3 && is_retryable_conflict(&e) => continue,
+            // A concurrent commit inserted the same NAR, or deleted the NAR this one reused
+            // (the next attempt sees what it did), or the database chose this transaction to
+            // end a deadlock with one (an eviction, another commit).
+            Err(e) if attempts < 3 && (is_retryable_conflict(&e) || e.is_transient_conflict()) => continue,
             other => break other,
         }
     };
@@ -477,6 +478,10 @@ fn commit_in_transaction(
     }
     let mut new = record.new.clone();
     new.nar_id = nar.id;
+    // As late as possible: other processes read new paths in the order of this time, and one
+    // that read past it before this commit became visible finds this path only at its next
+    // catch-up (see `presence`).
+    new.created_at = now();
     paths::insert_path(c, &new, &record.references)?;
     let unowned_key = candidate_key.filter(|key| *key != nar.storage_key);
     Ok(Ok(Committed { created: true, file_hash: Some(nar.file_hash.clone()), unowned_key }))

@@ -100,6 +100,14 @@ impl From<crate::db::DbError> for AppError {
             tracing::warn!(request_id = id, "database unavailable: {e}");
             return Self::Unavailable(format!("the database is unavailable; try again later (request id {id})"));
         }
+        if e.is_transient_conflict() {
+            // Where the work was not retried already: the client's retry is the remedy.
+            let id = incident_id();
+            tracing::warn!(request_id = id, "database conflict: {e}");
+            return Self::Unavailable(format!(
+                "the database was busy with a conflicting change; try again (request id {id})"
+            ));
+        }
         Self::Internal(e.to_string())
     }
 }

@@ -80,6 +80,9 @@ impl DbError {
 
 pub type DbResult<T> = Result<T, DbError>;
 
+/// How many times [`Db::write_retrying`] runs a transaction the database keeps aborting.
+pub const WRITE_ATTEMPTS: usize = 3;
+
 /// A pool of connections plus, on SQLite, a lock that serialises writers (SQLite allows one
 /// writer; taking the lock up front avoids SQLITE_BUSY on read-to-write upgrades).
 #[derive(Clone)]
@@ -137,6 +140,24 @@ impl Db {
     {
         let db = self.clone();
         tokio::task::spawn_blocking(move || db.write_blocking(work)).await.map_err(|e| DbError::Task(e.to_string()))?
+    }
+
+    /// [`Db::write`] for work that can run again: when the database aborts the transaction
+    /// to end a deadlock or a serialization conflict (or with an error `also_retry` names),
+    /// it runs again, up to [`WRITE_ATTEMPTS`] times in all.
+    pub async fn write_retrying<T, F>(&self, also_retry: fn(&DbError) -> bool, work: F) -> DbResult<T>
+    where
+        T: Send + 'static,
+        F: Fn(&mut AnyConnection) -> DbResult<T> + Clone + Send + 'static,
+    {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.write(work.clone()).await {
+                Err(e) if attempts < WRITE_ATTEMPTS && (e.is_transient_conflict() || also_retry(&e)) => continue,
+                other => return other,
+            }
+        }
     }
 
     /// Takes the lock if no process (here or on another replica) holds it; it is held

@@ -242,19 +242,23 @@ mod tests {
         conn
     }
 
-    #[test]
-    fn finds_a_nar_by_either_hash_only_in_a_cache_that_uses_it() {
+    /// A migrated database holding what `sql` inserts.
+    fn holding(sql: &str) -> AnyConnection {
         let mut conn = migrated();
         let AnyConnection::Sqlite(sqlite) = &mut conn else { unreachable!() };
-        sqlite
-            .batch_execute(
-                "INSERT INTO caches (id, name) VALUES (1, 'one'), (2, 'two');
-                 INSERT INTO nars (id, nar_hash, nar_size, compression, file_hash, file_size, storage_key)
-                 VALUES (7, 'narhash', 10, 'zstd', 'filehash', 9, 'nar/k');
-                 INSERT INTO store_paths (id, cache_id, nar_id, hash_part, name, signatures)
-                 VALUES (40, 1, 7, 'aaaa', 'x', '');",
-            )
-            .unwrap();
+        sqlite.batch_execute(sql).unwrap();
+        conn
+    }
+
+    #[test]
+    fn finds_a_nar_by_either_hash_only_in_a_cache_that_uses_it() {
+        let mut conn = holding(
+            "INSERT INTO caches (id, name) VALUES (1, 'one'), (2, 'two');
+             INSERT INTO nars (id, nar_hash, nar_size, compression, file_hash, file_size, storage_key)
+             VALUES (7, 'narhash', 10, 'zstd', 'filehash', 9, 'nar/k');
+             INSERT INTO store_paths (id, cache_id, nar_id, hash_part, name, signatures)
+             VALUES (40, 1, 7, 'aaaa', 'x', '');",
+        );
         for hash in ["narhash", "filehash"] {
             let (path_id, nar) = nar_in_cache(&mut conn, 1, hash).unwrap().expect("in cache one");
             assert_eq!((path_id, nar.id, nar.storage_key.as_str()), (40, 7, "nar/k"));
@@ -289,18 +293,14 @@ mod tests {
     /// sorted for every page when the NARs were joined in).
     #[test]
     fn pages_of_stored_paths_carry_their_nars_once() {
-        let mut conn = migrated();
-        let AnyConnection::Sqlite(sqlite) = &mut conn else { unreachable!() };
-        sqlite
-            .batch_execute(
-                "INSERT INTO caches (id, name) VALUES (1, 'one'), (2, 'two');
-                 INSERT INTO nars (id, nar_hash, nar_size, compression, file_hash, file_size, storage_key)
-                 VALUES (7, 'n7', 10, 'zstd', 'f7', 9, 'k7'), (8, 'n8', 10, 'zstd', 'f8', 9, 'k8');
-                 INSERT INTO store_paths (id, cache_id, nar_id, hash_part, name, signatures, created_at)
-                 VALUES (1, 1, 7, 'a', 'x', '', '2026-01-01 00:00:03'), (2, 2, 7, 'b', 'x', '', '2026-01-01 00:00:01'),
-                        (3, 1, 8, 'c', 'x', '', '2026-01-01 00:00:02');",
-            )
-            .unwrap();
+        let mut conn = holding(
+            "INSERT INTO caches (id, name) VALUES (1, 'one'), (2, 'two');
+             INSERT INTO nars (id, nar_hash, nar_size, compression, file_hash, file_size, storage_key)
+             VALUES (7, 'n7', 10, 'zstd', 'f7', 9, 'k7'), (8, 'n8', 10, 'zstd', 'f8', 9, 'k8');
+             INSERT INTO store_paths (id, cache_id, nar_id, hash_part, name, signatures, created_at)
+             VALUES (1, 1, 7, 'a', 'x', '', '2026-01-01 00:00:03'), (2, 2, 7, 'b', 'x', '', '2026-01-01 00:00:01'),
+                    (3, 1, 8, 'c', 'x', '', '2026-01-01 00:00:02');",
+        );
         let page = keys_after(&mut conn, 0, 2).unwrap();
         let hashes: Vec<&str> = page.paths.iter().map(|p| p.hash_part.as_str()).collect();
         assert_eq!(hashes, ["a", "b"], "id order, a page at a time");

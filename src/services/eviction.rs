@@ -122,12 +122,12 @@ where
     let mut removed = Removed::default();
     let mut size = FIRST_ROUND;
     loop {
-        let mut attempts = 0;
-        let round = loop {
-            attempts += 1;
-            let choose = choose.clone();
-            let result = db
-                .write(move |c| {
+        let choose = choose.clone();
+        // Chosen to end a deadlock with a concurrent commit: the round chooses again.
+        let round = db
+            .write_retrying(
+                |_| false,
+                move |c| {
                     let mut round = Removed::default();
                     for path in choose(c, removed, size)? {
                         if lifecycle::remove_path(c, cache_id, &path, now())? {
@@ -136,14 +136,9 @@ where
                         }
                     }
                     Ok(round)
-                })
-                .await;
-            match result {
-                // Chosen to end a deadlock with a concurrent commit: choose again.
-                Err(e) if attempts < 3 && e.is_transient_conflict() => continue,
-                other => break other?,
-            }
-        };
+                },
+            )
+            .await?;
         if round.paths == 0 {
             return Ok(removed);
         }

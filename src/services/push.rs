@@ -311,22 +311,16 @@ pub async fn commit(
         // Known once the commit found it (an instant later; the next refresh adds it too).
         NarCandidate::Attach(_) => {}
     }
-    let mut attempts = 0;
-    let outcome = loop {
-        attempts += 1;
-        let (record, candidate) = (record.clone(), candidate.clone());
-        match db.write(move |c| commit_in_transaction(c, &record, &candidate)).await {
-            // A concurrent commit inserted the same NAR, or deleted the NAR this one reused
-            // (the next attempt sees what it did), or the database chose this transaction to
-            // end a deadlock with one (an eviction, another commit).
-            Err(e) if attempts < 3 && (is_retryable_conflict(&e) || e.is_transient_conflict()) => continue,
-            other => break other,
-        }
-    };
+    // Run again when a concurrent commit inserted the same NAR, or deleted the NAR this one
+    // reused (the next attempt sees what it did), or the database chose this transaction to
+    // end a deadlock with one (an eviction, another commit).
+    let cache_id = record.cache_id;
+    let outcome =
+        db.write_retrying(is_retryable_conflict, move |c| commit_in_transaction(c, &record, &candidate)).await;
     match outcome {
         Ok(Ok(committed)) => {
             if let Some(file_hash) = &committed.file_hash {
-                presence.add_nar(record.cache_id, file_hash);
+                presence.add_nar(cache_id, file_hash);
             }
             if let Some(key) = committed.unowned_key {
                 delete_stored(storage, &key).await;

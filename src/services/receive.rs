@@ -62,7 +62,7 @@ const CHUNKS_IN_FLIGHT: usize = 4;
 /// a second one decompresses, validates, hashes and lists the NAR.
 pub fn receive_nar(
     storage: &Storage,
-    body: impl Read,
+    body: impl BodyPieces,
     compression: Compression,
     declared: Option<Declared<'_>>,
     max_nar_size: u64,
@@ -110,9 +110,10 @@ enum StoreError {
 }
 
 /// Copies the body into `file` and to the NAR check, hashing it, up to `limit`
-/// bytes. Returns the hash and size of the body.
+/// bytes, piece by piece as it arrives (a piece is handed on as it is, not copied). Returns
+/// the hash and size of the body.
 fn store_body(
-    mut body: impl Read,
+    mut body: impl BodyPieces,
     file: std::fs::File,
     limit: u64,
     chunks: std::sync::mpsc::SyncSender<Bytes>,
@@ -121,27 +122,19 @@ fn store_body(
     let mut writeback = WriteBack::default();
     let mut hasher = Sha256::new();
     let mut count = 0u64;
-    loop {
-        // Up to a whole chunk, or what is left of the body: fewer, larger chunks.
-        let mut chunk = Vec::with_capacity(CHUNK);
-        let n = body
-            .by_ref()
-            .take(CHUNK as u64)
-            .read_to_end(&mut chunk)
-            .map_err(|e| StoreError::Failed(classify_body_error(e)))?;
-        if n == 0 {
-            break;
-        }
+    while let Some(piece) = body.next_piece() {
+        let piece = piece.map_err(|e| StoreError::Failed(classify_body_error(e)))?;
+        let n = piece.len();
         if count + n as u64 > limit {
             return Err(StoreError::Failed(PushError::TooLarge(format!(
                 "the upload is larger than {limit} bytes, more than a NAR within this server's MAX_NAR_SIZE needs"
             ))));
         }
         count += n as u64;
-        out.write_all(&chunk).map_err(|e| StoreError::Failed(PushError::Storage(e)))?;
+        out.write_all(&piece).map_err(|e| StoreError::Failed(PushError::Storage(e)))?;
         writeback.wrote(&out, count);
-        hasher.update(&chunk);
-        chunks.send(Bytes::from(chunk)).map_err(|_| StoreError::NarRejected)?;
+        hasher.update(&piece);
+        chunks.send(piece).map_err(|_| StoreError::NarRejected)?;
     }
     // The end of the body: the NAR check sees the end of its input. The file is made durable
     // when it is committed (a spool file that is uploaded elsewhere or refused never needs it).
@@ -181,7 +174,29 @@ impl WriteBack {
     }
 }
 
-/// Chunks that arrive one by one, as a reader: no next chunk is the end of input.
+/// A request body handed over in the pieces it arrives in.
+pub trait BodyPieces {
+    /// The next piece (never empty), or None at the end of the body.
+    fn next_piece(&mut self) -> Option<io::Result<Bytes>>;
+}
+
+/// Any reader, as pieces of up to [`CHUNK`] bytes.
+#[cfg(test)]
+pub struct ReadPieces<R>(pub R);
+
+#[cfg(test)]
+impl<R: Read> BodyPieces for ReadPieces<R> {
+    fn next_piece(&mut self) -> Option<io::Result<Bytes>> {
+        let mut piece = Vec::with_capacity(CHUNK);
+        match self.0.by_ref().take(CHUNK as u64).read_to_end(&mut piece) {
+            Ok(0) => None,
+            Ok(_) => Some(Ok(piece.into())),
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
+/// Chunks that arrive one by one, as a reader or as pieces: no next chunk is the end of input.
 struct Chunks<F> {
     next: F,
     current: Bytes,
@@ -207,11 +222,27 @@ impl<F: FnMut() -> Option<io::Result<Bytes>>> Read for Chunks<F> {
     }
 }
 
+impl<F: FnMut() -> Option<io::Result<Bytes>>> BodyPieces for Chunks<F> {
+    fn next_piece(&mut self) -> Option<io::Result<Bytes>> {
+        if !self.current.is_empty() {
+            return Some(Ok(std::mem::take(&mut self.current)));
+        }
+        loop {
+            match (self.next)()? {
+                Ok(chunk) if chunk.is_empty() => continue,
+                other => return Some(other),
+            }
+        }
+    }
+}
+
 /// A request body read ahead on the async runtime, as a blocking reader: the HTTP layer fetches
 /// the next pieces while the reader's thread works on the last, instead of waiting to be asked
 /// for each one (a thread hand-off per piece, which doubled the time of an upload). Must be
 /// called within the runtime; reading stops when the reader drops.
-pub fn read_ahead(mut body: impl tokio::io::AsyncRead + Send + Unpin + 'static) -> impl Read + Send + 'static {
+pub fn read_ahead(
+    mut body: impl tokio::io::AsyncRead + Send + Unpin + 'static,
+) -> impl Read + BodyPieces + Send + 'static {
     use tokio::io::AsyncReadExt;
     let (sender, mut chunks) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
     tokio::spawn(async move {
@@ -389,7 +420,8 @@ mod tests {
             // A gzip body named plain `.nar` is recognised by its magic bytes.
             let named = if c == Compression::Gzip { Compression::None } else { c };
             let declared = Declared { nar_hash: &hash, nar_size: nar.len() as u64 };
-            let received = receive_nar(&storage, body.as_slice(), named, Some(declared), u64::MAX / 2).unwrap();
+            let received =
+                receive_nar(&storage, ReadPieces(body.as_slice()), named, Some(declared), u64::MAX / 2).unwrap();
             assert_eq!(received.compression, c);
             assert_eq!(received.file_size, body.len() as u64, "{c:?}");
             assert_eq!(received.file_hash, NarHash::digest(&body));
@@ -412,7 +444,7 @@ mod tests {
         ];
         for (body, expected) in cases {
             let declared = Some(Declared { nar_hash: &hash, nar_size: size });
-            let err = receive_nar(&storage, body.as_slice(), Compression::Zstd, declared, u64::MAX / 2)
+            let err = receive_nar(&storage, ReadPieces(body.as_slice()), Compression::Zstd, declared, u64::MAX / 2)
                 .err()
                 .unwrap()
                 .to_string();
@@ -448,15 +480,18 @@ mod tests {
             nar
         };
         let half = &nar[..nar.len() / 2];
-        let err = receive_nar(&storage, BreaksOff(half), Compression::None, None, u64::MAX / 2).err().unwrap();
+        let err =
+            receive_nar(&storage, ReadPieces(BreaksOff(half)), Compression::None, None, u64::MAX / 2).err().unwrap();
         assert!(matches!(err, PushError::Interrupted(_)), "{err}");
         // Trailing bytes after a complete NAR are refused, whatever the chunking.
         let mut padded = nar.clone();
         padded.extend_from_slice(&[0u8; 100]);
-        let err = receive_nar(&storage, padded.as_slice(), Compression::None, None, u64::MAX / 2).err().unwrap();
+        let err =
+            receive_nar(&storage, ReadPieces(padded.as_slice()), Compression::None, None, u64::MAX / 2).err().unwrap();
         assert!(err.to_string().contains("data after the end"), "{err}");
         // A NAR over the limit stops the upload as soon as it is seen.
-        let err = receive_nar(&storage, nar.as_slice(), Compression::None, None, CHUNK as u64).err().unwrap();
+        let err =
+            receive_nar(&storage, ReadPieces(nar.as_slice()), Compression::None, None, CHUNK as u64).err().unwrap();
         assert!(matches!(err, PushError::TooLarge(_)), "{err}");
         assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "no temporary file is left");
     }
@@ -484,5 +519,19 @@ mod tests {
         let (first, err) = got.await.unwrap();
         assert_eq!(first, b"partial");
         assert!(SizeLimitExceeded::in_error(&err).is_some(), "the limit error reaches the reader: {err}");
+    }
+
+    #[test]
+    fn pieces_are_handed_on_whole_after_what_a_read_left() {
+        let mut arrived =
+            vec![Ok(Bytes::from_static(b"abcdef")), Ok(Bytes::new()), Ok(Bytes::from_static(b"gh"))].into_iter();
+        let mut body = Chunks::new(move || arrived.next());
+        let mut start = [0u8; 2];
+        assert_eq!(body.read(&mut start).unwrap(), 2);
+        assert_eq!(&start, b"ab");
+        // The rest of the first piece as it is, the empty one skipped, then the end.
+        assert_eq!(body.next_piece().unwrap().unwrap(), &b"cdef"[..]);
+        assert_eq!(body.next_piece().unwrap().unwrap(), &b"gh"[..]);
+        assert!(body.next_piece().is_none());
     }
 }

@@ -7,15 +7,13 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::BlobReader;
 
-/// Writes `bytes` to a temporary name beside `target`, durably, and renames it into place
-/// (the directory entry is the caller's to sync).
-fn write_durably(target: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Writes `bytes` under a name nothing refers to yet, durably (its directory entry is the
+/// caller's to sync).
+fn write_new_durably(target: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write;
-    let temp = target.with_extension(format!("tmp-{}", crate::random::random_id()));
-    let mut file = std::fs::File::create(&temp)?;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(target)?;
     file.write_all(bytes)?;
-    file.sync_data()?;
-    std::fs::rename(&temp, target)
+    file.sync_data()
 }
 
 /// Makes renames and new entries in `dir` durable.
@@ -38,10 +36,14 @@ impl LocalStorage {
     }
 
     /// Moves a finished temporary file into place (same filesystem: an atomic rename), with a
-    /// small companion blob (a listing) written beside it, durably: the data first, then the
-    /// directory entries, so that a crash never leaves a committed row pointing at a name the
-    /// disk forgot. The upload's data and the companion's are synced at once, on two threads:
-    /// each waits for the disk, and this is the last thing an upload waits for.
+    /// small companion blob (a listing) written beside it, durably: when this returns, the
+    /// data and the names are on disk, so a row committed next never points at a name the
+    /// disk forgot. `key` and the companion's key are new (random) names no row refers to
+    /// yet, so the rename comes first and the syncs after it: a crash in between leaves at
+    /// most an object nothing refers to, which the collector's orphan sweep removes, and on
+    /// ext4 the file's sync commits the rename with it, leaving the directory's sync nothing
+    /// to wait for. The data and the companion are synced at once, on two threads: each
+    /// waits for the disk, and this is the last thing an upload waits for.
     pub fn commit(&self, temp: &Path, file: std::fs::File, key: &str, beside: Option<(&str, &[u8])>) -> io::Result<()> {
         let target = self.path_of(key);
         let dir = target.parent().expect("keys name a file under the root");
@@ -59,13 +61,21 @@ impl LocalStorage {
             }
             None => None,
         };
-        std::thread::scope(|scope| {
-            let written = companion.map(|(path, bytes)| scope.spawn(move || write_durably(&path, bytes)));
+        std::fs::rename(temp, &target)?;
+        let synced = std::thread::scope(|scope| {
+            let written = companion.as_ref().map(|(path, bytes)| scope.spawn(move || write_new_durably(path, bytes)));
             let synced = file.sync_data();
             let written = written.map_or(Ok(()), |w| w.join().unwrap_or_else(|_| Err(io::Error::other("panicked"))));
             synced.and(written)
-        })?;
-        std::fs::rename(temp, &target)?;
+        });
+        if let Err(e) = synced {
+            // Nothing refers to the new names yet: take them back rather than leave them.
+            let _ = std::fs::remove_file(&target);
+            if let Some((path, _)) = &companion {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e);
+        }
         dirs.iter().try_for_each(|d| sync_dir(d))
     }
 

@@ -383,6 +383,7 @@ impl From<VerifiedPath> for PathRecord {
             deriver: upload.deriver.clone(),
             ca: upload.ca.clone(),
             signatures: upload.signatures.join("\n"),
+            // Taken again inside the commit's transaction (see `commit_in_transaction`).
             created_at: now(),
             access_count: 0,
         };

@@ -49,7 +49,9 @@ pub fn max_file_size(max_nar_size: u64) -> u64 {
     max_nar_size.saturating_add(max_nar_size / 64).saturating_add(1 << 20)
 }
 
-/// Body bytes in flight between the thread that stores them and the one that checks the NAR.
+/// The largest piece of a body handed from one stage to the next (read-ahead, storing thread,
+/// NAR check; pieces that have arrived are joined up to it), and how many pieces wait at
+/// each hand-off.
 const CHUNK: usize = 128 * 1024;
 const CHUNKS_IN_FLIGHT: usize = 4;
 

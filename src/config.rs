@@ -111,11 +111,14 @@ pub struct Limits {
     /// MAX_LOG_SIZE: the largest build log accepted, as sent (logs keep their encoding), 64 MiB
     /// by default.
     pub max_log_size: u64,
+    /// DECOMPRESSION_MEMORY: what the uploads being checked at once may hold to decompress
+    /// (their windows), 512 MiB by default; one upload may need up to 129 MiB.
+    pub decompression_memory: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_nar_size: 16 << 30, max_log_size: 64 << 20 }
+        Self { max_nar_size: 16 << 30, max_log_size: 64 << 20, decompression_memory: 512 << 20 }
     }
 }
 
@@ -146,7 +149,21 @@ fn limits_from_env() -> anyhow::Result<Limits> {
     Ok(Limits {
         max_nar_size: size("MAX_NAR_SIZE", defaults.max_nar_size)?,
         max_log_size: size("MAX_LOG_SIZE", defaults.max_log_size)?,
+        decompression_memory: decompression_memory(size("DECOMPRESSION_MEMORY", defaults.decompression_memory)?)?,
     })
+}
+
+/// The budget must hold the largest single upload's need, or such an upload could never start.
+fn decompression_memory(bytes: u64) -> anyhow::Result<u64> {
+    let least = crate::services::decode_memory::MAX_RESERVATION;
+    if bytes < least {
+        bail!(
+            "DECOMPRESSION_MEMORY must be at least {} (what one upload may need to decompress), got {}",
+            hibernation::format::human_bytes(least),
+            hibernation::format::human_bytes(bytes)
+        );
+    }
+    Ok(bytes)
 }
 
 /// Where state goes when nothing is configured: `data/` under the working directory.
@@ -383,7 +400,7 @@ pub fn parse_lifetime(text: &str) -> anyhow::Result<chrono::Duration> {
 
 #[cfg(test)]
 mod tests {
-    use super::{client_timeout, parse_size};
+    use super::{client_timeout, decompression_memory, parse_size};
 
     #[test]
     fn client_timeouts_take_seconds_or_durations() {
@@ -394,6 +411,13 @@ mod tests {
             let error = client_timeout(bad).unwrap_err().to_string();
             assert!(error.contains("CLIENT_TIMEOUT must be a duration above zero"), "{bad}: {error}");
         }
+    }
+
+    #[test]
+    fn the_decompression_budget_holds_at_least_one_upload() {
+        assert_eq!(decompression_memory(512 << 20).unwrap(), 512 << 20);
+        let error = decompression_memory(64 << 20).unwrap_err().to_string();
+        assert!(error.contains("DECOMPRESSION_MEMORY must be at least 129.0 MiB"), "{error}");
     }
 
     #[test]

@@ -139,9 +139,17 @@ async fn serve(config: config::Config, db: db::Db) -> anyhow::Result<()> {
             sso.redirect_url()
         );
     }
+    let receive_limits = services::receive::ReceiveLimits {
+        max_nar_size: config.limits.max_nar_size,
+        decode_budget: services::decode_memory::DecodeBudget::new(
+            config.limits.decompression_memory,
+            services::decode_memory::DEFAULT_WAIT,
+        ),
+    };
     let state = Arc::new(web::AppState {
         db: db.clone(),
         storage,
+        receive_limits,
         config,
         access_log: access_log.clone(),
         hot,

@@ -146,6 +146,67 @@ fn oversized_and_compressed_bodies_cost_no_memory() {
     assert_eq!(server.get("/health", None).status(), 200);
 }
 
+/// A NAR of one file of `size` zeros, as a reader: what a decompression bomb decodes to
+/// when it must also pass as a NAR.
+fn zero_file_nar(size: u64) -> impl Read {
+    let token = |bytes: &[u8]| {
+        let mut out = (bytes.len() as u64).to_le_bytes().to_vec();
+        out.extend_from_slice(bytes);
+        out.resize(out.len().next_multiple_of(8), 0);
+        out
+    };
+    let mut head = Vec::new();
+    for part in [&b"nix-archive-1"[..], b"(", b"type", b"regular", b"contents"] {
+        head.extend(token(part));
+    }
+    head.extend(size.to_le_bytes());
+    std::io::Cursor::new(head).chain(std::io::repeat(0).take(size)).chain(std::io::Cursor::new(token(b")")))
+}
+
+/// An xz stream of `input`, compressed with a 1 MiB dictionary but declaring 1.5 GiB in its
+/// block header (its CRC fixed): valid, and a decoder that trusts it keeps all it decodes.
+fn xz_declaring_a_huge_dictionary(mut input: impl Read) -> Vec<u8> {
+    let mut filters = liblzma::stream::Filters::new();
+    filters.lzma2(liblzma::stream::LzmaOptions::new_preset(1).unwrap().dict_size(1 << 20));
+    let stream = liblzma::stream::Stream::new_stream_encoder(&filters, liblzma::stream::Check::Crc64).unwrap();
+    let mut encoder = liblzma::write::XzEncoder::new_stream(Vec::new(), stream);
+    std::io::copy(&mut input, &mut encoder).unwrap();
+    let mut out = encoder.finish().unwrap();
+    let header_end = 12 + (usize::from(out[12]) + 1) * 4;
+    assert_eq!(&out[14..16], &[0x21, 1], "one LZMA2 filter");
+    out[16] = 37; // 3 << 29 bytes
+    let mut crc = flate2::Crc::new();
+    crc.update(&out[12..header_end - 4]);
+    out[header_end - 4..header_end].copy_from_slice(&crc.sum().to_le_bytes());
+    out
+}
+
+#[test]
+fn uploads_that_would_decompress_into_gigabytes_of_memory_are_refused_unread() {
+    let keys = Keys::generate("limits-3");
+    let server = Server::start(Backend::Sqlite);
+    let token = server.bootstrap(&keys, false);
+    let baseline = server.peak_rss_kib();
+    let bearer = format!("Bearer {token}");
+    // 256 MiB of zeros that would stay in the decoder's window, from a few MiB at most.
+    let size = 256 << 20;
+    let mut brotli_bomb = Vec::new();
+    let params = brotli::enc::BrotliEncoderParams { quality: 1, lgwin: 30, large_window: true, ..Default::default() };
+    brotli::BrotliCompress(&mut zero_file_nar(size), &mut brotli_bomb, &params).unwrap();
+    let xz_bomb = xz_declaring_a_huge_dictionary(zero_file_nar(size));
+    for (extension, bomb, needs) in [("br", brotli_bomb, "1.0 GiB"), ("xz", xz_bomb, "1.5 GiB")] {
+        assert!(bomb.len() < 4 << 20, "{extension} bomb is small: {}", bomb.len());
+        let nar_path = format!("PUT /api/nix/main/nar/{}.nar.{extension}", "0".repeat(52));
+        let (status, error) = send_raw(&server, &nar_path, &[("Authorization", &bearer)], &bomb);
+        assert_eq!(status, 400, "{error}");
+        assert!(error.contains(&format!("needs {needs} of memory to decompress")), "{error}");
+    }
+    let gained = server.peak_rss_kib().saturating_sub(baseline);
+    assert!(gained < RSS_MARGIN_KIB, "the server's peak memory grew by {gained} KiB");
+    assert!(nar_objects(&server).is_empty(), "nothing was stored: {:?}", nar_objects(&server));
+    assert_eq!(server.get("/health", None).status(), 200);
+}
+
 /// A store path of `size` bytes of pseudo-random data (so that compression cannot shrink it).
 fn store_file(size: usize, tag: &str) -> String {
     support::nix::add_random_file(size, 0x2545_f491_4f6c_dd1d ^ size as u64, &format!("blob-{tag}"))

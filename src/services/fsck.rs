@@ -9,6 +9,7 @@ use std::io::{self, Read};
 use hibernation::nix::Compression;
 use hibernation::nix::nar::HashingReader;
 
+use super::decode_memory::DecodeMemory;
 use super::gc;
 use super::push::delete_stored;
 use crate::db::lifecycle::{self, NewReclaim};
@@ -214,7 +215,7 @@ fn measure(body: impl Read, compression: Option<Compression>) -> io::Result<Meas
     let mut file = HashingReader::new(body);
     let (nar_hash, nar_size) = {
         let input = io::BufReader::with_capacity(128 * 1024, &mut file);
-        let mut nar = HashingReader::new(super::receive::decoder(compression, input)?);
+        let mut nar = HashingReader::new(super::receive::decoder(compression, input, DecodeMemory::at_most())?);
         io::copy(&mut nar, &mut io::sink())?;
         let (hash, size, _) = nar.finish();
         (hash, size)

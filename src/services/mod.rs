@@ -9,6 +9,7 @@ pub mod cache_info;
 pub mod caches;
 pub mod cli_login;
 pub mod dashboard;
+pub mod decode_memory;
 pub mod email_change;
 pub mod eviction;
 pub mod fsck;

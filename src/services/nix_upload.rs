@@ -11,7 +11,7 @@ use super::presence::PresenceFilter;
 use super::push::{self, NarSource, PushableCache, delete_stored, store_received};
 use super::push_error::PushError;
 use super::quota::{self, QuotaCheck};
-use super::receive::{self, read_ahead, receive_nar};
+use super::receive::{self, ReceiveLimits, read_ahead, receive_nar};
 use crate::db::models::PendingNar;
 use crate::db::{Db, now, uploads};
 use crate::storage::Storage;
@@ -34,15 +34,15 @@ pub async fn accept_nar(
     cache: &PushableCache,
     file: &str,
     body: impl tokio::io::AsyncRead + Send + Unpin + 'static,
-    max_nar_size: u64,
+    limits: &ReceiveLimits,
 ) -> Result<u64, PushError> {
     let (file_hash, compression) = parse_nar_file_name(file)
         .ok_or_else(|| invalid(format!("nar/{file} is not a NAR file name (<nix32 sha256>.nar[.xz|.zst|.bz2|.br])")))?;
     // Refuse early when the cache is full already; the exact size is checked on arrival.
     quota::make_room(db, cache, 1, QuotaCheck::Arrival).await?;
     let reader = read_ahead(body);
-    let spool = storage.clone();
-    let received = tokio::task::spawn_blocking(move || receive_nar(&spool, reader, compression, None, max_nar_size))
+    let (spool, limits) = (storage.clone(), limits.clone());
+    let received = tokio::task::spawn_blocking(move || receive_nar(&spool, &limits, reader, compression, None))
         .await
         .map_err(|e| PushError::Storage(std::io::Error::other(e)))??;
     if received.file_hash != file_hash {

@@ -36,6 +36,9 @@ pub enum PushError {
     OverQuota { cache: String, used: String, quota: String, needed: String, why: &'static str },
     #[error("{0}")]
     TooLarge(String),
+    /// The server is busy with other uploads: try again later (503).
+    #[error("{0}")]
+    Busy(String),
     #[error(transparent)]
     Db(#[from] DbError),
     #[error("storage error: {0}")]
@@ -60,6 +63,7 @@ impl PushError {
             Self::UpstreamUnreachable(_) => "upstream_unreachable",
             Self::OverQuota { .. } => "over_quota",
             Self::TooLarge(_) => "too_large",
+            Self::Busy(_) => "busy",
             Self::Db(_) => "database",
             Self::Storage(_) => "storage",
             Self::Internal(_) => "internal",

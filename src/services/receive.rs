@@ -2,6 +2,7 @@
 //! decompressed, validated as a NAR, hashed and listed, all in one streaming pass.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -9,6 +10,7 @@ use hibernation::nix::nar::{HashingReader, NarError, validate};
 use hibernation::nix::{Compression, NarHash};
 use sha2::{Digest, Sha256};
 
+use super::decode_memory::{self, DecodeBudget, DecodeMemory};
 use super::push_error::PushError;
 use crate::storage::{PendingUpload, Storage};
 
@@ -24,6 +26,15 @@ pub struct ReceivedNar {
     pub listing: Option<serde_json::Value>,
 }
 
+/// What bounds receiving a NAR: its size, and the memory decompressing it may take.
+#[derive(Clone)]
+pub struct ReceiveLimits {
+    /// MAX_NAR_SIZE.
+    pub max_nar_size: u64,
+    /// DECOMPRESSION_MEMORY, shared by every upload of this process.
+    pub decode_budget: Arc<DecodeBudget>,
+}
+
 /// What the uploader declared; the NAR must match it exactly.
 #[derive(Debug, Clone, Copy)]
 pub struct Declared<'a> {
@@ -31,11 +42,25 @@ pub struct Declared<'a> {
     pub nar_size: u64,
 }
 
-pub(crate) fn decoder<'a>(compression: Compression, input: impl BufRead + 'a) -> io::Result<Box<dyn Read + 'a>> {
+/// A decoder for `compression` held to `memory`: a frame or stream that needs a larger window
+/// fails instead of taking it.
+pub(crate) fn decoder<'a>(
+    compression: Compression,
+    input: impl BufRead + 'a,
+    memory: DecodeMemory,
+) -> io::Result<Box<dyn Read + 'a>> {
     Ok(match compression {
         Compression::None => Box::new(input),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(input)?),
-        Compression::Xz => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(input)),
+        Compression::Zstd => {
+            let mut decoder = zstd::stream::read::Decoder::with_buffer(input)?;
+            decoder.window_log_max(memory.zstd_window_log())?;
+            Box::new(decoder)
+        }
+        Compression::Xz => {
+            let stream =
+                liblzma::stream::Stream::new_stream_decoder(memory.xz_memlimit(), liblzma::stream::CONCATENATED)?;
+            Box::new(liblzma::bufread::XzDecoder::new_stream(input, stream))
+        }
         Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(input)),
         Compression::Brotli => Box::new(brotli::Decompressor::new(input, 64 * 1024)),
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
@@ -64,11 +89,12 @@ const CHUNKS_IN_FLIGHT: usize = 4;
 /// a second one decompresses, validates, hashes and lists the NAR.
 pub fn receive_nar(
     storage: &Storage,
+    limits: &ReceiveLimits,
     body: impl BodyPieces,
     compression: Compression,
     declared: Option<Declared<'_>>,
-    max_nar_size: u64,
 ) -> Result<ReceivedNar, PushError> {
+    let max_nar_size = limits.max_nar_size;
     if let Some(d) = declared
         && d.nar_size > max_nar_size
     {
@@ -79,7 +105,8 @@ pub fn receive_nar(
     let (chunks, received) = std::sync::mpsc::sync_channel(CHUNKS_IN_FLIGHT);
     let (stored, inspected) = std::thread::scope(|scope| {
         let inspector = scope.spawn(move || {
-            inspect_nar(Chunks::new(move || received.recv().ok().map(Ok)), compression, declared, max_nar_size)
+            let input = Chunks::new(move || received.recv().ok().map(Ok));
+            inspect_nar(input, compression, declared, limits)
         });
         let stored = store_body(body, file, max_file_size(max_nar_size), chunks);
         let inspected =
@@ -291,17 +318,25 @@ fn inspect_nar(
     input: impl Read,
     compression: Compression,
     declared: Option<Declared<'_>>,
-    max_nar_size: u64,
+    limits: &ReceiveLimits,
 ) -> Result<InspectedNar, PushError> {
+    let max_nar_size = limits.max_nar_size;
     let mut input = BufReader::with_capacity(CHUNK, input);
+    let mut head = Vec::with_capacity(decode_memory::HEAD_BYTES);
+    (&mut input).take(decode_memory::HEAD_BYTES as u64).read_to_end(&mut head).map_err(PushError::Storage)?;
     let compression = match compression {
-        Compression::None => Compression::sniff(input.fill_buf().map_err(PushError::Storage)?),
+        Compression::None => Compression::sniff(&head),
         other => other,
     };
+    // Nothing is decompressed before the memory it may take is known and set aside.
+    let memory = decode_memory::needed(compression, &head)?;
+    let _reservation = limits.decode_budget.reserve(memory.reservation())?;
+    let mut input = io::Cursor::new(head).chain(input);
     let limit = declared.map_or(max_nar_size, |d| d.nar_size).saturating_add(1);
     let (summary, nar_hash, nar_size) = {
         // Reading one byte past the declared size is enough to know it is wrong.
-        let mut nar = HashingReader::new(decoder(compression, &mut input).map_err(PushError::Storage)?.take(limit));
+        let decoder = decoder(compression, &mut input, memory).map_err(PushError::Storage)?;
+        let mut nar = HashingReader::new(decoder.take(limit));
         let result = validate(&mut nar);
         let read = nar.count();
         let (nar_hash, nar_size, _) = nar.finish();
@@ -352,6 +387,12 @@ pub(crate) fn classify_body_error(e: io::Error) -> PushError {
 
 /// An error decompressing the NAR: the body is not what its name says, or ends early.
 fn classify_decode_error(e: io::Error) -> PushError {
+    if decode_memory::exceeded(&e) {
+        return PushError::InvalidInput(
+            "a later part of the compressed stream needs more memory to decompress than its first header declared"
+                .into(),
+        );
+    }
     match e.kind() {
         io::ErrorKind::UnexpectedEof => PushError::MalformedNar("the upload ended before the NAR did".into()),
         _ => PushError::MalformedNar(format!("the body is not a valid compressed stream: {e}")),
@@ -389,6 +430,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::local(dir.path()).unwrap();
         (dir, storage)
+    }
+
+    /// No size limit to speak of, the smallest decompression budget, and a short wait for it.
+    fn limits() -> ReceiveLimits {
+        let decode_budget = DecodeBudget::new(decode_memory::MAX_RESERVATION, std::time::Duration::from_millis(50));
+        ReceiveLimits { max_nar_size: u64::MAX / 2, decode_budget }
     }
 
     fn sample_nar() -> Vec<u8> {
@@ -437,7 +484,7 @@ mod tests {
             let named = if c == Compression::Gzip { Compression::None } else { c };
             let declared = Declared { nar_hash: &hash, nar_size: nar.len() as u64 };
             let received =
-                receive_nar(&storage, ReadPieces(body.as_slice()), named, Some(declared), u64::MAX / 2).unwrap();
+                receive_nar(&storage, &limits(), ReadPieces(body.as_slice()), named, Some(declared)).unwrap();
             assert_eq!(received.compression, c);
             assert_eq!(received.file_size, body.len() as u64, "{c:?}");
             assert_eq!(received.file_hash, NarHash::digest(&body));
@@ -460,12 +507,43 @@ mod tests {
         ];
         for (body, expected) in cases {
             let declared = Some(Declared { nar_hash: &hash, nar_size: size });
-            let err = receive_nar(&storage, ReadPieces(body.as_slice()), Compression::Zstd, declared, u64::MAX / 2)
+            let err = receive_nar(&storage, &limits(), ReadPieces(body.as_slice()), Compression::Zstd, declared)
                 .err()
                 .unwrap()
                 .to_string();
             assert!(err.contains(expected), "expected {expected:?} in {err:?}");
         }
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "no temporary file is left");
+    }
+
+    #[test]
+    fn decompression_memory_is_read_from_the_first_header_and_held_to() {
+        use super::decode_memory::tests::{xz_declaring, zstd_frame};
+        let (dir, storage) = storage();
+        let nar = sample_nar();
+        let (first, second) = nar.split_at(nar.len() / 2);
+        let refused = |body: Vec<u8>, compression, limits: &ReceiveLimits| {
+            receive_nar(&storage, limits, ReadPieces(body.as_slice()), compression, None).err().unwrap()
+        };
+        // A dictionary past the cap is refused from the header.
+        let error = refused(xz_declaring(37, &nar), Compression::Xz, &limits()).to_string();
+        assert!(error.contains("the xz stream needs 1.5 GiB of memory to decompress"), "{error}");
+        // A second stream or frame that wants more than the first declared is refused too.
+        let xz = [xz_declaring(16, first), xz_declaring(30, second)].concat();
+        let zstd = [zstd_frame(20, first), zstd_frame(23, second)].concat();
+        for (body, compression) in [(xz, Compression::Xz), (zstd, Compression::Zstd)] {
+            let error = refused(body, compression, &limits()).to_string();
+            assert!(error.contains("needs more memory to decompress than its first header declared"), "{error}");
+        }
+        // Within what the first header declared, they are fine.
+        let same = [xz_declaring(30, first), xz_declaring(16, second)].concat();
+        let received = receive_nar(&storage, &limits(), ReadPieces(same.as_slice()), Compression::Xz, None);
+        assert_eq!(received.unwrap().nar_hash, NarHash::digest(&nar));
+        // With every byte of the budget held by other uploads, the upload gives up: 503.
+        let busy = limits();
+        let _others = busy.decode_budget.reserve(decode_memory::MAX_RESERVATION).unwrap();
+        let error = refused(zstd::encode_all(&nar[..], 3).unwrap(), Compression::Zstd, &busy);
+        assert!(matches!(error, PushError::Busy(_)), "{error}");
         assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "no temporary file is left");
     }
 
@@ -496,18 +574,17 @@ mod tests {
             nar
         };
         let half = &nar[..nar.len() / 2];
-        let err =
-            receive_nar(&storage, ReadPieces(BreaksOff(half)), Compression::None, None, u64::MAX / 2).err().unwrap();
+        let err = receive_nar(&storage, &limits(), ReadPieces(BreaksOff(half)), Compression::None, None).err().unwrap();
         assert!(matches!(err, PushError::Interrupted(_)), "{err}");
         // Trailing bytes after a complete NAR are refused, whatever the chunking.
         let mut padded = nar.clone();
         padded.extend_from_slice(&[0u8; 100]);
         let err =
-            receive_nar(&storage, ReadPieces(padded.as_slice()), Compression::None, None, u64::MAX / 2).err().unwrap();
+            receive_nar(&storage, &limits(), ReadPieces(padded.as_slice()), Compression::None, None).err().unwrap();
         assert!(err.to_string().contains("data after the end"), "{err}");
         // A NAR over the limit stops the upload as soon as it is seen.
-        let err =
-            receive_nar(&storage, ReadPieces(nar.as_slice()), Compression::None, None, CHUNK as u64).err().unwrap();
+        let small = ReceiveLimits { max_nar_size: CHUNK as u64, ..limits() };
+        let err = receive_nar(&storage, &small, ReadPieces(nar.as_slice()), Compression::None, None).err().unwrap();
         assert!(matches!(err, PushError::TooLarge(_)), "{err}");
         assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "no temporary file is left");
     }

@@ -136,7 +136,7 @@ impl From<PushError> for AppError {
             PushError::OverQuota { .. } | PushError::TooLarge(_) => Self::TooLarge(msg),
             PushError::Db(e) => e.into(),
             PushError::Storage(e) => storage_unavailable(&e),
-            PushError::UpstreamUnreachable(_) => Self::Unavailable(msg),
+            PushError::UpstreamUnreachable(_) | PushError::Busy(_) => Self::Unavailable(msg),
             PushError::Internal(_) => Self::Internal(msg),
         }
     }

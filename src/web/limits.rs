@@ -252,7 +252,7 @@ mod tests {
 
     #[test]
     fn routes_get_their_limits() {
-        let limits = Limits { max_nar_size: 1 << 30, max_log_size: 8 << 20 };
+        let limits = Limits { max_nar_size: 1 << 30, max_log_size: 8 << 20, ..Limits::default() };
         assert_eq!(limit_for(&Method::POST, "/sign-in", &limits).0, SMALL_BODY_LIMIT);
         assert_eq!(limit_for(&Method::PUT, "/api/nix/main/abc.narinfo", &limits).0, SMALL_BODY_LIMIT);
         assert_eq!(limit_for(&Method::PUT, "/api/nix/main/log/abc-x.drv", &limits), (8 << 20, "MAX_LOG_SIZE"));

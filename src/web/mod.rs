@@ -43,6 +43,8 @@ pub struct AppState {
     pub sso: crate::services::oidc::SsoHandle,
     /// The keys of issuers that trusted publishing rules name.
     pub issuer_keys: crate::services::trusted_publishing::IssuerKeys,
+    /// What bounds a NAR upload: MAX_NAR_SIZE, and the DECOMPRESSION_MEMORY uploads share.
+    pub receive_limits: crate::services::receive::ReceiveLimits,
 }
 
 pub fn routes(state: Arc<AppState>) -> poem::endpoint::BoxEndpoint<'static, poem::Response> {

@@ -48,9 +48,9 @@ pub async fn put_nar(
     if content_encoding(req).is_some() {
         return Err(AppError::BadRequest("NAR uploads must not use Content-Encoding".into()));
     }
-    let max_nar_size = state.config.limits.max_nar_size;
     let body = body.into_async_read();
-    let result = nix_upload::accept_nar(&state.db, &state.storage, &caller, &cache, &file, body, max_nar_size).await;
+    let result =
+        nix_upload::accept_nar(&state.db, &state.storage, &caller, &cache, &file, body, &state.receive_limits).await;
     match &result {
         Ok(bytes) => metrics::received(&name, *bytes),
         Err(e) => super::metrics::count_rejection(&state, &name, e.reason()).await,

@@ -140,13 +140,12 @@ async fn receive_path(
     let (source, uploaded_bytes) = if declared_length == Some(0) {
         (NarSource::Attach(caller), 0)
     } else {
-        let storage = state.storage.clone();
+        let (storage, limits) = (state.storage.clone(), state.receive_limits.clone());
         let (hash, size) = (verified.upload.nar_hash, verified.upload.nar_size);
-        let max_nar_size = state.config.limits.max_nar_size;
         let reader = read_ahead(body.into_async_read());
         let received = tokio::task::spawn_blocking(move || {
             let declared = Declared { nar_hash: &hash, nar_size: size };
-            receive_nar(&storage, reader, Compression::Zstd, Some(declared), max_nar_size)
+            receive_nar(&storage, &limits, reader, Compression::Zstd, Some(declared))
         })
         .await
         .map_err(|e| PushError::Internal(format!("the upload task failed: {e}")))??;

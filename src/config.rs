@@ -112,7 +112,7 @@ pub struct Limits {
     /// by default.
     pub max_log_size: u64,
     /// DECOMPRESSION_MEMORY: what the uploads being checked at once may hold to decompress
-    /// (their windows), 512 MiB by default; one upload may need up to 129 MiB.
+    /// (their windows), 512 MiB by default; one upload may need up to 131 MiB.
     pub decompression_memory: u64,
 }
 
@@ -417,7 +417,7 @@ mod tests {
     fn the_decompression_budget_holds_at_least_one_upload() {
         assert_eq!(decompression_memory(512 << 20).unwrap(), 512 << 20);
         let error = decompression_memory(64 << 20).unwrap_err().to_string();
-        assert!(error.contains("DECOMPRESSION_MEMORY must be at least 129.0 MiB"), "{error}");
+        assert!(error.contains("DECOMPRESSION_MEMORY must be at least 131.0 MiB"), "{error}");
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! this process shares (DECOMPRESSION_MEMORY); the decoder is then held to what was reserved,
 //! so a later frame or stream that wants more is refused instead of served.
 
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use hibernation::format::human_bytes;
 use hibernation::nix::Compression;
@@ -206,55 +208,42 @@ pub fn exceeded(e: &std::io::Error) -> bool {
     matches!(lzma, Some(liblzma::stream::Error::MemLimit)) || e.to_string().contains("too much memory")
 }
 
-/// Memory shared by the uploads of this process: each check reserves what its stream needs
-/// before decompressing and gives it back when it ends.
+/// Memory shared by the uploads of this process: each upload reserves what its stream needs
+/// before its body is read further than its first header, and gives it back when its check
+/// ends. Waiting takes no thread: only the header has been read.
+#[derive(Clone)]
 pub struct DecodeBudget {
     total: u64,
     wait: Duration,
-    free: Mutex<u64>,
-    returned: Condvar,
+    /// One permit per KiB.
+    permits: Arc<Semaphore>,
 }
 
 impl DecodeBudget {
     /// A budget of `total` bytes (at least [`MAX_RESERVATION`]) that an upload waits up to
     /// `wait` for.
-    pub fn new(total: u64, wait: Duration) -> Arc<Self> {
-        let total = total.max(MAX_RESERVATION);
-        Arc::new(Self { total, wait, free: Mutex::new(total), returned: Condvar::new() })
+    pub fn new(total: u64, wait: Duration) -> Self {
+        let total = total.max(MAX_RESERVATION).min((Semaphore::MAX_PERMITS as u64).saturating_mul(1024));
+        Self { total, wait, permits: Arc::new(Semaphore::new((total / 1024) as usize)) }
     }
 
-    /// Reserves `bytes`, waiting for other uploads to give memory back (on a blocking
-    /// thread); past the budget's wait, the upload is answered 503 to come back later.
-    pub fn reserve(self: &Arc<Self>, bytes: u64) -> Result<Reservation, PushError> {
-        let bytes = bytes.min(self.total);
-        let deadline = Instant::now() + self.wait;
-        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        while *free < bytes {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(PushError::Busy(format!(
-                    "the server is decompressing as many uploads as its DECOMPRESSION_MEMORY ({}) allows; try again later",
-                    human_bytes(self.total)
-                )));
-            }
-            free = self.returned.wait_timeout(free, left).unwrap_or_else(|e| e.into_inner()).0;
+    /// Reserves `bytes`, waiting for other uploads to give memory back, first come first
+    /// served; past the budget's wait, the upload is answered 503 to come back later.
+    pub async fn reserve(&self, bytes: u64) -> Result<Reservation, PushError> {
+        let kib = bytes.min(self.total).div_ceil(1024).min(u64::from(u32::MAX)) as u32;
+        match tokio::time::timeout(self.wait, self.permits.clone().acquire_many_owned(kib)).await {
+            Ok(Ok(permit)) => Ok(Reservation { _permit: permit }),
+            _ => Err(PushError::Busy(format!(
+                "the server is decompressing as many uploads as its DECOMPRESSION_MEMORY ({}) allows; try again later",
+                human_bytes(self.total)
+            ))),
         }
-        *free -= bytes;
-        Ok(Reservation { budget: self.clone(), bytes })
     }
 }
 
 /// Memory reserved for one upload's check, given back when dropped.
 pub struct Reservation {
-    budget: Arc<DecodeBudget>,
-    bytes: u64,
-}
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        *self.budget.free.lock().unwrap_or_else(|e| e.into_inner()) += self.bytes;
-        self.budget.returned.notify_all();
-    }
+    _permit: OwnedSemaphorePermit,
 }
 
 #[cfg(test)]
@@ -347,26 +336,27 @@ pub(crate) mod tests {
         assert!(error.contains("brotli stream needs 1.0 GiB"), "{error}");
     }
 
-    #[test]
-    fn a_reservation_waits_for_memory_given_back_and_gives_up_after_its_wait() {
+    #[tokio::test]
+    async fn a_reservation_waits_for_memory_given_back_and_gives_up_after_its_wait() {
         let budget = DecodeBudget::new(MAX_RESERVATION, Duration::from_millis(20));
-        let first = budget.reserve(MAX_RESERVATION - 10).unwrap();
-        let _small = budget.reserve(10).unwrap();
-        let error = budget.reserve(1).err().unwrap();
+        let first = budget.reserve(MAX_RESERVATION - 10 * 1024).await.unwrap();
+        let _small = budget.reserve(10 * 1024).await.unwrap();
+        let error = budget.reserve(1).await.err().unwrap();
         assert!(matches!(error, PushError::Busy(_)), "{error}");
         assert!(error.to_string().contains("DECOMPRESSION_MEMORY (131.0 MiB)"), "{error}");
         drop(first);
-        assert!(budget.reserve(MAX_RESERVATION - 10).is_ok(), "given back when dropped");
+        assert!(budget.reserve(MAX_RESERVATION - 10 * 1024).await.is_ok(), "given back when dropped");
 
         let patient = DecodeBudget::new(MAX_RESERVATION, DEFAULT_WAIT);
-        let all = patient.reserve(MAX_RESERVATION).unwrap();
-        let waiting = {
+        let all = patient.reserve(MAX_RESERVATION).await.unwrap();
+        let waiting = tokio::spawn({
             let patient = patient.clone();
-            std::thread::spawn(move || patient.reserve(100).map(drop))
-        };
-        std::thread::sleep(Duration::from_millis(20));
+            async move { patient.reserve(100).await.map(drop) }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "it waits while the budget is taken");
         drop(all);
-        waiting.join().unwrap().unwrap();
-        assert_eq!(*patient.free.lock().unwrap(), MAX_RESERVATION);
+        waiting.await.unwrap().unwrap();
+        assert_eq!(patient.permits.available_permits() as u64, MAX_RESERVATION / 1024);
     }
 }

@@ -40,9 +40,10 @@ pub async fn accept_nar(
         .ok_or_else(|| invalid(format!("nar/{file} is not a NAR file name (<nix32 sha256>.nar[.xz|.zst|.bz2|.br])")))?;
     // Refuse early when the cache is full already; the exact size is checked on arrival.
     quota::make_room(db, cache, 1, QuotaCheck::Arrival).await?;
+    let (admitted, body) = receive::admit(body, compression, limits).await?;
     let reader = read_ahead(body);
     let (spool, limits) = (storage.clone(), limits.clone());
-    let received = tokio::task::spawn_blocking(move || receive_nar(&spool, &limits, reader, compression, None))
+    let received = tokio::task::spawn_blocking(move || receive_nar(&spool, &limits, admitted, reader, None))
         .await
         .map_err(|e| PushError::Storage(std::io::Error::other(e)))??;
     if received.file_hash != file_hash {

@@ -2,7 +2,6 @@
 //! decompressed, validated as a NAR, hashed and listed, all in one streaming pass.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -10,7 +9,7 @@ use hibernation::nix::nar::{HashingReader, NarError, validate};
 use hibernation::nix::{Compression, NarHash};
 use sha2::{Digest, Sha256};
 
-use super::decode_memory::{self, DecodeBudget, DecodeMemory};
+use super::decode_memory::{self, DecodeBudget, DecodeMemory, Reservation};
 use super::push_error::PushError;
 use crate::storage::{PendingUpload, Storage};
 
@@ -32,7 +31,36 @@ pub struct ReceiveLimits {
     /// MAX_NAR_SIZE.
     pub max_nar_size: u64,
     /// DECOMPRESSION_MEMORY, shared by every upload of this process.
-    pub decode_budget: Arc<DecodeBudget>,
+    pub decode_budget: DecodeBudget,
+}
+
+/// An upload let in: how its body is compressed, and the memory set aside to decompress it
+/// (held until the upload has been checked).
+pub struct Admitted {
+    compression: Compression,
+    memory: DecodeMemory,
+    _reservation: Reservation,
+}
+
+/// Reads the first bytes of a body and, from them, how it is compressed (`None` with a plain
+/// `.nar` name is sniffed, since Nix 2.8 names gzip NARs `.nar` too) and how much memory
+/// decompressing it needs; waits until the budget has that much. Returns the body whole again.
+/// Nothing else of the body is read before, so a waiting upload holds no thread and no data.
+pub async fn admit<R: tokio::io::AsyncRead + Unpin>(
+    mut body: R,
+    compression: Compression,
+    limits: &ReceiveLimits,
+) -> Result<(Admitted, tokio::io::Chain<io::Cursor<Vec<u8>>, R>), PushError> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::with_capacity(decode_memory::HEAD_BYTES);
+    (&mut body).take(decode_memory::HEAD_BYTES as u64).read_to_end(&mut head).await.map_err(classify_body_error)?;
+    let compression = match compression {
+        Compression::None => Compression::sniff(&head),
+        other => other,
+    };
+    let memory = decode_memory::needed(compression, &head)?;
+    let reservation = limits.decode_budget.reserve(memory.reservation()).await?;
+    Ok((Admitted { compression, memory, _reservation: reservation }, AsyncReadExt::chain(io::Cursor::new(head), body)))
 }
 
 /// What the uploader declared; the NAR must match it exactly.
@@ -80,9 +108,8 @@ pub fn max_file_size(max_nar_size: u64) -> u64 {
 const CHUNK: usize = 128 * 1024;
 const CHUNKS_IN_FLIGHT: usize = 4;
 
-/// Reads a compressed NAR body on a blocking thread. `compression: None` with a plain `.nar`
-/// name is sniffed, since Nix 2.8 names gzip NARs `.nar` too. A NAR larger than
-/// `max_nar_size` (MAX_NAR_SIZE) is refused as soon as it gets there.
+/// Reads a compressed NAR body, as [`admit`] let it in, on a blocking thread. A NAR larger
+/// than `max_nar_size` (MAX_NAR_SIZE) is refused as soon as it gets there.
 ///
 /// Two threads share the work, so an upload costs about the slower half instead of the sum:
 /// this one writes the body to a temporary file (made durable when committed) and hashes it;
@@ -90,8 +117,8 @@ const CHUNKS_IN_FLIGHT: usize = 4;
 pub fn receive_nar(
     storage: &Storage,
     limits: &ReceiveLimits,
+    admitted: Admitted,
     body: impl BodyPieces,
-    compression: Compression,
     declared: Option<Declared<'_>>,
 ) -> Result<ReceivedNar, PushError> {
     let max_nar_size = limits.max_nar_size;
@@ -106,7 +133,7 @@ pub fn receive_nar(
     let (stored, inspected) = std::thread::scope(|scope| {
         let inspector = scope.spawn(move || {
             let input = Chunks::new(move || received.recv().ok().map(Ok));
-            inspect_nar(input, compression, declared, limits)
+            inspect_nar(input, &admitted, declared, max_nar_size)
         });
         let stored = store_body(body, file, max_file_size(max_nar_size), chunks);
         let inspected =
@@ -316,26 +343,16 @@ struct InspectedNar {
 /// Decompresses, validates, hashes and lists the NAR as its chunks arrive.
 fn inspect_nar(
     input: impl Read,
-    compression: Compression,
+    admitted: &Admitted,
     declared: Option<Declared<'_>>,
-    limits: &ReceiveLimits,
+    max_nar_size: u64,
 ) -> Result<InspectedNar, PushError> {
-    let max_nar_size = limits.max_nar_size;
+    let compression = admitted.compression;
     let mut input = BufReader::with_capacity(CHUNK, input);
-    let mut head = Vec::with_capacity(decode_memory::HEAD_BYTES);
-    (&mut input).take(decode_memory::HEAD_BYTES as u64).read_to_end(&mut head).map_err(PushError::Storage)?;
-    let compression = match compression {
-        Compression::None => Compression::sniff(&head),
-        other => other,
-    };
-    // Nothing is decompressed before the memory it may take is known and set aside.
-    let memory = decode_memory::needed(compression, &head)?;
-    let _reservation = limits.decode_budget.reserve(memory.reservation())?;
-    let mut input = io::Cursor::new(head).chain(input);
     let limit = declared.map_or(max_nar_size, |d| d.nar_size).saturating_add(1);
     let (summary, nar_hash, nar_size) = {
         // Reading one byte past the declared size is enough to know it is wrong.
-        let decoder = decoder(compression, &mut input, memory).map_err(PushError::Storage)?;
+        let decoder = decoder(compression, &mut input, admitted.memory).map_err(PushError::Storage)?;
         let mut nar = HashingReader::new(decoder.take(limit));
         let result = validate(&mut nar);
         let read = nar.count();
@@ -438,6 +455,27 @@ mod tests {
         ReceiveLimits { max_nar_size: u64::MAX / 2, decode_budget }
     }
 
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(future)
+    }
+
+    /// What the server lets in for a body that starts with `start`.
+    fn admitted(limits: &ReceiveLimits, start: &[u8], compression: Compression) -> Admitted {
+        block_on(admit(start, compression, limits)).map(|(admitted, _)| admitted).unwrap()
+    }
+
+    /// Admits and receives `body`, as the server does.
+    fn receive(
+        storage: &Storage,
+        limits: &ReceiveLimits,
+        body: &[u8],
+        compression: Compression,
+        declared: Option<Declared<'_>>,
+    ) -> Result<ReceivedNar, PushError> {
+        let admitted = block_on(admit(body, compression, limits))?.0;
+        receive_nar(storage, limits, admitted, ReadPieces(body), declared)
+    }
+
     fn sample_nar() -> Vec<u8> {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("f"), b"hello\n").unwrap();
@@ -483,8 +521,7 @@ mod tests {
             // A gzip body named plain `.nar` is recognised by its magic bytes.
             let named = if c == Compression::Gzip { Compression::None } else { c };
             let declared = Declared { nar_hash: &hash, nar_size: nar.len() as u64 };
-            let received =
-                receive_nar(&storage, &limits(), ReadPieces(body.as_slice()), named, Some(declared)).unwrap();
+            let received = receive(&storage, &limits(), &body, named, Some(declared)).unwrap();
             assert_eq!(received.compression, c);
             assert_eq!(received.file_size, body.len() as u64, "{c:?}");
             assert_eq!(received.file_hash, NarHash::digest(&body));
@@ -507,10 +544,7 @@ mod tests {
         ];
         for (body, expected) in cases {
             let declared = Some(Declared { nar_hash: &hash, nar_size: size });
-            let err = receive_nar(&storage, &limits(), ReadPieces(body.as_slice()), Compression::Zstd, declared)
-                .err()
-                .unwrap()
-                .to_string();
+            let err = receive(&storage, &limits(), &body, Compression::Zstd, declared).err().unwrap().to_string();
             assert!(err.contains(expected), "expected {expected:?} in {err:?}");
         }
         assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "no temporary file is left");
@@ -523,7 +557,7 @@ mod tests {
         let nar = sample_nar();
         let (first, second) = nar.split_at(nar.len() / 2);
         let refused = |body: Vec<u8>, compression, limits: &ReceiveLimits| {
-            receive_nar(&storage, limits, ReadPieces(body.as_slice()), compression, None).err().unwrap()
+            receive(&storage, limits, &body, compression, None).err().unwrap()
         };
         // A dictionary past the cap is refused from the header.
         let error = refused(xz_declaring(37, &nar), Compression::Xz, &limits()).to_string();
@@ -537,11 +571,11 @@ mod tests {
         }
         // Within what the first header declared, they are fine.
         let same = [xz_declaring(30, first), xz_declaring(16, second)].concat();
-        let received = receive_nar(&storage, &limits(), ReadPieces(same.as_slice()), Compression::Xz, None);
+        let received = receive(&storage, &limits(), &same, Compression::Xz, None);
         assert_eq!(received.unwrap().nar_hash, NarHash::digest(&nar));
         // With every byte of the budget held by other uploads, the upload gives up: 503.
         let busy = limits();
-        let _others = busy.decode_budget.reserve(decode_memory::MAX_RESERVATION).unwrap();
+        let _others = block_on(busy.decode_budget.reserve(decode_memory::MAX_RESERVATION)).unwrap();
         let error = refused(zstd::encode_all(&nar[..], 3).unwrap(), Compression::Zstd, &busy);
         assert!(matches!(error, PushError::Busy(_)), "{error}");
         assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "no temporary file is left");
@@ -574,17 +608,24 @@ mod tests {
             nar
         };
         let half = &nar[..nar.len() / 2];
-        let err = receive_nar(&storage, &limits(), ReadPieces(BreaksOff(half)), Compression::None, None).err().unwrap();
+        let err = receive_nar(
+            &storage,
+            &limits(),
+            admitted(&limits(), half, Compression::None),
+            ReadPieces(BreaksOff(half)),
+            None,
+        )
+        .err()
+        .unwrap();
         assert!(matches!(err, PushError::Interrupted(_)), "{err}");
         // Trailing bytes after a complete NAR are refused, whatever the chunking.
         let mut padded = nar.clone();
         padded.extend_from_slice(&[0u8; 100]);
-        let err =
-            receive_nar(&storage, &limits(), ReadPieces(padded.as_slice()), Compression::None, None).err().unwrap();
+        let err = receive(&storage, &limits(), &padded, Compression::None, None).err().unwrap();
         assert!(err.to_string().contains("data after the end"), "{err}");
         // A NAR over the limit stops the upload as soon as it is seen.
         let small = ReceiveLimits { max_nar_size: CHUNK as u64, ..limits() };
-        let err = receive_nar(&storage, &small, ReadPieces(nar.as_slice()), Compression::None, None).err().unwrap();
+        let err = receive(&storage, &small, &nar, Compression::None, None).err().unwrap();
         assert!(matches!(err, PushError::TooLarge(_)), "{err}");
         assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "no temporary file is left");
     }

@@ -154,3 +154,16 @@ impl From<crate::services::pins::PinError> for AppError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upload_the_server_is_too_busy_for_is_told_to_come_back() {
+        let busy = AppError::from(PushError::Busy("the server is decompressing too much; try again later".into()));
+        let response = busy.as_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "5");
+    }
+}

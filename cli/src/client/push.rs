@@ -223,7 +223,8 @@ async fn upload_with_retries(
     let send = |action: PlanAction| {
         let store_path = store_path.clone();
         retrying(move || {
-            let body = (action == PlanAction::Upload).then(|| compressed_nar_body(fs_path(&store_path)));
+            let body =
+                (action == PlanAction::Upload).then(|| compressed_nar_body(fs_path(&store_path), upload.nar_size));
             async move { client.upload_path(cache, upload, body).await.map(|done| done.uploaded_bytes) }
         })
     };

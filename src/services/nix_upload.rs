@@ -11,7 +11,7 @@ use super::presence::PresenceFilter;
 use super::push::{self, NarSource, PushableCache, delete_stored, store_received};
 use super::push_error::PushError;
 use super::quota::{self, QuotaCheck};
-use super::receive::{self, ReceiveLimits, read_ahead, receive_nar};
+use super::receive::{self, ReceiveLimits};
 use crate::db::models::PendingNar;
 use crate::db::{Db, now, uploads};
 use crate::storage::Storage;
@@ -40,12 +40,7 @@ pub async fn accept_nar(
         .ok_or_else(|| invalid(format!("nar/{file} is not a NAR file name (<nix32 sha256>.nar[.xz|.zst|.bz2|.br])")))?;
     // Refuse early when the cache is full already; the exact size is checked on arrival.
     quota::make_room(db, cache, 1, QuotaCheck::Arrival).await?;
-    let (admitted, body) = receive::admit(body, compression, limits).await?;
-    let reader = read_ahead(body);
-    let (spool, limits) = (storage.clone(), limits.clone());
-    let received = tokio::task::spawn_blocking(move || receive_nar(&spool, &limits, admitted, reader, None))
-        .await
-        .map_err(|e| PushError::Storage(std::io::Error::other(e)))??;
+    let received = receive::receive_upload(storage, limits, body, compression, None).await?;
     if received.file_hash != file_hash {
         return Err(PushError::NarMismatch(format!(
             "the uploaded file hashes to {}, but its name says {}",

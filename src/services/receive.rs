@@ -36,7 +36,7 @@ pub struct ReceiveLimits {
 
 /// An upload let in: how its body is compressed, and the memory set aside to decompress it
 /// (held until the upload has been checked).
-pub struct Admitted {
+struct Admitted {
     compression: Compression,
     memory: DecodeMemory,
     _reservation: Reservation,
@@ -46,7 +46,7 @@ pub struct Admitted {
 /// `.nar` name is sniffed, since Nix 2.8 names gzip NARs `.nar` too) and how much memory
 /// decompressing it needs; waits until the budget has that much. Returns the body whole again.
 /// Nothing else of the body is read before, so a waiting upload holds no thread and no data.
-pub async fn admit<R: tokio::io::AsyncRead + Unpin>(
+async fn admit<R: tokio::io::AsyncRead + Unpin>(
     mut body: R,
     compression: Compression,
     limits: &ReceiveLimits,
@@ -65,8 +65,8 @@ pub async fn admit<R: tokio::io::AsyncRead + Unpin>(
 
 /// What the uploader declared; the NAR must match it exactly.
 #[derive(Debug, Clone, Copy)]
-pub struct Declared<'a> {
-    pub nar_hash: &'a NarHash,
+pub struct Declared {
+    pub nar_hash: NarHash,
     pub nar_size: u64,
 }
 
@@ -108,20 +108,37 @@ pub fn max_file_size(max_nar_size: u64) -> u64 {
 const CHUNK: usize = 128 * 1024;
 const CHUNKS_IN_FLIGHT: usize = 4;
 
+/// Receives an upload's body: [`admit`], then [`receive_nar`] on a blocking thread, fed by
+/// [`read_ahead`].
+pub async fn receive_upload(
+    storage: &Storage,
+    limits: &ReceiveLimits,
+    body: impl tokio::io::AsyncRead + Send + Unpin + 'static,
+    compression: Compression,
+    declared: Option<Declared>,
+) -> Result<ReceivedNar, PushError> {
+    let (admitted, body) = admit(body, compression, limits).await?;
+    let reader = read_ahead(body);
+    let (storage, limits) = (storage.clone(), limits.clone());
+    tokio::task::spawn_blocking(move || receive_nar(&storage, &limits, admitted, reader, declared))
+        .await
+        .map_err(|e| PushError::Internal(format!("the upload task failed: {e}")))?
+}
+
 /// Reads a compressed NAR body, as [`admit`] let it in, on a blocking thread. A NAR larger
 /// than `max_nar_size` (MAX_NAR_SIZE) is refused as soon as it gets there.
 ///
 /// Two threads share the work, so an upload costs about the slower half instead of the sum:
 /// this one writes the body to a temporary file (made durable when committed) and hashes it;
 /// a second one decompresses, validates, hashes and lists the NAR.
-pub fn receive_nar(
+fn receive_nar(
     storage: &Storage,
     limits: &ReceiveLimits,
     admitted: Admitted,
     body: impl BodyPieces,
-    declared: Option<Declared<'_>>,
+    declared: Option<Declared>,
 ) -> Result<ReceivedNar, PushError> {
-    let max_nar_size = limits.max_nar_size;
+    let (max_nar_size, compression) = (limits.max_nar_size, admitted.compression);
     if let Some(d) = declared
         && d.nar_size > max_nar_size
     {
@@ -150,7 +167,7 @@ pub fn receive_nar(
     let nar = inspected?;
     Ok(ReceivedNar {
         pending,
-        compression: nar.compression,
+        compression,
         file_hash,
         file_size,
         nar_hash: nar.nar_hash,
@@ -334,7 +351,6 @@ pub fn read_ahead(
 
 /// What the NAR check found.
 struct InspectedNar {
-    compression: Compression,
     nar_hash: NarHash,
     nar_size: u64,
     listing: Option<serde_json::Value>,
@@ -344,7 +360,7 @@ struct InspectedNar {
 fn inspect_nar(
     input: impl Read,
     admitted: &Admitted,
-    declared: Option<Declared<'_>>,
+    declared: Option<Declared>,
     max_nar_size: u64,
 ) -> Result<InspectedNar, PushError> {
     let compression = admitted.compression;
@@ -376,7 +392,7 @@ fn inspect_nar(
         if nar_size != d.nar_size {
             return Err(PushError::NarMismatch(format!("NarSize is {nar_size}, the narinfo says {}", d.nar_size)));
         }
-        if nar_hash != *d.nar_hash {
+        if nar_hash != d.nar_hash {
             return Err(PushError::NarMismatch(format!("NarHash is {nar_hash}, the narinfo says {}", d.nar_hash)));
         }
     }
@@ -384,7 +400,7 @@ fn inspect_nar(
     if !input.fill_buf().map_err(PushError::Storage)?.is_empty() {
         return Err(PushError::MalformedNar("data after the end of the compressed NAR".into()));
     }
-    Ok(InspectedNar { compression, nar_hash, nar_size, listing: summary.listing })
+    Ok(InspectedNar { nar_hash, nar_size, listing: summary.listing })
 }
 
 fn too_large(max_nar_size: u64) -> PushError {
@@ -459,18 +475,13 @@ mod tests {
         tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(future)
     }
 
-    /// What the server lets in for a body that starts with `start`.
-    fn admitted(limits: &ReceiveLimits, start: &[u8], compression: Compression) -> Admitted {
-        block_on(admit(start, compression, limits)).map(|(admitted, _)| admitted).unwrap()
-    }
-
     /// Admits and receives `body`, as the server does.
     fn receive(
         storage: &Storage,
         limits: &ReceiveLimits,
         body: &[u8],
         compression: Compression,
-        declared: Option<Declared<'_>>,
+        declared: Option<Declared>,
     ) -> Result<ReceivedNar, PushError> {
         let admitted = block_on(admit(body, compression, limits))?.0;
         receive_nar(storage, limits, admitted, ReadPieces(body), declared)
@@ -520,7 +531,7 @@ mod tests {
             let body = compress(c, &nar);
             // A gzip body named plain `.nar` is recognised by its magic bytes.
             let named = if c == Compression::Gzip { Compression::None } else { c };
-            let declared = Declared { nar_hash: &hash, nar_size: nar.len() as u64 };
+            let declared = Declared { nar_hash: hash, nar_size: nar.len() as u64 };
             let received = receive(&storage, &limits(), &body, named, Some(declared)).unwrap();
             assert_eq!(received.compression, c);
             assert_eq!(received.file_size, body.len() as u64, "{c:?}");
@@ -543,7 +554,7 @@ mod tests {
             (Vec::new(), "not a NAR"),
         ];
         for (body, expected) in cases {
-            let declared = Some(Declared { nar_hash: &hash, nar_size: size });
+            let declared = Some(Declared { nar_hash: hash, nar_size: size });
             let err = receive(&storage, &limits(), &body, Compression::Zstd, declared).err().unwrap().to_string();
             assert!(err.contains(expected), "expected {expected:?} in {err:?}");
         }
@@ -608,15 +619,8 @@ mod tests {
             nar
         };
         let half = &nar[..nar.len() / 2];
-        let err = receive_nar(
-            &storage,
-            &limits(),
-            admitted(&limits(), half, Compression::None),
-            ReadPieces(BreaksOff(half)),
-            None,
-        )
-        .err()
-        .unwrap();
+        let admitted = block_on(admit(half, Compression::None, &limits())).unwrap().0;
+        let err = receive_nar(&storage, &limits(), admitted, ReadPieces(BreaksOff(half)), None).err().unwrap();
         assert!(matches!(err, PushError::Interrupted(_)), "{err}");
         // Trailing bytes after a complete NAR are refused, whatever the chunking.
         let mut padded = nar.clone();

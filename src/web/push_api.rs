@@ -19,7 +19,7 @@ use crate::services::cache_info;
 use crate::services::metrics;
 use crate::services::push::{self, NarSource, PushableCache};
 use crate::services::push_error::PushError;
-use crate::services::receive::{Declared, admit, read_ahead, receive_nar};
+use crate::services::receive::{Declared, receive_upload};
 use crate::services::{CACHE_NAME_RULE, is_valid_cache_name};
 use hibernation::nix::Compression;
 
@@ -140,16 +140,10 @@ async fn receive_path(
     let (source, uploaded_bytes) = if declared_length == Some(0) {
         (NarSource::Attach(caller), 0)
     } else {
-        let (storage, limits) = (state.storage.clone(), state.receive_limits.clone());
-        let (hash, size) = (verified.upload.nar_hash, verified.upload.nar_size);
-        let (admitted, body) = admit(body.into_async_read(), Compression::Zstd, &limits).await?;
-        let reader = read_ahead(body);
-        let received = tokio::task::spawn_blocking(move || {
-            let declared = Declared { nar_hash: &hash, nar_size: size };
-            receive_nar(&storage, &limits, admitted, reader, Some(declared))
-        })
-        .await
-        .map_err(|e| PushError::Internal(format!("the upload task failed: {e}")))??;
+        let declared = Declared { nar_hash: verified.upload.nar_hash, nar_size: verified.upload.nar_size };
+        let body = body.into_async_read();
+        let received =
+            receive_upload(&state.storage, &state.receive_limits, body, Compression::Zstd, Some(declared)).await?;
         let bytes = received.file_size;
         (NarSource::Uploaded(received), bytes)
     };

@@ -204,6 +204,7 @@ pub fn run(db: &Db, config: &Config, command: AdminCommand) -> anyhow::Result<Ex
                 .write_blocking(|c| {
                     let Some(cache) = caches::find_by_name(c, &name)? else { return Ok(None) };
                     caches::change_lifecycle(c, cache.id, &change)?;
+                    crate::db::replication::access_changed(c)?;
                     caches::find_by_name(c, &name)
                 })?
                 .with_context(|| format!("no cache named {name:?}"))?;
@@ -368,9 +369,11 @@ pub fn run(db: &Db, config: &Config, command: AdminCommand) -> anyhow::Result<Ex
             );
         }
         AdminCommand::RevokeToken { user, name } => {
-            let revoked = db.write_blocking(|c| match users::find_by_login(c, &user)? {
-                Some(u) => users::revoke_token(c, u.id, &name),
-                None => Ok(0),
+            let revoked = db.write_blocking(|c| {
+                let Some(u) = users::find_by_login(c, &user)? else { return Ok(0) };
+                let revoked = users::revoke_token(c, u.id, &name)?;
+                crate::db::replication::access_changed(c)?;
+                Ok(revoked)
             })?;
             if revoked == 0 {
                 bail!("user {user:?} has no token named {name:?}");

@@ -124,7 +124,8 @@ async fn serve(config: config::Config, db: db::Db) -> anyhow::Result<()> {
     tokio::spawn(services::janitor::run(db.clone(), storage.clone(), config.lifecycle));
     let hot = Arc::new(services::hot_cache::HotCache::default());
     let presence = Arc::new(services::presence::PresenceFilter::default());
-    tokio::spawn(presence.clone().run(db.clone(), hot.clone()));
+    let replication = services::replication::Replication::new(db.clone(), presence, hot.clone());
+    tokio::spawn(replication.clone().run());
     let port = config.port;
     let metrics = match &config.metrics {
         Some(settings) => Some(services::metrics::install(&settings.name)?),
@@ -153,7 +154,7 @@ async fn serve(config: config::Config, db: db::Db) -> anyhow::Result<()> {
         config,
         access_log: access_log.clone(),
         hot,
-        presence,
+        replication: replication.clone(),
         upstreams: Default::default(),
         metrics,
         sso,
@@ -184,6 +185,7 @@ async fn serve(config: config::Config, db: db::Db) -> anyhow::Result<()> {
         .run_with_graceful_shutdown(app, shutdown_signal(), Some(std::time::Duration::from_secs(30)))
         .await
         .with_context(|| format!("cannot serve on port {port}"))?;
+    replication.leave().await;
     access_log.flush(&db).await;
     Ok(())
 }

@@ -17,6 +17,7 @@ pub mod models;
 pub mod oidc;
 pub mod paths;
 pub mod permissions;
+pub mod replication;
 pub mod schema;
 pub mod sessions;
 pub mod setup;
@@ -91,6 +92,7 @@ pub struct Db {
     sqlite_write_lock: Option<Arc<Mutex<()>>>,
     /// The SQLite database file, beside which exclusive locks live; None on PostgreSQL.
     sqlite_file: Option<String>,
+    url: DbUrl,
 }
 
 impl Db {
@@ -106,7 +108,7 @@ impl Db {
         let mut first = connection::connect(&url, log_queries)?;
         connection::run_migrations(&mut first)?;
         drop(first);
-        let manager = connection::Manager { url, log_queries };
+        let manager = connection::Manager { url: url.clone(), log_queries };
         let pool = Pool::builder()
             .max_size(if is_sqlite { 8 } else { 16 })
             // A PostgreSQL connection can break (a server restart) and is tested with a query
@@ -115,7 +117,15 @@ impl Db {
             .test_on_check_out(!is_sqlite)
             .connection_timeout(std::time::Duration::from_secs(10))
             .build(manager)?;
-        Ok(Self { pool, sqlite_write_lock: is_sqlite.then(|| Arc::new(Mutex::new(()))), sqlite_file })
+        Ok(Self { pool, sqlite_write_lock: is_sqlite.then(|| Arc::new(Mutex::new(()))), sqlite_file, url })
+    }
+
+    /// The PostgreSQL URL, for a connection of its own (listening for notifications).
+    pub fn postgres_url(&self) -> Option<String> {
+        match &self.url {
+            DbUrl::Postgres(url) => Some(url.clone()),
+            DbUrl::Sqlite(_) => None,
+        }
     }
 
     fn conn(&self) -> DbResult<PooledConnection<connection::Manager>> {

@@ -129,6 +129,8 @@ pub struct NewStorePath {
     pub signatures: String,
     pub created_at: NaiveDateTime,
     pub access_count: i64,
+    /// Where this path's commit is in the order replicas read them (see `db::replication`).
+    pub commit_seq: i64,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]

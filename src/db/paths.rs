@@ -161,24 +161,13 @@ pub fn count_nars(conn: &mut AnyConnection) -> DbResult<i64> {
     Ok(nars::table.count().get_result(conn)?)
 }
 
-/// A stored path as the presence filter knows it: where it is in the order paths were stored,
-/// its cache, hash part and NAR.
+/// A stored path as the presence filter knows it: its cache, hash part and NAR.
 #[derive(Debug, Clone, Queryable)]
 pub struct StoredPath {
-    pub created_at: chrono::NaiveDateTime,
     pub id: i64,
     pub cache_id: i64,
     pub hash_part: String,
     pub nar_id: i64,
-}
-
-/// A position in the order paths were stored: (created_at, id).
-pub type StoredMark = (chrono::NaiveDateTime, i64);
-
-impl StoredPath {
-    pub fn mark(&self) -> StoredMark {
-        (self.created_at, self.id)
-    }
 }
 
 /// A page of stored paths, and the hashes their NARs are asked for by (file hash, NAR hash).
@@ -188,10 +177,9 @@ pub struct StoredPage {
     pub nars: HashMap<i64, (String, String)>,
 }
 
-type StoredPathColumns =
-    (store_paths::created_at, store_paths::id, store_paths::cache_id, store_paths::hash_part, store_paths::nar_id);
+type StoredPathColumns = (store_paths::id, store_paths::cache_id, store_paths::hash_part, store_paths::nar_id);
 const STORED_PATH: StoredPathColumns =
-    (store_paths::created_at, store_paths::id, store_paths::cache_id, store_paths::hash_part, store_paths::nar_id);
+    (store_paths::id, store_paths::cache_id, store_paths::hash_part, store_paths::nar_id);
 
 /// The NARs of a page of paths, in a second query: joined, SQLite chose to walk the NARs
 /// and sort every path of each for every page (a million paths sharing one NAR: seconds).
@@ -219,15 +207,23 @@ pub fn keys_after(conn: &mut AnyConnection, after_id: i64, limit: i64) -> DbResu
     with_nars(conn, paths)
 }
 
-/// Up to `limit` paths stored after `mark`, in that order (the `created_at` index serves it).
-pub fn keys_after_mark(conn: &mut AnyConnection, (at, id): StoredMark, limit: i64) -> DbResult<StoredPage> {
+/// The paths committed after commit `after_seq` up to `until_seq`, in commit order: at most
+/// `limit` commits' worth (a commit that stores many paths at once is read whole), and the
+/// last commit read. The `commit_seq` index serves it.
+pub fn keys_committed_after(
+    conn: &mut AnyConnection,
+    after_seq: i64,
+    until_seq: i64,
+    limit: i64,
+) -> DbResult<(StoredPage, i64)> {
+    let last = until_seq.min(after_seq.saturating_add(limit));
     let paths = store_paths::table
-        .filter(store_paths::created_at.gt(at).or(store_paths::created_at.eq(at).and(store_paths::id.gt(id))))
-        .order((store_paths::created_at, store_paths::id))
-        .limit(limit)
+        .filter(store_paths::commit_seq.gt(after_seq))
+        .filter(store_paths::commit_seq.le(last))
+        .order((store_paths::commit_seq, store_paths::id))
         .select(STORED_PATH)
         .load(conn)?;
-    with_nars(conn, paths)
+    Ok((with_nars(conn, paths)?, last))
 }
 
 #[cfg(test)]
@@ -297,9 +293,9 @@ mod tests {
             "INSERT INTO caches (id, name) VALUES (1, 'one'), (2, 'two');
              INSERT INTO nars (id, nar_hash, nar_size, compression, file_hash, file_size, storage_key)
              VALUES (7, 'n7', 10, 'zstd', 'f7', 9, 'k7'), (8, 'n8', 10, 'zstd', 'f8', 9, 'k8');
-             INSERT INTO store_paths (id, cache_id, nar_id, hash_part, name, signatures, created_at)
-             VALUES (1, 1, 7, 'a', 'x', '', '2026-01-01 00:00:03'), (2, 2, 7, 'b', 'x', '', '2026-01-01 00:00:01'),
-                    (3, 1, 8, 'c', 'x', '', '2026-01-01 00:00:02');",
+             INSERT INTO store_paths (id, cache_id, nar_id, hash_part, name, signatures, created_at, commit_seq)
+             VALUES (1, 1, 7, 'a', 'x', '', '2026-01-01 00:00:03', 3), (2, 2, 7, 'b', 'x', '', '2026-01-01 00:00:01', 1),
+                    (3, 1, 8, 'c', 'x', '', '2026-01-01 00:00:02', 2), (4, 1, 8, 'd', 'x', '', '2026-01-01 00:00:02', 4);",
         );
         let page = keys_after(&mut conn, 0, 2).unwrap();
         let hashes: Vec<&str> = page.paths.iter().map(|p| p.hash_part.as_str()).collect();
@@ -307,12 +303,13 @@ mod tests {
         assert_eq!(page.nars.len(), 1);
         assert_eq!(page.nars[&7], ("f7".to_string(), "n7".to_string()));
         let next = keys_after(&mut conn, 2, 2).unwrap();
-        assert_eq!((next.paths.len(), next.nars[&8].0.as_str()), (1, "f8"));
+        assert_eq!((next.paths.len(), next.nars.len(), next.nars[&8].0.as_str()), (2, 1, "f8"));
 
-        let start = (chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap().and_hms_opt(0, 0, 1).unwrap(), 2);
-        let later = keys_after_mark(&mut conn, start, 10).unwrap();
+        let (later, last) = keys_committed_after(&mut conn, 1, 3, 10).unwrap();
         let hashes: Vec<&str> = later.paths.iter().map(|p| p.hash_part.as_str()).collect();
-        assert_eq!(hashes, ["c", "a"], "stored after the mark, in store order");
+        assert_eq!((hashes, last), (vec!["c", "a"], 3), "committed after 1 up to 3, in commit order");
         assert_eq!(later.nars.len(), 2);
+        let (page, last) = keys_committed_after(&mut conn, 1, 4, 1).unwrap();
+        assert_eq!((page.paths[0].hash_part.as_str(), page.paths.len(), last), ("c", 1, 2), "a commit at a time");
     }
 }

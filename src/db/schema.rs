@@ -100,6 +100,22 @@ diesel::table! {
         created_at -> Timestamp,
         last_accessed_at -> Nullable<Timestamp>,
         access_count -> BigInt,
+        commit_seq -> BigInt,
+    }
+}
+
+diesel::table! {
+    change_counters (name) {
+        name -> Text,
+        value -> BigInt,
+    }
+}
+
+diesel::table! {
+    replicas (id) {
+        id -> Text,
+        seen_seq -> BigInt,
+        renewed_at -> Timestamp,
     }
 }
 

@@ -143,7 +143,9 @@ pub async fn update(db: &Db, user: &User, change: AccountChange<'_>) -> Result<b
 /// Deletes the account with its tokens and sessions, unless it is the last administrator.
 pub async fn delete(db: &Db, hot: &HotCache, actor: &User, target: UserId) -> Result<(), AccountError> {
     within_reach(db, actor, target, move |c| {
-        groups::keeping_an_administrator(c, |c| users::delete(c, target.0)).map(Ok)
+        groups::keeping_an_administrator(c, |c| users::delete(c, target.0))?;
+        crate::db::replication::access_changed(c)?;
+        Ok(Ok(()))
     })
     .await?;
     hot.forget_rights();

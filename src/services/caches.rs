@@ -121,6 +121,7 @@ pub async fn update(
         .write(move |c| {
             browse::update_cache(c, id, &settings)?;
             caches::rename(c, id, &renamed)?;
+            crate::db::replication::access_changed(c)?;
             caches::find_by_name(c, &renamed)
         })
         .await;
@@ -148,9 +149,15 @@ pub async fn destroy(
     whole_cache: bool,
 ) -> Result<(), DbError> {
     let id = cache.id;
-    let logs =
-        db.write(move |c| {
-            if whole_cache { browse::delete_cache(c, id) } else { browse::clear_cache(c, id).map(|()| Vec::new()) }
+    let logs = db
+        .write(move |c| {
+            let logs = if whole_cache {
+                browse::delete_cache(c, id)?
+            } else {
+                browse::clear_cache(c, id).map(|()| Vec::new())?
+            };
+            crate::db::replication::access_changed(c)?;
+            Ok(logs)
         })
         .await?;
     hot.forget_cache(cache.id, &cache.name);

@@ -50,6 +50,7 @@ pub async fn grant(
                 (true, Grantee::Group(group)) => groups::grant(c, cache, group, level)?,
                 (false, _) => {}
             }
+            crate::db::replication::access_changed(c)?;
             Ok(exists)
         })
         .await?;
@@ -60,9 +61,13 @@ pub async fn grant(
 }
 
 pub async fn revoke(db: &Db, hot: &HotCache, cache: CacheId, grantee: Grantee) -> Result<(), DbError> {
-    db.write(move |c| match grantee {
-        Grantee::User(user) => users::revoke_grant(c, cache, user),
-        Grantee::Group(group) => groups::revoke(c, cache, group),
+    db.write(move |c| {
+        match grantee {
+            Grantee::User(user) => users::revoke_grant(c, cache, user)?,
+            Grantee::Group(group) => groups::revoke(c, cache, group)?,
+        };
+        crate::db::replication::access_changed(c)?;
+        Ok(())
     })
     .await?;
     hot.forget_rights();

@@ -66,7 +66,12 @@ async fn change(
     hot: &HotCache,
     apply: impl FnOnce(&mut AnyConnection) -> DbResult<Checked> + Send + 'static,
 ) -> Result<(), GroupError> {
-    match db.write(move |c| groups::keeping_an_administrator(c, apply)).await {
+    let changed = db.write(move |c| {
+        let checked = groups::keeping_an_administrator(c, apply)?;
+        crate::db::replication::access_changed(c)?;
+        Ok(checked)
+    });
+    match changed.await {
         Ok(checked) => {
             hot.forget_rights();
             checked

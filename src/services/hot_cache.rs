@@ -1,14 +1,13 @@
 //! In-memory caches for the narinfo hot path, so that hits, misses and private caches need no
-//! database query in the steady state. Entries expire after a short time, which bounds how
-//! long another server process can act on something changed elsewhere:
-//! - a cache setting or a deleted path: [`CACHE_ROW_TTL`] and [`NARINFO_TTL`];
-//! - a path pushed through another process: visible there within the presence filter's
-//!   refresh (see `presence`, which forgets the misses remembered for the paths it reads), and
-//!   at once on the process that took the push, which forgets the miss itself. [`MISS_TTL`]
-//!   bounds it should a refresh fail;
-//! - a revoked token, a removed grant, a deleted user: stops working everywhere within
-//!   [`ACCESS_TTL`] (at once on the process where it happened). An expired token stops at its
-//!   expiry everywhere.
+//! database query in the steady state. What another process may change is forgotten when this
+//! one reads that it changed, and trusted only while it keeps reading (see `replication`):
+//! - a path pushed through another process: the push waits until this process has read it
+//!   (which forgets the misses remembered for it); remembered misses are trusted only while
+//!   this process holds its lease;
+//! - a revoked token, a removed grant, a deleted user, a cache's settings: forgotten within a
+//!   second everywhere (at once on the process where it happened); an expired token stops at
+//!   its expiry everywhere;
+//! - a deleted path: its rendered narinfo within [`NARINFO_TTL`].
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -18,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::access::Access;
 use super::auth::Caller;
+use super::deadline::Deadline;
 use crate::db::models::{Cache, Nar};
 
 /// How long a cache row (visibility, priority) is reused.
@@ -89,6 +89,10 @@ impl<K: Eq + Hash, V: Clone> Expiring<K, V> {
 #[derive(Clone, Copy)]
 pub struct MissEpoch(u64);
 
+/// When a look-up began, in the count of access changes; see [`HotCache::access_seen_at`].
+#[derive(Clone, Copy)]
+pub struct AccessEpoch(u64);
+
 pub struct HotCache {
     caches: Expiring<String, Cache>,
     narinfos: Expiring<(i64, String), Arc<str>>,
@@ -104,6 +108,12 @@ pub struct HotCache {
     accesses: Expiring<(String, i64), Access>,
     /// SHA-256 of a token to who it authenticates.
     callers: Expiring<String, Caller>,
+    /// Counts the times access was forgotten; see [`HotCache::access_seen_at`].
+    access_epoch: AtomicU64,
+    /// Until when remembered callers, accesses and cache rows are trusted.
+    access_trusted: Deadline,
+    /// Until when remembered misses are trusted.
+    misses_trusted: Deadline,
 }
 
 impl Default for HotCache {
@@ -117,17 +127,24 @@ impl Default for HotCache {
             visible_epoch: AtomicU64::new(0),
             accesses: Expiring::new(ACCESS_TTL, MAX_ACCESSES),
             callers: Expiring::new(ACCESS_TTL, MAX_ACCESSES),
+            access_epoch: AtomicU64::new(0),
+            access_trusted: Deadline::default(),
+            misses_trusted: Deadline::default(),
         }
     }
 }
 
 impl HotCache {
     pub fn cache(&self, name: &str) -> Option<Cache> {
-        self.caches.get(&name.to_string())
+        self.access_trusted.is_ahead().then(|| self.caches.get(&name.to_string())).flatten()
     }
 
-    pub fn remember_cache(&self, cache: &Cache) {
-        self.caches.insert(cache.name.clone(), cache.clone());
+    pub fn remember_cache(&self, cache: &Cache, looked_up: AccessEpoch) {
+        let key = cache.name.clone();
+        self.caches.insert(key.clone(), cache.clone());
+        if self.access_epoch.load(Ordering::SeqCst) != looked_up.0 {
+            self.caches.remove(&key);
+        }
     }
 
     /// Forgets a cache's settings, narinfos and NARs after they changed in this process.
@@ -175,9 +192,19 @@ impl HotCache {
         self.narinfos.insert((cache_id, hash_part.to_string()), text);
     }
 
-    /// Did the cache lack this path a moment ago?
+    /// Did the cache lack this path a moment ago (and can this process still vouch for it)?
     pub fn is_miss(&self, cache_id: i64, hash_part: &str) -> bool {
-        self.misses.get(&(cache_id, hash_part.to_string())).is_some()
+        self.misses_trusted.is_ahead() && self.misses.get(&(cache_id, hash_part.to_string())).is_some()
+    }
+
+    /// Remembered misses may be answered until `until` (see `replication`).
+    pub fn trust_misses_until(&self, until: std::time::Instant) {
+        self.misses_trusted.extend_to(until);
+    }
+
+    /// Remembered callers, accesses and cache rows may be used until `until`.
+    pub fn trust_access_until(&self, until: std::time::Instant) {
+        self.access_trusted.extend_to(until);
     }
 
     /// Taken before a path is looked up in the database: a miss read then is remembered only
@@ -211,28 +238,54 @@ impl HotCache {
     }
 
     pub fn access(&self, token_hash: &str, cache_id: i64) -> Option<Access> {
-        self.accesses.get(&(token_hash.to_string(), cache_id))
+        self.access_trusted.is_ahead().then(|| self.accesses.get(&(token_hash.to_string(), cache_id))).flatten()
     }
 
-    pub fn remember_access(&self, token_hash: &str, cache_id: i64, access: Access) {
-        self.accesses.insert((token_hash.to_string(), cache_id), access);
+    /// Taken before access is looked up in the database: what was read is remembered only if
+    /// access was not forgotten meanwhile (a look-up that raced a revocation would otherwise
+    /// keep the revoked token working).
+    pub fn access_seen_at(&self) -> AccessEpoch {
+        AccessEpoch(self.access_epoch.load(Ordering::SeqCst))
+    }
+
+    pub fn remember_access(&self, token_hash: &str, cache_id: i64, access: Access, looked_up: AccessEpoch) {
+        let key = (token_hash.to_string(), cache_id);
+        self.accesses.insert(key.clone(), access);
+        if self.access_epoch.load(Ordering::SeqCst) != looked_up.0 {
+            self.accesses.remove(&key);
+        }
     }
 
     /// Who this token authenticated a moment ago, unless it has expired since.
     pub fn caller(&self, token_hash: &str) -> Option<Caller> {
+        if !self.access_trusted.is_ahead() {
+            return None;
+        }
         let now = crate::db::now();
         self.callers.get(&token_hash.to_string()).filter(|c| c.expires_at.is_none_or(|at| at > now))
     }
 
-    pub fn remember_caller(&self, token_hash: &str, caller: &Caller) {
-        self.callers.insert(token_hash.to_string(), caller.clone());
+    pub fn remember_caller(&self, token_hash: &str, caller: &Caller, looked_up: AccessEpoch) {
+        let key = token_hash.to_string();
+        self.callers.insert(key.clone(), caller.clone());
+        if self.access_epoch.load(Ordering::SeqCst) != looked_up.0 {
+            self.callers.remove(&key);
+        }
     }
 
     /// Rights changed in this process (a token revoked, a grant or a user removed): every
     /// remembered caller and access is decided again.
     pub fn forget_rights(&self) {
+        self.access_epoch.fetch_add(1, Ordering::SeqCst);
         self.accesses.remove_where(|_| true);
         self.callers.remove_where(|_| true);
+    }
+
+    /// Another process changed who may do what, or a cache's settings: every remembered
+    /// caller, access and cache row is read again.
+    pub fn forget_access(&self) {
+        self.forget_rights();
+        self.caches.remove_where(|_| true);
     }
 }
 
@@ -254,10 +307,50 @@ mod tests {
         }
     }
 
+    /// A cache whose follower has just read (see `replication`).
+    fn trusted() -> HotCache {
+        let hot = HotCache::default();
+        let until = std::time::Instant::now() + Duration::from_secs(60);
+        hot.trust_access_until(until);
+        hot.trust_misses_until(until);
+        hot
+    }
+
+    #[test]
+    fn nothing_another_process_may_change_is_answered_until_trusted() {
+        let hot = HotCache::default();
+        hot.remember_cache(&cache(1, "main"), hot.access_seen_at());
+        hot.remember_access("tokenhash", 1, Access::Read, hot.access_seen_at());
+        hot.remember_miss(1, "abc", hot.misses_seen_at());
+        assert!(hot.cache("main").is_none() && hot.access("tokenhash", 1).is_none() && !hot.is_miss(1, "abc"));
+        let until = std::time::Instant::now() + Duration::from_secs(60);
+        hot.trust_access_until(until);
+        assert!(hot.cache("main").is_some() && hot.access("tokenhash", 1).is_some());
+        assert!(!hot.is_miss(1, "abc"), "misses are trusted separately (the lease)");
+        hot.trust_misses_until(until);
+        assert!(hot.is_miss(1, "abc"));
+        hot.forget_access();
+        assert!(hot.cache("main").is_none() && hot.access("tokenhash", 1).is_none());
+    }
+
+    #[test]
+    fn access_looked_up_before_it_was_forgotten_is_not_remembered() {
+        let hot = trusted();
+        let looked_up = hot.access_seen_at();
+        // A revocation is read (here or from another process) while the database is asked.
+        hot.forget_access();
+        hot.remember_access("tokenhash", 1, Access::Push, looked_up);
+        hot.remember_cache(&cache(1, "main"), looked_up);
+        assert!(hot.access("tokenhash", 1).is_none(), "the revoked token would keep working");
+        assert!(hot.cache("main").is_none());
+        hot.remember_access("tokenhash", 1, Access::Push, hot.access_seen_at());
+        assert_eq!(hot.access("tokenhash", 1), Some(Access::Push));
+    }
+
     #[test]
     fn remembers_per_cache() {
-        let hot = HotCache::default();
-        hot.remember_cache(&cache(1, "main"));
+        let hot = trusted();
+        hot.remember_cache(&cache(1, "main"), hot.access_seen_at());
         hot.remember_narinfo(1, "abc", Arc::from("text"));
         hot.remember_narinfo(2, "abc", Arc::from("other"));
         assert_eq!(hot.cache("main").unwrap().id, 1);
@@ -273,7 +366,7 @@ mod tests {
 
     #[test]
     fn misses_and_accesses_are_forgotten_when_they_change_here() {
-        let hot = HotCache::default();
+        let hot = trusted();
         hot.remember_miss(1, "abc", hot.misses_seen_at());
         assert!(hot.is_miss(1, "abc") && !hot.is_miss(2, "abc"));
         hot.forget_misses(&[(1, "abc".to_string())]);
@@ -281,7 +374,7 @@ mod tests {
         hot.remember_miss(1, "abc", hot.misses_seen_at());
         hot.forget_all_misses();
         assert!(!hot.is_miss(1, "abc"));
-        hot.remember_access("tokenhash", 1, Access::Read);
+        hot.remember_access("tokenhash", 1, Access::Read, hot.access_seen_at());
         assert_eq!(hot.access("tokenhash", 1), Some(Access::Read));
         assert_eq!(hot.access("tokenhash", 2), None);
         hot.forget_rights();
@@ -290,7 +383,7 @@ mod tests {
 
     #[test]
     fn a_miss_looked_up_before_a_path_became_visible_is_not_remembered() {
-        let hot = HotCache::default();
+        let hot = trusted();
         let looked_up = hot.misses_seen_at();
         // The path is pushed (and its misses forgotten) while the database is asked.
         hot.forget_misses(&[(1, "abc".to_string())]);
@@ -302,7 +395,7 @@ mod tests {
 
     #[test]
     fn callers_are_forgotten_when_rights_change_or_their_token_expires() {
-        let hot = HotCache::default();
+        let hot = trusted();
         let user = crate::db::models::User {
             id: 7,
             login: "ann".into(),
@@ -314,9 +407,9 @@ mod tests {
             has_avatar: false,
         };
         let caller = Caller::session(&user);
-        hot.remember_caller("live", &caller);
+        hot.remember_caller("live", &caller, hot.access_seen_at());
         let expired = Caller { expires_at: Some(crate::db::now() - chrono::Duration::seconds(1)), ..caller.clone() };
-        hot.remember_caller("expired", &expired);
+        hot.remember_caller("expired", &expired, hot.access_seen_at());
         assert_eq!(hot.caller("live").map(|c| c.user_id), Some(7));
         assert!(hot.caller("expired").is_none(), "an expired token is never answered from memory");
         hot.forget_rights();

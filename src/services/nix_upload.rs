@@ -7,11 +7,11 @@ use hibernation::api::PathUpload;
 use hibernation::nix::{Compression, NarHash, NarInfo};
 
 use super::auth::Caller;
-use super::presence::PresenceFilter;
 use super::push::{self, NarSource, PushableCache, delete_stored, store_received};
 use super::push_error::PushError;
 use super::quota::{self, QuotaCheck};
 use super::receive::{self, ReceiveLimits};
+use super::replication::Replication;
 use crate::db::models::PendingNar;
 use crate::db::{Db, now, uploads};
 use crate::storage::Storage;
@@ -83,7 +83,7 @@ pub async fn accept_nar(
 pub async fn accept_narinfo(
     db: &Db,
     storage: &Storage,
-    presence: &PresenceFilter,
+    replication: &Replication,
     caller: &Caller,
     cache: PushableCache,
     hash_part: &str,
@@ -119,6 +119,7 @@ pub async fn accept_narinfo(
         if let Some(pending) = pending {
             push::discard_pending(db, storage, pending).await?;
         }
+        replication.wait_until_current().await;
         return Ok(false);
     }
     let source = match pending {
@@ -133,7 +134,7 @@ pub async fn accept_narinfo(
         }
         None => NarSource::Attach(caller.clone()),
     };
-    push::commit(db, storage, presence, verified, source).await
+    push::commit(db, storage, replication, verified, source).await
 }
 
 /// Stores a build log (`nix store copy-log --to`), keeping its transfer encoding. The body

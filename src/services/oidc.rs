@@ -389,7 +389,12 @@ impl Sso {
         if let Some(names) = groups {
             let synced = db
                 .write(move |c| {
-                    groups::keeping_an_administrator(c, |c| rows::sync_memberships(c, UserId(user_id), &names))
+                    let changed =
+                        groups::keeping_an_administrator(c, |c| rows::sync_memberships(c, UserId(user_id), &names))?;
+                    if changed {
+                        crate::db::replication::access_changed(c)?;
+                    }
+                    Ok(changed)
                 })
                 .await;
             match synced {

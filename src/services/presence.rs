@@ -5,20 +5,15 @@
 //! many different ones are asked for. "No" is certain; "maybe" is checked in the database
 //! (about 1% of absent ones).
 //!
-//! The filter does not miss a path this process or another one stored, as long as replicas'
-//! clocks agree within [`OVERLAP`] and no commit takes longer than that (otherwise the path
-//! is found at the next rebuild, within [`REBUILD_EVERY`]):
-//! - a push through this process adds its path and NAR before committing them (a NAR reused
-//!   from another path is added once the commit found it, or by the next refresh);
-//! - paths stored through other processes are read every [`REFRESH`] (those stored after the
-//!   last one read, and within [`LATE_COMMIT`] before it: a commit's time is taken just
-//!   before it commits), and every [`CATCH_UP`] the last [`OVERLAP`] of them are read again, so
-//!   that a commit that took a while or a replica whose clock is a little behind is not
-//!   skipped; until then this process answers them as absent (the catch-up within
-//!   [`CATCH_UP`]). The misses remembered for the paths read are forgotten (see `hot_cache`),
-//!   so a path stored elsewhere is visible here within about [`REFRESH`];
-//! - until the first full load finishes, every path is a "maybe"; when it (or any rebuild)
-//!   finishes, every remembered miss is forgotten.
+//! "No" is answered only while the filter is trusted (see `replication`): it holds every path
+//! committed up to the commit sequence number it last read, and a push through another
+//! process waits until this process has read its commit, or until this process's lease has
+//! lapsed, when this process stops trusting its filter until it has read again. So:
+//! - a push through this process adds its path and NAR before committing them;
+//! - paths stored through other processes are read in commit order ([`PresenceFilter::follow`]),
+//!   each once; the misses remembered for them are forgotten (see `hot_cache`);
+//! - until the first full load finishes, and whenever the filter is not trusted, every path
+//!   is a "maybe"; when a load (or rebuild) finishes, every remembered miss is forgotten.
 //!
 //! Deleted paths stay in the filter (a "maybe" costs one query) until the next rebuild, which
 //! also happens when the filter has taken in as many paths as it was sized for.
@@ -29,25 +24,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::time::Instant;
+use std::time::Instant;
 
+use super::deadline::Deadline;
 use super::hot_cache::HotCache;
-use crate::db::paths::{self, StoredMark, StoredPage};
-use crate::db::{Db, DbError, now};
+use crate::db::paths::{self, StoredPage};
+use crate::db::replication::read_counters;
+use crate::db::{Db, DbError};
 
-/// How often paths stored through other processes are read.
-pub const REFRESH: Duration = Duration::from_secs(1);
-/// How often the recent past is read again, and how far back (commit delays and clock
-/// differences between replicas).
-const CATCH_UP: Duration = Duration::from_secs(15);
-const OVERLAP: chrono::Duration = chrono::Duration::minutes(1);
-/// Every refresh also reads again the paths stored this long before the last one it read: a
-/// commit that became visible after a later one (it waited for locks under load) is found a
-/// second later, not at the next catch-up.
-const LATE_COMMIT: chrono::Duration = chrono::Duration::seconds(10);
 /// A rebuild also drops deleted paths; done at least this often.
 const REBUILD_EVERY: Duration = Duration::from_secs(6 * 3600);
-/// Rows read per query while loading (a page binds up to this many NAR ids: SQLite allows 32,766).
+/// Rows (or commits) read per query (a page binds up to this many NAR ids: SQLite allows 32,766).
 const PAGE: i64 = 20_000;
 /// Room for this many keys at least, so a small server never rebuilds for growth.
 const MIN_CAPACITY: u64 = 100_000;
@@ -142,11 +129,12 @@ impl Bloom {
     }
 }
 
-/// Every stored path in a new filter, page by page, then those stored while the pages were
-/// read; returns the filter and the mark of the last path read.
-async fn load_all(db: &Db) -> Result<(Bloom, StoredMark), DbError> {
-    let started = now();
-    let (paths, nars) = db.read(|c| Ok((paths::count_all(c)?, paths::count_nars(c)?))).await?;
+/// Every stored path in a new filter, page by page, then those committed while the pages were
+/// read; returns the filter and the last commit it holds.
+async fn load_all(db: &Db) -> Result<(Bloom, i64), DbError> {
+    // Read first: every commit up to it is visible to the pages read after.
+    let (counters, paths, nars) =
+        db.read(|c| Ok((read_counters(c)?, paths::count_all(c)?, paths::count_nars(c)?))).await?;
     // A key per path and two per NAR (most NARs belong to one path; many paths may share one),
     // with room to grow to twice the size before a rebuild.
     let bloom = Bloom::with_capacity((paths + 2 * nars) as u64 * 2);
@@ -157,38 +145,30 @@ async fn load_all(db: &Db) -> Result<(Bloom, StoredMark), DbError> {
         after = last.id;
         bloom.insert_page(&page);
     }
-    let mark = read_after(db, &bloom, (started - OVERLAP, 0), None).await?;
-    Ok((bloom, mark))
+    let until = db.read(|c| read_counters(c)).await?.paths;
+    let seen = read_committed(db, &bloom, counters.paths, until, None).await?;
+    Ok((bloom, seen))
 }
 
-/// Adds the paths stored after `mark`, page by page, and forgets the misses remembered for
-/// them in `hot`; returns the mark of the last one.
-async fn read_after(
+/// Adds the paths committed after commit `after` up to `until`, page by page, and forgets the
+/// misses remembered for them in `hot`; returns the last commit read.
+async fn read_committed(
     db: &Db,
     bloom: &Bloom,
-    mut mark: StoredMark,
+    mut after: i64,
+    until: i64,
     hot: Option<&HotCache>,
-) -> Result<StoredMark, DbError> {
-    loop {
-        let page = db.read(move |c| paths::keys_after_mark(c, mark, PAGE)).await?;
+) -> Result<i64, DbError> {
+    while after < until {
+        let (page, last) = db.read(move |c| paths::keys_committed_after(c, after, until, PAGE)).await?;
         bloom.insert_page(&page);
         if let Some(hot) = hot.filter(|_| !page.paths.is_empty()) {
             let keys: Vec<(i64, String)> = page.paths.iter().map(|p| (p.cache_id, p.hash_part.clone())).collect();
             hot.forget_misses(&keys);
         }
-        match page.paths.last() {
-            Some(last) => mark = last.mark(),
-            None => return Ok(mark),
-        }
-        if page.paths.len() < PAGE as usize {
-            return Ok(mark);
-        }
+        after = last;
     }
-}
-
-/// Where a refresh after `mark` starts reading.
-fn refresh_from(mark: StoredMark) -> StoredMark {
-    (mark.0 - LATE_COMMIT, 0)
+    Ok(after)
 }
 
 #[derive(Default)]
@@ -197,6 +177,10 @@ pub struct PresenceFilter {
     current: RwLock<Option<Arc<Bloom>>>,
     /// Keys added while a rebuild was loading, replayed into the new filter.
     during_rebuild: std::sync::Mutex<Option<Vec<(bool, i64, String)>>>,
+    /// When the filter in place was loaded.
+    built_at: std::sync::Mutex<Option<Instant>>,
+    /// Until when a "no" is certain (see `replication`).
+    trusted: Deadline,
 }
 
 impl PresenceFilter {
@@ -215,7 +199,13 @@ impl PresenceFilter {
     }
 
     fn may_contain_key(&self, key: Key<'_>) -> bool {
-        self.bloom().is_none_or(|bloom| bloom.may_contain(key))
+        !self.trusted.is_ahead() || self.bloom().is_none_or(|bloom| bloom.may_contain(key))
+    }
+
+    /// Its "no" is certain until `until` (every commit a push returned for is read, or the
+    /// push waits for this process); see `replication`.
+    pub fn trust_until(&self, until: Instant) {
+        self.trusted.extend_to(until);
     }
 
     /// Records a path about to be stored (before its commit: an extra "maybe" is harmless).
@@ -237,9 +227,9 @@ impl PresenceFilter {
         }
     }
 
-    /// Loads every stored path into a new filter and puts it in place; returns the mark of
-    /// the last path read.
-    pub async fn rebuild(&self, db: &Db) -> Result<StoredMark, DbError> {
+    /// Loads every stored path into a new filter and puts it in place; returns the last
+    /// commit it holds.
+    pub async fn rebuild(&self, db: &Db) -> Result<i64, DbError> {
         self.begin_rebuild();
         let loaded = load_all(db).await;
         self.finish_rebuild(loaded)
@@ -249,52 +239,36 @@ impl PresenceFilter {
         *self.during_rebuild.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
     }
 
-    fn finish_rebuild(&self, loaded: Result<(Bloom, StoredMark), DbError>) -> Result<StoredMark, DbError> {
+    fn finish_rebuild(&self, loaded: Result<(Bloom, i64), DbError>) -> Result<i64, DbError> {
         let added_meanwhile = self.during_rebuild.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let (bloom, mark) = loaded?;
+        let (bloom, seen) = loaded?;
         for key in added_meanwhile.unwrap_or_default() {
             bloom.insert(Key::from_owned(&key));
         }
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(bloom));
-        Ok(mark)
-    }
-
-    /// Adds the paths stored after `mark` (through any process) and forgets the misses `hot`
-    /// remembered for them; returns the new mark.
-    async fn refresh(&self, db: &Db, mark: StoredMark, hot: &HotCache) -> Result<StoredMark, DbError> {
-        match self.bloom() {
-            Some(bloom) => read_after(db, &bloom, mark, Some(hot)).await,
-            None => Ok(mark),
-        }
+        *self.built_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        Ok(seen)
     }
 
     fn needs_rebuild(&self) -> bool {
-        self.bloom().is_none_or(|bloom| bloom.is_full())
+        let stale =
+            self.built_at.lock().unwrap_or_else(|e| e.into_inner()).is_none_or(|at| at.elapsed() >= REBUILD_EVERY);
+        stale || self.bloom().is_none_or(|bloom| bloom.is_full())
     }
 
-    /// Loads the filter, then keeps it current for the life of the process, forgetting the
-    /// misses `hot` remembered for paths it learns were stored.
-    pub async fn run(self: Arc<Self>, db: Db, hot: Arc<HotCache>) {
-        let mut tick = tokio::time::interval(REFRESH);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let (mut built_at, mut caught_up_at) = (None::<Instant>, Instant::now());
-        let mut mark: StoredMark = (now(), 0);
-        loop {
-            tick.tick().await;
-            let result = if built_at.is_none_or(|at| at.elapsed() >= REBUILD_EVERY) || self.needs_rebuild() {
-                self.rebuild(&db).await.map(|rebuilt| {
-                    built_at = Some(Instant::now());
-                    mark = rebuilt;
-                    hot.forget_all_misses();
-                })
-            } else if caught_up_at.elapsed() >= CATCH_UP {
-                caught_up_at = Instant::now();
-                self.refresh(&db, (now() - OVERLAP, 0), &hot).await.map(|read| mark = mark.max(read))
-            } else {
-                self.refresh(&db, refresh_from(mark), &hot).await.map(|read| mark = mark.max(read))
-            };
-            if let Err(e) = result {
-                tracing::warn!("could not read the stored paths for the narinfo filter: {e}");
+    /// Brings the filter up to commit `until` (read from the database just before): adds the
+    /// paths committed after `seen` and forgets the misses `hot` remembered for them, or loads
+    /// every path again when the filter is missing, full or old (forgetting every remembered
+    /// miss). Returns the last commit the filter holds.
+    pub async fn follow(&self, db: &Db, hot: &HotCache, seen: Option<i64>, until: i64) -> Result<i64, DbError> {
+        match (seen, self.bloom()) {
+            (Some(seen), Some(bloom)) if !self.needs_rebuild() => {
+                read_committed(db, &bloom, seen, until, Some(hot)).await
+            }
+            _ => {
+                let seen = self.rebuild(db).await?;
+                hot.forget_all_misses();
+                Ok(seen)
             }
         }
     }
@@ -325,19 +299,40 @@ mod tests {
         assert!(!bloom.is_full());
     }
 
+    /// A filter whose "no" is trusted (its process holds its lease; see `replication`).
+    fn trusted() -> PresenceFilter {
+        let filter = PresenceFilter::default();
+        filter.trust_until(Instant::now() + Duration::from_secs(600));
+        filter
+    }
+
+    fn open_db(dir: &tempfile::TempDir) -> Db {
+        Db::open(&format!("sqlite:{}/db.sqlite?mode=rwc", dir.path().display()), false).unwrap()
+    }
+
     #[test]
     fn before_the_first_load_everything_may_be_present() {
-        let filter = PresenceFilter::default();
+        let filter = trusted();
         assert!(filter.may_contain(1, &hash_part(1)) && filter.may_hold_nar(1, &hash_part(1)));
         filter.add_path(1, &hash_part(1));
         assert!(filter.may_contain(1, &hash_part(2)));
     }
 
     #[tokio::test]
+    async fn an_untrusted_filter_says_maybe_to_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let filter = PresenceFilter::default();
+        filter.rebuild(&open_db(&dir)).await.unwrap();
+        assert!(filter.may_contain(1, &hash_part(1)), "loaded, but its process holds no lease");
+        filter.trust_until(Instant::now() + Duration::from_secs(60));
+        assert!(!filter.may_contain(1, &hash_part(1)));
+    }
+
+    #[tokio::test]
     async fn a_rebuild_keeps_paths_added_while_it_loaded() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&format!("sqlite:{}/db.sqlite?mode=rwc", dir.path().display()), false).unwrap();
-        let filter = PresenceFilter::default();
+        let db = open_db(&dir);
+        let filter = trusted();
         filter.rebuild(&db).await.unwrap();
         assert!(!filter.may_contain(1, &hash_part(1)), "an empty database holds nothing");
         filter.add_path(1, &hash_part(1));
@@ -359,36 +354,33 @@ mod tests {
     #[tokio::test]
     async fn misses_remembered_before_a_load_are_forgotten_when_it_finishes() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&format!("sqlite:{}/db.sqlite?mode=rwc", dir.path().display()), false).unwrap();
-        let (filter, hot) = (Arc::new(PresenceFilter::default()), Arc::new(HotCache::default()));
+        let db = open_db(&dir);
+        let (filter, hot) = (trusted(), HotCache::default());
         // Before the first load every path is a "maybe", checked in the database and, when
         // absent, remembered; the path may have been stored elsewhere since.
+        hot.trust_misses_until(Instant::now() + Duration::from_secs(60));
         hot.remember_miss(1, &hash_part(1), hot.misses_seen_at());
-        let running = tokio::spawn(filter.clone().run(db.clone(), hot.clone()));
-        for _ in 0..500 {
-            if !filter.may_contain(1, &hash_part(1)) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        running.abort();
+        let seen = filter.follow(&db, &hot, None, 0).await.unwrap();
+        assert_eq!(seen, 0);
         assert!(!filter.may_contain(1, &hash_part(1)), "the filter was loaded");
         assert!(!hot.is_miss(1, &hash_part(1)), "the load answers for every path now");
     }
 
-    /// Stores a path and its NAR (file hash `f<id>`, NAR hash `n<id>`) as another process would.
-    fn store(db: &Db, id: i64, hash_part: &str, created_at: chrono::NaiveDateTime) {
-        let (hash_part, at) = (hash_part.to_string(), created_at.format("%Y-%m-%d %H:%M:%S%.f").to_string());
+    /// Stores a path and its NAR (file hash `f<id>`, NAR hash `n<id>`) as a push through
+    /// another process would: in a commit that takes the next commit sequence number.
+    fn store(db: &Db, id: i64, hash_part: &str) {
+        let hash_part = hash_part.to_string();
         db.write_blocking(move |c| {
             use diesel::RunQueryDsl;
+            let seq = crate::db::replication::bump(c, crate::db::replication::Counter::Paths)?;
             diesel::sql_query(format!(
                 "INSERT INTO nars (id, nar_hash, nar_size, compression, file_hash, file_size, storage_key) \
                  VALUES ({id}, 'n{id}', 1, 'none', 'f{id}', 1, 'k{id}')"
             ))
             .execute(c)?;
             diesel::sql_query(format!(
-                "INSERT INTO store_paths (id, cache_id, nar_id, hash_part, name, signatures, created_at) \
-                 VALUES ({id}, 1, {id}, '{hash_part}', 'x', '', '{at}')"
+                "INSERT INTO store_paths (id, cache_id, nar_id, hash_part, name, signatures, commit_seq) \
+                 VALUES ({id}, 1, {id}, '{hash_part}', 'x', '', {seq})"
             ))
             .execute(c)?;
             Ok(())
@@ -396,41 +388,42 @@ mod tests {
         .unwrap();
     }
 
+    fn until(db: &Db) -> i64 {
+        db.write_blocking(|c| read_counters(c)).unwrap().paths
+    }
+
     #[tokio::test]
-    async fn refreshes_read_new_paths_and_catch_ups_read_late_commits() {
+    async fn following_reads_each_new_commit_once_and_forgets_its_misses() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&format!("sqlite:{}/db.sqlite?mode=rwc", dir.path().display()), false).unwrap();
+        let db = open_db(&dir);
         db.write_blocking(|c| {
             use diesel::RunQueryDsl;
             diesel::sql_query("INSERT INTO caches (id, name) VALUES (1, 'main')").execute(c)?;
             Ok(())
         })
         .unwrap();
-        store(&db, 1, &hash_part(1), now() - chrono::Duration::days(30));
-        let (filter, hot) = (PresenceFilter::default(), HotCache::default());
-        let mark = filter.rebuild(&db).await.unwrap();
-        assert!(filter.may_contain(1, &hash_part(1)), "an old path is loaded");
+        store(&db, 1, &hash_part(1));
+        let (filter, hot) = (trusted(), HotCache::default());
+        hot.trust_misses_until(Instant::now() + Duration::from_secs(60));
+        let seen = filter.follow(&db, &hot, None, until(&db)).await.unwrap();
+        assert_eq!(seen, 1, "the load holds every commit so far");
+        assert!(filter.may_contain(1, &hash_part(1)), "a stored path is loaded");
         assert!(filter.may_hold_nar(1, "f1") && filter.may_hold_nar(1, "n1"), "with its NAR's hashes");
         assert!(!filter.may_hold_nar(2, "f1"), "in its own cache only");
-        // Stored through another process after the load: read by the next refresh, which
-        // also forgets a miss remembered for it.
+        // Stored through another process after the load: read by the next follow, which also
+        // forgets a miss remembered for it.
         hot.remember_miss(1, &hash_part(2), hot.misses_seen_at());
-        store(&db, 2, &hash_part(2), now());
+        store(&db, 2, &hash_part(2));
+        store(&db, 3, &hash_part(3));
         assert!(!filter.may_contain(1, &hash_part(2)) && !filter.may_hold_nar(1, "f2"));
-        let mark = filter.refresh(&db, mark, &hot).await.unwrap();
+        // Only as far as the counter it was given (read before): commit 3 comes next time.
+        let seen = filter.follow(&db, &hot, Some(seen), 2).await.unwrap();
+        assert_eq!(seen, 2);
         assert!(filter.may_contain(1, &hash_part(2)) && filter.may_hold_nar(1, "f2") && filter.may_hold_nar(1, "n2"));
         assert!(!hot.is_miss(1, &hash_part(2)), "a path stored elsewhere is no longer a remembered miss");
-        // A commit that became visible a moment late (its created_at a few seconds before the
-        // mark): read by the next refresh.
-        store(&db, 4, &hash_part(4), mark.0 - chrono::Duration::seconds(3));
-        filter.refresh(&db, refresh_from(mark), &hot).await.unwrap();
-        assert!(filter.may_contain(1, &hash_part(4)), "a refresh reads commits a moment late");
-        // One that became visible long after (its created_at well before the mark): read by
-        // the catch-up over the last OVERLAP.
-        store(&db, 3, &hash_part(3), mark.0 - chrono::Duration::seconds(20));
-        filter.refresh(&db, refresh_from(mark), &hot).await.unwrap();
         assert!(!filter.may_contain(1, &hash_part(3)));
-        filter.refresh(&db, (now() - OVERLAP, 0), &hot).await.unwrap();
-        assert!(filter.may_contain(1, &hash_part(3)), "the catch-up reads late commits");
+        let seen = filter.follow(&db, &hot, Some(seen), until(&db)).await.unwrap();
+        assert_eq!(seen, 3);
+        assert!(filter.may_contain(1, &hash_part(3)));
     }
 }

@@ -12,12 +12,13 @@ use hibernation::nix::{Compression, NarHash, PublicKey, StorePath, signing};
 
 use super::access::{Access, readable_cache_ids};
 use super::auth::Caller;
-use super::presence::PresenceFilter;
 use super::push_error::PushError;
 use super::quota::{self, QuotaCheck};
 use super::receive::ReceivedNar;
+use super::replication::Replication;
 use super::upstream::UpstreamChecker;
 use crate::db::models::{Cache, NewNar, NewStorePath, PendingNar};
+use crate::db::replication::{Counter, bump, read_counters};
 use crate::db::{Db, DbError, caches, is_unique_violation, now, paths, uploads, upstreams};
 use crate::storage::Storage;
 
@@ -270,11 +271,12 @@ pub async fn delete_stored(storage: &Storage, key: &str) {
 ///
 /// Its NAR is added to this process's presence filter before the commit, so that it is never
 /// answered as absent here once visible (callers add the path itself before verifying it: a
-/// path another process stored meanwhile is visible here at once too).
+/// path another process stored meanwhile is visible here at once too). It returns once every
+/// other replica serves the path too (see `replication`).
 pub async fn commit(
     db: &Db,
     storage: &Storage,
-    presence: &PresenceFilter,
+    replication: &Replication,
     verified: VerifiedPath,
     source: NarSource,
 ) -> Result<bool, PushError> {
@@ -304,6 +306,7 @@ pub async fn commit(
         NarSource::Attach(caller) => (NarCandidate::Attach(caller), None),
     };
     let record = PathRecord::from(verified);
+    let presence = replication.presence();
     presence.add_nar(record.cache_id, &record.nar_hash);
     match &candidate {
         NarCandidate::New(new) => presence.add_nar(record.cache_id, &new.file_hash),
@@ -325,6 +328,7 @@ pub async fn commit(
             if let Some(key) = committed.unowned_key {
                 delete_stored(storage, &key).await;
             }
+            replication.wait_until_seen(committed.seq).await;
             Ok(committed.created)
         }
         Ok(Err(refused)) => {
@@ -383,9 +387,10 @@ impl From<VerifiedPath> for PathRecord {
             deriver: upload.deriver.clone(),
             ca: upload.ca.clone(),
             signatures: upload.signatures.join("\n"),
-            // Taken again inside the commit's transaction (see `commit_in_transaction`).
+            // Both taken inside the commit's transaction (see `commit_in_transaction`).
             created_at: now(),
             access_count: 0,
+            commit_seq: 0,
         };
         Self {
             cache_id: cache.id,
@@ -412,6 +417,9 @@ enum NarCandidate {
 
 struct Committed {
     created: bool,
+    /// The commit that made the path visible, or a later one: every replica that has read it
+    /// serves the path.
+    seq: i64,
     /// The file hash of the NAR the new path uses.
     file_hash: Option<String>,
     /// An object this commit owned that no row references: delete it after the commit.
@@ -436,7 +444,9 @@ fn commit_in_transaction(
     wanted.push(record.base_name.clone());
     let present = paths::lock_present_base_names(c, record.cache_id, &wanted)?;
     if present.contains(&record.base_name) {
-        return Ok(Ok(Committed { created: false, file_hash: None, unowned_key: release_candidate(c, candidate)? }));
+        let unowned_key = release_candidate(c, candidate)?;
+        let seq = read_counters(c)?.paths;
+        return Ok(Ok(Committed { created: false, seq, file_hash: None, unowned_key }));
     }
     let missing: Vec<String> = wanted
         .iter()
@@ -473,13 +483,13 @@ fn commit_in_transaction(
     }
     let mut new = record.new.clone();
     new.nar_id = nar.id;
-    // As late as possible: other processes read new paths in the order of this time, and one
-    // that read past it before this commit became visible finds this path only at its next
-    // catch-up (see `presence`).
     new.created_at = now();
+    // Last: the counter's row stays locked until this transaction commits, which orders
+    // commits as other processes read them (see `db::replication`).
+    new.commit_seq = bump(c, Counter::Paths)?;
     paths::insert_path(c, &new, &record.references)?;
     let unowned_key = candidate_key.filter(|key| *key != nar.storage_key);
-    Ok(Ok(Committed { created: true, file_hash: Some(nar.file_hash.clone()), unowned_key }))
+    Ok(Ok(Committed { created: true, seq: new.commit_seq, file_hash: Some(nar.file_hash.clone()), unowned_key }))
 }
 
 /// The object key this commit owns: a new upload's, or a pending upload's when this commit

@@ -156,7 +156,13 @@ pub async fn create(db: &Db, user: &User, name: &str, choice: TokenChoice) -> Re
 /// Revokes one of `owner`'s tokens; it stops working at once, on every replica within the
 /// rights cache's lifetime. False when there was no such active token.
 pub async fn revoke(db: &Db, hot: &HotCache, owner: UserId, token: TokenId) -> Result<bool, DbError> {
-    let revoked = db.write(move |c| users::revoke_token_by_id(c, owner, token)).await?;
+    let revoked = db
+        .write(move |c| {
+            let revoked = users::revoke_token_by_id(c, owner, token)?;
+            crate::db::replication::access_changed(c)?;
+            Ok(revoked)
+        })
+        .await?;
     hot.forget_rights();
     Ok(revoked > 0)
 }
@@ -185,7 +191,13 @@ pub async fn regenerate(
 ) -> Result<Option<(String, String)>, DbError> {
     let secret = generate_token();
     let hash = hash_token(&secret);
-    let renamed = db.write(move |c| users::replace_token_secret(c, owner, token, &hash)).await?;
+    let renamed = db
+        .write(move |c| {
+            let renamed = users::replace_token_secret(c, owner, token, &hash)?;
+            crate::db::replication::access_changed(c)?;
+            Ok(renamed)
+        })
+        .await?;
     hot.forget_rights();
     Ok(renamed.map(|name| (name, secret)))
 }

@@ -275,7 +275,12 @@ pub async fn trust(
 ) -> Result<(), DbError> {
     let (issuer, conditions) =
         (issuer.trim_end_matches('/').to_string(), serde_json::to_string(conditions).expect("a map of strings"));
-    db.write(move |c| trust::add_rule(c, cache, &issuer, &conditions, push)).await
+    db.write(move |c| {
+        trust::add_rule(c, cache, &issuer, &conditions, push)?;
+        crate::db::replication::access_changed(c)?;
+        Ok(())
+    })
+    .await
 }
 
 pub async fn rules(db: &Db, cache: CacheId) -> Result<Vec<TrustRule>, DbError> {
@@ -284,7 +289,12 @@ pub async fn rules(db: &Db, cache: CacheId) -> Result<Vec<TrustRule>, DbError> {
 
 /// Removes a rule of the cache; false when it has none with this id.
 pub async fn untrust(db: &Db, cache: CacheId, rule: i64) -> Result<bool, DbError> {
-    db.write(move |c| trust::remove_rule(c, cache, rule)).await
+    db.write(move |c| {
+        let removed = trust::remove_rule(c, cache, rule)?;
+        crate::db::replication::access_changed(c)?;
+        Ok(removed)
+    })
+    .await
 }
 
 #[cfg(test)]

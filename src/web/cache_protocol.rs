@@ -88,7 +88,8 @@ pub async fn narinfo(
     }
     // Misses are most of what Nix asks a second substituter: answered from the presence
     // filter, or remembered briefly (MISS_TTL) when the filter was not sure.
-    if !is_listing && (!state.presence.may_contain(cache.id, &hash) || state.hot.is_miss(cache.id, &hash)) {
+    if !is_listing && (!state.replication.presence().may_contain(cache.id, &hash) || state.hot.is_miss(cache.id, &hash))
+    {
         count_narinfo(&state, &cache, false);
         return Err(not_found());
     }
@@ -103,8 +104,8 @@ pub async fn narinfo(
     let entry = entry.ok_or_else(not_found)?;
     // Found before the presence filter read it (stored through another process a moment ago,
     // or a false "maybe"): its NAR must not be answered as absent once its narinfo is served.
-    state.presence.add_nar(cache.id, &entry.nar.file_hash);
-    state.presence.add_nar(cache.id, &entry.nar.nar_hash);
+    state.replication.presence().add_nar(cache.id, &entry.nar.file_hash);
+    state.replication.presence().add_nar(cache.id, &entry.nar.nar_hash);
     if is_listing {
         let listing = state.storage.read(&listing_key(&entry.nar.storage_key), None).await.map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -179,7 +180,7 @@ async fn serve_nar(
     let (path_id, stored) = match state.hot.nar(cache_id, nar_hash).filter(|_| remembered) {
         Some(found) => found,
         // What `nix copy --to` asks before each upload: answered without a query.
-        None if !state.presence.may_hold_nar(cache_id, nar_hash) => return Ok(ServedNar::NotInCache),
+        None if !state.replication.presence().may_hold_nar(cache_id, nar_hash) => return Ok(ServedNar::NotInCache),
         None => {
             let lookup = nar_hash.to_string();
             let Some(found) = state.db.read(move |c| paths::nar_in_cache(c, cache_id, &lookup)).await? else {

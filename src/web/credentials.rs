@@ -29,8 +29,8 @@ pub async fn optional_caller(state: &AppState, req: &Request) -> Result<Option<C
     }
 }
 
-/// Who a token authenticates. Remembered for ACCESS_TTL (a revocation elsewhere takes that
-/// long to reach this process; see `hot_cache`), so most requests need no database query.
+/// Who a token authenticates. Remembered until a change to access is read (within a second of
+/// a revocation anywhere; see `replication`), so most requests need no database query.
 pub async fn caller_of(state: &AppState, token: &str) -> Result<Caller, AuthError> {
     caller_with_hash(state, token, &hash_token(token.trim())).await
 }
@@ -40,8 +40,9 @@ pub async fn caller_with_hash(state: &AppState, token: &str, token_hash: &str) -
     if let Some(caller) = state.hot.caller(token_hash) {
         return Ok(caller);
     }
+    let looked_up = state.hot.access_seen_at();
     let caller = authenticate(&state.db, token).await?;
-    state.hot.remember_caller(token_hash, &caller);
+    state.hot.remember_caller(token_hash, &caller, looked_up);
     Ok(caller)
 }
 

@@ -35,7 +35,8 @@ pub struct AppState {
     pub access_log: Arc<crate::services::access_log::AccessLog>,
     pub hot: Arc<crate::services::hot_cache::HotCache>,
     /// Which paths may be stored where: narinfo misses without a query.
-    pub presence: Arc<crate::services::presence::PresenceFilter>,
+    /// What this process follows of the others, and its presence filter.
+    pub replication: Arc<crate::services::replication::Replication>,
     pub upstreams: crate::services::upstream::UpstreamChecker,
     /// Set when METRICS_ENABLED is on.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,

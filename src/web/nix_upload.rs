@@ -76,12 +76,13 @@ pub async fn put_file(
             .map_err(|_| AppError::BadRequest("the narinfo is not UTF-8 text".into()))?;
         // Known to the presence filter before the commit (or before finding that another
         // process stored it), so it is never answered as absent here.
-        state.presence.add_path(cache.id, hash);
+        state.replication.presence().add_path(cache.id, hash);
         let cache_id = cache.id;
         let result =
-            nix_upload::accept_narinfo(&state.db, &state.storage, &state.presence, &caller, cache, hash, &text).await;
+            nix_upload::accept_narinfo(&state.db, &state.storage, &state.replication, &caller, cache, hash, &text)
+                .await;
         if result.is_ok() {
-            // Visible at once through this process (other processes at their presence refresh).
+            // Visible at once through this process (and the others, which the commit waited for).
             state.hot.forget_misses(&[(cache_id, hash.to_string())]);
         }
         match &result {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use hibernation::api::{
-    CacheInfo, PATH_INFO_HEADER, PathUpload, PathUploaded, PushPlanRequest, PushPlanResponse, WhoAmI,
+    CacheInfo, PATH_INFO_HEADER, PathUpload, PathUploaded, PlanAction, PushPlanRequest, PushPlanResponse, WhoAmI,
 };
 use hibernation::nix::store_path::is_hash_part;
 use poem::web::{Data, Json, Path};
@@ -71,7 +71,13 @@ pub async fn push_plan(
     let bytes = read_capped(body, PUSH_PLAN_LIMIT, "push plan").await?;
     let plan: PushPlanRequest =
         serde_json::from_slice(&bytes).map_err(|e| AppError::BadRequest(format!("invalid push plan request: {e}")))?;
-    Ok(Json(push::plan(&state.db, &state.upstreams, &caller, &cache, plan).await?))
+    let plan = push::plan(&state.db, &state.upstreams, &caller, &cache, plan).await?;
+    if plan.actions.iter().any(|a| matches!(a, PlanAction::Present)) {
+        // Present through a push another process may not have answered yet: the client takes
+        // these as pushed, so every replica must serve them first.
+        state.replication.wait_until_current().await;
+    }
+    Ok(Json(plan))
 }
 
 fn path_upload_from_header(req: &Request) -> Result<PathUpload, AppError> {
@@ -103,12 +109,12 @@ pub async fn upload_path(
     // Known to the presence filter before the commit (or before finding that another process
     // stored it), so it is never answered as absent here.
     if is_hash_part(&hash) {
-        state.presence.add_path(pushable.id, &hash);
+        state.replication.presence().add_path(pushable.id, &hash);
     }
     let cache_id = pushable.id;
     let result = receive_path(&state, caller, pushable, &hash, upload, declared_length, body).await;
     if result.is_ok() {
-        // Visible at once through this process (other processes at their presence refresh).
+        // Visible at once through this process (and the others, which the commit waited for).
         state.hot.forget_misses(&[(cache_id, hash.clone())]);
     }
     match &result {
@@ -135,6 +141,7 @@ async fn receive_path(
     let verified = push::verify_path(&state.db, Some(&state.upstreams), cache, hash, upload).await?;
     let store_path = verified.path.full_path();
     if verified.already_present {
+        state.replication.wait_until_current().await;
         return Ok(PathUploaded { store_path, created: false, uploaded_bytes: 0 });
     }
     let (source, uploaded_bytes) = if declared_length == Some(0) {
@@ -147,6 +154,6 @@ async fn receive_path(
         let bytes = received.file_size;
         (NarSource::Uploaded(received), bytes)
     };
-    let created = push::commit(&state.db, &state.storage, &state.presence, verified, source).await?;
+    let created = push::commit(&state.db, &state.storage, &state.replication, verified, source).await?;
     Ok(PathUploaded { store_path, created, uploaded_bytes })
 }

@@ -1,5 +1,5 @@
-//! What a token may do in a cache, decided from memory when it was decided a moment ago:
-//! cache rows for CACHE_ROW_TTL, a token's access per cache for ACCESS_TTL (see `hot_cache`).
+//! What a token may do in a cache, decided from memory when it was decided a moment ago and
+//! nothing changed since (see `hot_cache` and `replication`).
 
 use super::credentials::{caller_with_hash, required_token};
 use super::{AppError, AppState};
@@ -15,10 +15,10 @@ pub async fn find_cache(state: &AppState, name: &str) -> Result<Option<Cache>, A
     if let Some(cache) = state.hot.cache(name) {
         return Ok(Some(cache));
     }
-    let lookup = name.to_string();
+    let (lookup, looked_up) = (name.to_string(), state.hot.access_seen_at());
     let found = state.db.read(move |c| caches::find_by_name(c, &lookup)).await?;
     if let Some(cache) = &found {
-        state.hot.remember_cache(cache);
+        state.hot.remember_cache(cache, looked_up);
     }
     Ok(found)
 }
@@ -31,9 +31,9 @@ pub async fn token_access(state: &AppState, token: &str, cache: &Cache) -> Resul
     if let Some(access) = state.hot.access(&token_hash, cache.id) {
         return Ok(access);
     }
-    let for_check = cache.clone();
+    let (for_check, looked_up) = (cache.clone(), state.hot.access_seen_at());
     let access = state.db.read(move |c| access_to(c, Some(&caller), &for_check)).await?;
-    state.hot.remember_access(&token_hash, cache.id, access);
+    state.hot.remember_access(&token_hash, cache.id, access, looked_up);
     Ok(access)
 }
 

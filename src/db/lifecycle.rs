@@ -1,30 +1,23 @@
-//! Queries of the storage lifecycle: the paths eviction and retention may remove without
-//! breaking a closure, pins, NARs no path uses any more, and what was reclaimed.
+//! Queries of the storage lifecycle: the graph of a cache's paths that eviction and retention
+//! choose from, removing chosen closures without breaking one, pins, NARs no path uses any
+//! more, and what was reclaimed.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDateTime;
 use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Timestamp};
+use diesel::sql_types::{Bool, Text};
 
-use super::models::{Cache, Nar, Pin, QuotaPolicy, Reclaim};
+use super::models::{Cache, Nar, Pin, Reclaim};
 use super::schema::{nars, path_references, pins, reclaims, store_paths};
 use super::{AnyConnection, DbResult};
 
 const BATCH: usize = 500;
+/// Paths read per query when eviction loads the graph of a cache.
+const GRAPH_PAGE: usize = 20_000;
 
-/// No path of the same cache references this one (the outer query's `store_paths` row).
-/// CROSS JOIN: SQLite then looks the references up by name first (an index) and their
-/// paths by id; left to itself it walked every path of the cache for each candidate.
-const NOTHING_REFERENCES_IT: &str = "NOT EXISTS (SELECT 1 FROM path_references r \
-     CROSS JOIN store_paths o WHERE o.id = r.store_path_id \
-     AND o.cache_id = store_paths.cache_id AND o.id <> store_paths.id \
-     AND r.reference = store_paths.hash_part || '-' || store_paths.name)";
-/// When a path was last used: its last download, or its push when never downloaded.
-const LAST_USED: &str = "COALESCE(store_paths.last_accessed_at, store_paths.created_at)";
-
-/// A path that may go: nothing else in its cache references it.
+/// A path to remove when nothing else in its cache references it.
 #[derive(Debug, Clone)]
 pub struct Removable {
     pub id: i64,
@@ -32,44 +25,150 @@ pub struct Removable {
     pub file_size: i64,
 }
 
-/// What may be removed and in which order.
-pub struct Selection<'a> {
-    pub cache_id: i64,
-    pub order: QuotaPolicy,
-    /// Paths pushed at or after this stay (a push in progress needs its paths).
-    pub pushed_before: NaiveDateTime,
-    /// Only paths last used before this (retention); any when None.
-    pub unused_since: Option<NaiveDateTime>,
-    /// Paths kept whatever the order says (pinned closures).
-    pub keep: &'a HashSet<i64>,
+/// A path of a cache as eviction weighs it.
+#[derive(Debug, Clone)]
+pub struct GraphPath {
+    pub id: i64,
+    pub file_size: i64,
+    pub created_at: NaiveDateTime,
+    pub last_accessed_at: Option<NaiveDateTime>,
+    pub access_count: i64,
 }
 
-/// Up to `limit` paths nothing else in the cache references, first to go first.
-pub fn removable_paths(conn: &mut AnyConnection, selection: &Selection, limit: usize) -> DbResult<Vec<Removable>> {
-    let mut query = store_paths::table
-        .inner_join(nars::table)
-        .filter(store_paths::cache_id.eq(selection.cache_id))
-        .filter(store_paths::created_at.lt(selection.pushed_before))
-        .filter(sql::<Bool>(NOTHING_REFERENCES_IT))
-        .select((store_paths::id, store_paths::hash_part, store_paths::name, nars::file_size))
-        .into_boxed();
-    if let Some(cutoff) = selection.unused_since {
-        query = query.filter(sql::<Bool>(&format!("{LAST_USED} < ")).bind::<Timestamp, _>(cutoff));
+/// Every path of a cache and the references between them, as indexes into `paths`
+/// (referrer, referenced). References to paths the cache lacks and to the path itself are
+/// left out.
+#[derive(Debug, Default)]
+pub struct CacheGraph {
+    pub paths: Vec<GraphPath>,
+    pub references: Vec<(u32, u32)>,
+}
+
+/// Reads the graph of a cache's paths in pages of [`GRAPH_PAGE`], as of one moment (one
+/// read transaction; repeatable read on PostgreSQL), so that a path committed meanwhile is
+/// seen with all its references or not at all.
+pub fn cache_graph(conn: &mut AnyConnection, cache_id: i64) -> DbResult<CacheGraph> {
+    conn.transaction(|conn| {
+        if let AnyConnection::Postgresql(_) = conn {
+            diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(conn)?;
+        }
+        let mut graph = CacheGraph::default();
+        // Hash parts, to resolve references (base names) to paths; dropped on return.
+        let mut index: HashMap<[u8; 32], u32> = HashMap::new();
+        let mut after = 0;
+        loop {
+            let page: Vec<(i64, String, i64, NaiveDateTime, Option<NaiveDateTime>, i64)> = store_paths::table
+                .inner_join(nars::table)
+                .filter(store_paths::cache_id.eq(cache_id))
+                .filter(store_paths::id.gt(after))
+                .order(store_paths::id)
+                .limit(GRAPH_PAGE as i64)
+                .select((
+                    store_paths::id,
+                    store_paths::hash_part,
+                    nars::file_size,
+                    store_paths::created_at,
+                    store_paths::last_accessed_at,
+                    store_paths::access_count,
+                ))
+                .load(conn)?;
+            let Some(last) = page.last() else { break };
+            after = last.0;
+            for (id, hash_part, file_size, created_at, last_accessed_at, access_count) in page {
+                if let Ok(hash) = <[u8; 32]>::try_from(hash_part.as_bytes()) {
+                    index.insert(hash, graph.paths.len() as u32);
+                }
+                graph.paths.push(GraphPath { id, file_size, created_at, last_accessed_at, access_count });
+            }
+        }
+        // The references of each page of paths, through the primary key of path_references.
+        for (page_number, page) in graph.paths.chunks(GRAPH_PAGE).enumerate() {
+            let (Some(first), Some(last)) = (page.first(), page.last()) else { continue };
+            let rows: Vec<(i64, String)> = path_references::table
+                .inner_join(store_paths::table)
+                .filter(path_references::store_path_id.between(first.id, last.id))
+                .filter(store_paths::id.between(first.id, last.id))
+                .filter(store_paths::cache_id.eq(cache_id))
+                .select((path_references::store_path_id, sql::<Text>("SUBSTR(path_references.reference, 1, 32)")))
+                .load(conn)?;
+            for (path_id, hash) in rows {
+                let Ok(hash) = <[u8; 32]>::try_from(hash.as_bytes()) else { continue };
+                let (Some(&to), Ok(at)) = (index.get(&hash), page.binary_search_by_key(&path_id, |p| p.id)) else {
+                    continue;
+                };
+                let from = (page_number * GRAPH_PAGE + at) as u32;
+                if from != to {
+                    graph.references.push((from, to));
+                }
+            }
+        }
+        Ok(graph)
+    })
+}
+
+/// Removes the paths `ids` of a cache, listed so that every path comes after those among
+/// them that reference it (a closure chosen whole, referrers first). Each goes unless it is
+/// gone, kept, or referenced by a path left in the cache (something committed since the
+/// choice): then it stays, and so does everything it references. The NARs left unused are
+/// marked for garbage collection. Returns how many paths went and their size.
+pub fn remove_closure(
+    conn: &mut AnyConnection,
+    cache_id: i64,
+    ids: &[i64],
+    keep: &HashSet<i64>,
+    now: NaiveDateTime,
+) -> DbResult<(i64, i64)> {
+    // A commit that references one of these holds its row FOR SHARE until it ends; waiting
+    // for that lock here (in id order, as every eviction takes them) means the referrers
+    // query below sees the new reference.
+    let mut locked: Vec<(i64, String, String, i64)> = Vec::new();
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    for chunk in sorted.chunks(BATCH) {
+        let query = store_paths::table
+            .filter(store_paths::id.eq_any(chunk))
+            .filter(store_paths::cache_id.eq(cache_id))
+            .order(store_paths::id)
+            .select((store_paths::id, store_paths::hash_part, store_paths::name, store_paths::nar_id));
+        locked.extend(match conn {
+            AnyConnection::Postgresql(pg) => query.for_update().load(pg)?,
+            AnyConnection::Sqlite(_) => query.load(conn)?,
+        });
     }
-    query = match selection.order {
-        QuotaPolicy::Lru | QuotaPolicy::Refuse => query.order(sql::<Timestamp>(LAST_USED)),
-        QuotaPolicy::Lfu => query.order((store_paths::access_count, sql::<Timestamp>(LAST_USED))),
-        QuotaPolicy::Oldest => query.order(store_paths::created_at),
-    };
-    // Kept paths that nothing references are pinned roots: at most one per pin.
-    let rows: Vec<(i64, String, String, i64)> =
-        query.then_order_by(store_paths::id).limit((limit + selection.keep.len()) as i64).load(conn)?;
-    Ok(rows
+    let mut sizes: HashMap<i64, i64> = HashMap::new();
+    let nar_ids: Vec<i64> = locked.iter().map(|(.., nar)| *nar).collect();
+    for chunk in nar_ids.chunks(BATCH) {
+        sizes.extend(
+            nars::table.filter(nars::id.eq_any(chunk)).select((nars::id, nars::file_size)).load::<(i64, i64)>(conn)?,
+        );
+    }
+    let found: HashMap<i64, (Removable, i64)> = locked
         .into_iter()
-        .filter(|(id, ..)| !selection.keep.contains(id))
-        .take(limit)
-        .map(|(id, hash, name, file_size)| Removable { id, base_name: format!("{hash}-{name}"), file_size })
-        .collect())
+        .map(|(id, hash, name, nar_id)| {
+            let file_size = sizes.get(&nar_id).copied().unwrap_or(0);
+            (id, (Removable { id, base_name: format!("{hash}-{name}"), file_size }, nar_id))
+        })
+        .collect();
+    let (mut paths, mut bytes, mut unused) = (0, 0, Vec::new());
+    for id in ids {
+        let Some((path, nar_id)) = found.get(id) else { continue };
+        if keep.contains(id) || !referrers(conn, cache_id, path.id, &path.base_name, 1)?.is_empty() {
+            continue;
+        }
+        diesel::delete(store_paths::table.find(path.id)).execute(conn)?;
+        paths += 1;
+        bytes += path.file_size;
+        unused.push(*nar_id);
+    }
+    mark_unreferenced(conn, &unused, now)?;
+    Ok((paths, bytes))
+}
+
+/// The cache's settings as they are now: quota decisions never use a row remembered from an
+/// earlier request.
+pub fn current_cache(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Option<Cache>> {
+    use super::schema::caches;
+    Ok(caches::table.find(cache_id).select(Cache::as_select()).first(conn).optional()?)
 }
 
 /// Removes a path unless something in its cache references it by now (then false). A NAR it

@@ -5,7 +5,7 @@
 use super::eviction;
 use super::push_error::PushError;
 use crate::db::models::Cache;
-use crate::db::{Db, caches};
+use crate::db::{Db, lifecycle};
 
 /// When a quota is checked.
 #[derive(Debug, Clone, Copy)]
@@ -20,7 +20,13 @@ pub enum QuotaCheck<'a> {
 
 /// Makes room for `incoming` more bytes, or refuses them. NARs uploaded by `nix copy` that
 /// wait for their narinfo count as used.
+///
+/// `cache` may be a row the caller reused from memory, seconds old: every decision here is
+/// taken on the cache's current settings, read again, so that a quota or policy changed
+/// through another process refuses (or no longer refuses) at once.
 pub async fn make_room(db: &Db, cache: &Cache, incoming: i64, check: QuotaCheck<'_>) -> Result<(), PushError> {
+    let id = cache.id;
+    let Some(cache) = db.read(move |c| lifecycle::current_cache(c, id)).await? else { return Ok(()) };
     let Some(quota) = cache.quota_bytes else { return Ok(()) };
     let mut used = eviction::used_bytes(db, cache.id).await?;
     if used + incoming <= quota {
@@ -31,15 +37,8 @@ pub async fn make_room(db: &Db, cache: &Cache, incoming: i64, check: QuotaCheck<
     } else if incoming > quota {
         "it is larger than the whole quota"
     } else if let QuotaCheck::Commit { needs } = check {
-        // The cache row may be seconds old (it is reused from memory): evict by the current
-        // settings, or not at all when the quota was raised or lifted meanwhile.
-        let name = cache.name.clone();
-        let Some(current) = db.read(move |c| caches::find_by_name(c, &name)).await? else { return Ok(()) };
-        let Some(quota) = current.quota_bytes.filter(|_| current.policy().evicts()) else { return Ok(()) };
-        if used + incoming > quota {
-            eviction::evict(db, &current, used + incoming - quota, eviction::pushed_before(), needs).await?;
-            used = eviction::used_bytes(db, cache.id).await?;
-        }
+        eviction::evict(db, &cache, used + incoming - quota, eviction::pushed_before(), needs).await?;
+        used = eviction::used_bytes(db, cache.id).await?;
         if used + incoming <= quota {
             return Ok(());
         }

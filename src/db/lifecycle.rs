@@ -44,24 +44,27 @@ pub struct CacheGraph {
     pub references: Vec<(u32, u32)>,
 }
 
-/// Reads the graph of a cache's paths in pages of [`GRAPH_PAGE`], as of one moment (one
-/// read transaction; repeatable read on PostgreSQL), so that a path committed meanwhile is
-/// seen with all its references or not at all.
+/// Reads the graph of a cache's paths in pages of [`GRAPH_PAGE`] paths, by hash part (each
+/// page and its references one range of the (cache, hash part) index), as of one moment (one
+/// read transaction; repeatable read on PostgreSQL): a path committed meanwhile is seen with
+/// all its references or not at all.
 pub fn cache_graph(conn: &mut AnyConnection, cache_id: i64) -> DbResult<CacheGraph> {
     conn.transaction(|conn| {
         if let AnyConnection::Postgresql(_) = conn {
             diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(conn)?;
         }
         let mut graph = CacheGraph::default();
-        // Hash parts, to resolve references (base names) to paths; dropped on return.
+        // Each path's index by hash part, to resolve references (base names); and the first
+        // and last hash part of each page.
         let mut index: HashMap<[u8; 32], u32> = HashMap::new();
-        let mut after = 0;
+        let mut pages: Vec<(String, String)> = Vec::new();
+        let mut after = String::new();
         loop {
             let page: Vec<(i64, String, i64, NaiveDateTime, Option<NaiveDateTime>, i64)> = store_paths::table
                 .inner_join(nars::table)
                 .filter(store_paths::cache_id.eq(cache_id))
-                .filter(store_paths::id.gt(after))
-                .order(store_paths::id)
+                .filter(store_paths::hash_part.gt(&after))
+                .order(store_paths::hash_part)
                 .limit(GRAPH_PAGE as i64)
                 .select((
                     store_paths::id,
@@ -72,8 +75,9 @@ pub fn cache_graph(conn: &mut AnyConnection, cache_id: i64) -> DbResult<CacheGra
                     store_paths::access_count,
                 ))
                 .load(conn)?;
-            let Some(last) = page.last() else { break };
-            after = last.0;
+            let (Some(first), Some(last)) = (page.first(), page.last()) else { break };
+            pages.push((first.1.clone(), last.1.clone()));
+            after = last.1.clone();
             for (id, hash_part, file_size, created_at, last_accessed_at, access_count) in page {
                 if let Ok(hash) = <[u8; 32]>::try_from(hash_part.as_bytes()) {
                     index.insert(hash, graph.paths.len() as u32);
@@ -81,23 +85,21 @@ pub fn cache_graph(conn: &mut AnyConnection, cache_id: i64) -> DbResult<CacheGra
                 graph.paths.push(GraphPath { id, file_size, created_at, last_accessed_at, access_count });
             }
         }
-        // The references of each page of paths, through the primary key of path_references.
-        for (page_number, page) in graph.paths.chunks(GRAPH_PAGE).enumerate() {
-            let (Some(first), Some(last)) = (page.first(), page.last()) else { continue };
-            let rows: Vec<(i64, String)> = path_references::table
+        for (first, last) in pages {
+            let rows: Vec<(String, String)> = path_references::table
                 .inner_join(store_paths::table)
-                .filter(path_references::store_path_id.between(first.id, last.id))
-                .filter(store_paths::id.between(first.id, last.id))
                 .filter(store_paths::cache_id.eq(cache_id))
-                .select((path_references::store_path_id, sql::<Text>("SUBSTR(path_references.reference, 1, 32)")))
+                .filter(store_paths::hash_part.between(first, last))
+                .select((store_paths::hash_part, sql::<Text>("SUBSTR(path_references.reference, 1, 32)")))
                 .load(conn)?;
-            for (path_id, hash) in rows {
-                let Ok(hash) = <[u8; 32]>::try_from(hash.as_bytes()) else { continue };
-                let (Some(&to), Ok(at)) = (index.get(&hash), page.binary_search_by_key(&path_id, |p| p.id)) else {
+            for (from, to) in rows {
+                let (Ok(from), Ok(to)) = (<[u8; 32]>::try_from(from.as_bytes()), <[u8; 32]>::try_from(to.as_bytes()))
+                else {
                     continue;
                 };
-                let from = (page_number * GRAPH_PAGE + at) as u32;
-                if from != to {
+                if let (Some(&from), Some(&to)) = (index.get(&from), index.get(&to))
+                    && from != to
+                {
                     graph.references.push((from, to));
                 }
             }

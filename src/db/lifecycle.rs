@@ -53,10 +53,12 @@ pub fn cache_graph(conn: &mut AnyConnection, cache_id: i64) -> DbResult<CacheGra
         if let AnyConnection::Postgresql(_) = conn {
             diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(conn)?;
         }
-        let mut graph = CacheGraph::default();
-        // Each path's index by hash part, to resolve references (base names); and the first
-        // and last hash part of each page.
-        let mut index: HashMap<[u8; 32], u32> = HashMap::new();
+        // Sized once: growing these would briefly hold both the old and the new copy.
+        let count: i64 = store_paths::table.filter(store_paths::cache_id.eq(cache_id)).count().get_result(conn)?;
+        let mut graph = CacheGraph { paths: Vec::with_capacity(count as usize), references: Vec::new() };
+        // Each path's hash part (beside `graph.paths`), to resolve references (base names),
+        // and the first and last hash part of each page.
+        let mut hashes: Vec<[u8; 32]> = Vec::with_capacity(count as usize);
         let mut pages: Vec<(String, String)> = Vec::new();
         let mut after = String::new();
         loop {
@@ -79,12 +81,17 @@ pub fn cache_graph(conn: &mut AnyConnection, cache_id: i64) -> DbResult<CacheGra
             pages.push((first.1.clone(), last.1.clone()));
             after = last.1.clone();
             for (id, hash_part, file_size, created_at, last_accessed_at, access_count) in page {
-                if let Ok(hash) = <[u8; 32]>::try_from(hash_part.as_bytes()) {
-                    index.insert(hash, graph.paths.len() as u32);
-                }
+                hashes.push(<[u8; 32]>::try_from(hash_part.as_bytes()).unwrap_or([0; 32]));
                 graph.paths.push(GraphPath { id, file_size, created_at, last_accessed_at, access_count });
             }
         }
+        // Sorted here rather than trusted to be: the database's collation orders the pages.
+        let mut by_hash: Vec<u32> = (0..hashes.len() as u32).collect();
+        by_hash.sort_unstable_by(|&a, &b| hashes[a as usize].cmp(&hashes[b as usize]));
+        let find = |hash: &str| -> Option<u32> {
+            let hash = <[u8; 32]>::try_from(hash.as_bytes()).ok()?;
+            by_hash.binary_search_by(|&i| hashes[i as usize].cmp(&hash)).ok().map(|at| by_hash[at])
+        };
         for (first, last) in pages {
             let rows: Vec<(String, String)> = path_references::table
                 .inner_join(store_paths::table)
@@ -93,11 +100,7 @@ pub fn cache_graph(conn: &mut AnyConnection, cache_id: i64) -> DbResult<CacheGra
                 .select((store_paths::hash_part, sql::<Text>("SUBSTR(path_references.reference, 1, 32)")))
                 .load(conn)?;
             for (from, to) in rows {
-                let (Ok(from), Ok(to)) = (<[u8; 32]>::try_from(from.as_bytes()), <[u8; 32]>::try_from(to.as_bytes()))
-                else {
-                    continue;
-                };
-                if let (Some(&from), Some(&to)) = (index.get(&from), index.get(&to))
+                if let (Some(from), Some(to)) = (find(&from), find(&to))
                     && from != to
                 {
                     graph.references.push((from, to));

@@ -239,13 +239,13 @@ fn path_rank(order: QuotaPolicy, path: &lifecycle::GraphPath) -> Rank {
 
 /// Adjacency lists in one array: the neighbours of node `i` are `items[start[i]..start[i + 1]]`.
 struct Lists {
-    start: Vec<usize>,
+    start: Vec<u32>,
     items: Vec<u32>,
 }
 
 impl Lists {
     fn new(nodes: usize, edges: impl Iterator<Item = (u32, u32)> + Clone) -> Self {
-        let mut start = vec![0usize; nodes + 1];
+        let mut start = vec![0u32; nodes + 1];
         for (from, _) in edges.clone() {
             start[from as usize + 1] += 1;
         }
@@ -253,16 +253,16 @@ impl Lists {
             start[i + 1] += start[i];
         }
         let mut fill = start.clone();
-        let mut items = vec![0u32; start[nodes]];
+        let mut items = vec![0u32; start[nodes] as usize];
         for (from, to) in edges {
-            items[fill[from as usize]] = to;
+            items[fill[from as usize] as usize] = to;
             fill[from as usize] += 1;
         }
         Self { start, items }
     }
 
     fn of(&self, node: usize) -> &[u32] {
-        &self.items[self.start[node]..self.start[node + 1]]
+        &self.items[self.start[node] as usize..self.start[node + 1] as usize]
     }
 }
 
@@ -279,7 +279,7 @@ fn plan(graph: &CacheGraph, protected: &[bool], order: QuotaPolicy, goal: Goal) 
     let children = Lists::new(n, graph.references.iter().copied());
     let mut parents = Lists::new(n, graph.references.iter().map(|&(from, to)| (to, from)));
     // Parents not yet removed sit first in each node's list; this many of them.
-    let mut live_parents: Vec<usize> = (0..n).map(|i| parents.start[i + 1] - parents.start[i]).collect();
+    let mut live_parents: Vec<u32> = (0..n).map(|i| parents.start[i + 1] - parents.start[i]).collect();
     let mut owner = vec![SHARED; n];
     // Each closure as a list through `next`, from its root (`last`: its tail, for appending).
     let mut next = vec![SHARED; n];
@@ -371,15 +371,15 @@ fn plan(graph: &CacheGraph, protected: &[bool], order: QuotaPolicy, goal: Goal) 
 /// The one closure every remaining parent of node `i` belongs to, if there is one. Removed
 /// parents are moved out of the live part of the list as they are met, and two parents that
 /// disagree are moved to its front, so that asking again is quick.
-fn sole_owner(parents: &mut Lists, live: &mut usize, i: usize, owner: &[u32], removed: &[bool]) -> Option<u32> {
-    let list = &mut parents.items[parents.start[i]..parents.start[i + 1]];
+fn sole_owner(parents: &mut Lists, live: &mut u32, i: usize, owner: &[u32], removed: &[bool]) -> Option<u32> {
+    let list = &mut parents.items[parents.start[i] as usize..parents.start[i + 1] as usize];
     let mut first: Option<(u32, usize)> = None;
     let mut k = 0;
-    while k < *live {
+    while k < *live as usize {
         let parent = list[k] as usize;
         if removed[parent] {
             *live -= 1;
-            list.swap(k, *live);
+            list.swap(k, *live as usize);
             continue;
         }
         let o = owner[parent];
@@ -608,6 +608,17 @@ mod tests {
         })
         .unwrap();
         let cache = db.read(|c| lifecycle::current_cache(c, 1)).await.unwrap().unwrap();
+        let memory = |field: &str| -> String {
+            let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+            status
+                .lines()
+                .find(|l| l.starts_with(field))
+                .map(|l| l[field.len()..].trim().to_string())
+                .unwrap_or_default()
+        };
+        let before = memory("VmRSS:");
+        // Resets VmHWM (Linux): the peak printed below is that of the eviction.
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
 
         let started = std::time::Instant::now();
         let graph = db.read(|c| lifecycle::cache_graph(c, 1)).await.unwrap();
@@ -619,14 +630,20 @@ mod tests {
         let id = 3 * victim + 2;
         assert_eq!(ids(&chosen), vec![vec![id, id + 1, id + 2]]);
         drop(graph);
+        let peak_choosing = memory("VmHWM:");
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
 
         let started = std::time::Instant::now();
         let removed = evict(&db, &cache, 100_000, now(), &[]).await.unwrap();
         let evicted = started.elapsed();
+        let peak_evicting = memory("VmHWM:");
         assert_eq!(removed, Removed { paths: 3, bytes: 306_000 });
         let left = db.read(|c| lifecycle::cache_graph(c, 1)).await.unwrap();
         assert_eq!(left.paths.len(), 199_997);
         assert!(left.paths.iter().all(|p| ![id, id + 1, id + 2].contains(&p.id)), "the victim's closure is gone");
-        eprintln!("200,000 paths: graph read in {read:?}, chosen in {chose:?}; eviction in {evicted:?}");
+        eprintln!(
+            "200,000 paths: graph read in {read:?}, chosen in {chose:?} (resident before {before}, peak \
+             {peak_choosing}); eviction in {evicted:?} (peak {peak_evicting})"
+        );
     }
 }

@@ -115,7 +115,7 @@ fn errors_say_what_to_do() {
     assert!(output_text(&out).contains("is not a Hibernation server"), "{}", output_text(&out));
     let out = cli.run(&["cache", "info", "nope"]);
     assert!(output_text(&out).contains("cache \"nope\" does not exist"), "{}", output_text(&out));
-    // A revoked token says so, on every command: within ACCESS_TTL (5 s) when revoked through
+    // A revoked token says so, on every command: within a second when revoked through
     // another process, as the admin command is.
     server.admin(&["revoke-token", "admin", "--name", "ci"]);
     support::wait_until(Duration::from_secs(7), "the server refuses the revoked token", || {

@@ -283,11 +283,50 @@ fn a_revocation_reaches_every_replica_within_a_second() {
     let absent_nar = format!("/api/nix/main/nar/{}.nar.zst", "1".repeat(52));
     assert_eq!(second.get(&absent_nar, Some(&token)).status(), 404);
 
+    // Revoked by the admin command, a process of its own: every server learns it from the
+    // database.
     first.admin(&["revoke-token", "admin", "--name", "ci"]);
     let revoked = std::time::Instant::now();
-    assert_eq!(first.get(&narinfo, Some(&token)).status(), 401, "refused at once where it was revoked");
     std::thread::sleep(Duration::from_secs(1).saturating_sub(revoked.elapsed()));
-    assert_eq!(second.get(&narinfo, Some(&token)).status(), 401, "refused by the other replica within a second");
+    for server in [&first, &second] {
+        assert_eq!(server.get(&narinfo, Some(&token)).status(), 401, "refused by every replica within a second");
+    }
+}
+
+/// A grant removed and a user deleted through one replica's dashboard are refused by the
+/// other replica within a second, though it remembered the user's token and access.
+#[test]
+fn removed_grants_and_deleted_users_reach_every_replica_within_a_second() {
+    let keys = Keys::generate("grants-1");
+    let first = Server::start(Backend::PostgresS3);
+    let admin = support::web::WebClient::new(&first);
+    admin.setup_admin();
+    first.admin(&["create-cache", "main", "--no-upstream", "--public-key", &keys.public]);
+    first.create_user_with_password("bob", "bob@example.com", "bob password");
+    first.admin(&["grant", "bob", "main"]);
+    let token = first.admin(&["create-token", "bob", "--name", "laptop"]);
+    let second = first.sibling();
+    let bob = first.count("SELECT id AS n FROM users WHERE login = 'bob'");
+    let main = first.count("SELECT id AS n FROM caches WHERE name = 'main'");
+    let info = "/api/nix/main/nix-cache-info";
+    let refused_within_a_second = |what: &str, change: &dyn Fn()| {
+        assert_eq!(second.get(info, Some(&token)).status(), 200, "before {what}: the other replica remembers access");
+        change();
+        let changed = std::time::Instant::now();
+        std::thread::sleep(Duration::from_secs(1).saturating_sub(changed.elapsed()));
+        assert_eq!(second.get(info, Some(&token)).status(), 401, "{what}: refused by the other replica within a second");
+    };
+    let csrf = support::web::csrf_in(&admin.get("/users").text().unwrap());
+    refused_within_a_second("a removed grant", &|| {
+        let removed = admin.post(&format!("/users/{bob}/access/{main}/revoke"), &[("csrf", &csrf)]);
+        assert!(removed.status().is_success() || removed.status().is_redirection(), "{}", removed.status());
+    });
+    first.admin(&["grant", "bob", "main"]);
+    support::wait_until(Duration::from_secs(3), "the grant is back", || second.get(info, Some(&token)).status() == 200);
+    refused_within_a_second("a deleted user", &|| {
+        let deleted = admin.post(&format!("/users/{bob}/delete"), &[("csrf", &csrf)]);
+        assert!(deleted.status().is_success() || deleted.status().is_redirection(), "{}", deleted.status());
+    });
 }
 
 /// A process started later loads every stored path into its presence filter (which answers

@@ -153,7 +153,7 @@ fn a_revoked_token_stops_the_watcher_with_a_clear_error() {
     cli.login(&server, &token);
     let mut watcher = Watcher::start(&cli, &keys);
     server.admin(&["revoke-token", "admin", "--name", "ci"]);
-    // Revoked through another process (the admin command): refused within ACCESS_TTL (5 s).
+    // Revoked through another process (the admin command): refused within a second.
     wait_until(Duration::from_secs(7), "the server refuses the revoked token", || {
         server.get("/api/v1/whoami", Some(&token)).status() == 401
     });

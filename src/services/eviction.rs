@@ -638,9 +638,11 @@ mod tests {
         let evicted = started.elapsed();
         let peak_evicting = memory("VmHWM:");
         assert_eq!(removed, Removed { paths: 3, bytes: 306_000 });
-        let left = db.read(|c| lifecycle::cache_graph(c, 1)).await.unwrap();
-        assert_eq!(left.paths.len(), 199_997);
-        assert!(left.paths.iter().all(|p| ![id, id + 1, id + 2].contains(&p.id)), "the victim's closure is gone");
+        let victims: Vec<String> = (id..id + 3).map(|i| format!("{i:032}-p")).collect();
+        let (left, found) =
+            db.read(move |c| Ok((browse::cache_sizes(c, 1)?, lifecycle::path_ids(c, 1, &victims)?))).await.unwrap();
+        assert_eq!(left, (199_997, 200_000 * 3_000 + 66_666 * 297_000 + 997_000 - 306_000));
+        assert!(found.is_empty(), "the victim's closure is gone");
         eprintln!(
             "200,000 paths: graph read in {read:?}, chosen in {chose:?} (resident before {before}, peak \
              {peak_choosing}); eviction in {evicted:?} (peak {peak_evicting})"

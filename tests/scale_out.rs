@@ -314,7 +314,11 @@ fn removed_grants_and_deleted_users_reach_every_replica_within_a_second() {
         change();
         let changed = std::time::Instant::now();
         std::thread::sleep(Duration::from_secs(1).saturating_sub(changed.elapsed()));
-        assert_eq!(second.get(info, Some(&token)).status(), 401, "{what}: refused by the other replica within a second");
+        assert_eq!(
+            second.get(info, Some(&token)).status(),
+            401,
+            "{what}: refused by the other replica within a second"
+        );
     };
     let csrf = support::web::csrf_in(&admin.get("/users").text().unwrap());
     refused_within_a_second("a removed grant", &|| {

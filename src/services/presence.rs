@@ -145,7 +145,7 @@ async fn load_all(db: &Db) -> Result<(Bloom, i64), DbError> {
         after = last.id;
         bloom.insert_page(&page);
     }
-    let until = db.read(|c| read_counters(c)).await?.paths;
+    let until = db.read(read_counters).await?.paths;
     let seen = read_committed(db, &bloom, counters.paths, until, None).await?;
     Ok((bloom, seen))
 }
@@ -389,7 +389,7 @@ mod tests {
     }
 
     fn until(db: &Db) -> i64 {
-        db.write_blocking(|c| read_counters(c)).unwrap().paths
+        db.write_blocking(read_counters).unwrap().paths
     }
 
     #[tokio::test]

@@ -282,11 +282,14 @@ pub async fn commit(
 ) -> Result<bool, PushError> {
     // A pending upload already counts against the quota (it was checked on arrival, and an
     // evicting cache makes room for it now); the size of a NAR to attach is looked up only
-    // when the cache has a quota.
-    if verified.cache.quota_bytes.is_some() {
+    // when the cache has a quota. The cache's current settings decide, not the row this
+    // process remembered (a quota set through another process a moment ago counts).
+    let cache_id = verified.cache.id;
+    let current = db.read(move |c| crate::db::lifecycle::current_cache(c, cache_id)).await?;
+    if let Some(cache) = current.filter(|c| c.quota_bytes.is_some()) {
         let incoming = match &source {
             NarSource::Uploaded(received) => Some(received.file_size as i64),
-            NarSource::Pending(_) => verified.cache.policy().evicts().then_some(0),
+            NarSource::Pending(_) => cache.policy().evicts().then_some(0),
             NarSource::Attach(_) => {
                 let hash = verified.upload.nar_hash.to_nix32();
                 Some(db.read(move |c| paths::find_nar(c, &hash)).await?.map_or(0, |n| n.file_size))
@@ -294,7 +297,7 @@ pub async fn commit(
         };
         if let Some(incoming) = incoming {
             let check = QuotaCheck::Commit { needs: &verified.references };
-            quota::make_room(db, &verified.cache, incoming, check).await?;
+            quota::make_room(db, &cache, incoming, check).await?;
         }
     }
     let (candidate, own_key) = match source {

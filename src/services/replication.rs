@@ -70,12 +70,45 @@ struct Followed {
     counters: Option<Counters>,
     /// The last commit the presence filter holds.
     seen_seq: Option<i64>,
-    /// The seen_seq recorded in this process's row, and when it was recorded.
-    recorded: Option<(i64, Instant)>,
-    /// Until when other replicas wait for this one (judged from the start of the read the
-    /// lease was renewed after); None before the first renewal.
-    lease_until: Option<Instant>,
+    /// The seen_seq recorded in this process's row.
+    recorded: Option<i64>,
+    lease: Lease,
     forgot_gone_at: Option<Instant>,
+}
+
+/// This process's lease as the others judge it, and how long it lets this process trust what
+/// a read found (its presence filter's "no" and its remembered misses).
+#[derive(Default)]
+struct Lease {
+    /// Until when other replicas wait for this one, counted from the start of the read the
+    /// last renewal followed (they count from the renewal itself, which is later); None
+    /// before the first renewal.
+    until: Option<Instant>,
+    /// When the last renewal was written.
+    renewed_at: Option<Instant>,
+}
+
+impl Lease {
+    /// Records a renewal written at `renewed` after a read that started at `started`, and
+    /// returns until when what that read found may be trusted. Only when the lease was
+    /// continuous (this renewal came before the last one lapsed, so no push skipped this
+    /// process): otherwise a push may have skipped it and committed after the read began.
+    fn renewed(&mut self, started: Instant, renewed: Instant) -> Option<Instant> {
+        let continuous = self.until.is_some_and(|until| renewed < until);
+        self.until = Some(started + LEASE);
+        self.renewed_at = Some(renewed);
+        continuous.then_some(started + LEASE)
+    }
+
+    /// Until when a read that started at `started`, and wrote no renewal, may be trusted: to
+    /// the end of the lease, when it began after the last renewal (a push that skipped this
+    /// process did so before that renewal, so the read found its commit).
+    fn covers(&self, started: Instant) -> Option<Instant> {
+        match (self.until, self.renewed_at) {
+            (Some(until), Some(renewed)) if renewed < started && started < until => Some(until),
+            _ => None,
+        }
+    }
 }
 
 impl Replication {
@@ -128,30 +161,19 @@ impl Replication {
 
         let seen = self.presence.follow(&self.db, &self.hot, followed.seen_seq, counters.paths).await?;
         followed.seen_seq = Some(seen);
-        let renew = match followed.recorded {
-            Some((recorded, at)) => recorded != seen || at.elapsed() >= RENEW_EVERY,
-            None => true,
-        };
-        if renew {
+        let renew =
+            followed.recorded != Some(seen) || followed.lease.renewed_at.is_none_or(|at| at.elapsed() >= RENEW_EVERY);
+        let trusted_until = if renew {
             let id = self.id.clone();
             self.db.write(move |c| rows::renew(c, &id, seen)).await?;
-            let renewed = Instant::now();
-            followed.recorded = Some((seen, renewed));
-            // The lease is continuous when this renewal came before the last one lapsed: no
-            // push can have skipped this process meanwhile, so everything up to `seen` is all
-            // it could be asked for. Otherwise it is trusted from the next read (which starts
-            // after this renewal, so any push that skipped it committed before that read).
-            if followed.lease_until.is_some_and(|until| renewed < until) {
-                self.presence.trust_until(started + LEASE);
-                self.hot.trust_misses_until(started + LEASE);
-            }
-            followed.lease_until = Some(started + LEASE);
-        } else if followed.lease_until.is_some_and(|until| Instant::now() < until) {
-            // Nothing new, lease held: trust as far as the lease reaches.
-            if let Some(until) = followed.lease_until {
-                self.presence.trust_until(until);
-                self.hot.trust_misses_until(until);
-            }
+            followed.recorded = Some(seen);
+            followed.lease.renewed(started, Instant::now())
+        } else {
+            followed.lease.covers(started)
+        };
+        if let Some(until) = trusted_until {
+            self.presence.trust_until(until);
+            self.hot.trust_misses_until(until);
         }
         if followed.forgot_gone_at.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
             followed.forgot_gone_at = Some(Instant::now());
@@ -210,5 +232,65 @@ impl Replication {
         if let Err(e) = self.db.write(move |c| rows::remove_replica(c, &id)).await {
             tracing::warn!("could not remove this process from the replicas: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_lets_reads_be_trusted_only_while_no_push_can_have_skipped_this_process() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut lease = Lease::default();
+        assert_eq!(lease.covers(at(0)), None, "no lease yet");
+        assert_eq!(lease.renewed(at(0), at(10)), None, "the first renewal: pushes before it skipped this process");
+        assert_eq!(lease.covers(at(5)), None, "a read that began before the renewal");
+        assert_eq!(lease.covers(at(100)), Some(at(0) + LEASE), "a read after it, up to the lease's end");
+        assert_eq!(lease.renewed(at(500), at(510)), Some(at(500) + LEASE), "renewed in time: continuous");
+        assert_eq!(lease.covers(at(500) + LEASE), None, "not past the lease");
+        let late = at(500) + LEASE + Duration::from_millis(1);
+        assert_eq!(lease.renewed(late, late), None, "renewed after it lapsed: pushes may have skipped it");
+        assert_eq!(lease.covers(late + Duration::from_millis(100)), Some(late + LEASE));
+    }
+
+    fn replica(db: &Db) -> Arc<Replication> {
+        Replication::new(db.clone(), Arc::new(PresenceFilter::default()), Arc::new(HotCache::default()))
+    }
+
+    /// Two processes on one database: a push through one waits for the other while it holds
+    /// a lease, and returns once it has read the commit, or at once when its lease lapsed.
+    #[tokio::test]
+    async fn a_push_waits_until_every_replica_holding_a_lease_has_read_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&format!("sqlite:{}/db.sqlite?mode=rwc", dir.path().display()), false).unwrap();
+        let (pushing, other) = (replica(&db), replica(&db));
+        let mut followed = Followed::default();
+        other.follow_once(&mut followed, Instant::now()).await.unwrap();
+        let commit = || db.write_blocking(|c| rows::bump(c, rows::Counter::Paths)).unwrap();
+
+        let first = commit();
+        let waiting = tokio::time::timeout(Duration::from_millis(300), pushing.wait_until_seen(first)).await;
+        assert!(waiting.is_err(), "the other replica holds a lease and has not read the commit");
+        let push = tokio::spawn({
+            let pushing = pushing.clone();
+            async move { pushing.wait_until_seen(first).await }
+        });
+        other.follow_once(&mut followed, Instant::now()).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), push).await.expect("answered once it was read").unwrap();
+
+        // The other process stops renewing (it died, or cannot reach the database): past its
+        // lease it is no longer waited for.
+        let second = commit();
+        db.write_blocking(|c| {
+            use diesel::RunQueryDsl;
+            diesel::sql_query("UPDATE replicas SET renewed_at = '2000-01-01 00:00:00'").execute(c)?;
+            Ok(())
+        })
+        .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), pushing.wait_until_seen(second))
+            .await
+            .expect("a replica whose lease lapsed is not waited for");
     }
 }

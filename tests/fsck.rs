@@ -121,16 +121,34 @@ fn finds_and_repairs_damage(backend: Backend) {
     assert_eq!(code, 0, "{out}");
 }
 
-/// `count` small paths under one top-level path; returns them, top-level last.
-fn many_paths(tag: &str, count: usize) -> Vec<String> {
+/// Independent closures, each a top-level path referencing `LEAVES` small paths of its own.
+const CLOSURES: usize = 5;
+const LEAVES: usize = 260;
+/// The paths of one closure: more than half of what an eviction removes in one transaction
+/// (500 paths), so that each closure goes in a transaction of its own.
+const CLOSURE_PATHS: i64 = LEAVES as i64 + 1;
+
+/// `CLOSURES` closures of `CLOSURE_PATHS` small paths; returns their top-level paths. Built
+/// once per machine (the tag is fixed).
+fn many_closures(tag: &str) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     let expr = format!(
-        r#"let leaves = builtins.genList (i: derivation {{ name = "leaf-${{toString i}}-{tag}"; system = builtins.currentSystem; builder = "/bin/sh"; args = ["-c" "echo ${{toString i}} {tag} > $out"]; }}) {count};
-in leaves ++ [ (derivation {{ name = "top-{tag}"; system = builtins.currentSystem; builder = "/bin/sh"; inherit leaves; args = ["-c" "echo $leaves > $out"]; }}) ]"#
+        r#"builtins.genList (k: let leaves = builtins.genList (i: derivation {{ name = "leaf-${{toString k}}-${{toString i}}-{tag}"; system = builtins.currentSystem; builder = "/bin/sh"; args = ["-c" "echo ${{toString k}} ${{toString i}} {tag} > $out"]; }}) {LEAVES};
+in derivation {{ name = "top-${{toString k}}-{tag}"; system = builtins.currentSystem; builder = "/bin/sh"; inherit leaves; args = ["-c" "echo $leaves > $out"]; }}) {CLOSURES}"#
     );
     let file = dir.path().join("many.nix");
     std::fs::write(&file, expr).unwrap();
-    run_ok(nix(&["nix-build", "--no-out-link", file.to_str().unwrap()])).lines().map(str::to_string).collect()
+    let tops: Vec<String> =
+        run_ok(nix(&["nix-build", "--no-out-link", file.to_str().unwrap()])).lines().map(str::to_string).collect();
+    assert_eq!(tops.len(), CLOSURES);
+    tops
+}
+
+/// Pushes every closure at once.
+fn push_all(cli: &Cli, keys: &Keys, cache: &str, tops: &[String]) {
+    let mut args = vec!["push", cache, "--jobs", "8", "--key", keys.secret_path()];
+    args.extend(tops.iter().map(String::as_str));
+    cli.run_ok(&args);
 }
 
 /// Kills `child` (SIGKILL) as soon as `progressed` holds, which must happen before it ends.
@@ -163,20 +181,25 @@ fn killed_eviction_and_gc_leave_no_damage(backend: Backend) {
     let token = server.bootstrap(&keys, true);
     let cli = Cli::new();
     cli.login(&server, &token);
-    let paths = many_paths(&unique_tag("kill"), 300);
-    push(&cli, &keys, "main", paths.last().unwrap());
+    let tops = many_closures("fsck-closures-v1");
+    push_all(&cli, &keys, "main", &tops);
 
-    // Eviction of everything (a one-byte quota), killed once its first round committed.
+    // Eviction of everything (a one-byte quota) removes closure after closure, each in a
+    // transaction of its own: killed once the first one committed.
     let paths_in_cache = || -> i64 {
         let info: serde_json::Value = server.get("/api/v1/caches/main", Some(&token)).json().unwrap();
         info["paths"].as_i64().unwrap()
     };
     let all = paths_in_cache();
+    assert_eq!(all, CLOSURES as i64 * CLOSURE_PATHS);
     let evict = server
         .command(Some(&["admin", "update-cache", "main", "--quota-gib", "0.000000001", "--quota-policy", "oldest"]))
         .spawn()
         .unwrap();
     kill_when(evict, "eviction", || paths_in_cache() < all);
+    let left = paths_in_cache();
+    assert!(left > 0, "the eviction was killed before its last closure went");
+    assert_eq!(left % CLOSURE_PATHS, 0, "closures go whole, never a part of one: {left} of {all} paths left");
     let (code, out) = fsck(&server, &[]);
     assert_eq!(code, 0, "a killed eviction leaves every closure whole: {out}");
 
@@ -198,8 +221,8 @@ fn killed_eviction_and_gc_leave_no_damage(backend: Backend) {
 
     // The cache works as before.
     server.admin(&["update-cache", "main", "--quota-gib", "none"]);
-    push(&cli, &keys, "main", paths.last().unwrap());
-    substitutes(&server, &keys, "main", &[paths.last().unwrap()]);
+    push(&cli, &keys, "main", &tops[0]);
+    substitutes(&server, &keys, "main", &[&tops[0]]);
 }
 
 /// The server itself killed while a push makes room (eviction in the request), and while it
@@ -211,18 +234,21 @@ fn a_server_killed_mid_work_leaves_no_damage(backend: Backend) {
     let token = server.bootstrap(&keys, true);
     let cli = Cli::new();
     cli.login(&server, &token);
-    // Built once per machine (the tag is fixed): a thousand small paths, and one of 100 KB.
-    let paths = many_paths("server-kill-v1", 1000);
-    push(&cli, &keys, "main", paths.last().unwrap());
+    let tops = many_closures("fsck-closures-v1");
+    push_all(&cli, &keys, "main", &tops);
     let info =
         |server: &Server| -> serde_json::Value { server.get("/api/v1/caches/main", Some(&token)).json().unwrap() };
     let (all, used) = (info(&server)["paths"].as_i64().unwrap(), info(&server)["stored_bytes"].as_i64().unwrap());
-    // Room for a tiny path more: the 100 KB path needs about 800 small paths evicted, in
-    // rounds of 100, 200, 400 and the rest.
+    assert_eq!(all, CLOSURES as i64 * CLOSURE_PATHS);
+    // Room for a tiny path more. The closures are about a fifth of what is stored each: a
+    // path of three tenths of it needs two of them evicted (oldest first), each in a
+    // transaction of its own, and leaves three for the collection below.
     let quota = format!("{:.12}", (used + 200) as f64 / (1u64 << 30) as f64);
     server.admin(&["update-cache", "main", "--quota-gib", &quota, "--quota-policy", "oldest"]);
     std::thread::sleep(Duration::from_secs(5)); // the server's cached cache row expires
-    let big = random_path("server-kill-big-v1", 100_000);
+    let big_bytes = used as usize * 3 / 10;
+    // Built once per machine too: what the cache stores, hence this size, is the same each run.
+    let big = random_path("server-kill-big-v2", big_bytes);
     // It fails when the server dies under it.
     let mut pushing = cli
         .command(&["push", "main", "--key", keys.secret_path(), &big])
@@ -243,6 +269,11 @@ fn a_server_killed_mid_work_leaves_no_damage(backend: Backend) {
     let (code, out) = fsck(&server, &[]);
     assert_eq!(code, 0, "a server killed during eviction leaves every closure whole: {out}");
     assert!(out.contains("0 objects no row owns"), "{out}");
+    // One closure or two went, whole, and no more (the push may have committed before the
+    // server died).
+    let left = info(&server)["paths"].as_i64().unwrap() - i64::from(present(&server, "main", &big));
+    let closures_left = [all - CLOSURE_PATHS, all - 2 * CLOSURE_PATHS];
+    assert!(closures_left.contains(&left), "{left} of {all} paths left, expected {closures_left:?}");
 
     // Everything is evicted (all NARs due at once), then the collection the server runs as it
     // starts is killed part way.

@@ -127,13 +127,16 @@ fn collects_unused_nars_orphans_and_stale_uploads(backend: Backend) {
     push(&cli, &keys, "main", &a);
     push(&cli, &keys, "main", &b);
     push(&cli, &keys, "other", &c);
-    let (a_app, b_app, c_app) =
-        (nar_hash(&server, "main", &a.app), nar_hash(&server, "main", &b.app), nar_hash(&server, "other", &c.app));
+    let hashes = |cache: &str, closure: &Closure| [&closure.app, &closure.dep].map(|p| nar_hash(&server, cache, p));
+    let (a_nars, b_nars, c_nars) = (hashes("main", &a), hashes("main", &b), hashes("other", &c));
 
-    // A's top-level path is evicted (one byte over the quota, oldest first): its NAR waits.
+    // A's closure is evicted (one byte over the quota, oldest first): its top-level path and
+    // the dependency only it needs go together, and their two NARs wait (which NARs, below).
     let used = stored_bytes(&server, &token, "main");
     server.admin(&["update-cache", "main", "--quota-gib", &gib(used - 1), "--quota-policy", "oldest"]);
-    // C's top-level path goes too, and is pushed again within the grace: its NAR is reused.
+    let info: serde_json::Value = server.get("/api/v1/caches/main", Some(&token)).json().unwrap();
+    assert_eq!(info["paths"], 2, "A's two paths went, B's two stay: {info}");
+    // C's closure goes too, and is pushed again within the grace: its NARs are reused.
     let used = stored_bytes(&server, &token, "other");
     server.admin(&["update-cache", "other", "--quota-gib", &gib(used - 1), "--quota-policy", "oldest"]);
     server.admin(&["update-cache", "other", "--quota-gib", "none"]);
@@ -153,7 +156,7 @@ fn collects_unused_nars_orphans_and_stale_uploads(backend: Backend) {
     // A dry run reports and deletes nothing.
     let before = nar_files(&server);
     let report = server.admin(&["gc", "--dry-run"]);
-    assert!(report.contains("would delete 1 unused NARs"), "{report}");
+    assert!(report.contains("would delete 2 unused NARs"), "A's two: {report}");
     assert!(report.contains("1 uploads whose narinfo never came"), "{report}");
     assert_eq!(nar_files(&server), before, "a dry run deletes nothing");
 
@@ -168,21 +171,27 @@ fn collects_unused_nars_orphans_and_stale_uploads(backend: Backend) {
     // An object stored a moment ago may be an upload between storing and recording: kept.
     let young_orphan = orphan(&server, "young.nar.zst", "now");
     let report = server.admin(&["gc"]);
-    assert!(report.contains("deleted 1 unused NARs"), "{report}");
+    assert!(report.contains("deleted 2 unused NARs"), "A's two: {report}");
     assert!(report.contains("1 uploads whose narinfo never came"), "{report}");
     let after = nar_files(&server);
-    assert!(!stored(&after, &a_app), "the evicted path's NAR is deleted after the grace");
-    assert!(stored(&after, &b_app), "a NAR in use stays");
-    assert!(stored(&after, &c_app), "a NAR a push took back within the grace stays");
+    for hash in &a_nars {
+        assert!(!stored(&after, hash), "the evicted closure's NARs are deleted after the grace");
+    }
+    for hash in &b_nars {
+        assert!(stored(&after, hash), "a NAR in use stays");
+    }
+    for hash in &c_nars {
+        assert!(stored(&after, hash), "a NAR a push took back within the grace stays");
+    }
     for gone in [&old_orphan, &old_listing, &stale_upload] {
         assert!(!Path::new(gone).exists(), "{} should be swept", gone.display());
     }
     assert!(young_orphan.exists(), "a young object is not swept");
-    for (cache, path) in [("main", &a.dep), ("main", &b.app), ("other", &c.app)] {
+    for (cache, path) in [("main", &b.app), ("other", &c.app)] {
         substitutes(&server, &keys, cache, path);
     }
 
-    // Nothing more to collect; pushing the evicted path again uploads its NAR anew.
+    // Nothing more to collect; pushing the evicted closure again uploads its NARs anew.
     let report = server.admin(&["gc"]);
     assert!(report.contains("deleted 0 unused NARs"), "{report}");
     server.admin(&["update-cache", "main", "--quota-gib", "none"]);

@@ -180,7 +180,8 @@ fn evictions_collections_and_fsck_are_measured() {
     cli.login(&server, &token);
     let [a, b] = ["a", "b"].map(|n| Closure::build(&format!("metrics-lifecycle-{n}")));
     cli.run_ok(&["push", "main", "--key", keys.secret_path(), &a.app]);
-    // Room for one closure and a half: pushing the second evicts the first one's top path.
+    // Room for one closure and a half: pushing the second evicts the first one whole, its
+    // top-level path and the dependency only it needs (two paths).
     let info: serde_json::Value = server.get("/api/v1/caches/main", Some(&token)).json().unwrap();
     let one = info["stored_bytes"].as_i64().unwrap();
     let quota = format!("{:.12}", (one * 3 / 2) as f64 / (1u64 << 30) as f64);
@@ -188,12 +189,12 @@ fn evictions_collections_and_fsck_are_measured() {
     std::thread::sleep(std::time::Duration::from_secs(5)); // the server's cached cache row expires
     cli.run_ok(&["push", "main", "--key", keys.secret_path(), &b.app]);
     let cache = "cache=\"main\"";
-    support::wait_until(std::time::Duration::from_secs(20), "a background collection of the evicted NAR", || {
-        value(&scrape(), "hibernation_gc_deleted_objects_total", &["what=\"nar\""]).unwrap_or(0.0) >= 1.0
+    support::wait_until(std::time::Duration::from_secs(20), "a background collection of the evicted NARs", || {
+        value(&scrape(), "hibernation_gc_deleted_objects_total", &["what=\"nar\""]).unwrap_or(0.0) >= 2.0
     });
     let after = scrape();
     promtool_check(&after);
-    assert_eq!(value(&after, "hibernation_cache_reclaimed_paths_total", &[cache, "kind=\"eviction\""]), Some(1.0));
+    assert_eq!(value(&after, "hibernation_cache_reclaimed_paths_total", &[cache, "kind=\"eviction\""]), Some(2.0));
     assert!(value(&after, "hibernation_cache_reclaimed_bytes_total", &[cache, "kind=\"eviction\""]).unwrap() > 0.0);
     assert!(value(&after, "hibernation_gc_runs_total", &[]).unwrap() >= 1.0);
     assert!(value(&after, "hibernation_gc_deleted_bytes_total", &[]).unwrap() > 0.0);

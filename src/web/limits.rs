@@ -68,7 +68,11 @@ impl<E: Endpoint> Endpoint for BodyLimit<E> {
         let (limit, name) = limit_for(req.method(), req.uri().path(), &self.limits);
         let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|length| length > limit) {
-            return Ok(poem::error::ResponseError::as_response(&too_large(limit, name)));
+            // The body stays unread, so the connection cannot carry another request: saying
+            // so keeps a client from sending its next one on it (and failing it).
+            let mut refused = poem::error::ResponseError::as_response(&too_large(limit, name));
+            refused.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+            return Ok(refused);
         }
         let body = req.take_body();
         if !body.is_empty() {

@@ -146,6 +146,14 @@ impl diesel::r2d2::ManageConnection for Manager {
     }
 }
 
+/// A migrated in-memory SQLite database, for the unit tests of the query modules.
+#[cfg(test)]
+pub fn migrated_in_memory() -> AnyConnection {
+    let mut conn = AnyConnection::Sqlite(SqliteConnection::establish(":memory:").unwrap());
+    run_migrations(&mut conn).unwrap();
+    conn
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

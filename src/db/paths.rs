@@ -232,11 +232,7 @@ mod tests {
 
     use super::*;
 
-    fn migrated() -> AnyConnection {
-        let mut conn = AnyConnection::Sqlite(diesel::SqliteConnection::establish(":memory:").unwrap());
-        super::super::connection::run_migrations(&mut conn).unwrap();
-        conn
-    }
+    use super::super::connection::migrated_in_memory as migrated;
 
     /// A migrated database holding what `sql` inserts.
     fn holding(sql: &str) -> AnyConnection {

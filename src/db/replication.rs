@@ -160,11 +160,7 @@ fn listen_once(url: &str, heard: &impl Fn(&str)) -> Result<(), diesel::result::E
 mod tests {
     use super::*;
 
-    fn migrated() -> AnyConnection {
-        let mut conn = AnyConnection::Sqlite(diesel::SqliteConnection::establish(":memory:").unwrap());
-        super::super::connection::run_migrations(&mut conn).unwrap();
-        conn
-    }
+    use super::super::connection::migrated_in_memory as migrated;
 
     #[test]
     fn counters_count_each_kind_of_change() {

@@ -427,14 +427,22 @@ pub fn due_nars(conn: &mut AnyConnection, cutoff: NaiveDateTime, after: i64, lim
     Ok(rows.into_iter().map(|(id, storage_key, file_size)| DueNar { id, storage_key, file_size }).collect())
 }
 
-/// Deletes a NAR row if it is still due (no push took it meanwhile). The object is the
-/// caller's to delete after the commit; true when this call deleted the row.
-pub fn delete_due_nar(conn: &mut AnyConnection, id: i64, cutoff: NaiveDateTime) -> DbResult<bool> {
-    Ok(diesel::delete(nars::table.find(id))
-        .filter(nars::unreferenced_since.lt(cutoff))
-        .filter(diesel::dsl::not(diesel::dsl::exists(store_paths::table.filter(store_paths::nar_id.eq(nars::id)))))
-        .execute(conn)?
-        > 0)
+/// Deletes the NAR rows that are still due (no push took them meanwhile), each checked as it
+/// is deleted; returns those it deleted. Their objects are the caller's to delete after the
+/// commit. One transaction for the batch: a commit per NAR made collecting a million of them
+/// take as many synchronous writes.
+pub fn delete_due_nars(conn: &mut AnyConnection, due: Vec<DueNar>, cutoff: NaiveDateTime) -> DbResult<Vec<DueNar>> {
+    let mut deleted = Vec::with_capacity(due.len());
+    for nar in due {
+        let removed = diesel::delete(nars::table.find(nar.id))
+            .filter(nars::unreferenced_since.lt(cutoff))
+            .filter(diesel::dsl::not(diesel::dsl::exists(store_paths::table.filter(store_paths::nar_id.eq(nars::id)))))
+            .execute(conn)?;
+        if removed > 0 {
+            deleted.push(nar);
+        }
+    }
+    Ok(deleted)
 }
 
 /// Which of these object keys a row owns: a NAR, a pending upload or a build log.

@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use chrono::NaiveDateTime;
 
 use super::push::delete_stored;
-use crate::db::lifecycle::{self, NewReclaim};
+use crate::db::lifecycle::{self, DueNar, NewReclaim};
 use crate::db::{Db, DbResult, Exclusive, now, uploads};
 use crate::storage::{Storage, StoredObject};
 
@@ -26,6 +26,8 @@ const HISTORY: chrono::Duration = chrono::Duration::days(30);
 /// Prefixes of the keys rows own (`nar/...` for NARs and listings, `log/...` for build logs).
 const OWNED_PREFIXES: [&str; 2] = ["nar/", "log/"];
 const ROUND: i64 = 500;
+/// Objects deleted at once (each NAR and its listing).
+const OBJECT_DELETES_AT_ONCE: usize = 16;
 
 /// What a run deleted (or, dry, would delete).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -106,18 +108,25 @@ async fn collect_unused_nars(db: &Db, storage: &Storage, cutoff: NaiveDateTime, 
         let due = db.read(move |c| lifecycle::due_nars(c, cutoff, after, ROUND)).await?;
         let Some(last) = due.last() else { return Ok(()) };
         after = last.id;
-        for nar in due {
-            let deleted = report.dry_run || db.write(move |c| lifecycle::delete_due_nar(c, nar.id, cutoff)).await?;
-            if !deleted {
-                continue;
-            }
-            if !report.dry_run {
-                delete_stored(storage, &nar.storage_key).await;
-            }
-            report.nars += 1;
-            report.nar_bytes += nar.file_size.max(0) as u64;
-        }
+        let deleted = if report.dry_run {
+            due
+        } else {
+            let deleted = db.write(move |c| lifecycle::delete_due_nars(c, due, cutoff)).await?;
+            delete_objects(storage, &deleted).await;
+            deleted
+        };
+        report.nars += deleted.len() as u64;
+        report.nar_bytes += deleted.iter().map(|nar| nar.file_size.max(0) as u64).sum::<u64>();
     }
+}
+
+/// Deletes the objects of NARs whose rows are gone, several at a time: one after another, a
+/// store's round trip per object bounded collection to a few hundred NARs a second.
+async fn delete_objects(storage: &Storage, deleted: &[DueNar]) {
+    use futures_util::StreamExt;
+    futures_util::stream::iter(deleted)
+        .for_each_concurrent(OBJECT_DELETES_AT_ONCE, |nar| delete_stored(storage, &nar.storage_key))
+        .await;
 }
 
 /// Deletes NAR uploads whose narinfo never came; returns how many.

@@ -132,6 +132,7 @@ impl Bloom {
 /// Every stored path in a new filter, page by page, then those committed while the pages were
 /// read; returns the filter and the last commit it holds.
 async fn load_all(db: &Db) -> Result<(Bloom, i64), DbError> {
+    let started = Instant::now();
     // Read first: every commit up to it is visible to the pages read after.
     let (counters, paths, nars) =
         db.read(|c| Ok((read_counters(c)?, paths::count_all(c)?, paths::count_nars(c)?))).await?;
@@ -147,6 +148,11 @@ async fn load_all(db: &Db) -> Result<(Bloom, i64), DbError> {
     }
     let until = db.read(read_counters).await?.paths;
     let seen = read_committed(db, &bloom, counters.paths, until, None).await?;
+    tracing::info!(
+        "presence filter loaded: {paths} paths and {nars} NARs in {:.1} s ({} MiB)",
+        started.elapsed().as_secs_f64(),
+        bloom.words.len() * 8 / (1024 * 1024)
+    );
     Ok((bloom, seen))
 }
 

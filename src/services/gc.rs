@@ -14,7 +14,7 @@ use std::time::SystemTime;
 
 use chrono::NaiveDateTime;
 
-use super::push::delete_stored;
+use super::push::{delete_stored, listing_key};
 use crate::db::lifecycle::{self, DueNar, NewReclaim};
 use crate::db::{Db, DbResult, Exclusive, now, uploads};
 use crate::storage::{Storage, StoredObject};
@@ -26,8 +26,6 @@ const HISTORY: chrono::Duration = chrono::Duration::days(30);
 /// Prefixes of the keys rows own (`nar/...` for NARs and listings, `log/...` for build logs).
 const OWNED_PREFIXES: [&str; 2] = ["nar/", "log/"];
 const ROUND: i64 = 500;
-/// Objects deleted at once (each NAR and its listing).
-const OBJECT_DELETES_AT_ONCE: usize = 16;
 
 /// What a run deleted (or, dry, would delete).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -120,13 +118,16 @@ async fn collect_unused_nars(db: &Db, storage: &Storage, cutoff: NaiveDateTime, 
     }
 }
 
-/// Deletes the objects of NARs whose rows are gone, several at a time: one after another, a
-/// store's round trip per object bounded collection to a few hundred NARs a second.
+/// Deletes the objects of NARs whose rows are gone (each NAR and its listing) in one batch:
+/// one request per thousand objects on S3, where a round trip per object bounded collection
+/// to a few hundred NARs a second.
 async fn delete_objects(storage: &Storage, deleted: &[DueNar]) {
-    use futures_util::StreamExt;
-    futures_util::stream::iter(deleted)
-        .for_each_concurrent(OBJECT_DELETES_AT_ONCE, |nar| delete_stored(storage, &nar.storage_key))
-        .await;
+    let listings: Vec<String> = deleted.iter().map(|nar| listing_key(&nar.storage_key)).collect();
+    let keys: Vec<&str> =
+        deleted.iter().map(|nar| nar.storage_key.as_str()).chain(listings.iter().map(String::as_str)).collect();
+    for (key, e) in storage.delete_each(&keys).await {
+        tracing::warn!("could not delete {key} from storage: {e}");
+    }
 }
 
 /// Deletes NAR uploads whose narinfo never came; returns how many.

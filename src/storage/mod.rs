@@ -123,15 +123,7 @@ impl Storage {
     pub async fn delete_each(&self, keys: &[&str]) -> Vec<(String, io::Error)> {
         match &self.backend {
             Backend::Local(local) => local.delete(keys).await,
-            Backend::S3(s3) => {
-                let mut failed = Vec::new();
-                for key in keys {
-                    if let Err(e) = s3.delete(key).await {
-                        failed.push((key.to_string(), e));
-                    }
-                }
-                failed
-            }
+            Backend::S3(s3) => s3.delete_many(keys).await,
         }
     }
 

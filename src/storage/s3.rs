@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use futures_util::TryStreamExt;
 use s3::creds::Credentials;
+use s3::serde_types::ObjectIdentifier;
 use s3::{Bucket, Region};
 use tokio::io::AsyncReadExt;
 
@@ -18,6 +19,8 @@ use super::BlobReader;
 const PART_SIZE: usize = 16 * 1024 * 1024;
 const CONTENT_TYPE: &str = "application/octet-stream";
 const PRESIGN_SECONDS: u32 = 3600;
+/// S3's limit for one DeleteObjects request.
+const DELETES_PER_REQUEST: usize = 1000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct S3Config {
@@ -154,6 +157,32 @@ impl S3Storage {
             Err(s3::error::S3Error::HttpFailWithBody(404, _)) => Ok(()),
             Err(e) => Err(s3_error("DELETE", e)),
         }
+    }
+
+    /// Deletes objects a thousand per request (DeleteObjects); a store that refuses the batch
+    /// request gets them one by one. Returns the keys that could not be deleted.
+    pub async fn delete_many(&self, keys: &[&str]) -> Vec<(String, io::Error)> {
+        let mut failed = Vec::new();
+        for chunk in keys.chunks(DELETES_PER_REQUEST) {
+            let objects: Vec<ObjectIdentifier> = chunk.iter().map(|key| ObjectIdentifier::new(*key)).collect();
+            match self.bucket.delete_objects(objects).await {
+                Ok(result) => failed.extend(
+                    result
+                        .errors
+                        .into_iter()
+                        .map(|e| (e.key, s3_error("DELETE", format!("{}: {}", e.code, e.message)))),
+                ),
+                Err(e) => {
+                    tracing::debug!("S3 DeleteObjects failed ({e}); deleting one object at a time");
+                    for key in chunk {
+                        if let Err(e) = self.delete(key).await {
+                            failed.push((key.to_string(), e));
+                        }
+                    }
+                }
+            }
+        }
+        failed
     }
 
     pub async fn read(&self, key: &str, range: Option<(u64, u64)>) -> io::Result<BlobReader> {

@@ -11,7 +11,7 @@ use crate::db::ids::{CacheId, UserId};
 use crate::db::models::{GrantLevel, QuotaPolicy};
 use crate::db::{Db, caches, is_unique_violation, now, users};
 use crate::services::caches as cache_rules;
-use crate::services::{auth, grants, passwords, trusted_publishing};
+use crate::services::{identity::auth, identity::grants, identity::passwords, identity::trusted_publishing};
 
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
@@ -208,9 +208,9 @@ pub fn run(db: &Db, config: &Config, command: AdminCommand) -> anyhow::Result<Ex
                     caches::find_by_name(c, &name)
                 })?
                 .with_context(|| format!("no cache named {name:?}"))?;
-            crate::services::eviction::configure(config.lifecycle.eviction_min_age);
+            crate::services::lifecycle::eviction::configure(config.lifecycle.eviction_min_age);
             let runtime = tokio::runtime::Runtime::new()?;
-            let evicted = runtime.block_on(crate::services::eviction::fit_quota(db, &cache))?;
+            let evicted = runtime.block_on(crate::services::lifecycle::eviction::fit_quota(db, &cache))?;
             println!("updated cache {name}");
             if evicted.paths > 0 {
                 println!(
@@ -224,7 +224,9 @@ pub fn run(db: &Db, config: &Config, command: AdminCommand) -> anyhow::Result<Ex
             let runtime = tokio::runtime::Runtime::new()?;
             let report = runtime.block_on(async {
                 let storage = crate::open_storage(config).await?;
-                anyhow::Ok(crate::services::gc::collect(db, &storage, config.lifecycle.gc_grace, dry_run).await?)
+                anyhow::Ok(
+                    crate::services::lifecycle::gc::collect(db, &storage, config.lifecycle.gc_grace, dry_run).await?,
+                )
             })?;
             println!("{report}");
         }
@@ -357,7 +359,7 @@ pub fn run(db: &Db, config: &Config, command: AdminCommand) -> anyhow::Result<Ex
             println!("removed rule {rule} of cache {cache}");
         }
         AdminCommand::ResetSso => {
-            let handle = crate::services::oidc::SsoHandle::new(None, &config.site_url)?;
+            let handle = crate::services::identity::oidc::SsoHandle::new(None, &config.site_url)?;
             let removed = tokio::runtime::Runtime::new()?.block_on(handle.reset(db))?;
             println!(
                 "{}",
@@ -385,7 +387,7 @@ pub fn run(db: &Db, config: &Config, command: AdminCommand) -> anyhow::Result<Ex
 }
 
 fn fsck(db: &Db, config: &Config, cache: Option<String>, repair: bool) -> anyhow::Result<ExitCode> {
-    use crate::services::fsck;
+    use crate::services::lifecycle::fsck;
     use std::io::IsTerminal;
     let cache = match cache {
         Some(name) => Some(

@@ -31,7 +31,7 @@ pub struct Config {
     /// Mail settings from SMTP_* variables; they lock the dashboard's mail settings.
     pub smtp: Option<crate::services::mail::SmtpSettings>,
     /// Single sign-on from OIDC_* variables.
-    pub oidc: Option<crate::services::oidc::OidcSettings>,
+    pub oidc: Option<crate::services::identity::oidc::OidcSettings>,
     /// Set when NARs go to S3; `storage_path` then only holds temporary upload files.
     pub s3: Option<S3Config>,
     pub limits: Limits,
@@ -155,7 +155,7 @@ fn limits_from_env() -> anyhow::Result<Limits> {
 
 /// The budget must hold the largest single upload's need, or such an upload could never start.
 fn decompression_memory(bytes: u64) -> anyhow::Result<u64> {
-    let least = crate::services::decode_memory::MAX_RESERVATION;
+    let least = crate::services::upload::decode_memory::MAX_RESERVATION;
     if bytes < least {
         bail!(
             "DECOMPRESSION_MEMORY must be at least {} (what one upload may need to decompress), got {}",
@@ -266,7 +266,7 @@ impl Config {
 
 /// Single sign-on is on when OIDC_ISSUER_URL is set; then the client id and secret are
 /// required, and a partial set is an error, never a silent fallback to passwords only.
-fn oidc_from_env() -> anyhow::Result<Option<crate::services::oidc::OidcSettings>> {
+fn oidc_from_env() -> anyhow::Result<Option<crate::services::identity::oidc::OidcSettings>> {
     const OTHERS: [&str; 7] = [
         "OIDC_CLIENT_ID",
         "OIDC_CLIENT_SECRET",
@@ -290,7 +290,7 @@ fn oidc_from_env() -> anyhow::Result<Option<crate::services::oidc::OidcSettings>
     let required = |name: &str| var(name).with_context(|| format!("{name} is required with OIDC_ISSUER_URL"));
     let flag = |name: &str| var(name).map(|v| parse_bool(name, &v)).transpose().map(Option::unwrap_or_default);
     let scopes = var("OIDC_SCOPES").unwrap_or_else(|| "email profile".to_string());
-    Ok(Some(crate::services::oidc::OidcSettings {
+    Ok(Some(crate::services::identity::oidc::OidcSettings {
         issuer_url: issuer_url.trim_end_matches('/').to_string(),
         client_id: required("OIDC_CLIENT_ID")?,
         client_secret: required("OIDC_CLIENT_SECRET")?,

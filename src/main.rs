@@ -111,20 +111,20 @@ pub async fn open_storage(config: &config::Config) -> anyhow::Result<storage::St
 
 async fn serve(config: config::Config, db: db::Db) -> anyhow::Result<()> {
     let storage = open_storage(&config).await?;
-    if let Some(code) = services::sessions::setup_code(&db).await? {
+    if let Some(code) = services::identity::sessions::setup_code(&db).await? {
         tracing::warn!(
             "no administrator yet: open {}/setup and enter the setup code {code} \
              (or run `hibernation-server admin create-user <name> --admin`)",
             config.site_url
         );
     }
-    let access_log = Arc::new(services::access_log::AccessLog::default());
+    let access_log = Arc::new(services::serving::access_log::AccessLog::default());
     tokio::spawn(access_log.clone().run(db.clone()));
-    services::eviction::configure(config.lifecycle.eviction_min_age);
-    tokio::spawn(services::janitor::run(db.clone(), storage.clone(), config.lifecycle));
-    let hot = Arc::new(services::hot_cache::HotCache::default());
-    let presence = Arc::new(services::presence::PresenceFilter::default());
-    let replication = services::replication::Replication::new(db.clone(), presence, hot.clone());
+    services::lifecycle::eviction::configure(config.lifecycle.eviction_min_age);
+    tokio::spawn(services::lifecycle::janitor::run(db.clone(), storage.clone(), config.lifecycle));
+    let hot = Arc::new(services::serving::hot_cache::HotCache::default());
+    let presence = Arc::new(services::serving::presence::PresenceFilter::default());
+    let replication = services::serving::replication::Replication::new(db.clone(), presence, hot.clone());
     tokio::spawn(replication.clone().run());
     let port = config.port;
     let metrics = match &config.metrics {
@@ -132,7 +132,7 @@ async fn serve(config: config::Config, db: db::Db) -> anyhow::Result<()> {
         None => None,
     };
     let metrics_port = config.metrics.as_ref().and_then(|m| m.port);
-    let sso = services::oidc::SsoHandle::new(config.oidc.clone(), &config.site_url)?;
+    let sso = services::identity::oidc::SsoHandle::new(config.oidc.clone(), &config.site_url)?;
     if let Some(settings) = &config.oidc {
         tracing::info!(
             "single sign-on through {}; register {} as its redirect URL",
@@ -140,11 +140,11 @@ async fn serve(config: config::Config, db: db::Db) -> anyhow::Result<()> {
             sso.redirect_url()
         );
     }
-    let receive_limits = services::receive::ReceiveLimits {
+    let receive_limits = services::upload::receive::ReceiveLimits {
         max_nar_size: config.limits.max_nar_size,
-        decode_budget: services::decode_memory::DecodeBudget::new(
+        decode_budget: services::upload::decode_memory::DecodeBudget::new(
             config.limits.decompression_memory,
-            services::decode_memory::DEFAULT_WAIT,
+            services::upload::decode_memory::DEFAULT_WAIT,
         ),
     };
     let state = Arc::new(web::AppState {

@@ -146,7 +146,7 @@ impl diesel::r2d2::ManageConnection for Manager {
     }
 }
 
-/// A migrated in-memory SQLite database, for the unit tests of the query modules.
+/// A migrated in-memory SQLite database, for unit tests.
 #[cfg(test)]
 pub fn migrated_in_memory() -> AnyConnection {
     let mut conn = AnyConnection::Sqlite(SqliteConnection::establish(":memory:").unwrap());

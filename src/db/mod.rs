@@ -29,6 +29,8 @@ pub mod users;
 
 use std::sync::{Arc, Mutex};
 
+#[cfg(test)]
+pub use connection::migrated_in_memory;
 pub use connection::{AnyConnection, DbUrl};
 pub use exclusive::{Exclusive, ExclusiveLock};
 

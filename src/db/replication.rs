@@ -1,6 +1,6 @@
 //! What replicas follow to agree with each other: change counters bumped in the transactions
 //! that change what they remember, the order in which paths were committed, and the serving
-//! processes with the last commit each has read (see `services::replication`).
+//! processes with the last commit each has read (see `services::serving::replication`).
 //!
 //! On PostgreSQL every bump also sends a notification on [`CHANNEL`], delivered when the
 //! transaction commits, so replicas read at once instead of at their next poll.
@@ -62,7 +62,7 @@ pub fn bump(conn: &mut AnyConnection, counter: Counter) -> DbResult<i64> {
 }
 
 /// Records a change to who may do what (in the transaction that makes it): every replica
-/// forgets what it remembered of access within a second (see `services::replication`).
+/// forgets what it remembered of access within a second (see `services::serving::replication`).
 pub fn access_changed(conn: &mut AnyConnection) -> DbResult<()> {
     bump(conn, Counter::Access).map(|_| ())
 }

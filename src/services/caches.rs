@@ -5,8 +5,8 @@
 use hibernation::api::{CACHE_NAME_RULE, Upstream, is_valid_cache_name};
 use hibernation::nix::PublicKey;
 
-use super::hot_cache::HotCache;
-use super::push::delete_stored;
+use super::serving::hot_cache::HotCache;
+use super::upload::push::delete_stored;
 use crate::db::browse::{self, DeleteOutcome};
 use crate::db::caches::CacheSettings;
 use crate::db::ids::{CacheId, UserId};
@@ -133,7 +133,7 @@ pub async fn update(
         Err(e) => return Err(e.into()),
     };
     hot.forget_cache(cache.id, &cache.name);
-    if let Err(e) = super::eviction::fit_quota(db, &updated).await {
+    if let Err(e) = super::lifecycle::eviction::fit_quota(db, &updated).await {
         tracing::warn!("could not evict from cache {new_name} to fit its quota: {e}");
     }
     Ok(updated)

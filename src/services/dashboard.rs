@@ -3,8 +3,8 @@
 
 use chrono::{Duration, NaiveDateTime};
 
-use super::access::{Access, access_to, readable_cache_ids};
-use super::auth::Caller;
+use super::identity::access::{Access, access_to, readable_cache_ids};
+use super::identity::auth::Caller;
 use crate::db::browse::{self, PathRow, SortKey, Totals};
 use crate::db::models::{Cache, Reclaim, User};
 use crate::db::traffic::{self, TrafficDelta};

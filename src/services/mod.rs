@@ -1,42 +1,20 @@
-//! What the server does, independent of HTTP: authentication and access, pushes, narinfos.
+//! What the server does, independent of HTTP, grouped by capability:
+//! - `upload`: pushes (CLI and `nix copy`), from the request body to a visible path;
+//! - `serving`: answering Nix (narinfos, NARs) from memory where it can, kept true to the
+//!   database across replicas;
+//! - `identity`: who is calling and what they may do: accounts, sessions, tokens, groups,
+//!   grants, single sign-on, trusted publishing;
+//! - `lifecycle`: what leaves the store and when: eviction, pins, garbage collection, fsck;
+//! - `caches` (cache settings), `dashboard` (what the pages show), `mail`, `metrics`.
 
-pub mod access;
-pub mod access_log;
-pub mod accounts;
-pub mod auth;
-pub mod avatars;
-pub mod cache_info;
 pub mod caches;
-pub mod cli_login;
 pub mod dashboard;
-pub mod deadline;
-pub mod decode_memory;
-pub mod email_change;
-pub mod eviction;
-pub mod fsck;
-pub mod gc;
-pub mod grants;
-pub mod groups;
-pub mod hot_cache;
-pub mod janitor;
+pub mod identity;
+pub mod lifecycle;
 pub mod mail;
 pub mod metrics;
-pub mod narinfo;
-pub mod nix_upload;
-pub mod oidc;
-pub mod passwords;
-pub mod pins;
-pub mod presence;
-pub mod push;
-pub mod push_error;
-pub mod quota;
-pub mod receive;
-pub mod replication;
-pub mod sessions;
-pub mod tokens;
-pub mod trusted_publishing;
-pub mod upstream;
-pub mod user_links;
+pub mod serving;
+pub mod upload;
 
 pub use hibernation::api::{CACHE_NAME_RULE, is_valid_cache_name};
 

@@ -4,6 +4,7 @@
 //! committed under their final key, so nothing partial is ever readable. Keys are unique per
 //! upload, so concurrent uploads never overwrite each other.
 
+pub mod keys;
 mod local;
 mod s3;
 

@@ -14,12 +14,12 @@ use super::rights::{find_cache, token_access};
 use super::{AppError, AppState};
 use crate::db::models::{Cache, Nar};
 use crate::db::{paths, uploads};
-use crate::services::access::Access;
-use crate::services::hot_cache::SMALL_NAR;
+use crate::services::identity::access::Access;
 use crate::services::metrics;
-use crate::services::narinfo as narinfo_format;
-use crate::services::nix_upload::parse_nar_file_name;
-use crate::services::push::listing_key;
+use crate::services::serving::hot_cache::SMALL_NAR;
+use crate::services::serving::narinfo as narinfo_format;
+use crate::services::upload::nix_upload::parse_nar_file_name;
+use crate::storage::keys::listing_key;
 
 /// Read size when streaming NARs to clients: large enough to keep syscalls rare (3.2 to
 /// 3.5 GB/s over 16 connections here), small enough that 16 downloads at once held about

@@ -6,7 +6,7 @@ use poem::Request;
 use poem::http::header;
 
 use super::{AppError, AppState};
-use crate::services::auth::{AuthError, Caller, authenticate, hash_token};
+use crate::services::identity::auth::{AuthError, Caller, authenticate, hash_token};
 
 /// The token the request carries, if any; an error if the header is there but unusable.
 pub fn optional_token(req: &Request) -> Result<Option<String>, AppError> {

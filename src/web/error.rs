@@ -3,8 +3,8 @@
 use poem::http::{StatusCode, header};
 use poem::{Response, error::ResponseError};
 
-use crate::services::auth::AuthError;
-use crate::services::push_error::PushError;
+use crate::services::identity::auth::AuthError;
+use crate::services::upload::push_error::PushError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -142,9 +142,9 @@ impl From<PushError> for AppError {
     }
 }
 
-impl From<crate::services::pins::PinError> for AppError {
-    fn from(e: crate::services::pins::PinError) -> Self {
-        use crate::services::pins::PinError;
+impl From<crate::services::lifecycle::pins::PinError> for AppError {
+    fn from(e: crate::services::lifecycle::pins::PinError) -> Self {
+        use crate::services::lifecycle::pins::PinError;
         let msg = e.to_string();
         match e {
             PinError::InvalidName(_) | PinError::InvalidPath(_) | PinError::InvalidLifetime => Self::BadRequest(msg),

@@ -15,7 +15,7 @@ use tokio::io::{AsyncBufRead, AsyncRead, AsyncReadExt};
 
 use super::AppError;
 use crate::config::Limits;
-use crate::services::receive::{BodyStalled, SizeLimitExceeded};
+use crate::services::upload::receive::{BodyStalled, SizeLimitExceeded};
 
 /// Dashboard forms, sign-in, CLI login requests, narinfos and anything else not listed below.
 pub const SMALL_BODY_LIMIT: u64 = 1 << 20;
@@ -31,7 +31,7 @@ fn limit_for(method: &Method, path: &str, limits: &Limits) -> (u64, &'static str
     let segments: Vec<&str> = path.split('/').collect();
     match (method.as_str(), segments.as_slice()) {
         ("PUT", ["", "api", "nix", _, "nar", _]) | ("PUT", ["", "api", "v1", "caches", _, "paths", _]) => {
-            (crate::services::receive::max_file_size(limits.max_nar_size), "MAX_NAR_SIZE")
+            (crate::services::upload::receive::max_file_size(limits.max_nar_size), "MAX_NAR_SIZE")
         }
         ("PUT", ["", "api", "nix", _, "log", _]) => (limits.max_log_size, "MAX_LOG_SIZE"),
         ("POST", ["", "api", "v1", "caches", _, "push-plan"]) => (PUSH_PLAN_LIMIT, "the push plan limit"),

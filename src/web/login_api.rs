@@ -1,4 +1,4 @@
-//! The JSON side of `hibernation login` through the browser (see `services::cli_login`).
+//! The JSON side of `hibernation login` through the browser (see `services::identity::cli_login`).
 
 use std::sync::Arc;
 
@@ -9,8 +9,8 @@ use poem::web::{Data, Json};
 use poem::{Body, Request, handler};
 
 use super::{AppError, AppState};
-use crate::services::cli_login::{self, CliLoginError};
-use crate::services::trusted_publishing::{self, ExchangeError};
+use crate::services::identity::cli_login::{self, CliLoginError};
+use crate::services::identity::trusted_publishing::{self, ExchangeError};
 
 impl From<ExchangeError> for AppError {
     fn from(e: ExchangeError) -> Self {

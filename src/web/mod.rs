@@ -32,20 +32,20 @@ pub struct AppState {
     pub db: Db,
     pub storage: Storage,
     pub config: Config,
-    pub access_log: Arc<crate::services::access_log::AccessLog>,
-    pub hot: Arc<crate::services::hot_cache::HotCache>,
+    pub access_log: Arc<crate::services::serving::access_log::AccessLog>,
+    pub hot: Arc<crate::services::serving::hot_cache::HotCache>,
     /// Which paths may be stored where: narinfo misses without a query.
     /// What this process follows of the others, and its presence filter.
-    pub replication: Arc<crate::services::replication::Replication>,
-    pub upstreams: crate::services::upstream::UpstreamChecker,
+    pub replication: Arc<crate::services::serving::replication::Replication>,
+    pub upstreams: crate::services::upload::upstream::UpstreamChecker,
     /// Set when METRICS_ENABLED is on.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Single sign-on, from OIDC_* variables or the settings page.
-    pub sso: crate::services::oidc::SsoHandle,
+    pub sso: crate::services::identity::oidc::SsoHandle,
     /// The keys of issuers that trusted publishing rules name.
-    pub issuer_keys: crate::services::trusted_publishing::IssuerKeys,
+    pub issuer_keys: crate::services::identity::trusted_publishing::IssuerKeys,
     /// What bounds a NAR upload: MAX_NAR_SIZE, and the DECOMPRESSION_MEMORY uploads share.
-    pub receive_limits: crate::services::receive::ReceiveLimits,
+    pub receive_limits: crate::services::upload::receive::ReceiveLimits,
 }
 
 pub fn routes(state: Arc<AppState>) -> poem::endpoint::BoxEndpoint<'static, poem::Response> {

@@ -13,7 +13,7 @@ use super::credentials::required_caller;
 use super::limits::{NARINFO_LIMIT, content_encoding, read_decoded};
 use super::rights::{pushable_cache, pushable_cache_counted};
 use super::{AppError, AppState};
-use crate::services::{metrics, nix_upload};
+use crate::services::{metrics, upload::nix_upload};
 
 fn no_content() -> Response {
     Response::builder().status(StatusCode::NO_CONTENT).finish()

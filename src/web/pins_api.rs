@@ -11,8 +11,8 @@ use super::credentials::optional_caller;
 use super::limits::{SMALL_BODY_LIMIT, read_capped};
 use super::rights::{find_cache, pushable_cache};
 use super::{AppError, AppState};
-use crate::services::access::{Access, access_to};
-use crate::services::pins;
+use crate::services::identity::access::{Access, access_to};
+use crate::services::lifecycle::pins;
 
 #[handler]
 pub async fn list(

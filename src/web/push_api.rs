@@ -14,12 +14,12 @@ use super::credentials::{optional_caller, required_caller};
 use super::limits::{PUSH_PLAN_LIMIT, read_capped};
 use super::rights::{pushable_cache, pushable_cache_counted};
 use super::{AppError, AppState};
-use crate::services::auth::Caller;
-use crate::services::cache_info;
+use crate::services::identity::auth::Caller;
 use crate::services::metrics;
-use crate::services::push::{self, NarSource, PushableCache};
-use crate::services::push_error::PushError;
-use crate::services::receive::{Declared, receive_upload};
+use crate::services::serving::cache_info;
+use crate::services::upload::push::{self, NarSource, PushableCache};
+use crate::services::upload::push_error::PushError;
+use crate::services::upload::receive::{Declared, receive_upload};
 use crate::services::{CACHE_NAME_RULE, is_valid_cache_name};
 use hibernation::nix::Compression;
 

@@ -5,10 +5,10 @@ use super::credentials::{caller_with_hash, required_token};
 use super::{AppError, AppState};
 use crate::db::caches;
 use crate::db::models::Cache;
-use crate::services::access::{Access, access_to};
-use crate::services::auth::hash_token;
-use crate::services::push::{PushableCache, push_decision};
-use crate::services::push_error::PushError;
+use crate::services::identity::access::{Access, access_to};
+use crate::services::identity::auth::hash_token;
+use crate::services::upload::push::{PushableCache, push_decision};
+use crate::services::upload::push_error::PushError;
 
 /// The cache named `name`, if it exists.
 pub async fn find_cache(state: &AppState, name: &str) -> Result<Option<Cache>, AppError> {

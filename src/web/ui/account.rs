@@ -13,9 +13,9 @@ use super::avatar::AvatarTag;
 use super::extract::{CheckedForm, SignedIn, carries_csrf};
 use super::{CsrfOnly, FormError, Layout, SESSION_COOKIE, cookie, done, render, unavailable};
 use crate::db::models::User;
-use crate::services::accounts::{self, AccountChange, AccountError};
-use crate::services::auth::hash_token;
-use crate::services::email_change::{self, ChangeRequest, Codes, EmailChangeError};
+use crate::services::identity::accounts::{self, AccountChange, AccountError};
+use crate::services::identity::auth::hash_token;
+use crate::services::identity::email_change::{self, ChangeRequest, Codes, EmailChangeError};
 use crate::web::AppState;
 
 #[derive(Template)]

@@ -13,7 +13,7 @@ use super::{
     CsrfOnly, Failure, FormError, Layout, SESSION_COOKIE, clear_session_cookie, cookie, redirect, render,
     session_cookie,
 };
-use crate::services::sessions::{self, FieldError, SetupError, SignInError};
+use crate::services::identity::sessions::{self, FieldError, SetupError, SignInError};
 use crate::web::AppState;
 
 #[derive(Template)]

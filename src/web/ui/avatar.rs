@@ -13,7 +13,7 @@ use super::extract::{CheckedForm, SignedIn};
 use super::{CsrfOnly, Failure, csrf_refusal, moved, unavailable};
 use crate::db::ids::UserId;
 use crate::db::models::User;
-use crate::services::avatars::{self, AvatarError};
+use crate::services::identity::avatars::{self, AvatarError};
 use crate::web::AppState;
 
 /// Colours for initials, each with white text at 4.5:1 or better.

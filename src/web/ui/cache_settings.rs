@@ -16,9 +16,9 @@ use super::{CsrfOnly, Failure, FormError, Layout, done, moved, render, unavailab
 use crate::db::DbError;
 use crate::db::ids::{CacheId, GroupId, UserId};
 use crate::db::models::{Cache, GrantLevel, QuotaPolicy, User};
-use crate::services::access::Access;
 use crate::services::caches::{self as cache_rules, CacheError};
-use crate::services::grants::{self, Grantee};
+use crate::services::identity::access::Access;
+use crate::services::identity::grants::{self, Grantee};
 use crate::web::AppState;
 use hibernation::api::Upstream;
 

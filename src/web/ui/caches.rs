@@ -17,9 +17,9 @@ use crate::db::browse::{DeleteOutcome, PAGE_SIZE, PathRow, SortKey};
 use crate::db::caches::CacheSettings;
 use crate::db::models::{Cache, QuotaPolicy, User};
 use crate::db::permissions::Permission;
-use crate::services::access::Access;
 use crate::services::caches::{self as cache_rules, CacheError};
 use crate::services::dashboard::{self, CacheSummary, PathsPage};
+use crate::services::identity::access::Access;
 use crate::web::AppState;
 use hibernation::format::gib;
 
@@ -384,7 +384,7 @@ pub async fn cache_page(
         stamp,
     };
     let page = CachePage {
-        url: crate::services::cache_info::substituter_url(&site, &cache.name),
+        url: crate::services::serving::cache_info::substituter_url(&site, &cache.name),
         virtual_host_url: state.config.virtual_host_url(&cache.name),
         host,
         keys,

@@ -13,8 +13,8 @@ use super::extract::{CheckedForm, SignedIn, carries_csrf};
 use super::{Layout, message, render, unavailable};
 use crate::db::ids::UserId;
 use crate::db::models::{CliLogin, User};
-use crate::services::cli_login;
-use crate::services::tokens::{self, TokenChoice, TokenError};
+use crate::services::identity::cli_login;
+use crate::services::identity::tokens::{self, TokenChoice, TokenError};
 use crate::web::AppState;
 
 #[derive(Template)]

@@ -16,7 +16,7 @@ use super::{CsrfOnly, Failure, FormError, Layout, done, render, unavailable};
 use crate::db::ids::{GroupId, UserId};
 use crate::db::models::User;
 use crate::db::permissions::{Permission, Permissions};
-use crate::services::groups::{self as group_service, GroupError};
+use crate::services::identity::groups::{self as group_service, GroupError};
 use crate::web::AppState;
 
 #[derive(Template)]

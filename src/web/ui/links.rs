@@ -13,7 +13,7 @@ use super::extract::{AnonymousForm, carries_csrf};
 use super::{Failure, Layout, message, redirect, render, session_cookie};
 use crate::db::mail::LinkPurpose;
 use crate::db::models::User;
-use crate::services::{passwords, sessions, user_links};
+use crate::services::{identity::passwords, identity::sessions, identity::user_links};
 use crate::web::AppState;
 
 #[derive(Template)]

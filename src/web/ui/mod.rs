@@ -33,7 +33,7 @@ use super::AppState;
 use crate::db::models::User;
 use crate::db::permissions::{Permission, Permissions};
 use crate::random::random_id;
-use crate::services::sessions;
+use crate::services::identity::sessions;
 pub use failure::Failure;
 
 pub const SESSION_COOKIE: &str = "hibernation_session";
@@ -223,7 +223,9 @@ impl Layout {
 /// without one (sign-in, setup) it is the double-submit `hibernation_csrf` cookie.
 fn expected_csrf(req: &Request) -> Option<String> {
     match cookie(req, SESSION_COOKIE).filter(|s| !s.is_empty()) {
-        Some(session) => Some(crate::services::auth::hash_token(&format!("csrf:{session}"))[..32].to_string()),
+        Some(session) => {
+            Some(crate::services::identity::auth::hash_token(&format!("csrf:{session}"))[..32].to_string())
+        }
         None => cookie(req, CSRF_COOKIE).filter(|v| v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit())),
     }
 }

@@ -13,8 +13,8 @@ use super::{cookie, message, redirect, session_cookie};
 
 /// The cookie binding a sign-in to the browser that started it.
 const SSO_COOKIE: &str = "hibernation_sso";
-use crate::services::oidc::SsoError;
-use crate::services::sessions;
+use crate::services::identity::oidc::SsoError;
+use crate::services::identity::sessions;
 use crate::web::AppState;
 
 #[derive(Deserialize)]

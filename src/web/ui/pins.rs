@@ -11,8 +11,8 @@ use super::extract::{CheckedForm, carries_csrf};
 use super::storage::PinAttempt;
 use super::{CsrfOnly, Failure, done, unavailable};
 use crate::db::models::{Cache, User};
-use crate::services::access::Access;
-use crate::services::pins;
+use crate::services::identity::access::Access;
+use crate::services::lifecycle::pins;
 use crate::web::AppState;
 
 #[derive(Deserialize)]

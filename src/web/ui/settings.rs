@@ -67,7 +67,7 @@ impl SmtpForm {
     }
 }
 
-/// The single sign-on form (see `services::oidc`).
+/// The single sign-on form (see `services::identity::oidc`).
 #[derive(Default, Deserialize)]
 pub struct SsoForm {
     #[serde(default)]

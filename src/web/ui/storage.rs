@@ -3,7 +3,7 @@
 
 use crate::db::DbError;
 use crate::db::models::{Cache, Reclaim};
-use crate::services::pins;
+use crate::services::lifecycle::pins;
 use crate::web::AppState;
 use hibernation::api::PinInfo;
 use hibernation::format::{count, human_bytes};

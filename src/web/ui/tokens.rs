@@ -15,7 +15,7 @@ use super::{CsrfOnly, Layout, done, render, unavailable};
 use crate::db::ids::{TokenId, UserId};
 use crate::db::models::{ApiToken, User};
 use crate::db::now;
-use crate::services::tokens::{self, TokenChoice, TokenError, TokenList};
+use crate::services::identity::tokens::{self, TokenChoice, TokenError, TokenList};
 use crate::web::AppState;
 
 #[derive(Template)]

@@ -13,7 +13,7 @@ use super::{CsrfOnly, FormError, done, unavailable};
 use crate::db::DbError;
 use crate::db::ids::CacheId;
 use crate::db::models::Cache;
-use crate::services::trusted_publishing;
+use crate::services::identity::trusted_publishing;
 use crate::web::AppState;
 
 /// A rule as the page lists it.

@@ -17,11 +17,11 @@ use super::extract::{Holding, HoldingForm, carries_csrf, need};
 use super::{CsrfOnly, Failure, FormError, Layout, SESSION_COOKIE, cookie, done, render, unavailable};
 use crate::db::ids::{CacheId, GroupId, UserId};
 use crate::db::models::{GrantLevel, User};
-use crate::services::access::Access;
-use crate::services::accounts::{self, AccountError, UserDetail};
-use crate::services::auth::hash_token;
-use crate::services::grants::{self, Grantee};
-use crate::services::groups;
+use crate::services::identity::access::Access;
+use crate::services::identity::accounts::{self, AccountError, UserDetail};
+use crate::services::identity::auth::hash_token;
+use crate::services::identity::grants::{self, Grantee};
+use crate::services::identity::groups;
 use crate::web::AppState;
 
 #[derive(Template)]

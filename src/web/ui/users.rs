@@ -13,9 +13,9 @@ use super::extract::{Holding, HoldingForm, carries_csrf, need};
 use super::{CsrfOnly, Failure, FormError, Layout, done, render, unavailable};
 use crate::db::ids::UserId;
 use crate::db::models::User;
-use crate::services::accounts::{self, AccountError, NewAccount};
+use crate::services::identity::accounts::{self, AccountError, NewAccount};
+use crate::services::identity::user_links::{self, LinkError};
 use crate::services::mail::{self, SmtpSettings};
-use crate::services::user_links::{self, LinkError};
 use crate::web::AppState;
 
 #[derive(Template)]
@@ -64,7 +64,7 @@ async fn page(state: &AppState, req: &Request, user: &User, typed: Typed, error:
     match accounts::list(&state.db).await {
         Ok(all) => {
             let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
-            let invite_days = crate::services::user_links::INVITE_LIFETIME.num_days();
+            let invite_days = crate::services::identity::user_links::INVITE_LIFETIME.num_days();
             let layout = Layout::new(req, Some(user));
             let Typed { name, email, admin } = typed;
             let page = UsersPage { layout, users: all, name, email, admin, error, invite_days };

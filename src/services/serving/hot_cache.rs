@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::access::Access;
-use super::auth::Caller;
 use super::deadline::Deadline;
 use crate::db::models::{Cache, Nar};
+use crate::services::identity::access::Access;
+use crate::services::identity::auth::Caller;
 
 /// How long a cache row (visibility, priority) is reused.
 const CACHE_ROW_TTL: Duration = Duration::from_secs(5);

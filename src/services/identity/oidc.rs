@@ -15,11 +15,11 @@ use openidconnect::{
     RedirectUrl, Scope, TokenResponse,
 };
 
-use super::hot_cache::HotCache;
 use crate::db::ids::UserId;
 use crate::db::models::User;
 use crate::db::oidc::{self as rows, Flow, StoredSso};
 use crate::db::{Db, DbError, groups, is_refused_rollback, now, users};
+use crate::services::serving::hot_cache::HotCache;
 
 /// How long a sign-in may stay at the identity provider.
 const FLOW_LIFETIME: chrono::Duration = chrono::Duration::minutes(10);
@@ -378,7 +378,7 @@ impl Sso {
                 let name = identity
                     .name
                     .clone()
-                    .filter(|n| super::display_name_error(n).is_none())
+                    .filter(|n| crate::services::display_name_error(n).is_none())
                     .unwrap_or(user.name.clone());
                 let email = identity.email.as_deref().filter(|_| identity.email_verified);
                 rows::refresh_profile(c, UserId(user.id), &name, email)?;
@@ -414,8 +414,11 @@ impl Sso {
 
 /// A new account for a person the provider vouches for: their email is their login.
 fn create_account(conn: &mut crate::db::AnyConnection, identity: &Identity, email: &str) -> crate::db::DbResult<User> {
-    let name =
-        identity.name.clone().filter(|n| super::display_name_error(n).is_none()).unwrap_or_else(|| email.to_string());
+    let name = identity
+        .name
+        .clone()
+        .filter(|n| crate::services::display_name_error(n).is_none())
+        .unwrap_or_else(|| email.to_string());
     let user = users::create_sso(conn, users::NewIdentity { login: email, name: &name }, email)?;
     rows::set_subject(conn, UserId(user.id), &identity.subject)?;
     Ok(user)

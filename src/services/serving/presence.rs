@@ -34,6 +34,8 @@ use crate::db::{Db, DbError};
 
 /// A rebuild also drops deleted paths; done at least this often.
 const REBUILD_EVERY: Duration = Duration::from_secs(6 * 3600);
+/// A replacement that failed to load is tried again after this long.
+const RETRY_AFTER: Duration = Duration::from_secs(60);
 /// Rows (or commits) read per query (a page binds up to this many NAR ids: SQLite allows 32,766).
 const PAGE: i64 = 20_000;
 /// Room for this many keys at least, so a small server never rebuilds for growth.
@@ -177,14 +179,27 @@ async fn read_committed(
     Ok(after)
 }
 
+/// A filter loading in the background to replace the one in place (see [`PresenceFilter::follow`]).
+#[derive(Default)]
+enum Replacement {
+    #[default]
+    None,
+    Loading,
+    Loaded(Result<(Bloom, i64), DbError>),
+}
+
 #[derive(Default)]
 pub struct PresenceFilter {
     /// None until the first load: everything may be present.
     current: RwLock<Option<Arc<Bloom>>>,
-    /// Keys added while a rebuild was loading, replayed into the new filter.
+    /// Keys added while a new filter was loading, replayed into it. Held while a key is added
+    /// and while a new filter is put in place, so no key falls between the two.
     during_rebuild: std::sync::Mutex<Option<Vec<(bool, i64, String)>>>,
     /// When the filter in place was loaded.
     built_at: std::sync::Mutex<Option<Instant>>,
+    replacement: std::sync::Mutex<Replacement>,
+    /// When the last replacement that failed to load was started.
+    failed_at: std::sync::Mutex<Option<Instant>>,
     /// Until when a "no" is certain (see `replication`).
     trusted: Deadline,
 }
@@ -225,10 +240,11 @@ impl PresenceFilter {
     }
 
     fn add(&self, key: Key<'_>) {
+        let mut pending = self.during_rebuild.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(bloom) = self.bloom() {
             bloom.insert(key);
         }
-        if let Some(pending) = self.during_rebuild.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        if let Some(pending) = pending.as_mut() {
             pending.push(key.owned());
         }
     }
@@ -245,8 +261,10 @@ impl PresenceFilter {
         *self.during_rebuild.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
     }
 
+    /// Puts a loaded filter in place, with the keys added while it loaded.
     fn finish_rebuild(&self, loaded: Result<(Bloom, i64), DbError>) -> Result<i64, DbError> {
-        let added_meanwhile = self.during_rebuild.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let mut pending = self.during_rebuild.lock().unwrap_or_else(|e| e.into_inner());
+        let added_meanwhile = pending.take();
         let (bloom, seen) = loaded?;
         for key in added_meanwhile.unwrap_or_default() {
             bloom.insert(Key::from_owned(&key));
@@ -259,24 +277,73 @@ impl PresenceFilter {
     fn needs_rebuild(&self) -> bool {
         let stale =
             self.built_at.lock().unwrap_or_else(|e| e.into_inner()).is_none_or(|at| at.elapsed() >= REBUILD_EVERY);
-        stale || self.bloom().is_none_or(|bloom| bloom.is_full())
+        let failed_lately =
+            self.failed_at.lock().unwrap_or_else(|e| e.into_inner()).is_some_and(|at| at.elapsed() < RETRY_AFTER);
+        (stale || self.bloom().is_none_or(|bloom| bloom.is_full())) && !failed_lately
     }
 
     /// Brings the filter up to commit `until` (read from the database just before): adds the
-    /// paths committed after `seen` and forgets the misses `hot` remembered for them, or loads
-    /// every path again when the filter is missing, full or old (forgetting every remembered
-    /// miss). Returns the last commit the filter holds.
-    pub async fn follow(&self, db: &Db, hot: &HotCache, seen: Option<i64>, until: i64) -> Result<i64, DbError> {
-        match (seen, self.bloom()) {
-            (Some(seen), Some(bloom)) if !self.needs_rebuild() => {
-                read_committed(db, &bloom, seen, until, Some(hot)).await
+    /// paths committed after `seen` and forgets the misses `hot` remembered for them. The first
+    /// time, loads every path (forgetting every remembered miss). When the filter is full or
+    /// old, a new one loads in the background while this one goes on answering and following,
+    /// and takes its place at a later call once it has caught up (at a hundred million paths a
+    /// load takes minutes, which the process spends answering from the database otherwise).
+    /// Returns the last commit the filter holds.
+    pub async fn follow(
+        self: &Arc<Self>,
+        db: &Db,
+        hot: &HotCache,
+        seen: Option<i64>,
+        until: i64,
+    ) -> Result<i64, DbError> {
+        let (Some(seen), Some(bloom)) = (seen, self.bloom()) else {
+            let seen = self.rebuild(db).await?;
+            hot.forget_all_misses();
+            return Ok(seen);
+        };
+        let mut seen = read_committed(db, &bloom, seen, until, Some(hot)).await?;
+        let loaded = {
+            let mut replacement = self.replacement.lock().unwrap_or_else(|e| e.into_inner());
+            match std::mem::take(&mut *replacement) {
+                Replacement::Loaded(loaded) => Some(loaded),
+                other => {
+                    *replacement = other;
+                    None
+                }
             }
-            _ => {
-                let seen = self.rebuild(db).await?;
+        };
+        match loaded {
+            Some(Ok((new, loaded_up_to))) => {
+                // It loaded from a later or earlier point than this filter has followed to.
+                let new_seen = read_committed(db, &new, loaded_up_to, seen, None).await?.max(seen);
+                seen = self.finish_rebuild(Ok((new, new_seen)))?;
                 hot.forget_all_misses();
-                Ok(seen)
             }
+            Some(Err(e)) => {
+                self.during_rebuild.lock().unwrap_or_else(|e| e.into_inner()).take();
+                *self.failed_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                tracing::warn!("could not load a new presence filter (the current one goes on): {e}");
+            }
+            None if self.needs_rebuild() => self.start_replacement(db),
+            None => {}
         }
+        Ok(seen)
+    }
+
+    fn start_replacement(self: &Arc<Self>, db: &Db) {
+        {
+            let mut replacement = self.replacement.lock().unwrap_or_else(|e| e.into_inner());
+            if !matches!(*replacement, Replacement::None) {
+                return;
+            }
+            *replacement = Replacement::Loading;
+        }
+        self.begin_rebuild();
+        let (this, db) = (self.clone(), db.clone());
+        tokio::spawn(async move {
+            let loaded = load_all(&db).await;
+            *this.replacement.lock().unwrap_or_else(|e| e.into_inner()) = Replacement::Loaded(loaded);
+        });
     }
 }
 
@@ -306,8 +373,8 @@ mod tests {
     }
 
     /// A filter whose "no" is trusted (its process holds its lease; see `replication`).
-    fn trusted() -> PresenceFilter {
-        let filter = PresenceFilter::default();
+    fn trusted() -> Arc<PresenceFilter> {
+        let filter = Arc::new(PresenceFilter::default());
         filter.trust_until(Instant::now() + Duration::from_secs(600));
         filter
     }
@@ -398,16 +465,22 @@ mod tests {
         db.write_blocking(read_counters).unwrap().paths
     }
 
-    #[tokio::test]
-    async fn following_reads_each_new_commit_once_and_forgets_its_misses() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = open_db(&dir);
+    /// A database holding cache 1.
+    fn db_with_cache(dir: &tempfile::TempDir) -> Db {
+        let db = open_db(dir);
         db.write_blocking(|c| {
             use diesel::RunQueryDsl;
             diesel::sql_query("INSERT INTO caches (id, name) VALUES (1, 'main')").execute(c)?;
             Ok(())
         })
         .unwrap();
+        db
+    }
+
+    #[tokio::test]
+    async fn following_reads_each_new_commit_once_and_forgets_its_misses() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db_with_cache(&dir);
         store(&db, 1, &hash_part(1));
         let (filter, hot) = (trusted(), HotCache::default());
         hot.trust_misses_until(Instant::now() + Duration::from_secs(60));
@@ -431,5 +504,39 @@ mod tests {
         let seen = filter.follow(&db, &hot, Some(seen), until(&db)).await.unwrap();
         assert_eq!(seen, 3);
         assert!(filter.may_contain(1, &hash_part(3)));
+    }
+
+    #[tokio::test]
+    async fn an_old_filter_answers_while_its_replacement_loads_and_hands_over_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db_with_cache(&dir);
+        store(&db, 1, &hash_part(1));
+        let (filter, hot) = (trusted(), HotCache::default());
+        let seen = filter.follow(&db, &hot, None, until(&db)).await.unwrap();
+        // Path 1 is deleted; the filter is due for its rebuild (it is old).
+        db.write_blocking(|c| {
+            use diesel::RunQueryDsl;
+            diesel::sql_query("DELETE FROM store_paths WHERE id = 1").execute(c)?;
+            Ok(())
+        })
+        .unwrap();
+        *filter.built_at.lock().unwrap() = None;
+        let seen = filter.follow(&db, &hot, Some(seen), until(&db)).await.unwrap();
+        assert!(matches!(*filter.replacement.lock().unwrap(), Replacement::Loading | Replacement::Loaded(_)));
+        assert!(filter.may_contain(1, &hash_part(1)), "the old filter answers meanwhile");
+        while !matches!(*filter.replacement.lock().unwrap(), Replacement::Loaded(_)) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // After the replacement loaded: a commit through another process, read by the old
+        // filter and caught up by the new one, and a push through this process.
+        store(&db, 2, &hash_part(2));
+        filter.add_path(1, &hash_part(3));
+        let seen = filter.follow(&db, &hot, Some(seen), until(&db)).await.unwrap();
+        assert_eq!(seen, 2);
+        assert!(matches!(*filter.replacement.lock().unwrap(), Replacement::None), "the replacement is in place");
+        assert!(!filter.may_contain(1, &hash_part(1)), "the new filter drops the deleted path");
+        assert!(filter.may_contain(1, &hash_part(2)), "and holds the commit it missed while loading");
+        assert!(filter.may_contain(1, &hash_part(3)), "and the push through this process");
+        assert!(!filter.needs_rebuild());
     }
 }

@@ -2,10 +2,10 @@
 //! room is made by eviction (`lru`, `lfu`, `oldest`) without taking anything the pushed path
 //! needs.
 
-use super::eviction;
 use super::push_error::PushError;
 use crate::db::models::Cache;
 use crate::db::{Db, lifecycle};
+use crate::services::lifecycle::eviction;
 
 /// When a quota is checked.
 #[derive(Debug, Clone, Copy)]

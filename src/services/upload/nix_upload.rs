@@ -6,14 +6,14 @@
 use hibernation::api::PathUpload;
 use hibernation::nix::{Compression, NarHash, NarInfo};
 
-use super::auth::Caller;
 use super::push::{self, NarSource, PushableCache, delete_stored, store_received};
 use super::push_error::PushError;
 use super::quota::{self, QuotaCheck};
 use super::receive::{self, ReceiveLimits};
-use super::replication::Replication;
 use crate::db::models::PendingNar;
 use crate::db::{Db, now, uploads};
+use crate::services::identity::auth::Caller;
+use crate::services::serving::replication::Replication;
 use crate::storage::Storage;
 
 /// Splits `<nix32 hash>.nar<ext>` into the file hash and the compression the name implies.
@@ -154,7 +154,7 @@ pub async fn accept_log(
     let mut file = tokio::fs::File::from_std(upload.file.try_clone().map_err(PushError::Storage)?);
     tokio::io::copy(&mut body, &mut file).await.map_err(receive::classify_body_error)?;
     file.sync_all().await.map_err(PushError::Storage)?;
-    let key = format!("log/{}/{drv}.{}", cache.id, crate::random::random_id());
+    let key = crate::storage::keys::new_log_key(cache.id, drv);
     storage.commit(upload, &key, None).await.map_err(PushError::Storage)?;
     let (drv, stored) = (drv.to_string(), key.clone());
     let cache_id = cache.id;

@@ -3,10 +3,10 @@
 
 use super::access::{Access, access_to};
 use super::auth::Caller;
-use super::hot_cache::HotCache;
 use crate::db::ids::{CacheId, GroupId, UserId};
 use crate::db::models::{GrantLevel, User};
 use crate::db::{Db, DbError, groups, users};
+use crate::services::serving::hot_cache::HotCache;
 
 /// What `user` may do with the cache `cache` (by id); `None` when there is no such cache.
 /// Nobody grants more than this, nor takes away a grant above it.

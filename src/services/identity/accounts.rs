@@ -2,7 +2,6 @@
 //! password, changing one's name and password, an administrator's view and change of one
 //! account (name, email, password), deleting one (never the last administrator).
 
-use super::hot_cache::HotCache;
 use super::passwords;
 use crate::db::groups::Group;
 use crate::db::ids::UserId;
@@ -10,6 +9,7 @@ use crate::db::mail::LinkPurpose;
 use crate::db::models::GrantLevel;
 use crate::db::models::User;
 use crate::db::{Db, DbError, DbResult, groups, is_refused_rollback, is_unique_violation, users};
+use crate::services::serving::hot_cache::HotCache;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
@@ -76,7 +76,7 @@ pub struct NewAccount<'a> {
 
 pub async fn create(db: &Db, account: NewAccount<'_>) -> Result<User, AccountError> {
     let (name, email) = (account.name.trim().to_string(), account.email.trim().to_ascii_lowercase());
-    if let Some(error) = super::display_name_error(&name) {
+    if let Some(error) = crate::services::display_name_error(&name) {
         return Err(field("name", error));
     }
     if !email.contains('@') {
@@ -108,7 +108,7 @@ pub struct AccountChange<'a> {
 /// Applies the change; returns whether the password changed.
 pub async fn update(db: &Db, user: &User, change: AccountChange<'_>) -> Result<bool, AccountError> {
     let name = change.name.trim().to_string();
-    if let Some(error) = super::display_name_error(&name) {
+    if let Some(error) = crate::services::display_name_error(&name) {
         return Err(field("name", error));
     }
     let new_hash = if change.new_password.is_empty() {
@@ -205,7 +205,7 @@ pub async fn beyond_reach(db: &Db, actor: &User, target: UserId) -> Result<Optio
 pub async fn set_profile(db: &Db, actor: &User, user: UserId, name: &str, email: &str) -> Result<(), AccountError> {
     let by_administrator = actor.is_admin();
     let (name, email) = (name.trim().to_string(), email.trim().to_ascii_lowercase());
-    if let Some(error) = super::display_name_error(&name) {
+    if let Some(error) = crate::services::display_name_error(&name) {
         return Err(field("name", error));
     }
     if !email.contains('@') || email.contains(['\r', '\n', ' ']) {

@@ -14,17 +14,16 @@ use std::time::SystemTime;
 
 use chrono::NaiveDateTime;
 
-use super::push::{delete_stored, listing_key};
 use crate::db::lifecycle::{self, DueNar, NewReclaim};
 use crate::db::{Db, DbResult, Exclusive, now, uploads};
+use crate::services::upload::push::delete_stored;
+use crate::storage::keys::{OWNED_PREFIXES, listing_key, owner_key};
 use crate::storage::{Storage, StoredObject};
 
 /// A narinfo follows its NAR within seconds; a day is far beyond any retry.
 const PENDING_LIFETIME: chrono::Duration = chrono::Duration::hours(24);
 /// Traffic counters and reclaim records are kept this long (the overview shows less).
 const HISTORY: chrono::Duration = chrono::Duration::days(30);
-/// Prefixes of the keys rows own (`nar/...` for NARs and listings, `log/...` for build logs).
-const OWNED_PREFIXES: [&str; 2] = ["nar/", "log/"];
 const ROUND: i64 = 500;
 
 /// What a run deleted (or, dry, would delete).
@@ -185,14 +184,9 @@ pub async fn delete_orphans(storage: &Storage, orphans: &[StoredObject]) -> u64 
     deleted
 }
 
-/// The key of the object that owns `key`: a listing (`<nar key>.ls`) belongs to its NAR.
-fn owner_key(key: &str) -> &str {
-    key.strip_suffix(".ls").unwrap_or(key)
-}
-
 async fn record(db: &Db, report: &Report) {
     let objects = report.nars + report.orphans + report.stale_uploads;
-    super::metrics::collected(
+    crate::services::metrics::collected(
         &[("nar", report.nars), ("orphan", report.orphans), ("upload", report.stale_uploads)],
         report.nar_bytes,
     );
@@ -204,17 +198,5 @@ async fn record(db: &Db, report: &Report) {
     let entry = NewReclaim { cache_id: None, kind: "gc", paths: 0, bytes, objects: objects as i64 };
     if let Err(e) = db.write(move |c| lifecycle::record_reclaim(c, &entry, now())).await {
         tracing::warn!("could not record the garbage collection: {e}");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn listings_belong_to_their_nar() {
-        assert_eq!(owner_key("nar/abc.x.nar.zst.ls"), "nar/abc.x.nar.zst");
-        assert_eq!(owner_key("nar/abc.x.nar.zst"), "nar/abc.x.nar.zst");
-        assert_eq!(owner_key("log/1/drv.x"), "log/1/drv.x");
     }
 }

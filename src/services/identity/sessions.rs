@@ -88,7 +88,7 @@ pub async fn setup_admin(db: &Db, code: &str, name: &str, email: &str, password:
         _ if !needs_setup(db).await? => return Err(SetupError::AlreadyDone),
         _ => return Err(wrong_code()),
     }
-    if let Some(error) = super::display_name_error(&name) {
+    if let Some(error) = crate::services::display_name_error(&name) {
         return Err(field("name", error));
     }
     if !email.contains('@') || email.len() > 254 {

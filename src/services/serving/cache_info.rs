@@ -3,10 +3,10 @@
 
 use hibernation::api::CacheInfo;
 
-use super::access::{Access, access_to, readable_cache_ids};
-use super::auth::Caller;
 use crate::db::models::Cache;
 use crate::db::{AnyConnection, Db, DbResult, browse, caches, upstreams};
+use crate::services::identity::access::{Access, access_to, readable_cache_ids};
+use crate::services::identity::auth::Caller;
 
 /// The URL Nix substitutes from for the cache `name`.
 pub fn substituter_url(site_url: &str, name: &str) -> String {

@@ -4,11 +4,11 @@
 use chrono::Duration;
 
 use super::auth::hash_token;
-use super::mail::{self, MailError, SmtpSettings};
 use super::passwords;
 use crate::db::mail::{self as links, LinkPurpose};
 use crate::db::models::User;
 use crate::db::{Db, DbError, is_unique_violation, now, sessions, users};
+use crate::services::mail::{self, MailError, SmtpSettings};
 
 pub const INVITE_LIFETIME: Duration = Duration::days(7);
 pub const RESET_LIFETIME: Duration = Duration::hours(1);
@@ -68,7 +68,7 @@ pub async fn invite(
     is_admin: bool,
 ) -> Result<User, LinkError> {
     let (name, email) = (name.trim().to_string(), email.trim().to_ascii_lowercase());
-    if let Some(error) = super::display_name_error(&name) {
+    if let Some(error) = crate::services::display_name_error(&name) {
         return Err(field("name", error));
     }
     if !email.contains('@') || email.len() > 254 || email.parse::<lettre::Address>().is_err() {

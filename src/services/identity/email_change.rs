@@ -6,12 +6,12 @@
 use chrono::Duration;
 
 use super::auth::hash_token;
-use super::mail::{self, MailError, SmtpSettings};
 use super::passwords;
 use crate::db::email_changes::{self, NewCodes, PendingEmailChange};
 use crate::db::ids::UserId;
 use crate::db::models::User;
 use crate::db::{Db, DbError, is_unique_violation, now, sessions, users};
+use crate::services::mail::{self, MailError, SmtpSettings};
 
 pub const CODE_LIFETIME: Duration = Duration::minutes(30);
 /// Wrong tries before the change is dropped and must be asked for again.

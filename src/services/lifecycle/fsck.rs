@@ -9,12 +9,12 @@ use std::io::{self, Read};
 use hibernation::nix::Compression;
 use hibernation::nix::nar::HashingReader;
 
-use super::decode_memory::DecodeMemory;
 use super::gc;
-use super::push::delete_stored;
 use crate::db::lifecycle::{self, NewReclaim};
 use crate::db::models::{Cache, Nar};
 use crate::db::{Db, Exclusive, now};
+use crate::services::upload::decode_memory::DecodeMemory;
+use crate::services::upload::push::delete_stored;
 use crate::storage::Storage;
 
 const PAGE: i64 = 200;
@@ -177,7 +177,7 @@ async fn check_object(storage: &Storage, nar: &Nar) -> Result<(), Problem> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Problem::Missing("no object".into())),
         Err(e) => return Err(Problem::Missing(format!("cannot be read: {e}"))),
     };
-    let body = super::receive::read_ahead(reader);
+    let body = crate::services::upload::receive::read_ahead(reader);
     let compression = Compression::from_name(&nar.compression);
     let measured = tokio::task::spawn_blocking(move || measure(body, compression))
         .await
@@ -215,7 +215,8 @@ fn measure(body: impl Read, compression: Option<Compression>) -> io::Result<Meas
     let mut file = HashingReader::new(body);
     let (nar_hash, nar_size) = {
         let input = io::BufReader::with_capacity(128 * 1024, &mut file);
-        let mut nar = HashingReader::new(super::receive::decoder(compression, input, DecodeMemory::at_most())?);
+        let mut nar =
+            HashingReader::new(crate::services::upload::receive::decoder(compression, input, DecodeMemory::at_most())?);
         io::copy(&mut nar, &mut io::sink())?;
         let (hash, size, _) = nar.finish();
         (hash, size)

@@ -7,12 +7,12 @@
 
 use super::access;
 use super::auth::Caller;
-use super::hot_cache::HotCache;
 use crate::db::groups::{self, Group};
 use crate::db::ids::{GroupId, UserId};
 use crate::db::models::User;
 use crate::db::permissions::Permissions;
 use crate::db::{AnyConnection, Db, DbError, DbResult, is_refused_rollback, is_unique_violation, users};
+use crate::services::serving::hot_cache::HotCache;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GroupError {

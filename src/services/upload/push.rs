@@ -8,19 +8,20 @@
 use std::collections::HashSet;
 
 use hibernation::api::{PathUpload, PlanAction, PushPlanRequest, PushPlanResponse};
-use hibernation::nix::{Compression, NarHash, PublicKey, StorePath, signing};
+use hibernation::nix::{PublicKey, StorePath, signing};
 
-use super::access::{Access, readable_cache_ids};
-use super::auth::Caller;
 use super::push_error::PushError;
 use super::quota::{self, QuotaCheck};
 use super::receive::ReceivedNar;
-use super::replication::Replication;
 use super::upstream::UpstreamChecker;
 use crate::db::models::{Cache, NewNar, NewStorePath, PendingNar};
 use crate::db::replication::{Counter, bump, read_counters};
 use crate::db::{Db, DbError, caches, is_unique_violation, now, paths, uploads, upstreams};
+use crate::services::identity::access::{Access, readable_cache_ids};
+use crate::services::identity::auth::Caller;
+use crate::services::serving::replication::Replication;
 use crate::storage::Storage;
+use crate::storage::keys::{listing_key, new_nar_key};
 
 fn invalid(msg: impl Into<String>) -> PushError {
     PushError::InvalidInput(msg.into())
@@ -224,16 +225,6 @@ pub enum NarSource {
     Pending(PendingNar),
     /// Reuse the stored NAR; the caller proved they can read it.
     Attach(Caller),
-}
-
-/// The storage key of a new NAR object: unique per upload, so uploads never collide.
-pub fn new_nar_key(nar_hash: &NarHash, compression: Compression) -> String {
-    format!("nar/{}.{}.nar{}", nar_hash.to_nix32(), crate::random::random_id(), compression.extension())
-}
-
-/// Where the `.ls` listing of a stored NAR lives.
-pub fn listing_key(nar_storage_key: &str) -> String {
-    format!("{nar_storage_key}.ls")
 }
 
 /// Commits a received NAR and its listing to storage under a new key.

@@ -49,7 +49,7 @@ mod tests {
         let hash = NarHash::digest(b"x").to_nix32();
         let url = nar_url(&hash, "zstd");
         assert_eq!(url, format!("nar/{hash}.nar.zst"));
-        let (parsed, compression) = super::super::nix_upload::parse_nar_file_name(&url[4..]).unwrap();
+        let (parsed, compression) = crate::services::upload::nix_upload::parse_nar_file_name(&url[4..]).unwrap();
         assert_eq!((parsed.to_nix32(), compression), (hash, Compression::Zstd));
     }
 }

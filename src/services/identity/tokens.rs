@@ -8,11 +8,11 @@ use serde::Deserialize;
 
 use super::access::{Access, access_to, readable_cache_ids};
 use super::auth::{Caller, generate_token, hash_token, issue_token};
-use super::hot_cache::HotCache;
 use crate::db::ids::{CacheId, TokenId, UserId};
 use crate::db::models::{ApiToken, User};
 use crate::db::users::TokenScope;
 use crate::db::{AnyConnection, Db, DbError, DbResult, browse, caches, is_unique_violation, now, users};
+use crate::services::serving::hot_cache::HotCache;
 
 /// The expiry and scope fields of a new token, as a form sends them.
 #[derive(Deserialize)]

@@ -154,55 +154,61 @@ fn every_state_changing_route_checks_csrf() {
         .unwrap();
     let code = login["code"].as_str().unwrap();
 
-    let routes: Vec<(String, Vec<(&str, &str)>)> = vec![
-        ("/caches".into(), vec![("name", "second"), ("priority", "41"), ("keys", &keys.public)]),
-        ("/tokens".into(), vec![("name", "second"), ("days", "30")]),
-        (format!("/tokens/{token_id}/revoke"), vec![]),
-        (format!("/tokens/{token_id}/edit"), vec![("name", "renamed"), ("days", "30")]),
-        (format!("/tokens/{token_id}/regenerate"), vec![]),
-        ("/tokens/delete-ended".into(), vec![]),
-        ("/caches/main/paths/00000000000000000000000000000000/delete".into(), vec![]),
-        ("/caches/main/settings".into(), vec![("priority", "1"), ("keys", &keys.public)]),
-        ("/caches/main/clear".into(), vec![("confirm", "main")]),
-        ("/caches/main/delete".into(), vec![("confirm", "main")]),
-        ("/account".into(), vec![("name", "Mallory")]),
-        ("/users".into(), vec![("name", "m"), ("email", "m@x.org"), ("password", "password123")]),
-        ("/users/1/delete".into(), vec![]),
-        ("/users/1/profile".into(), vec![("name", "Mallory"), ("email", "m@x.org")]),
-        ("/users/1/password".into(), vec![("password", "password123")]),
-        ("/users/1/groups".into(), vec![("group_id", "1")]),
-        ("/users/1/groups/1/remove".into(), vec![]),
-        ("/users/1/access".into(), vec![("cache_id", "1"), ("permission", "manage")]),
-        ("/users/1/access/1/revoke".into(), vec![]),
-        ("/caches/main/access".into(), vec![("user_id", "1"), ("permission", "push")]),
-        ("/caches/main/access/1/revoke".into(), vec![]),
-        ("/caches/main/group-access".into(), vec![("group_id", "1"), ("permission", "push")]),
-        ("/caches/main/group-access/1/revoke".into(), vec![]),
-        ("/groups".into(), vec![("name", "g")]),
-        ("/groups/1/members".into(), vec![("user_id", "1")]),
-        ("/groups/1/members/1/remove".into(), vec![]),
-        ("/groups/1/delete".into(), vec![]),
-        ("/cli-login/approve".into(), vec![("code", code), ("days", "30")]),
-        ("/cli-login/deny".into(), vec![("code", code)]),
-        ("/users/invite".into(), vec![("name", "m"), ("email", "m@x.org")]),
-        ("/settings".into(), vec![("host", "smtp.example.com"), ("from", "a@example.com")]),
-        ("/settings/test-mail".into(), vec![]),
-        ("/forgot-password".into(), vec![("email", ADMIN_EMAIL)]),
-        ("/invite/abc".into(), vec![("password", "password123")]),
-        ("/reset/abc".into(), vec![("password", "password123")]),
-        ("/sign-out".into(), vec![]),
-        ("/sign-in".into(), vec![("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)]),
-        ("/setup".into(), vec![("name", "x"), ("email", "x@x.org"), ("password", "password123")]),
+    // Forms that pass their extractors, for routes that take fields: the refusal must come
+    // from the CSRF check, not from a missing field. Keyed by route template.
+    let forms: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        ("/caches", vec![("name", "second"), ("priority", "41"), ("keys", &keys.public)]),
+        ("/tokens", vec![("name", "second"), ("days", "30")]),
+        ("/tokens/:id/edit", vec![("name", "renamed"), ("days", "30")]),
+        ("/caches/:name/settings", vec![("priority", "1"), ("keys", &keys.public)]),
+        ("/caches/:name/clear", vec![("confirm", "main")]),
+        ("/caches/:name/delete", vec![("confirm", "main")]),
+        ("/account", vec![("name", "Mallory")]),
+        ("/users", vec![("name", "m"), ("email", "m@x.org"), ("password", "password123")]),
+        ("/users/:id/profile", vec![("name", "Mallory"), ("email", "m@x.org")]),
+        ("/users/:id/password", vec![("password", "password123")]),
+        ("/users/:id/groups", vec![("group_id", "1")]),
+        ("/users/:id/access", vec![("cache_id", "1"), ("permission", "manage")]),
+        ("/caches/:name/access", vec![("user_id", "1"), ("permission", "push")]),
+        ("/caches/:name/group-access", vec![("group_id", "1"), ("permission", "push")]),
+        ("/groups", vec![("name", "g")]),
+        ("/groups/:id/members", vec![("user_id", "1")]),
+        ("/cli-login", vec![("code", code)]),
+        ("/cli-login/approve", vec![("code", code), ("days", "30")]),
+        ("/cli-login/deny", vec![("code", code)]),
+        ("/users/invite", vec![("name", "m"), ("email", "m@x.org")]),
+        ("/settings", vec![("host", "smtp.example.com"), ("from", "a@example.com")]),
+        ("/forgot-password", vec![("email", ADMIN_EMAIL)]),
+        ("/invite/:secret", vec![("password", "password123")]),
+        ("/reset/:secret", vec![("password", "password123")]),
+        ("/sign-in", vec![("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)]),
+        ("/setup", vec![("name", "x"), ("email", "x@x.org"), ("password", "password123")]),
     ];
-    for (path, form) in &routes {
+    // Every POST route of the dashboard, read from its router: a new one is checked too.
+    let routes = dashboard_post_routes();
+    assert!(routes.len() >= 50, "the router was read: {routes:?}");
+    for (template, _) in &forms {
+        assert!(routes.iter().any(|r| r == template), "{template} is no POST route of the dashboard");
+    }
+    // Sign-out and sign-in last: the rest need the session.
+    let mut ordered: Vec<&String> = routes.iter().filter(|r| !r.starts_with("/sign-")).collect();
+    ordered.extend(routes.iter().filter(|r| r.starts_with("/sign-")));
+    for template in ordered {
+        let path = fill_route(template, &token_id);
+        let form = forms.iter().find(|(t, _)| t == template).map(|(_, f)| f.clone()).unwrap_or_default();
         for bad in [None, Some("00000000000000000000000000000000")] {
             let mut fields = form.clone();
             if let Some(value) = bad {
                 fields.push(("csrf", value));
             }
-            let response = web.post(path, &fields);
+            // The avatar upload is a multipart form (its token travels inside it).
+            let response = if template == "/account/avatar" {
+                web.post_file(&path, &fields, ("picture", "a.png", b"not read".to_vec()))
+            } else {
+                web.post(&path, &fields)
+            };
             assert_eq!(response.status(), 403, "{path} with csrf {bad:?}");
-            assert!(response.text().unwrap().contains("Form expired"));
+            assert!(response.text().unwrap().contains("Form expired"), "{path}");
         }
     }
     // Nothing changed: one cache, one active token, still signed in.
@@ -225,6 +231,51 @@ fn every_state_changing_route_checks_csrf() {
         .json()
         .unwrap();
     assert_eq!(poll["status"], "pending", "the login request was neither approved nor denied");
+}
+
+/// The paths of the dashboard's router (`src/web/ui/mod.rs`) that accept POST, as templates.
+fn dashboard_post_routes() -> Vec<String> {
+    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/web/ui/mod.rs")).unwrap();
+    let mut routes = Vec::new();
+    for call in source.split(".at(").skip(1) {
+        // The call's own arguments: up to the parenthesis that closes `.at(`.
+        let mut depth = 1;
+        let end = call
+            .char_indices()
+            .find(|(_, c)| {
+                depth += match c {
+                    '(' => 1,
+                    ')' => -1,
+                    _ => 0,
+                };
+                depth == 0
+            })
+            .map(|(i, _)| i)
+            .unwrap();
+        let arguments = &call[..end];
+        let path = arguments.split('"').nth(1).unwrap();
+        if arguments.contains("post(") {
+            routes.push(path.to_string());
+        }
+    }
+    routes
+}
+
+/// A route template with its parameters filled in with things that exist (or not: the CSRF
+/// check comes first either way).
+fn fill_route(template: &str, token_id: &str) -> String {
+    template
+        .split('/')
+        .map(|part| match part {
+            ":name" => "main".to_string(),
+            ":hash" => "00000000000000000000000000000000".to_string(),
+            ":secret" => "abc".to_string(),
+            ":id" if template.starts_with("/tokens/") => token_id.to_string(),
+            p if p.starts_with(':') => "1".to_string(),
+            p => p.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 #[test]

@@ -154,10 +154,15 @@ pub struct User {
     pub has_avatar: bool,
 }
 
+/// How lists show a person: the name with the login ("Ada (ada@example.com)").
+pub fn user_label(name: &str, login: &str) -> String {
+    format!("{name} ({login})")
+}
+
 impl User {
     /// The name with the login, as lists show people ("Ada (ada@example.com)").
     pub fn label(&self) -> String {
-        super::users::labelled(&self.name, &self.login)
+        user_label(&self.name, &self.login)
     }
 
     /// Holds every permission.

@@ -126,7 +126,9 @@ pub fn grants_on(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<(i64, 
         .load(conn)?;
     Ok(rows
         .into_iter()
-        .map(|(id, name, login, push, manage)| (id, labelled(&name, &login), GrantLevel::from_columns(push, manage)))
+        .map(|(id, name, login, push, manage)| {
+            (id, super::models::user_label(&name, &login), GrantLevel::from_columns(push, manage))
+        })
         .collect())
 }
 
@@ -267,11 +269,6 @@ pub fn delete_ended_tokens(conn: &mut AnyConnection, UserId(user_id): UserId) ->
 
 pub fn find(conn: &mut AnyConnection, user_id: i64) -> DbResult<Option<User>> {
     Ok(users::table.find(user_id).select(User::as_select()).first(conn).optional()?)
-}
-
-/// How forms and lists name a user: the display name, with the login that cannot be faked.
-pub fn labelled(name: &str, login: &str) -> String {
-    format!("{name} ({login})")
 }
 
 /// The user with this login (how administrators name users; display names can change).

@@ -4,7 +4,7 @@
 use super::access::{Access, access_to};
 use super::auth::Caller;
 use crate::db::ids::{CacheId, GroupId, UserId};
-use crate::db::models::{GrantLevel, User};
+use crate::db::models::{GrantLevel, User, user_label};
 use crate::db::{Db, DbError, groups, users};
 use crate::services::serving::hot_cache::HotCache;
 
@@ -92,7 +92,7 @@ pub async fn access_lists(db: &Db, CacheId(cache_id): CacheId) -> Result<AccessL
         let candidates = users::list(c)?
             .into_iter()
             .filter(|u| !u.is_admin() && !grants.iter().any(|(id, _, _)| *id == u.id))
-            .map(|u| (u.id, users::labelled(&u.name, &u.login)))
+            .map(|u| (u.id, user_label(&u.name, &u.login)))
             .collect();
         let group_grants = groups::grants_on(c, cache_id)?;
         let group_candidates = groups::list(c)?

@@ -9,7 +9,7 @@ use super::access;
 use super::auth::Caller;
 use crate::db::groups::{self, Group};
 use crate::db::ids::{GroupId, UserId};
-use crate::db::models::User;
+use crate::db::models::{User, user_label};
 use crate::db::permissions::Permissions;
 use crate::db::{AnyConnection, Db, DbError, DbResult, is_refused_rollback, is_unique_violation, users};
 use crate::services::serving::hot_cache::HotCache;
@@ -47,7 +47,7 @@ pub async fn list(db: &Db) -> Result<Vec<GroupView>, DbError> {
             let others = everyone
                 .iter()
                 .filter(|u| !members.iter().any(|member| member.id == u.id))
-                .map(|u| (u.id, users::labelled(&u.name, &u.login)))
+                .map(|u| (u.id, user_label(&u.name, &u.login)))
                 .collect();
             views.push(GroupView { group, members, others });
         }

@@ -1,6 +1,7 @@
 //! HTTP: the Nix binary-cache protocol, the push API and the pages. Handlers stay thin and
 //! call into `services`.
 
+mod assets;
 mod cache_protocol;
 pub mod client_address;
 pub mod connections;
@@ -11,7 +12,6 @@ mod limits;
 mod login_api;
 pub mod metrics;
 mod nix_upload;
-mod pages;
 mod pins_api;
 mod push_api;
 mod rights;
@@ -69,9 +69,9 @@ pub fn routes(state: Arc<AppState>) -> poem::endpoint::BoxEndpoint<'static, poem
     let (body_limits, client_timeout) = (state.config.limits, state.config.client_timeout);
     let with_metrics = state.metrics.is_some();
     let app = ui::routes()
-        .at("/health", get(pages::health))
+        .at("/health", get(health))
         .at("/metrics", get(metrics::scrape))
-        .at("/static/:file", get(pages::asset))
+        .at("/static/:file", get(assets::asset))
         .nest("/api/nix", nix)
         .nest(hibernation::api::API_PREFIX, api)
         .catch_error(|_: poem::error::NotFoundError| async move { ui::not_found_page() })
@@ -85,4 +85,10 @@ pub fn routes(state: Arc<AppState>) -> poem::endpoint::BoxEndpoint<'static, poem
         Some(site_host) => virtual_host::VirtualHosts { inner: app, site_host }.boxed(),
         None => app,
     }
+}
+
+/// For load balancers and the container's health check: the process answers.
+#[poem::handler]
+fn health() -> &'static str {
+    "OK"
 }

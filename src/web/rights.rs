@@ -18,7 +18,7 @@ pub async fn find_cache(state: &AppState, name: &str) -> Result<Option<Cache>, A
     let (lookup, looked_up) = (name.to_string(), state.hot.access_seen_at());
     let found = state.db.read(move |c| caches::find_by_name(c, &lookup)).await?;
     if let Some(cache) = &found {
-        state.hot.remember_cache(cache, looked_up);
+        state.hot.remember_cache_row(cache, looked_up);
     }
     Ok(found)
 }

@@ -139,7 +139,7 @@ impl HotCache {
         self.access_trusted.is_ahead().then(|| self.caches.get(&name.to_string())).flatten()
     }
 
-    pub fn remember_cache(&self, cache: &Cache, looked_up: AccessEpoch) {
+    pub fn remember_cache_row(&self, cache: &Cache, looked_up: AccessEpoch) {
         let key = cache.name.clone();
         self.caches.insert(key.clone(), cache.clone());
         if self.access_epoch.load(Ordering::SeqCst) != looked_up.0 {
@@ -319,7 +319,7 @@ mod tests {
     #[test]
     fn nothing_another_process_may_change_is_answered_until_trusted() {
         let hot = HotCache::default();
-        hot.remember_cache(&cache(1, "main"), hot.access_seen_at());
+        hot.remember_cache_row(&cache(1, "main"), hot.access_seen_at());
         hot.remember_access("tokenhash", 1, Access::Read, hot.access_seen_at());
         hot.remember_miss(1, "abc", hot.misses_seen_at());
         assert!(hot.cache("main").is_none() && hot.access("tokenhash", 1).is_none() && !hot.is_miss(1, "abc"));
@@ -340,7 +340,7 @@ mod tests {
         // A revocation is read (here or from another process) while the database is asked.
         hot.forget_access();
         hot.remember_access("tokenhash", 1, Access::Push, looked_up);
-        hot.remember_cache(&cache(1, "main"), looked_up);
+        hot.remember_cache_row(&cache(1, "main"), looked_up);
         assert!(hot.access("tokenhash", 1).is_none(), "the revoked token would keep working");
         assert!(hot.cache("main").is_none());
         hot.remember_access("tokenhash", 1, Access::Push, hot.access_seen_at());
@@ -350,7 +350,7 @@ mod tests {
     #[test]
     fn remembers_per_cache() {
         let hot = trusted();
-        hot.remember_cache(&cache(1, "main"), hot.access_seen_at());
+        hot.remember_cache_row(&cache(1, "main"), hot.access_seen_at());
         hot.remember_narinfo(1, "abc", Arc::from("text"));
         hot.remember_narinfo(2, "abc", Arc::from("other"));
         assert_eq!(hot.cache("main").unwrap().id, 1);

@@ -207,9 +207,9 @@ impl Layout {
         self.permissions.holds(Permission::ViewSettings)
     }
 
-    /// The assets' fingerprint for their URLs (see `pages::asset_version`).
+    /// The assets' fingerprint for their URLs (see `assets::asset_version`).
     pub fn assets(&self) -> &'static str {
-        crate::web::pages::asset_version()
+        crate::web::assets::asset_version()
     }
 
     /// `aria-current="page"` for the nav link of this page's section.

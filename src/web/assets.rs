@@ -1,5 +1,5 @@
-//! Health check and the dashboard's static assets, compiled into the binary so the server
-//! runs from any working directory.
+//! The dashboard's static assets (script, stylesheet, icon), compiled into the binary so the
+//! server runs from any working directory.
 
 use poem::http::{StatusCode, header};
 use poem::web::Path;
@@ -24,11 +24,6 @@ pub fn asset_version() -> &'static str {
         }
         hibernation::nix::NarHash::digest(&all).to_nix32()[..10].to_string()
     })
-}
-
-#[handler]
-pub fn health() -> &'static str {
-    "OK"
 }
 
 #[handler]

@@ -85,12 +85,12 @@ fn default_nix_parses_and_builds_both_programs() {
 #[test]
 fn the_action_documents_its_inputs_and_fails_on_errors() {
     let action = yaml("action.yml");
-    let readme = repo_file("README.md");
+    let page = repo_file("docs/deployment.md");
     for (input, required) in [("url", true), ("token", false), ("signing-key", false)] {
         let spec = &action["inputs"][input];
         assert!(spec["description"].as_str().is_some_and(|d| d.len() > 20), "{input} is described");
         assert_eq!(spec["required"].as_bool(), Some(required), "{input}");
-        assert!(readme.contains(&format!("`{input}`")), "the README documents {input}");
+        assert!(page.contains(&format!("`{input}`")), "docs/deployment.md documents {input}");
     }
     assert_eq!(action["runs"]["using"], "composite");
     for step in action["runs"]["steps"].as_sequence().unwrap() {
@@ -189,4 +189,50 @@ fn the_action_logs_in_by_trusted_publishing_without_a_token() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("by trusted publishing: may push to main"), "{text}");
     assert!(cli.run_ok(&["whoami"]).contains("Trusted publishing"));
+}
+
+/// The settings the server reads (`src/config.rs`, and `src/main.rs` for what must be set
+/// before anything else runs): the names its readers (`var`, `var_os`, `flag`, `size`,
+/// `duration`, `required`, `parse_bool`, `parse_size`) are called with.
+fn settings_the_code_reads() -> std::collections::BTreeSet<String> {
+    // Without their unit tests, which parse made-up names.
+    let code = |file: &str| repo_file(file).split("#[cfg(test)]").next().unwrap().to_string();
+    let source = code("src/config.rs") + &code("src/main.rs");
+    let is_name =
+        |name: &str| !name.is_empty() && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    let mut names = std::collections::BTreeSet::new();
+    // Names read in a loop over a list (`const REQUIRED: [&str; 4] = ["S3_HOST", ...]`).
+    for line in source.lines().filter(|l| l.contains(": [&str;")) {
+        names.extend(line.split('"').skip(1).step_by(2).filter(|n| is_name(n)).map(str::to_string));
+    }
+    for reader in ["var(", "var_os(", "flag(", "size(", "duration(", "required(", "parse_bool(", "parse_size("] {
+        for after in source.split(reader).skip(1) {
+            let Some(literal) = after.strip_prefix('"') else { continue };
+            let name = literal.split('"').next().unwrap();
+            if is_name(name) {
+                names.insert(name.to_string());
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn the_configuration_page_documents_every_setting_and_only_those() {
+    let read = settings_the_code_reads();
+    assert!(read.len() > 30 && read.contains("DB_URL") && read.contains("S3_HOST"), "the code was read: {read:?}");
+    // The first cell of each row of the settings table: one or more `NAME`s.
+    let page = repo_file("docs/configuration.md");
+    let documented: std::collections::BTreeSet<String> = page
+        .lines()
+        .filter(|line| line.starts_with("| `"))
+        .flat_map(|line| {
+            let cell = line.split('|').nth(1).unwrap().to_string();
+            cell.split('`').skip(1).step_by(2).map(str::to_string).collect::<Vec<_>>()
+        })
+        .collect();
+    let undocumented: Vec<&String> = read.difference(&documented).collect();
+    assert!(undocumented.is_empty(), "settings docs/configuration.md does not document: {undocumented:?}");
+    let unread: Vec<&String> = documented.difference(&read).collect();
+    assert!(unread.is_empty(), "docs/configuration.md documents settings the code does not read: {unread:?}");
 }

@@ -17,6 +17,17 @@ pub fn human_bytes(bytes: u64) -> String {
     if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
+/// A limit in the largest binary unit that divides it ("16 GiB", "512 KiB", "1000 bytes"):
+/// exact, as limits are set.
+pub fn exact_bytes(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GiB", b >> 30),
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} bytes"),
+    }
+}
+
 pub const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 /// Quotas are shown in GiB, so sizes and limits compare at a glance; amounts too small for

@@ -16,6 +16,7 @@ use tokio::io::{AsyncBufRead, AsyncRead, AsyncReadExt};
 use super::AppError;
 use crate::config::Limits;
 use crate::services::upload::receive::{BodyStalled, SizeLimitExceeded};
+use hibernation::format::exact_bytes;
 
 /// Dashboard forms, sign-in, CLI login requests, narinfos and anything else not listed below.
 pub const SMALL_BODY_LIMIT: u64 = 1 << 20;
@@ -40,16 +41,7 @@ fn limit_for(method: &Method, path: &str, limits: &Limits) -> (u64, &'static str
 }
 
 fn too_large(limit: u64, name: &str) -> AppError {
-    AppError::TooLarge(format!("the request body is larger than {name} ({})", human(limit)))
-}
-
-fn human(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GiB", b >> 30),
-        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
-        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
-        b => format!("{b} bytes"),
-    }
+    AppError::TooLarge(format!("the request body is larger than {name} ({})", exact_bytes(limit)))
 }
 
 /// Wraps the application: refuses a declared `Content-Length` over the route's limit with
@@ -193,7 +185,7 @@ async fn read_all(reader: impl AsyncRead + Unpin, limit: u64, what: &str) -> Res
     let mut out = Vec::new();
     reader.take(limit + 1).read_to_end(&mut out).await.map_err(read_error)?;
     if out.len() as u64 > limit {
-        return Err(AppError::TooLarge(format!("the {what} is larger than {}", human(limit))));
+        return Err(AppError::TooLarge(format!("the {what} is larger than {}", exact_bytes(limit))));
     }
     Ok(out)
 }
@@ -268,7 +260,7 @@ mod tests {
         assert_eq!(limit_for(&Method::PUT, "/api/nix/nar/log/abc-x.drv", &limits).1, "MAX_LOG_SIZE");
         assert_eq!(limit_for(&Method::PUT, "/api/nix/nar/abc.narinfo", &limits).0, SMALL_BODY_LIMIT);
         assert_eq!(limit_for(&Method::PUT, "/api/nix/log/nar/abc.nar", &limits).1, "MAX_NAR_SIZE");
-        assert_eq!(human(16 << 30), "16 GiB");
-        assert_eq!(human(1000), "1000 bytes");
+        assert_eq!(exact_bytes(16 << 30), "16 GiB");
+        assert_eq!(exact_bytes(1000), "1000 bytes");
     }
 }

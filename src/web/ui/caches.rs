@@ -11,7 +11,7 @@ use poem::{IntoResponse, Request, Response, handler};
 use serde::Deserialize;
 
 use super::extract::{CheckedForm, SignedIn, carries_csrf};
-use super::{CsrfOnly, Failure, FormError, Layout, human_bytes, render, unavailable};
+use super::{CsrfOnly, Failure, FormError, Layout, human_bytes, query_value, render, unavailable};
 use crate::db::DbError;
 use crate::db::browse::{DeleteOutcome, PAGE_SIZE, PathRow, SortKey};
 use crate::db::caches::CacheSettings;
@@ -268,13 +268,13 @@ impl PathsPartial {
     fn link(&self, sort: &str, page: i64) -> String {
         let desc =
             if sort == self.query.sort() && page == self.query.page() { !self.query.desc() } else { self.query.desc() };
-        format!("q={}&sort={sort}&desc={desc}&page={page}", urlencode(&self.query.q()))
+        format!("q={}&sort={sort}&desc={desc}&page={page}", query_value(&self.query.q()))
     }
 
     /// The query string of this very table (search, sort, direction and page).
     fn here(&self) -> String {
         let query = &self.query;
-        format!("q={}&sort={}&desc={}&page={}", urlencode(&query.q()), query.sort(), query.desc(), query.page())
+        format!("q={}&sort={}&desc={}&page={}", query_value(&query.q()), query.sort(), query.desc(), query.page())
     }
 }
 
@@ -283,18 +283,6 @@ impl PathsPartial {
 #[template(source = "<tr><td colspan=\"6\" class=\"error\">{{ text }}</td></tr>", ext = "html")]
 struct ErrorRow {
     text: String,
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

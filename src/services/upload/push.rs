@@ -301,24 +301,32 @@ pub async fn commit(
     };
     let record = PathRecord::from(verified);
     let presence = replication.presence();
-    presence.add_nar(record.cache_id, &record.nar_hash);
+    let (cache_id, hash_part) = (record.cache_id, record.new.hash_part.clone());
+    let mut nar_hashes = vec![record.nar_hash.clone()];
     match &candidate {
-        NarCandidate::New(new) => presence.add_nar(record.cache_id, &new.file_hash),
-        NarCandidate::Pending(pending) => presence.add_nar(record.cache_id, &pending.file_hash),
+        NarCandidate::New(new) => nar_hashes.push(new.file_hash.clone()),
+        NarCandidate::Pending(pending) => nar_hashes.push(pending.file_hash.clone()),
         // Known once the commit found it (an instant later; the next refresh adds it too).
         NarCandidate::Attach(_) => {}
     }
+    let add_keys = |extra_file_hash: Option<&String>| {
+        presence.add_path(cache_id, &hash_part);
+        for hash in nar_hashes.iter().chain(extra_file_hash) {
+            presence.add_nar(cache_id, hash);
+        }
+    };
+    add_keys(None);
     // Run again when a concurrent commit inserted the same NAR, or deleted the NAR this one
     // reused (the next attempt sees what it did), or the database chose this transaction to
     // end a deadlock with one (an eviction, another commit).
-    let cache_id = record.cache_id;
     let outcome =
         db.write_retrying(is_retryable_conflict, move |c| commit_in_transaction(c, &record, &candidate)).await;
     match outcome {
         Ok(Ok(committed)) => {
-            if let Some(file_hash) = &committed.file_hash {
-                presence.add_nar(cache_id, file_hash);
-            }
+            // Again after the commit: a filter that replaced this process's while the body
+            // arrived was loaded before the commit and never saw the keys added before it
+            // began loading, and this process's own push does not wait for its own reading.
+            add_keys(committed.file_hash.as_ref());
             if let Some(key) = committed.unowned_key {
                 delete_stored(storage, &key).await;
             }

@@ -208,9 +208,9 @@ pub fn run(db: &Db, config: &Config, command: AdminCommand) -> anyhow::Result<Ex
                     caches::find_by_name(c, &name)
                 })?
                 .with_context(|| format!("no cache named {name:?}"))?;
-            crate::services::lifecycle::eviction::configure(config.lifecycle.eviction_min_age);
             let runtime = tokio::runtime::Runtime::new()?;
-            let evicted = runtime.block_on(crate::services::lifecycle::eviction::fit_quota(db, &cache))?;
+            let min_age = config.lifecycle.eviction_min_age;
+            let evicted = runtime.block_on(crate::services::lifecycle::eviction::fit_quota(db, &cache, min_age))?;
             println!("updated cache {name}");
             if evicted.paths > 0 {
                 println!(
@@ -223,7 +223,7 @@ pub fn run(db: &Db, config: &Config, command: AdminCommand) -> anyhow::Result<Ex
         AdminCommand::Gc { dry_run } => {
             let runtime = tokio::runtime::Runtime::new()?;
             let report = runtime.block_on(async {
-                let storage = crate::open_storage(config).await?;
+                let storage = config.open_storage().await?;
                 anyhow::Ok(
                     crate::services::lifecycle::gc::collect(db, &storage, config.lifecycle.gc_grace, dry_run).await?,
                 )
@@ -405,7 +405,7 @@ fn fsck(db: &Db, config: &Config, cache: Option<String>, repair: bool) -> anyhow
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let report = runtime.block_on(async {
-        let storage = crate::open_storage(config).await?;
+        let storage = config.open_storage().await?;
         fsck::run(db, &storage, &options, progress).await
     })?;
     if on_terminal {

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 
+use crate::services::lifecycle::Timing;
 use crate::storage::S3Config;
+use crate::web::Limits;
 
 #[derive(Debug, Clone)]
 pub struct MetricsConfig {
@@ -39,7 +41,7 @@ pub struct Config {
     /// answering its request in flight, if any), and a request body that stalls this long is
     /// cut off. 60 s by default.
     pub client_timeout: std::time::Duration,
-    pub lifecycle: Lifecycle,
+    pub lifecycle: Timing,
 }
 
 impl Config {
@@ -57,34 +59,8 @@ impl Config {
     }
 }
 
-/// Timing of the storage lifecycle (eviction, retention, garbage collection).
-#[derive(Debug, Clone, Copy)]
-pub struct Lifecycle {
-    /// GC_GRACE: a NAR no path uses, or a stored object no row owns, is deleted only after
-    /// this long (a push about to reuse it, or one between storing and recording it, is never
-    /// broken). 1 hour by default; keep it above a minute (other replicas may name a NAR from memory for
-    /// that long).
-    pub gc_grace: chrono::Duration,
-    /// GC_INTERVAL: how often garbage collection and retention run in the background. 1 hour
-    /// by default.
-    pub gc_interval: std::time::Duration,
-    /// EVICTION_MIN_AGE: paths pushed more recently are never evicted (a push in progress
-    /// needs the paths it sent first). 10 minutes by default.
-    pub eviction_min_age: chrono::Duration,
-}
-
-impl Default for Lifecycle {
-    fn default() -> Self {
-        Self {
-            gc_grace: chrono::Duration::hours(1),
-            gc_interval: std::time::Duration::from_secs(3600),
-            eviction_min_age: chrono::Duration::minutes(10),
-        }
-    }
-}
-
-fn lifecycle_from_env() -> anyhow::Result<Lifecycle> {
-    let defaults = Lifecycle::default();
+fn lifecycle_from_env() -> anyhow::Result<Timing> {
+    let defaults = Timing::default();
     let duration = |name: &str, default: chrono::Duration| -> anyhow::Result<chrono::Duration> {
         match var(name) {
             Some(text) => parse_lifetime(text.trim())
@@ -96,30 +72,11 @@ fn lifecycle_from_env() -> anyhow::Result<Lifecycle> {
     if gc_interval <= chrono::Duration::zero() {
         bail!("GC_INTERVAL must be above zero");
     }
-    Ok(Lifecycle {
+    Ok(Timing {
         gc_grace: duration("GC_GRACE", defaults.gc_grace)?,
         gc_interval: gc_interval.to_std()?,
         eviction_min_age: duration("EVICTION_MIN_AGE", defaults.eviction_min_age)?,
     })
-}
-
-/// Size limits on what clients send; more are fixed in `web::limits`.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// MAX_NAR_SIZE: the largest NAR accepted (uncompressed NarSize), 16 GiB by default.
-    pub max_nar_size: u64,
-    /// MAX_LOG_SIZE: the largest build log accepted, as sent (logs keep their encoding), 64 MiB
-    /// by default.
-    pub max_log_size: u64,
-    /// DECOMPRESSION_MEMORY: what the uploads being checked at once may hold to decompress
-    /// (their windows), 512 MiB by default; one upload may need up to 131 MiB.
-    pub decompression_memory: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self { max_nar_size: 16 << 30, max_log_size: 64 << 20, decompression_memory: 512 << 20 }
-    }
 }
 
 /// A size such as `1048576`, `512M`, `16G` or `16GiB` (binary units).
@@ -245,22 +202,27 @@ impl Config {
         })
     }
 
-    /// The host of SITE_URL, lower-case, without the port.
-    pub fn site_host(&self) -> String {
-        reqwest::Url::parse(&self.site_url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
-            .unwrap_or_default()
+    /// The storage this names: S3 when S3_* is set, else the local directory.
+    pub async fn open_storage(&self) -> anyhow::Result<crate::storage::Storage> {
+        match &self.s3 {
+            Some(s3) => crate::storage::Storage::s3(s3.clone(), &self.storage_path).await,
+            None => crate::storage::Storage::local(&self.storage_path),
+        }
     }
 
-    /// The URL of a cache on its own virtual host, when VIRTUAL_HOST_ROUTING is on.
-    pub fn virtual_host_url(&self, cache: &str) -> Option<String> {
-        if !self.virtual_host_routing {
-            return None;
+    /// What the HTTP layer needs of all this.
+    pub fn site(&self) -> crate::web::Site {
+        crate::web::Site {
+            url: self.site_url.clone(),
+            virtual_host_routing: self.virtual_host_routing,
+            trusted_proxies: self.trusted_proxies.clone(),
+            smtp: self.smtp.clone(),
+            oidc: self.oidc.clone(),
+            limits: self.limits,
+            client_timeout: self.client_timeout,
+            database: self.describe_database(),
+            storage: self.describe_storage(),
         }
-        let mut url = reqwest::Url::parse(&self.site_url).ok()?;
-        url.set_host(Some(&format!("{cache}.{}", self.site_host()))).ok()?;
-        Some(url.as_str().trim_end_matches('/').to_string())
     }
 }
 

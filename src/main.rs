@@ -101,16 +101,8 @@ fn health_check(port: u16) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The storage the configuration names: S3 when S3_* is set, else the local directory.
-pub async fn open_storage(config: &config::Config) -> anyhow::Result<storage::Storage> {
-    match &config.s3 {
-        Some(s3) => storage::Storage::s3(s3.clone(), &config.storage_path).await,
-        None => storage::Storage::local(&config.storage_path),
-    }
-}
-
 async fn serve(config: config::Config, db: db::Db) -> anyhow::Result<()> {
-    let storage = open_storage(&config).await?;
+    let storage = config.open_storage().await?;
     if let Some(code) = services::identity::sessions::setup_code(&db).await? {
         tracing::warn!(
             "no administrator yet: open {}/setup and enter the setup code {code} \
@@ -120,7 +112,6 @@ async fn serve(config: config::Config, db: db::Db) -> anyhow::Result<()> {
     }
     let access_log = Arc::new(services::serving::access_log::AccessLog::default());
     tokio::spawn(access_log.clone().run(db.clone()));
-    services::lifecycle::eviction::configure(config.lifecycle.eviction_min_age);
     tokio::spawn(services::lifecycle::janitor::run(db.clone(), storage.clone(), config.lifecycle));
     let hot = Arc::new(services::serving::hot_cache::HotCache::default());
     let presence = Arc::new(services::serving::presence::PresenceFilter::default());
@@ -151,7 +142,8 @@ async fn serve(config: config::Config, db: db::Db) -> anyhow::Result<()> {
         db: db.clone(),
         storage,
         receive_limits,
-        config,
+        site: config.site(),
+        lifecycle: config.lifecycle,
         access_log: access_log.clone(),
         hot,
         replication: replication.clone(),
@@ -178,7 +170,7 @@ async fn serve(config: config::Config, db: db::Db) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot serve on port {port}"))?;
     tracing::info!("hibernation-server listening on port {port}");
-    let (registry, timeout) = (web::connections::Registry::default(), state.config.client_timeout);
+    let (registry, timeout) = (web::connections::Registry::default(), state.site.client_timeout);
     let acceptor = web::connections::GuardedAcceptor { inner: acceptor, registry: registry.clone(), timeout };
     let app = web::connections::TrackRequests { inner: web::routes(state), registry };
     poem::Server::new_with_acceptor(acceptor)

@@ -115,6 +115,7 @@ pub async fn update(
     cache: &Cache,
     new_name: &str,
     settings: CacheSettings,
+    eviction_min_age: chrono::Duration,
 ) -> Result<Cache, CacheError> {
     let (id, renamed) = (cache.id, new_name.to_string());
     let saved = db
@@ -133,7 +134,7 @@ pub async fn update(
         Err(e) => return Err(e.into()),
     };
     hot.forget_cache(cache.id, &cache.name);
-    if let Err(e) = super::lifecycle::eviction::fit_quota(db, &updated).await {
+    if let Err(e) = super::lifecycle::eviction::fit_quota(db, &updated, eviction_min_age).await {
         tracing::warn!("could not evict from cache {new_name} to fit its quota: {e}");
     }
     Ok(updated)

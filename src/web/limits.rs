@@ -14,9 +14,27 @@ use poem::{Body, Endpoint, IntoResponse, Request, Response};
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncReadExt};
 
 use super::AppError;
-use crate::config::Limits;
 use crate::services::upload::receive::{BodyStalled, SizeLimitExceeded};
 use hibernation::format::exact_bytes;
+
+/// Size limits on what clients send; more are fixed below.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// MAX_NAR_SIZE: the largest NAR accepted (uncompressed NarSize), 16 GiB by default.
+    pub max_nar_size: u64,
+    /// MAX_LOG_SIZE: the largest build log accepted, as sent (logs keep their encoding), 64 MiB
+    /// by default.
+    pub max_log_size: u64,
+    /// DECOMPRESSION_MEMORY: what the uploads being checked at once may hold to decompress
+    /// (their windows), 512 MiB by default; one upload may need up to 131 MiB.
+    pub decompression_memory: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_nar_size: 16 << 30, max_log_size: 64 << 20, decompression_memory: 512 << 20 }
+    }
+}
 
 /// Dashboard forms, sign-in, CLI login requests, narinfos and anything else not listed below.
 pub const SMALL_BODY_LIMIT: u64 = 1 << 20;

@@ -43,8 +43,8 @@ async fn json_body<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, AppE
 #[handler]
 pub async fn start(req: &Request, state: Data<&Arc<AppState>>, body: Body) -> Result<Json<CliLoginStarted>, AppError> {
     let request: CliLoginStart = json_body(body).await?;
-    let peer = super::client_address::client_address(&state.config.trusted_proxies, req);
-    Ok(Json(cli_login::start(&state.db, &state.config.site_url, &peer, &request.client_name).await?))
+    let peer = super::client_address::client_address(&state.site.trusted_proxies, req);
+    Ok(Json(cli_login::start(&state.db, &state.site.url, &peer, &request.client_name).await?))
 }
 
 #[handler]
@@ -57,6 +57,6 @@ pub async fn poll(state: Data<&Arc<AppState>>, body: Body) -> Result<Json<CliLog
 #[handler]
 pub async fn oidc_token(state: Data<&Arc<AppState>>, body: Body) -> Result<Json<OidcTokenResponse>, AppError> {
     let request: OidcTokenRequest = json_body(body).await?;
-    let audience = state.config.site_url.trim_end_matches('/');
+    let audience = state.site.url.trim_end_matches('/');
     Ok(Json(trusted_publishing::exchange(&state.db, &state.issuer_keys, audience, &request.token).await?))
 }

@@ -15,6 +15,7 @@ mod nix_upload;
 mod pins_api;
 mod push_api;
 mod rights;
+mod site;
 mod ui;
 mod virtual_host;
 
@@ -22,16 +23,19 @@ use std::sync::Arc;
 
 use poem::{EndpointExt, Route, get, put};
 
-use crate::config::Config;
 use crate::db::Db;
 use crate::storage::Storage;
 
 pub use error::AppError;
+pub use limits::Limits;
+pub use site::Site;
 
 pub struct AppState {
     pub db: Db,
     pub storage: Storage,
-    pub config: Config,
+    pub site: Site,
+    /// When eviction may take a path (EVICTION_MIN_AGE) and the background lifecycle runs.
+    pub lifecycle: crate::services::lifecycle::Timing,
     pub access_log: Arc<crate::services::serving::access_log::AccessLog>,
     pub hot: Arc<crate::services::serving::hot_cache::HotCache>,
     /// Which paths may be stored where: narinfo misses without a query.
@@ -46,6 +50,17 @@ pub struct AppState {
     pub issuer_keys: crate::services::identity::trusted_publishing::IssuerKeys,
     /// What bounds a NAR upload: MAX_NAR_SIZE, and the DECOMPRESSION_MEMORY uploads share.
     pub receive_limits: crate::services::upload::receive::ReceiveLimits,
+}
+
+impl AppState {
+    pub fn upload_destination(&self) -> crate::services::upload::Destination<'_> {
+        crate::services::upload::Destination {
+            db: &self.db,
+            storage: &self.storage,
+            replication: &self.replication,
+            eviction_min_age: self.lifecycle.eviction_min_age,
+        }
+    }
 }
 
 pub fn routes(state: Arc<AppState>) -> poem::endpoint::BoxEndpoint<'static, poem::Response> {
@@ -65,8 +80,8 @@ pub fn routes(state: Arc<AppState>) -> poem::endpoint::BoxEndpoint<'static, poem
         .at("/caches/:cache/paths/:hash", put(push_api::upload_path))
         .at("/caches/:cache/pins", get(pins_api::list))
         .at("/caches/:cache/pins/:name", put(pins_api::put).delete(pins_api::remove));
-    let site_host = state.config.virtual_host_routing.then(|| state.config.site_host());
-    let (body_limits, client_timeout) = (state.config.limits, state.config.client_timeout);
+    let site_host = state.site.virtual_host_routing.then(|| state.site.host());
+    let (body_limits, client_timeout) = (state.site.limits, state.site.client_timeout);
     let with_metrics = state.metrics.is_some();
     let app = ui::routes()
         .at("/health", get(health))

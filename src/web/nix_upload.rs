@@ -79,7 +79,7 @@ pub async fn put_file(
         state.replication.presence().add_path(cache.id, hash);
         let cache_id = cache.id;
         let result =
-            nix_upload::accept_narinfo(&state.db, &state.storage, &state.replication, &caller, cache, hash, &text)
+            nix_upload::accept_narinfo(state.upload_destination(), &caller, cache, hash, &text)
                 .await;
         if result.is_ok() {
             // Visible at once through this process (and the others, which the commit waited for).

@@ -40,7 +40,7 @@ pub async fn whoami(req: &Request, state: Data<&Arc<AppState>>) -> Result<Json<W
 #[handler]
 pub async fn list_caches(req: &Request, state: Data<&Arc<AppState>>) -> Result<Json<Vec<CacheInfo>>, AppError> {
     let caller = optional_caller(&state, req).await?;
-    Ok(Json(cache_info::list(&state.db, caller, state.config.site_url.clone()).await?))
+    Ok(Json(cache_info::list(&state.db, caller, state.site.url.clone()).await?))
 }
 
 #[handler]
@@ -51,7 +51,7 @@ pub async fn show_cache(
 ) -> Result<Json<CacheInfo>, AppError> {
     check_cache_name(&cache)?;
     let caller = optional_caller(&state, req).await?;
-    cache_info::find(&state.db, caller, state.config.site_url.clone(), cache.clone())
+    cache_info::find(&state.db, caller, state.site.url.clone(), cache.clone())
         .await?
         .map(Json)
         .ok_or_else(|| AppError::NotFound(format!("cache {cache:?} does not exist")))
@@ -154,6 +154,6 @@ async fn receive_path(
         let bytes = received.file_size;
         (NarSource::Uploaded(received), bytes)
     };
-    let created = push::commit(&state.db, &state.storage, &state.replication, verified, source).await?;
+    let created = push::commit(state.upload_destination(), verified, source).await?;
     Ok(PathUploaded { store_path, created, uploaded_bytes })
 }

@@ -35,16 +35,9 @@ const PATHS_PER_TRANSACTION: usize = 500;
 /// committed since references them): the next choice sees that.
 const CHOICES: usize = 3;
 
-static MIN_AGE: std::sync::OnceLock<chrono::Duration> = std::sync::OnceLock::new();
-
-/// Sets EVICTION_MIN_AGE for this process (at start).
-pub fn configure(min_age: chrono::Duration) {
-    let _ = MIN_AGE.set(min_age);
-}
-
-/// Paths pushed at or after this are too young to evict.
-pub fn pushed_before() -> NaiveDateTime {
-    now() - MIN_AGE.get().copied().unwrap_or_else(|| crate::config::Lifecycle::default().eviction_min_age)
+/// Paths pushed at or after this are too young to evict (`min_age`: EVICTION_MIN_AGE).
+pub fn pushed_before(min_age: chrono::Duration) -> NaiveDateTime {
+    now() - min_age
 }
 
 /// What a run removed.
@@ -88,14 +81,15 @@ pub async fn evict(
     Ok(removed)
 }
 
-/// Evicts what takes the cache over its quota, when its policy evicts.
-pub async fn fit_quota(db: &Db, cache: &Cache) -> DbResult<Removed> {
+/// Evicts what takes the cache over its quota, when its policy evicts; paths pushed within
+/// `min_age` stay.
+pub async fn fit_quota(db: &Db, cache: &Cache, min_age: chrono::Duration) -> DbResult<Removed> {
     let Some(quota) = cache.quota_bytes.filter(|_| cache.policy().evicts()) else { return Ok(Removed::default()) };
     let used = used_bytes(db, cache.id).await?;
     if used <= quota {
         return Ok(Removed::default());
     }
-    evict(db, cache, used - quota, pushed_before(), &[]).await
+    evict(db, cache, used - quota, pushed_before(min_age), &[]).await
 }
 
 /// Removes the closures nothing in which was used (downloaded, or pushed when never

@@ -9,3 +9,17 @@ pub mod push_error;
 mod quota;
 pub mod receive;
 pub mod upstream;
+
+use crate::db::Db;
+use crate::services::serving::replication::Replication;
+use crate::storage::Storage;
+
+/// Where a path lands when its push commits, and what the commit must not disturb: paths
+/// pushed within `eviction_min_age` (EVICTION_MIN_AGE) are never evicted to make room.
+#[derive(Clone, Copy)]
+pub struct Destination<'a> {
+    pub db: &'a Db,
+    pub storage: &'a Storage,
+    pub replication: &'a Replication,
+    pub eviction_min_age: chrono::Duration,
+}

@@ -13,7 +13,7 @@ use super::receive::{self, ReceiveLimits};
 use crate::db::models::PendingNar;
 use crate::db::{Db, now, uploads};
 use crate::services::identity::auth::Caller;
-use crate::services::serving::replication::Replication;
+use super::Destination;
 use crate::storage::Storage;
 
 /// Splits `<nix32 hash>.nar<ext>` into the file hash and the compression the name implies.
@@ -81,14 +81,13 @@ pub async fn accept_nar(
 /// Verifies a narinfo from `nix copy` and makes its path visible. Returns false when the
 /// cache already had the path.
 pub async fn accept_narinfo(
-    db: &Db,
-    storage: &Storage,
-    replication: &Replication,
+    to: Destination<'_>,
     caller: &Caller,
     cache: PushableCache,
     hash_part: &str,
     text: &str,
 ) -> Result<bool, PushError> {
+    let Destination { db, storage, replication, .. } = to;
     let info = NarInfo::parse(text).map_err(|e| invalid(e.to_string()))?;
     let upload = PathUpload {
         store_path: info.store_path.full_path(),
@@ -134,7 +133,7 @@ pub async fn accept_narinfo(
         }
         None => NarSource::Attach(caller.clone()),
     };
-    push::commit(db, storage, replication, verified, source).await
+    push::commit(to, verified, source).await
 }
 
 /// Stores a build log (`nix store copy-log --to`), keeping its transfer encoding. The body

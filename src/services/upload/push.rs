@@ -19,7 +19,7 @@ use crate::db::replication::{Counter, bump, read_counters};
 use crate::db::{Db, DbError, caches, is_unique_violation, now, paths, uploads, upstreams};
 use crate::services::identity::access::{Access, readable_cache_ids};
 use crate::services::identity::auth::Caller;
-use crate::services::serving::replication::Replication;
+use super::Destination;
 use crate::storage::Storage;
 use crate::storage::keys::{listing_key, new_nar_key};
 
@@ -264,13 +264,8 @@ pub async fn delete_stored(storage: &Storage, key: &str) {
 /// answered as absent here once visible (callers add the path itself before verifying it: a
 /// path another process stored meanwhile is visible here at once too). It returns once every
 /// other replica serves the path too (see `replication`).
-pub async fn commit(
-    db: &Db,
-    storage: &Storage,
-    replication: &Replication,
-    verified: VerifiedPath,
-    source: NarSource,
-) -> Result<bool, PushError> {
+pub async fn commit(to: Destination<'_>, verified: VerifiedPath, source: NarSource) -> Result<bool, PushError> {
+    let Destination { db, storage, replication, eviction_min_age } = to;
     // A pending upload already counts against the quota (it was checked on arrival, and an
     // evicting cache makes room for it now); the size of a NAR to attach is looked up only
     // when the cache has a quota. The cache's current settings decide, not the row this
@@ -287,7 +282,7 @@ pub async fn commit(
             }
         };
         if let Some(incoming) = incoming {
-            let check = QuotaCheck::Commit { needs: &verified.references };
+            let check = QuotaCheck::Commit { needs: &verified.references, eviction_min_age };
             quota::make_room(db, &cache, incoming, check).await?;
         }
     }

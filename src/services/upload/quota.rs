@@ -14,8 +14,9 @@ pub enum QuotaCheck<'a> {
     /// could take a path the narinfo needs, so an evicting cache only refuses a NAR larger
     /// than its whole quota here, and makes room when the narinfo commits.
     Arrival,
-    /// A path about to become visible, referencing `needs` (base names), which stay.
-    Commit { needs: &'a [String] },
+    /// A path about to become visible, referencing `needs` (base names), which stay, as do
+    /// paths pushed within `eviction_min_age`.
+    Commit { needs: &'a [String], eviction_min_age: chrono::Duration },
 }
 
 /// Makes room for `incoming` more bytes, or refuses them. NARs uploaded by `nix copy` that
@@ -36,8 +37,9 @@ pub async fn make_room(db: &Db, cache: &Cache, incoming: i64, check: QuotaCheck<
         "make room or raise the quota, or let the cache evict (quota policy lru, lfu or oldest)"
     } else if incoming > quota {
         "it is larger than the whole quota"
-    } else if let QuotaCheck::Commit { needs } = check {
-        eviction::evict(db, &cache, used + incoming - quota, eviction::pushed_before(), needs).await?;
+    } else if let QuotaCheck::Commit { needs, eviction_min_age } = check {
+        let pushed_before = eviction::pushed_before(eviction_min_age);
+        eviction::evict(db, &cache, used + incoming - quota, pushed_before, needs).await?;
         used = eviction::used_bytes(db, cache.id).await?;
         if used + incoming <= quota {
             return Ok(());

@@ -51,8 +51,8 @@ pub async fn setup_page(req: &Request, state: Data<&Arc<AppState>>) -> Response 
         Ok(true) => {
             let page = SetupPage {
                 layout: Layout::new(req, None),
-                database: state.config.describe_database(),
-                storage: state.config.describe_storage(),
+                database: state.site.database.clone(),
+                storage: state.site.storage.clone(),
                 setup_code: String::new(),
                 name: String::new(),
                 email: String::new(),
@@ -82,8 +82,8 @@ pub async fn setup(
             let error = FormError::new(field, message);
             let page = SetupPage {
                 layout: Layout::new(req, None),
-                database: state.config.describe_database(),
-                storage: state.config.describe_storage(),
+                database: state.site.database.clone(),
+                storage: state.site.storage.clone(),
                 setup_code: form.setup_code,
                 name: form.name,
                 email: form.email,
@@ -183,7 +183,7 @@ pub async fn sign_in(
         let text = "Password sign-in is off here: sign in with single sign-on.".into();
         return Failure::Forbidden(text).page(&state, req, None);
     }
-    let peer = crate::web::client_address::client_address(&state.config.trusted_proxies, req);
+    let peer = crate::web::client_address::client_address(&state.site.trusted_proxies, req);
     let (status, error) = match sessions::sign_in(&state.db, &peer, &form.email, &form.password).await {
         Ok(token) => {
             let mut response = redirect(local_path(&form.next));

@@ -169,7 +169,7 @@ pub async fn update(
         Err(error) => return settings_page(&state, req, &user, cache, form, error).await,
     };
     // A lowered quota under an evicting policy makes room at once.
-    match cache_rules::update(&state.db, &state.hot, &cache, &new_name, settings).await {
+    match cache_rules::update(&state.db, &state.hot, &cache, &new_name, settings, state.lifecycle.eviction_min_age).await {
         Ok(_) => moved(&state, req, &format!("/caches/{new_name}"), "Settings saved."),
         Err(CacheError::NameTaken(_)) => {
             let error = FormError::new("name", format!("A cache named {new_name} exists. Nothing was changed."));

@@ -360,7 +360,7 @@ pub async fn cache_page(
     let status = if attempt.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     storage.attempt = attempt;
     let layout = Layout::new(req, Some(user));
-    let site = state.config.site_url.clone();
+    let site = state.site.url.clone();
     let host = site.split("://").nth(1).unwrap_or(&site).split(['/', ':']).next().unwrap_or_default().to_string();
     let paths = PathsPartial {
         csrf: layout.csrf.clone(),
@@ -373,7 +373,7 @@ pub async fn cache_page(
     };
     let page = CachePage {
         url: crate::services::serving::cache_info::substituter_url(&site, &cache.name),
-        virtual_host_url: state.config.virtual_host_url(&cache.name),
+        virtual_host_url: state.site.virtual_host_url(&cache.name),
         host,
         keys,
         can_push: access >= Access::Push,

@@ -164,7 +164,7 @@ struct ForgotPage {
 
 /// Whether mail can be sent (from the environment or the settings page).
 async fn mail_configured(state: &AppState) -> bool {
-    matches!(crate::services::mail::current(&state.db, state.config.smtp.as_ref()).await, Ok(Some(_)))
+    matches!(crate::services::mail::current(&state.db, state.site.smtp.as_ref()).await, Ok(Some(_)))
 }
 
 #[handler]
@@ -197,13 +197,13 @@ pub async fn forgot(
         return sso_only(&state, req);
     }
     let worker = state.clone();
-    let peer = crate::web::client_address::client_address(&state.config.trusted_proxies, req);
+    let peer = crate::web::client_address::client_address(&state.site.trusted_proxies, req);
     tokio::spawn(async move {
-        let smtp = match crate::services::mail::current(&worker.db, worker.config.smtp.as_ref()).await {
+        let smtp = match crate::services::mail::current(&worker.db, worker.site.smtp.as_ref()).await {
             Ok(current) => current.map(|(settings, _)| settings),
             Err(e) => return tracing::warn!("password reset: {e}"),
         };
-        user_links::request_reset(&worker.db, smtp.as_ref(), &worker.config.site_url, &peer, &form.email).await;
+        user_links::request_reset(&worker.db, smtp.as_ref(), &worker.site.url, &peer, &form.email).await;
     });
     // Whether mail is set up is no secret (the form says so): only accounts are.
     let no_mail = !mail_configured(&state).await;

@@ -263,7 +263,7 @@ pub fn cookie(req: &Request, name: &str) -> Option<String> {
 }
 
 fn cookie_header(state: &AppState, name: &str, value: &str, max_age: i64, same_site: &str) -> String {
-    let secure = if state.config.site_url.starts_with("https://") { "; Secure" } else { "" };
+    let secure = state.site.secure_cookie_attribute();
     format!("{name}={value}; Path=/; HttpOnly; SameSite={same_site}; Max-Age={max_age}{secure}")
 }
 

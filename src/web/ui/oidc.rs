@@ -63,7 +63,7 @@ pub async fn start(req: &Request, state: Data<&Arc<AppState>>, Query(query): Que
         Ok((url, browser_secret)) => {
             let mut response = redirect(&url);
             // Lax: the provider's redirect back is a top-level navigation from another site.
-            let secure = if state.config.site_url.starts_with("https://") { "; Secure" } else { "" };
+            let secure = state.site.secure_cookie_attribute();
             let cookie =
                 format!("{SSO_COOKIE}={browser_secret}; Path=/oidc; HttpOnly; SameSite=Lax; Max-Age=600{secure}");
             response.headers_mut().append(header::SET_COOKIE, cookie.parse().expect("cookie"));

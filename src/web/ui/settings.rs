@@ -175,7 +175,7 @@ async fn page_with(
         (Some((_, error)), true) => (None, error),
         (sso, _) => (sso, FormError::default()),
     };
-    let sso = match (sso, &state.config.oidc) {
+    let sso = match (sso, &state.site.oidc) {
         (Some((form, error)), None) => {
             SsoSection { form, error, locked: false, enabled: enabled.is_some(), callback: handle.redirect_url() }
         }
@@ -207,7 +207,7 @@ async fn page_with(
             callback: handle.redirect_url(),
         },
     };
-    let current = match mail::current(&state.db, state.config.smtp.as_ref()).await {
+    let current = match mail::current(&state.db, state.site.smtp.as_ref()).await {
         Ok(current) => current,
         Err(e) => return unavailable(state, req, user, e),
     };
@@ -245,7 +245,7 @@ pub async fn save(
     state: Data<&Arc<AppState>>,
     HoldingForm { user, form, .. }: HoldingForm<need::Everything, SmtpForm>,
 ) -> Response {
-    if state.config.smtp.is_some() {
+    if state.site.smtp.is_some() {
         let note = "Nothing was changed: SMTP_* environment variables set the mail settings.";
         return page(&state, req, &user, None, FormError::new("host", note)).await;
     }
@@ -272,7 +272,7 @@ pub async fn test_mail(
     let Some(to) = user.email.clone() else {
         return done(&state, "/settings", "Your account has no email address to send the test to.");
     };
-    let notice = match mail::current(&state.db, state.config.smtp.as_ref()).await {
+    let notice = match mail::current(&state.db, state.site.smtp.as_ref()).await {
         Ok(Some((settings, _))) => {
             let body = "This is a test mail from Hibernation: the mail settings work.\n".to_string();
             match mail::send(&settings, &to, "Hibernation test mail", body).await {

@@ -157,7 +157,7 @@ pub async fn invite(
     let invited = user_links::invite(
         &state.db,
         smtp.as_ref(),
-        &state.config.site_url,
+        &state.site.url,
         &user.name,
         &form.name,
         &form.email,
@@ -173,7 +173,7 @@ pub(super) async fn smtp_settings(
     req: &Request,
     user: &User,
 ) -> Result<Option<SmtpSettings>, Response> {
-    match mail::current(&state.db, state.config.smtp.as_ref()).await {
+    match mail::current(&state.db, state.site.smtp.as_ref()).await {
         Ok(current) => Ok(current.map(|(settings, _)| settings)),
         Err(e) => Err(unavailable(state, req, user, e)),
     }
@@ -209,7 +209,7 @@ pub async fn reinvite(
         Ok(smtp) => smtp,
         Err(response) => return response,
     };
-    let sent = user_links::reinvite(&state.db, smtp.as_ref(), &state.config.site_url, &user.name, id).await;
+    let sent = user_links::reinvite(&state.db, smtp.as_ref(), &state.site.url, &user.name, id).await;
     invitation_page(&state, req, &user, sent, "Invitation sent again to", Typed::default()).await
 }
 

@@ -78,9 +78,7 @@ pub async fn put_file(
         // process stored it), so it is never answered as absent here.
         state.replication.presence().add_path(cache.id, hash);
         let cache_id = cache.id;
-        let result =
-            nix_upload::accept_narinfo(state.upload_destination(), &caller, cache, hash, &text)
-                .await;
+        let result = nix_upload::accept_narinfo(state.upload_destination(), &caller, cache, hash, &text).await;
         if result.is_ok() {
             // Visible at once through this process (and the others, which the commit waited for).
             state.hot.forget_misses(&[(cache_id, hash.to_string())]);

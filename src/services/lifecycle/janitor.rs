@@ -15,7 +15,9 @@ pub async fn apply_retention(db: &Db, eviction_min_age: chrono::Duration) {
     for cache in caches {
         let Some(seconds) = cache.retention_seconds else { continue };
         let unused_since = now() - chrono::Duration::seconds(seconds);
-        if let Err(e) = eviction::apply_retention(db, &cache, unused_since, eviction::pushed_before(eviction_min_age)).await {
+        if let Err(e) =
+            eviction::apply_retention(db, &cache, unused_since, eviction::pushed_before(eviction_min_age)).await
+        {
             tracing::warn!("retention of cache {} failed: {e}", cache.name);
         }
     }

@@ -6,6 +6,7 @@
 use hibernation::api::PathUpload;
 use hibernation::nix::{Compression, NarHash, NarInfo};
 
+use super::Destination;
 use super::push::{self, NarSource, PushableCache, delete_stored, store_received};
 use super::push_error::PushError;
 use super::quota::{self, QuotaCheck};
@@ -13,7 +14,6 @@ use super::receive::{self, ReceiveLimits};
 use crate::db::models::PendingNar;
 use crate::db::{Db, now, uploads};
 use crate::services::identity::auth::Caller;
-use super::Destination;
 use crate::storage::Storage;
 
 /// Splits `<nix32 hash>.nar<ext>` into the file hash and the compression the name implies.

@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use hibernation::api::{PathUpload, PlanAction, PushPlanRequest, PushPlanResponse};
 use hibernation::nix::{PublicKey, StorePath, signing};
 
+use super::Destination;
 use super::push_error::PushError;
 use super::quota::{self, QuotaCheck};
 use super::receive::ReceivedNar;
@@ -19,7 +20,6 @@ use crate::db::replication::{Counter, bump, read_counters};
 use crate::db::{Db, DbError, caches, is_unique_violation, now, paths, uploads, upstreams};
 use crate::services::identity::access::{Access, readable_cache_ids};
 use crate::services::identity::auth::Caller;
-use super::Destination;
 use crate::storage::Storage;
 use crate::storage::keys::{listing_key, new_nar_key};
 

@@ -2,25 +2,13 @@
 //! a signed-in user (setup and sign-in excepted); every form carries a CSRF token that must
 //! match the `hibernation_csrf` cookie (double submit, SameSite=Strict).
 
-mod account;
-mod auth;
-mod avatar;
-mod cache_settings;
-mod caches;
-mod cli_login;
+mod cache;
 mod extract;
 mod failure;
-mod groups;
-mod links;
-mod oidc;
 mod overview;
-mod pins;
+mod people;
 mod settings;
-mod storage;
-mod tokens;
-mod trust;
-mod user_page;
-mod users;
+mod sign_in;
 
 use std::sync::Arc;
 
@@ -44,63 +32,63 @@ const NOTICE_COOKIE: &str = "hibernation_notice";
 pub fn routes() -> Route {
     Route::new()
         .at("/", get(overview::overview))
-        .at("/setup", get(auth::setup_page).post(auth::setup))
-        .at("/sign-in", get(auth::sign_in_page).post(auth::sign_in))
-        .at("/sign-out", post(auth::sign_out))
-        .at("/oidc/start", get(oidc::start))
-        .at("/oidc/callback", get(oidc::callback))
-        .at("/caches", get(caches::list).post(caches::create))
-        .at("/caches/:name", get(caches::show))
-        .at("/caches/:name/paths", get(caches::paths_table))
-        .at("/caches/:name/paths/:hash/delete", post(caches::delete_path))
-        .at("/caches/:name/settings", get(cache_settings::show).post(cache_settings::update))
-        .at("/caches/:name/clear", post(cache_settings::clear))
-        .at("/caches/:name/access", post(cache_settings::grant))
-        .at("/caches/:name/access/:user/revoke", post(cache_settings::revoke))
-        .at("/caches/:name/group-access", post(cache_settings::grant_group))
-        .at("/caches/:name/group-access/:group/revoke", post(cache_settings::revoke_group))
-        .at("/caches/:name/delete", post(cache_settings::delete_cache))
-        .at("/caches/:name/trust", post(trust::add))
-        .at("/caches/:name/trust/:rule/remove", post(trust::remove))
-        .at("/caches/:name/pins", post(pins::pin))
-        .at("/caches/:name/pins/:pin/delete", post(pins::unpin))
-        .at("/account", get(account::show).post(account::update))
-        .at("/account/avatar", post(avatar::upload))
-        .at("/account/avatar/remove", post(avatar::remove))
-        .at("/avatars/:id", get(avatar::serve))
-        .at("/account/email", post(account::change_email))
-        .at("/account/email/confirm", post(account::confirm_email))
-        .at("/account/email/cancel", post(account::cancel_email))
-        .at("/users", get(users::list).post(users::create))
-        .at("/users/invite", post(users::invite))
-        .at("/users/:id/reinvite", post(users::reinvite))
-        .at("/users/:id/delete", post(users::delete))
-        .at("/users/:id", get(user_page::show))
-        .at("/users/:id/profile", post(user_page::profile))
-        .at("/users/:id/password", post(user_page::password))
-        .at("/users/:id/groups", post(user_page::join_group))
-        .at("/users/:id/groups/:group/remove", post(user_page::leave_group))
-        .at("/users/:id/access", post(user_page::grant))
-        .at("/users/:id/access/:cache/revoke", post(user_page::revoke))
+        .at("/setup", get(sign_in::auth::setup_page).post(sign_in::auth::setup))
+        .at("/sign-in", get(sign_in::auth::sign_in_page).post(sign_in::auth::sign_in))
+        .at("/sign-out", post(sign_in::auth::sign_out))
+        .at("/oidc/start", get(sign_in::oidc::start))
+        .at("/oidc/callback", get(sign_in::oidc::callback))
+        .at("/caches", get(cache::pages::list).post(cache::pages::create))
+        .at("/caches/:name", get(cache::pages::show))
+        .at("/caches/:name/paths", get(cache::pages::paths_table))
+        .at("/caches/:name/paths/:hash/delete", post(cache::pages::delete_path))
+        .at("/caches/:name/settings", get(cache::settings::show).post(cache::settings::update))
+        .at("/caches/:name/clear", post(cache::settings::clear))
+        .at("/caches/:name/access", post(cache::settings::grant))
+        .at("/caches/:name/access/:user/revoke", post(cache::settings::revoke))
+        .at("/caches/:name/group-access", post(cache::settings::grant_group))
+        .at("/caches/:name/group-access/:group/revoke", post(cache::settings::revoke_group))
+        .at("/caches/:name/delete", post(cache::settings::delete_cache))
+        .at("/caches/:name/trust", post(cache::trust::add))
+        .at("/caches/:name/trust/:rule/remove", post(cache::trust::remove))
+        .at("/caches/:name/pins", post(cache::pins::pin))
+        .at("/caches/:name/pins/:pin/delete", post(cache::pins::unpin))
+        .at("/account", get(people::account::show).post(people::account::update))
+        .at("/account/avatar", post(people::avatar::upload))
+        .at("/account/avatar/remove", post(people::avatar::remove))
+        .at("/avatars/:id", get(people::avatar::serve))
+        .at("/account/email", post(people::account::change_email))
+        .at("/account/email/confirm", post(people::account::confirm_email))
+        .at("/account/email/cancel", post(people::account::cancel_email))
+        .at("/users", get(people::users::list).post(people::users::create))
+        .at("/users/invite", post(people::users::invite))
+        .at("/users/:id/reinvite", post(people::users::reinvite))
+        .at("/users/:id/delete", post(people::users::delete))
+        .at("/users/:id", get(people::user_page::show))
+        .at("/users/:id/profile", post(people::user_page::profile))
+        .at("/users/:id/password", post(people::user_page::password))
+        .at("/users/:id/groups", post(people::user_page::join_group))
+        .at("/users/:id/groups/:group/remove", post(people::user_page::leave_group))
+        .at("/users/:id/access", post(people::user_page::grant))
+        .at("/users/:id/access/:cache/revoke", post(people::user_page::revoke))
         .at("/settings", get(settings::show).post(settings::save))
         .at("/settings/test-mail", post(settings::test_mail))
         .at("/settings/sso", post(settings::save_sso))
-        .at("/invite/:secret", get(links::invite_page).post(links::accept_invite))
-        .at("/reset/:secret", get(links::reset_page).post(links::reset_password))
-        .at("/forgot-password", get(links::forgot_page).post(links::forgot))
-        .at("/groups", get(groups::list).post(groups::create))
-        .at("/groups/:id/permissions", post(groups::set_permissions))
-        .at("/groups/:id/members", post(groups::add_member))
-        .at("/groups/:id/members/:user/remove", post(groups::remove_member))
-        .at("/groups/:id/delete", post(groups::delete))
-        .at("/tokens", get(tokens::list).post(tokens::create))
-        .at("/tokens/:id/revoke", post(tokens::revoke))
-        .at("/tokens/:id/edit", post(tokens::edit))
-        .at("/tokens/:id/regenerate", post(tokens::regenerate))
-        .at("/tokens/delete-ended", post(tokens::delete_ended))
-        .at("/cli-login", get(cli_login::show).post(cli_login::check))
-        .at("/cli-login/approve", post(cli_login::approve))
-        .at("/cli-login/deny", post(cli_login::deny))
+        .at("/invite/:secret", get(sign_in::links::invite_page).post(sign_in::links::accept_invite))
+        .at("/reset/:secret", get(sign_in::links::reset_page).post(sign_in::links::reset_password))
+        .at("/forgot-password", get(sign_in::links::forgot_page).post(sign_in::links::forgot))
+        .at("/groups", get(people::groups::list).post(people::groups::create))
+        .at("/groups/:id/permissions", post(people::groups::set_permissions))
+        .at("/groups/:id/members", post(people::groups::add_member))
+        .at("/groups/:id/members/:user/remove", post(people::groups::remove_member))
+        .at("/groups/:id/delete", post(people::groups::delete))
+        .at("/tokens", get(people::tokens::list).post(people::tokens::create))
+        .at("/tokens/:id/revoke", post(people::tokens::revoke))
+        .at("/tokens/:id/edit", post(people::tokens::edit))
+        .at("/tokens/:id/regenerate", post(people::tokens::regenerate))
+        .at("/tokens/delete-ended", post(people::tokens::delete_ended))
+        .at("/cli-login", get(sign_in::cli_login::show).post(sign_in::cli_login::check))
+        .at("/cli-login/approve", post(sign_in::cli_login::approve))
+        .at("/cli-login/deny", post(sign_in::cli_login::deny))
 }
 
 /// A form that carries nothing but its CSRF token (revoke, delete, sign out).
@@ -153,7 +141,7 @@ impl Layout {
         let first = req.uri().path().split('/').nth(1).unwrap_or_default();
         Self {
             user: user.map(|u| u.name.clone()),
-            avatar: user.map(avatar::AvatarTag::avatar).unwrap_or_default(),
+            avatar: user.map(people::avatar::AvatarTag::avatar).unwrap_or_default(),
             permissions: user.map_or(Permissions::NONE, |u| u.permissions),
             csrf: existing.unwrap_or_else(random_id),
             section: format!("/{first}"),

@@ -10,8 +10,6 @@ use poem::web::{Data, Html, Path, Query};
 use poem::{IntoResponse, Request, Response, handler};
 use serde::Deserialize;
 
-use super::extract::{CheckedForm, SignedIn, carries_csrf};
-use super::{CsrfOnly, Failure, FormError, Layout, human_bytes, query_value, render, unavailable};
 use crate::db::DbError;
 use crate::db::browse::{DeleteOutcome, PAGE_SIZE, PathRow, SortKey};
 use crate::db::caches::CacheSettings;
@@ -21,6 +19,8 @@ use crate::services::caches::{self as cache_rules, CacheError};
 use crate::services::dashboard::{self, CacheSummary, PathsPage};
 use crate::services::identity::access::Access;
 use crate::web::AppState;
+use crate::web::ui::extract::{CheckedForm, SignedIn, carries_csrf};
+use crate::web::ui::{CsrfOnly, Failure, FormError, Layout, human_bytes, query_value, render, unavailable};
 use hibernation::format::gib;
 
 pub struct CacheRow {
@@ -201,7 +201,12 @@ pub async fn create(
     };
     // Whoever creates a cache may push to it and manage it.
     match cache_rules::create(&state.db, Some(&user), &form.name, settings).await {
-        Ok(_) => super::moved(&state, req, &format!("/caches/{}", form.name), &format!("Cache {} created.", form.name)),
+        Ok(_) => crate::web::ui::moved(
+            &state,
+            req,
+            &format!("/caches/{}", form.name),
+            &format!("Cache {} created.", form.name),
+        ),
         Err(CacheError::NameTaken(_)) => {
             list_page(&state, req, &user, form, FormError::new("name", "A cache with this name exists.")).await
         }
@@ -396,9 +401,9 @@ pub async fn paths_table(
     SignedIn(user): SignedIn,
 ) -> Response {
     // Opened directly (a bookmark, a reload of a pushed URL, no JavaScript): the whole page.
-    if !super::is_htmx(req) {
+    if !crate::web::ui::is_htmx(req) {
         let query_string = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
-        return super::redirect(&format!("/caches/{name}{query_string}"));
+        return crate::web::ui::redirect(&format!("/caches/{name}{query_string}"));
     }
     let (cache, access) = match readable(&state, &user, &name).await {
         Ok(Some((cache, access, _))) => (cache, access),

@@ -6,14 +6,14 @@ use poem::web::{Data, Path};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
-use super::caches::{PathQuery, cache_page, not_found, readable};
-use super::extract::{CheckedForm, carries_csrf};
+use super::pages::{PathQuery, cache_page, not_found, readable};
 use super::storage::PinAttempt;
-use super::{CsrfOnly, Failure, done, unavailable};
 use crate::db::models::{Cache, User};
 use crate::services::identity::access::Access;
 use crate::services::lifecycle::pins;
 use crate::web::AppState;
+use crate::web::ui::extract::{CheckedForm, carries_csrf};
+use crate::web::ui::{CsrfOnly, Failure, done, unavailable};
 
 #[derive(Deserialize)]
 pub struct PinForm {

@@ -9,14 +9,14 @@ use poem::{Request, Response, handler};
 use serde::Deserialize;
 
 use super::avatar::AvatarTag;
-use super::extract::{Holding, HoldingForm, carries_csrf, need};
-use super::{CsrfOnly, Failure, FormError, Layout, done, render, unavailable};
 use crate::db::ids::UserId;
 use crate::db::models::User;
 use crate::services::identity::accounts::{self, AccountError, NewAccount};
 use crate::services::identity::user_links::{self, LinkError};
 use crate::services::mail::{self, SmtpSettings};
 use crate::web::AppState;
+use crate::web::ui::extract::{Holding, HoldingForm, carries_csrf, need};
+use crate::web::ui::{CsrfOnly, Failure, FormError, Layout, done, render, unavailable};
 
 #[derive(Template)]
 #[template(path = "users.html")]
@@ -168,7 +168,7 @@ pub async fn invite(
 }
 
 /// The mail settings in force, or the page saying the database failed.
-pub(super) async fn smtp_settings(
+pub(in crate::web::ui) async fn smtp_settings(
     state: &AppState,
     req: &Request,
     user: &User,

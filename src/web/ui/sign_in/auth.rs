@@ -8,13 +8,13 @@ use poem::web::{Data, Query};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
-use super::extract::{AnonymousForm, carries_csrf};
-use super::{
+use crate::services::identity::sessions::{self, FieldError, SetupError, SignInError};
+use crate::web::AppState;
+use crate::web::ui::extract::{AnonymousForm, carries_csrf};
+use crate::web::ui::{
     CsrfOnly, Failure, FormError, Layout, SESSION_COOKIE, clear_session_cookie, cookie, redirect, render,
     session_cookie,
 };
-use crate::services::identity::sessions::{self, FieldError, SetupError, SignInError};
-use crate::web::AppState;
 
 #[derive(Template)]
 #[template(path = "setup.html")]
@@ -122,7 +122,7 @@ impl SignInPage {
 
     /// The link that starts single sign-on and comes back to `next`.
     fn sso_link(&self) -> String {
-        format!("/oidc/start?next={}", super::query_value(&self.next))
+        format!("/oidc/start?next={}", crate::web::ui::query_value(&self.next))
     }
 }
 

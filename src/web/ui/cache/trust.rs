@@ -7,49 +7,12 @@ use poem::web::{Data, Path};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
-use super::cache_settings::{current_values, editable, settings_page_with};
-use super::extract::{CheckedForm, carries_csrf};
-use super::{CsrfOnly, FormError, done, unavailable};
-use crate::db::DbError;
+use super::settings::{TrustDraft, current_values, editable, settings_page_with};
 use crate::db::ids::CacheId;
-use crate::db::models::Cache;
 use crate::services::identity::trusted_publishing;
 use crate::web::AppState;
-
-/// A rule as the page lists it.
-pub struct RuleView {
-    pub id: i64,
-    pub issuer: String,
-    /// "repository = acme/app, ref = refs/heads/main".
-    pub conditions: String,
-    pub right: &'static str,
-}
-
-/// What the add form shows: empty, or what was typed before an error.
-#[derive(Default)]
-pub struct TrustDraft {
-    pub issuer: String,
-    pub conditions: String,
-    pub push: bool,
-    pub error: Option<String>,
-}
-
-pub async fn rules(state: &AppState, cache: &Cache) -> Result<Vec<RuleView>, DbError> {
-    let rules = trusted_publishing::rules(&state.db, CacheId(cache.id)).await?;
-    Ok(rules
-        .into_iter()
-        .map(|rule| {
-            let conditions: std::collections::BTreeMap<String, String> =
-                serde_json::from_str(&rule.conditions).unwrap_or_default();
-            RuleView {
-                id: rule.id,
-                issuer: rule.issuer,
-                conditions: conditions.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", "),
-                right: if rule.can_push { "push" } else { "read" },
-            }
-        })
-        .collect())
-}
+use crate::web::ui::extract::{CheckedForm, carries_csrf};
+use crate::web::ui::{CsrfOnly, FormError, done, unavailable};
 
 #[derive(Deserialize)]
 pub struct TrustForm {

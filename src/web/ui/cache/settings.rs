@@ -10,16 +10,17 @@ use serde::Deserialize;
 
 use crate::db::permissions::Permission;
 
-use super::caches::{CacheForm, not_found, readable};
-use super::extract::{CheckedForm, SignedIn, carries_csrf};
-use super::{CsrfOnly, Failure, FormError, Layout, done, moved, render, unavailable};
+use super::pages::{CacheForm, not_found, readable};
 use crate::db::DbError;
 use crate::db::ids::{CacheId, GroupId, UserId};
 use crate::db::models::{Cache, GrantLevel, QuotaPolicy, User};
 use crate::services::caches::{self as cache_rules, CacheError};
 use crate::services::identity::access::Access;
 use crate::services::identity::grants::{self, Grantee};
+use crate::services::identity::trusted_publishing;
 use crate::web::AppState;
+use crate::web::ui::extract::{CheckedForm, SignedIn, carries_csrf};
+use crate::web::ui::{CsrfOnly, Failure, FormError, Layout, done, moved, render, unavailable};
 use hibernation::api::Upstream;
 
 #[derive(Template)]
@@ -44,12 +45,51 @@ struct SettingsPage {
     /// The rights a grant can give, for the form and its explanation.
     levels: [GrantLevel; 3],
     /// Trusted publishing: the cache's rules, and the add form (with its error).
-    rules: Vec<super::trust::RuleView>,
-    trust: super::trust::TrustDraft,
+    rules: Vec<RuleView>,
+    trust: TrustDraft,
+}
+
+/// A trusted publishing rule as the page lists it (added and removed in `trust`).
+struct RuleView {
+    id: i64,
+    issuer: String,
+    /// "repository = acme/app, ref = refs/heads/main".
+    conditions: String,
+    right: &'static str,
+}
+
+/// What the add form shows: empty, or what was typed before an error.
+#[derive(Default)]
+pub(in crate::web::ui) struct TrustDraft {
+    pub(in crate::web::ui) issuer: String,
+    pub(in crate::web::ui) conditions: String,
+    pub(in crate::web::ui) push: bool,
+    pub(in crate::web::ui) error: Option<String>,
+}
+
+async fn trust_rules(state: &AppState, cache: &Cache) -> Result<Vec<RuleView>, DbError> {
+    let rules = trusted_publishing::rules(&state.db, CacheId(cache.id)).await?;
+    Ok(rules
+        .into_iter()
+        .map(|rule| {
+            let conditions: std::collections::BTreeMap<String, String> =
+                serde_json::from_str(&rule.conditions).unwrap_or_default();
+            RuleView {
+                id: rule.id,
+                issuer: rule.issuer,
+                conditions: conditions.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", "),
+                right: if rule.can_push { "push" } else { "read" },
+            }
+        })
+        .collect())
 }
 
 /// The settings form filled in with what the cache has now.
-pub(super) async fn current_values(state: &AppState, cache: &Cache, keys: Vec<String>) -> Result<CacheForm, DbError> {
+pub(in crate::web::ui) async fn current_values(
+    state: &AppState,
+    cache: &Cache,
+    keys: Vec<String>,
+) -> Result<CacheForm, DbError> {
     let upstreams = cache_rules::upstreams_of(&state.db, cache.id).await?;
     Ok(CacheForm {
         csrf: String::new(),
@@ -74,24 +114,24 @@ async fn settings_page(
     values: CacheForm,
     error: FormError,
 ) -> Response {
-    settings_page_with(state, req, user, cache, values, error, super::trust::TrustDraft::default()).await
+    settings_page_with(state, req, user, cache, values, error, TrustDraft::default()).await
 }
 
 /// The settings page with the trusted publishing form as given (typed values, error).
-pub(super) async fn settings_page_with(
+pub(in crate::web::ui) async fn settings_page_with(
     state: &AppState,
     req: &Request,
     user: &User,
     cache: Cache,
     values: CacheForm,
     error: FormError,
-    trust: super::trust::TrustDraft,
+    trust: TrustDraft,
 ) -> Response {
     let lists = match grants::access_lists(&state.db, CacheId(cache.id)).await {
         Ok(lists) => lists,
         Err(e) => return unavailable(state, req, user, e),
     };
-    let rules = match super::trust::rules(state, &cache).await {
+    let rules = match trust_rules(state, &cache).await {
         Ok(rules) => rules,
         Err(e) => return unavailable(state, req, user, e),
     };
@@ -117,7 +157,7 @@ pub(super) async fn settings_page_with(
 }
 
 /// The cache and its public keys, when `user` may change it; the response to send otherwise.
-pub(super) async fn editable(
+pub(in crate::web::ui) async fn editable(
     state: &Arc<AppState>,
     req: &Request,
     user: &User,
@@ -169,7 +209,9 @@ pub async fn update(
         Err(error) => return settings_page(&state, req, &user, cache, form, error).await,
     };
     // A lowered quota under an evicting policy makes room at once.
-    match cache_rules::update(&state.db, &state.hot, &cache, &new_name, settings, state.lifecycle.eviction_min_age).await {
+    match cache_rules::update(&state.db, &state.hot, &cache, &new_name, settings, state.lifecycle.eviction_min_age)
+        .await
+    {
         Ok(_) => moved(&state, req, &format!("/caches/{new_name}"), "Settings saved."),
         Err(CacheError::NameTaken(_)) => {
             let error = FormError::new("name", format!("A cache named {new_name} exists. Nothing was changed."));

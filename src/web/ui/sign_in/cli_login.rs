@@ -9,13 +9,13 @@ use poem::web::Data;
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
-use super::extract::{CheckedForm, SignedIn, carries_csrf};
-use super::{Layout, message, render, unavailable};
 use crate::db::ids::UserId;
 use crate::db::models::{CliLogin, User};
 use crate::services::identity::cli_login;
 use crate::services::identity::tokens::{self, TokenChoice, TokenError};
 use crate::web::AppState;
+use crate::web::ui::extract::{CheckedForm, SignedIn, carries_csrf};
+use crate::web::ui::{Layout, message, render, unavailable};
 
 #[derive(Template)]
 #[template(path = "cli_login.html")]

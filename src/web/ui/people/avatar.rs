@@ -9,12 +9,12 @@ use poem::web::{Data, Multipart, Path};
 use poem::{Request, Response, handler};
 use sha2::{Digest, Sha256};
 
-use super::extract::{CheckedForm, SignedIn};
-use super::{CsrfOnly, Failure, csrf_refusal, moved, unavailable};
 use crate::db::ids::UserId;
 use crate::db::models::User;
 use crate::services::identity::avatars::{self, AvatarError};
 use crate::web::AppState;
+use crate::web::ui::extract::{CheckedForm, SignedIn};
+use crate::web::ui::{CsrfOnly, Failure, csrf_refusal, moved, unavailable};
 
 /// Colours for initials, each with white text at 4.5:1 or better.
 const COLOURS: usize = 8;

@@ -10,13 +10,13 @@ use poem::{Request, Response, handler};
 use serde::Deserialize;
 
 use super::avatar::AvatarTag;
-use super::extract::{CheckedForm, SignedIn, carries_csrf};
-use super::{CsrfOnly, FormError, Layout, SESSION_COOKIE, cookie, done, render, unavailable};
 use crate::db::models::User;
 use crate::services::identity::accounts::{self, AccountChange, AccountError};
 use crate::services::identity::auth::hash_token;
 use crate::services::identity::email_change::{self, ChangeRequest, Codes, EmailChangeError};
 use crate::web::AppState;
+use crate::web::ui::extract::{CheckedForm, SignedIn, carries_csrf};
+use crate::web::ui::{CsrfOnly, FormError, Layout, SESSION_COOKIE, cookie, done, render, unavailable};
 
 #[derive(Template)]
 #[template(path = "account.html")]

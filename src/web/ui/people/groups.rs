@@ -11,13 +11,13 @@ use poem::{Request, Response, handler};
 use serde::Deserialize;
 
 use super::avatar::AvatarTag;
-use super::extract::{Holding, HoldingForm, carries_csrf, need};
-use super::{CsrfOnly, Failure, FormError, Layout, done, render, unavailable};
 use crate::db::ids::{GroupId, UserId};
 use crate::db::models::User;
 use crate::db::permissions::{Permission, Permissions};
 use crate::services::identity::groups::{self as group_service, GroupError};
 use crate::web::AppState;
+use crate::web::ui::extract::{Holding, HoldingForm, carries_csrf, need};
+use crate::web::ui::{CsrfOnly, Failure, FormError, Layout, done, render, unavailable};
 
 #[derive(Template)]
 #[template(path = "groups.html")]
@@ -52,7 +52,7 @@ fn answer(state: &AppState, req: &Request, user: &User, result: Result<(), Group
 }
 
 /// The answer to a change of groups made on page `to` (the groups list, a user's page).
-pub(super) fn answer_at(
+pub(in crate::web::ui) fn answer_at(
     state: &AppState,
     req: &Request,
     user: &User,

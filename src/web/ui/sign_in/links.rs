@@ -9,12 +9,12 @@ use poem::web::{Data, Path};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
-use super::extract::{AnonymousForm, carries_csrf};
-use super::{Failure, Layout, message, redirect, render, session_cookie};
 use crate::db::mail::LinkPurpose;
 use crate::db::models::User;
 use crate::services::{identity::passwords, identity::sessions, identity::user_links};
 use crate::web::AppState;
+use crate::web::ui::extract::{AnonymousForm, carries_csrf};
+use crate::web::ui::{Failure, Layout, message, redirect, render, session_cookie};
 
 #[derive(Template)]
 #[template(path = "set_password.html")]

@@ -13,8 +13,6 @@ use poem::{Request, Response, handler};
 use serde::Deserialize;
 
 use super::avatar::AvatarTag;
-use super::extract::{Holding, HoldingForm, carries_csrf, need};
-use super::{CsrfOnly, Failure, FormError, Layout, SESSION_COOKIE, cookie, done, render, unavailable};
 use crate::db::ids::{CacheId, GroupId, UserId};
 use crate::db::models::{GrantLevel, User};
 use crate::services::identity::access::Access;
@@ -23,6 +21,8 @@ use crate::services::identity::auth::hash_token;
 use crate::services::identity::grants::{self, Grantee};
 use crate::services::identity::groups;
 use crate::web::AppState;
+use crate::web::ui::extract::{Holding, HoldingForm, carries_csrf, need};
+use crate::web::ui::{CsrfOnly, Failure, FormError, Layout, SESSION_COOKIE, cookie, done, render, unavailable};
 
 #[derive(Template)]
 #[template(path = "user.html")]
@@ -63,7 +63,7 @@ async fn page(
             let page = UserPage { layout, detail, name, email, error, levels: GrantLevel::ALL, editable };
             render(state, status, &page.layout, &page)
         }
-        Ok(None) => super::not_found_page(),
+        Ok(None) => crate::web::ui::not_found_page(),
         Err(e) => unavailable(state, req, admin, e),
     }
 }
@@ -73,7 +73,12 @@ fn back(id: i64) -> String {
 }
 
 /// The 403 page when `actor` may not change user `id`, who holds more than they do.
-pub(super) async fn out_of_reach(state: &AppState, req: &Request, actor: &User, id: i64) -> Option<Response> {
+pub(in crate::web::ui) async fn out_of_reach(
+    state: &AppState,
+    req: &Request,
+    actor: &User,
+    id: i64,
+) -> Option<Response> {
     match accounts::beyond_reach(&state.db, actor, UserId(id)).await {
         Ok(None) => None,
         Ok(Some(held)) => Some(beyond_reach_page(state, req, actor, &held)),
@@ -104,7 +109,7 @@ async fn cache_out_of_reach(
                         Nothing was changed.";
             Some(Failure::Forbidden(text.into()).page(state, req, Some(actor)))
         }
-        Ok(None) => Some(super::not_found_page()),
+        Ok(None) => Some(crate::web::ui::not_found_page()),
         Err(e) => Some(unavailable(state, req, actor, e)),
     }
 }
@@ -152,7 +157,7 @@ pub async fn profile(
     }
 }
 
-pub(super) fn account_failure(state: &AppState, req: &Request, admin: &User, e: AccountError) -> Response {
+pub(in crate::web::ui) fn account_failure(state: &AppState, req: &Request, admin: &User, e: AccountError) -> Response {
     match e {
         AccountError::Db(e) => unavailable(state, req, admin, e),
         AccountError::BeyondReach(held) => beyond_reach_page(state, req, admin, &held),
@@ -242,7 +247,7 @@ pub async fn grant(
     }
     match grants::grant(&state.db, Some(&state.hot), CacheId(form.cache_id), Grantee::User(UserId(id)), level).await {
         Ok(true) => done(&state, &back(id), &format!("Granted {}.", level.name())),
-        Ok(false) => super::not_found_page(),
+        Ok(false) => crate::web::ui::not_found_page(),
         Err(e) => unavailable(&state, req, &user, e),
     }
 }

@@ -10,13 +10,13 @@ use poem::web::{Data, Path};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
-use super::extract::{CheckedForm, SignedIn, carries_csrf};
-use super::{CsrfOnly, Layout, done, render, unavailable};
 use crate::db::ids::{TokenId, UserId};
 use crate::db::models::{ApiToken, User};
 use crate::db::now;
 use crate::services::identity::tokens::{self, TokenChoice, TokenError, TokenList};
 use crate::web::AppState;
+use crate::web::ui::extract::{CheckedForm, SignedIn, carries_csrf};
+use crate::web::ui::{CsrfOnly, Layout, done, render, unavailable};
 
 #[derive(Template)]
 #[template(path = "tokens.html")]

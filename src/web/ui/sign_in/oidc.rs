@@ -9,7 +9,7 @@ use poem::{Request, Response, handler};
 use serde::Deserialize;
 
 use super::auth::local_path;
-use super::{cookie, message, redirect, session_cookie};
+use crate::web::ui::{cookie, message, redirect, session_cookie};
 
 /// The cookie binding a sign-in to the browser that started it.
 const SSO_COOKIE: &str = "hibernation_sso";

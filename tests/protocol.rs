@@ -96,8 +96,9 @@ fn serves_cache_info_narinfo_and_nar_ranges(backend: Backend) {
     assert_eq!(beyond.status(), 416);
     assert_eq!(beyond.headers()["content-range"], format!("bytes */{size}").as_str());
 
-    // A missing cache answers anonymous callers as a private one would (401), so they cannot
-    // probe which private caches exist; a signed-in caller learns it does not exist.
+    // A missing cache answers as a private one the caller may not read would (401, which
+    // makes Nix fail rather than build), so nobody can probe which private caches exist:
+    // neither anonymous callers nor token holders, on the protocol or the API.
     let anonymous = server.get("/api/nix/nope/nix-cache-info", None);
     assert_eq!(anonymous.status(), 401);
     assert!(anonymous.headers().contains_key("www-authenticate"));
@@ -105,7 +106,18 @@ fn serves_cache_info_narinfo_and_nar_ranges(backend: Backend) {
     let private = server.get("/api/nix/secret/nix-cache-info", None);
     assert_eq!(private.status(), 401);
     assert_eq!(private.text().unwrap(), anonymous.text().unwrap().replace("nope", "secret"));
-    assert_eq!(server.get("/api/nix/nope/nix-cache-info", Some(&token)).status(), 404);
+    server.admin(&["create-user", "outsider"]);
+    let outsider = server.admin(&["create-token", "outsider", "--name", "t"]);
+    for path in ["/api/nix/{}/nix-cache-info", "/api/v1/caches/{}", "/api/v1/caches/{}/pins"] {
+        let answer = |cache: &str| {
+            let response = server.get(&path.replace("{}", cache), Some(&outsider));
+            (response.status().as_u16(), response.text().unwrap().replace(cache, "<cache>"))
+        };
+        let (missing, hidden) = (answer("nope"), answer("secret"));
+        assert_eq!(missing, hidden, "{path}: a private cache looks missing to a token without access");
+        assert_eq!(missing.0, if path.starts_with("/api/nix") { 401 } else { 404 }, "{path}: {missing:?}");
+    }
+    assert_eq!(server.get("/api/nix/secret/nix-cache-info", Some(&token)).status(), 200);
 
     // Unknown things are 404s, never 5xx.
     for missing in [

@@ -3,7 +3,7 @@
 
 use chrono::{Duration, NaiveDateTime};
 
-use super::identity::access::{Access, access_to, readable_cache_ids};
+use super::identity::access::{Access, look_up, readable_cache_ids};
 use super::identity::auth::Caller;
 use crate::db::browse::{self, PathRow, SortKey, Totals};
 use crate::db::models::{Cache, Reclaim, User};
@@ -84,11 +84,7 @@ pub async fn visible_caches(db: &Db, user: &User) -> Result<Vec<CacheSummary>, D
 pub async fn readable(db: &Db, user: &User, name: &str) -> Result<Option<(Cache, Access, Vec<String>)>, DbError> {
     let (name, caller) = (name.to_string(), Caller::session(user));
     db.read(move |c| {
-        let Some(cache) = caches::find_by_name(c, &name)? else { return Ok(None) };
-        let access = access_to(c, Some(&caller), &cache)?;
-        if access == Access::None {
-            return Ok(None);
-        }
+        let Some((cache, access)) = look_up(c, Some(&caller), &name)?.visible() else { return Ok(None) };
         let keys = caches::public_keys(c, cache.id)?;
         Ok(Some((cache, access, keys)))
     })

@@ -8,13 +8,13 @@ use poem::http::{Method, StatusCode, header};
 use poem::web::{Data, Path};
 use poem::{Body, Request, Response, handler};
 
-use super::credentials::{optional_caller, optional_token};
+use super::credentials::optional_token;
 use super::error::storage_unavailable;
-use super::rights::{find_cache, token_access};
+use super::rights::{find_cache, token_sight};
 use super::{AppError, AppState};
 use crate::db::models::{Cache, Nar};
 use crate::db::{paths, uploads};
-use crate::services::identity::access::Access;
+use crate::services::identity::access::Sight;
 use crate::services::metrics;
 use crate::services::serving::hot_cache::SMALL_NAR;
 use crate::services::serving::narinfo as narinfo_format;
@@ -26,24 +26,23 @@ use crate::storage::keys::listing_key;
 /// 10 MiB less than with 256 KiB (each download holds a chunk being read and one being sent).
 const STREAM_CHUNK: usize = 128 * 1024;
 
-/// The cache if the caller may read it: 404 when it does not exist, 401 (never 403, which
-/// Nix reads as "not cached") when it is private and the credentials are missing or wrong.
+/// The cache if the caller may read it. A cache the caller cannot see (missing, or private
+/// and not theirs) is 401 (never 403 or 404, which Nix reads as "not cached" and builds),
+/// the same answer for both.
 async fn readable_cache(state: &AppState, req: &Request, name: &str) -> Result<Cache, AppError> {
-    let Some(cache) = find_cache(state, name).await? else {
-        // Anonymous callers get the private-cache answer: they cannot tell a private cache
-        // from a missing one. Signed-in callers learn it does not exist.
-        optional_caller(state, req).await?.ok_or_else(|| private_cache(name))?;
-        return Err(AppError::NotFound(format!("cache {name:?} does not exist")));
-    };
-    if cache.is_public {
-        return Ok(cache);
+    let found = find_cache(state, name).await?;
+    // Anyone reads a public cache: a stale token in a netrc file does not stop it.
+    if let Some(cache) = found.as_ref().filter(|c| c.is_public) {
+        return Ok(cache.clone());
     }
-    let token = optional_token(req)?.ok_or_else(|| private_cache(name))?;
+    let Some(token) = optional_token(req)? else { return Err(private_cache(name)) };
     // Remembered briefly (see `rights`), so a private narinfo costs no database query.
-    if token_access(state, &token, &cache).await? == Access::None {
-        return Err(AppError::Unauthorized(format!("your token has no access to cache {name:?}")));
+    match token_sight(state, &token, found).await? {
+        Sight::Visible(cache, _) => Ok(cache),
+        Sight::Invisible => {
+            Err(AppError::Unauthorized(format!("cache {name:?} does not exist, or your token may not read it")))
+        }
     }
-    Ok(cache)
 }
 
 fn private_cache(name: &str) -> AppError {

@@ -9,10 +9,11 @@ use poem::{Body, Request, handler};
 
 use super::credentials::optional_caller;
 use super::limits::{SMALL_BODY_LIMIT, read_capped};
-use super::rights::{find_cache, pushable_cache};
+use super::rights::pushable_cache;
 use super::{AppError, AppState};
-use crate::services::identity::access::{Access, access_to};
+use crate::services::identity::access;
 use crate::services::lifecycle::pins;
+use crate::services::upload::push_error::PushError;
 
 #[handler]
 pub async fn list(
@@ -21,13 +22,9 @@ pub async fn list(
     state: Data<&Arc<AppState>>,
 ) -> Result<Json<Vec<PinInfo>>, AppError> {
     let caller = optional_caller(&state, req).await?;
-    let not_found = || AppError::NotFound(format!("cache {cache:?} does not exist"));
-    let found = find_cache(&state, &cache).await?.ok_or_else(not_found)?;
-    let for_check = found.clone();
-    let access = state.db.read(move |c| access_to(c, caller.as_ref(), &for_check)).await?;
-    if access == Access::None {
-        return Err(not_found());
-    }
+    let Some((found, _)) = access::see(&state.db, caller, &cache).await?.visible() else {
+        return Err(PushError::CacheNotFound(cache).into());
+    };
     Ok(Json(pins::list(&state.db, &found).await?.iter().map(pins::info).collect()))
 }
 

@@ -5,7 +5,7 @@ use super::credentials::{caller_with_hash, required_token};
 use super::{AppError, AppState};
 use crate::db::caches;
 use crate::db::models::Cache;
-use crate::services::identity::access::{Access, access_to};
+use crate::services::identity::access::{Sight, access_to, sight};
 use crate::services::identity::auth::hash_token;
 use crate::services::upload::push::{PushableCache, push_decision};
 use crate::services::upload::push_error::PushError;
@@ -23,18 +23,23 @@ pub async fn find_cache(state: &AppState, name: &str) -> Result<Option<Cache>, A
     Ok(found)
 }
 
-/// What the holder of `token` may do in `cache`.
-pub async fn token_access(state: &AppState, token: &str, cache: &Cache) -> Result<Access, AppError> {
+/// What the holder of `token` sees of `found` (the cache of some name, or none): the rule of
+/// `identity::access`, on the caller and access remembered a moment ago when nothing changed.
+pub async fn token_sight(state: &AppState, token: &str, found: Option<Cache>) -> Result<Sight, AppError> {
     let token_hash = hash_token(token.trim());
     // The caller first: it is what notices an expired token (from memory too).
     let caller = caller_with_hash(state, token, &token_hash).await?;
-    if let Some(access) = state.hot.access(&token_hash, cache.id) {
-        return Ok(access);
-    }
-    let (for_check, looked_up) = (cache.clone(), state.hot.access_seen_at());
-    let access = state.db.read(move |c| access_to(c, Some(&caller), &for_check)).await?;
-    state.hot.remember_access(&token_hash, cache.id, access, looked_up);
-    Ok(access)
+    let Some(cache) = found else { return Ok(Sight::Invisible) };
+    let access = match state.hot.access(&token_hash, cache.id) {
+        Some(access) => access,
+        None => {
+            let (for_check, looked_up) = (cache.clone(), state.hot.access_seen_at());
+            let access = state.db.read(move |c| access_to(c, Some(&caller), &for_check)).await?;
+            state.hot.remember_access(&token_hash, cache.id, access, looked_up);
+            access
+        }
+    };
+    Ok(sight(Some(cache), access))
 }
 
 /// Whether the request's token may push to the cache (401 without a token): the outer error
@@ -45,12 +50,8 @@ async fn push_decision_for(
     name: &str,
 ) -> Result<Result<PushableCache, PushError>, AppError> {
     let token = required_token(req)?;
-    let cache = find_cache(state, name).await?;
-    let access = match &cache {
-        Some(cache) => token_access(state, &token, cache).await?,
-        None => Access::None,
-    };
-    Ok(push_decision(cache, access, name))
+    let found = find_cache(state, name).await?;
+    Ok(push_decision(token_sight(state, &token, found).await?, name))
 }
 
 /// The cache if the request's token may push to it.

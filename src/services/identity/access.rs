@@ -1,10 +1,17 @@
 //! Who may read from and push to which cache.
+//!
+//! Every surface (the Nix protocol, the push API, the dashboard) asks one question, "what
+//! does this caller see of the cache named so?", through [`look_up`] (or [`sight`] when the
+//! cache and the caller's access come from memory), and gets [`Sight::Invisible`] both for a
+//! cache that does not exist and for a private one the caller may not read: nobody learns
+//! which private caches exist. Each surface answers `Invisible` its one way (the protocol 401,
+//! so that Nix fails instead of building everything; the API and the dashboard 404).
 
 use super::auth::Caller;
 use crate::db::ids::{CacheId, GroupId, UserId};
 use crate::db::models::{Cache, GrantLevel};
 use crate::db::permissions::{Permission, Permissions};
-use crate::db::{AnyConnection, DbResult, users};
+use crate::db::{AnyConnection, Db, DbResult, caches, users};
 
 /// What a caller may do with a cache; each level includes the ones before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -55,6 +62,47 @@ pub fn access_to(conn: &mut AnyConnection, caller: Option<&Caller>, cache: &Cach
         _ => granted,
     };
     Ok(if cache.is_public { scoped.max(Access::Read) } else { scoped })
+}
+
+/// A cache as one caller sees it.
+#[derive(Debug, Clone)]
+pub enum Sight {
+    /// The caller may at least read the cache; `Access` says what more.
+    Visible(Cache, Access),
+    /// No cache of that name, or a private one the caller may not read: never told apart.
+    Invisible,
+}
+
+impl Sight {
+    /// The cache and the caller's access, when visible.
+    pub fn visible(self) -> Option<(Cache, Access)> {
+        match self {
+            Self::Visible(cache, access) => Some((cache, access)),
+            Self::Invisible => None,
+        }
+    }
+}
+
+/// The rule, for a cache found (or not) and the caller's access to it (`access_to`, or a
+/// remembered answer of it).
+pub fn sight(found: Option<Cache>, access: Access) -> Sight {
+    match found {
+        Some(cache) if access > Access::None => Sight::Visible(cache, access),
+        _ => Sight::Invisible,
+    }
+}
+
+/// What `caller` (none: anonymous) sees of the cache named `name`.
+pub fn look_up(conn: &mut AnyConnection, caller: Option<&Caller>, name: &str) -> DbResult<Sight> {
+    let Some(cache) = caches::find_by_name(conn, name)? else { return Ok(Sight::Invisible) };
+    let access = access_to(conn, caller, &cache)?;
+    Ok(sight(Some(cache), access))
+}
+
+/// [`look_up`] in a read of its own.
+pub async fn see(db: &Db, caller: Option<Caller>, name: &str) -> DbResult<Sight> {
+    let name = name.to_string();
+    db.read(move |c| look_up(c, caller.as_ref(), &name)).await
 }
 
 /// The caches on which `target` may do more than `actor` (by their own grants or their
@@ -228,9 +276,18 @@ mod tests {
             ("the viewer's token scoped elsewhere", Some(token(&viewer, Some(vec![public.id]), false)), Read, Nothing),
             ("a stranger's token", Some(token(&stranger, None, false)), Read, Nothing),
         ];
+        // What each surface sees by name: the cache and the access, or nothing at all, the
+        // same for a private cache the caller may not read as for one that does not exist.
+        let expected = |name: &str, access: Access| (access != Nothing).then(|| (name.to_string(), access));
         for (who, caller, on_public, on_private) in cases {
             assert_eq!(access_to(conn, caller.as_ref(), &public).unwrap(), on_public, "{who} on the public cache");
             assert_eq!(access_to(conn, caller.as_ref(), &private).unwrap(), on_private, "{who} on the private cache");
+            let mut seen = |name: &str| {
+                look_up(conn, caller.as_ref(), name).unwrap().visible().map(|(cache, access)| (cache.name, access))
+            };
+            assert_eq!(seen("public"), expected("public", on_public), "{who} looking up the public cache");
+            assert_eq!(seen("private"), expected("private", on_private), "{who} looking up the private cache");
+            assert_eq!(seen("missing"), None, "{who} looking up a missing cache");
         }
         // Who can list the private cache's contents besides public ones (None: every cache).
         assert_eq!(readable_cache_ids(conn, &stranger).unwrap(), Some(vec![]));

@@ -6,12 +6,12 @@ use std::collections::HashMap;
 use chrono::{Duration, NaiveDateTime};
 use serde::Deserialize;
 
-use super::access::{Access, access_to, readable_cache_ids};
+use super::access::{Sight, look_up, readable_cache_ids};
 use super::auth::{Caller, generate_token, hash_token, issue_token};
 use crate::db::ids::{CacheId, TokenId, UserId};
 use crate::db::models::{ApiToken, User};
 use crate::db::users::TokenScope;
-use crate::db::{AnyConnection, Db, DbError, DbResult, browse, caches, is_unique_violation, now, users};
+use crate::db::{AnyConnection, Db, DbError, DbResult, browse, is_unique_violation, now, users};
 use crate::services::serving::hot_cache::HotCache;
 
 /// The expiry and scope fields of a new token, as a form sends them.
@@ -81,9 +81,9 @@ impl TokenChoice {
             None
         } else {
             // Only a cache the user can see may scope a token.
-            match caches::find_by_name(conn, cache_name)? {
-                Some(cache) if access_to(conn, Some(caller), &cache)? != Access::None => Some(CacheId(cache.id)),
-                _ => return Ok(Err("Choose one of your caches.")),
+            match look_up(conn, Some(caller), cache_name)? {
+                Sight::Visible(cache, _) => Some(CacheId(cache.id)),
+                Sight::Invisible => return Ok(Err("Choose one of your caches.")),
             }
         };
         Ok(Ok(ChosenScope { cache, read_only: self.permission == "read", expires_at }))

@@ -5,7 +5,7 @@ use hibernation::api::CacheInfo;
 
 use crate::db::models::Cache;
 use crate::db::{AnyConnection, Db, DbResult, browse, caches, upstreams};
-use crate::services::identity::access::{Access, access_to, readable_cache_ids};
+use crate::services::identity::access::{Access, Sight, access_to, look_up, readable_cache_ids, sight};
 use crate::services::identity::auth::Caller;
 
 /// The URL Nix substitutes from for the cache `name`.
@@ -50,7 +50,7 @@ pub async fn list(db: &Db, caller: Option<Caller>, site_url: String) -> DbResult
         let mut found = Vec::new();
         for cache in browse::caches_by_ids(c, ids.as_deref())? {
             let access = access_to(c, caller.as_ref(), &cache)?;
-            if access != Access::None {
+            if let Sight::Visible(cache, access) = sight(Some(cache), access) {
                 found.push(describe(c, &site_url, cache, access, caller.is_some())?);
             }
         }
@@ -61,12 +61,9 @@ pub async fn list(db: &Db, caller: Option<Caller>, site_url: String) -> DbResult
 
 /// One cache, or `None` when it does not exist or the caller cannot read it.
 pub async fn find(db: &Db, caller: Option<Caller>, site_url: String, name: String) -> DbResult<Option<CacheInfo>> {
-    db.read(move |c| {
-        let Some(cache) = caches::find_by_name(c, &name)? else { return Ok(None) };
-        match access_to(c, caller.as_ref(), &cache)? {
-            Access::None => Ok(None),
-            access => describe(c, &site_url, cache, access, caller.is_some()).map(Some),
-        }
+    db.read(move |c| match look_up(c, caller.as_ref(), &name)? {
+        Sight::Visible(cache, access) => describe(c, &site_url, cache, access, caller.is_some()).map(Some),
+        Sight::Invisible => Ok(None),
     })
     .await
 }

@@ -18,7 +18,7 @@ use super::upstream::UpstreamChecker;
 use crate::db::models::{Cache, NewNar, NewStorePath, PendingNar};
 use crate::db::replication::{Counter, bump, read_counters};
 use crate::db::{Db, DbError, caches, is_unique_violation, now, paths, uploads, upstreams};
-use crate::services::identity::access::{Access, readable_cache_ids};
+use crate::services::identity::access::{Access, Sight, readable_cache_ids};
 use crate::services::identity::auth::Caller;
 use crate::storage::Storage;
 use crate::storage::keys::{listing_key, new_nar_key};
@@ -45,17 +45,12 @@ impl std::ops::Deref for PushableCache {
     }
 }
 
-/// Whether a caller with `access` may push to `cache` (None: no cache of that name).
-pub fn push_decision(cache: Option<Cache>, access: Access, name: &str) -> Result<PushableCache, PushError> {
-    let Some(cache) = cache else {
-        return Err(PushError::CacheNotFound(name.to_string()));
-    };
-    match access {
-        Access::Push | Access::Manage => Ok(PushableCache(cache)),
-        Access::Read => Err(PushError::Forbidden(name.to_string())),
-        // Do not reveal private caches to callers who cannot read them.
-        Access::None if cache.is_public => Err(PushError::Forbidden(name.to_string())),
-        Access::None => Err(PushError::CacheNotFound(name.to_string())),
+/// Whether a caller who sees the cache `name` so may push to it.
+pub fn push_decision(sight: Sight, name: &str) -> Result<PushableCache, PushError> {
+    match sight {
+        Sight::Visible(cache, Access::Push | Access::Manage) => Ok(PushableCache(cache)),
+        Sight::Visible(..) => Err(PushError::Forbidden(name.to_string())),
+        Sight::Invisible => Err(PushError::CacheNotFound(name.to_string())),
     }
 }
 

@@ -6,7 +6,7 @@ use std::io;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
-    #[error("cache {0:?} does not exist")]
+    #[error("cache {0:?} does not exist (or is private and not shared with you)")]
     CacheNotFound(String),
     #[error("you may not push to cache {0:?}")]
     Forbidden(String),

@@ -273,3 +273,24 @@ fn the_reading_sees_a_circle_when_there_is_one() {
     let graph = edges(&modules);
     assert_eq!(circles(&graph), vec![vec!["a".to_string(), "b".into(), "c".into()]], "{graph:?}");
 }
+
+/// Handlers parse, call services and render: none opens a database transaction (or picks
+/// one) itself, so a service call is one unit of work.
+#[test]
+fn the_web_layer_opens_no_transactions() {
+    let opened: Vec<String> = modules()
+        .into_iter()
+        .filter(|(module, _)| module == "web" || module.starts_with("web::"))
+        .flat_map(|(module, source)| {
+            source
+                .lines()
+                .filter(|line| {
+                    ["db.read(", "db.write(", "write_retrying(", "_blocking("].iter().any(|s| line.contains(s))
+                })
+                .filter(|line| !line.trim_start().starts_with("//"))
+                .map(|line| format!("{module}: {}", line.trim()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(opened.is_empty(), "the web layer reaches into the database:\n{}", opened.join("\n"));
+}

@@ -67,7 +67,7 @@ fn nix_substitutes_from_a_cache_on_its_own_host() {
     assert_eq!(found.status(), 200);
     assert!(found.text().unwrap().contains(&format!("StorePath: {}", closure.app)));
     assert_eq!(on_host("other.localhost").status(), 404, "the other cache does not have it");
-    assert_eq!(on_host("nope.localhost").status(), 404);
+    assert_eq!(on_host("nope.localhost").status(), 401, "a missing cache answers as a private one would");
     let dashboard = get_with_host(&server, &format!("localhost:{port}"), "/");
     assert_eq!(dashboard.status(), 303, "the site's own host is the dashboard");
 

@@ -182,7 +182,7 @@ pub fn collected(objects: &[(&'static str, u64)], nar_bytes: u64) {
 }
 
 /// The last full fsck's findings and when it ran.
-pub fn set_fsck(findings: i64, at_unix: i64) {
+fn set_fsck(findings: i64, at_unix: i64) {
     gauge!(FSCK_FINDINGS).set(findings as f64);
     gauge!(FSCK_LAST_RUN).set(at_unix as f64);
 }
@@ -193,15 +193,47 @@ pub fn rejected(cache: &str, reason: &'static str) {
     counter!(REJECTED, "cache" => cache.to_string(), "reason" => reason).increment(1);
 }
 
-/// What one cache holds, read from the database at scrape time.
-pub struct CacheSize {
-    pub name: String,
-    pub paths: i64,
-    pub stored_bytes: i64,
-    pub shared_bytes: i64,
+/// Counts a refused upload under its cache, when `cache` names one that exists.
+pub async fn count_rejection(db: &crate::db::Db, cache: &str, reason: &'static str) {
+    let name = cache.to_string();
+    let exists = reason != "cache_not_found"
+        && db.read(move |c| crate::db::caches::find_by_name(c, &name)).await.is_ok_and(|found| found.is_some());
+    rejected(if exists { cache } else { "" }, reason);
 }
 
-pub fn set_sizes(caches: &[CacheSize], dedup_saved_bytes: i64) {
+/// Sets the gauges the database holds the truth of, at scrape time: what every cache holds,
+/// and the last fsck (it ran in an admin process).
+pub async fn read_stored_gauges(db: &crate::db::Db) -> crate::db::DbResult<()> {
+    use crate::db::browse;
+    let (sizes, dedup_saved) = db
+        .read(|c| {
+            let mut sizes = Vec::new();
+            for cache in browse::caches_by_ids(c, None)? {
+                let (paths, stored_bytes) = browse::cache_sizes(c, cache.id)?;
+                let shared_bytes = browse::shared_bytes(c, cache.id)?;
+                sizes.push(CacheSize { name: cache.name, paths, stored_bytes, shared_bytes });
+            }
+            let totals = browse::totals(c, None)?;
+            Ok((sizes, totals.logical_bytes - totals.stored_bytes))
+        })
+        .await?;
+    set_sizes(&sizes, dedup_saved);
+    let last_fsck = db.read(|c| crate::db::lifecycle::latest_reclaims(c, None)).await?;
+    if let Some(fsck) = last_fsck.iter().find(|r| r.kind == "fsck") {
+        set_fsck(fsck.objects, fsck.at.and_utc().timestamp());
+    }
+    Ok(())
+}
+
+/// What one cache holds, read from the database at scrape time.
+struct CacheSize {
+    name: String,
+    paths: i64,
+    stored_bytes: i64,
+    shared_bytes: i64,
+}
+
+fn set_sizes(caches: &[CacheSize], dedup_saved_bytes: i64) {
     for cache in caches {
         gauge!(PATHS, "cache" => cache.name.clone()).set(cache.paths as f64);
         gauge!(STORED_BYTES, "cache" => cache.name.clone()).set(cache.stored_bytes as f64);

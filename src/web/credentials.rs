@@ -6,7 +6,7 @@ use poem::Request;
 use poem::http::header;
 
 use super::{AppError, AppState};
-use crate::services::identity::auth::{AuthError, Caller, authenticate, hash_token};
+use crate::services::identity::auth::{AuthError, Caller};
 
 /// The token the request carries, if any; an error if the header is there but unusable.
 pub fn optional_token(req: &Request) -> Result<Option<String>, AppError> {
@@ -29,21 +29,9 @@ pub async fn optional_caller(state: &AppState, req: &Request) -> Result<Option<C
     }
 }
 
-/// Who a token authenticates. Remembered until a change to access is read (within a second of
-/// a revocation anywhere; see `replication`), so most requests need no database query.
+/// Who a token authenticates (remembered: see `serving::rights`).
 pub async fn caller_of(state: &AppState, token: &str) -> Result<Caller, AuthError> {
-    caller_with_hash(state, token, &hash_token(token.trim())).await
-}
-
-/// [`caller_of`] for a caller that hashed the token already.
-pub async fn caller_with_hash(state: &AppState, token: &str, token_hash: &str) -> Result<Caller, AuthError> {
-    if let Some(caller) = state.hot.caller(token_hash) {
-        return Ok(caller);
-    }
-    let looked_up = state.hot.access_seen_at();
-    let caller = authenticate(&state.db, token).await?;
-    state.hot.remember_caller(token_hash, &caller, looked_up);
-    Ok(caller)
+    crate::services::serving::rights::caller(&state.db, &state.hot, token).await
 }
 
 pub fn required_token(req: &Request) -> Result<String, AppError> {

@@ -112,6 +112,15 @@ impl From<crate::db::DbError> for AppError {
     }
 }
 
+impl From<crate::services::serving::answers::ServingError> for AppError {
+    fn from(e: crate::services::serving::answers::ServingError) -> Self {
+        match e {
+            crate::services::serving::answers::ServingError::Db(e) => e.into(),
+            crate::services::serving::answers::ServingError::Storage(detail) => storage_unavailable(&detail),
+        }
+    }
+}
+
 impl From<AuthError> for AppError {
     fn from(e: AuthError) -> Self {
         match e {

@@ -13,8 +13,7 @@ use poem::{Endpoint, EndpointExt, IntoResponse, PathPattern, Request, Response, 
 
 use super::credentials::optional_caller;
 use super::{AppError, AppState};
-use crate::db::browse;
-use crate::services::metrics::{self, CacheSize};
+use crate::services::metrics;
 
 /// Records every request: method, route template (or `unmatched`), status and duration.
 pub struct RequestMetrics<E> {
@@ -48,33 +47,12 @@ impl<E: Endpoint> Endpoint for RequestMetrics<E> {
 
 /// Counts a refused upload under its cache, when `cache` names one.
 pub async fn count_rejection(state: &AppState, cache: &str, reason: &'static str) {
-    let name = cache.to_string();
-    let exists = reason != "cache_not_found"
-        && state.db.read(move |c| crate::db::caches::find_by_name(c, &name)).await.is_ok_and(|found| found.is_some());
-    metrics::rejected(if exists { cache } else { "" }, reason);
+    metrics::count_rejection(&state.db, cache, reason).await;
 }
 
 /// Reads what every cache holds and renders the exposition.
 async fn exposition(state: &AppState, handle: &PrometheusHandle) -> Result<String, AppError> {
-    let (sizes, dedup_saved) = state
-        .db
-        .read(|c| {
-            let mut sizes = Vec::new();
-            for cache in browse::caches_by_ids(c, None)? {
-                let (paths, stored_bytes) = browse::cache_sizes(c, cache.id)?;
-                let shared_bytes = browse::shared_bytes(c, cache.id)?;
-                sizes.push(CacheSize { name: cache.name, paths, stored_bytes, shared_bytes });
-            }
-            let totals = browse::totals(c, None)?;
-            Ok((sizes, totals.logical_bytes - totals.stored_bytes))
-        })
-        .await?;
-    metrics::set_sizes(&sizes, dedup_saved);
-    // The last fsck ran in an admin process: its result is read from the database.
-    let last_fsck = state.db.read(|c| crate::db::lifecycle::latest_reclaims(c, None)).await?;
-    if let Some(fsck) = last_fsck.iter().find(|r| r.kind == "fsck") {
-        metrics::set_fsck(fsck.objects, fsck.at.and_utc().timestamp());
-    }
+    metrics::read_stored_gauges(&state.db).await?;
     handle.run_upkeep();
     Ok(handle.render())
 }

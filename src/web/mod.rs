@@ -53,6 +53,16 @@ pub struct AppState {
 }
 
 impl AppState {
+    pub fn serving(&self) -> crate::services::serving::answers::Serving<'_> {
+        crate::services::serving::answers::Serving {
+            db: &self.db,
+            storage: &self.storage,
+            hot: &self.hot,
+            replication: &self.replication,
+            access_log: &self.access_log,
+        }
+    }
+
     pub fn upload_destination(&self) -> crate::services::upload::Destination<'_> {
         crate::services::upload::Destination {
             db: &self.db,

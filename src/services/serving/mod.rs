@@ -3,9 +3,11 @@
 //! was downloaded (`access_log`).
 
 pub mod access_log;
+pub mod answers;
 pub mod cache_info;
 mod deadline;
 pub mod hot_cache;
 pub mod narinfo;
 pub mod presence;
 pub mod replication;
+pub mod rights;

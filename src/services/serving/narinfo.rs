@@ -14,6 +14,12 @@ pub fn nar_url(nar_hash_nix32: &str, compression: &str) -> String {
     format!("nar/{nar_hash_nix32}.nar{}", nar_extension(compression))
 }
 
+/// Splits `<nix32 hash>.nar<ext>` into the file hash and the compression the name implies.
+pub fn parse_nar_file_name(file: &str) -> Option<(NarHash, Compression)> {
+    let (hash, ext) = file.split_once(".nar")?;
+    Some((NarHash::from_nix32(hash).ok()?, Compression::from_extension(ext)?))
+}
+
 pub fn render(entry: &PathEntry) -> Result<String, String> {
     let corrupt = |what: &str| format!("stored path {} has an invalid {what}", entry.path.hash_part);
     let store_path = StorePath::from_base_name(&format!("{}-{}", entry.path.hash_part, entry.path.name))
@@ -49,7 +55,7 @@ mod tests {
         let hash = NarHash::digest(b"x").to_nix32();
         let url = nar_url(&hash, "zstd");
         assert_eq!(url, format!("nar/{hash}.nar.zst"));
-        let (parsed, compression) = crate::services::upload::nix_upload::parse_nar_file_name(&url[4..]).unwrap();
+        let (parsed, compression) = parse_nar_file_name(&url[4..]).unwrap();
         assert_eq!((parsed.to_nix32(), compression), (hash, Compression::Zstd));
     }
 }

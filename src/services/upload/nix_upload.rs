@@ -4,7 +4,7 @@
 //! NarHash and NarSize before the path becomes visible. Build logs and listings too.
 
 use hibernation::api::PathUpload;
-use hibernation::nix::{Compression, NarHash, NarInfo};
+use hibernation::nix::NarInfo;
 
 use super::Destination;
 use super::push::{self, NarSource, PushableCache, delete_stored, store_received};
@@ -14,13 +14,8 @@ use super::receive::{self, ReceiveLimits};
 use crate::db::models::PendingNar;
 use crate::db::{Db, now, uploads};
 use crate::services::identity::auth::Caller;
+use crate::services::serving::narinfo::parse_nar_file_name;
 use crate::storage::Storage;
-
-/// Splits `<nix32 hash>.nar<ext>` into the file hash and the compression the name implies.
-pub fn parse_nar_file_name(file: &str) -> Option<(NarHash, Compression)> {
-    let (hash, ext) = file.split_once(".nar")?;
-    Some((NarHash::from_nix32(hash).ok()?, Compression::from_extension(ext)?))
-}
 
 fn invalid(msg: impl Into<String>) -> PushError {
     PushError::InvalidInput(msg.into())
@@ -171,6 +166,7 @@ pub async fn accept_log(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hibernation::nix::Compression;
 
     #[test]
     fn parses_nar_file_names_nix_writes() {

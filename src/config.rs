@@ -362,7 +362,7 @@ pub fn parse_lifetime(text: &str) -> anyhow::Result<chrono::Duration> {
 
 #[cfg(test)]
 mod tests {
-    use super::{client_timeout, decompression_memory, parse_size};
+    use super::{client_timeout, decompression_memory, parse_lifetime, parse_size};
 
     #[test]
     fn client_timeouts_take_seconds_or_durations() {
@@ -380,6 +380,15 @@ mod tests {
         assert_eq!(decompression_memory(512 << 20).unwrap(), 512 << 20);
         let error = decompression_memory(64 << 20).unwrap_err().to_string();
         assert!(error.contains("DECOMPRESSION_MEMORY must be at least 131.0 MiB"), "{error}");
+    }
+
+    #[test]
+    fn lifetimes_take_days_hours_minutes_or_seconds() {
+        assert_eq!(parse_lifetime("90d").unwrap(), chrono::Duration::days(90));
+        assert_eq!(parse_lifetime("12h").unwrap(), chrono::Duration::hours(12));
+        assert_eq!(parse_lifetime("5").unwrap(), chrono::Duration::seconds(5));
+        assert!(parse_lifetime("soon").is_err());
+        assert!(parse_lifetime("5w").is_err());
     }
 
     #[test]

@@ -91,6 +91,19 @@ pub enum CacheError {
     Db(#[from] DbError),
 }
 
+/// Why a change of a cache named on the command line was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum NamedCacheError {
+    #[error("cache {0:?} does not exist")]
+    NotFound(String),
+    #[error(transparent)]
+    Setting(#[from] SettingError),
+    #[error("cache {0:?} already has this key")]
+    KeyTaken(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
 /// Creates a cache. A creator who is not an administrator gets the manage right on it;
 /// `None` (the admin CLI) grants nothing.
 pub async fn create(db: &Db, creator: Option<&User>, name: &str, settings: CacheSettings) -> Result<Cache, CacheError> {
@@ -138,6 +151,52 @@ pub async fn update(
         tracing::warn!("could not evict from cache {new_name} to fit its quota: {e}");
     }
     Ok(updated)
+}
+
+/// Adds a public key to the cache named `name` (the admin CLI; the settings page replaces the
+/// whole list through [`update`]).
+pub async fn add_key(db: &Db, name: &str, public_key: &str) -> Result<(), NamedCacheError> {
+    let key = check_keys([public_key])?
+        .into_iter()
+        .next()
+        .ok_or_else(|| SettingError::new("keys", "Give a public key (name:base64)."))?;
+    let owned = name.to_string();
+    let added = db
+        .write(move |c| {
+            let Some(cache) = caches::find_by_name(c, &owned)? else { return Ok(false) };
+            caches::add_key(c, cache.id, &key)?;
+            crate::db::replication::access_changed(c)?;
+            Ok(true)
+        })
+        .await;
+    match added {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(NamedCacheError::NotFound(name.to_string())),
+        Err(e) if is_unique_violation(&e) => Err(NamedCacheError::KeyTaken(name.to_string())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Changes the quota, quota policy or retention of the cache named `name` (the admin CLI),
+/// then evicts at once what a lowered quota asks for under an evicting policy (paths pushed
+/// within `eviction_min_age` stay). Returns what was evicted.
+pub async fn change_lifecycle(
+    db: &Db,
+    name: &str,
+    change: caches::LifecycleChange,
+    eviction_min_age: chrono::Duration,
+) -> Result<super::lifecycle::eviction::Removed, NamedCacheError> {
+    let owned = name.to_string();
+    let changed = db
+        .write(move |c| {
+            let Some(cache) = caches::find_by_name(c, &owned)? else { return Ok(None) };
+            caches::change_lifecycle(c, cache.id, &change)?;
+            crate::db::replication::access_changed(c)?;
+            caches::find_by_name(c, &owned)
+        })
+        .await?;
+    let cache = changed.ok_or_else(|| NamedCacheError::NotFound(name.to_string()))?;
+    Ok(super::lifecycle::eviction::fit_quota(db, &cache, eviction_min_age).await?)
 }
 
 /// Removes every path of the cache (`whole_cache`: and the cache itself). NAR files go to

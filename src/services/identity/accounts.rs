@@ -76,12 +76,8 @@ pub struct NewAccount<'a> {
 
 pub async fn create(db: &Db, account: NewAccount<'_>) -> Result<User, AccountError> {
     let (name, email) = (account.name.trim().to_string(), account.email.trim().to_ascii_lowercase());
-    if let Some(error) = crate::services::display_name_error(&name) {
-        return Err(field("name", error));
-    }
-    if !email.contains('@') {
-        return Err(field("email", "Enter a valid email address."));
-    }
+    check_name(&name)?;
+    check_email(&email)?;
     check_password("password", account.password)?;
     let (hash, admin) = (passwords::hash_async(account.password).await, account.admin);
     let created = db
@@ -93,6 +89,81 @@ pub async fn create(db: &Db, account: NewAccount<'_>) -> Result<User, AccountErr
         Err(e) if is_unique_violation(&e) => Err(field("name", "A user with this name or email exists.")),
         other => Ok(other?),
     }
+}
+
+fn check_name(name: &str) -> Result<(), AccountError> {
+    match crate::services::display_name_error(name) {
+        Some(error) => Err(field("name", error)),
+        None => Ok(()),
+    }
+}
+
+fn check_email(email: &str) -> Result<(), AccountError> {
+    if !email.contains('@') {
+        return Err(field("email", "Enter a valid email address."));
+    }
+    Ok(())
+}
+
+/// Logins name users in commands: 1 to 254 characters without spaces or control characters,
+/// so they cannot be mistaken.
+fn check_login(login: &str) -> Result<(), AccountError> {
+    if login.is_empty() || login.len() > 254 || login.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(field(
+            "login",
+            format!("a login is 1 to 254 characters without spaces or control characters, got {login:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// An account created on the host (`admin create-user`): named by its login, signing in to
+/// the dashboard with `sign_in` (email address, password) when given, else with tokens only.
+pub struct HostAccount<'a> {
+    pub login: &'a str,
+    /// The name shown; the login when `None`.
+    pub name: Option<&'a str>,
+    pub admin: bool,
+    pub sign_in: Option<(&'a str, &'a str)>,
+}
+
+/// Creates a [`HostAccount`] under the same rules as [`create`] (and the login's).
+pub async fn create_on_host(db: &Db, account: HostAccount<'_>) -> Result<User, AccountError> {
+    let login = account.login.to_string();
+    let name = account.name.unwrap_or(account.login).trim().to_string();
+    check_login(&login)?;
+    check_name(&name)?;
+    let sign_in = match account.sign_in {
+        Some((email, password)) => {
+            let email = email.trim().to_ascii_lowercase();
+            check_email(&email)?;
+            check_password("password", password)?;
+            Some((email, passwords::hash_async(password).await))
+        }
+        None => None,
+    };
+    let admin = account.admin;
+    let created = db
+        .write(move |c| {
+            let who = users::NewIdentity { login: &login, name: &name };
+            match &sign_in {
+                Some((email, hash)) => users::create_with_password(c, who, email, hash, admin),
+                None => users::create(c, who.login, who.name, admin),
+            }
+        })
+        .await;
+    match created {
+        Err(e) if is_unique_violation(&e) => {
+            Err(field("login", format!("user {:?} (or that name or email address) already exists", account.login)))
+        }
+        other => Ok(other?),
+    }
+}
+
+/// The user whose login is `login`.
+pub async fn find_by_login(db: &Db, login: &str) -> Result<Option<User>, DbError> {
+    let login = login.to_string();
+    db.read(move |c| users::find_by_login(c, &login)).await
 }
 
 /// A change of one's own account: a new name, and a new password when `new_password` is

@@ -43,6 +43,10 @@ pub enum TokenError {
     Invalid(&'static str),
     #[error("You already have a token with this name.")]
     NameTaken,
+    #[error("user {0:?} does not exist")]
+    NoSuchUser(String),
+    #[error("cache {0:?} does not exist")]
+    NoSuchCache(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -151,6 +155,54 @@ pub async fn create(db: &Db, user: &User, name: &str, choice: TokenChoice) -> Re
         Err(e) if is_unique_violation(&e) => Err(TokenError::NameTaken),
         Err(e) => Err(e.into()),
     }
+}
+
+/// A token issued on the host (`admin create-token`) for the user whose login is `login`:
+/// limited to `caches` (names; every cache of the user when empty), and to reading when
+/// `read_only`. Returns its secret.
+pub async fn issue_on_host(
+    db: &Db,
+    login: &str,
+    name: &str,
+    expires_at: Option<NaiveDateTime>,
+    caches: &[String],
+    read_only: bool,
+) -> Result<String, TokenError> {
+    let name = token_name(name)?;
+    let (login, caches) = (login.to_string(), caches.to_vec());
+    let issued = db
+        .write(move |c| {
+            let Some(user) = users::find_by_login(c, &login)? else { return Ok(Err(TokenError::NoSuchUser(login))) };
+            let mut cache_ids = Vec::new();
+            for cache in caches {
+                match crate::db::caches::find_by_name(c, &cache)? {
+                    Some(found) => cache_ids.push(found.id),
+                    None => return Ok(Err(TokenError::NoSuchCache(cache))),
+                }
+            }
+            let scope = TokenScope { cache_ids: (!cache_ids.is_empty()).then_some(cache_ids), read_only };
+            issue_token(c, user.id, &name, expires_at, &scope).map(Ok)
+        })
+        .await;
+    match issued {
+        Ok(result) => result,
+        Err(e) if is_unique_violation(&e) => Err(TokenError::NameTaken),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Revokes the token named `name` of the user whose login is `login` (the admin CLI); it
+/// stops working at once, on every replica as soon as it reads the change. False when the
+/// user has no such token.
+pub async fn revoke_on_host(db: &Db, login: &str, name: &str) -> Result<bool, TokenError> {
+    let (login, name) = (login.to_string(), name.to_string());
+    db.write(move |c| {
+        let Some(user) = users::find_by_login(c, &login)? else { return Ok(Err(TokenError::NoSuchUser(login))) };
+        let revoked = users::revoke_token(c, user.id, &name)?;
+        crate::db::replication::access_changed(c)?;
+        Ok(Ok(revoked > 0))
+    })
+    .await?
 }
 
 /// Revokes one of `owner`'s tokens; it stops working at once, on every replica within the

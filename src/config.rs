@@ -116,8 +116,8 @@ fn decompression_memory(bytes: u64) -> anyhow::Result<u64> {
     if bytes < least {
         bail!(
             "DECOMPRESSION_MEMORY must be at least {} (what one upload may need to decompress), got {}",
-            hibernation::format::human_bytes(least),
-            hibernation::format::human_bytes(bytes)
+            hibernation::human::human_bytes(least),
+            hibernation::human::human_bytes(bytes)
         );
     }
     Ok(bytes)
@@ -347,14 +347,14 @@ fn s3_from_env() -> anyhow::Result<Option<S3Config>> {
 /// A lifetime such as `90d`, `12h`, `30m` or `45s` (admin options and environment).
 /// CLIENT_TIMEOUT: seconds (`60`) or a duration like the other timings (`60s`, `2m`).
 fn client_timeout(text: &str) -> anyhow::Result<std::time::Duration> {
-    match hibernation::format::parse_lifetime_seconds(text) {
+    match hibernation::human::parse_lifetime_seconds(text) {
         Some(seconds) if seconds > 0 => Ok(std::time::Duration::from_secs(seconds as u64)),
         _ => bail!("CLIENT_TIMEOUT must be a duration above zero such as 60, 60s or 2m, got {text:?}"),
     }
 }
 
 pub fn parse_lifetime(text: &str) -> anyhow::Result<chrono::Duration> {
-    use hibernation::format::{LIFETIME_RULE, parse_lifetime_seconds};
+    use hibernation::human::{LIFETIME_RULE, parse_lifetime_seconds};
     let seconds =
         parse_lifetime_seconds(text).with_context(|| format!("invalid lifetime {text:?}: {LIFETIME_RULE}"))?;
     Ok(chrono::Duration::seconds(seconds))

@@ -637,7 +637,7 @@ fn overview_shows_traffic_and_recent_pushes(backend: Backend) {
 
     // Counters are written in batches every few seconds.
     let expected =
-        format!("2 narinfo hits, 1 miss, {} of NARs served", hibernation::format::human_bytes(nar.len() as u64));
+        format!("2 narinfo hits, 1 miss, {} of NARs served", hibernation::human::human_bytes(nar.len() as u64));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     let mut page = String::new();
     while std::time::Instant::now() < deadline {

@@ -159,7 +159,7 @@ impl CacheInfo {
     pub fn size_text(&self) -> String {
         match (self.paths, self.stored_bytes) {
             (Some(paths), Some(bytes)) => {
-                format!("{paths} paths, {}", crate::format::human_bytes(bytes.max(0) as u64))
+                format!("{paths} paths, {}", crate::human::human_bytes(bytes.max(0) as u64))
             }
             _ => "-".to_string(),
         }

@@ -7,11 +7,11 @@
 //! * `client` (feature `client`): the HTTP client and the `hibernation` command.
 
 pub mod api;
-pub mod format;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;
+pub mod human;
 pub mod nix;
 
 #[cfg(feature = "client")]

@@ -15,7 +15,7 @@ use hibernation::client::push::{PushOptions, format_summary, push};
 use hibernation::client::store::{query_paths, resolve_argument};
 use hibernation::client::use_cache;
 use hibernation::client::watch::{WatchOptions, watch_store};
-use hibernation::format::{LIFETIME_RULE, human_bytes, parse_lifetime_seconds};
+use hibernation::human::{LIFETIME_RULE, human_bytes, parse_lifetime_seconds};
 use hibernation::nix::SecretKey;
 
 #[derive(Debug, Parser)]

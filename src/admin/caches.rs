@@ -11,7 +11,7 @@ use crate::db::caches::{CacheSettings, LifecycleChange};
 use crate::db::ids::CacheId;
 use crate::db::models::{Cache, QuotaPolicy};
 use crate::db::{Db, DbResult};
-use crate::services::caches::{self as cache_rules, NamedCacheError};
+use crate::services::caches::{self, NamedCacheError};
 use crate::services::identity::trusted_publishing;
 
 #[derive(Debug, Subcommand)]
@@ -132,13 +132,13 @@ pub async fn run(db: &Db, config: &Config, command: CacheCommand) -> anyhow::Res
             allow_force_push,
             lifecycle,
         } => {
-            cache_rules::check_name(&name)?;
-            let keys = cache_rules::check_keys(public_keys.iter().map(String::as_str))?;
-            let quota_bytes = cache_rules::parse_quota_gib(quota_gib.as_deref().unwrap_or_default())?;
+            caches::check_name(&name)?;
+            let keys = caches::check_keys(public_keys.iter().map(String::as_str))?;
+            let quota_bytes = caches::parse_quota_gib(quota_gib.as_deref().unwrap_or_default())?;
             let upstreams = match (no_upstream, upstreams.is_empty()) {
                 (true, _) => Some(Vec::new()),
                 (false, true) => None,
-                (false, false) => Some(cache_rules::parse_upstreams(upstreams.iter().map(String::as_str))?),
+                (false, false) => Some(caches::parse_upstreams(upstreams.iter().map(String::as_str))?),
             };
             let settings = CacheSettings {
                 is_public: public,
@@ -150,25 +150,25 @@ pub async fn run(db: &Db, config: &Config, command: CacheCommand) -> anyhow::Res
                 quota_policy: lifecycle.policy().unwrap_or(QuotaPolicy::Refuse),
                 retention_seconds: lifecycle.retention_seconds()?.flatten(),
             };
-            cache_rules::create(db, None, &name, settings).await?;
+            caches::create(db, None, &name, settings).await?;
             println!("created {} cache {name}", if public { "public" } else { "private" });
         }
         CacheCommand::UpdateCache { name, quota_gib, lifecycle } => {
             let change = LifecycleChange {
-                quota_bytes: quota_gib.as_deref().map(cache_rules::parse_quota_gib).transpose()?,
+                quota_bytes: quota_gib.as_deref().map(caches::parse_quota_gib).transpose()?,
                 quota_policy: lifecycle.policy(),
                 retention_seconds: lifecycle.retention_seconds()?,
             };
             let min_age = config.lifecycle.eviction_min_age;
-            let evicted = cache_rules::change_lifecycle(db, &name, change, min_age).await?;
+            let evicted = caches::change_lifecycle(db, &name, change, min_age).await?;
             println!("updated cache {name}");
             if evicted.paths > 0 {
-                let bytes = hibernation::format::gib(evicted.bytes as u64);
+                let bytes = hibernation::human::gib(evicted.bytes as u64);
                 println!("evicted {} paths ({bytes}) to fit the quota", evicted.paths);
             }
         }
         CacheCommand::AddKey { cache, public_key } => {
-            cache_rules::add_key(db, &cache, &public_key).await?;
+            caches::add_key(db, &cache, &public_key).await?;
             println!("added key to cache {cache}");
         }
         CacheCommand::Trust { cache, issuer, claims, push } => {

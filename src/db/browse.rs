@@ -1,5 +1,4 @@
-//! Read models for the dashboard: totals, per-cache sizes, the path browser; and deleting
-//! a path without breaking any closure.
+//! Read models for the dashboard and the API: totals, per-cache sizes, the path browser.
 
 use chrono::NaiveDateTime;
 use diesel::dsl::{count_star, sql};
@@ -8,7 +7,7 @@ use diesel::sql_types::{BigInt, Nullable};
 
 use super::models::Cache;
 use super::schema::{caches, nars, store_paths};
-use super::{AnyConnection, DbResult, lifecycle, now};
+use super::{AnyConnection, DbResult};
 
 pub const PAGE_SIZE: i64 = 50;
 
@@ -186,108 +185,4 @@ pub fn paths_page(
         .offset(page.max(0) * PAGE_SIZE)
         .load(conn)?;
     Ok((rows, total))
-}
-
-#[derive(Debug)]
-pub enum DeleteOutcome {
-    /// Gone; a NAR no path uses any more waits for garbage collection.
-    Deleted,
-    NotFound,
-    /// Other paths in the cache reference it; deleting it would break their closures.
-    StillNeeded(Vec<String>),
-}
-
-pub fn delete_path(conn: &mut AnyConnection, cache_id: i64, hash_part: &str) -> DbResult<DeleteOutcome> {
-    let found: Option<(i64, String, i64)> = store_paths::table
-        .inner_join(nars::table)
-        .filter(store_paths::cache_id.eq(cache_id))
-        .filter(store_paths::hash_part.eq(hash_part))
-        .select((store_paths::id, store_paths::name, nars::file_size))
-        .first(conn)
-        .optional()?;
-    let Some((id, name, file_size)) = found else { return Ok(DeleteOutcome::NotFound) };
-    let path = lifecycle::Removable { id, base_name: format!("{hash_part}-{name}"), file_size };
-    if lifecycle::remove_path(conn, cache_id, &path, now())? {
-        return Ok(DeleteOutcome::Deleted);
-    }
-    let dependents = lifecycle::referrers(conn, cache_id, id, &path.base_name, 5)?;
-    Ok(if dependents.is_empty() { DeleteOutcome::NotFound } else { DeleteOutcome::StillNeeded(dependents) })
-}
-
-/// Removes every path of a cache; the NARs no cache uses any more wait for garbage collection.
-pub fn clear_cache(conn: &mut AnyConnection, cache_id: i64) -> DbResult<()> {
-    let mut nar_ids = Vec::new();
-    // On PostgreSQL a commit that locked a path of this cache before the delete reached it
-    // lands its new path after; the next round removes it, so no path is left whose
-    // references are gone. Later commits find their references missing.
-    for _ in 0..100 {
-        let rows: Vec<(i64, i64)> = store_paths::table
-            .filter(store_paths::cache_id.eq(cache_id))
-            .select((store_paths::id, store_paths::nar_id))
-            .load(conn)?;
-        if rows.is_empty() {
-            break;
-        }
-        for chunk in rows.chunks(500) {
-            let ids: Vec<i64> = chunk.iter().map(|(id, _)| *id).collect();
-            diesel::delete(store_paths::table.filter(store_paths::id.eq_any(ids))).execute(conn)?;
-        }
-        nar_ids.extend(rows.into_iter().map(|(_, nar_id)| nar_id));
-    }
-    nar_ids.sort_unstable();
-    nar_ids.dedup();
-    lifecycle::mark_unreferenced(conn, &nar_ids, now())?;
-    Ok(())
-}
-
-/// Deletes a cache with everything in it; returns the storage keys to delete (pending uploads
-/// and build logs; NARs no cache uses wait for garbage collection).
-pub fn delete_cache(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<String>> {
-    use super::schema::{build_logs, pending_nars};
-    clear_cache(conn, cache_id)?;
-    let mut keys = Vec::new();
-    // A pending upload's object is ours to delete only if we delete its row: a commit taking
-    // it over right now deletes the row first (and its NAR row then owns the object).
-    let pending: Vec<(i64, String)> = pending_nars::table
-        .filter(pending_nars::cache_id.eq(cache_id))
-        .select((pending_nars::id, pending_nars::storage_key))
-        .load(conn)?;
-    for (id, key) in pending {
-        if super::uploads::delete_pending(conn, id)? {
-            keys.push(key);
-        }
-    }
-    keys.extend(
-        build_logs::table
-            .filter(build_logs::cache_id.eq(cache_id))
-            .select(build_logs::storage_key)
-            .load::<String>(conn)?,
-    );
-    diesel::delete(caches::table.find(cache_id)).execute(conn)?;
-    Ok(keys)
-}
-
-/// Replaces a cache's settings and public keys.
-pub fn update_cache(conn: &mut AnyConnection, cache_id: i64, settings: &super::caches::CacheSettings) -> DbResult<()> {
-    use super::schema::cache_keys;
-    diesel::update(caches::table.find(cache_id))
-        .set((
-            caches::is_public.eq(settings.is_public),
-            caches::priority.eq(settings.priority),
-            caches::quota_bytes.eq(settings.quota_bytes),
-            caches::quota_policy.eq(settings.quota_policy.name()),
-            caches::retention_seconds.eq(settings.retention_seconds),
-        ))
-        .execute(conn)?;
-    if let Some(allowed) = settings.allow_force_push {
-        diesel::update(caches::table.find(cache_id)).set(caches::allow_force_push.eq(allowed)).execute(conn)?;
-    }
-    diesel::delete(cache_keys::table.filter(cache_keys::cache_id.eq(cache_id))).execute(conn)?;
-    for key in &settings.keys {
-        super::caches::add_key(conn, cache_id, key)?;
-    }
-    if let Some(upstreams) = &settings.upstreams {
-        super::upstreams::replace(conn, cache_id, upstreams)?;
-    }
-    Ok(())
 }

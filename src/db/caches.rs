@@ -1,9 +1,9 @@
-//! Caches and their public signing keys.
+//! Caches and their public signing keys: created, changed, cleared and deleted.
 
 use diesel::prelude::*;
 
 use super::models::{Cache, QuotaPolicy};
-use super::schema::{cache_keys, caches};
+use super::schema::{cache_keys, caches, store_paths};
 use super::{AnyConnection, DbResult, now};
 
 pub fn find_by_name(conn: &mut AnyConnection, name: &str) -> DbResult<Option<Cache>> {
@@ -96,6 +96,83 @@ pub fn change_lifecycle(conn: &mut AnyConnection, cache_id: i64, change: &Lifecy
     }
     if let Some(retention) = change.retention_seconds {
         diesel::update(row).set(caches::retention_seconds.eq(retention)).execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Removes every path of a cache; the NARs no cache uses any more wait for garbage collection.
+pub fn clear(conn: &mut AnyConnection, cache_id: i64) -> DbResult<()> {
+    let mut nar_ids = Vec::new();
+    // On PostgreSQL a commit that locked a path of this cache before the delete reached it
+    // lands its new path after; the next round removes it, so no path is left whose
+    // references are gone. Later commits find their references missing.
+    for _ in 0..100 {
+        let rows: Vec<(i64, i64)> = store_paths::table
+            .filter(store_paths::cache_id.eq(cache_id))
+            .select((store_paths::id, store_paths::nar_id))
+            .load(conn)?;
+        if rows.is_empty() {
+            break;
+        }
+        for chunk in rows.chunks(500) {
+            let ids: Vec<i64> = chunk.iter().map(|(id, _)| *id).collect();
+            diesel::delete(store_paths::table.filter(store_paths::id.eq_any(ids))).execute(conn)?;
+        }
+        nar_ids.extend(rows.into_iter().map(|(_, nar_id)| nar_id));
+    }
+    nar_ids.sort_unstable();
+    nar_ids.dedup();
+    super::lifecycle::mark_unreferenced(conn, &nar_ids, now())?;
+    Ok(())
+}
+
+/// Deletes a cache with everything in it; returns the storage keys to delete (pending uploads
+/// and build logs; NARs no cache uses wait for garbage collection).
+pub fn delete(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<String>> {
+    use super::schema::{build_logs, pending_nars};
+    clear(conn, cache_id)?;
+    let mut keys = Vec::new();
+    // A pending upload's object is ours to delete only if we delete its row: a commit taking
+    // it over right now deletes the row first (and its NAR row then owns the object).
+    let pending: Vec<(i64, String)> = pending_nars::table
+        .filter(pending_nars::cache_id.eq(cache_id))
+        .select((pending_nars::id, pending_nars::storage_key))
+        .load(conn)?;
+    for (id, key) in pending {
+        if super::uploads::delete_pending(conn, id)? {
+            keys.push(key);
+        }
+    }
+    keys.extend(
+        build_logs::table
+            .filter(build_logs::cache_id.eq(cache_id))
+            .select(build_logs::storage_key)
+            .load::<String>(conn)?,
+    );
+    diesel::delete(caches::table.find(cache_id)).execute(conn)?;
+    Ok(keys)
+}
+
+/// Replaces a cache's settings and public keys.
+pub fn update(conn: &mut AnyConnection, cache_id: i64, settings: &CacheSettings) -> DbResult<()> {
+    diesel::update(caches::table.find(cache_id))
+        .set((
+            caches::is_public.eq(settings.is_public),
+            caches::priority.eq(settings.priority),
+            caches::quota_bytes.eq(settings.quota_bytes),
+            caches::quota_policy.eq(settings.quota_policy.name()),
+            caches::retention_seconds.eq(settings.retention_seconds),
+        ))
+        .execute(conn)?;
+    if let Some(allowed) = settings.allow_force_push {
+        diesel::update(caches::table.find(cache_id)).set(caches::allow_force_push.eq(allowed)).execute(conn)?;
+    }
+    diesel::delete(cache_keys::table.filter(cache_keys::cache_id.eq(cache_id))).execute(conn)?;
+    for key in &settings.keys {
+        add_key(conn, cache_id, key)?;
+    }
+    if let Some(upstreams) = &settings.upstreams {
+        super::upstreams::replace(conn, cache_id, upstreams)?;
     }
     Ok(())
 }

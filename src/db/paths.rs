@@ -309,3 +309,30 @@ mod tests {
         assert_eq!((page.paths[0].hash_part.as_str(), page.paths.len(), last), ("c", 1, 2), "a commit at a time");
     }
 }
+
+#[derive(Debug)]
+pub enum DeleteOutcome {
+    /// Gone; a NAR no path uses any more waits for garbage collection.
+    Deleted,
+    NotFound,
+    /// Other paths in the cache reference it; deleting it would break their closures.
+    StillNeeded(Vec<String>),
+}
+
+/// Deletes one path, unless other paths of the cache reference it.
+pub fn delete(conn: &mut AnyConnection, cache_id: i64, hash_part: &str) -> DbResult<DeleteOutcome> {
+    let found: Option<(i64, String, i64)> = store_paths::table
+        .inner_join(nars::table)
+        .filter(store_paths::cache_id.eq(cache_id))
+        .filter(store_paths::hash_part.eq(hash_part))
+        .select((store_paths::id, store_paths::name, nars::file_size))
+        .first(conn)
+        .optional()?;
+    let Some((id, name, file_size)) = found else { return Ok(DeleteOutcome::NotFound) };
+    let path = super::lifecycle::Removable { id, base_name: format!("{hash_part}-{name}"), file_size };
+    if super::lifecycle::remove_path(conn, cache_id, &path, super::now())? {
+        return Ok(DeleteOutcome::Deleted);
+    }
+    let dependents = super::lifecycle::referrers(conn, cache_id, id, &path.base_name, 5)?;
+    Ok(if dependents.is_empty() { DeleteOutcome::NotFound } else { DeleteOutcome::StillNeeded(dependents) })
+}

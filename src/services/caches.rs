@@ -7,10 +7,11 @@ use hibernation::nix::PublicKey;
 
 use super::serving::hot_cache::HotCache;
 use super::upload::push::delete_stored;
-use crate::db::browse::{self, DeleteOutcome};
+use crate::db::browse;
 use crate::db::caches::CacheSettings;
 use crate::db::ids::{CacheId, UserId};
 use crate::db::models::{Cache, GrantLevel, QuotaPolicy, User};
+use crate::db::paths::{self, DeleteOutcome};
 use crate::db::{Db, DbError, caches, is_unique_violation, upstreams, users};
 use crate::storage::Storage;
 
@@ -56,7 +57,7 @@ pub fn check_keys<'a>(keys: impl IntoIterator<Item = &'a str>) -> Result<Vec<Str
 pub fn parse_quota_gib(text: &str) -> Result<Option<i64>, SettingError> {
     match text.trim() {
         "" | "none" => Ok(None),
-        text => hibernation::format::parse_gib(text).map(|bytes| Some(bytes as i64)).ok_or_else(|| {
+        text => hibernation::human::parse_gib(text).map(|bytes| Some(bytes as i64)).ok_or_else(|| {
             SettingError::new("quota", format!("Invalid quota {text:?}: give a size in GiB such as 50 or 0.5."))
         }),
     }
@@ -133,7 +134,7 @@ pub async fn update(
     let (id, renamed) = (cache.id, new_name.to_string());
     let saved = db
         .write(move |c| {
-            browse::update_cache(c, id, &settings)?;
+            caches::update(c, id, &settings)?;
             caches::rename(c, id, &renamed)?;
             crate::db::replication::access_changed(c)?;
             caches::find_by_name(c, &renamed)
@@ -211,11 +212,7 @@ pub async fn destroy(
     let id = cache.id;
     let logs = db
         .write(move |c| {
-            let logs = if whole_cache {
-                browse::delete_cache(c, id)?
-            } else {
-                browse::clear_cache(c, id).map(|()| Vec::new())?
-            };
+            let logs = if whole_cache { caches::delete(c, id)? } else { caches::clear(c, id).map(|()| Vec::new())? };
             crate::db::replication::access_changed(c)?;
             Ok(logs)
         })
@@ -230,7 +227,7 @@ pub async fn destroy(
 /// Deletes one path unless other paths in the cache need it.
 pub async fn delete_path(db: &Db, hot: &HotCache, cache_id: i64, hash_part: &str) -> Result<DeleteOutcome, DbError> {
     let hash = hash_part.to_string();
-    let outcome = db.write(move |c| browse::delete_path(c, cache_id, &hash)).await?;
+    let outcome = db.write(move |c| paths::delete(c, cache_id, &hash)).await?;
     if matches!(outcome, DeleteOutcome::Deleted) {
         hot.forget_narinfo(cache_id, hash_part);
     }

@@ -15,7 +15,7 @@ use tokio::io::{AsyncBufRead, AsyncRead, AsyncReadExt};
 
 use super::AppError;
 use crate::services::upload::receive::{BodyStalled, SizeLimitExceeded};
-use hibernation::format::exact_bytes;
+use hibernation::human::exact_bytes;
 
 /// Size limits on what clients send; more are fixed below.
 #[derive(Debug, Clone, Copy)]

@@ -13,7 +13,7 @@ use super::http::{ApiClient, ClientError};
 use super::nar_stream::compressed_nar_body;
 use super::store::{LocalPath, fs_path};
 use crate::api::{PathUpload, PlanAction, PlannedPath, PushPlanRequest};
-use crate::format::human_bytes;
+use crate::human::human_bytes;
 use crate::nix::{SecretKey, StorePath, signing};
 
 const MAX_ATTEMPTS: u32 = 4;

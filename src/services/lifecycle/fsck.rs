@@ -74,12 +74,12 @@ impl std::fmt::Display for Report {
             f,
             "checked {} NARs ({}): {} missing, {} corrupt, {} paths with a missing reference, {} objects no row owns ({})",
             self.nars_checked,
-            hibernation::format::human_bytes(self.bytes_checked),
+            hibernation::human::human_bytes(self.bytes_checked),
             self.missing.len(),
             self.corrupt.len(),
             self.broken.iter().filter(|b| !b.upstream_may_serve).count(),
             self.orphans,
-            hibernation::format::human_bytes(self.orphan_bytes),
+            hibernation::human::human_bytes(self.orphan_bytes),
         )?;
         if self.removed_paths > 0 || self.deleted_orphans > 0 {
             write!(

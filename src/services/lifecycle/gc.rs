@@ -41,7 +41,7 @@ pub struct Report {
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let verb = if self.dry_run { "would delete" } else { "deleted" };
-        let gib = |b: u64| hibernation::format::gib(b);
+        let gib = |b: u64| hibernation::human::gib(b);
         write!(
             f,
             "{verb} {} unused NARs ({}), {} objects no row owns ({}), {} uploads whose narinfo never came, {} expired rows",

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use hibernation::format::human_bytes;
+use hibernation::human::human_bytes;
 use hibernation::nix::Compression;
 
 use super::push_error::PushError;

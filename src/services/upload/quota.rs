@@ -48,7 +48,7 @@ pub async fn make_room(db: &Db, cache: &Cache, incoming: i64, check: QuotaCheck<
     } else {
         return Ok(());
     };
-    let gib = |b: i64| hibernation::format::gib(b.max(0) as u64);
+    let gib = |b: i64| hibernation::human::gib(b.max(0) as u64);
     Err(PushError::OverQuota {
         cache: cache.name.clone(),
         used: gib(used),

@@ -406,7 +406,7 @@ fn inspect_nar(
 fn too_large(max_nar_size: u64) -> PushError {
     PushError::TooLarge(format!(
         "the NAR is larger than this server's MAX_NAR_SIZE ({})",
-        hibernation::format::gib(max_nar_size)
+        hibernation::human::gib(max_nar_size)
     ))
 }
 

@@ -429,7 +429,7 @@ pub fn csrf_refusal(state: &AppState, req: &Request, user: Option<&User>, submit
 
 /// Bytes as KiB/MiB/GiB, the one unit style used everywhere in the dashboard.
 pub fn human_bytes(bytes: i64) -> String {
-    hibernation::format::human_bytes(bytes.max(0) as u64)
+    hibernation::human::human_bytes(bytes.max(0) as u64)
 }
 
 #[cfg(test)]

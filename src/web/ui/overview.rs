@@ -86,8 +86,8 @@ fn chart(hourly: &[(NaiveDateTime, TrafficDelta)], now_hour: NaiveDateTime) -> V
                 label: format!(
                     "{} UTC: {}, {}",
                     hour.format("%H:00"),
-                    hibernation::format::count(hits, "hit", "hits"),
-                    hibernation::format::count(misses, "miss", "misses")
+                    hibernation::human::count(hits, "hit", "hits"),
+                    hibernation::human::count(misses, "miss", "misses")
                 ),
             }
         })
@@ -109,7 +109,7 @@ impl OverviewPage {
 
     /// "1 miss", "2 misses".
     fn count(n: &i64, one: &str, many: &str) -> String {
-        hibernation::format::count(*n, one, many)
+        hibernation::human::count(*n, one, many)
     }
 }
 

@@ -11,17 +11,18 @@ use poem::{IntoResponse, Request, Response, handler};
 use serde::Deserialize;
 
 use crate::db::DbError;
-use crate::db::browse::{DeleteOutcome, PAGE_SIZE, PathRow, SortKey};
+use crate::db::browse::{PAGE_SIZE, PathRow, SortKey};
 use crate::db::caches::CacheSettings;
 use crate::db::models::{Cache, QuotaPolicy, User};
+use crate::db::paths::DeleteOutcome;
 use crate::db::permissions::Permission;
-use crate::services::caches::{self as cache_rules, CacheError};
+use crate::services::caches::{self, CacheError};
 use crate::services::dashboard::{self, CacheSummary, PathsPage};
 use crate::services::identity::access::Access;
 use crate::web::AppState;
 use crate::web::ui::extract::{CheckedForm, SignedIn, carries_csrf};
 use crate::web::ui::{CsrfOnly, Failure, FormError, Layout, human_bytes, query_value, render, unavailable};
-use hibernation::format::gib;
+use hibernation::human::gib;
 
 pub struct CacheRow {
     pub name: String,
@@ -139,22 +140,22 @@ impl CacheForm {
     /// quota in GiB (empty for none), the public keys, one per line, and, for administrators
     /// (`may_set_upstreams`), the upstreams and `--force`; otherwise those are left as they are.
     pub fn validate(&self, name: &str, may_set_upstreams: bool) -> Result<CacheSettings, FormError> {
-        let error = |e: cache_rules::SettingError| FormError::new(e.field, e.message);
-        cache_rules::check_name(name).map_err(error)?;
+        let error = |e: caches::SettingError| FormError::new(e.field, e.message);
+        caches::check_name(name).map_err(error)?;
         let priority: i32 =
             self.priority.trim().parse().map_err(|_| FormError::new("priority", "Enter a whole number, e.g. 41."))?;
         if !(0..=1000).contains(&priority) {
             return Err(FormError::new("priority", "Use a priority from 0 to 1000."));
         }
-        let keys = cache_rules::check_keys(self.keys.lines()).map_err(error)?;
+        let keys = caches::check_keys(self.keys.lines()).map_err(error)?;
         if keys.is_empty() {
             return Err(FormError::new(
                 "keys",
                 "Add at least one public key (from `nix key convert-secret-to-public`).",
             ));
         }
-        let quota_bytes = cache_rules::parse_quota_gib(&self.quota).map_err(error)?;
-        let quota_policy = cache_rules::parse_policy(&self.quota_policy).map_err(error)?;
+        let quota_bytes = caches::parse_quota_gib(&self.quota).map_err(error)?;
+        let quota_policy = caches::parse_policy(&self.quota_policy).map_err(error)?;
         let retention_seconds = match self.retention_days.trim() {
             "" => None,
             text => match text.parse::<i64>() {
@@ -165,10 +166,7 @@ impl CacheForm {
         // Upstream URLs make the server send requests, and --force overrides them: both
         // are an administrator's decision.
         let (upstreams, allow_force_push) = if may_set_upstreams {
-            (
-                Some(cache_rules::parse_upstreams(self.upstreams.lines()).map_err(error)?),
-                Some(self.allow_force.is_some()),
-            )
+            (Some(caches::parse_upstreams(self.upstreams.lines()).map_err(error)?), Some(self.allow_force.is_some()))
         } else {
             (None, None)
         };
@@ -200,7 +198,7 @@ pub async fn create(
         Err(error) => return list_page(&state, req, &user, form, error).await,
     };
     // Whoever creates a cache may push to it and manage it.
-    match cache_rules::create(&state.db, Some(&user), &form.name, settings).await {
+    match caches::create(&state.db, Some(&user), &form.name, settings).await {
         Ok(_) => crate::web::ui::moved(
             &state,
             req,
@@ -411,7 +409,7 @@ pub async fn paths_table(
         Err(e) => return unavailable(&state, req, &user, e),
     };
     if let Some(seen) = &query.live {
-        match cache_rules::contents_stamp(&state.db, cache.id).await {
+        match caches::contents_stamp(&state.db, cache.id).await {
             Ok(stamp) if stamp == *seen => return StatusCode::NO_CONTENT.into_response(),
             Ok(_) => {}
             Err(e) => return unavailable(&state, req, &user, e),
@@ -456,7 +454,7 @@ pub async fn delete_path(
         return not_found(&state, req, &user, &name);
     }
     let row = |text: String| Html(ErrorRow { text }.render().unwrap_or_default()).into_response();
-    match cache_rules::delete_path(&state.db, &state.hot, cache.id, &hash).await {
+    match caches::delete_path(&state.db, &state.hot, cache.id, &hash).await {
         Ok(DeleteOutcome::Deleted) => {
             Html("<tr class=\"deleted\"><td colspan=\"6\" class=\"muted\">Deleted.</td></tr>").into_response()
         }

@@ -14,7 +14,7 @@ use super::pages::{CacheForm, not_found, readable};
 use crate::db::DbError;
 use crate::db::ids::{CacheId, GroupId, UserId};
 use crate::db::models::{Cache, GrantLevel, QuotaPolicy, User};
-use crate::services::caches::{self as cache_rules, CacheError};
+use crate::services::caches::{self, CacheError};
 use crate::services::identity::access::Access;
 use crate::services::identity::grants::{self, Grantee};
 use crate::services::identity::trusted_publishing;
@@ -90,13 +90,13 @@ pub(in crate::web::ui) async fn current_values(
     cache: &Cache,
     keys: Vec<String>,
 ) -> Result<CacheForm, DbError> {
-    let upstreams = cache_rules::upstreams_of(&state.db, cache.id).await?;
+    let upstreams = caches::upstreams_of(&state.db, cache.id).await?;
     Ok(CacheForm {
         csrf: String::new(),
         name: cache.name.clone(),
         public: cache.is_public.then(|| "on".to_string()),
         priority: cache.priority.to_string(),
-        quota: cache.quota_bytes.map(|q| hibernation::format::gib_number(q.max(0) as u64)).unwrap_or_default(),
+        quota: cache.quota_bytes.map(|q| hibernation::human::gib_number(q.max(0) as u64)).unwrap_or_default(),
         keys: keys.join("\n"),
         upstreams: upstreams.iter().map(Upstream::to_line).collect::<Vec<_>>().join("\n"),
         allow_force: cache.allow_force_push.then(|| "on".to_string()),
@@ -209,9 +209,7 @@ pub async fn update(
         Err(error) => return settings_page(&state, req, &user, cache, form, error).await,
     };
     // A lowered quota under an evicting policy makes room at once.
-    match cache_rules::update(&state.db, &state.hot, &cache, &new_name, settings, state.lifecycle.eviction_min_age)
-        .await
-    {
+    match caches::update(&state.db, &state.hot, &cache, &new_name, settings, state.lifecycle.eviction_min_age).await {
         Ok(_) => moved(&state, req, &format!("/caches/{new_name}"), "Settings saved."),
         Err(CacheError::NameTaken(_)) => {
             let error = FormError::new("name", format!("A cache named {new_name} exists. Nothing was changed."));
@@ -258,7 +256,7 @@ async fn destroy(
             Err(e) => unavailable(state, req, &user, e),
         };
     }
-    match cache_rules::destroy(&state.db, &state.hot, &state.storage, &cache, whole_cache).await {
+    match caches::destroy(&state.db, &state.hot, &state.storage, &cache, whole_cache).await {
         Ok(()) => {
             if whole_cache {
                 moved(state, req, "/caches", &format!("Cache {} deleted.", cache.name))

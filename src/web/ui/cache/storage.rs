@@ -6,7 +6,7 @@ use crate::db::models::{Cache, Reclaim};
 use crate::services::lifecycle::pins;
 use crate::web::AppState;
 use hibernation::api::PinInfo;
-use hibernation::format::{count, human_bytes};
+use hibernation::human::{count, human_bytes};
 
 /// What the card shows.
 pub struct StorageCard {
@@ -39,7 +39,7 @@ impl StorageCard {
         Ok(Self {
             policy: cache.policy().describe(),
             quota: match cache.quota_bytes {
-                Some(q) => format!("quota {}", hibernation::format::gib(q.max(0) as u64)),
+                Some(q) => format!("quota {}", hibernation::human::gib(q.max(0) as u64)),
                 None => "no quota".into(),
             },
             retention_days: cache.retention_seconds.map(|s| s / 86_400),

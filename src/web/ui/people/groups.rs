@@ -14,7 +14,7 @@ use super::avatar::AvatarTag;
 use crate::db::ids::{GroupId, UserId};
 use crate::db::models::User;
 use crate::db::permissions::{Permission, Permissions};
-use crate::services::identity::groups::{self as group_service, GroupError};
+use crate::services::identity::groups::{self, GroupError};
 use crate::web::AppState;
 use crate::web::ui::extract::{Holding, HoldingForm, carries_csrf, need};
 use crate::web::ui::{CsrfOnly, Failure, FormError, Layout, done, render, unavailable};
@@ -23,14 +23,14 @@ use crate::web::ui::{CsrfOnly, Failure, FormError, Layout, done, render, unavail
 #[template(path = "groups.html")]
 struct GroupsPage {
     layout: Layout,
-    groups: Vec<group_service::GroupView>,
+    groups: Vec<groups::GroupView>,
     name: String,
     error: FormError,
     permissions: [Permission; 9],
 }
 
 async fn page(state: &AppState, req: &Request, user: &User, name: String, error: FormError) -> Response {
-    match group_service::list(&state.db).await {
+    match groups::list(&state.db).await {
         Ok(views) => {
             let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
             let page = GroupsPage {
@@ -104,7 +104,7 @@ pub async fn create(
             .await;
     }
     let permissions = Permissions::from_form(&form.checked);
-    match group_service::create(&state.db, &state.hot, &user, &name, permissions).await {
+    match groups::create(&state.db, &state.hot, &user, &name, permissions).await {
         Err(GroupError::NameTaken) => {
             page(&state, req, &user, name, FormError::new("name", "A group with this name exists.")).await
         }
@@ -128,7 +128,7 @@ pub async fn set_permissions(
     HoldingForm { user, form, .. }: HoldingForm<need::EditGroups, PermissionsForm>,
 ) -> Response {
     let permissions = Permissions::from_form(&form.checked);
-    let changed = group_service::set_permissions(&state.db, &state.hot, &user, GroupId(id), permissions).await;
+    let changed = groups::set_permissions(&state.db, &state.hot, &user, GroupId(id), permissions).await;
     answer(&state, req, &user, changed, "Permissions changed.")
 }
 
@@ -147,7 +147,7 @@ pub async fn add_member(
     Path(id): Path<i64>,
     HoldingForm { user, form, .. }: HoldingForm<need::EditGroups, MemberForm>,
 ) -> Response {
-    let added = group_service::add_member(&state.db, &state.hot, &user, GroupId(id), UserId(form.user_id)).await;
+    let added = groups::add_member(&state.db, &state.hot, &user, GroupId(id), UserId(form.user_id)).await;
     answer(&state, req, &user, added, "Member added.")
 }
 
@@ -158,7 +158,7 @@ pub async fn remove_member(
     Path((id, member)): Path<(i64, i64)>,
     HoldingForm { user, .. }: HoldingForm<need::EditGroups, CsrfOnly>,
 ) -> Response {
-    let removed = group_service::remove_member(&state.db, &state.hot, &user, GroupId(id), UserId(member)).await;
+    let removed = groups::remove_member(&state.db, &state.hot, &user, GroupId(id), UserId(member)).await;
     answer(&state, req, &user, removed, "Member removed.")
 }
 
@@ -169,7 +169,7 @@ pub async fn delete(
     Path(id): Path<i64>,
     HoldingForm { user, .. }: HoldingForm<need::EditGroups, CsrfOnly>,
 ) -> Response {
-    let deleted = group_service::delete(&state.db, &state.hot, &user, GroupId(id)).await;
+    let deleted = groups::delete(&state.db, &state.hot, &user, GroupId(id)).await;
     answer(&state, req, &user, deleted, "Group deleted.")
 }
 

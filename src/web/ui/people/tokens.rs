@@ -205,7 +205,7 @@ pub async fn delete_ended(
         Ok(n) => done(
             &state,
             "/tokens",
-            &format!("Deleted {}.", hibernation::format::count(n as i64, "ended token", "ended tokens")),
+            &format!("Deleted {}.", hibernation::human::count(n as i64, "ended token", "ended tokens")),
         ),
         Err(e) => unavailable(&state, req, &user, e),
     }

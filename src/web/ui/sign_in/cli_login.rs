@@ -45,7 +45,7 @@ impl RequestView {
         let age = (crate::db::now() - request.created_at).num_minutes().max(0);
         let ago = match age {
             0 => "just now".to_string(),
-            n => format!("{} ago", hibernation::format::count(n, "minute", "minutes")),
+            n => format!("{} ago", hibernation::human::count(n, "minute", "minutes")),
         };
         Self {
             code: request.code,

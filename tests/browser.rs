@@ -522,7 +522,7 @@ fn signing_in_through_the_identity_provider() {
     let port = IdentityProvider::reserve_port();
     let env = server_env(port, &[("OIDC_CREATE_USERS", "true")]);
     let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let server = Server::start_with_env(Backend::Sqlite, &pairs);
+    let server = Server::builder(Backend::Sqlite).env(&pairs).start();
     let people = serde_json::json!({"lin-7": {"email": "lin@example.com", "email_verified": true, "name": "Lin"}});
     let _provider = IdentityProvider::start(port, &server.url(), people);
     let browser = Browser::start("sso");

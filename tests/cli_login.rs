@@ -180,7 +180,7 @@ fn without_a_terminal_or_token_login_says_what_to_do() {
 
 #[test]
 fn clients_that_fill_their_own_cap_do_not_lock_out_anyone_else() {
-    let server = Server::start_with_env(Backend::Sqlite, &[("TRUSTED_PROXIES", "127.0.0.1")]);
+    let server = Server::builder(Backend::Sqlite).env(&[("TRUSTED_PROXIES", "127.0.0.1")]).start();
     let http = reqwest::blocking::Client::new();
     let open = |address: &str| {
         http.post(format!("{}/api/v1/cli-login", server.url()))

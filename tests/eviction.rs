@@ -29,7 +29,7 @@ const ACCESS_FLUSH: Duration = Duration::from_secs(6);
 const MIN_AGE: Duration = Duration::from_secs(3);
 
 fn start(backend: Backend) -> (Server, Keys, String, Cli) {
-    let server = Server::start_with_env(backend, &[("EVICTION_MIN_AGE", "3s")]);
+    let server = Server::builder(backend).env(&[("EVICTION_MIN_AGE", "3s")]).start();
     let keys = Keys::generate("eviction-1");
     let token = server.bootstrap(&keys, true);
     let cli = Cli::new();
@@ -528,7 +528,7 @@ fn nix_copy_evicts_too(backend: Backend) {
 /// Retention removes what nobody used for longer than the cache keeps it, top-level paths
 /// first, and never a path something younger (or pinned) needs.
 fn retention_removes_unused_closures_whole(backend: Backend) {
-    let server = Server::start_with_env(backend, &[("EVICTION_MIN_AGE", "0s"), ("GC_INTERVAL", "1s")]);
+    let server = Server::builder(backend).env(&[("EVICTION_MIN_AGE", "0s"), ("GC_INTERVAL", "1s")]).start();
     let keys = Keys::generate("retention-1");
     let token = server.bootstrap(&keys, true);
     let cli = Cli::new();

@@ -64,7 +64,7 @@ fn substitutes(server: &Server, keys: &Keys, cache: &str, paths: &[&str]) {
 }
 
 fn finds_and_repairs_damage(backend: Backend) {
-    let mut server = Server::start_with_env(backend, &[("GC_GRACE", "2s")]);
+    let mut server = Server::builder(backend).env(&[("GC_GRACE", "2s")]).start();
     let keys = Keys::generate("fsck-1");
     let token = server.bootstrap(&keys, true);
     let cli = Cli::new();
@@ -176,7 +176,7 @@ fn random_path(tag: &str, bytes: usize) -> String {
 }
 
 fn killed_eviction_and_gc_leave_no_damage(backend: Backend) {
-    let mut server = Server::start_with_env(backend, &[("GC_GRACE", "0s"), ("EVICTION_MIN_AGE", "0s")]);
+    let mut server = Server::builder(backend).env(&[("GC_GRACE", "0s"), ("EVICTION_MIN_AGE", "0s")]).start();
     let keys = Keys::generate("fsck-2");
     let token = server.bootstrap(&keys, true);
     let cli = Cli::new();
@@ -229,7 +229,7 @@ fn killed_eviction_and_gc_leave_no_damage(backend: Backend) {
 /// collects garbage (the collection every server runs as it starts): once it runs again,
 /// fsck finds nothing.
 fn a_server_killed_mid_work_leaves_no_damage(backend: Backend) {
-    let mut server = Server::start_with_env(backend, &[("GC_GRACE", "0s"), ("EVICTION_MIN_AGE", "0s")]);
+    let mut server = Server::builder(backend).env(&[("GC_GRACE", "0s"), ("EVICTION_MIN_AGE", "0s")]).start();
     let keys = Keys::generate("fsck-3");
     let token = server.bootstrap(&keys, true);
     let cli = Cli::new();

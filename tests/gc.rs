@@ -19,7 +19,7 @@ on_full_matrix!(collects_unused_nars_orphans_and_stale_uploads);
 /// and every path visible afterwards substitutes with stock Nix.
 #[test]
 fn collection_racing_pushes_on_two_replicas_loses_no_nar() {
-    let first = Server::start_with_env(Backend::PostgresS3, &[("GC_GRACE", "0s"), ("EVICTION_MIN_AGE", "0s")]);
+    let first = Server::builder(Backend::PostgresS3).env(&[("GC_GRACE", "0s"), ("EVICTION_MIN_AGE", "0s")]).start();
     let second = first.sibling();
     let keys = Keys::generate("gc-race-1");
     let token = first.bootstrap(&keys, true);
@@ -116,7 +116,7 @@ fn gib(bytes: i64) -> String {
 }
 
 fn collects_unused_nars_orphans_and_stale_uploads(backend: Backend) {
-    let server = Server::start_with_env(backend, &[("GC_GRACE", "4s"), ("EVICTION_MIN_AGE", "0s")]);
+    let server = Server::builder(backend).env(&[("GC_GRACE", "4s"), ("EVICTION_MIN_AGE", "0s")]).start();
     let keys = Keys::generate("gc-1");
     let token = server.bootstrap(&keys, true);
     server.admin(&["create-cache", "other", "--public", "--no-upstream", "--public-key", &keys.public]);

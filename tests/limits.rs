@@ -218,7 +218,7 @@ fn nar_objects(server: &Server) -> Vec<std::path::PathBuf> {
 
 fn uploads_past_max_nar_size_max_log_size_and_the_quota_are_refused(backend: Backend) {
     let keys = Keys::generate("limits-2");
-    let server = Server::start_with_env(backend, &[("MAX_NAR_SIZE", "1M"), ("MAX_LOG_SIZE", "64K")]);
+    let server = Server::builder(backend).env(&[("MAX_NAR_SIZE", "1M"), ("MAX_LOG_SIZE", "64K")]).start();
     let token = server.bootstrap(&keys, false);
     let tag = support::unique_tag("limits");
     let big = store_file(2 << 20, &tag);
@@ -298,7 +298,7 @@ fn status_within(stream: TcpStream, wait: Duration) -> u16 {
 #[test]
 fn half_sent_stalled_and_trickling_requests_are_cut_off() {
     let keys = Keys::generate("limits-3");
-    let server = Server::start_with_env(Backend::Sqlite, &[("CLIENT_TIMEOUT", "2")]);
+    let server = Server::builder(Backend::Sqlite).env(&[("CLIENT_TIMEOUT", "2")]).start();
     let token = server.bootstrap(&keys, false);
     let connect = || TcpStream::connect(("127.0.0.1", server.port)).unwrap();
 

@@ -234,7 +234,7 @@ fn reset_requests_are_limited_per_address_without_saying_so() {
 
 #[test]
 fn database_logging_never_writes_secrets() {
-    let server = Server::start_with_env(Backend::Sqlite, &[("DATABASE_LOGGING", "true")]);
+    let server = Server::builder(Backend::Sqlite).env(&[("DATABASE_LOGGING", "true")]).start();
     let admin = WebClient::new(&server);
     admin.setup_admin();
     let csrf = admin.csrf("/settings");

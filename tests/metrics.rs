@@ -40,10 +40,9 @@ fn cache_counters_move_with_pushes_substitutions_and_rejections() {
     let closure = Closure::build("metrics");
     let metrics_port = free_port();
     let port_text = metrics_port.to_string();
-    let server = Server::start_with_env(
-        Backend::Sqlite,
-        &[("METRICS_ENABLED", "true"), ("METRICS_NAME", "team-cache"), ("METRICS_PORT", &port_text)],
-    );
+    let server = Server::builder(Backend::Sqlite)
+        .env(&[("METRICS_ENABLED", "true"), ("METRICS_NAME", "team-cache"), ("METRICS_PORT", &port_text)])
+        .start();
     let token = server.bootstrap(&keys, false);
     let scrape = || reqwest::blocking::get(format!("http://127.0.0.1:{metrics_port}/metrics")).unwrap().text().unwrap();
     let before = scrape();
@@ -135,7 +134,7 @@ fn grafana_queries_use_only_exported_metrics(exposition: &str) {
 #[test]
 fn on_the_main_port_metrics_need_an_administrator() {
     let keys = Keys::generate("metrics-2");
-    let server = Server::start_with_env(Backend::Sqlite, &[("METRICS_ENABLED", "true")]);
+    let server = Server::builder(Backend::Sqlite).env(&[("METRICS_ENABLED", "true")]).start();
     let token = server.bootstrap(&keys, false);
     server.admin(&["create-user", "reader"]);
     server.admin(&["grant", "reader", "main"]);
@@ -164,16 +163,15 @@ fn evictions_collections_and_fsck_are_measured() {
     let keys = Keys::generate("metrics-2");
     let metrics_port = free_port();
     let port_text = metrics_port.to_string();
-    let server = Server::start_with_env(
-        Backend::Sqlite,
-        &[
+    let server = Server::builder(Backend::Sqlite)
+        .env(&[
             ("METRICS_ENABLED", "true"),
             ("METRICS_PORT", &port_text),
             ("GC_INTERVAL", "1s"),
             ("GC_GRACE", "0s"),
             ("EVICTION_MIN_AGE", "0s"),
-        ],
-    );
+        ])
+        .start();
     let token = server.bootstrap(&keys, true);
     let scrape = || reqwest::blocking::get(format!("http://127.0.0.1:{metrics_port}/metrics")).unwrap().text().unwrap();
     let cli = Cli::new();

@@ -19,7 +19,7 @@ fn yaml(name: &str) -> serde_yaml::Value {
 }
 
 #[test]
-fn the_containerfile_builds_with_the_ci_build_command_and_runs_unprivileged() {
+fn the_containerfile_names_the_ci_build_command_an_unprivileged_user_and_the_data_volume() {
     let containerfile = repo_file("Containerfile");
     let build_command = "scripts/build";
     assert!(repo_file("scripts/test").lines().any(|l| l.trim() == build_command), "CI builds with {build_command}");
@@ -71,7 +71,7 @@ fn compose_runs_the_image_with_a_volume_and_has_a_postgres_s3_profile() {
 }
 
 #[test]
-fn default_nix_parses_and_builds_both_programs() {
+fn default_nix_parses_and_defines_both_programs_and_the_nixos_module() {
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("default.nix");
     run_ok(nix(&["nix-instantiate", "--parse", file.to_str().unwrap()]));
     let text = repo_file("default.nix");

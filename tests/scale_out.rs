@@ -356,7 +356,7 @@ fn a_replica_started_later_serves_every_stored_path() {
 /// the new object: the remembered one is gone, so it asks the database again.
 #[test]
 fn a_nar_pushed_again_through_another_replica_is_served_from_its_new_object() {
-    let first = Server::start_with_env(Backend::PostgresS3, &[("GC_GRACE", "0s"), ("EVICTION_MIN_AGE", "0s")]);
+    let first = Server::builder(Backend::PostgresS3).env(&[("GC_GRACE", "0s"), ("EVICTION_MIN_AGE", "0s")]).start();
     let second = first.sibling();
     let keys = Keys::generate("moved-1");
     let token = first.bootstrap(&keys, false);

@@ -19,7 +19,7 @@ fn server_with_sso(port: u16, extra: &[(&'static str, &'static str)]) -> Server 
 fn server_with_sso_on(backend: Backend, port: u16, extra: &[(&'static str, &'static str)]) -> Server {
     let env = server_env(port, extra);
     let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    Server::start_with_env(backend, &pairs)
+    Server::builder(backend).env(&pairs).start()
 }
 
 /// The value of `attribute="..."` after `after` in `html`.

@@ -21,10 +21,9 @@ fn get_with_host(server: &Server, host: &str, path: &str) -> reqwest::blocking::
 fn nix_substitutes_from_a_cache_on_its_own_host() {
     let keys = Keys::generate("vhost-1");
     let closure = Closure::build("vhost");
-    let server = Server::start_with_env(
-        Backend::Sqlite,
-        &[("SITE_URL", "http://localhost:{port}"), ("VIRTUAL_HOST_ROUTING", "true")],
-    );
+    let server = Server::builder(Backend::Sqlite)
+        .env(&[("SITE_URL", "http://localhost:{port}"), ("VIRTUAL_HOST_ROUTING", "true")])
+        .start();
     let web = WebClient::new(&server);
     web.setup_admin();
     let token = server.bootstrap(&keys, false);
@@ -80,7 +79,7 @@ fn nix_substitutes_from_a_cache_on_its_own_host() {
 #[test]
 fn without_the_setting_hosts_are_ignored() {
     let keys = Keys::generate("vhost-2");
-    let server = Server::start_with_env(Backend::Sqlite, &[("SITE_URL", "http://localhost:{port}")]);
+    let server = Server::builder(Backend::Sqlite).env(&[("SITE_URL", "http://localhost:{port}")]).start();
     server.bootstrap(&keys, true);
     let response = get_with_host(&server, &format!("main.localhost:{}", server.port), "/nix-cache-info");
     assert_eq!(response.status(), 404, "no routing by host unless VIRTUAL_HOST_ROUTING is on");

@@ -55,7 +55,7 @@ fn soak() {
         // the retries of this run fit in an operation's deadline.
         ("CLIENT_TIMEOUT", "15s"),
     ];
-    let mut first = Server::start_with_storage(Backend::PostgresS3, &env, Some(s3));
+    let mut first = Server::builder(Backend::PostgresS3).env(&env).storage(Some(s3)).start();
     let token = first.bootstrap(&keys, false);
     first.admin(&["create-cache", "soak", "--no-upstream", "--public-key", &keys.public]);
     // About a third of what the pushers send: eviction runs all the time.

@@ -113,18 +113,48 @@ pub struct Server {
     extra_env: Vec<(String, String)>,
 }
 
+/// How a [`Server`] starts: its backend, extra environment, and storage.
+pub struct ServerBuilder {
+    backend: Backend,
+    env: Vec<(String, String)>,
+    /// `Some(None)`: local storage even on an S3 backend; `Some(Some(s3))`: an S3 server the
+    /// caller started; `None`: what the backend says.
+    s3: Option<Option<S3Server>>,
+}
+
+impl ServerBuilder {
+    /// Extra environment, set after the defaults (so it can replace them); `{port}` in a
+    /// value becomes the server's port.
+    pub fn env(mut self, env: &[(&str, &str)]) -> Self {
+        self.env.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self
+    }
+
+    /// An S3 server the caller started (`None`: local storage).
+    pub fn storage(mut self, s3: Option<S3Server>) -> Self {
+        self.s3 = Some(s3);
+        self
+    }
+
+    pub fn start(self) -> Server {
+        Server::start_from(self)
+    }
+}
+
 impl Server {
+    /// A server on `backend` with the defaults: [`Server::builder`] for more.
     pub fn start(backend: Backend) -> Self {
-        Self::start_with_env(backend, &[])
+        Self::builder(backend).start()
     }
 
-    /// A server with extra environment; `{port}` in a value becomes the server's port.
-    pub fn start_with_env(backend: Backend, env: &[(&str, &str)]) -> Self {
-        Self::start_with_storage(backend, env, backend.s3().then(S3Server::start))
+    /// A server to set up before it starts: `.env(..)`, `.storage(..)`, then `.start()`.
+    pub fn builder(backend: Backend) -> ServerBuilder {
+        ServerBuilder { backend, env: Vec::new(), s3: None }
     }
 
-    /// [`Server::start_with_env`] on an S3 server the caller started (None: local storage).
-    pub fn start_with_storage(backend: Backend, env: &[(&str, &str)], s3: Option<S3Server>) -> Self {
+    fn start_from(builder: ServerBuilder) -> Self {
+        let ServerBuilder { backend, env, s3 } = builder;
+        let s3 = s3.unwrap_or_else(|| backend.s3().then(S3Server::start));
         let dir = tempfile::tempdir().unwrap();
         let postgres = backend.postgres().then(Postgres::start);
         let db_url = match &postgres {
@@ -132,7 +162,7 @@ impl Server {
             None => format!("sqlite:{}/hibernation.db?mode=rwc", dir.path().display()),
         };
         let port = free_port();
-        let extra_env = env.iter().map(|(k, v)| (k.to_string(), v.replace("{port}", &port.to_string()))).collect();
+        let extra_env = env.into_iter().map(|(k, v)| (k, v.replace("{port}", &port.to_string()))).collect();
         let mut server = Self { child: spawn_placeholder(), dir, port, db_url, postgres, s3, extra_env };
         server.launch();
         server

@@ -54,7 +54,7 @@ impl MailServer {
     pub fn server(&self, backend: super::Backend) -> super::Server {
         let env = self.env();
         let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        super::Server::start_with_env(backend, &pairs)
+        super::Server::builder(backend).env(&pairs).start()
     }
 
     /// Every message received so far for `to`, raw.

@@ -81,3 +81,14 @@ impl<'a> WebClient<'a> {
 pub fn location(response: &Response) -> &str {
     response.headers().get("location").map(|v| v.to_str().unwrap()).unwrap_or_default()
 }
+
+/// From the groups page: the first group's id and the id of `user` in its member list.
+pub fn first_group_and_user(groups_page: &str, user: &str) -> (String, String) {
+    let group = groups_page.split("/groups/").nth(1).unwrap().split('/').next().unwrap().to_string();
+    let option = groups_page.split("<option value=\"").skip(1).find(|s| s.contains(&format!(">{user} ("))).unwrap();
+    (group, option.split('"').next().unwrap().to_string())
+}
+
+pub fn token_secret(page: &str) -> String {
+    page.split("id=\"new-token\">").nth(1).unwrap().split('<').next().unwrap().to_string()
+}

@@ -156,6 +156,17 @@ fn unwrapped_body(text: &str) -> Result<Body, MailError> {
     Ok(Body::dangerous_pre_encoded(crlf.into_bytes(), encoding))
 }
 
+/// A mail's text from its template (`templates/mail/*.txt`, not escaped: plain text).
+pub fn text(template: &impl askama::Template) -> String {
+    let mut body = template.render().expect("mail templates render");
+    body.push('\n');
+    body
+}
+
+#[derive(askama::Template)]
+#[template(path = "mail/test.txt")]
+pub struct TestMail;
+
 /// Sends a plain-text mail.
 pub async fn send(settings: &SmtpSettings, to: &str, subject: &str, body: String) -> Result<(), MailError> {
     let from: Mailbox = settings.from.parse().map_err(|_| MailError::BadAddress(settings.from.clone()))?;

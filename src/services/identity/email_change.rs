@@ -14,6 +14,26 @@ use crate::db::{Db, DbError, is_unique_violation, now, sessions, users};
 use crate::services::mail::{self, MailError, SmtpSettings};
 
 pub const CODE_LIFETIME: Duration = Duration::minutes(30);
+
+#[derive(askama::Template)]
+#[template(path = "mail/email_change_new.txt")]
+struct ToNewAddress<'a> {
+    name: &'a str,
+    new_email: &'a str,
+    minutes: i64,
+    code: &'a str,
+}
+
+#[derive(askama::Template)]
+#[template(path = "mail/email_change_old.txt")]
+struct ToOldAddress<'a> {
+    name: &'a str,
+    old_email: &'a str,
+    new_email: &'a str,
+    minutes: i64,
+    code: &'a str,
+}
+
 /// Wrong tries before the change is dropped and must be asked for again.
 pub const MAX_FAILED_TRIES: i64 = 5;
 /// Changes one account may ask for per window (each sends two mails).
@@ -123,22 +143,13 @@ pub async fn start(
     })
     .await?;
     let minutes = CODE_LIFETIME.num_minutes();
-    let to_new = format!(
-        "Hello {},\n\nTo make {new_email} the address of your Hibernation account, enter this code\n\
-         on your account page (with the one sent to your current address), within {minutes} minutes:\n\n\
-         {new_code}\n\nIf you did not ask for this, ignore this mail: nothing changes.\n",
-        user.name
-    );
+    let to_new = mail::text(&ToNewAddress { name: &user.name, new_email: &new_email, minutes, code: &new_code });
     let sent = async {
         mail::send(smtp, &new_email, "Confirm your new address for Hibernation", to_new).await?;
         if let (Some(old), Some(code)) = (&user.email, &old_code) {
-            let to_old = format!(
-                "Hello {},\n\nSomeone signed in as you asked to change your Hibernation account's address\n\
-                 from {old} to {new_email}. If it was you, enter this code on your account page\n\
-                 (with the one sent to the new address), within {minutes} minutes:\n\n{code}\n\n\
-                 If it was not you, do not pass this code on; change your password, and nothing changes.\n",
-                user.name
-            );
+            let to_old =
+                ToOldAddress { name: &user.name, old_email: old, new_email: &new_email, minutes, code: code.as_str() };
+            let to_old = mail::text(&to_old);
             mail::send(smtp, old, "Your Hibernation address is about to change", to_old).await?;
         }
         Ok::<(), MailError>(())

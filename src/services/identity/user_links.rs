@@ -12,6 +12,24 @@ use crate::services::mail::{self, MailError, SmtpSettings};
 
 pub const INVITE_LIFETIME: Duration = Duration::days(7);
 pub const RESET_LIFETIME: Duration = Duration::hours(1);
+
+#[derive(askama::Template)]
+#[template(path = "mail/invite.txt")]
+struct InviteMail<'a> {
+    name: &'a str,
+    inviter: &'a str,
+    days: i64,
+    link: &'a str,
+}
+
+#[derive(askama::Template)]
+#[template(path = "mail/password_reset.txt")]
+struct ResetMail<'a> {
+    name: &'a str,
+    minutes: i64,
+    link: &'a str,
+}
+
 /// Reset requests one address may make per window; more are dropped without a word.
 const RESETS_PER_WINDOW: i64 = 5;
 const RESET_WINDOW: Duration = Duration::minutes(15);
@@ -99,13 +117,8 @@ async fn send_invitation(
 ) -> Result<(), LinkError> {
     let email = user.email.clone().ok_or_else(|| field("invite", "This user has no email address."))?;
     let link = issue_link(db, user.id, LinkPurpose::Invite, site_url).await?;
-    let body = format!(
-        "Hello {},\n\n{inviter} invited you to Hibernation, the team's Nix binary cache.\n\
-         Choose your password here (the link works once, for {} days):\n\n{link}\n",
-        user.name,
-        INVITE_LIFETIME.num_days()
-    );
-    mail::send(smtp, &email, "You are invited to Hibernation", body).await?;
+    let body = InviteMail { name: &user.name, inviter, days: INVITE_LIFETIME.num_days(), link: &link };
+    mail::send(smtp, &email, "You are invited to Hibernation", mail::text(&body)).await?;
     Ok(())
 }
 
@@ -161,13 +174,8 @@ pub async fn request_reset(db: &Db, smtp: Option<&SmtpSettings>, site_url: &str,
         Ok(link) => link,
         Err(e) => return tracing::warn!("password reset: {e}"),
     };
-    let body = format!(
-        "Hello {},\n\nSomeone asked to reset your Hibernation password. If it was you, choose a new\n\
-         one here (the link works once, for {} minutes):\n\n{link}\n\nIf it was not you, ignore this mail.\n",
-        user.name,
-        RESET_LIFETIME.num_minutes()
-    );
-    if let Err(e) = mail::send(smtp, &email, "Reset your Hibernation password", body).await {
+    let body = ResetMail { name: &user.name, minutes: RESET_LIFETIME.num_minutes(), link: &link };
+    if let Err(e) = mail::send(smtp, &email, "Reset your Hibernation password", mail::text(&body)).await {
         tracing::warn!("password reset mail to user {}: {e}", user.id);
     }
 }
@@ -205,4 +213,21 @@ pub async fn complete(db: &Db, purpose: LinkPurpose, secret: &str, password: &st
         })
         .await?;
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Mail is plain text: names are not HTML-escaped, the link stands on its own line.
+    #[test]
+    fn mails_are_plain_text_with_the_link_on_its_own_line() {
+        let link = "https://cache.example.com/invite/abc";
+        let invite = mail::text(&InviteMail { name: "Ann <&>", inviter: "Bo O'Neil", days: 7, link });
+        assert!(invite.starts_with("Hello Ann <&>,\n\nBo O'Neil invited you"), "{invite}");
+        assert!(invite.contains(&format!("for 7 days):\n\n{link}\n")), "{invite}");
+        let reset = mail::text(&ResetMail { name: "Ann", minutes: 30, link });
+        assert!(reset.contains(&format!("for 30 minutes):\n\n{link}\n\nIf it was not you")), "{reset}");
+        assert!(reset.ends_with("ignore this mail.\n"), "{reset}");
+    }
 }

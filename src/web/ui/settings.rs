@@ -274,8 +274,7 @@ pub async fn test_mail(
     };
     let notice = match mail::current(&state.db, state.site.smtp.as_ref()).await {
         Ok(Some((settings, _))) => {
-            let body = "This is a test mail from Hibernation: the mail settings work.\n".to_string();
-            match mail::send(&settings, &to, "Hibernation test mail", body).await {
+            match mail::send(&settings, &to, "Hibernation test mail", mail::text(&mail::TestMail)).await {
                 Ok(()) => format!("A test mail was sent to {to}."),
                 Err(e) => format!("The test mail failed: {e}"),
             }

@@ -1,16 +1,14 @@
 //! What fsck walks: every NAR, the caches and their paths' references, and removing what is broken.
 
-use std::collections::{HashMap, HashSet};
-
 use chrono::NaiveDateTime;
 use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Text};
+use diesel::sql_types::Bool;
 
-use crate::db::models::{Cache, Nar, Pin, Reclaim};
-use crate::db::schema::{nars, path_references, pins, reclaims, store_paths};
-use crate::db::{AnyConnection, DbResult};
 use super::*;
+use crate::db::models::{Cache, Nar};
+use crate::db::schema::{nars, path_references, store_paths};
+use crate::db::{AnyConnection, DbResult};
 
 /// NARs fsck checks: every one, or those a cache's paths use.
 pub fn count_nars(conn: &mut AnyConnection, cache_id: Option<i64>) -> DbResult<i64> {

@@ -1,17 +1,14 @@
 //! Garbage collection: NARs no path uses any more, due after the grace period; objects no
 //! row owns; expired rows.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use chrono::NaiveDateTime;
-use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Text};
 
-use crate::db::models::{Cache, Nar, Pin, Reclaim};
-use crate::db::schema::{nars, path_references, pins, reclaims, store_paths};
-use crate::db::{AnyConnection, DbResult};
 use super::*;
+use crate::db::schema::{nars, reclaims, store_paths};
+use crate::db::{AnyConnection, DbResult};
 
 /// A NAR garbage collection may delete.
 #[derive(Debug, Clone)]

@@ -6,12 +6,11 @@ use std::collections::{HashMap, HashSet};
 use chrono::NaiveDateTime;
 use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Text};
+use diesel::sql_types::Text;
 
-use crate::db::models::{Cache, Nar, Pin, Reclaim};
-use crate::db::schema::{nars, path_references, pins, reclaims, store_paths};
-use crate::db::{AnyConnection, DbResult};
 use super::*;
+use crate::db::schema::{nars, path_references, pins, store_paths};
+use crate::db::{AnyConnection, DbResult};
 
 /// Paths read per query when eviction loads the graph of a cache.
 const GRAPH_PAGE: usize = 20_000;

@@ -1,6 +1,7 @@
-//! Queries of the storage lifecycle: the graph of a cache's paths that eviction and retention
-//! choose from, removing chosen closures without breaking one, pins, NARs no path uses any
-//! more, and what was reclaimed.
+//! Queries of the storage lifecycle. Here: removing paths without breaking a closure (what
+//! eviction, retention, deleting and fsck all end in). Beside it: the graph eviction and
+//! retention choose from (`graph`), pins (`pinned`), garbage collection (`gc`), what fsck
+//! walks (`fsck`) and the record of what was reclaimed (`reclaimed`).
 
 mod fsck;
 mod gc;
@@ -14,15 +15,13 @@ pub use graph::*;
 pub use pinned::*;
 pub use reclaimed::*;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use chrono::NaiveDateTime;
-use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Text};
 
-use super::models::{Cache, Nar, Pin, Reclaim};
-use super::schema::{nars, path_references, pins, reclaims, store_paths};
+use super::models::Cache;
+use super::schema::{nars, path_references, store_paths};
 use super::{AnyConnection, DbResult};
 
 const BATCH: usize = 500;

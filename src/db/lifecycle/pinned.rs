@@ -1,16 +1,11 @@
 //! Pins: named paths whose closures eviction and retention never take.
 
-use std::collections::{HashMap, HashSet};
-
 use chrono::NaiveDateTime;
-use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Text};
 
-use crate::db::models::{Cache, Nar, Pin, Reclaim};
-use crate::db::schema::{nars, path_references, pins, reclaims, store_paths};
+use crate::db::models::Pin;
+use crate::db::schema::pins;
 use crate::db::{AnyConnection, DbResult};
-use super::*;
 
 /// Sets (or moves) a pin; returns true when it existed and was moved.
 pub fn put_pin(

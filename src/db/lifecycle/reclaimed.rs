@@ -1,16 +1,14 @@
 //! What eviction, retention, garbage collection and fsck reclaimed, for the pages and metrics.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use chrono::NaiveDateTime;
 use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Text};
 
-use crate::db::models::{Cache, Nar, Pin, Reclaim};
-use crate::db::schema::{nars, path_references, pins, reclaims, store_paths};
+use crate::db::models::Reclaim;
+use crate::db::schema::reclaims;
 use crate::db::{AnyConnection, DbResult};
-use super::*;
 
 /// What one eviction, retention or garbage collection run removed.
 pub struct NewReclaim<'a> {

@@ -1,6 +1,6 @@
-//! Packaging: the Containerfile builds as CI does, compose.yaml and action.yml are valid and
+//! Packaging: the Containerfile names what CI builds, compose.yaml and action.yml are valid and
 //! documented, default.nix parses, and the action's login step really logs in (or fails the
-//! step).
+//! step), and the docs cite tests that exist.
 
 mod support;
 
@@ -235,4 +235,28 @@ fn the_configuration_page_documents_every_setting_and_only_those() {
     assert!(undocumented.is_empty(), "settings docs/configuration.md does not document: {undocumented:?}");
     let unread: Vec<&String> = documented.difference(&read).collect();
     assert!(unread.is_empty(), "docs/configuration.md documents settings the code does not read: {unread:?}");
+}
+
+/// Every test RELIABILITY.md and BENCHMARKS.md name as their proof exists, in the file they
+/// name (a renamed or moved test would leave the table pointing at nothing).
+#[test]
+fn the_tests_the_reliability_tables_cite_exist() {
+    let mut cited = 0;
+    for doc in ["RELIABILITY.md", "BENCHMARKS.md"] {
+        let text = repo_file(doc);
+        for (at, _) in text.match_indices("`tests/") {
+            let reference = &text[at + 1..];
+            let Some(end) = reference.find('`') else { continue };
+            let Some((file, test)) = reference[..end].split_once(".rs::") else { continue };
+            let source = repo_file(&format!("{file}.rs"));
+            // A long name may be cut short with "...".
+            let defined = match test.strip_suffix("...") {
+                Some(start) => source.contains(&format!("fn {start}")),
+                None => source.contains(&format!("fn {test}(")) || source.contains(&format!("{test},")),
+            };
+            assert!(defined, "{doc} cites {file}.rs::{test}, which does not exist");
+            cited += 1;
+        }
+    }
+    assert!(cited > 100, "only {cited} citations found: is the reading right?");
 }

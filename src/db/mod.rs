@@ -83,6 +83,23 @@ impl DbError {
 
 pub type DbResult<T> = Result<T, DbError>;
 
+/// The answer of a transaction that may refuse: `Ok(Ok(..))` done, `Ok(Err(refusal))`
+/// refused. A refused transaction still commits: use [`refuse`] where it wrote nothing yet
+/// (the refusal leaves the database as it was), [`refuse_keeping_writes`] where what it wrote
+/// must stay (a counted try, an expired row deleted). A change that must not happen at all
+/// rolls back instead (see [`is_refused_rollback`]).
+pub type Refusable<T, E> = DbResult<Result<T, E>>;
+
+/// Refuses before this transaction wrote anything.
+pub fn refuse<T, E>(refusal: E) -> Refusable<T, E> {
+    Ok(Err(refusal))
+}
+
+/// Refuses, and commits what this transaction wrote on purpose before deciding.
+pub fn refuse_keeping_writes<T, E>(refusal: E) -> Refusable<T, E> {
+    Ok(Err(refusal))
+}
+
 /// How many times [`Db::write_retrying`] runs a transaction the database keeps aborting.
 pub const WRITE_ATTEMPTS: usize = 3;
 

@@ -42,7 +42,7 @@ async fn within_reach<T: Send + 'static>(
     let checked = db.write(move |c| {
         groups::take_turns_with_rights_changes(c)?;
         match super::access::user_beyond(c, &actor, target)? {
-            Some(held) => Ok(Err(AccountError::BeyondReach(held))),
+            Some(held) => crate::db::refuse(AccountError::BeyondReach(held)),
             None => change(c),
         }
     });
@@ -286,7 +286,7 @@ pub async fn set_profile(db: &Db, actor: &User, user: UserId, name: &str, email:
     within_reach(db, actor, user, move |c| {
         let current = users::find(c, user.0)?.and_then(|u| u.email);
         if !by_administrator && current.as_deref() != Some(email.as_str()) {
-            return Ok(Err(field("email", "Only administrators change someone's address.")));
+            return crate::db::refuse(field("email", "Only administrators change someone's address."));
         }
         users::set_profile(c, user, &name, &email)?;
         crate::db::email_changes::cancel(c, user).map(Ok)

@@ -58,7 +58,7 @@ pub async fn start(db: &Db, site_url: &str, peer: &str, client_name: &str) -> Re
         if cli_logins::count_unexpired(c, None)? >= MAX_OPEN
             || cli_logins::count_unexpired(c, Some(&peer))? >= MAX_OPEN_PER_PEER
         {
-            return Ok(Err(CliLoginError::TooMany));
+            return crate::db::refuse(CliLoginError::TooMany);
         }
         cli_logins::create(c, &stored_code, &secret_hash, &client_name, &peer, expires_at)?;
         Ok(Ok(()))
@@ -87,17 +87,17 @@ pub async fn poll(db: &Db, poll_secret: &str) -> Result<CliLoginState, CliLoginE
     }
     db.write(move |c| {
         let Some(request) = cli_logins::find_by_poll_secret_hash(c, &hash)? else {
-            return Ok(Err(CliLoginError::Unknown));
+            return crate::db::refuse(CliLoginError::Unknown);
         };
         if request.expires_at <= now() {
             cli_logins::delete(c, request.id)?;
-            return Ok(Err(CliLoginError::Expired));
+            return crate::db::refuse_keeping_writes(CliLoginError::Expired);
         }
         let Some(user_id) = request.approved_by else { return Ok(Ok(CliLoginState::Pending)) };
-        let Some(user) = users::find(c, user_id)? else { return Ok(Err(CliLoginError::Unknown)) };
+        let Some(user) = users::find(c, user_id)? else { return crate::db::refuse(CliLoginError::Unknown) };
         // Deleting first makes a second poll with the same secret find nothing.
         if !cli_logins::delete(c, request.id)? {
-            return Ok(Err(CliLoginError::Unknown));
+            return crate::db::refuse(CliLoginError::Unknown);
         }
         let scope = TokenScope { cache_ids: request.scope_cache_id.map(|id| vec![id]), read_only: !request.can_push };
         // Named after the machine and the time, as people recognise it in their token list;

@@ -107,17 +107,20 @@ pub async fn start(
     // faster than at sign-in.
     db.write(move |c| {
         if users::is_sso_linked(c, UserId(id))? {
-            return Ok(Err(field(
+            return crate::db::refuse(field(
                 "new_email",
                 "Your address comes from single sign-on: change it at your identity provider.",
-            )));
+            ));
         }
         if sessions::failures_since(c, &key, now() - START_WINDOW)? >= STARTS_PER_WINDOW {
-            return Ok(Err(field("new_email", "Too many changes asked for; try again in a quarter of an hour.")));
+            return crate::db::refuse(field(
+                "new_email",
+                "Too many changes asked for; try again in a quarter of an hour.",
+            ));
         }
         sessions::record_failure(c, &key)?;
         if users::find_by_email(c, &lookup)?.is_some_and(|other| other.id != id) {
-            return Ok(Err(field("new_email", "Another account has this address.")));
+            return crate::db::refuse_keeping_writes(field("new_email", "Another account has this address."));
         }
         Ok(Ok(()))
     })

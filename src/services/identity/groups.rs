@@ -93,13 +93,13 @@ async fn change_group(
 ) -> Result<(), GroupError> {
     let actor = Caller::session(actor);
     change(db, hot, move |c| {
-        let Some(found) = groups::find(c, group)? else { return Ok(Err(GroupError::NotFound)) };
+        let Some(found) = groups::find(c, group)? else { return crate::db::refuse(GroupError::NotFound) };
         if !actor.permissions.covers(found.permissions) {
-            return Ok(Err(GroupError::BeyondYourRights(found.permissions.describe())));
+            return crate::db::refuse(GroupError::BeyondYourRights(found.permissions.describe()));
         }
         let caches = access::group_grants_beyond(c, &actor, group)?;
         if !caches.is_empty() {
-            return Ok(Err(GroupError::BeyondYourRights(format!("rights on {}", caches.join(", ")))));
+            return crate::db::refuse(GroupError::BeyondYourRights(format!("rights on {}", caches.join(", "))));
         }
         apply(c, &actor)
     })
@@ -116,7 +116,7 @@ async fn change_membership(
     apply: impl FnOnce(&mut AnyConnection) -> DbResult<()> + Send + 'static,
 ) -> Result<(), GroupError> {
     change_group(db, hot, actor, group, move |c, actor| match access::user_beyond(c, actor, member)? {
-        Some(held) => Ok(Err(GroupError::MemberBeyondYourRights(held))),
+        Some(held) => crate::db::refuse(GroupError::MemberBeyondYourRights(held)),
         None => apply(c).map(Ok),
     })
     .await

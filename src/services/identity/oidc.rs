@@ -371,9 +371,9 @@ impl Sso {
                             user
                         }
                         None if create => create_account(c, &identity, email)?,
-                        None => return Ok(Err(identity.email.clone().unwrap_or(identity.subject.clone()))),
+                        None => return crate::db::refuse(identity.email.clone().unwrap_or(identity.subject.clone())),
                     },
-                    (None, _) => return Ok(Err(identity.email.clone().unwrap_or(identity.subject.clone()))),
+                    (None, _) => return crate::db::refuse(identity.email.clone().unwrap_or(identity.subject.clone())),
                 };
                 let name = identity
                     .name

@@ -102,11 +102,11 @@ pub async fn setup_admin(db: &Db, code: &str, name: &str, email: &str, password:
     let created = db
         .write(move |c| {
             if users::any_admin(c)? {
-                return Ok(Err(SetupError::AlreadyDone));
+                return crate::db::refuse(SetupError::AlreadyDone);
             }
             // Checked again inside the transaction: the code is used once.
             if crate::db::setup::find(c)?.is_none_or(|stored| normalized_code(&stored) != code) {
-                return Ok(Err(wrong_code()));
+                return crate::db::refuse(wrong_code());
             }
             let who = users::NewIdentity { login: &email, name: &name };
             let user = users::create_with_password(c, who, &email, &hash, true)?;

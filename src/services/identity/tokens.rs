@@ -78,7 +78,7 @@ impl TokenChoice {
     fn resolve_with(&self, conn: &mut AnyConnection, caller: &Caller) -> DbResult<Result<ChosenScope, &'static str>> {
         let expires_at = match expiry_in_days(&self.days) {
             Ok(expires_at) => expires_at,
-            Err(refusal) => return Ok(Err(refusal)),
+            Err(refusal) => return crate::db::refuse(refusal),
         };
         let cache_name = self.cache.trim();
         let cache = if cache_name.is_empty() {
@@ -87,7 +87,7 @@ impl TokenChoice {
             // Only a cache the user can see may scope a token.
             match look_up(conn, Some(caller), cache_name)? {
                 Sight::Visible(cache, _) => Some(CacheId(cache.id)),
-                Sight::Invisible => return Ok(Err("Choose one of your caches.")),
+                Sight::Invisible => return crate::db::refuse("Choose one of your caches."),
             }
         };
         Ok(Ok(ChosenScope { cache, read_only: self.permission == "read", expires_at }))
@@ -144,7 +144,7 @@ pub async fn create(db: &Db, user: &User, name: &str, choice: TokenChoice) -> Re
         .write(move |c| {
             let chosen = match choice.resolve_with(c, &caller)? {
                 Ok(chosen) => chosen,
-                Err(refusal) => return Ok(Err(TokenError::Invalid(refusal))),
+                Err(refusal) => return crate::db::refuse(TokenError::Invalid(refusal)),
             };
             let scope = TokenScope { cache_ids: chosen.cache.map(|CacheId(id)| vec![id]), read_only: chosen.read_only };
             issue_token(c, owner, &name, chosen.expires_at, &scope).map(Ok)
@@ -172,12 +172,14 @@ pub async fn issue_on_host(
     let (login, caches) = (login.to_string(), caches.to_vec());
     let issued = db
         .write(move |c| {
-            let Some(user) = users::find_by_login(c, &login)? else { return Ok(Err(TokenError::NoSuchUser(login))) };
+            let Some(user) = users::find_by_login(c, &login)? else {
+                return crate::db::refuse(TokenError::NoSuchUser(login));
+            };
             let mut cache_ids = Vec::new();
             for cache in caches {
                 match crate::db::caches::find_by_name(c, &cache)? {
                     Some(found) => cache_ids.push(found.id),
-                    None => return Ok(Err(TokenError::NoSuchCache(cache))),
+                    None => return crate::db::refuse(TokenError::NoSuchCache(cache)),
                 }
             }
             let scope = TokenScope { cache_ids: (!cache_ids.is_empty()).then_some(cache_ids), read_only };
@@ -197,7 +199,9 @@ pub async fn issue_on_host(
 pub async fn revoke_on_host(db: &Db, login: &str, name: &str) -> Result<bool, TokenError> {
     let (login, name) = (login.to_string(), name.to_string());
     db.write(move |c| {
-        let Some(user) = users::find_by_login(c, &login)? else { return Ok(Err(TokenError::NoSuchUser(login))) };
+        let Some(user) = users::find_by_login(c, &login)? else {
+            return crate::db::refuse(TokenError::NoSuchUser(login));
+        };
         let revoked = users::revoke_token(c, user.id, &name)?;
         crate::db::replication::access_changed(c)?;
         Ok(Ok(revoked > 0))

@@ -189,10 +189,10 @@ pub async fn exchange(
         let matched: Vec<(TrustRule, String)> =
             trust::rules_for_issuer(c, &lookup)?.into_iter().filter(|(rule, _)| rule_matches(rule, &claims)).collect();
         if matched.is_empty() {
-            return Ok(Err(refused("no cache's rule matches this token's claims")));
+            return crate::db::refuse(refused("no cache's rule matches this token's claims"));
         }
         match trust::record_used(c, &hash, expires_at) {
-            Err(e) if is_unique_violation(&e) => return Ok(Err(refused("this token was exchanged already"))),
+            Err(e) if is_unique_violation(&e) => return crate::db::refuse(refused("this token was exchanged already")),
             other => other?,
         }
         // A push token reaches the caches whose push rules matched; else every matched cache, read only.

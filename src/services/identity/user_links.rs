@@ -154,7 +154,7 @@ pub async fn request_reset(db: &Db, smtp: Option<&SmtpSettings>, site_url: &str,
         .write(move |c| {
             for key in &keys {
                 if sessions::failures_since(c, key, now() - RESET_WINDOW)? >= RESETS_PER_WINDOW {
-                    return Ok(Err("too many reset requests"));
+                    return crate::db::refuse("too many reset requests");
                 }
             }
             for key in &keys {

@@ -446,7 +446,7 @@ fn commit_in_transaction(
         .map(|m| format!("{}/{m}", hibernation::nix::STORE_DIR))
         .collect();
     if !missing.is_empty() {
-        return Ok(Err(PushError::MissingReferences { path: record.full_path(), missing }));
+        return crate::db::refuse(PushError::MissingReferences { path: record.full_path(), missing });
     }
     // Taken first, then the NAR looked up: when a concurrent commit took the pending upload,
     // the lookup (a new statement) sees the NAR it registered.
@@ -456,16 +456,16 @@ fn commit_in_transaction(
         (Some(nar), NarCandidate::Attach(caller)) => {
             let readable = readable_cache_ids(c, caller)?;
             if nar.nar_size as u64 != record.nar_size || !paths::nar_is_readable_by(c, nar.id, readable.as_deref())? {
-                return Ok(Err(PushError::UploadRequired(record.full_path())));
+                return crate::db::refuse(PushError::UploadRequired(record.full_path()));
             }
             nar
         }
-        (None, NarCandidate::Attach(_)) => return Ok(Err(PushError::UploadRequired(record.full_path()))),
+        (None, NarCandidate::Attach(_)) => return crate::db::refuse(PushError::UploadRequired(record.full_path())),
         (Some(nar), _) => nar,
         (None, NarCandidate::New(new)) => paths::insert_nar(c, new)?,
         // The pending upload expired and was removed before its narinfo came.
         (None, NarCandidate::Pending(_)) if candidate_key.is_none() => {
-            return Ok(Err(PushError::UploadRequired(record.full_path())));
+            return crate::db::refuse(PushError::UploadRequired(record.full_path()));
         }
         (None, NarCandidate::Pending(pending)) => paths::insert_nar(c, &NewNar::from(pending.clone()))?,
     };

@@ -39,6 +39,23 @@ fn the_containerfile_names_the_ci_build_command_an_unprivileged_user_and_the_dat
     assert!(repo_file(".containerignore").lines().any(|l| l == "target/"));
 }
 
+/// What git ignores (build output, fuzzing runs, node_modules, databases) never goes into
+/// the image's build context.
+#[test]
+fn the_build_context_leaves_out_what_git_ignores() {
+    let context_ignores = repo_file(".containerignore");
+    for (gitignore, folder) in [(".gitignore", ""), ("fuzz/.gitignore", "fuzz/")] {
+        for pattern in repo_file(gitignore).lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            let path = format!("{folder}{}", pattern.trim_start_matches('/'));
+            let wanted = if path.contains('*') { format!("**/{path}") } else { format!("{path}/") };
+            assert!(
+                context_ignores.lines().any(|l| l.trim() == wanted),
+                ".containerignore lacks {wanted} ({gitignore})"
+            );
+        }
+    }
+}
+
 #[test]
 fn the_health_command_checks_the_local_server() {
     let server = Server::start(Backend::Sqlite);
@@ -65,6 +82,11 @@ fn compose_runs_the_image_with_a_volume_and_has_a_postgres_s3_profile() {
     assert_eq!(full["profiles"][0], "pg-s3");
     assert!(full["environment"]["DB_URL"].as_str().unwrap().starts_with("postgres://"));
     assert_eq!(full["environment"]["S3_HOST"], "http://minio:9000");
+    for server in [server, full] {
+        let check = &server["healthcheck"]["test"];
+        assert_eq!(check[1], "hibernation-server", "compose checks health itself (podman-compose drops HEALTHCHECK)");
+        assert_eq!(check[2], "health");
+    }
     for name in ["postgres", "minio", "minio-bucket"] {
         assert_eq!(services[name]["profiles"][0], "pg-s3", "{name} runs only in the profile");
     }

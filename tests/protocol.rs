@@ -192,6 +192,44 @@ fn bad_configuration_is_a_clear_startup_error() {
     startup_fails(&unreachable, "cannot use S3 bucket \"b\" at http://127.0.0.1:1");
 }
 
+/// A data directory the server's user may not write in (a host directory bind-mounted into
+/// the container, most often) says which directory, which user, and the fix.
+#[test]
+fn a_data_directory_the_server_cannot_write_says_whose_it_is() {
+    use std::os::unix::fs::PermissionsExt;
+    let data = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
+    let db_url = format!("sqlite:{}/hibernation.db?mode=rwc", data.path().display());
+    let mut cmd = std::process::Command::new(support::binary("hibernation-server"));
+    // Root writes anywhere: as root, run it as nobody (uid 65534), as a container's user would.
+    // SAFETY: geteuid(2) cannot fail and touches no memory.
+    let as_root = unsafe { libc::geteuid() } == 0;
+    // A copy of the binary where that user can reach it (the checkout may not be).
+    let bin = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let server = bin.path().join("hibernation-server");
+    std::fs::copy(support::binary("hibernation-server"), &server).unwrap();
+    if as_root {
+        cmd = std::process::Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(&server);
+    }
+    let uid = if as_root { 65534 } else { unsafe { libc::geteuid() } };
+    let out = cmd
+        .env_clear()
+        .env("PORT", support::free_port().to_string())
+        .env("DB_URL", &db_url)
+        .env("STORAGE_PATH", data.path().join("storage"))
+        .current_dir(data.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = output_text(&out);
+    let dir = data.path().display();
+    assert!(text.contains(&format!("the server runs as uid {uid} and cannot write in {dir}")), "{text}");
+    assert!(text.contains(&format!("`chown {uid} {dir}`")), "{text}");
+    assert!(!data.path().join("hibernation.db").exists(), "nothing was created");
+}
+
 #[test]
 fn starts_with_no_configuration_at_all() {
     let dir = tempfile::tempdir().unwrap();

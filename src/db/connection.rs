@@ -70,6 +70,28 @@ impl DbUrl {
     }
 }
 
+/// Why this process cannot create `file`, when its directory is not writable by it: which
+/// user the server runs as, who owns the directory, and the fix (a bind mount of a host
+/// directory into the container, most often).
+fn not_writable(file: &str) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let dir = std::path::Path::new(file).parent().filter(|d| !d.as_os_str().is_empty())?;
+    let c_dir = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: access(2) reads a NUL-terminated path and nothing else.
+    if unsafe { libc::access(c_dir.as_ptr(), libc::W_OK) } == 0 {
+        return None;
+    }
+    let owner = std::fs::metadata(dir).ok()?.uid();
+    // SAFETY: geteuid(2) cannot fail and touches no memory.
+    let uid = unsafe { libc::geteuid() };
+    let dir = dir.display();
+    Some(format!(
+        "the server runs as uid {uid} and cannot write in {dir} (owned by uid {owner}): \
+         give the directory to that user (`chown {uid} {dir}`) or run the server as its owner"
+    ))
+}
+
 /// The file path in an SQLite `file:` URI (without its query).
 pub fn sqlite_file(uri: &str) -> String {
     let path = uri.strip_prefix("file:").unwrap_or(uri);
@@ -83,7 +105,10 @@ pub fn connect(url: &DbUrl, log_queries: bool) -> anyhow::Result<AnyConnection> 
         ),
         DbUrl::Sqlite(u) => {
             // busy_timeout first: switching to WAL needs a lock other pool connections may hold.
-            let mut c = SqliteConnection::establish(u).map_err(|e| anyhow!("cannot open SQLite database {u}: {e}"))?;
+            let mut c = SqliteConnection::establish(u).map_err(|e| match not_writable(&sqlite_file(u)) {
+                Some(why) => anyhow!("cannot open SQLite database {u}: {e}; {why}"),
+                None => anyhow!("cannot open SQLite database {u}: {e}"),
+            })?;
             c.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
                 .with_context(|| format!("cannot configure SQLite database {u}"))?;
             AnyConnection::Sqlite(c)

@@ -13,7 +13,7 @@ use super::{AnyConnection, DbResult, now};
 
 #[derive(Debug, Clone, Queryable)]
 pub struct Group {
-    pub id: i64,
+    pub id: super::ids::GroupId,
     pub name: String,
     #[diesel(deserialize_as = i64)]
     pub permissions: Permissions,
@@ -96,10 +96,10 @@ pub fn delete(conn: &mut AnyConnection, group_id: i64) -> DbResult<()> {
 }
 
 /// The members of a group, by login.
-pub fn members(conn: &mut AnyConnection, group_id: i64) -> DbResult<Vec<User>> {
+pub fn members(conn: &mut AnyConnection, group: GroupId) -> DbResult<Vec<User>> {
     Ok(group_members::table
         .inner_join(users::table)
-        .filter(group_members::group_id.eq(group_id))
+        .filter(group_members::group_id.eq(group))
         .order(users::login)
         .select(User::as_select())
         .load(conn)?)
@@ -184,8 +184,8 @@ pub fn grants_of_group(conn: &mut AnyConnection, GroupId(group_id): GroupId) -> 
 }
 
 /// Grants on a cache: (group id, group name, can push).
-pub fn grants_on(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<(i64, String, GrantLevel)>> {
-    let rows: Vec<(i64, String, bool, bool)> = group_cache_permissions::table
+pub fn grants_on(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<(GroupId, String, GrantLevel)>> {
+    let rows: Vec<(GroupId, String, bool, bool)> = group_cache_permissions::table
         .inner_join(user_groups::table)
         .filter(group_cache_permissions::cache_id.eq(cache_id))
         .order(user_groups::name)

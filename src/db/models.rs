@@ -178,7 +178,7 @@ impl User {
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = api_tokens)]
 pub struct ApiToken {
-    pub id: i64,
+    pub id: super::ids::TokenId,
     pub user_id: i64,
     pub name: String,
     pub token_hash: String,

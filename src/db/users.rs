@@ -178,16 +178,16 @@ pub fn tokens_of(conn: &mut AnyConnection, user_id: i64) -> DbResult<Vec<ApiToke
 pub fn token_scopes_of(
     conn: &mut AnyConnection,
     user_id: i64,
-) -> DbResult<std::collections::HashMap<i64, Vec<String>>> {
+) -> DbResult<std::collections::HashMap<TokenId, Vec<String>>> {
     use super::schema::caches;
-    let rows: Vec<(i64, String)> = token_caches::table
+    let rows: Vec<(TokenId, String)> = token_caches::table
         .inner_join(api_tokens::table)
         .inner_join(caches::table)
         .filter(api_tokens::user_id.eq(user_id))
         .order(caches::name)
         .select((token_caches::token_id, caches::name))
         .load(conn)?;
-    let mut scopes = std::collections::HashMap::<i64, Vec<String>>::new();
+    let mut scopes = std::collections::HashMap::<TokenId, Vec<String>>::new();
     for (token_id, cache) in rows {
         scopes.entry(token_id).or_default().push(cache);
     }
@@ -393,8 +393,8 @@ pub fn find_token(conn: &mut AnyConnection, token_hash: &str) -> DbResult<Option
     found.map(|(token, user)| Ok((token, with_group_rights(conn, user)?))).transpose()
 }
 
-pub fn touch_token(conn: &mut AnyConnection, token_id: i64, at: NaiveDateTime) -> DbResult<()> {
-    diesel::update(api_tokens::table.find(token_id)).set(api_tokens::last_used_at.eq(at)).execute(conn)?;
+pub fn touch_token(conn: &mut AnyConnection, token: TokenId, at: NaiveDateTime) -> DbResult<()> {
+    diesel::update(api_tokens::table.find(token)).set(api_tokens::last_used_at.eq(at)).execute(conn)?;
     Ok(())
 }
 

@@ -202,9 +202,9 @@ mod tests {
         if via_group.is_some() || permissions != Permissions::NONE {
             groups::create(conn, login, permissions).unwrap();
             let group = groups::list(conn).unwrap().into_iter().find(|g| g.name == login).unwrap();
-            groups::add_member(conn, GroupId(group.id), UserId(user.id)).unwrap();
+            groups::add_member(conn, group.id, UserId(user.id)).unwrap();
             if let Some((cache, level)) = via_group {
-                groups::grant(conn, CacheId(cache.id), GroupId(group.id), level).unwrap();
+                groups::grant(conn, CacheId(cache.id), group.id, level).unwrap();
             }
         }
         let user = users::find(conn, user.id).unwrap().unwrap();

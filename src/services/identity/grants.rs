@@ -43,7 +43,7 @@ pub async fn grant(
         .write(move |c| {
             let exists = match grantee {
                 Grantee::User(UserId(id)) => users::find(c, id)?.is_some(),
-                Grantee::Group(GroupId(id)) => groups::list(c)?.iter().any(|g| g.id == id),
+                Grantee::Group(group) => groups::list(c)?.iter().any(|g| g.id == group),
             };
             match (exists, grantee) {
                 (true, Grantee::User(user)) => users::grant(c, cache, user, level)?,
@@ -81,9 +81,9 @@ pub struct AccessLists {
     /// Users who could be granted access (administrators can do everything anyway).
     pub candidates: Vec<(i64, String)>,
     /// Groups granted access: (id, name, level).
-    pub group_grants: Vec<(i64, String, GrantLevel)>,
+    pub group_grants: Vec<(GroupId, String, GrantLevel)>,
     /// Groups that could be granted access.
-    pub group_candidates: Vec<(i64, String)>,
+    pub group_candidates: Vec<(GroupId, String)>,
 }
 
 pub async fn access_lists(db: &Db, CacheId(cache_id): CacheId) -> Result<AccessLists, DbError> {

@@ -120,7 +120,7 @@ pub struct TokenList {
     /// Caches the user can scope a new token to.
     pub caches: Vec<String>,
     /// Cache names of each cache-scoped token, by token id.
-    pub scopes: HashMap<i64, Vec<String>>,
+    pub scopes: HashMap<TokenId, Vec<String>>,
 }
 
 pub async fn list(db: &Db, user: &User) -> Result<TokenList, DbError> {

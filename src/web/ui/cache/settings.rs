@@ -39,9 +39,9 @@ struct SettingsPage {
     /// Users who could be granted access: (id, name).
     candidates: Vec<(i64, String)>,
     /// Groups granted access: (id, name, level).
-    group_grants: Vec<(i64, String, GrantLevel)>,
+    group_grants: Vec<(GroupId, String, GrantLevel)>,
     /// Groups that could be granted access.
-    group_candidates: Vec<(i64, String)>,
+    group_candidates: Vec<(GroupId, String)>,
     /// The rights a grant can give, for the form and its explanation.
     levels: [GrantLevel; 3],
     /// Trusted publishing: the cache's rules, and the add form (with its error).

@@ -28,11 +28,11 @@ struct TokensPage {
     name: String,
     error: Option<String>,
     /// An edit that was refused: the token and what to change.
-    edit_error: Option<(i64, String)>,
+    edit_error: Option<(TokenId, String)>,
     /// Caches the user can scope a token to.
     caches: Vec<String>,
     /// Cache names of each cache-scoped token, by token id.
-    scopes: std::collections::HashMap<i64, Vec<String>>,
+    scopes: std::collections::HashMap<TokenId, Vec<String>>,
 }
 
 /// A secret shown once, and whose it is.
@@ -80,7 +80,7 @@ struct Shown {
     created: Option<Secret>,
     name: String,
     error: Option<String>,
-    edit_error: Option<(i64, String)>,
+    edit_error: Option<(TokenId, String)>,
 }
 
 async fn page(state: &AppState, req: &Request, user: &User, shown: Shown) -> Response {
@@ -166,7 +166,7 @@ pub async fn edit(
         Ok(false) => gone(&state, req, &user).await,
         Err(TokenError::Db(e)) => unavailable(&state, req, &user, e),
         Err(refused) => {
-            let edit_error = Some((token_id, refused.to_string()));
+            let edit_error = Some((TokenId(token_id), refused.to_string()));
             page(&state, req, &user, Shown { edit_error, ..Shown::default() }).await
         }
     }

@@ -5,7 +5,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 
 use crate::config::{Config, parse_lifetime};
-use crate::db::ids::{CacheId, UserId};
+use crate::db::ids::CacheId;
 use crate::db::models::GrantLevel;
 use crate::db::{Db, now};
 use crate::services::identity::accounts::{self, HostAccount};
@@ -89,7 +89,7 @@ pub async fn run(db: &Db, config: &Config, command: PeopleCommand) -> anyhow::Re
             let (Some(grantee), Some(target)) = found else {
                 bail!("user {user:?} or cache {cache:?} does not exist");
             };
-            let grantee = grants::Grantee::User(UserId(grantee.id));
+            let grantee = grants::Grantee::User(grantee.id);
             grants::grant(db, None, CacheId(target.id), grantee, level).await?;
             println!("granted {} on {cache} to {user}", level.describe());
         }

@@ -62,6 +62,6 @@ pub fn cancel(conn: &mut AnyConnection, UserId(user_id): UserId) -> DbResult<()>
 /// links mailed to the old address stop working.
 pub fn finish(conn: &mut AnyConnection, UserId(user_id): UserId, new_email: &str) -> DbResult<()> {
     diesel::update(users::table.find(user_id)).set(users::email.eq(new_email)).execute(conn)?;
-    super::mail::retire_links(conn, user_id, super::mail::LinkPurpose::Reset)?;
+    super::mail::retire_links(conn, UserId(user_id), super::mail::LinkPurpose::Reset)?;
     cancel(conn, UserId(user_id))
 }

@@ -118,7 +118,7 @@ pub fn remove_member(conn: &mut AnyConnection, GroupId(group_id): GroupId, UserI
     Ok(())
 }
 
-fn group_ids_of(conn: &mut AnyConnection, user_id: i64) -> DbResult<Vec<i64>> {
+fn group_ids_of(conn: &mut AnyConnection, user_id: UserId) -> DbResult<Vec<i64>> {
     Ok(group_members::table.filter(group_members::user_id.eq(user_id)).select(group_members::group_id).load(conn)?)
 }
 
@@ -128,7 +128,7 @@ pub fn permission_via_groups(
     CacheId(cache_id): CacheId,
     UserId(user_id): UserId,
 ) -> DbResult<Option<GrantLevel>> {
-    let ids = group_ids_of(conn, user_id)?;
+    let ids = group_ids_of(conn, UserId(user_id))?;
     let grants: Vec<(bool, bool)> = group_cache_permissions::table
         .filter(group_cache_permissions::cache_id.eq(cache_id))
         .filter(group_cache_permissions::group_id.eq_any(ids))
@@ -138,7 +138,7 @@ pub fn permission_via_groups(
 }
 
 /// Caches any of the user's groups was granted.
-pub fn cache_ids_via_groups(conn: &mut AnyConnection, user_id: i64) -> DbResult<Vec<i64>> {
+pub fn cache_ids_via_groups(conn: &mut AnyConnection, user_id: UserId) -> DbResult<Vec<i64>> {
     let ids = group_ids_of(conn, user_id)?;
     Ok(group_cache_permissions::table
         .filter(group_cache_permissions::group_id.eq_any(ids))

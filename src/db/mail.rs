@@ -1,5 +1,6 @@
 //! Mail settings chosen in the dashboard, and the single-use links mailed to people.
 
+use super::ids::UserId;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
@@ -59,7 +60,7 @@ impl LinkPurpose {
 
 pub fn create_link(
     conn: &mut AnyConnection,
-    user_id: i64,
+    user_id: UserId,
     purpose: LinkPurpose,
     token_hash: &str,
     expires_at: NaiveDateTime,
@@ -98,7 +99,7 @@ pub fn use_link(conn: &mut AnyConnection, link_id: i64) -> DbResult<bool> {
 }
 
 /// Earlier unused links of the same purpose stop working when a new one is sent.
-pub fn retire_links(conn: &mut AnyConnection, user_id: i64, purpose: LinkPurpose) -> DbResult<()> {
+pub fn retire_links(conn: &mut AnyConnection, user_id: UserId, purpose: LinkPurpose) -> DbResult<()> {
     diesel::update(
         user_links::table
             .filter(user_links::user_id.eq(user_id))

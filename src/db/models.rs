@@ -136,7 +136,7 @@ pub struct NewStorePath {
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = users)]
 pub struct User {
-    pub id: i64,
+    pub id: super::ids::UserId,
     /// The display name, which its owner may change.
     pub name: String,
     /// All of them for an administrator by their own flag (`users.is_admin`); what their
@@ -179,7 +179,7 @@ impl User {
 #[diesel(table_name = api_tokens)]
 pub struct ApiToken {
     pub id: super::ids::TokenId,
-    pub user_id: i64,
+    pub user_id: super::ids::UserId,
     pub name: String,
     pub token_hash: String,
     pub expires_at: Option<NaiveDateTime>,
@@ -197,7 +197,7 @@ pub struct PendingNar {
     #[diesel(skip_insertion)]
     pub id: i64,
     pub cache_id: i64,
-    pub user_id: i64,
+    pub user_id: super::ids::UserId,
     pub file_hash: String,
     pub compression: String,
     pub file_size: i64,

@@ -1,5 +1,6 @@
 //! Browser sessions and failed sign-in attempts.
 
+use super::ids::UserId;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
@@ -7,7 +8,7 @@ use super::models::User;
 use super::schema::{sessions, sign_in_failures, users};
 use super::{AnyConnection, DbResult, now};
 
-pub fn create(conn: &mut AnyConnection, user_id: i64, token_hash: &str, expires_at: NaiveDateTime) -> DbResult<()> {
+pub fn create(conn: &mut AnyConnection, user_id: UserId, token_hash: &str, expires_at: NaiveDateTime) -> DbResult<()> {
     diesel::insert_into(sessions::table)
         .values((
             sessions::token_hash.eq(token_hash),
@@ -32,13 +33,13 @@ pub fn user_of(conn: &mut AnyConnection, token_hash: &str) -> DbResult<Option<Us
 }
 
 /// Signs a user out everywhere (after a password reset).
-pub fn delete_for_user(conn: &mut AnyConnection, user_id: i64) -> DbResult<()> {
+pub fn delete_for_user(conn: &mut AnyConnection, user_id: UserId) -> DbResult<()> {
     diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)?;
     Ok(())
 }
 
 /// Signs a user out of every session but the one with `keep_hash` (after a password change).
-pub fn delete_others(conn: &mut AnyConnection, user_id: i64, keep_hash: &str) -> DbResult<()> {
+pub fn delete_others(conn: &mut AnyConnection, user_id: UserId, keep_hash: &str) -> DbResult<()> {
     diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id)).filter(sessions::token_hash.ne(keep_hash)))
         .execute(conn)?;
     Ok(())

@@ -96,9 +96,9 @@ pub fn delete_expired_used(conn: &mut AnyConnection) -> DbResult<usize> {
 /// The account trusted publishing's tokens belong to, made on first use.
 pub fn system_user(conn: &mut AnyConnection) -> DbResult<UserId> {
     if let Some(user) = users::find_by_login(conn, SYSTEM_LOGIN)? {
-        return Ok(UserId(user.id));
+        return Ok(user.id);
     }
-    Ok(UserId(users::create(conn, SYSTEM_LOGIN, "Trusted publishing (CI)", false)?.id))
+    Ok(users::create(conn, SYSTEM_LOGIN, "Trusted publishing (CI)", false)?.id)
 }
 
 /// Gives the system account, on this cache, the strongest right the cache's rules give

@@ -85,13 +85,18 @@ fn free_login(conn: &mut AnyConnection, wanted: &str) -> DbResult<String> {
     Ok(candidate)
 }
 
-pub fn set_password(conn: &mut AnyConnection, user_id: i64, password_hash: &str) -> DbResult<()> {
+pub fn set_password(conn: &mut AnyConnection, user_id: UserId, password_hash: &str) -> DbResult<()> {
     diesel::update(users::table.find(user_id)).set(users::password_hash.eq(Some(password_hash))).execute(conn)?;
     Ok(())
 }
 
 /// Changes a user's display name and, when given, password hash.
-pub fn update_account(conn: &mut AnyConnection, user_id: i64, name: &str, password_hash: Option<&str>) -> DbResult<()> {
+pub fn update_account(
+    conn: &mut AnyConnection,
+    user_id: UserId,
+    name: &str,
+    password_hash: Option<&str>,
+) -> DbResult<()> {
     diesel::update(users::table.find(user_id)).set(users::name.eq(name)).execute(conn)?;
     if let Some(hash) = password_hash {
         diesel::update(users::table.find(user_id)).set(users::password_hash.eq(hash)).execute(conn)?;
@@ -103,7 +108,7 @@ pub fn list(conn: &mut AnyConnection) -> DbResult<Vec<User>> {
     Ok(users::table.order(users::name).select(User::as_select()).load(conn)?)
 }
 
-pub fn delete(conn: &mut AnyConnection, user_id: i64) -> DbResult<()> {
+pub fn delete(conn: &mut AnyConnection, user_id: UserId) -> DbResult<()> {
     diesel::delete(users::table.find(user_id)).execute(conn)?;
     Ok(())
 }
@@ -111,14 +116,14 @@ pub fn delete(conn: &mut AnyConnection, user_id: i64) -> DbResult<()> {
 /// Adds what the user's groups give them to their own permissions.
 pub fn with_group_rights(conn: &mut AnyConnection, mut user: User) -> DbResult<User> {
     if !user.is_admin() {
-        user.permissions = user.permissions.union(super::groups::permissions_of(conn, UserId(user.id))?);
+        user.permissions = user.permissions.union(super::groups::permissions_of(conn, user.id)?);
     }
     Ok(user)
 }
 
 /// Who has been granted access to a cache: (user id, user name, can push).
-pub fn grants_on(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<(i64, String, GrantLevel)>> {
-    let rows: Vec<(i64, String, String, bool, bool)> = cache_permissions::table
+pub fn grants_on(conn: &mut AnyConnection, cache_id: i64) -> DbResult<Vec<(UserId, String, GrantLevel)>> {
+    let rows: Vec<(UserId, String, String, bool, bool)> = cache_permissions::table
         .inner_join(users::table)
         .filter(cache_permissions::cache_id.eq(cache_id))
         .order(users::login)
@@ -166,7 +171,7 @@ pub fn any_admin(conn: &mut AnyConnection) -> DbResult<bool> {
 }
 
 /// The user's tokens, newest first.
-pub fn tokens_of(conn: &mut AnyConnection, user_id: i64) -> DbResult<Vec<ApiToken>> {
+pub fn tokens_of(conn: &mut AnyConnection, user_id: UserId) -> DbResult<Vec<ApiToken>> {
     Ok(api_tokens::table
         .filter(api_tokens::user_id.eq(user_id))
         .order(api_tokens::id.desc())
@@ -177,7 +182,7 @@ pub fn tokens_of(conn: &mut AnyConnection, user_id: i64) -> DbResult<Vec<ApiToke
 /// The names of the caches each of the user's cache-scoped tokens is limited to, by token id.
 pub fn token_scopes_of(
     conn: &mut AnyConnection,
-    user_id: i64,
+    user_id: UserId,
 ) -> DbResult<std::collections::HashMap<TokenId, Vec<String>>> {
     use super::schema::caches;
     let rows: Vec<(TokenId, String)> = token_caches::table
@@ -267,7 +272,7 @@ pub fn delete_ended_tokens(conn: &mut AnyConnection, UserId(user_id): UserId) ->
     .execute(conn)?)
 }
 
-pub fn find(conn: &mut AnyConnection, user_id: i64) -> DbResult<Option<User>> {
+pub fn find(conn: &mut AnyConnection, user_id: UserId) -> DbResult<Option<User>> {
     Ok(users::table.find(user_id).select(User::as_select()).first(conn).optional()?)
 }
 
@@ -313,7 +318,7 @@ pub fn permission(
 }
 
 /// Ids of every cache the user, or one of their groups, was granted access to.
-pub fn readable_cache_ids(conn: &mut AnyConnection, user_id: i64) -> DbResult<Vec<i64>> {
+pub fn readable_cache_ids(conn: &mut AnyConnection, user_id: UserId) -> DbResult<Vec<i64>> {
     let mut ids: Vec<i64> = cache_permissions::table
         .filter(cache_permissions::user_id.eq(user_id))
         .select(cache_permissions::cache_id)
@@ -341,7 +346,7 @@ impl TokenScope {
 
 pub fn create_token(
     conn: &mut AnyConnection,
-    user_id: i64,
+    user_id: UserId,
     name: &str,
     token_hash: &str,
     expires_at: Option<NaiveDateTime>,
@@ -398,7 +403,7 @@ pub fn touch_token(conn: &mut AnyConnection, token: TokenId, at: NaiveDateTime) 
     Ok(())
 }
 
-pub fn revoke_token(conn: &mut AnyConnection, user_id: i64, name: &str) -> DbResult<usize> {
+pub fn revoke_token(conn: &mut AnyConnection, user_id: UserId, name: &str) -> DbResult<usize> {
     Ok(diesel::update(api_tokens::table.filter(api_tokens::user_id.eq(user_id)).filter(api_tokens::name.eq(name)))
         .set(api_tokens::revoked_at.eq(now()))
         .execute(conn)?)

@@ -9,7 +9,7 @@ use super::serving::hot_cache::HotCache;
 use super::upload::push::delete_stored;
 use crate::db::browse;
 use crate::db::caches::CacheSettings;
-use crate::db::ids::{CacheId, UserId};
+use crate::db::ids::CacheId;
 use crate::db::models::{Cache, GrantLevel, QuotaPolicy, User};
 use crate::db::paths::{self, DeleteOutcome};
 use crate::db::{Db, DbError, caches, is_unique_violation, upstreams, users};
@@ -108,7 +108,7 @@ pub enum NamedCacheError {
 /// Creates a cache. A creator who is not an administrator gets the manage right on it;
 /// `None` (the admin CLI) grants nothing.
 pub async fn create(db: &Db, creator: Option<&User>, name: &str, settings: CacheSettings) -> Result<Cache, CacheError> {
-    let (owned, manager) = (name.to_string(), creator.filter(|u| !u.is_admin()).map(|u| UserId(u.id)));
+    let (owned, manager) = (name.to_string(), creator.filter(|u| !u.is_admin()).map(|u| u.id));
     let created = db
         .write(move |c| {
             let cache = caches::create(c, &owned, &settings)?;

@@ -50,8 +50,7 @@ pub fn access_to(conn: &mut AnyConnection, caller: Option<&Caller>, cache: &Cach
         // Managing every cache needs no look-up of grants (administrators on every request).
         Some(c) if everywhere(c.permissions) == Access::Manage => Access::Manage,
         Some(c) => {
-            let granted =
-                users::permission(conn, CacheId(cache.id), UserId(c.user_id))?.map_or(Access::None, Access::from);
+            let granted = users::permission(conn, CacheId(cache.id), c.user_id)?.map_or(Access::None, Access::from);
             granted.max(everywhere(c.permissions))
         }
         None => Access::None,
@@ -121,7 +120,7 @@ pub fn caches_beyond(conn: &mut AnyConnection, actor: &Caller, target: &Caller) 
 /// What user `target` holds beyond `actor`, described ("every permission (administrator)",
 /// "manage of vault"); `None` when nothing (or there is no such user). Nobody changes an
 /// account that holds more than they do: setting its password would give them all of it.
-pub fn user_beyond(conn: &mut AnyConnection, actor: &Caller, UserId(target): UserId) -> DbResult<Option<String>> {
+pub fn user_beyond(conn: &mut AnyConnection, actor: &Caller, target: UserId) -> DbResult<Option<String>> {
     let Some(user) = users::find(conn, target)? else { return Ok(None) };
     let target = Caller::session(&users::with_group_rights(conn, user)?);
     let mut beyond = Vec::new();
@@ -197,12 +196,12 @@ mod tests {
     ) -> Caller {
         let user = users::create(conn, login, login, false).unwrap();
         if let Some((cache, level)) = own {
-            users::grant(conn, CacheId(cache.id), UserId(user.id), level).unwrap();
+            users::grant(conn, CacheId(cache.id), user.id, level).unwrap();
         }
         if via_group.is_some() || permissions != Permissions::NONE {
             groups::create(conn, login, permissions).unwrap();
             let group = groups::list(conn).unwrap().into_iter().find(|g| g.name == login).unwrap();
-            groups::add_member(conn, group.id, UserId(user.id)).unwrap();
+            groups::add_member(conn, group.id, user.id).unwrap();
             if let Some((cache, level)) = via_group {
                 groups::grant(conn, CacheId(cache.id), group.id, level).unwrap();
             }

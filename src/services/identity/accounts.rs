@@ -214,7 +214,7 @@ pub async fn update(db: &Db, user: &User, change: AccountChange<'_>) -> Result<b
 /// Deletes the account with its tokens and sessions, unless it is the last administrator.
 pub async fn delete(db: &Db, hot: &HotCache, actor: &User, target: UserId) -> Result<(), AccountError> {
     within_reach(db, actor, target, move |c| {
-        groups::keeping_an_administrator(c, |c| users::delete(c, target.0))?;
+        groups::keeping_an_administrator(c, |c| users::delete(c, target))?;
         crate::db::replication::access_changed(c)?;
         Ok(Ok(()))
     })
@@ -237,7 +237,7 @@ pub struct UserDetail {
 
 /// User `id` as `viewer` sees them: caches the viewer cannot read are left out (their grants
 /// on them as well), so seeing users does not reveal private caches' names.
-pub async fn detail(db: &Db, viewer: &User, UserId(id): UserId) -> Result<Option<UserDetail>, DbError> {
+pub async fn detail(db: &Db, viewer: &User, id: UserId) -> Result<Option<UserDetail>, DbError> {
     let viewer = super::auth::Caller::session(viewer);
     db.read(move |c| {
         let Some(user) = users::find(c, id)? else { return Ok(None) };
@@ -250,7 +250,7 @@ pub async fn detail(db: &Db, viewer: &User, UserId(id): UserId) -> Result<Option
             let is_member = groups::members(c, group.id)?.iter().any(|member| member.id == id);
             if is_member { &mut member_of } else { &mut other_groups }.push(group);
         }
-        let mut grants = users::grants_of(c, UserId(id))?;
+        let mut grants = users::grants_of(c, id)?;
         grants.retain(|(cache, _, _)| visible.contains(cache));
         let other_caches = crate::db::browse::caches_by_ids(c, None)?
             .into_iter()
@@ -284,7 +284,7 @@ pub async fn set_profile(db: &Db, actor: &User, user: UserId, name: &str, email:
     }
     // A change of address the user asked for themselves would undo this one: it ends.
     within_reach(db, actor, user, move |c| {
-        let current = users::find(c, user.0)?.and_then(|u| u.email);
+        let current = users::find(c, user)?.and_then(|u| u.email);
         if !by_administrator && current.as_deref() != Some(email.as_str()) {
             return crate::db::refuse(field("email", "Only administrators change someone's address."));
         }
@@ -306,7 +306,7 @@ pub async fn set_password(
 ) -> Result<(), AccountError> {
     check_password("password", password)?;
     let hash = passwords::hash_async(password).await;
-    let id = target.0;
+    let id = target;
     within_reach(db, actor, target, move |c| {
         users::set_password(c, id, &hash)?;
         crate::db::mail::retire_links(c, id, LinkPurpose::Reset)?;

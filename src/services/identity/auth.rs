@@ -1,5 +1,6 @@
 //! API tokens: high-entropy secrets, stored only as SHA-256 hashes.
 
+use crate::db::ids::UserId;
 use chrono::{Duration, NaiveDateTime};
 use rand::Rng;
 use rand::distr::Alphanumeric;
@@ -16,7 +17,7 @@ const LAST_USED_RESOLUTION: Duration = Duration::minutes(1);
 /// Who is calling, after a token was checked.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub user_id: i64,
+    pub user_id: UserId,
     pub user_name: String,
     /// The user's global permissions (a token's scope narrows only cache rights).
     pub permissions: Permissions,
@@ -70,7 +71,7 @@ pub fn hash_token(token: &str) -> String {
 /// Creates a token for `user`; returns the secret, which is never stored.
 pub fn issue_token(
     conn: &mut AnyConnection,
-    user_id: i64,
+    user_id: UserId,
     name: &str,
     expires_at: Option<NaiveDateTime>,
     scope: &TokenScope,

@@ -94,7 +94,7 @@ pub async fn poll(db: &Db, poll_secret: &str) -> Result<CliLoginState, CliLoginE
             return crate::db::refuse_keeping_writes(CliLoginError::Expired);
         }
         let Some(user_id) = request.approved_by else { return Ok(Ok(CliLoginState::Pending)) };
-        let Some(user) = users::find(c, user_id)? else { return crate::db::refuse(CliLoginError::Unknown) };
+        let Some(user) = users::find(c, UserId(user_id))? else { return crate::db::refuse(CliLoginError::Unknown) };
         // Deleting first makes a second poll with the same secret find nothing.
         if !cli_logins::delete(c, request.id)? {
             return crate::db::refuse(CliLoginError::Unknown);

@@ -69,14 +69,14 @@ fn new_code() -> String {
 
 /// The hash a code is stored and checked as: bound to the user and to which mailbox it
 /// went, and forgiving of case, spaces and the dash.
-fn code_hash(user_id: i64, mailbox: &str, code: &str) -> String {
+fn code_hash(user_id: UserId, mailbox: &str, code: &str) -> String {
     let typed: String = code.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect();
     hash_token(&format!("email-change:{user_id}:{mailbox}:{typed}"))
 }
 
 /// The change waiting for `user`'s codes, if it has not expired.
 pub async fn pending(db: &Db, user: &User) -> Result<Option<PendingEmailChange>, DbError> {
-    let id = UserId(user.id);
+    let id = user.id;
     let found = db.read(move |c| email_changes::pending(c, id)).await?;
     Ok(found.filter(|p| p.expires_at > now() && p.failed_tries < MAX_FAILED_TRIES))
 }
@@ -106,7 +106,7 @@ pub async fn start(
     // Counted before the password is checked, so a stolen session cannot guess it here
     // faster than at sign-in.
     db.write(move |c| {
-        if users::is_sso_linked(c, UserId(id))? {
+        if users::is_sso_linked(c, id)? {
             return crate::db::refuse(field(
                 "new_email",
                 "Your address comes from single sign-on: change it at your identity provider.",
@@ -142,7 +142,7 @@ pub async fn start(
             new_code_hash: &codes_new_hash,
             expires_at: now() + CODE_LIFETIME,
         };
-        email_changes::start(c, UserId(id), codes)
+        email_changes::start(c, id, codes)
     })
     .await?;
     let minutes = CODE_LIFETIME.num_minutes();
@@ -159,7 +159,7 @@ pub async fn start(
     }
     .await;
     if let Err(e) = sent {
-        db.write(move |c| email_changes::cancel(c, UserId(id))).await?;
+        db.write(move |c| email_changes::cancel(c, id)).await?;
         return Err(e.into());
     }
     Ok(())
@@ -179,17 +179,17 @@ pub async fn confirm(db: &Db, user: &User, codes: Codes<'_>) -> Result<String, E
     let new_right = code_hash(id, "new", codes.new_code) == pending.new_code_hash;
     let old_right = pending.old_code_hash.as_ref().is_none_or(|hash| code_hash(id, "old", codes.old_code) == *hash);
     if !(new_right && old_right) {
-        let tries = db.write(move |c| email_changes::count_failed_try(c, UserId(id))).await?;
+        let tries = db.write(move |c| email_changes::count_failed_try(c, id)).await?;
         let left = MAX_FAILED_TRIES - tries;
         if left <= 0 {
-            db.write(move |c| email_changes::cancel(c, UserId(id))).await?;
+            db.write(move |c| email_changes::cancel(c, id)).await?;
             return Err(EmailChangeError::NothingPending);
         }
         let which = if !new_right { "new_code" } else { "old_code" };
         return Err(field(which, format!("That code is not right ({left} tries left). Nothing was changed.")));
     }
     let new_email = pending.new_email.clone();
-    match db.write(move |c| email_changes::finish(c, UserId(id), &new_email)).await {
+    match db.write(move |c| email_changes::finish(c, id, &new_email)).await {
         Ok(()) => Ok(pending.new_email),
         Err(e) if is_unique_violation(&e) => Err(field("new_code", "Another account took this address meanwhile.")),
         Err(e) => Err(e.into()),
@@ -197,7 +197,7 @@ pub async fn confirm(db: &Db, user: &User, codes: Codes<'_>) -> Result<String, E
 }
 
 pub async fn cancel(db: &Db, user: &User) -> Result<(), DbError> {
-    let id = UserId(user.id);
+    let id = user.id;
     db.write(move |c| email_changes::cancel(c, id)).await
 }
 
@@ -210,9 +210,9 @@ mod tests {
         let code = new_code();
         assert_eq!(code.len(), 9);
         assert!(code.chars().all(|c| c == '-' || CODE_ALPHABET.contains(&(c as u8))), "{code}");
-        let stored = code_hash(7, "new", &code);
-        assert_eq!(code_hash(7, "new", &format!(" {} ", code.to_lowercase().replace('-', ""))), stored);
-        assert_ne!(code_hash(7, "old", &code), stored, "a code counts only for the mailbox it went to");
-        assert_ne!(code_hash(8, "new", &code), stored, "nor for another account");
+        let stored = code_hash(UserId(7), "new", &code);
+        assert_eq!(code_hash(UserId(7), "new", &format!(" {} ", code.to_lowercase().replace('-', ""))), stored);
+        assert_ne!(code_hash(UserId(7), "old", &code), stored, "a code counts only for the mailbox it went to");
+        assert_ne!(code_hash(UserId(8), "new", &code), stored, "nor for another account");
     }
 }

@@ -42,7 +42,7 @@ pub async fn grant(
     let granted = db
         .write(move |c| {
             let exists = match grantee {
-                Grantee::User(UserId(id)) => users::find(c, id)?.is_some(),
+                Grantee::User(user) => users::find(c, user)?.is_some(),
                 Grantee::Group(group) => groups::list(c)?.iter().any(|g| g.id == group),
             };
             match (exists, grantee) {
@@ -77,9 +77,9 @@ pub async fn revoke(db: &Db, hot: &HotCache, cache: CacheId, grantee: Grantee) -
 /// The grants on a cache and who could be granted access next.
 pub struct AccessLists {
     /// Users granted access: (id, name, level).
-    pub grants: Vec<(i64, String, GrantLevel)>,
+    pub grants: Vec<(UserId, String, GrantLevel)>,
     /// Users who could be granted access (administrators can do everything anyway).
-    pub candidates: Vec<(i64, String)>,
+    pub candidates: Vec<(UserId, String)>,
     /// Groups granted access: (id, name, level).
     pub group_grants: Vec<(GroupId, String, GrantLevel)>,
     /// Groups that could be granted access.

@@ -35,7 +35,7 @@ pub struct GroupView {
     pub group: Group,
     pub members: Vec<User>,
     /// Users who are not members yet.
-    pub others: Vec<(i64, String)>,
+    pub others: Vec<(UserId, String)>,
 }
 
 pub async fn list(db: &Db) -> Result<Vec<GroupView>, DbError> {

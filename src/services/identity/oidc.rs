@@ -15,7 +15,6 @@ use openidconnect::{
     RedirectUrl, Scope, TokenResponse,
 };
 
-use crate::db::ids::UserId;
 use crate::db::models::User;
 use crate::db::oidc::{self as rows, Flow, StoredSso};
 use crate::db::{Db, DbError, groups, is_refused_rollback, now, users};
@@ -367,7 +366,7 @@ impl Sso {
                     (Some(user), _) => user,
                     (None, Some(email)) if identity.email_verified => match users::find_by_email(c, email)? {
                         Some(user) => {
-                            rows::set_subject(c, UserId(user.id), &identity.subject)?;
+                            rows::set_subject(c, user.id, &identity.subject)?;
                             user
                         }
                         None if create => create_account(c, &identity, email)?,
@@ -381,7 +380,7 @@ impl Sso {
                     .filter(|n| crate::services::display_name_error(n).is_none())
                     .unwrap_or(user.name.clone());
                 let email = identity.email.as_deref().filter(|_| identity.email_verified);
-                rows::refresh_profile(c, UserId(user.id), &name, email)?;
+                rows::refresh_profile(c, user.id, &name, email)?;
                 Ok(Ok((user.id, identity.groups)))
             })
             .await?;
@@ -389,8 +388,7 @@ impl Sso {
         if let Some(names) = groups {
             let synced = db
                 .write(move |c| {
-                    let changed =
-                        groups::keeping_an_administrator(c, |c| rows::sync_memberships(c, UserId(user_id), &names))?;
+                    let changed = groups::keeping_an_administrator(c, |c| rows::sync_memberships(c, user_id, &names))?;
                     if changed {
                         crate::db::replication::access_changed(c)?;
                     }
@@ -420,7 +418,7 @@ fn create_account(conn: &mut crate::db::AnyConnection, identity: &Identity, emai
         .filter(|n| crate::services::display_name_error(n).is_none())
         .unwrap_or_else(|| email.to_string());
     let user = users::create_sso(conn, users::NewIdentity { login: email, name: &name }, email)?;
-    rows::set_subject(conn, UserId(user.id), &identity.subject)?;
+    rows::set_subject(conn, user.id, &identity.subject)?;
     Ok(user)
 }
 

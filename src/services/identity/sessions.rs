@@ -1,6 +1,7 @@
 //! Dashboard sign-in: first-run setup, password sign-in with rate limiting per peer
 //! address, and database-backed sessions (so every server process knows every session).
 
+use crate::db::ids::UserId;
 use chrono::Duration;
 
 use super::auth::{generate_token, hash_token};
@@ -45,7 +46,7 @@ fn field(field: &'static str, message: impl Into<String>) -> SetupError {
     SetupError::Field(FieldError { field, message: message.into() })
 }
 
-pub async fn new_session(db: &Db, user_id: i64) -> Result<String, DbError> {
+pub async fn new_session(db: &Db, user_id: UserId) -> Result<String, DbError> {
     let token = generate_token();
     let hash = hash_token(&token);
     db.write(move |c| sessions::create(c, user_id, &hash, now() + SESSION_LIFETIME)).await?;

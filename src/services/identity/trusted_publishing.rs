@@ -208,7 +208,7 @@ pub async fn exchange(
         let expires_at = now() + TOKEN_LIFETIME;
         let scope = TokenScope { cache_ids: Some(reached.iter().map(|(id, _)| *id).collect()), read_only: !push };
         let name = format!("trusted publishing {}", &hash[..12]);
-        let token = issue_token(c, owner.0, &name, Some(expires_at), &scope)?;
+        let token = issue_token(c, owner, &name, Some(expires_at), &scope)?;
         Ok(Ok(OidcTokenResponse {
             token,
             expires_at: expires_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),

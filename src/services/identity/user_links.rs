@@ -1,6 +1,7 @@
 //! Invitations and password resets by mail: a single-use link with a random secret (only its
 //! SHA-256 is stored) that expires, and lets the person set their own password.
 
+use crate::db::ids::UserId;
 use chrono::Duration;
 
 use super::auth::hash_token;
@@ -62,7 +63,7 @@ fn link_path(purpose: LinkPurpose) -> &'static str {
     }
 }
 
-async fn issue_link(db: &Db, user_id: i64, purpose: LinkPurpose, site_url: &str) -> Result<String, DbError> {
+async fn issue_link(db: &Db, user_id: UserId, purpose: LinkPurpose, site_url: &str) -> Result<String, DbError> {
     let secret = new_secret();
     let (hash, lifetime) =
         (hash_token(&secret), if purpose == LinkPurpose::Invite { INVITE_LIFETIME } else { RESET_LIFETIME });
@@ -128,7 +129,7 @@ pub async fn reinvite(
     smtp: Option<&SmtpSettings>,
     site_url: &str,
     inviter: &str,
-    user_id: i64,
+    user_id: UserId,
 ) -> Result<User, LinkError> {
     let smtp = smtp.ok_or(MailError::NotConfigured)?;
     let user = db.read(move |c| users::find(c, user_id)).await?;

@@ -397,7 +397,7 @@ mod tests {
     fn callers_are_forgotten_when_rights_change_or_their_token_expires() {
         let hot = trusted();
         let user = crate::db::models::User {
-            id: 7,
+            id: crate::db::ids::UserId(7),
             login: "ann".into(),
             name: "Ann".into(),
             email: None,
@@ -410,7 +410,7 @@ mod tests {
         hot.remember_caller("live", &caller, hot.access_seen_at());
         let expired = Caller { expires_at: Some(crate::db::now() - chrono::Duration::seconds(1)), ..caller.clone() };
         hot.remember_caller("expired", &expired, hot.access_seen_at());
-        assert_eq!(hot.caller("live").map(|c| c.user_id), Some(7));
+        assert_eq!(hot.caller("live").map(|c| c.user_id), Some(crate::db::ids::UserId(7)));
         assert!(hot.caller("expired").is_none(), "an expired token is never answered from memory");
         hot.forget_rights();
         assert!(hot.caller("live").is_none());

@@ -35,9 +35,9 @@ struct SettingsPage {
     can_edit_upstreams: bool,
     error: FormError,
     /// Users granted access: (id, name, level).
-    grants: Vec<(i64, String, GrantLevel)>,
+    grants: Vec<(UserId, String, GrantLevel)>,
     /// Users who could be granted access: (id, name).
-    candidates: Vec<(i64, String)>,
+    candidates: Vec<(UserId, String)>,
     /// Groups granted access: (id, name, level).
     group_grants: Vec<(GroupId, String, GrantLevel)>,
     /// Groups that could be granted access.

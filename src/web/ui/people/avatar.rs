@@ -42,7 +42,7 @@ pub trait AvatarTag {
     fn large_avatar(&self) -> String;
 }
 
-fn tag(id: i64, name: &str, has_picture: bool, class: &str) -> String {
+fn tag(UserId(id): UserId, name: &str, has_picture: bool, class: &str) -> String {
     if has_picture {
         format!("<img class=\"{class}\" src=\"/avatars/{id}\" alt=\"\">")
     } else {
@@ -119,7 +119,7 @@ pub async fn upload(
     let Some(picture) = picture.filter(|p| !p.is_empty()) else {
         return refused(&state, req, &user, "Choose a picture to upload.");
     };
-    match avatars::set(&state.db, UserId(user.id), picture).await {
+    match avatars::set(&state.db, user.id, picture).await {
         Ok(()) => moved(&state, req, "/account", "Your avatar was saved."),
         Err(AvatarError::Db(e)) => unavailable(&state, req, &user, e),
         Err(e) => refused(&state, req, &user, &format!("Not saved: {e}.")),
@@ -136,7 +136,7 @@ pub async fn remove(
     state: Data<&Arc<AppState>>,
     CheckedForm { user, .. }: CheckedForm<CsrfOnly>,
 ) -> Response {
-    match avatars::remove(&state.db, UserId(user.id)).await {
+    match avatars::remove(&state.db, user.id).await {
         Ok(()) => moved(&state, req, "/account", "Your avatar was removed; your initials show instead."),
         Err(e) => unavailable(&state, req, &user, e),
     }
@@ -148,9 +148,15 @@ mod tests {
 
     #[test]
     fn initials_are_escaped_and_coloured_by_id() {
-        let html = tag(11, "<b>x", false, "avatar");
+        let html = tag(UserId(11), "<b>x", false, "avatar");
         assert_eq!(html, "<span class=\"avatar initials c3\" aria-hidden=\"true\">&lt;</span>");
-        assert_eq!(tag(-3, "Ada", false, "avatar"), "<span class=\"avatar initials c5\" aria-hidden=\"true\">A</span>");
-        assert_eq!(tag(4, "Ada", true, "avatar large"), "<img class=\"avatar large\" src=\"/avatars/4\" alt=\"\">");
+        assert_eq!(
+            tag(UserId(-3), "Ada", false, "avatar"),
+            "<span class=\"avatar initials c5\" aria-hidden=\"true\">A</span>"
+        );
+        assert_eq!(
+            tag(UserId(4), "Ada", true, "avatar large"),
+            "<img class=\"avatar large\" src=\"/avatars/4\" alt=\"\">"
+        );
     }
 }

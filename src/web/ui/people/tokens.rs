@@ -10,7 +10,7 @@ use poem::web::{Data, Path};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
-use crate::db::ids::{TokenId, UserId};
+use crate::db::ids::TokenId;
 use crate::db::models::{ApiToken, User};
 use crate::db::now;
 use crate::services::identity::tokens::{self, TokenChoice, TokenError, TokenList};
@@ -138,7 +138,7 @@ pub async fn revoke(
     Path(token_id): Path<i64>,
     CheckedForm { user, .. }: CheckedForm<CsrfOnly>,
 ) -> Response {
-    match tokens::revoke(&state.db, &state.hot, UserId(user.id), TokenId(token_id)).await {
+    match tokens::revoke(&state.db, &state.hot, user.id, TokenId(token_id)).await {
         Ok(_) => done(&state, "/tokens", "Token revoked: anything using it stops working now."),
         Err(e) => unavailable(&state, req, &user, e),
     }
@@ -161,7 +161,7 @@ pub async fn edit(
     Path(token_id): Path<i64>,
     CheckedForm { user, form }: CheckedForm<EditForm>,
 ) -> Response {
-    match tokens::edit(&state.db, UserId(user.id), TokenId(token_id), &form.name, &form.days).await {
+    match tokens::edit(&state.db, user.id, TokenId(token_id), &form.name, &form.days).await {
         Ok(true) => done(&state, "/tokens", "Token changed."),
         Ok(false) => gone(&state, req, &user).await,
         Err(TokenError::Db(e)) => unavailable(&state, req, &user, e),
@@ -185,7 +185,7 @@ pub async fn regenerate(
     Path(token_id): Path<i64>,
     CheckedForm { user, .. }: CheckedForm<CsrfOnly>,
 ) -> Response {
-    match tokens::regenerate(&state.db, &state.hot, UserId(user.id), TokenId(token_id)).await {
+    match tokens::regenerate(&state.db, &state.hot, user.id, TokenId(token_id)).await {
         Ok(Some((name, value))) => {
             let heading = format!("New secret for {name}: the old one stopped working");
             page(&state, req, &user, Shown { created: Some(Secret { value, heading }), ..Shown::default() }).await
@@ -201,7 +201,7 @@ pub async fn delete_ended(
     state: Data<&Arc<AppState>>,
     CheckedForm { user, .. }: CheckedForm<CsrfOnly>,
 ) -> Response {
-    match tokens::delete_ended(&state.db, UserId(user.id)).await {
+    match tokens::delete_ended(&state.db, user.id).await {
         Ok(n) => done(
             &state,
             "/tokens",

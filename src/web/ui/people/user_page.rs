@@ -143,7 +143,7 @@ pub async fn profile(
 ) -> Response {
     // One's own address changes only with the codes to both addresses (a stolen session
     // must not move the account to another mailbox).
-    if id == user.id && Some(form.email.trim().to_ascii_lowercase()) != user.email {
+    if UserId(id) == user.id && Some(form.email.trim().to_ascii_lowercase()) != user.email {
         let error =
             FormError::new("email", "Change your own address on your account page: a code goes to each address.");
         return page(&state, req, &user, id, Some((form.name, form.email)), error).await;
@@ -181,7 +181,7 @@ pub async fn password(
     HoldingForm { user, form, .. }: HoldingForm<need::EditUsers, PasswordForm>,
 ) -> Response {
     // Setting one's own password here keeps this session, as the account page does.
-    let keep = (id == user.id).then(|| cookie(req, SESSION_COOKIE).map(|t| hash_token(&t))).flatten();
+    let keep = (UserId(id) == user.id).then(|| cookie(req, SESSION_COOKIE).map(|t| hash_token(&t))).flatten();
     match accounts::set_password(&state.db, &user, UserId(id), &form.password, keep).await {
         Ok(()) => done(&state, &back(id), "Password set. Their other sessions have ended."),
         Err(AccountError::Field(field, text)) => page(&state, req, &user, id, None, FormError::new(field, text)).await,

@@ -209,7 +209,7 @@ pub async fn reinvite(
         Ok(smtp) => smtp,
         Err(response) => return response,
     };
-    let sent = user_links::reinvite(&state.db, smtp.as_ref(), &state.site.url, &user.name, id).await;
+    let sent = user_links::reinvite(&state.db, smtp.as_ref(), &state.site.url, &user.name, UserId(id)).await;
     invitation_page(&state, req, &user, sent, "Invitation sent again to", Typed::default()).await
 }
 

@@ -9,7 +9,6 @@ use poem::web::Data;
 use poem::{Request, Response, handler};
 use serde::Deserialize;
 
-use crate::db::ids::UserId;
 use crate::db::models::{CliLogin, User};
 use crate::services::identity::cli_login;
 use crate::services::identity::tokens::{self, TokenChoice, TokenError};
@@ -130,8 +129,7 @@ pub async fn approve(
         }
     };
     let approved =
-        cli_login::approve(&state.db, &form.code, UserId(user.id), chosen.cache, !chosen.read_only, chosen.expires_at)
-            .await;
+        cli_login::approve(&state.db, &form.code, user.id, chosen.cache, !chosen.read_only, chosen.expires_at).await;
     match approved {
         Ok(Some(client_name)) => message(
             &state,

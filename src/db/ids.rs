@@ -1,7 +1,7 @@
-//! Typed row ids for functions that take more than one: `grant(cache, user, level)` cannot
-//! be called with the two swapped. Rows keep plain `i64` ids for now and are wrapped where
-//! they are passed on; the ids are diesel values (read from and compared with `BIGINT`
-//! columns on both backends), ready for the models to hold them.
+//! Typed row ids: `grant(cache, user, level)` cannot be called with the two swapped. They
+//! are diesel values (read from and compared with `BIGINT` columns on both backends), so the
+//! models hold them: users, groups and tokens do; caches still carry a plain `i64`, wrapped
+//! in `CacheId` where it is passed on.
 
 macro_rules! row_id {
     ($($(#[$doc:meta])* $name:ident),+ $(,)?) => {

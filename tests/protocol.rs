@@ -203,7 +203,8 @@ fn a_data_directory_the_server_cannot_write_says_whose_it_is() {
     let mut cmd = std::process::Command::new(support::binary("hibernation-server"));
     // Root writes anywhere: as root, run it as nobody (uid 65534), as a container's user would.
     // SAFETY: geteuid(2) cannot fail and touches no memory.
-    let as_root = unsafe { libc::geteuid() } == 0;
+    let me = unsafe { libc::geteuid() };
+    let as_root = me == 0;
     // A copy of the binary where that user can reach it (the checkout may not be).
     let bin = tempfile::tempdir().unwrap();
     std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -213,7 +214,7 @@ fn a_data_directory_the_server_cannot_write_says_whose_it_is() {
         cmd = std::process::Command::new("setpriv");
         cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(&server);
     }
-    let uid = if as_root { 65534 } else { unsafe { libc::geteuid() } };
+    let uid = if as_root { 65534 } else { me };
     let out = cmd
         .env_clear()
         .env("PORT", support::free_port().to_string())

@@ -65,6 +65,12 @@ fn expiry_in_days(days: &str) -> Result<Option<NaiveDateTime>, &'static str> {
 }
 
 /// A token name as forms give it: trimmed, 1 to 100 characters.
+/// A token write that broke the unique (owner, name) index: the owner has a token of that
+/// name already.
+fn token_write_error(e: DbError) -> TokenError {
+    if is_unique_violation(&e) { TokenError::NameTaken } else { e.into() }
+}
+
 fn token_name(name: &str) -> Result<String, TokenError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
@@ -150,11 +156,7 @@ pub async fn create(db: &Db, user: &User, name: &str, choice: TokenChoice) -> Re
             issue_token(c, owner, &name, chosen.expires_at, &scope).map(Ok)
         })
         .await;
-    match created {
-        Ok(result) => result,
-        Err(e) if is_unique_violation(&e) => Err(TokenError::NameTaken),
-        Err(e) => Err(e.into()),
-    }
+    created.unwrap_or_else(|e| Err(token_write_error(e)))
 }
 
 /// A token issued on the host (`admin create-token`) for the user whose login is `login`:
@@ -186,11 +188,7 @@ pub async fn issue_on_host(
             issue_token(c, user.id, &name, expires_at, &scope).map(Ok)
         })
         .await;
-    match issued {
-        Ok(result) => result,
-        Err(e) if is_unique_violation(&e) => Err(TokenError::NameTaken),
-        Err(e) => Err(e.into()),
-    }
+    issued.unwrap_or_else(|e| Err(token_write_error(e)))
 }
 
 /// Revokes the token named `name` of the user whose login is `login` (the admin CLI); it
@@ -228,11 +226,7 @@ pub async fn revoke(db: &Db, hot: &HotCache, owner: UserId, token: TokenId) -> R
 pub async fn edit(db: &Db, owner: UserId, token: TokenId, name: &str, days: &str) -> Result<bool, TokenError> {
     let name = token_name(name)?;
     let expires_at = expiry_in_days(days).map_err(TokenError::Invalid)?;
-    match db.write(move |c| users::edit_token(c, owner, token, &name, expires_at)).await {
-        Ok(edited) => Ok(edited),
-        Err(e) if is_unique_violation(&e) => Err(TokenError::NameTaken),
-        Err(e) => Err(e.into()),
-    }
+    db.write(move |c| users::edit_token(c, owner, token, &name, expires_at)).await.map_err(token_write_error)
 }
 
 /// A new secret for one of `owner`'s working tokens, with the same name, scope and expiry:
